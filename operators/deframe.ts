@@ -1,0 +1,57 @@
+import { Observable, type OperatorFunction } from 'rxjs';
+import { FrameDecoder } from './wire/decoder.js';
+import { FrameType } from './wire/frames.js';
+import type { DropCounts, Inbound } from './types.js';
+
+/** Options of deframe. */
+export interface DeframeOptions {
+  /** Largest accepted frame body; a longer announced length ends the stream with FrameError. */
+  readonly maxBody: number;
+  /** Called with counts of frames the decoder skipped (zero-length bodies), when there are any. */
+  readonly onDrops?: (drops: DropCounts) => void;
+}
+
+/**
+ * Decodes a byte stream into Inbound items, in order: consecutive DATA frames become one `data`
+ * item (payload views, no copies), every other frame a `control` item. Completes with the source;
+ * errors with FrameError on an oversize length (nothing of that size is allocated).
+ *
+ *   chunks: -a----b-c--|     a = DATA p1 + KEEPALIVE + DATA p2, b+c = halves of DATA p3
+ *   items:  -(xyz)----w|     x = data[p1], y = control(0x02), z = data[p2], w = data[p3]
+ */
+export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, Inbound> {
+  return (source) =>
+    new Observable<Inbound>((subscriber) => {
+      const decoder = new FrameDecoder(options.maxBody);
+      return source.subscribe({
+        next(chunk) {
+          let frames;
+          try {
+            frames = decoder.push(chunk);
+          } catch (err) {
+            subscriber.error(err);
+            return;
+          }
+          if (decoder.emptyFrames > 0) {
+            options.onDrops?.({ 'empty-frame': decoder.emptyFrames });
+            decoder.emptyFrames = 0;
+          }
+          let data: Uint8Array[] | undefined;
+          for (const f of frames) {
+            if (f.type === FrameType.Data) {
+              (data ??= []).push(f.payload);
+              continue;
+            }
+            if (data !== undefined) {
+              subscriber.next({ kind: 'data', packets: data });
+              data = undefined;
+            }
+            subscriber.next({ kind: 'control', type: f.type, payload: f.payload });
+          }
+          if (data !== undefined) subscriber.next({ kind: 'data', packets: data });
+        },
+        error: (err) => subscriber.error(err),
+        complete: () => subscriber.complete(),
+      });
+    });
+}

@@ -1,0 +1,37 @@
+import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
+import { FrameType } from './wire/frames.js';
+import { ipv4Source, isIpv4 } from './wire/ipv4.js';
+import type { Inbound } from './types.js';
+
+/**
+ * Source-address learning for peers that send no HELLO (2.x clients). Passes every item through;
+ * if a `data` item arrives before any HELLO control frame, it first emits `{kind:'learned'}` with
+ * the source address of that item's first IPv4 packet. Learns at most once; after a HELLO it never
+ * learns.
+ *
+ *   in:  -d1--d2-|      d1 = data from 10.0.0.2
+ *   out: -(ld1)-d2-|    l = learned 10.0.0.2
+ */
+export function learnSource(): MonoTypeOperatorFunction<Inbound> {
+  return (source) =>
+    new Observable<Inbound>((subscriber) => {
+      let done = false;
+      return source.subscribe({
+        next(item) {
+          if (!done) {
+            if (item.kind === 'control' && item.type === FrameType.Hello) done = true;
+            else if (item.kind === 'data') {
+              const first = item.packets.find(isIpv4);
+              if (first !== undefined) {
+                done = true;
+                subscriber.next({ kind: 'learned', address: ipv4Source(first) });
+              }
+            }
+          }
+          subscriber.next(item);
+        },
+        error: (e) => subscriber.error(e),
+        complete: () => subscriber.complete(),
+      });
+    });
+}

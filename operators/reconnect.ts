@@ -1,0 +1,77 @@
+import { Observable, asyncScheduler, type MonoTypeOperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+
+/** What a retry announcement carries. */
+export interface RetryInfo {
+  /** Consecutive failed attempts so far (1 for the first retry). */
+  readonly attempt: number;
+  /** How long until the next attempt. */
+  readonly delayMs: number;
+  /** The error that ended the attempt, or undefined when it completed. */
+  readonly cause: unknown;
+}
+
+/** Options of reconnect. */
+export interface ReconnectOptions<T> {
+  /** Delay after the first failure. */
+  readonly initialMs: number;
+  /** The delay doubles per consecutive failure up to this bound. */
+  readonly maxMs: number;
+  /** Turns a retry into a value of the stream (announced before waiting). */
+  readonly retrying: (info: RetryInfo) => T;
+  /** Values for which this returns true mean the attempt succeeded: the backoff starts over. */
+  readonly isProgress?: (value: T) => boolean;
+  /** Errors for which this returns true are not retried: the output errors with them. */
+  readonly isFatal?: (err: unknown) => boolean;
+  /** A number in [0, 1) for jitter; Math.random by default. */
+  readonly random?: () => number;
+  readonly scheduler?: SchedulerLike;
+}
+
+/**
+ * Resubscribes to the source forever, whenever an attempt errors (unless fatal) or completes. Before
+ * each wait it emits `retrying(info)`. The wait is `min(maxMs, initialMs * 2^(failures-1))` scaled by
+ * a jitter factor in [0.5, 1); a progress value resets the failure count. Never completes by itself.
+ *
+ *   attempts: -a#  (2s)  -#  (4s)  -a-p-#  (2s) ...   (initial 2, max 8, no jitter; p = progress)
+ *   out:      -ar--------r-----------a-p-r ...        r = retrying
+ */
+export function reconnect<T>(options: ReconnectOptions<T>): MonoTypeOperatorFunction<T> {
+  const { initialMs, maxMs, retrying, isProgress, isFatal } = options;
+  const random = options.random ?? Math.random;
+  const scheduler = options.scheduler ?? asyncScheduler;
+  return (source) =>
+    new Observable<T>((subscriber) => {
+      let failures = 0;
+      let inner: Subscription | undefined;
+      let timer: Subscription | undefined;
+      let closed = false;
+      const retry = (cause: unknown): void => {
+        if (closed) return;
+        failures++;
+        const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
+        const delayMs = Math.round(base * (0.5 + 0.5 * random()));
+        subscriber.next(retrying({ attempt: failures, delayMs, cause }));
+        timer = scheduler.schedule(attempt, delayMs);
+      };
+      const attempt = (): void => {
+        timer = undefined;
+        inner = source.subscribe({
+          next(v) {
+            if (isProgress?.(v)) failures = 0;
+            subscriber.next(v);
+          },
+          error(e) {
+            if (isFatal?.(e)) subscriber.error(e);
+            else retry(e);
+          },
+          complete: () => retry(undefined),
+        });
+      };
+      attempt();
+      return () => {
+        closed = true;
+        inner?.unsubscribe();
+        timer?.unsubscribe();
+      };
+    });
+}

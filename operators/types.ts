@@ -1,0 +1,52 @@
+// Value types that flow between operators.
+import type { PacketBatch } from '../pipelines/ports.js';
+
+/** Why a packet or frame was not delivered. Every drop is counted under one of these. */
+export type DropReason =
+  | 'no-route' // destination is in the tunnel subnet but no member has it
+  | 'isolation' // client-to-client traffic while client isolation is on
+  | 'queue-full' // a bounded queue was full
+  | 'not-ipv4' // not an IPv4 packet, or shorter than an IPv4 header
+  | 'oversize' // larger than the peer can receive
+  | 'unregistered' // DATA from a connection that is not a member (refused or still unknown)
+  | 'not-connected' // client: no session to the hub at the moment
+  | 'broadcast' // subnet broadcast, which the hub does not replicate
+  | 'unknown-type' // a frame type this side does not know (ignored, as 2.x does)
+  | 'empty-frame' // a zero-length frame body (ignored, as 2.x does)
+  | 'unexpected-control' // a control frame that makes no sense in this direction or state
+  | 'tun-write-error'; // the TUN device refused a packet
+
+/** Drop counts by reason. */
+export type DropCounts = Partial<Record<DropReason, number>>;
+
+/** Adds `n` drops of `reason` to `counts` (created when absent) and returns it. */
+export function addDrop(counts: DropCounts | undefined, reason: DropReason, n = 1): DropCounts {
+  const c = counts ?? {};
+  c[reason] = (c[reason] ?? 0) + n;
+  return c;
+}
+
+/** What a session reads from its peer, in arrival order. */
+export type Inbound =
+  /** Consecutive DATA frames' packets. Views into received chunks: they stay valid. */
+  | { readonly kind: 'data'; readonly packets: Uint8Array[] }
+  /** Any other non-empty frame. */
+  | { readonly kind: 'control'; readonly type: number; readonly payload: Uint8Array }
+  /** Added by learnSource: the peer's address, taken from its first IPv4 packet (2.x peers send no HELLO). */
+  | { readonly kind: 'learned'; readonly address: number }
+  /** Added by keepalive: time to send a KEEPALIVE. */
+  | { readonly kind: 'tick' };
+
+/** Packets bound for one target. */
+export interface Routed<T> {
+  readonly target: T;
+  readonly packets: Uint8Array[];
+}
+
+/** A batch split by target, with what could not be routed. */
+export interface RoutedBatch<T> {
+  readonly routes: Routed<T>[];
+  drops: DropCounts | undefined;
+}
+
+export type { PacketBatch };

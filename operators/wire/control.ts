@@ -1,0 +1,96 @@
+// Control messages of this project (HELLO, WELCOME, REJECT): UTF-8 JSON bodies in frame types that a
+// 2.x peer ignores. Decoded once with io-ts into typed values.
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/lib/Either.js';
+import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
+
+/** The protocol version this implementation speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Every reason a hub gives for refusing a client. */
+export const REJECT_REASONS = [
+  'max-clients',
+  'single-client',
+  'ip-conflict',
+  'outside-subnet',
+  'hub-address',
+  'bad-hello',
+  'unsupported-version',
+  'shutting-down',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/** Reasons a client cannot fix by waiting: retrying with the same settings cannot succeed. */
+export const FATAL_REJECT_REASONS: ReadonlySet<RejectReason> = new Set<RejectReason>([
+  'outside-subnet',
+  'hub-address',
+  'bad-hello',
+  'unsupported-version',
+]);
+
+const Int = t.refinement(t.number, (n) => Number.isInteger(n), 'integer');
+const Ipv4Text = t.refinement(t.string, (s) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s), 'IPv4 address');
+const Prefix = t.refinement(Int, (n) => n >= 0 && n <= 32, 'prefix length');
+const Reason = t.keyof(Object.fromEntries(REJECT_REASONS.map((r) => [r, null])) as Record<RejectReason, null>);
+
+/** A client's HELLO: sent first on every connection. */
+export const HelloCodec = t.intersection([
+  t.type({ version: Int }),
+  t.partial({ address: Ipv4Text, prefix: Prefix, mtu: Int, caps: t.array(t.string) }),
+]);
+export type Hello = t.TypeOf<typeof HelloCodec>;
+
+/** The hub's WELCOME: the client is a member with this address. */
+export const WelcomeCodec = t.intersection([
+  t.type({ version: Int, address: Ipv4Text, prefix: Prefix, hub: Ipv4Text }),
+  t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string) }),
+]);
+export type Welcome = t.TypeOf<typeof WelcomeCodec>;
+
+/** The hub's REJECT: the connection closes after it. */
+export const RejectCodec = t.intersection([
+  t.type({ version: Int, reason: Reason }),
+  t.partial({ message: t.string }),
+]);
+export type Reject = t.TypeOf<typeof RejectCodec>;
+
+/** A control body that could not be decoded. */
+export class ControlDecodeError extends Error {
+  override readonly name = 'ControlDecodeError';
+  constructor(
+    readonly frameType: number,
+    readonly detail: string,
+  ) {
+    super(`bad control message 0x${frameType.toString(16)}: ${detail}`);
+  }
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+/** Decodes a control payload with `codec`; returns the value or a ControlDecodeError (never throws). */
+export function decodeControl<A>(frameType: number, codec: t.Decoder<unknown, A>, payload: Uint8Array): A | ControlDecodeError {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(payload));
+  } catch {
+    return new ControlDecodeError(frameType, 'not UTF-8 JSON');
+  }
+  const result = codec.decode(json);
+  if (isLeft(result)) {
+    const first = result.left[0];
+    const path = first ? first.context.map((c) => c.key).filter((k) => k !== '' && !/^\d+$/.test(k)).join('.') : '';
+    return new ControlDecodeError(frameType, `${path || 'message'}: expected ${first?.context.at(-1)?.type.name ?? 'a valid value'}`);
+  }
+  return result.right;
+}
+
+/** Encodes a control message as one frame. Throws RangeError if it would not fit a 2.x body. */
+export function encodeControl(type: typeof FrameType.Hello, msg: Hello): Buffer;
+export function encodeControl(type: typeof FrameType.Welcome, msg: Welcome): Buffer;
+export function encodeControl(type: typeof FrameType.Reject, msg: Reject): Buffer;
+export function encodeControl(type: number, msg: Hello | Welcome | Reject): Buffer {
+  const body = encoder.encode(JSON.stringify(msg));
+  if (body.length + 1 > MAX_BODY_COMPAT) throw new RangeError(`control message of ${body.length} bytes is too long`);
+  return encodeFrame(type, body);
+}

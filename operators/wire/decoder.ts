@@ -1,0 +1,110 @@
+// A bounded, synchronous frame decoder: push(chunk) returns the frames completed by that chunk.
+import { HEADER_BYTES, type Frame } from './frames.js';
+
+/** Why a byte stream was refused. Thrown by FrameDecoder.push; the session ends with this reason. */
+export class FrameError extends Error {
+  override readonly name = 'FrameError';
+  constructor(
+    /** Machine-readable reason. */
+    readonly reason: 'oversize',
+    /** The length the peer claimed. */
+    readonly length: number,
+    /** The limit in force. */
+    readonly limit: number,
+  ) {
+    super(`frame body of ${length} bytes exceeds the limit of ${limit}`);
+  }
+}
+
+/**
+ * Turns a byte stream into frames. Payloads are views into the pushed chunks when a frame lies
+ * within one chunk, and into a buffer of exactly the announced size (never more than `maxBody`)
+ * when it spans chunks. A length above `maxBody` throws FrameError before anything is allocated.
+ * Zero-length bodies (which 2.x ignores) are skipped and counted in `emptyFrames`.
+ */
+export class FrameDecoder {
+  /** Zero-length bodies seen so far. */
+  emptyFrames = 0;
+  private readonly header = new Uint8Array(HEADER_BYTES);
+  private headerHave = 0;
+  private body: Uint8Array | undefined;
+  private bodyHave = 0;
+
+  constructor(readonly maxBody: number) {}
+
+  /** Bytes of an unfinished frame held between chunks (at most HEADER_BYTES + maxBody). */
+  get pending(): number {
+    return this.body ? this.bodyHave + HEADER_BYTES : this.headerHave;
+  }
+
+  /** Decodes `chunk`; returns the frames it completes, in order. Throws FrameError on an oversize length. */
+  push(chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = [];
+    let at = 0;
+    const end = chunk.length;
+    if (this.body !== undefined || this.headerHave > 0) at = this.resume(chunk, frames);
+    while (at < end) {
+      if (end - at < HEADER_BYTES) {
+        this.header.set(chunk.subarray(at, end), 0);
+        this.headerHave = end - at;
+        return frames;
+      }
+      const len = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+      at += HEADER_BYTES;
+      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody);
+      if (len === 0) {
+        this.emptyFrames++;
+        continue;
+      }
+      if (end - at >= len) {
+        frames.push({ type: chunk[at]!, payload: chunk.subarray(at + 1, at + len) });
+        at += len;
+      } else {
+        this.body = new Uint8Array(len);
+        this.body.set(chunk.subarray(at, end), 0);
+        this.bodyHave = end - at;
+        return frames;
+      }
+    }
+    return frames;
+  }
+
+  // Completes a header and/or body carried over from earlier chunks; returns where parsing goes on.
+  private resume(chunk: Uint8Array, frames: Frame[]): number {
+    let at = 0;
+    if (this.body === undefined) {
+      const need = HEADER_BYTES - this.headerHave;
+      const take = Math.min(need, chunk.length);
+      this.header.set(chunk.subarray(0, take), this.headerHave);
+      this.headerHave += take;
+      at = take;
+      if (this.headerHave < HEADER_BYTES) return at;
+      const h = this.header;
+      const len = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
+      this.headerHave = 0;
+      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody);
+      if (len === 0) {
+        this.emptyFrames++;
+        return at;
+      }
+      const rest = chunk.length - at;
+      if (rest >= len) {
+        frames.push({ type: chunk[at]!, payload: chunk.subarray(at + 1, at + len) });
+        return at + len;
+      }
+      this.body = new Uint8Array(len);
+      this.bodyHave = 0;
+    }
+    const body = this.body;
+    const take = Math.min(body.length - this.bodyHave, chunk.length - at);
+    body.set(chunk.subarray(at, at + take), this.bodyHave);
+    this.bodyHave += take;
+    at += take;
+    if (this.bodyHave === body.length) {
+      frames.push({ type: body[0]!, payload: body.subarray(1) });
+      this.body = undefined;
+      this.bodyHave = 0;
+    }
+    return at;
+  }
+}

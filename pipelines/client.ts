@@ -1,0 +1,205 @@
+// The client: keeps one session to the hub alive (reconnecting forever with backoff) and forwards
+// packets between the local TUN device and that session.
+import {
+  Observable,
+  Subject,
+  asyncScheduler,
+  catchError,
+  concat,
+  concatWith,
+  defer,
+  finalize,
+  map,
+  merge,
+  mergeMap,
+  of,
+  switchMap,
+  throwError,
+  type SchedulerLike,
+} from 'rxjs';
+import { boundedQueue } from '../operators/boundedQueue.js';
+import { reconnect } from '../operators/reconnect.js';
+import type { DropCounts, Inbound, PacketBatch } from '../operators/types.js';
+import { addDrop } from '../operators/types.js';
+import {
+  ControlDecodeError,
+  FATAL_REJECT_REASONS,
+  PROTOCOL_VERSION,
+  RejectCodec,
+  WelcomeCodec,
+  decodeControl,
+  encodeControl,
+} from '../operators/wire/control.js';
+import { FrameType } from '../operators/wire/frames.js';
+import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
+import { RejectedError, SessionEnd, endReason, type ClientEvent } from './events.js';
+import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
+import { frameSink, inboundItems, sendKeepalive } from './session.js';
+import type { ClientSettings } from './settings.js';
+
+/** What a client is built from. */
+export interface ClientPorts {
+  readonly tun: TunPort;
+  readonly dialer: DialerPort;
+  /** Time source for keepalives, idle detection and backoff; asyncScheduler by default. */
+  readonly scheduler?: SchedulerLike;
+  /** Jitter source in [0, 1); Math.random by default. */
+  readonly random?: () => number;
+}
+
+/**
+ * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
+ * that ends (closed, reset, idle, refused for a reason that may pass) is followed by a new attempt
+ * after a jittered exponential backoff (settings.backoff). The output reports connecting,
+ * connected, welcomed/established, rejected, disconnected, retrying and drops events. It errors only
+ * when the hub refuses for a reason retrying cannot fix (RejectedError with a fatal reason) or the
+ * TUN device fails. Unsubscribing closes the session and stops reading the TUN device.
+ */
+export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Observable<ClientEvent> {
+  return defer(() => {
+    const scheduler = ports.scheduler ?? asyncScheduler;
+    const { host, port } = settings.remote;
+    const remoteText = `${host}:${port}`;
+    /** The live session's outbound packets, when there is one. */
+    let current: Subject<PacketBatch> | undefined;
+
+    const toTun = new Subject<PacketBatch>();
+    const tunWrites$ = toTun.pipe(
+      boundedQueue({ limit: settings.recvQueueSize, sink: ports.tun.sink }),
+      map((n) => dropsEvent('tun', { 'queue-full': n })),
+    );
+    const tunReads$ = ports.tun.packets$.pipe(
+      mergeMap((batch): ClientEvent[] => {
+        if (current !== undefined) {
+          current.next(batch);
+          return [];
+        }
+        return [dropsEvent('tun', { 'not-connected': batch.length })];
+      }),
+    );
+
+    const session = (conn: ConnectionPort): Observable<ClientEvent> =>
+      defer(() => {
+        const outbound = new Subject<PacketBatch>();
+        const drops$ = new Subject<ClientEvent>();
+        let heard = false;
+        current = outbound;
+
+        conn.write(
+          encodeControl(FrameType.Hello, {
+            version: PROTOCOL_VERSION,
+            address: formatIpv4(settings.tunnel.address),
+            prefix: settings.tunnel.prefix,
+            mtu: settings.mtu,
+            caps: [],
+          }),
+        );
+
+        /** The first DATA or KEEPALIVE from a hub that sent no WELCOME means the session works (2.x hub). */
+        const established = (): ClientEvent[] => {
+          if (heard) return [];
+          heard = true;
+          return [{ type: 'established', remote: conn.remote }];
+        };
+
+        const onItem = (item: Inbound): ClientEvent[] => {
+          switch (item.kind) {
+            case 'data': {
+              let drops: DropCounts | undefined;
+              let packets = item.packets;
+              if (!packets.every(isIpv4)) {
+                const ok = packets.filter(isIpv4);
+                drops = addDrop(drops, 'not-ipv4', packets.length - ok.length);
+                packets = ok;
+              }
+              if (packets.length > 0) toTun.next(packets);
+              const out = established();
+              if (drops !== undefined) out.push(dropsEvent(formatIpv4(settings.tunnel.address), drops));
+              return out;
+            }
+            case 'tick':
+              sendKeepalive(conn);
+              return [];
+            case 'learned':
+              return [];
+            case 'control':
+              switch (item.type) {
+                case FrameType.Keepalive:
+                  return established();
+                case FrameType.Welcome: {
+                  const w = decodeControl(FrameType.Welcome, WelcomeCodec, item.payload);
+                  if (w instanceof ControlDecodeError) return [dropsEvent('hub', { 'unexpected-control': 1 })];
+                  heard = true;
+                  return [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub }];
+                }
+                case FrameType.Reject: {
+                  const r = decodeControl(FrameType.Reject, RejectCodec, item.payload);
+                  if (r instanceof ControlDecodeError) throw new SessionEnd('closed', `the hub sent an unreadable REJECT (${r.detail})`);
+                  throw new RejectedError(r.reason, r.message ?? '');
+                }
+                case FrameType.Hello:
+                  return [dropsEvent('hub', { 'unexpected-control': 1 })];
+                default:
+                  return [dropsEvent('hub', { 'unknown-type': 1 })];
+              }
+          }
+        };
+
+        const inbound$ = inboundItems(conn, settings, { onDrops: (d) => drops$.next(dropsEvent('hub', d)), onChunk: () => undefined }, scheduler).pipe(
+          mergeMap(onItem),
+          concatWith(throwError(() => new SessionEnd('closed', 'the hub closed the connection'))),
+        );
+        const sendDrops$ = outbound.pipe(
+          boundedQueue({ limit: settings.sendQueueSize, sink: frameSink(conn) }),
+          map((n) => dropsEvent('hub', { 'queue-full': n })),
+        );
+
+        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), inbound$, sendDrops$, drops$).pipe(
+          catchError((err: unknown) => {
+            const { reason, detail } = endReason(err);
+            const out: ClientEvent[] = [];
+            if (err instanceof RejectedError) out.push({ type: 'rejected', reason: err.reason, message: err.detail });
+            out.push({ type: 'disconnected', remote: conn.remote, reason, detail });
+            // A fatal refusal ends the client: pass the error on after reporting it.
+            const tail = err instanceof RejectedError && FATAL_REJECT_REASONS.has(err.reason) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
+            return concat(of(...out), tail);
+          }),
+          finalize(() => {
+            if (current === outbound) current = undefined;
+            outbound.complete();
+            conn.close();
+          }),
+        );
+      });
+
+    const sessions$ = defer(() =>
+      concat(
+        of<ClientEvent>({ type: 'connecting', remote: remoteText }),
+        ports.dialer.dial(host, port).pipe(switchMap(session)),
+      ),
+    ).pipe(
+      reconnect<ClientEvent>({
+        initialMs: settings.backoff.initialMs,
+        maxMs: settings.backoff.maxMs,
+        scheduler,
+        random: ports.random,
+        isProgress: (e) => e.type === 'welcomed' || e.type === 'established',
+        isFatal: (e) => e instanceof RejectedError && FATAL_REJECT_REASONS.has(e.reason),
+        retrying: ({ attempt, delayMs, cause }) => ({ type: 'retrying', attempt, delayMs, cause: describeCause(cause) }),
+      }),
+    );
+
+    return merge(sessions$, tunReads$, tunWrites$);
+  });
+}
+
+function describeCause(cause: unknown): string {
+  if (cause === undefined) return 'the attempt ended';
+  if (cause instanceof SessionEnd) return cause.reason;
+  return endReason(cause).detail;
+}
+
+function dropsEvent(who: string, drops: DropCounts): ClientEvent {
+  return { type: 'drops', who, drops };
+}
+

@@ -1,0 +1,105 @@
+// What the pipelines report. Log lines, status and metrics are all derived from these events.
+import type { DropCounts } from '../operators/types.js';
+import type { RejectReason } from '../operators/wire/control.js';
+import { IdleError } from '../operators/detectIdle.js';
+import { FrameError } from '../operators/wire/decoder.js';
+
+/** Why a session ended. */
+export type SessionEndReason =
+  | 'closed' // the peer ended the connection
+  | 'reset' // the connection failed (reset, timed out, ...)
+  | 'idle' // the peer was silent for `timeout`
+  | 'frame-error' // the peer broke the framing (oversize length)
+  | 'rejected' // refused by the hub (see the rejected event)
+  | 'replaced'; // a newcomer took over this member's silent address
+
+/** Ends a session on purpose, with a reason; the session's stream turns it into a `left` event. */
+export class SessionEnd extends Error {
+  override readonly name = 'SessionEnd';
+  constructor(
+    readonly reason: SessionEndReason,
+    readonly detail: string,
+  ) {
+    super(`${reason}: ${detail}`);
+  }
+}
+
+/** A hub's refusal, as the client sees it. Fatal reasons stop the client. */
+export class RejectedError extends Error {
+  override readonly name = 'RejectedError';
+  constructor(
+    readonly reason: RejectReason,
+    readonly detail: string,
+  ) {
+    super(`refused by the hub (${reason}): ${detail}`);
+  }
+}
+
+/** Maps whatever ended a session to a reason and a human detail. */
+export function endReason(err: unknown): { reason: SessionEndReason; detail: string } {
+  if (err instanceof SessionEnd) return { reason: err.reason, detail: err.detail };
+  if (err instanceof RejectedError) return { reason: 'rejected', detail: `${err.reason}: ${err.detail}` };
+  if (err instanceof IdleError) return { reason: 'idle', detail: err.message };
+  if (err instanceof FrameError) return { reason: 'frame-error', detail: err.message };
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return { reason: 'reset', detail: typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message };
+}
+
+/** Drops counted at one place: a member (by address, or by endpoint before it has one), the hub's TUN, ... */
+export interface DropsEvent {
+  readonly type: 'drops';
+  /** Who the drops are attributed to: a member's address, `remote` endpoint, or 'tun'/'hub'. */
+  readonly who: string;
+  readonly drops: DropCounts;
+}
+
+/** Events of the server (hub) pipeline. */
+export type ServerEvent =
+  | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
+  | { readonly type: 'connected'; readonly id: number; readonly remote: string }
+  | {
+      readonly type: 'joined';
+      readonly id: number;
+      readonly remote: string;
+      readonly address: string;
+      /** 'hello' for this project's clients, 'data' when learned from a 2.x client's first packet. */
+      readonly via: 'hello' | 'data';
+      readonly members: number;
+    }
+  | {
+      readonly type: 'rejected';
+      readonly id: number;
+      readonly remote: string;
+      readonly address: string | undefined;
+      readonly reason: RejectReason;
+      readonly message: string;
+    }
+  | {
+      readonly type: 'left';
+      readonly id: number;
+      readonly remote: string;
+      /** The member's address, or undefined when the connection never became a member. */
+      readonly address: string | undefined;
+      readonly reason: SessionEndReason;
+      readonly detail: string;
+      readonly members: number;
+    }
+  | DropsEvent;
+
+/** Events of the client pipeline. */
+export type ClientEvent =
+  | { readonly type: 'connecting'; readonly remote: string }
+  | { readonly type: 'connected'; readonly id: number; readonly remote: string }
+  | {
+      readonly type: 'welcomed';
+      readonly address: string;
+      readonly prefix: number;
+      readonly hub: string;
+    }
+  /** First frame from a hub that sent no WELCOME (a 2.x hub): the session works. */
+  | { readonly type: 'established'; readonly remote: string }
+  | { readonly type: 'rejected'; readonly reason: RejectReason; readonly message: string }
+  | { readonly type: 'disconnected'; readonly remote: string; readonly reason: SessionEndReason; readonly detail: string }
+  | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
+  | DropsEvent;

@@ -1,0 +1,72 @@
+// The ports a pipeline is built from. Drivers in src/ implement them over Node objects; tests implement
+// them with Subjects. Nothing here performs I/O.
+import type { Observable } from 'rxjs';
+
+/**
+ * A batch of raw IPv4 packets (no packet-information header). Elements may be views into a buffer
+ * that the producer reuses: they are valid only during the synchronous emission that carries them.
+ * A consumer that keeps a packet past that emission copies it.
+ */
+export type PacketBatch = readonly Uint8Array[];
+
+/**
+ * A packet sink with explicit backpressure. `write` accepts a prefix of `packets` and returns its
+ * length: all of them while the sink has room, fewer (possibly 0) once it is full. After a short
+ * write, `ready$` emits when the sink accepts packets again. A sink never keeps a reference to a
+ * packet it did not accept, and copies (or fully consumes) the ones it did accept before returning.
+ */
+export interface PacketSink {
+  write(packets: PacketBatch): number;
+  readonly ready$: Observable<void>;
+}
+
+/** The local TUN device, seen as a stream of read batches plus a packet sink. */
+export interface TunPort {
+  /** The kernel's name of the device (for log lines). */
+  readonly name: string;
+  /** The device MTU in bytes. */
+  readonly mtu: number;
+  /** Batches read from the device. Subscribing starts reading; unsubscribing stops. Never completes
+   * on its own; errors when the device fails. */
+  readonly packets$: Observable<PacketBatch>;
+  /** Writes packets to the device (EAGAIN is a short write). */
+  readonly sink: PacketSink;
+}
+
+/** One byte-stream connection (TCP or TLS), already established. */
+export interface ConnectionPort {
+  /** Unique per driver instance, for log lines and maps. */
+  readonly id: number;
+  /** The peer's endpoint as `ip:port`. */
+  readonly remote: string;
+  /** Chunks as they arrive. Subscribe once. Completes when the peer ends the stream, errors on a
+   * socket error. Unsubscribing destroys the connection. */
+  readonly data$: Observable<Uint8Array>;
+  /** Queues bytes for sending; the connection keeps (does not copy) `chunk`. Returns false when the
+   * connection's buffer is above its high-water mark (see `needsDrain` and `drain$`). */
+  write(chunk: Uint8Array): boolean;
+  /** True while the send buffer is above its high-water mark. */
+  readonly needsDrain: boolean;
+  /** Emits each time the send buffer has drained below its high-water mark. */
+  readonly drain$: Observable<void>;
+  /** Flushes what is queued, then ends the stream; destroys it if that takes longer than a bound. */
+  close(): void;
+}
+
+/** What a listener reports. */
+export type ListenerEvent =
+  | { readonly type: 'listening'; readonly address: string }
+  | { readonly type: 'connection'; readonly connection: ConnectionPort };
+
+/** A listening socket. Subscribing binds and listens; unsubscribing closes it and every connection
+ * it produced that is still open. Errors when binding fails (for example EADDRINUSE). */
+export interface ListenerPort {
+  readonly events$: Observable<ListenerEvent>;
+}
+
+/** Opens client connections. */
+export interface DialerPort {
+  /** Resolves `host` afresh and connects. Emits one connection, then completes; errors on failure
+   * (including a bounded connect timeout). Unsubscribing before it emits aborts the attempt. */
+  dial(host: string, port: number): Observable<ConnectionPort>;
+}

@@ -1,0 +1,305 @@
+// The hub: accepts connections as sessions, keeps the route table of members, forwards packets
+// member→member (unless isolated), member→hub TUN, hub TUN→member.
+import {
+  Observable,
+  Subject,
+  asyncScheduler,
+  catchError,
+  concatWith,
+  connect,
+  defer,
+  filter,
+  finalize,
+  map,
+  merge,
+  mergeMap,
+  of,
+  tap,
+  throwError,
+  type SchedulerLike,
+} from 'rxjs';
+import { boundedQueue } from '../operators/boundedQueue.js';
+import { isolate } from '../operators/isolate.js';
+import { learnSource } from '../operators/learnSource.js';
+import { route, type RouteDecision } from '../operators/route.js';
+import type { DropCounts, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
+import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
+import { FrameType } from '../operators/wire/frames.js';
+import { formatIpv4, inSubnet, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+import { SessionEnd, endReason, type ServerEvent } from './events.js';
+import type { ConnectionPort, ListenerPort, TunPort } from './ports.js';
+import { frameSink, inboundItems, sendKeepalive } from './session.js';
+import type { ServerSettings } from './settings.js';
+
+/** What the hub is built from. */
+export interface ServerPorts {
+  readonly tun: TunPort;
+  readonly listener: ListenerPort;
+  /** Time source for keepalives and idle detection; asyncScheduler by default. */
+  readonly scheduler?: SchedulerLike;
+}
+
+/** A registered client: the route table maps its tunnel address to this. */
+interface Member {
+  readonly id: number;
+  readonly remote: string;
+  readonly address: number;
+  readonly addressText: string;
+  /** Packets bound for this member (into its bounded send queue). */
+  readonly outbound: Subject<PacketBatch>;
+  /** scheduler.now() of the last chunk received. */
+  lastSeen: number;
+  /** Ends the member's session with a reason. */
+  readonly end: (err: SessionEnd) => void;
+}
+
+/** The hub's own TUN device as a routing target. */
+const HUB = Object.freeze({ hub: true });
+type Target = Member | typeof HUB;
+
+/** Refusal: written to the peer as REJECT, then the session ends. */
+class Refusal extends Error {
+  override readonly name = 'Refusal';
+  constructor(
+    readonly reason: RejectReason,
+    readonly detail: string,
+    readonly address: string | undefined,
+  ) {
+    super(detail);
+  }
+}
+
+/**
+ * The hub pipeline. Subscribing opens the listener and starts forwarding; the output reports
+ * listening, connected, joined, rejected, left and drops events. Per-client failures end only that
+ * client's session (as a `left` event); the output errors only when the listener or the TUN device
+ * fails. Unsubscribing closes every session and the listener and stops reading the TUN device.
+ */
+export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Observable<ServerEvent> {
+  return defer(() => {
+    const scheduler = ports.scheduler ?? asyncScheduler;
+    const hubAddress = settings.tunnel.address;
+    const prefix = settings.tunnel.prefix;
+    const broadcast = subnetBroadcast(hubAddress, prefix);
+    const network = (hubAddress & prefixMask(prefix)) >>> 0;
+    /** The route table: tunnel address → member. */
+    const members = new Map<number, Member>();
+    const isPeer = (t: Target): boolean => t !== HUB;
+
+    /** Where a packet from a member goes. */
+    const fromMember: RouteDecision<Target> = (dst) => {
+      const m = members.get(dst);
+      if (m !== undefined) return m;
+      if (dst === hubAddress) return HUB;
+      if (!inSubnet(dst, hubAddress, prefix)) return HUB; // beyond the LAN: the hub's kernel decides
+      return dst === broadcast || dst === network ? 'broadcast' : 'no-route';
+    };
+    /** Where a packet read from the hub's TUN goes. */
+    const fromHub: RouteDecision<Member> = (dst) => members.get(dst) ?? 'no-route';
+
+    // Packets for the hub's own TUN device, behind one bounded queue.
+    const toTun = new Subject<PacketBatch>();
+    const tunWrites$ = toTun.pipe(
+      boundedQueue({ limit: settings.recvQueueSize, sink: ports.tun.sink }),
+      map((n): ServerEvent => dropsEvent('tun', { 'queue-full': n })),
+    );
+    const tunReads$ = ports.tun.packets$.pipe(
+      route(fromHub),
+      tap(deliver),
+      filter((rb) => rb.drops !== undefined),
+      map((rb) => dropsEvent('tun', rb.drops!)),
+    );
+
+    function deliver(rb: RoutedBatch<Target>): void {
+      for (const r of rb.routes) (r.target === HUB ? toTun : (r.target as Member).outbound).next(r.packets);
+    }
+
+    const session = (conn: ConnectionPort): Observable<ServerEvent> =>
+      defer(() => {
+        const id = conn.id;
+        let member: Member | undefined;
+        let helloSeen = false;
+        let lastSeen = scheduler.now();
+        const who = (): string => member?.addressText ?? conn.remote;
+        const drops$ = new Subject<ServerEvent>();
+        const ended$ = new Subject<never>();
+        const outbound = new Subject<PacketBatch>();
+        const countDrops = (d: DropCounts): void => drops$.next(dropsEvent(who(), d));
+
+        const register = (address: number, via: 'hello' | 'data'): ServerEvent[] => {
+          const text = formatIpv4(address);
+          const existing = members.get(address);
+          if (existing !== undefined) {
+            const silentMs = scheduler.now() - existing.lastSeen;
+            if (silentMs < settings.timeoutMs) {
+              throw new Refusal('ip-conflict', `${text} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago)`, text);
+            }
+            existing.end(new SessionEnd('replaced', `${text} was claimed by ${conn.remote} after ${Math.round(silentMs / 1000)} s of silence`));
+          }
+          if (!settings.multiClient && members.size >= 1) {
+            throw new Refusal('single-client', `the hub serves one client at a time (multi_client is false) and ${[...members.values()][0]!.remote} is connected`, text);
+          }
+          if (members.size >= settings.maxClients) {
+            throw new Refusal('max-clients', `the hub already has ${members.size} members (max_clients ${settings.maxClients})`, text);
+          }
+          const m: Member = {
+            id,
+            remote: conn.remote,
+            address,
+            addressText: text,
+            outbound,
+            lastSeen,
+            end: (err) => ended$.error(err),
+          };
+          member = m;
+          members.set(address, m);
+          if (via === 'hello') {
+            conn.write(
+              encodeControl(FrameType.Welcome, {
+                version: PROTOCOL_VERSION,
+                address: text,
+                prefix,
+                hub: formatIpv4(hubAddress),
+                mtu: settings.mtu,
+                keepalive: Math.round(settings.keepaliveMs / 1000),
+                timeout: Math.round(settings.timeoutMs / 1000),
+                caps: [],
+              }),
+            );
+          }
+          return [{ type: 'joined', id, remote: conn.remote, address: text, via, members: members.size }];
+        };
+
+        const onHello = (payload: Uint8Array): ServerEvent[] => {
+          helloSeen = true;
+          const hello = decodeControl(FrameType.Hello, HelloCodec, payload);
+          if (hello instanceof ControlDecodeError) throw new Refusal('bad-hello', hello.detail, undefined);
+          if (hello.version < 1) throw new Refusal('unsupported-version', `protocol version ${hello.version} is not supported (this hub speaks ${PROTOCOL_VERSION})`, undefined);
+          if (hello.address === undefined) throw new Refusal('bad-hello', 'HELLO carries no address (set -t on the client)', undefined);
+          const address = parseIpv4(hello.address);
+          if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
+          return register(checkAddress(address), 'hello');
+        };
+
+        const checkAddress = (address: number): number => {
+          const text = formatIpv4(address);
+          const lan = `${formatIpv4(network)}/${prefix}`;
+          if (!inSubnet(address, hubAddress, prefix)) throw new Refusal('outside-subnet', `${text} is outside the hub's network ${lan}`, text);
+          if (address === network || address === broadcast) throw new Refusal('outside-subnet', `${text} is the network or broadcast address of ${lan}`, text);
+          if (address === hubAddress) throw new Refusal('hub-address', `${text} is the hub's own address`, text);
+          return address;
+        };
+
+        const onControl = (item: Inbound): ServerEvent[] => {
+          switch (item.kind) {
+            case 'tick':
+              sendKeepalive(conn);
+              return [];
+            case 'learned':
+              // A 2.x client: its first packet's source is its address.
+              if (member !== undefined || helloSeen) return [];
+              return register(checkAddress(item.address), 'data');
+            case 'control':
+              switch (item.type) {
+                case FrameType.Keepalive:
+                  return [];
+                case FrameType.Hello:
+                  if (member !== undefined || helloSeen) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+                  return onHello(item.payload);
+                case FrameType.Welcome:
+                case FrameType.Reject:
+                  return [dropsEvent(who(), { 'unexpected-control': 1 })];
+                default:
+                  return [dropsEvent(who(), { 'unknown-type': 1 })];
+              }
+            case 'data':
+              return [];
+          }
+        };
+
+        const fromThisMember: RouteDecision<Target> = (dst) => (member === undefined ? 'unregistered' : fromMember(dst));
+
+        const inbound$ = inboundItems(
+          conn,
+          settings,
+          {
+            onDrops: countDrops,
+            onChunk: () => {
+              lastSeen = scheduler.now();
+              if (member !== undefined) member.lastSeen = lastSeen;
+            },
+          },
+          scheduler,
+        ).pipe(
+          learnSource(),
+          connect((items$) =>
+            merge(
+              items$.pipe(
+                filter((i): i is Extract<Inbound, { kind: 'data' }> => i.kind === 'data'),
+                map((i) => i.packets),
+                route(fromThisMember),
+                isolate(settings.clientIsolation, isPeer),
+                tap(deliver),
+                filter((rb) => rb.drops !== undefined),
+                map((rb) => dropsEvent(who(), rb.drops!)),
+              ),
+              items$.pipe(
+                filter((i) => i.kind !== 'data'),
+                mergeMap(onControl),
+              ),
+            ),
+          ),
+          concatWith(throwError(() => new SessionEnd('closed', 'the peer closed the connection'))),
+        );
+
+        const sendDrops$ = outbound.pipe(
+          boundedQueue({ limit: settings.sendQueueSize, sink: frameSink(conn) }),
+          map((n) => dropsEvent(who(), { 'queue-full': n })),
+        );
+
+        const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
+        return merge(of(connected), inbound$, sendDrops$, drops$, ended$).pipe(
+          catchError((err: unknown) => {
+            const out: ServerEvent[] = [];
+            if (err instanceof Refusal) {
+              conn.write(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason: err.reason, message: err.detail }));
+              out.push({ type: 'rejected', id, remote: conn.remote, address: err.address, reason: err.reason, message: err.detail });
+              if (member !== undefined) unregister();
+              out.push({ type: 'left', id, remote: conn.remote, address: err.address, reason: 'rejected', detail: err.reason, members: members.size });
+              return of(...out);
+            }
+            const { reason, detail } = endReason(err);
+            const address = member?.addressText;
+            unregister();
+            return of<ServerEvent>({ type: 'left', id, remote: conn.remote, address, reason, detail, members: members.size });
+          }),
+          finalize(() => {
+            unregister();
+            outbound.complete();
+            conn.close();
+          }),
+        );
+
+        function unregister(): void {
+          if (member !== undefined && members.get(member.address) === member) members.delete(member.address);
+          member = undefined;
+        }
+      });
+
+    const sessions$ = ports.listener.events$.pipe(
+      mergeMap((ev): Observable<ServerEvent> => {
+        if (ev.type === 'listening') {
+          return of({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: `${formatIpv4(hubAddress)}/${prefix}` });
+        }
+        return session(ev.connection);
+      }),
+    );
+
+    return merge(sessions$, tunReads$, tunWrites$);
+  });
+}
+
+function dropsEvent(who: string, drops: DropCounts): ServerEvent {
+  return { type: 'drops', who, drops };
+}
+

@@ -1,0 +1,51 @@
+// Pieces both pipelines build their sessions from.
+import { asyncScheduler, tap, type Observable, type SchedulerLike } from 'rxjs';
+import { deframe } from '../operators/deframe.js';
+import { detectIdle } from '../operators/detectIdle.js';
+import { keepalive } from '../operators/keepalive.js';
+import type { DropCounts, Inbound } from '../operators/types.js';
+import { FrameType, encodeFrames, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
+import type { ConnectionPort, PacketBatch, PacketSink } from './ports.js';
+import type { CommonSettings } from './settings.js';
+
+/** The tick value keepalive adds to a session's inbound stream. */
+export const TICK: Inbound = Object.freeze({ kind: 'tick' });
+
+/**
+ * A connection as a packet sink: each accepted batch is encoded as DATA frames into one buffer and
+ * written with one call. It accepts nothing while the connection is above its high-water mark, so at
+ * most one batch beyond that mark is ever buffered by the socket.
+ */
+export function frameSink(conn: ConnectionPort): PacketSink {
+  return {
+    write(packets: PacketBatch): number {
+      if (conn.needsDrain || packets.length === 0) return 0;
+      conn.write(encodeFrames(FrameType.Data, packets));
+      return packets.length;
+    },
+    ready$: conn.drain$,
+  };
+}
+
+/** Sends a KEEPALIVE unless the connection is already busy (then data is flowing anyway). */
+export function sendKeepalive(conn: ConnectionPort): void {
+  if (!conn.needsDrain) conn.write(KEEPALIVE_FRAME);
+}
+
+/**
+ * A session's inbound items: chunks checked for silence (IdleError after `timeoutMs`), decoded
+ * (FrameError beyond the 2.x body limit), with keepalive ticks added every `keepaliveMs`.
+ */
+export function inboundItems(
+  conn: ConnectionPort,
+  settings: CommonSettings,
+  hooks: { readonly onDrops: (drops: DropCounts) => void; readonly onChunk: () => void },
+  scheduler: SchedulerLike = asyncScheduler,
+): Observable<Inbound> {
+  return conn.data$.pipe(
+    detectIdle<Uint8Array>(settings.timeoutMs, scheduler),
+    tap(hooks.onChunk),
+    deframe({ maxBody: MAX_BODY_COMPAT, onDrops: hooks.onDrops }),
+    keepalive(settings.keepaliveMs, TICK, scheduler),
+  );
+}

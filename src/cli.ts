@@ -1,0 +1,144 @@
+// The command-line runner: decodes flags and config, opens the TUN device, builds the hub or client
+// pipeline from drivers, logs its events, and maps shutdown and fatal errors to exit codes.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { filter, map, share, type Observable, type Subscription } from 'rxjs';
+import { isLeft } from 'fp-ts/lib/Either.js';
+import { summarizeDrops } from '../operators/summarizeDrops.js';
+import { clientPipeline } from '../pipelines/client.js';
+import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.js';
+import { serverPipeline } from '../pipelines/server.js';
+import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
+import { describeClientEvent, describeDrops, describeServerEvent, type LogLine } from './describe.js';
+import { makeNetDialer, makeNetListener } from './drivers/net.js';
+import { tunPort } from './drivers/tun.js';
+import { createLogger, type Logger } from './log.js';
+import { TunDevice } from './tun/device.js';
+import { VERSION } from './version.js';
+
+/** Exit codes. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** How long a shutdown may take before the process exits regardless. */
+const SHUTDOWN_GRACE_MS = 1500;
+/** A client's bound on one connect attempt. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Runs the program with `argv` (without node and script); resolves with the exit code. */
+export function run(argv: readonly string[]): Promise<number> {
+  const parsed = parseCommandLine(argv, (path) => readFileSync(path, 'utf8'));
+  if (isLeft(parsed)) {
+    for (const line of renderConfigErrors(parsed.left)) process.stderr.write(`lightweight-tunnel: ${line}\n`);
+    process.stderr.write(`run 'lightweight-tunnel --help' for the flags and config keys\n`);
+    return Promise.resolve(EXIT.usage);
+  }
+  const cmd = parsed.right;
+  switch (cmd.kind) {
+    case 'version':
+      process.stdout.write(`lightweight-tunnel ${VERSION}\n`);
+      return Promise.resolve(EXIT.ok);
+    case 'help':
+      process.stdout.write(cmd.text.endsWith('\n') ? cmd.text : `${cmd.text}\n`);
+      return Promise.resolve(EXIT.ok);
+    case 'generate':
+      return Promise.resolve(generate(cmd.file));
+    case 'run': {
+      const logger = createLogger('info');
+      for (const w of cmd.warnings) logger.log('warn', w);
+      return start(cmd.config, logger);
+    }
+  }
+}
+
+function generate(file: string): number {
+  const { server, client } = exampleConfigs();
+  try {
+    writeFileSync(file, server);
+    writeFileSync(`${file}.client`, client);
+  } catch (err) {
+    process.stderr.write(`lightweight-tunnel: cannot write ${file}: ${(err as Error).message}\n`);
+    return EXIT.failure;
+  }
+  process.stdout.write(`wrote the example server config to ${file} and the client config to ${file}.client\n`);
+  return EXIT.ok;
+}
+
+/** Opens the TUN device and runs the pipeline of `config.mode` until a signal or a fatal error. */
+function start(config: Config, logger: Logger): Promise<number> {
+  let device: TunDevice;
+  try {
+    device = TunDevice.open({ mtu: config.mtu, ipv4: config.tunnel_addr, up: true });
+  } catch (err) {
+    logger.log('error', (err as Error).message);
+    return Promise.resolve(EXIT.failure);
+  }
+  logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? '?'} mtu ${device.mtu}`);
+  const tun = tunPort(device);
+
+  let events$: Observable<ServerEvent | ClientEvent>;
+  let describe: (e: ServerEvent | ClientEvent) => LogLine | undefined;
+  if (config.mode === 'server') {
+    const { host, port } = config.local_addr;
+    events$ = serverPipeline(toServerSettings(config), { tun, listener: makeNetListener({ host, port }) });
+    describe = (e) => describeServerEvent(e as ServerEvent);
+  } else {
+    events$ = clientPipeline(toClientSettings(config), { tun, dialer: makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS }) });
+    describe = (e) => describeClientEvent(e as ClientEvent);
+  }
+
+  return new Promise<number>((resolve) => {
+    let subscription: Subscription | undefined;
+    let finished = false;
+    const finish = (code: number): void => {
+      if (finished) return;
+      finished = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      subscription?.unsubscribe();
+      device.release();
+      // Sockets were ended gracefully; do not let a stuck peer hold the process.
+      setTimeout(() => resolve(code), 50);
+      setTimeout(() => process.exit(code), SHUTDOWN_GRACE_MS).unref();
+    };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      logger.log('info', `${signal} received: closing sessions and releasing ${device.name}`);
+      finish(EXIT.ok);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    const shared$ = events$.pipe(share());
+    const drops$ = shared$.pipe(
+      filter((e): e is DropsEvent => e.type === 'drops'),
+      map((e) => ({ key: e.who, drops: e.drops })),
+      summarizeDrops<string>(1000),
+    );
+    subscription = drops$.subscribe((s) => logger.log('warn', `dropped ${describeDrops(s.drops)} at ${s.key} in the last second`));
+    subscription.add(
+      shared$.subscribe({
+        next(e) {
+          if (e.type === 'drops') return;
+          const line = describe(e);
+          if (line !== undefined) logger.log(line.level, line.message);
+        },
+        error(err: unknown) {
+          logger.log('error', fatalMessage(err, config));
+          finish(EXIT.failure);
+        },
+      }),
+    );
+  });
+}
+
+function fatalMessage(err: unknown, config: Config): string {
+  const e = err as { code?: string; message?: string };
+  if (config.mode === 'server' && e.code === 'EADDRINUSE') {
+    return `cannot listen on ${config.local_addr.host}:${config.local_addr.port}: the address is already in use (is another hub running?)`;
+  }
+  if (config.mode === 'server' && e.code === 'EACCES') {
+    return `cannot listen on ${config.local_addr.host}:${config.local_addr.port}: permission denied`;
+  }
+  if (config.mode === 'server' && e.code === 'EADDRNOTAVAIL') {
+    return `cannot listen on ${config.local_addr.host}:${config.local_addr.port}: no such local address`;
+  }
+  return `stopping: ${e.message ?? String(err)}`;
+}

@@ -1,0 +1,68 @@
+// Turns pipeline events into log lines that say what happened and to whom.
+import type { DropCounts } from '../operators/types.js';
+import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
+import type { Level } from './log.js';
+
+/** One log line. */
+export interface LogLine {
+  readonly level: Level;
+  readonly message: string;
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** `12 packets (queue-full 10, no-route 2)`. */
+export function describeDrops(drops: DropCounts): string {
+  const entries = Object.entries(drops).filter(([, n]) => (n ?? 0) > 0) as [string, number][];
+  const total = entries.reduce((s, [, n]) => s + n, 0);
+  return `${plural(total, 'packet')} (${entries.map(([r, n]) => `${r} ${n}`).join(', ')})`;
+}
+
+/** The log line for a hub event (drops are summarized elsewhere). */
+export function describeServerEvent(e: ServerEvent): LogLine | undefined {
+  switch (e.type) {
+    case 'listening':
+      return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}` };
+    case 'connected':
+      return { level: 'debug', message: `connection #${e.id} from ${e.remote}` };
+    case 'joined':
+      return {
+        level: 'info',
+        message: `member ${e.address} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}; ${plural(e.members, 'member')}`,
+      };
+    case 'rejected':
+      return {
+        level: 'warn',
+        message: `refused ${e.address ?? 'a client'} from ${e.remote}: ${e.reason}: ${e.message}`,
+      };
+    case 'left':
+      if (e.address === undefined) {
+        return e.reason === 'rejected' ? undefined : { level: 'debug', message: `connection #${e.id} from ${e.remote} ended before joining: ${e.reason} (${e.detail})` };
+      }
+      return { level: 'info', message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}` };
+    case 'drops':
+      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}` };
+  }
+}
+
+/** The log line for a client event (drops are summarized elsewhere). */
+export function describeClientEvent(e: ClientEvent): LogLine | undefined {
+  switch (e.type) {
+    case 'connecting':
+      return { level: 'debug', message: `connecting to hub ${e.remote}` };
+    case 'connected':
+      return { level: 'info', message: `connected to hub ${e.remote}` };
+    case 'welcomed':
+      return { level: 'info', message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub})` };
+    case 'established':
+      return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)` };
+    case 'rejected':
+      return { level: 'error', message: `the hub refused this client: ${e.reason}: ${e.message}` };
+    case 'disconnected':
+      return { level: e.reason === 'rejected' ? 'debug' : 'warn', message: `disconnected from hub ${e.remote}: ${e.reason} (${e.detail})` };
+    case 'retrying':
+      return { level: 'info', message: `reconnecting in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}; last: ${e.cause})` };
+    case 'drops':
+      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}` };
+  }
+}

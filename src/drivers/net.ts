@@ -1,0 +1,145 @@
+// Driver: TCP sockets as ConnectionPorts, a listening server as a ListenerPort, outgoing
+// connections as a DialerPort. All Node socket handling of the project lives here.
+import * as net from 'node:net';
+import { Observable, Subject } from 'rxjs';
+import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+
+/** How long close() waits for a graceful end before destroying the socket. */
+const CLOSE_GRACE_MS = 2000;
+/** Socket send buffer high-water mark: large enough for a few batches, small enough to bound latency. */
+export const SOCKET_HIGH_WATER_MARK = 256 * 1024;
+
+/** Formats a socket's peer as `ip:port` (`[v6]:port` for IPv6). */
+export function remoteOf(socket: net.Socket): string {
+  const a = socket.remoteAddress ?? '?';
+  return `${a.includes(':') ? `[${a}]` : a}:${socket.remotePort ?? '?'}`;
+}
+
+/**
+ * Wraps a connected socket as a ConnectionPort. Errors before `data$` is subscribed are kept and
+ * delivered on subscription (a socket error never goes unhandled).
+ */
+export function socketConnection(socket: net.Socket, id: number): ConnectionPort {
+  socket.setNoDelay(true);
+  const drain$ = new Subject<void>();
+  let failure: Error | undefined;
+  let ended = false;
+  let sink: { error(e: Error): void; complete(): void } | undefined;
+  let closeTimer: NodeJS.Timeout | undefined;
+  socket.on('drain', () => drain$.next());
+  socket.on('error', (err) => {
+    failure = err;
+    sink?.error(err);
+  });
+  socket.on('end', () => {
+    ended = true;
+    sink?.complete();
+  });
+  socket.on('close', () => {
+    if (closeTimer) clearTimeout(closeTimer);
+    if (sink !== undefined) {
+      if (failure !== undefined) sink.error(failure);
+      else sink.complete();
+    }
+    drain$.complete();
+  });
+  const remote = remoteOf(socket);
+  const data$ = new Observable<Uint8Array>((subscriber) => {
+    if (failure !== undefined) {
+      subscriber.error(failure);
+      return;
+    }
+    if (ended || socket.destroyed) {
+      subscriber.complete();
+      return;
+    }
+    sink = subscriber;
+    const onData = (chunk: Buffer): void => subscriber.next(chunk);
+    socket.on('data', onData);
+    return () => {
+      sink = undefined;
+      socket.off('data', onData);
+      socket.destroy();
+    };
+  });
+  return {
+    id,
+    remote,
+    data$,
+    write: (chunk) => (socket.destroyed || !socket.writable ? false : socket.write(chunk)),
+    get needsDrain() {
+      return socket.writableNeedDrain;
+    },
+    drain$,
+    close() {
+      if (socket.destroyed) return;
+      socket.end();
+      closeTimer ??= setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    },
+  };
+}
+
+/** Options of makeNetListener. */
+export interface NetListenerOptions {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * A TCP listener. Subscribing binds (emitting `listening` with the bound address) and emits each
+ * accepted connection; errors when binding fails (for example EADDRINUSE). Unsubscribing closes
+ * the server; open connections are closed by their sessions.
+ */
+export function makeNetListener(options: NetListenerOptions): ListenerPort {
+  return {
+    events$: new Observable<ListenerEvent>((subscriber) => {
+      let nextId = 1;
+      const server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK });
+      server.on('connection', (socket) => subscriber.next({ type: 'connection', connection: socketConnection(socket, nextId++) }));
+      server.on('error', (err) => subscriber.error(err));
+      server.listen({ host: options.host, port: options.port }, () => {
+        const a = server.address();
+        const address = typeof a === 'string' || a === null ? String(a) : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+        subscriber.next({ type: 'listening', address });
+      });
+      return () => {
+        server.close();
+      };
+    }),
+  };
+}
+
+/** Options of makeNetDialer. */
+export interface NetDialerOptions {
+  /** A connect attempt that takes longer fails. */
+  readonly connectTimeoutMs: number;
+}
+
+/** Outgoing TCP connections; the host name is resolved on every dial. */
+export function makeNetDialer(options: NetDialerOptions): DialerPort {
+  let nextId = 1;
+  return {
+    dial: (host, port) =>
+      new Observable<ConnectionPort>((subscriber) => {
+        let handed = false;
+        const socket = net.connect({ host, port, noDelay: true });
+        const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out after ${options.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), options.connectTimeoutMs);
+        const onError = (err: Error): void => {
+          clearTimeout(timer);
+          subscriber.error(err);
+        };
+        socket.once('error', onError);
+        socket.once('connect', () => {
+          clearTimeout(timer);
+          socket.off('error', onError);
+          handed = true;
+          subscriber.next(socketConnection(socket, nextId++));
+          subscriber.complete();
+        });
+        return () => {
+          clearTimeout(timer);
+          if (!handed) socket.destroy();
+        };
+      }),
+  };
+}
