@@ -264,8 +264,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             if (err instanceof Refusal) {
               conn.write(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason: err.reason, message: err.detail }));
               out.push({ type: 'rejected', id, remote: conn.remote, address: err.address, reason: err.reason, message: err.detail });
-              if (member !== undefined) unregister();
-              out.push({ type: 'left', id, remote: conn.remote, address: err.address, reason: 'rejected', detail: err.reason, members: members.size });
+              unregister();
+              out.push({ type: 'left', id, remote: conn.remote, address: undefined, reason: 'rejected', detail: err.reason, members: members.size });
               return of(...out);
             }
             const { reason, detail } = endReason(err);

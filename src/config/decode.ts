@@ -1,0 +1,389 @@
+// From JSON text or values to a resolved Config, and from a Config to the pipelines' settings.
+//
+// A configuration is built from layers, later ones winning: defaults < config file < flags. Each
+// layer is decoded on its own (so an error names the key or the flag the user wrote), then the
+// layers are merged and the cross-field rules are checked once on the result.
+
+import * as t from 'io-ts';
+import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
+import type { ClientSettings, CommonSettings, ServerSettings } from '../../pipelines/settings.js';
+import {
+  ConfigError,
+  ConfigFields,
+  ConfigFile,
+  CONFIG_KEYS,
+  DEFAULT_VALUES,
+  IGNORED_KEYS,
+  isConfigKey,
+  KEY_INFO,
+  type ClientConfig,
+  type Config,
+  type ConfigKey,
+  type ConfigValues,
+} from './schema.js';
+
+/** One decoded source of settings: only the keys it sets, plus what it warns about. */
+export interface ConfigLayer {
+  readonly values: Partial<ConfigValues>;
+  readonly warnings: readonly string[];
+}
+
+/** A resolved configuration and the warnings gathered on the way (to print, not to fail on). */
+export interface ResolvedConfig {
+  readonly config: Config;
+  readonly warnings: readonly string[];
+}
+
+/** Reconnect backoff of a client: 1 s doubling up to 30 s. */
+export const CLIENT_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+const MAX_RENDERED = 80;
+
+/** A value as JSON for an error line, shortened when long. */
+export const renderValue = (value: unknown): string => {
+  let text: string;
+  try {
+    text = value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
+  } catch {
+    text = String(value);
+  }
+  return text.length > MAX_RENDERED ? `${text.slice(0, MAX_RENDERED - 1)}…` : text;
+};
+
+/** Edit distance counting a swap of neighbours as one edit ("mut" is 1 from "mtu"). */
+const editDistance = (a: string, b: string): number => {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number): number => d[i]?.[j] ?? 0;
+  for (let i = 1; i <= a.length; i++) {
+    const row = d[i] ?? [];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
+      row[j] = best;
+    }
+  }
+  return at(a.length, b.length);
+};
+
+/**
+ * The candidate `word` most likely misspells: the nearest within about one edit per three letters,
+ * else one that starts the word or is started by it ("remote-addr" for "remote").
+ */
+export const closestMatch = (word: string, candidates: readonly string[]): string | undefined => {
+  const w = word.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(w, candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  if (best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3))) return best;
+  const prefixed = candidates.filter((c) => {
+    const lc = c.toLowerCase();
+    return Math.min(lc.length, w.length) >= 4 && (w.startsWith(lc) || lc.startsWith(w));
+  });
+  return prefixed.sort((a, b) => b.length - a.length)[0];
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+/**
+ * Decodes the keys of `raw` that are config keys (the caller has dealt with the rest). Errors carry
+ * `pathOf(key)` as their path, one line per bad key: `path: expected X, got Y`.
+ */
+export const decodeLayer = (
+  raw: Readonly<Record<string, unknown>>,
+  pathOf: (key: ConfigKey) => string,
+): Either<ConfigError[], Partial<ConfigValues>> => {
+  const known: Record<string, unknown> = {};
+  for (const key of Object.keys(raw)) if (isConfigKey(key)) known[key] = raw[key];
+  const decoded = ConfigFile.decode(known);
+  if (!isLeft(decoded)) return right(decoded.right);
+  const byKey = new Map<ConfigKey, ConfigError>();
+  for (const error of decoded.left) {
+    const entry = error.context[1];
+    if (entry === undefined || !isConfigKey(entry.key) || byKey.has(entry.key)) continue;
+    const expected = error.message ?? KEY_INFO[entry.key].expected;
+    byKey.set(entry.key, new ConfigError(pathOf(entry.key), `expected ${expected}, got ${renderValue(entry.actual)}`));
+  }
+  // Report in the order the user wrote the keys.
+  return left(Object.keys(raw).flatMap((key) => (isConfigKey(key) ? (byKey.get(key) ?? []) : [])));
+};
+
+/**
+ * Decodes a parsed config file. `source` names the file in errors about the whole document.
+ * Unknown keys are errors (with a suggestion when one is close); `fec_data`/`fec_parity` warn.
+ */
+export const decodeConfigJson = (json: unknown, source = 'config'): Either<ConfigError[], ConfigLayer> => {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return left([new ConfigError(source, `expected a JSON object of settings, got ${renderValue(json)}`)]);
+  }
+  const raw = json as Record<string, unknown>;
+  const errors: ConfigError[] = [];
+  const warnings: string[] = [];
+  for (const key of Object.keys(raw)) {
+    if (isConfigKey(key)) continue;
+    if (IGNORED_KEYS.includes(key)) {
+      warnings.push(`${key}: ignored (forward error correction was never used by the Go program and is not implemented)`);
+      continue;
+    }
+    const near = closestMatch(key, CONFIG_KEYS);
+    errors.push(new ConfigError(key, near === undefined ? 'unknown key' : `unknown key (did you mean "${near}"?)`));
+  }
+  const decoded = decodeLayer(raw, (key) => key);
+  if (isLeft(decoded)) errors.push(...decoded.left);
+  if (errors.length > 0) {
+    const order = Object.keys(raw);
+    return left(errors.sort((a, b) => order.indexOf(a.path) - order.indexOf(b.path)));
+  }
+  return right({ values: isLeft(decoded) ? {} : decoded.right, warnings });
+};
+
+// ---------------------------------------------------------------------------------------------
+// JSON text
+
+const LITERALS = ['true', 'false', 'null'] as const;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const MAX_DEPTH = 512;
+
+class JsonSyntaxError {
+  constructor(
+    readonly position: number,
+    readonly reason: string,
+  ) {}
+}
+
+/**
+ * Finds where and why `text` is not JSON. V8's messages often omit the position ("Unexpected token
+ * '}', ... is not valid JSON"), so this scans the text itself. Call it only after JSON.parse failed.
+ */
+export const locateJsonError = (text: string): { position: number; reason: string } | undefined => {
+  let i = 0;
+  const fail = (reason: string, at = i): never => {
+    throw new JsonSyntaxError(at, reason);
+  };
+  const unexpected = (): never => {
+    if (i >= text.length) return fail('unexpected end of input');
+    const c = text[i] ?? '';
+    if (c === '/' && (text[i + 1] === '/' || text[i + 1] === '*')) return fail('unexpected "/" (JSON has no comments)');
+    if (c === "'") return fail(`unexpected "'" (JSON strings use double quotes)`);
+    return fail(`unexpected ${JSON.stringify(c)}`);
+  };
+  const space = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
+  };
+  const string = (): void => {
+    const start = i;
+    i++;
+    for (;;) {
+      if (i >= text.length) fail('unterminated string', start);
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        return;
+      }
+      if (c === 0x5c) {
+        const e = text[i + 1] ?? '';
+        if ('"\\/bfnrt'.includes(e) && e !== '') i += 2;
+        else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) i += 6;
+        else fail('invalid escape in a string');
+      } else if (c < 0x20) {
+        fail('control character in a string (write \\n, \\t, ...)');
+      } else {
+        i++;
+      }
+    }
+  };
+  const value = (depth: number): void => {
+    if (depth > MAX_DEPTH) fail('nested too deeply');
+    space();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      space();
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      for (;;) {
+        space();
+        if (c === '{') {
+          if (text[i] === '}') fail('trailing comma before "}"');
+          if (i >= text.length || text[i] === '/' || text[i] === "'") unexpected();
+          if (text[i] !== '"') fail('expected a double-quoted property name');
+          string();
+          space();
+          if (text[i] !== ':') fail('expected ":" after a property name');
+          i++;
+        } else if (text[i] === ']') {
+          fail('trailing comma before "]"');
+        }
+        value(depth + 1);
+        space();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === close) {
+          i++;
+          return;
+        }
+        if (i >= text.length) unexpected();
+        fail(`expected "," or "${close}"`);
+      }
+    }
+    if (c === '"') return string();
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
+      NUMBER.lastIndex = i;
+      const m = NUMBER.exec(text);
+      if (m === null) fail('invalid number');
+      else i += m[0].length;
+      return;
+    }
+    for (const literal of LITERALS) {
+      if (text.startsWith(literal, i)) {
+        i += literal.length;
+        return;
+      }
+    }
+    unexpected();
+  };
+  try {
+    value(0);
+    space();
+    if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the end of the JSON value`);
+    return undefined;
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) return { position: e.position, reason: e.reason };
+    throw e;
+  }
+};
+
+const lineAndColumn = (text: string, position: number): { line: number; column: number } => {
+  const before = text.slice(0, position);
+  const lastNewline = before.lastIndexOf('\n');
+  return { line: before.split('\n').length, column: position - lastNewline };
+};
+
+/**
+ * Parses the text of a config file and decodes it. `source` prefixes errors about the text as a
+ * whole, e.g. `-c /etc/tunnel.json: invalid JSON at position 12 (line 2, column 9): unexpected "}"`.
+ */
+export const parseConfigText = (text: string, source: string): Either<ConfigError[], ConfigLayer> => {
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (e) {
+    const found = locateJsonError(body);
+    if (found === undefined) return left([new ConfigError(source, `invalid JSON (${(e as Error).message})`)]);
+    const { line, column } = lineAndColumn(body, found.position);
+    return left([
+      new ConfigError(source, `invalid JSON at position ${found.position} (line ${line}, column ${column}): ${found.reason}`),
+    ]);
+  }
+  return decodeConfigJson(json, source);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Resolving
+
+const jsonOf = (key: ConfigKey, value: unknown): string =>
+  JSON.stringify((ConfigFields.props[key] as t.Mixed).encode(value));
+
+const flagHint = (key: ConfigKey): string => `-${KEY_INFO[key].flags[0] ?? key}`;
+
+/**
+ * Merges layers over the defaults (later layers win) and checks the rules that span keys:
+ * a client needs `remote_addr`; `keepalive` < `timeout`; TLS on a server needs a certificate and a
+ * key file. Warns about keys set to a non-default value that the chosen mode ignores.
+ */
+export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigError[], ResolvedConfig> => {
+  const merged: ConfigValues = Object.assign({}, DEFAULT_VALUES, ...layers.map((l) => l.values));
+  const warnings = layers.flatMap((l) => l.warnings);
+  const errors: ConfigError[] = [];
+
+  if (merged.mode === 'client' && merged.remote_addr === undefined) {
+    errors.push(new ConfigError('remote_addr', `required in client mode (give the server's address with -r HOST:PORT)`));
+  }
+  if (merged.keepalive >= merged.timeout) {
+    errors.push(
+      new ConfigError('keepalive', `expected fewer seconds than timeout (${merged.timeout}), got ${merged.keepalive}`),
+    );
+  }
+  if (merged.mode === 'server' && merged.tls_enabled) {
+    for (const key of ['tls_cert_file', 'tls_key_file'] as const) {
+      if (merged[key] === '') {
+        errors.push(new ConfigError(key, `required when TLS is on in server mode (${flagHint(key)} FILE)`));
+      }
+    }
+  }
+  if (errors.length > 0) return left(errors);
+
+  const setByUser = new Set<ConfigKey>(layers.flatMap((l) => Object.keys(l.values).filter(isConfigKey)));
+  for (const key of CONFIG_KEYS) {
+    if (!setByUser.has(key) || jsonOf(key, merged[key]) === jsonOf(key, DEFAULT_VALUES[key])) continue;
+    const appliesTo = KEY_INFO[key].appliesTo;
+    if (appliesTo !== 'both' && appliesTo !== merged.mode) {
+      warnings.push(`${key}: ignored in ${merged.mode} mode`);
+    } else if (key.startsWith('tls_') && key !== 'tls_enabled' && !merged.tls_enabled) {
+      warnings.push(`${key}: ignored because TLS is off (turn it on with -tls or "tls_enabled": true)`);
+    }
+  }
+  if (merged.mode === 'client' && merged.tls_enabled && merged.tls_skip_verify) {
+    warnings.push(
+      "tls_skip_verify: the server's certificate is not checked, so anyone on the path could pose as the server",
+    );
+  }
+
+  const { remote_addr, ...rest } = merged;
+  const config: Config =
+    merged.mode === 'client' && remote_addr !== undefined
+      ? { ...rest, mode: 'client', remote_addr }
+      : { ...rest, mode: 'server', remote_addr };
+  return right({ config, warnings });
+};
+
+/** Decodes a parsed config file over the defaults (no flags): the whole path for a JSON document. */
+export const decodeConfig = (json: unknown, source = 'config'): Either<ConfigError[], ResolvedConfig> => {
+  const layer = decodeConfigJson(json, source);
+  return isLeft(layer) ? layer : resolveConfig([layer.right]);
+};
+
+// ---------------------------------------------------------------------------------------------
+// To the pipelines' settings
+
+const toCommonSettings = (config: Config): CommonSettings => ({
+  tunnel: config.tunnel_addr,
+  mtu: config.mtu,
+  keepaliveMs: config.keepalive * 1000,
+  timeoutMs: config.timeout * 1000,
+  sendQueueSize: config.send_queue_size,
+  recvQueueSize: config.recv_queue_size,
+});
+
+/** The hub's settings. Seconds become milliseconds. */
+export const toServerSettings = (config: Config): ServerSettings => ({
+  ...toCommonSettings(config),
+  clientIsolation: config.client_isolation,
+  maxClients: config.max_clients,
+  multiClient: config.multi_client,
+});
+
+/** A client's settings: the server to dial (host and port apart) and the reconnect backoff. */
+export const toClientSettings = (config: ClientConfig): ClientSettings => ({
+  ...toCommonSettings(config),
+  remote: { host: config.remote_addr.host, port: config.remote_addr.port },
+  backoff: { ...CLIENT_BACKOFF },
+});

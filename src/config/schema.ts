@@ -1,0 +1,460 @@
+// The configuration's vocabulary: io-ts codecs for each JSON key, the defaults, the per-key table
+// the flag parser and the help text are built from, the resolved Config type and ConfigError.
+//
+// Decisions (documented in the help text too):
+// - `local_addr` and `remote_addr` take "host:port"; a missing port means 9000 (the default listen
+//   port, so `-r vpn.example.com` works); IPv6 hosts go in brackets. `local_addr` may leave the
+//   host empty (":9000" is 0.0.0.0:9000) and may use port 0 (any free port, handy in tests).
+// - `tunnel_addr` is "address/prefix" with a prefix from /8 to /30: /31 and /32 leave no room for a
+//   hub plus a client, and anything wider than /8 would pull foreign networks into the tunnel. The
+//   address must be a host address of its block (not the network or broadcast address).
+// - Times are whole seconds up to 2147483, the most a JavaScript timer can wait (2^31-1 ms).
+
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/lib/Either.js';
+import {
+  broadcastAddress,
+  formatCidr,
+  formatHostPort,
+  formatIpv4,
+  networkAddress,
+  parseCidr,
+  parseHost,
+  parseHostPort,
+  type HostPort,
+  type Ipv4Cidr,
+} from '../net/ipv4.js';
+
+export type { HostPort, Ipv4Cidr };
+
+/** The port used when an address leaves it out. */
+export const DEFAULT_PORT = 9000;
+/** The Go reader refuses frame bodies longer than this. */
+export const MAX_FRAME_BODY = 1496;
+/** The largest MTU whose packets fit a DATA frame body (1 type byte + the packet). */
+export const MAX_MTU = MAX_FRAME_BODY - 1;
+/** The minimum IPv4 MTU every host must accept (RFC 791). */
+export const MIN_MTU = 576;
+/** The most seconds a JavaScript timer can wait (2^31-1 ms). */
+export const MAX_SECONDS = 2_147_483;
+/** Shortest and longest prefix allowed for `tunnel_addr`. */
+export const MIN_TUNNEL_PREFIX = 8;
+export const MAX_TUNNEL_PREFIX = 30;
+
+/** One problem with user input: `path` names where (a JSON key or a flag as typed), `message` what. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError' as const;
+  readonly path: string;
+
+  constructor(path: string, message: string) {
+    super(message);
+    this.path = path;
+  }
+
+  /** The line shown to the user: `path: message`. */
+  get line(): string {
+    return `${this.path}: ${this.message}`;
+  }
+}
+
+/** Renders errors as lines for stderr, one per error, in order. */
+export const renderConfigErrors = (errors: readonly ConfigError[]): string[] => errors.map((e) => e.line);
+
+// ---------------------------------------------------------------------------------------------
+// Codecs
+
+const isIntIn = (n: number, min: number, max: number): boolean => Number.isSafeInteger(n) && n >= min && n <= max;
+
+export interface PositiveIntBrand {
+  readonly PositiveInt: unique symbol;
+}
+/** A safe integer ≥ 1. */
+export const PositiveInt = t.brand(
+  t.number,
+  (n): n is t.Branded<number, PositiveIntBrand> => isIntIn(n, 1, Number.MAX_SAFE_INTEGER),
+  'PositiveInt',
+);
+export type PositiveInt = t.TypeOf<typeof PositiveInt>;
+
+export interface PortBrand {
+  readonly Port: unique symbol;
+}
+/** A TCP port a client can dial: an integer from 1 to 65535. */
+export const Port = t.brand(t.number, (n): n is t.Branded<number, PortBrand> => isIntIn(n, 1, 65535), 'Port');
+export type Port = t.TypeOf<typeof Port>;
+
+export interface MtuBrand {
+  readonly Mtu: unique symbol;
+}
+/** A TUN MTU whose packets fit one DATA frame: an integer from 576 to 1495. */
+export const Mtu = t.brand(t.number, (n): n is t.Branded<number, MtuBrand> => isIntIn(n, MIN_MTU, MAX_MTU), 'Mtu');
+export type Mtu = t.TypeOf<typeof Mtu>;
+
+export interface SecondsBrand {
+  readonly Seconds: unique symbol;
+}
+/** A duration in whole seconds from 1 to 2147483. */
+export const Seconds = t.brand(
+  t.number,
+  (n): n is t.Branded<number, SecondsBrand> => isIntIn(n, 1, MAX_SECONDS),
+  'Seconds',
+);
+export type Seconds = t.TypeOf<typeof Seconds>;
+
+/** "server" or "client". */
+export const Mode = t.keyof({ server: null, client: null }, 'Mode');
+export type Mode = t.TypeOf<typeof Mode>;
+
+const isCidrValue = (u: unknown): u is Ipv4Cidr =>
+  typeof u === 'object' &&
+  u !== null &&
+  isIntIn((u as Ipv4Cidr).address, 0, 0xffffffff) &&
+  isIntIn((u as Ipv4Cidr).prefix, 0, 32);
+
+const isHostPortValue = (u: unknown): u is HostPort =>
+  typeof u === 'object' &&
+  u !== null &&
+  typeof (u as HostPort).host === 'string' &&
+  isIntIn((u as HostPort).port, 0, 65535);
+
+/** "a.b.c.d/p" (strict dotted quad, prefix 0..32) ⇄ {address, prefix}. */
+export const Cidr = new t.Type<Ipv4Cidr, string, unknown>(
+  'Cidr',
+  isCidrValue,
+  (u, c) => {
+    const cidr = typeof u === 'string' ? parseCidr(u) : undefined;
+    return cidr === undefined ? t.failure(u, c) : t.success(cidr);
+  },
+  formatCidr,
+);
+
+/** Why a valid CIDR cannot be a tunnel address, or undefined when it can. */
+const tunnelAddrProblem = (cidr: Ipv4Cidr): string | undefined => {
+  if (cidr.prefix < MIN_TUNNEL_PREFIX || cidr.prefix > MAX_TUNNEL_PREFIX) {
+    return `a prefix length from /${MIN_TUNNEL_PREFIX} to /${MAX_TUNNEL_PREFIX}`;
+  }
+  const block = formatCidr({ address: networkAddress(cidr), prefix: cidr.prefix });
+  if (cidr.address === networkAddress(cidr)) {
+    return `a host address inside ${block} (${formatIpv4(cidr.address)} is its network address)`;
+  }
+  if (cidr.address === broadcastAddress(cidr)) {
+    return `a host address inside ${block} (${formatIpv4(cidr.address)} is its broadcast address)`;
+  }
+  return undefined;
+};
+
+/** A Cidr that is a host address of a /8../30 block: this side's address on the virtual LAN. */
+export const TunnelAddr = new t.Type<Ipv4Cidr, string, unknown>(
+  'TunnelAddr',
+  (u): u is Ipv4Cidr => isCidrValue(u) && tunnelAddrProblem(u) === undefined,
+  (u, c) => {
+    const cidr = typeof u === 'string' ? parseCidr(u) : undefined;
+    if (cidr === undefined) return t.failure(u, c);
+    const problem = tunnelAddrProblem(cidr);
+    return problem === undefined ? t.success(cidr) : t.failure(u, c, problem);
+  },
+  formatCidr,
+);
+
+/** "host:port", "[v6]:port", "host" or "[v6]" (port 9000) into {host, port}; undefined if none fits. */
+const hostPortOrHost = (s: string, defaultHost?: string): HostPort | undefined => {
+  const hp = parseHostPort(s, defaultHost);
+  if (hp !== undefined) return hp;
+  const host = parseHost(s);
+  return host === undefined ? undefined : { host, port: DEFAULT_PORT };
+};
+
+/** Where a server listens: "host:port", ":port" (all IPv4 interfaces), "[v6]:port" or a bare host (port 9000); port 0 is allowed. */
+export const ListenAddr = new t.Type<HostPort, string, unknown>(
+  'ListenAddr',
+  isHostPortValue,
+  (u, c) => {
+    const hp = typeof u === 'string' ? hostPortOrHost(u, '0.0.0.0') : undefined;
+    return hp === undefined ? t.failure(u, c) : t.success(hp);
+  },
+  formatHostPort,
+);
+
+/** A server to dial: "host:port", "[v6]:port" or a bare host (port 9000); port 1..65535. */
+export const HostPortFromString = new t.Type<HostPort, string, unknown>(
+  'HostPort',
+  (u): u is HostPort => isHostPortValue(u) && u.host !== '' && u.port !== 0,
+  (u, c) => {
+    if (typeof u !== 'string') return t.failure(u, c);
+    if (/^:[0-9]*$/.test(u)) return t.failure(u, c, `the server's host name or address before the port`);
+    const hp = hostPortOrHost(u);
+    if (hp === undefined) return t.failure(u, c);
+    return hp.port === 0 ? t.failure(u, c, 'a port from 1 to 65535') : t.success(hp);
+  },
+  formatHostPort,
+);
+
+/** `remote_addr`: a HostPort, or "" for "not set" (the Go program's zero value). */
+export const RemoteAddr = new t.Type<HostPort | undefined, string, unknown>(
+  'RemoteAddr',
+  (u): u is HostPort | undefined => u === undefined || HostPortFromString.is(u),
+  (u, c) => (u === '' ? t.success(undefined) : HostPortFromString.validate(u, c)),
+  (hp) => (hp === undefined ? '' : formatHostPort(hp)),
+);
+
+// ---------------------------------------------------------------------------------------------
+// The configuration
+
+/** Every JSON key with its codec. The decoded form is typed; `encode` gives back the JSON form. */
+export const ConfigFields = t.type(
+  {
+    mode: Mode,
+    local_addr: ListenAddr,
+    remote_addr: RemoteAddr,
+    tunnel_addr: TunnelAddr,
+    mtu: Mtu,
+    timeout: Seconds,
+    keepalive: Seconds,
+    send_queue_size: PositiveInt,
+    recv_queue_size: PositiveInt,
+    multi_client: t.boolean,
+    max_clients: PositiveInt,
+    client_isolation: t.boolean,
+    tls_enabled: t.boolean,
+    tls_cert_file: t.string,
+    tls_key_file: t.string,
+    tls_skip_verify: t.boolean,
+  },
+  'ConfigFields',
+);
+
+/** A config file or a set of flags: any subset of the keys. */
+export const ConfigFile = t.partial(ConfigFields.props, 'ConfigFile');
+
+/** Every setting, decoded. */
+export type ConfigValues = t.TypeOf<typeof ConfigFields>;
+/** Every setting in its JSON form. */
+export type ConfigJson = t.OutputOf<typeof ConfigFields>;
+export type ConfigKey = keyof ConfigValues;
+
+/** The keys in table order (the order of the help text and the example files). */
+export const CONFIG_KEYS: readonly ConfigKey[] = Object.keys(ConfigFields.props) as ConfigKey[];
+
+/** Keys the Go program accepted but never used; they are accepted with a warning. */
+export const IGNORED_KEYS: readonly string[] = ['fec_data', 'fec_parity'];
+
+/** The defaults in JSON form, as the docs show them. */
+export const DEFAULT_JSON: Readonly<ConfigJson> = {
+  mode: 'server',
+  local_addr: `0.0.0.0:${DEFAULT_PORT}`,
+  remote_addr: '',
+  tunnel_addr: '10.0.0.1/24',
+  mtu: 1400,
+  timeout: 30,
+  keepalive: 10,
+  send_queue_size: 1000,
+  recv_queue_size: 1000,
+  multi_client: true,
+  max_clients: 100,
+  client_isolation: false,
+  tls_enabled: false,
+  tls_cert_file: '',
+  tls_key_file: '',
+  tls_skip_verify: false,
+};
+
+const decodeDefaults = (): ConfigValues => {
+  const decoded = ConfigFields.decode(DEFAULT_JSON);
+  if (isLeft(decoded)) throw new Error('lightweight-tunnel: the built-in defaults do not decode');
+  return decoded.right;
+};
+
+/** The defaults, decoded. */
+export const DEFAULT_VALUES: Readonly<ConfigValues> = decodeDefaults();
+
+interface CommonConfig extends Readonly<Omit<ConfigValues, 'mode' | 'remote_addr'>> {}
+
+/** A resolved server configuration. `remote_addr` is carried along but unused. */
+export interface ServerConfig extends CommonConfig {
+  readonly mode: 'server';
+  readonly remote_addr: HostPort | undefined;
+}
+
+/** A resolved client configuration; it always has a server to dial. */
+export interface ClientConfig extends CommonConfig {
+  readonly mode: 'client';
+  readonly remote_addr: HostPort;
+}
+
+/** The resolved, validated configuration: every key present, every cross-field rule checked. */
+export type Config = ServerConfig | ClientConfig;
+
+// ---------------------------------------------------------------------------------------------
+// The per-key table: flags, help and error wording. The CLI parser and help text derive from it.
+
+export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS';
+
+export interface KeyInfo {
+  /** Flag names without dashes; the first is the Go program's, the rest are long aliases. */
+  readonly flags: readonly string[];
+  /** The value placeholder in help, or undefined for a boolean switch (`-tls`, `-tls=false`). */
+  readonly metavar: string | undefined;
+  /** How a flag's text becomes a JSON value before decoding. */
+  readonly valueType: 'int' | 'bool' | 'text';
+  /** The "expected X" of an error line. */
+  readonly expected: string;
+  /** One sentence for help and docs. */
+  readonly meaning: string;
+  /** Which mode reads the key; the other mode ignores it (with a warning when set). */
+  readonly appliesTo: 'both' | 'server' | 'client';
+  readonly group: KeyGroup;
+  /** Shown instead of the JSON default where that would mislead. */
+  readonly defaultText?: string;
+}
+
+export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
+  mode: {
+    flags: ['m', 'mode'],
+    metavar: 'server|client',
+    valueType: 'text',
+    expected: '"server" or "client"',
+    meaning: 'Run as the hub that clients dial (server) or as a member that dials it (client).',
+    appliesTo: 'both',
+    group: 'Mode and addresses',
+  },
+  local_addr: {
+    flags: ['l', 'listen'],
+    metavar: 'ADDR',
+    valueType: 'text',
+    expected: 'an address to listen on like "0.0.0.0:9000", ":9000" or "[::]:9000"',
+    meaning: 'Address and TCP port the server listens on; an empty host means 0.0.0.0, a missing port 9000.',
+    appliesTo: 'server',
+    group: 'Mode and addresses',
+  },
+  remote_addr: {
+    flags: ['r', 'remote'],
+    metavar: 'HOST:PORT',
+    valueType: 'text',
+    expected: `the server's address like "203.0.113.1:9000", "vpn.example.com:9000" or "[2001:db8::1]:9000"`,
+    meaning: 'The server a client dials; a missing port means 9000. Names are resolved on every attempt.',
+    appliesTo: 'client',
+    group: 'Mode and addresses',
+    defaultText: 'none, required in client mode',
+  },
+  tunnel_addr: {
+    flags: ['t', 'tunnel'],
+    metavar: 'CIDR',
+    valueType: 'text',
+    expected: 'an IPv4 address with a prefix length like "10.0.0.2/24"',
+    meaning:
+      "This side's address on the virtual LAN and the LAN's prefix (/8 to /30). Every member needs its own address in the same prefix.",
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  mtu: {
+    flags: ['mtu'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: `an integer from ${MIN_MTU} to ${MAX_MTU} (a DATA frame carries at most ${MAX_FRAME_BODY} bytes: 1 type byte + the packet)`,
+    meaning: `MTU of the TUN device, ${MIN_MTU} to ${MAX_MTU}: a frame body is at most ${MAX_FRAME_BODY} bytes, 1 type byte + the packet.`,
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  timeout: {
+    flags: ['timeout'],
+    metavar: 'SECONDS',
+    valueType: 'int',
+    expected: `a whole number of seconds from 1 to ${MAX_SECONDS}`,
+    meaning: 'A peer silent for this long is disconnected. Must be more than keepalive.',
+    appliesTo: 'both',
+    group: 'Timing',
+  },
+  keepalive: {
+    flags: ['keepalive'],
+    metavar: 'SECONDS',
+    valueType: 'int',
+    expected: `a whole number of seconds from 1 to ${MAX_SECONDS}`,
+    meaning: 'Seconds between KEEPALIVE frames, sent both ways. Must be less than timeout.',
+    appliesTo: 'both',
+    group: 'Timing',
+  },
+  send_queue_size: {
+    flags: ['send-queue'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning: 'Packets that may wait for a slow connection, per session; beyond that they are dropped.',
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  recv_queue_size: {
+    flags: ['recv-queue'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning: 'Packets that may wait for a busy TUN device; beyond that they are dropped.',
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  multi_client: {
+    flags: ['multi-client'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning: 'Accept many clients at once; with =false only one client at a time.',
+    appliesTo: 'server',
+    group: 'Clients (server only)',
+  },
+  max_clients: {
+    flags: ['max-clients'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning: 'At most this many clients at once; further connections are closed.',
+    appliesTo: 'server',
+    group: 'Clients (server only)',
+  },
+  client_isolation: {
+    flags: ['client-isolation'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning: 'Clients reach only the server, never each other.',
+    appliesTo: 'server',
+    group: 'Clients (server only)',
+  },
+  tls_enabled: {
+    flags: ['tls'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning: 'Run the connection over TLS 1.2 or later; both sides must agree.',
+    appliesTo: 'both',
+    group: 'TLS',
+  },
+  tls_cert_file: {
+    flags: ['tls-cert'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: 'PEM certificate the server presents; required with TLS on the server.',
+    appliesTo: 'server',
+    group: 'TLS',
+  },
+  tls_key_file: {
+    flags: ['tls-key'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: "PEM private key of the server's certificate; required with TLS on the server.",
+    appliesTo: 'server',
+    group: 'TLS',
+  },
+  tls_skip_verify: {
+    flags: ['tls-skip-verify'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning: "Do not check the server's certificate. For tests only: anyone on the path could pose as the server.",
+    appliesTo: 'client',
+    group: 'TLS',
+  },
+};
+
+/** True when `key` is one of the configuration keys. */
+export const isConfigKey = (key: string): key is ConfigKey => Object.prototype.hasOwnProperty.call(KEY_INFO, key);

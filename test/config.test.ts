@@ -1,0 +1,554 @@
+import test from 'ava';
+import { isLeft, type Either } from 'fp-ts/lib/Either.js';
+import {
+  decodeConfig,
+  describeKeys,
+  encodeConfig,
+  exampleConfigs,
+  helpText,
+  locateJsonError,
+  parseCommandLine,
+  renderConfigErrors,
+  toClientSettings,
+  toServerSettings,
+  ConfigError,
+  DEFAULT_JSON,
+  type CliCommand,
+  type Config,
+  type ConfigJson,
+  type ConfigKey,
+  type ReadFile,
+  type ResolvedConfig,
+} from '../src/config/index.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+const enoent = (path: string): never => {
+  throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+};
+
+/** A file system holding exactly `files`. */
+const filesystem =
+  (files: Readonly<Record<string, string>> = {}): ReadFile =>
+  (path) =>
+    Object.prototype.hasOwnProperty.call(files, path) ? (files[path] ?? '') : enoent(path);
+
+const lines = <A>(result: Either<ConfigError[], A>): string[] => (isLeft(result) ? renderConfigErrors(result.left) : []);
+
+const command = (argv: readonly string[], readFile: ReadFile = filesystem()): CliCommand => {
+  const result = parseCommandLine(argv, readFile);
+  if (isLeft(result)) throw new Error(`unexpected errors:\n${renderConfigErrors(result.left).join('\n')}`);
+  return result.right;
+};
+
+const run = (argv: readonly string[], readFile?: ReadFile): { config: Config; warnings: readonly string[] } => {
+  const cmd = command(argv, readFile);
+  if (cmd.kind !== 'run') throw new Error(`expected a run command, got ${cmd.kind}`);
+  return cmd;
+};
+
+const json = (argv: readonly string[], readFile?: ReadFile): ConfigJson => encodeConfig(run(argv, readFile).config);
+
+const resolved = (input: unknown): ResolvedConfig => {
+  const result = decodeConfig(input);
+  if (isLeft(result)) throw new Error(`unexpected errors:\n${renderConfigErrors(result.left).join('\n')}`);
+  return result.right;
+};
+
+const MTU_MESSAGE =
+  'expected an integer from 576 to 1495 (a DATA frame carries at most 1496 bytes: 1 type byte + the packet)';
+
+// ---------------------------------------------------------------------------------------------
+// Every flag, with one and two dashes
+
+interface FlagCase {
+  /** The flag name without dashes. */
+  readonly name: string;
+  /** Its value, or undefined for a switch. */
+  readonly value: string | undefined;
+  /** Arguments the case needs besides the flag (before it). */
+  readonly context: readonly string[];
+  readonly key: ConfigKey;
+  readonly expected: unknown;
+}
+
+// A file that turns every switch off, so that naming a switch visibly turns it on.
+const SWITCHES_OFF = filesystem({ '/off.json': '{"multi_client": false}' });
+const CLIENT = ['-m', 'client', '-r', '192.0.2.1:9000'];
+
+const FLAG_CASES: readonly FlagCase[] = [
+  { name: 'm', value: 'client', context: ['-r', '192.0.2.1'], key: 'mode', expected: 'client' },
+  { name: 'mode', value: 'client', context: ['-r', '192.0.2.1'], key: 'mode', expected: 'client' },
+  { name: 'l', value: '127.0.0.1:9100', context: [], key: 'local_addr', expected: '127.0.0.1:9100' },
+  { name: 'listen', value: ':9200', context: [], key: 'local_addr', expected: '0.0.0.0:9200' },
+  { name: 'r', value: 'vpn.example.com:9001', context: ['-m', 'client'], key: 'remote_addr', expected: 'vpn.example.com:9001' },
+  { name: 'remote', value: '[2001:db8::1]:9002', context: ['-m', 'client'], key: 'remote_addr', expected: '[2001:db8::1]:9002' },
+  { name: 't', value: '10.0.0.2/24', context: [], key: 'tunnel_addr', expected: '10.0.0.2/24' },
+  { name: 'tunnel', value: '172.16.5.1/16', context: [], key: 'tunnel_addr', expected: '172.16.5.1/16' },
+  { name: 'mtu', value: '1300', context: [], key: 'mtu', expected: 1300 },
+  { name: 'send-queue', value: '64', context: [], key: 'send_queue_size', expected: 64 },
+  { name: 'recv-queue', value: '128', context: [], key: 'recv_queue_size', expected: 128 },
+  { name: 'max-clients', value: '7', context: [], key: 'max_clients', expected: 7 },
+  { name: 'timeout', value: '60', context: [], key: 'timeout', expected: 60 },
+  { name: 'keepalive', value: '5', context: [], key: 'keepalive', expected: 5 },
+  { name: 'tls-cert', value: '/etc/tunnel/cert.pem', context: [], key: 'tls_cert_file', expected: '/etc/tunnel/cert.pem' },
+  { name: 'tls-key', value: '/etc/tunnel/key.pem', context: [], key: 'tls_key_file', expected: '/etc/tunnel/key.pem' },
+  { name: 'multi-client', value: undefined, context: ['-c', '/off.json'], key: 'multi_client', expected: true },
+  { name: 'client-isolation', value: undefined, context: [], key: 'client_isolation', expected: true },
+  { name: 'tls', value: undefined, context: ['-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_enabled', expected: true },
+  { name: 'tls-skip-verify', value: undefined, context: [...CLIENT, '-tls'], key: 'tls_skip_verify', expected: true },
+];
+
+const setsKey = test.macro({
+  exec(t, argv: readonly string[], key: ConfigKey, expected: unknown) {
+    t.deepEqual(json(argv, SWITCHES_OFF)[key], expected);
+  },
+  title: (_, argv: readonly string[], key: ConfigKey) => `${argv.join(' ')} sets ${key}`,
+});
+
+for (const c of FLAG_CASES) {
+  for (const dashes of ['-', '--']) {
+    const flag = `${dashes}${c.name}`;
+    if (c.value === undefined) {
+      test(setsKey, [...c.context, flag], c.key, c.expected);
+    } else {
+      test(setsKey, [...c.context, flag, c.value], c.key, c.expected);
+      test(setsKey, [...c.context, `${flag}=${c.value}`], c.key, c.expected);
+    }
+  }
+}
+
+test('the flag table covers every flag that the help text lists for a key', (t) => {
+  const covered = new Set(FLAG_CASES.map((c) => c.name));
+  for (const row of describeKeys()) {
+    for (const flag of row.flag.match(/(?<![\w])-{1,2}[a-z-]+/g) ?? []) {
+      t.true(covered.has(flag.replace(/^-+/, '')), `${flag} of ${row.key} is not tested`);
+    }
+  }
+});
+
+const switchValue = test.macro({
+  exec(t, argv: readonly string[], key: ConfigKey, expected: boolean) {
+    t.is(json(argv)[key], expected);
+  },
+  title: (_, argv: readonly string[], key: ConfigKey, expected: boolean) => `${argv.join(' ')} sets ${key} to ${expected}`,
+});
+
+test(switchValue, ['-multi-client=false'], 'multi_client', false);
+test(switchValue, ['--multi-client=false'], 'multi_client', false);
+test(switchValue, ['-multi-client=true'], 'multi_client', true);
+test(switchValue, ['-multi-client=0'], 'multi_client', false);
+test(switchValue, ['-multi-client=F'], 'multi_client', false);
+test(switchValue, ['-multi-client=false', '-multi-client'], 'multi_client', true);
+test(switchValue, ['-client-isolation=true'], 'client_isolation', true);
+test(switchValue, ['-client-isolation=false'], 'client_isolation', false);
+test(switchValue, ['--client-isolation=TRUE'], 'client_isolation', true);
+test(switchValue, ['-tls=false', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], 'tls_enabled', false);
+
+test('no flags at all give the documented defaults', (t) => {
+  const { config, warnings } = run([]);
+  t.deepEqual(encodeConfig(config), DEFAULT_JSON);
+  t.deepEqual(warnings, []);
+});
+
+test('the seed commands of the design notes parse', (t) => {
+  const server = run(['-m', 'server', '-l', '0.0.0.0:9000', '-t', '10.0.0.1/24']).config;
+  t.is(server.mode, 'server');
+  t.deepEqual(server.local_addr, { host: '0.0.0.0', port: 9000 });
+  const client = run(['-m', 'client', '-r', '203.0.113.5:9000', '-t', '10.0.0.2/24']).config;
+  t.is(client.mode, 'client');
+  t.deepEqual(client.remote_addr, { host: '203.0.113.5', port: 9000 });
+  t.deepEqual(client.tunnel_addr, { address: 0x0a000002, prefix: 24 });
+});
+
+test('a remote address without a port dials port 9000', (t) => {
+  t.is(json(['-m', 'client', '-r', 'vpn.example.com']).remote_addr, 'vpn.example.com:9000');
+  t.is(json(['-m', 'client', '-r', '[2001:db8::2]']).remote_addr, '[2001:db8::2]:9000');
+});
+
+test('a listen address may ask for any free port', (t) => {
+  t.is(json(['-l', '127.0.0.1:0']).local_addr, '127.0.0.1:0');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+test('-h, --help and -help print the help text without reading any file', (t) => {
+  const untouchable: ReadFile = () => t.fail('readFile was called') as never;
+  for (const flag of ['-h', '--help', '-help']) {
+    const cmd = command(['-c', '/etc/tunnel.json', flag], untouchable);
+    t.deepEqual(cmd, { kind: 'help', text: helpText() });
+  }
+});
+
+test('help wins over other mistakes on the same line', (t) => {
+  t.is(command(['-frobnicate', '-mtu', '9', '--help']).kind, 'help');
+});
+
+test('-v and --version ask for the version without reading any file', (t) => {
+  const untouchable: ReadFile = () => t.fail('readFile was called') as never;
+  t.deepEqual(command(['-v'], untouchable), { kind: 'version' });
+  t.deepEqual(command(['--version', '-c', '/x.json'], untouchable), { kind: 'version' });
+});
+
+test('-g, -g= and --generate-config name the file to write', (t) => {
+  t.deepEqual(command(['-g', 'tunnel.json']), { kind: 'generate', file: 'tunnel.json' });
+  t.deepEqual(command(['-g=out/t.json']), { kind: 'generate', file: 'out/t.json' });
+  t.deepEqual(command(['--generate-config', 't.json']), { kind: 'generate', file: 't.json' });
+});
+
+test('a switch like -v refuses a value', (t) => {
+  t.deepEqual(lines(parseCommandLine(['-v=1'], filesystem())), ['-v: takes no value, got "1"']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bad flags and values: the exact lines
+
+const refusesFlags = test.macro({
+  exec(t, argv: readonly string[], expected: readonly string[]) {
+    t.deepEqual(lines(parseCommandLine(argv, filesystem())), expected);
+  },
+  title: (_, argv: readonly string[]) => `${JSON.stringify(argv.join(' '))} is refused with one line per problem`,
+});
+
+test(refusesFlags, ['-max-clients', 'ten'], ['-max-clients: expected a positive integer, got "ten"']);
+test(refusesFlags, ['--max-clients=0'], ['--max-clients: expected a positive integer, got 0']);
+test(refusesFlags, ['-send-queue', '-5'], ['-send-queue: expected a positive integer, got -5']);
+test(refusesFlags, ['-send-queue=-5'], ['-send-queue: expected a positive integer, got -5']);
+test(refusesFlags, ['-mtu', '1500'], [`-mtu: ${MTU_MESSAGE}, got 1500`]);
+test(refusesFlags, ['--mtu=575'], [`--mtu: ${MTU_MESSAGE}, got 575`]);
+test(refusesFlags, ['-mtu', '1400.5'], [`-mtu: ${MTU_MESSAGE}, got 1400.5`]);
+test(refusesFlags, ['-mtu', 'big'], [`-mtu: ${MTU_MESSAGE}, got "big"`]);
+test(refusesFlags, ['-m', 'hub'], ['-m: expected "server" or "client", got "hub"']);
+test(refusesFlags, ['-l', '1.2.3.4:99999'], [
+  '-l: expected an address to listen on like "0.0.0.0:9000", ":9000" or "[::]:9000", got "1.2.3.4:99999"',
+]);
+test(refusesFlags, ['-m', 'client', '-r', '10.0.0.1:0'], ['-r: expected a port from 1 to 65535, got "10.0.0.1:0"']);
+test(refusesFlags, ['-m', 'client', '-r', ':9000'], [
+  `-r: expected the server's host name or address before the port, got ":9000"`,
+]);
+test(refusesFlags, ['-m', 'client', '-r', '::1:9000'], [
+  `-r: expected the server's address like "203.0.113.1:9000", "vpn.example.com:9000" or "[2001:db8::1]:9000", got "::1:9000"`,
+]);
+test(refusesFlags, ['-t', '10.0.0.1'], ['-t: expected an IPv4 address with a prefix length like "10.0.0.2/24", got "10.0.0.1"']);
+test(refusesFlags, ['-t', '10.0.0.1/31'], ['-t: expected a prefix length from /8 to /30, got "10.0.0.1/31"']);
+test(refusesFlags, ['-t', '10.0.0.1/7'], ['-t: expected a prefix length from /8 to /30, got "10.0.0.1/7"']);
+test(refusesFlags, ['-t', '10.0.0.0/24'], [
+  '-t: expected a host address inside 10.0.0.0/24 (10.0.0.0 is its network address), got "10.0.0.0/24"',
+]);
+test(refusesFlags, ['--tunnel', '10.0.3.255/22'], [
+  '--tunnel: expected a host address inside 10.0.0.0/22 (10.0.3.255 is its broadcast address), got "10.0.3.255/22"',
+]);
+test(refusesFlags, ['-tls=maybe'], ['-tls: expected true or false, got "maybe"']);
+test(refusesFlags, ['-timeout', '3000000'], ['-timeout: expected a whole number of seconds from 1 to 2147483, got 3000000']);
+test(refusesFlags, ['-keepalive', '30'], ['keepalive: expected fewer seconds than timeout (30), got 30']);
+test(refusesFlags, ['-timeout', '5', '-keepalive', '9'], ['keepalive: expected fewer seconds than timeout (5), got 9']);
+test(refusesFlags, ['-tls'], [
+  'tls_cert_file: required when TLS is on in server mode (-tls-cert FILE)',
+  'tls_key_file: required when TLS is on in server mode (-tls-key FILE)',
+]);
+test(refusesFlags, ['-m', 'client'], [`remote_addr: required in client mode (give the server's address with -r HOST:PORT)`]);
+test(refusesFlags, ['-frobnicate'], ['-frobnicate: unknown flag (see lightweight-tunnel --help)']);
+test(refusesFlags, ['--mut', '1400'], ['--mut: unknown flag (did you mean --mtu? see lightweight-tunnel --help)']);
+test(refusesFlags, ['-remote-addr=x'], ['-remote-addr: unknown flag (did you mean -remote? see lightweight-tunnel --help)']);
+test(refusesFlags, ['-m'], ['-m: missing value']);
+test(refusesFlags, ['-r', '-t', '10.0.0.2/24', '-m', 'client'], [
+  '-r: missing value (the next argument "-t" is a flag; write -r=VALUE for a value starting with "-")',
+]);
+test(refusesFlags, ['-tls', 'false'], ['false: unexpected argument (-tls is a switch: write -tls=false)']);
+test(refusesFlags, ['status'], ['status: unexpected argument']);
+test(refusesFlags, ['--', '-mtu'], ['-mtu: unexpected argument (this program takes only flags)']);
+test(refusesFlags, ['---mtu', '1400'], ['---mtu: unknown flag (did you mean --mtu? see lightweight-tunnel --help)']);
+test(refusesFlags, ['-mtu', '1500', '-max-clients', 'ten', '-bogus'], [
+  `-mtu: ${MTU_MESSAGE}, got 1500`,
+  '-max-clients: expected a positive integer, got "ten"',
+  '-bogus: unknown flag (see lightweight-tunnel --help)',
+]);
+
+test('client without -r is refused even when other flags are fine', (t) => {
+  t.deepEqual(lines(parseCommandLine(['-m', 'client', '-t', '10.0.0.2/24', '-mtu', '1300'], filesystem())), [
+    `remote_addr: required in client mode (give the server's address with -r HOST:PORT)`,
+  ]);
+});
+
+test('errors are ConfigError instances with a path and a message', (t) => {
+  const result = parseCommandLine(['-mtu', '1500'], filesystem());
+  if (!isLeft(result)) return t.fail('expected errors');
+  const [error] = result.left;
+  t.true(error instanceof ConfigError);
+  t.true(error instanceof Error);
+  t.is(error?.name, 'ConfigError');
+  t.is(error?.path, '-mtu');
+  t.is(error?.message, `${MTU_MESSAGE}, got 1500`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Config files and precedence
+
+test('a flag beats the config file, which beats the defaults', (t) => {
+  const fs = filesystem({ '/f.json': '{"mtu": 1300, "keepalive": 5}' });
+  const config = json(['-c', '/f.json', '-mtu', '1200'], fs);
+  t.is(config.mtu, 1200);
+  t.is(config.keepalive, 5);
+  t.is(config.timeout, 30);
+});
+
+test('a flag beats the config file even when written before -c', (t) => {
+  const fs = filesystem({ '/f.json': '{"mtu": 1300}' });
+  t.is(json(['-mtu', '1200', '--config', '/f.json'], fs).mtu, 1200);
+});
+
+test('the last of a repeated flag wins', (t) => {
+  t.is(json(['-mtu', '1300', '-mtu=1250']).mtu, 1250);
+});
+
+test('a client configured by file alone runs', (t) => {
+  const fs = filesystem({ '/c.json': '{"mode": "client", "remote_addr": "vpn.example.com:7000"}' });
+  const { config } = run(['-c', '/c.json'], fs);
+  t.is(config.mode, 'client');
+  t.deepEqual(config.remote_addr, { host: 'vpn.example.com', port: 7000 });
+});
+
+test('flags can complete what the file lacks for a cross-field rule', (t) => {
+  const fs = filesystem({ '/s.json': '{"tls_enabled": true, "tls_cert_file": "/c.pem"}' });
+  t.deepEqual(lines(parseCommandLine(['-c', '/s.json'], fs)), [
+    'tls_key_file: required when TLS is on in server mode (-tls-key FILE)',
+  ]);
+  t.is(json(['-c', '/s.json', '-tls-key', '/k.pem'], fs).tls_key_file, '/k.pem');
+});
+
+test('a missing config file is named with the flag and the errno code', (t) => {
+  t.deepEqual(lines(parseCommandLine(['-c', '/x.json'], filesystem())), ['-c /x.json: cannot read file (ENOENT)']);
+  t.deepEqual(lines(parseCommandLine(['--config=/x.json'], filesystem())), ['--config /x.json: cannot read file (ENOENT)']);
+});
+
+test('a reader that throws without a code is reported with its message', (t) => {
+  const broken: ReadFile = () => {
+    throw new Error('disk on fire');
+  };
+  t.deepEqual(lines(parseCommandLine(['-c', '/x.json'], broken)), ['-c /x.json: cannot read file (disk on fire)']);
+});
+
+const refusesFile = test.macro({
+  exec(t, text: string, expected: readonly string[]) {
+    t.deepEqual(lines(parseCommandLine(['-c', '/x.json'], filesystem({ '/x.json': text }))), expected);
+  },
+  title: (_, text: string) => `the config file ${JSON.stringify(text)} is refused`,
+});
+
+test(refusesFile, '{\n  "mtu": }', ['-c /x.json: invalid JSON at position 11 (line 2, column 10): unexpected "}"']);
+test(refusesFile, '{"mtu": 1400,}', ['-c /x.json: invalid JSON at position 13 (line 1, column 14): trailing comma before "}"']);
+test(refusesFile, '{\n  // the MTU\n  "mtu": 1400\n}', [
+  '-c /x.json: invalid JSON at position 4 (line 2, column 3): unexpected "/" (JSON has no comments)',
+]);
+test(refusesFile, "{'mtu': 1400}", [`-c /x.json: invalid JSON at position 1 (line 1, column 2): unexpected "'" (JSON strings use double quotes)`]);
+test(refusesFile, '', ['-c /x.json: invalid JSON at position 0 (line 1, column 1): unexpected end of input']);
+test(refusesFile, '[1, 2]', ['-c /x.json: expected a JSON object of settings, got [1,2]']);
+test(refusesFile, '{"max_clients": "ten"}', ['max_clients: expected a positive integer, got "ten"']);
+test(refusesFile, '{"frobnicate": 1}', ['frobnicate: unknown key']);
+
+test('file errors and flag errors are reported together, flags first', (t) => {
+  const fs = filesystem({ '/x.json': '{"mtu": 9000, "colour": "blue"}' });
+  t.deepEqual(lines(parseCommandLine(['-c', '/x.json', '-max-clients', '0'], fs)), [
+    '-max-clients: expected a positive integer, got 0',
+    `mtu: ${MTU_MESSAGE}, got 9000`,
+    'colour: unknown key',
+  ]);
+});
+
+test('a config file may start with a byte order mark', (t) => {
+  t.is(json(['-c', '/bom.json'], filesystem({ '/bom.json': '\uFEFF{"mtu": 1280}' })).mtu, 1280);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Decoding JSON values
+
+const refusesJson = test.macro({
+  exec(t, input: unknown, expected: readonly string[]) {
+    t.deepEqual(lines(decodeConfig(input)), expected);
+  },
+  title: (_, input: unknown) => `the JSON ${JSON.stringify(input)} is refused with one line per bad field`,
+});
+
+test(refusesJson, { max_clients: 'ten' }, ['max_clients: expected a positive integer, got "ten"']);
+test(refusesJson, { mtu: 1500 }, [`mtu: ${MTU_MESSAGE}, got 1500`]);
+test(refusesJson, { mtu: '1400' }, [`mtu: ${MTU_MESSAGE}, got "1400"`]);
+test(refusesJson, { mode: null }, ['mode: expected "server" or "client", got null']);
+test(refusesJson, { multi_client: 'false' }, ['multi_client: expected true or false, got "false"']);
+test(refusesJson, { tls_cert_file: 5 }, ['tls_cert_file: expected a file path, got 5']);
+test(refusesJson, { local_addr: { host: 'x', port: 1 } }, [
+  'local_addr: expected an address to listen on like "0.0.0.0:9000", ":9000" or "[::]:9000", got {"host":"x","port":1}',
+]);
+test(refusesJson, { tunnel_addr: '10.0.0.0/24' }, [
+  'tunnel_addr: expected a host address inside 10.0.0.0/24 (10.0.0.0 is its network address), got "10.0.0.0/24"',
+]);
+test(refusesJson, { frobnicate: true }, ['frobnicate: unknown key']);
+test(refusesJson, { locall_addr: ':9000' }, ['locall_addr: unknown key (did you mean "local_addr"?)']);
+test(refusesJson, { MTU: 1400 }, ['MTU: unknown key (did you mean "mtu"?)']);
+test(refusesJson, { mtu: 1, frob: 2, mode: 'x' }, [
+  `mtu: ${MTU_MESSAGE}, got 1`,
+  'frob: unknown key',
+  'mode: expected "server" or "client", got "x"',
+]);
+test(refusesJson, [1, 2], ['config: expected a JSON object of settings, got [1,2]']);
+test(refusesJson, null, ['config: expected a JSON object of settings, got null']);
+test(refusesJson, { mode: 'client' }, [`remote_addr: required in client mode (give the server's address with -r HOST:PORT)`]);
+test(refusesJson, { tunnel_addr: 'x'.repeat(200) }, [
+  `tunnel_addr: expected an IPv4 address with a prefix length like "10.0.0.2/24", got "${'x'.repeat(78)}…`,
+]);
+
+test('fec_data and fec_parity are accepted with a warning each', (t) => {
+  t.deepEqual(resolved({ fec_data: 10, fec_parity: 3 }).warnings, [
+    'fec_data: ignored (forward error correction was never used by the Go program and is not implemented)',
+    'fec_parity: ignored (forward error correction was never used by the Go program and is not implemented)',
+  ]);
+});
+
+test('keys that the chosen mode ignores are accepted with a warning when changed', (t) => {
+  t.deepEqual(resolved({ mode: 'client', remote_addr: 'h:1', max_clients: 5, client_isolation: true }).warnings, [
+    'max_clients: ignored in client mode',
+    'client_isolation: ignored in client mode',
+  ]);
+  t.deepEqual(resolved({ mode: 'client', remote_addr: 'h:1', max_clients: 100 }).warnings, []);
+  t.deepEqual(resolved({ mode: 'server', remote_addr: 'h:1' }).warnings, ['remote_addr: ignored in server mode']);
+});
+
+test('TLS files without TLS, and skipping verification, are warned about', (t) => {
+  t.deepEqual(resolved({ tls_cert_file: '/c.pem' }).warnings, [
+    'tls_cert_file: ignored because TLS is off (turn it on with -tls or "tls_enabled": true)',
+  ]);
+  t.deepEqual(resolved({ mode: 'client', remote_addr: 'h:1', tls_enabled: true, tls_skip_verify: true }).warnings, [
+    "tls_skip_verify: the server's certificate is not checked, so anyone on the path could pose as the server",
+  ]);
+});
+
+test('encodeConfig gives back JSON that decodes to the same config', (t) => {
+  const { config } = resolved({ mode: 'client', remote_addr: '[::1]:7', tunnel_addr: '192.168.7.9/20', mtu: 1280 });
+  t.deepEqual(resolved(encodeConfig(config)).config, config);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Example configs
+
+test('the example server config decodes as a server with no warnings', (t) => {
+  const { config, warnings } = resolved(JSON.parse(exampleConfigs().server));
+  t.is(config.mode, 'server');
+  t.deepEqual(warnings, []);
+  t.deepEqual(encodeConfig(config), DEFAULT_JSON);
+});
+
+test('the example client config decodes as a client with no warnings', (t) => {
+  const { config, warnings } = resolved(JSON.parse(exampleConfigs().client));
+  t.is(config.mode, 'client');
+  t.deepEqual(warnings, []);
+  t.deepEqual(config.remote_addr, { host: 'vpn.example.com', port: 9000 });
+  t.deepEqual(config.tunnel_addr, { address: 0x0a000002, prefix: 24 });
+});
+
+test('the example files work through -c as well', (t) => {
+  const { server, client } = exampleConfigs();
+  const fs = filesystem({ '/t.json': server, '/t.json.client': client });
+  t.is(run(['-c', '/t.json'], fs).config.mode, 'server');
+  t.is(run(['-c', '/t.json.client'], fs).config.mode, 'client');
+});
+
+test('each example lists exactly the keys its mode reads', (t) => {
+  const serverKeys = Object.keys(JSON.parse(exampleConfigs().server) as object);
+  const clientKeys = Object.keys(JSON.parse(exampleConfigs().client) as object);
+  for (const row of describeKeys()) {
+    t.is(serverKeys.includes(row.key), row.appliesTo !== 'client', `server example and ${row.key}`);
+    t.is(clientKeys.includes(row.key), row.appliesTo !== 'server', `client example and ${row.key}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Help and the key table
+
+test('the help text names every flag, JSON key and default, and the seed commands', (t) => {
+  const text = helpText();
+  for (const row of describeKeys()) {
+    t.true(text.includes(row.flag), row.flag);
+    t.true(text.includes(row.key), row.key);
+    t.true(text.includes(row.default), row.default);
+  }
+  for (const flag of ['-c, --config FILE', '-g, --generate-config FILE', '-v, --version', '-h, --help']) {
+    t.true(text.includes(flag), flag);
+  }
+  t.true(text.includes('sudo lightweight-tunnel -m server -l 0.0.0.0:9000 -t 10.0.0.1/24'));
+  t.true(text.includes('sudo lightweight-tunnel -m client -r SERVER_IP:9000 -t 10.0.0.2/24'));
+  t.true(text.includes('sudo lightweight-tunnel -m client -r SERVER_IP:9000 -t 10.0.0.3/24'));
+  t.true(text.split('\n').every((line) => line.length <= 100));
+});
+
+test('describeKeys lists every JSON key once with a default in JSON syntax', (t) => {
+  const rows = describeKeys();
+  t.deepEqual(rows.map((r) => r.key).sort(), Object.keys(DEFAULT_JSON).sort());
+  const mtu = rows.find((r) => r.key === 'mtu');
+  t.is(mtu?.flag, '-mtu N');
+  t.is(mtu?.default, '1400');
+  t.is(rows.find((r) => r.key === 'local_addr')?.flag, '-l, --listen ADDR');
+  t.is(rows.find((r) => r.key === 'multi_client')?.default, 'true');
+});
+
+// ---------------------------------------------------------------------------------------------
+// To settings
+
+test('toServerSettings converts seconds to milliseconds and carries the hub limits', (t) => {
+  const { config } = run(['-timeout', '45', '-keepalive', '15', '-max-clients', '3', '-client-isolation', '-send-queue', '50']);
+  t.deepEqual(toServerSettings(config), {
+    tunnel: { address: 0x0a000001, prefix: 24 },
+    mtu: 1400,
+    keepaliveMs: 15_000,
+    timeoutMs: 45_000,
+    sendQueueSize: 50,
+    recvQueueSize: 1000,
+    clientIsolation: true,
+    maxClients: 3,
+    multiClient: true,
+  });
+});
+
+test('toClientSettings splits the remote address and sets the reconnect backoff', (t) => {
+  const { config } = run(['-m', 'client', '-r', 'vpn.example.com:7001', '-t', '10.0.0.2/24', '-mtu', '1300']);
+  if (config.mode !== 'client') return t.fail('expected a client config');
+  t.deepEqual(toClientSettings(config), {
+    tunnel: { address: 0x0a000002, prefix: 24 },
+    mtu: 1300,
+    keepaliveMs: 10_000,
+    timeoutMs: 30_000,
+    sendQueueSize: 1000,
+    recvQueueSize: 1000,
+    remote: { host: 'vpn.example.com', port: 7001 },
+    backoff: { initialMs: 1000, maxMs: 30_000 },
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Locating JSON syntax errors
+
+const locates = test.macro({
+  exec(t, text: string, expected: { position: number; reason: string }) {
+    t.throws(() => JSON.parse(text));
+    t.deepEqual(locateJsonError(text), expected);
+  },
+  title: (_, text: string, expected: { position: number; reason: string }) =>
+    `locateJsonError finds "${expected.reason}" at ${expected.position} in ${JSON.stringify(text)}`,
+});
+
+test(locates, '{"a": tru}', { position: 6, reason: 'unexpected "t"' });
+test(locates, '{"a": 1 "b": 2}', { position: 8, reason: 'expected "," or "}"' });
+test(locates, '[1, 2,]', { position: 6, reason: 'trailing comma before "]"' });
+test(locates, '{"a": 01}', { position: 7, reason: 'expected "," or "}"' });
+test(locates, '{"a": "x\ny"}', { position: 8, reason: 'control character in a string (write \\n, \\t, ...)' });
+test(locates, '{"a": "\\q"}', { position: 7, reason: 'invalid escape in a string' });
+test(locates, '{"a": "open', { position: 6, reason: 'unterminated string' });
+test(locates, '{"a": 1} x', { position: 9, reason: 'unexpected "x" after the end of the JSON value' });
+test(locates, '{a: 1}', { position: 1, reason: 'expected a double-quoted property name' });
+test(locates, '{"a" 1}', { position: 5, reason: 'expected ":" after a property name' });
+test(locates, '{"a": [1, 2', { position: 11, reason: 'unexpected end of input' });
+test(locates, '{"a": -}', { position: 6, reason: 'invalid number' });
+
+test('locateJsonError finds nothing wrong in valid JSON', (t) => {
+  t.is(locateJsonError('{"a": [1, -2.5e3, true, null, "\\u00e9"]}'), undefined);
+});
