@@ -2,8 +2,8 @@ import { map, type OperatorFunction } from 'rxjs';
 import { ipv4Destination, isIpv4 } from './wire/ipv4.js';
 import { addDrop, type DropReason, type PacketBatch, type Routed, type RoutedBatch } from './types.js';
 
-/** Decides where a packet to `destination` goes: a target, or the reason it is dropped. Must be O(1). */
-export type RouteDecision<T extends object> = (destination: number) => T | DropReason;
+/** Decides where `packet` (to `destination`) goes: a target, or the reason it is dropped. Must be O(1). */
+export type RouteDecision<T extends object> = (destination: number, packet: Uint8Array) => T | DropReason;
 
 /**
  * Splits each batch by IPv4 destination with `decide` (one call per packet, O(1) lookups expected).
@@ -28,7 +28,7 @@ export function routeBatch<T extends object>(batch: PacketBatch, decide: RouteDe
       drops = addDrop(drops, 'not-ipv4');
       continue;
     }
-    const t = decide(ipv4Destination(p));
+    const t = decide(ipv4Destination(p), p);
     if (typeof t === 'string') {
       drops = addDrop(drops, t);
       continue;

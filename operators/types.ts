@@ -5,6 +5,7 @@ import type { PacketBatch } from '../pipelines/ports.js';
 export type DropReason =
   | 'no-route' // destination is in the tunnel subnet but no member has it
   | 'isolation' // client-to-client traffic while client isolation is on
+  | 'spoofed-source' // a member sent a packet whose source is not its own address
   | 'queue-full' // a bounded queue was full
   | 'not-ipv4' // not an IPv4 packet, or shorter than an IPv4 header
   | 'oversize' // larger than the peer can receive

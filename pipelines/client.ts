@@ -92,6 +92,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             prefix: settings.tunnel.prefix,
             mtu: settings.mtu,
             caps: [],
+            ...(settings.token === undefined ? {} : { token: settings.token }),
           }),
         );
 

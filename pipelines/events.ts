@@ -1,5 +1,6 @@
 // What the pipelines report. Log lines, status and metrics are all derived from these events.
 import type { DropCounts } from '../operators/types.js';
+import type { HandshakeFailure } from './ports.js';
 import type { RejectReason } from '../operators/wire/control.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/wire/decoder.js';
@@ -11,7 +12,8 @@ export type SessionEndReason =
   | 'idle' // the peer was silent for `timeout`
   | 'frame-error' // the peer broke the framing (oversize length)
   | 'rejected' // refused by the hub (see the rejected event)
-  | 'replaced'; // a newcomer took over this member's silent address
+  | 'replaced' // a newcomer took over this member's address (silent member, or the same identity reconnecting)
+  | 'handshake-timeout'; // the peer did not identify itself (HELLO) in time
 
 /** Ends a session on purpose, with a reason; the session's stream turns it into a `left` event. */
 export class SessionEnd extends Error {
@@ -57,6 +59,8 @@ export interface DropsEvent {
 /** Events of the server (hub) pipeline. */
 export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
+  /** A connection that failed before it became a session (for example a TLS handshake). */
+  | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
   | { readonly type: 'connected'; readonly id: number; readonly remote: string }
   | {
       readonly type: 'joined';
@@ -66,6 +70,8 @@ export type ServerEvent =
       /** 'hello' for this project's clients, 'data' when learned from a 2.x client's first packet. */
       readonly via: 'hello' | 'data';
       readonly members: number;
+      /** Who authenticated (token name or certificate name), when the hub requires authentication. */
+      readonly identity?: string | undefined;
     }
   | {
       readonly type: 'rejected';

@@ -51,12 +51,47 @@ export interface ConnectionPort {
   readonly drain$: Observable<void>;
   /** Flushes what is queued, then ends the stream; destroys it if that takes longer than a bound. */
   close(): void;
+  /** The identity the transport verified (a client certificate's common name under mutual TLS). */
+  readonly peerIdentity?: string;
 }
+
+/** Why a connection failed before it became a session. */
+export type HandshakeFailure =
+  | 'not-tls' // a plaintext client on a TLS listener
+  | 'tls-error' // the TLS handshake failed (bad or missing client certificate, protocol mismatch, ...)
+  | 'handshake-timeout'; // the TLS handshake took too long
 
 /** What a listener reports. */
 export type ListenerEvent =
   | { readonly type: 'listening'; readonly address: string }
-  | { readonly type: 'connection'; readonly connection: ConnectionPort };
+  | { readonly type: 'connection'; readonly connection: ConnectionPort }
+  | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string };
+
+/** What the hub asks an authenticator. */
+export interface AuthRequest {
+  /** The token of the HELLO, if any. */
+  readonly token: string | undefined;
+  /** What the transport verified (ConnectionPort.peerIdentity). */
+  readonly peerIdentity: string | undefined;
+  /** The address the client asks for. */
+  readonly address: number;
+}
+
+/** An authenticator's answer. */
+export type AuthDecision =
+  | {
+      readonly ok: true;
+      /** Who this is, for logs; undefined for a shared network token. */
+      readonly identity: string | undefined;
+      /** True when the identity belongs to one client only: it may then replace its own earlier session at once. */
+      readonly exclusive: boolean;
+    }
+  | { readonly ok: false; readonly reason: 'auth-failed' | 'address-not-allowed'; readonly detail: string };
+
+/** Decides whether a client may join. Present only on hubs that require authentication. Must be synchronous and cheap. */
+export interface Authenticator {
+  authenticate(request: AuthRequest): AuthDecision;
+}
 
 /** A listening socket. Subscribing binds and listens; unsubscribing closes it and every connection
  * it produced that is still open. Errors when binding fails (for example EADDRINUSE). */

@@ -16,18 +16,19 @@ import {
   of,
   tap,
   throwError,
+  timer,
   type SchedulerLike,
 } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { route, type RouteDecision } from '../operators/route.js';
-import type { DropCounts, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
+import type { DropCounts, DropReason, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
 import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
 import { FrameType } from '../operators/wire/frames.js';
-import { formatIpv4, inSubnet, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { SessionEnd, endReason, type ServerEvent } from './events.js';
-import type { ConnectionPort, ListenerPort, TunPort } from './ports.js';
+import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
 import { frameSink, inboundItems, sendKeepalive } from './session.js';
 import type { ServerSettings } from './settings.js';
 
@@ -37,7 +38,15 @@ export interface ServerPorts {
   readonly listener: ListenerPort;
   /** Time source for keepalives and idle detection; asyncScheduler by default. */
   readonly scheduler?: SchedulerLike;
+  /** When present, every client must authenticate in its HELLO (2.x clients cannot join). */
+  readonly authenticator?: Authenticator;
 }
+
+/** Source addresses remembered for failed authentications (oldest forgotten first). */
+const MAX_PENALTIES = 4096;
+/** The first failure blocks a source for this long; each further failure doubles it up to the max. */
+const PENALTY_BASE_MS = 1000;
+const PENALTY_MAX_MS = 60_000;
 
 /** A registered client: the route table maps its tunnel address to this. */
 interface Member {
@@ -45,6 +54,10 @@ interface Member {
   readonly remote: string;
   readonly address: number;
   readonly addressText: string;
+  /** Who authenticated, when the hub requires authentication. */
+  readonly identity: string | undefined;
+  /** The identity is this client's alone: a new session of it replaces this one at once. */
+  readonly exclusive: boolean;
   /** Packets bound for this member (into its bounded send queue). */
   readonly outbound: Subject<PacketBatch>;
   /** scheduler.now() of the last chunk received. */
@@ -84,10 +97,20 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const network = (hubAddress & prefixMask(prefix)) >>> 0;
     /** The route table: tunnel address → member. */
     const members = new Map<number, Member>();
+    const authenticator = ports.authenticator;
+    /** Failed authentications per source address: the source is refused until `until`. */
+    const penalties = new Map<string, { failures: number; until: number }>();
+    const penalize = (host: string): void => {
+      const p = penalties.get(host);
+      const failures = (p?.failures ?? 0) + 1;
+      penalties.delete(host);
+      if (penalties.size >= MAX_PENALTIES) penalties.delete(penalties.keys().next().value!);
+      penalties.set(host, { failures, until: scheduler.now() + Math.min(PENALTY_MAX_MS, PENALTY_BASE_MS * 2 ** (failures - 1)) });
+    };
     const isPeer = (t: Target): boolean => t !== HUB;
 
     /** Where a packet from a member goes. */
-    const fromMember: RouteDecision<Target> = (dst) => {
+    const fromMember = (dst: number): Target | DropReason => {
       const m = members.get(dst);
       if (m !== undefined) return m;
       if (dst === hubAddress) return HUB;
@@ -126,10 +149,13 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         const outbound = new Subject<PacketBatch>();
         const countDrops = (d: DropCounts): void => drops$.next(dropsEvent(who(), d));
 
-        const register = (address: number, via: 'hello' | 'data'): ServerEvent[] => {
+        const register = (address: number, via: 'hello' | 'data', identity: string | undefined = undefined, exclusive = false): ServerEvent[] => {
           const text = formatIpv4(address);
           const existing = members.get(address);
-          if (existing !== undefined) {
+          if (existing !== undefined && exclusive && existing.exclusive && existing.identity === identity) {
+            // The same client reconnecting (new network, crashed process): its old session is stale.
+            existing.end(new SessionEnd('replaced', `${identity ?? text} reconnected from ${conn.remote}`));
+          } else if (existing !== undefined) {
             const silentMs = scheduler.now() - existing.lastSeen;
             if (silentMs < settings.timeoutMs) {
               throw new Refusal('ip-conflict', `${text} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago)`, text);
@@ -147,6 +173,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             remote: conn.remote,
             address,
             addressText: text,
+            identity,
+            exclusive,
             outbound,
             lastSeen,
             end: (err) => ended$.error(err),
@@ -167,7 +195,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               }),
             );
           }
-          return [{ type: 'joined', id, remote: conn.remote, address: text, via, members: members.size }];
+          const joined: ServerEvent = { type: 'joined', id, remote: conn.remote, address: text, via, members: members.size };
+          return [identity === undefined ? joined : { ...joined, identity }];
         };
 
         const onHello = (payload: Uint8Array): ServerEvent[] => {
@@ -178,7 +207,21 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           if (hello.address === undefined) throw new Refusal('bad-hello', 'HELLO carries no address (set -t on the client)', undefined);
           const address = parseIpv4(hello.address);
           if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
-          return register(checkAddress(address), 'hello');
+          checkAddress(address);
+          if (authenticator === undefined) return register(address, 'hello');
+          const host = hostOf(conn.remote);
+          const penalty = penalties.get(host);
+          if (penalty !== undefined && scheduler.now() < penalty.until) {
+            const waitS = Math.ceil((penalty.until - scheduler.now()) / 1000);
+            throw new Refusal('rate-limited', `${penalty.failures} failed authentication(s) from ${host}: try again in ${waitS} s`, hello.address);
+          }
+          const decision = authenticator.authenticate({ token: hello.token, peerIdentity: conn.peerIdentity, address });
+          if (!decision.ok) {
+            penalize(host);
+            throw new Refusal(decision.reason, decision.detail, hello.address);
+          }
+          penalties.delete(host);
+          return register(address, 'hello', decision.identity, decision.exclusive);
         };
 
         const checkAddress = (address: number): number => {
@@ -198,6 +241,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             case 'learned':
               // A 2.x client: its first packet's source is its address.
               if (member !== undefined || helloSeen) return [];
+              if (authenticator !== undefined) {
+                throw new Refusal('auth-required', 'this hub requires authentication, which 2.x clients (no HELLO) cannot do', formatIpv4(item.address));
+              }
               return register(checkAddress(item.address), 'data');
             case 'control':
               switch (item.type) {
@@ -217,7 +263,11 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           }
         };
 
-        const fromThisMember: RouteDecision<Target> = (dst) => (member === undefined ? 'unregistered' : fromMember(dst));
+        const fromThisMember: RouteDecision<Target> = (dst, packet) => {
+          if (member === undefined) return 'unregistered';
+          if (ipv4Source(packet) !== member.address) return 'spoofed-source';
+          return fromMember(dst);
+        };
 
         const inbound$ = inboundItems(
           conn,
@@ -257,8 +307,18 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           map((n) => dropsEvent(who(), { 'queue-full': n })),
         );
 
+        // With authentication, a connection must say who it is within the HELLO deadline.
+        const helloDeadline$ =
+          authenticator === undefined
+            ? ended$
+            : timer(settings.helloTimeoutMs, scheduler).pipe(
+                mergeMap(() =>
+                  helloSeen ? ended$ : throwError(() => new SessionEnd('handshake-timeout', `no HELLO within ${settings.helloTimeoutMs / 1000} s`)),
+                ),
+              );
+
         const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-        return merge(of(connected), inbound$, sendDrops$, drops$, ended$).pipe(
+        return merge(of(connected), inbound$, sendDrops$, drops$, ended$, helloDeadline$).pipe(
           catchError((err: unknown) => {
             const out: ServerEvent[] = [];
             if (err instanceof Refusal) {
@@ -288,10 +348,14 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
 
     const sessions$ = ports.listener.events$.pipe(
       mergeMap((ev): Observable<ServerEvent> => {
-        if (ev.type === 'listening') {
-          return of({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: `${formatIpv4(hubAddress)}/${prefix}` });
+        switch (ev.type) {
+          case 'listening':
+            return of({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: `${formatIpv4(hubAddress)}/${prefix}` });
+          case 'handshake-failed':
+            return of(ev);
+          case 'connection':
+            return session(ev.connection);
         }
-        return session(ev.connection);
       }),
     );
 
@@ -303,3 +367,8 @@ function dropsEvent(who: string, drops: DropCounts): ServerEvent {
   return { type: 'drops', who, drops };
 }
 
+/** The host part of an `ip:port` or `[v6]:port` endpoint. */
+function hostOf(remote: string): string {
+  const i = remote.lastIndexOf(':');
+  return i < 0 ? remote : remote.slice(0, i);
+}

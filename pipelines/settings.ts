@@ -29,6 +29,8 @@ export interface ServerSettings extends CommonSettings {
   readonly maxClients: number;
   /** false: one member at a time. */
   readonly multiClient: boolean;
+  /** With an authenticator: a connection that has not sent its HELLO after this long is closed. */
+  readonly helloTimeoutMs: number;
 }
 
 export interface ClientSettings extends CommonSettings {
@@ -36,4 +38,6 @@ export interface ClientSettings extends CommonSettings {
   readonly remote: { readonly host: string; readonly port: number };
   /** Reconnect backoff bounds. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  /** Token presented in the HELLO, for hubs that require one. */
+  readonly token?: string;
 }

@@ -9,7 +9,10 @@ import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.j
 import { serverPipeline } from '../pipelines/server.js';
 import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
 import { describeClientEvent, describeDrops, describeServerEvent, type LogLine } from './describe.js';
+import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
+import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
+import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
 import { tunPort } from './drivers/tun.js';
 import { createLogger, type Logger } from './log.js';
 import { TunDevice } from './tun/device.js';
@@ -62,8 +65,95 @@ function generate(file: string): number {
   return EXIT.ok;
 }
 
+/** A start-up problem with a file or the TLS material: reported as one line, exit 1. */
+class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+function readSetting(key: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
+    throw new StartupError(`${key}: cannot read ${path} (${why})`);
+  }
+}
+
+/** The token a client presents, or the hub's network token. */
+function tokenOf(config: Config): string | undefined {
+  if (config.token !== '') return config.token;
+  if (config.token_file === '') return undefined;
+  const token = readSetting('token_file', config.token_file).split(/\r?\n/)[0]!.trim();
+  if (token === '') throw new StartupError(`token_file: ${config.token_file} is empty`);
+  return token;
+}
+
+function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined } {
+  const { host, port } = config.local_addr;
+  let listener: ListenerPort;
+  if (config.tls_enabled) {
+    const options = {
+      host,
+      port,
+      cert: readSetting('tls_cert_file', config.tls_cert_file),
+      key: readSetting('tls_key_file', config.tls_key_file),
+      ...(config.tls_client_ca_file === '' ? {} : { clientCa: readSetting('tls_client_ca_file', config.tls_client_ca_file) }),
+    };
+    try {
+      hubSecureContext(options);
+    } catch (err) {
+      throw new StartupError(`TLS: ${(err as Error).message}`);
+    }
+    listener = makeTlsListener(options);
+  } else {
+    listener = makeNetListener({ host, port });
+  }
+  const networkToken = tokenOf(config);
+  let clients: readonly ClientToken[] | undefined;
+  if (config.tokens_file !== '') {
+    const parsed = parseTokensFile(readSetting('tokens_file', config.tokens_file), config.tokens_file);
+    if (typeof parsed[0] === 'string') throw new StartupError((parsed as string[]).join('\n'));
+    clients = parsed as readonly ClientToken[];
+  }
+  const requireClientCert = config.tls_client_ca_file !== '';
+  const authenticator =
+    networkToken !== undefined || clients !== undefined || requireClientCert
+      ? makeAuthenticator({ requireClientCert, ...(networkToken === undefined ? {} : { networkToken }), ...(clients === undefined ? {} : { clients }) })
+      : undefined;
+  return { listener, authenticator };
+}
+
+function clientDialer(config: Config & { mode: 'client' }): DialerPort {
+  if (!config.tls_enabled) return makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  return makeTlsDialer({
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    skipVerify: config.tls_skip_verify,
+    ...(config.tls_ca_file === '' ? {} : { ca: readSetting('tls_ca_file', config.tls_ca_file) }),
+    ...(config.tls_server_name === '' ? {} : { serverName: config.tls_server_name }),
+    ...(config.tls_client_cert_file === ''
+      ? {}
+      : { cert: readSetting('tls_client_cert_file', config.tls_client_cert_file), key: readSetting('tls_client_key_file', config.tls_client_key_file) }),
+  });
+}
+
 /** Opens the TUN device and runs the pipeline of `config.mode` until a signal or a fatal error. */
 function start(config: Config, logger: Logger): Promise<number> {
+  // Everything that can fail on a file is checked before the TUN device exists.
+  let server: ReturnType<typeof serverPorts> | undefined;
+  let dialer: DialerPort | undefined;
+  let token: string | undefined;
+  try {
+    if (config.mode === 'server') server = serverPorts(config);
+    else {
+      dialer = clientDialer(config);
+      token = tokenOf(config);
+    }
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    for (const line of err.message.split('\n')) logger.log('error', line);
+    return Promise.resolve(EXIT.failure);
+  }
   let device: TunDevice;
   try {
     device = TunDevice.open({ mtu: config.mtu, ipv4: config.tunnel_addr, up: true });
@@ -76,13 +166,21 @@ function start(config: Config, logger: Logger): Promise<number> {
 
   let events$: Observable<ServerEvent | ClientEvent>;
   let describe: (e: ServerEvent | ClientEvent) => LogLine | undefined;
-  if (config.mode === 'server') {
-    const { host, port } = config.local_addr;
-    events$ = serverPipeline(toServerSettings(config), { tun, listener: makeNetListener({ host, port }) });
+  if (config.mode === 'server' && server !== undefined) {
+    events$ = serverPipeline(toServerSettings(config), {
+      tun,
+      listener: server.listener,
+      ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
+    });
     describe = (e) => describeServerEvent(e as ServerEvent);
-  } else {
-    events$ = clientPipeline(toClientSettings(config), { tun, dialer: makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS }) });
+    if (config.tls_enabled) logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}`);
+    if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
+  } else if (config.mode === 'client' && dialer !== undefined) {
+    const settings = toClientSettings(config);
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer });
     describe = (e) => describeClientEvent(e as ClientEvent);
+  } else {
+    throw new Error('unreachable: ports were built for the configured mode');
   }
 
   return new Promise<number>((resolve) => {

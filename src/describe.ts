@@ -23,12 +23,14 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
   switch (e.type) {
     case 'listening':
       return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}` };
+    case 'handshake-failed':
+      return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}` };
     case 'connected':
       return { level: 'debug', message: `connection #${e.id} from ${e.remote}` };
     case 'joined':
       return {
         level: 'info',
-        message: `member ${e.address} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}; ${plural(e.members, 'member')}`,
+        message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}; ${plural(e.members, 'member')}`,
       };
     case 'rejected':
       return {

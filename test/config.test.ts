@@ -98,6 +98,14 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'client-isolation', value: undefined, context: [], key: 'client_isolation', expected: true },
   { name: 'tls', value: undefined, context: ['-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_enabled', expected: true },
   { name: 'tls-skip-verify', value: undefined, context: [...CLIENT, '-tls'], key: 'tls_skip_verify', expected: true },
+  { name: 'tls-ca', value: '/etc/tunnel/ca.pem', context: [...CLIENT, '-tls'], key: 'tls_ca_file', expected: '/etc/tunnel/ca.pem' },
+  { name: 'tls-server-name', value: 'hub.example.com', context: [...CLIENT, '-tls'], key: 'tls_server_name', expected: 'hub.example.com' },
+  { name: 'tls-client-ca', value: '/etc/tunnel/clients.pem', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_client_ca_file', expected: '/etc/tunnel/clients.pem' },
+  { name: 'tls-client-cert', value: '/etc/tunnel/me.pem', context: [...CLIENT, '-tls', '-tls-client-key', 'me.key'], key: 'tls_client_cert_file', expected: '/etc/tunnel/me.pem' },
+  { name: 'tls-client-key', value: '/etc/tunnel/me.key', context: [...CLIENT, '-tls', '-tls-client-cert', 'me.pem'], key: 'tls_client_key_file', expected: '/etc/tunnel/me.key' },
+  { name: 'token', value: 's3cret', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'token', expected: 's3cret' },
+  { name: 'token-file', value: '/etc/tunnel/token', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'token_file', expected: '/etc/tunnel/token' },
+  { name: 'tokens-file', value: '/etc/tunnel/tokens.json', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tokens_file', expected: '/etc/tunnel/tokens.json' },
 ];
 
 const setsKey = test.macro({
@@ -551,4 +559,26 @@ test(locates, '{"a": -}', { position: 6, reason: 'invalid number' });
 
 test('locateJsonError finds nothing wrong in valid JSON', (t) => {
   t.is(locateJsonError('{"a": [1, -2.5e3, true, null, "\\u00e9"]}'), undefined);
+});
+
+test('authentication settings that would be ignored are errors, not warnings', (t) => {
+  t.deepEqual(lines(parseCommandLine(['-tls-client-ca', 'ca.pem'], filesystem())), [
+    'tls_client_ca_file: client certificates need TLS: add -tls with -tls-cert and -tls-key',
+  ]);
+  t.deepEqual(lines(parseCommandLine([...CLIENT, '-tls', '-tls-client-cert', 'me.pem'], filesystem())), [
+    'tls_client_key_file: required together with tls_client_cert_file (-tls-client-key FILE)',
+  ]);
+  t.deepEqual(lines(parseCommandLine([...CLIENT, '-tls-client-cert', 'me.pem', '-tls-client-key', 'me.key'], filesystem())), [
+    'tls_client_cert_file: a client certificate needs TLS: add -tls',
+  ]);
+  t.deepEqual(lines(parseCommandLine([...CLIENT, '-token', 'a', '-token-file', '/t'], filesystem())), [
+    'token_file: give the token either with -token or with -token-file, not both',
+  ]);
+});
+
+test('a token without TLS is accepted with a warning that it travels in plaintext', (t) => {
+  t.deepEqual(run([...CLIENT, '-token', 's3cret']).warnings, [
+    'token: without -tls tokens travel in plaintext, so anyone on the path can read and reuse them',
+  ]);
+  t.deepEqual(run([...CLIENT, '-tls', '-token', 's3cret']).warnings, []);
 });

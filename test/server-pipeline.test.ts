@@ -20,6 +20,7 @@ const SETTINGS: ServerSettings = {
   clientIsolation: false,
   maxClients: 100,
   multiClient: true,
+  helloTimeoutMs: 5_000,
 };
 
 type RunHelpers = Parameters<Parameters<TestScheduler['run']>[0]>[0];

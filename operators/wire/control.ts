@@ -17,6 +17,10 @@ export const REJECT_REASONS = [
   'bad-hello',
   'unsupported-version',
   'shutting-down',
+  'auth-required',
+  'auth-failed',
+  'address-not-allowed',
+  'rate-limited',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -26,6 +30,9 @@ export const FATAL_REJECT_REASONS: ReadonlySet<RejectReason> = new Set<RejectRea
   'hub-address',
   'bad-hello',
   'unsupported-version',
+  'auth-required',
+  'auth-failed',
+  'address-not-allowed',
 ]);
 
 const Int = t.refinement(t.number, (n) => Number.isInteger(n), 'integer');
@@ -36,7 +43,7 @@ const Reason = t.keyof(Object.fromEntries(REJECT_REASONS.map((r) => [r, null])) 
 /** A client's HELLO: sent first on every connection. */
 export const HelloCodec = t.intersection([
   t.type({ version: Int }),
-  t.partial({ address: Ipv4Text, prefix: Prefix, mtu: Int, caps: t.array(t.string) }),
+  t.partial({ address: Ipv4Text, prefix: Prefix, mtu: Int, caps: t.array(t.string), token: t.string }),
 ]);
 export type Hello = t.TypeOf<typeof HelloCodec>;
 

@@ -11,9 +11,20 @@ export class FrameError extends Error {
     readonly length: number,
     /** The limit in force. */
     readonly limit: number,
+    /** The four length bytes look like the start of a TLS record: the peer speaks TLS. */
+    readonly looksLikeTls = false,
   ) {
-    super(`frame body of ${length} bytes exceeds the limit of ${limit}`);
+    super(
+      looksLikeTls
+        ? `the peer speaks TLS but this side runs without it (add -tls on both sides, or remove it on both)`
+        : `frame body of ${length} bytes exceeds the limit of ${limit}`,
+    );
   }
+}
+
+/** True when the length bytes b0..b2 are a TLS record header (content type 20..24, version 3.x). */
+function tlsRecordHeader(b0: number, b1: number, b2: number): boolean {
+  return b0 >= 0x14 && b0 <= 0x18 && b1 === 0x03 && b2 <= 0x04;
 }
 
 /**
@@ -50,8 +61,8 @@ export class FrameDecoder {
         return frames;
       }
       const len = ((chunk[at]! << 24) | (chunk[at + 1]! << 16) | (chunk[at + 2]! << 8) | chunk[at + 3]!) >>> 0;
+      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody, tlsRecordHeader(chunk[at]!, chunk[at + 1]!, chunk[at + 2]!));
       at += HEADER_BYTES;
-      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody);
       if (len === 0) {
         this.emptyFrames++;
         continue;
@@ -82,7 +93,7 @@ export class FrameDecoder {
       const h = this.header;
       const len = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0;
       this.headerHave = 0;
-      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody);
+      if (len > this.maxBody) throw new FrameError('oversize', len, this.maxBody, tlsRecordHeader(h[0]!, h[1]!, h[2]!));
       if (len === 0) {
         this.emptyFrames++;
         return at;

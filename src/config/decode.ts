@@ -34,6 +34,9 @@ export interface ResolvedConfig {
   readonly warnings: readonly string[];
 }
 
+/** How long a hub that requires authentication waits for a connection's HELLO. */
+export const HELLO_TIMEOUT_MS = 5000;
+
 /** Reconnect backoff of a client: 1 s doubling up to 30 s. */
 export const CLIENT_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
 
@@ -329,6 +332,21 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
       }
     }
   }
+  // Authentication settings that would be silently ignored are errors: running less protected than
+  // asked is the one surprise a VPN must never spring.
+  if (merged.mode === 'server' && merged.tls_client_ca_file !== '' && !merged.tls_enabled) {
+    errors.push(new ConfigError('tls_client_ca_file', 'client certificates need TLS: add -tls with -tls-cert and -tls-key'));
+  }
+  if (merged.mode === 'client' && (merged.tls_client_cert_file === '') !== (merged.tls_client_key_file === '')) {
+    const missing = merged.tls_client_cert_file === '' ? 'tls_client_cert_file' : 'tls_client_key_file';
+    errors.push(new ConfigError(missing, `required together with ${missing === 'tls_client_cert_file' ? 'tls_client_key_file' : 'tls_client_cert_file'} (${flagHint(missing)} FILE)`));
+  }
+  if (merged.mode === 'client' && merged.tls_client_cert_file !== '' && !merged.tls_enabled) {
+    errors.push(new ConfigError('tls_client_cert_file', 'a client certificate needs TLS: add -tls'));
+  }
+  if (merged.token !== '' && merged.token_file !== '') {
+    errors.push(new ConfigError('token_file', 'give the token either with -token or with -token-file, not both'));
+  }
   if (errors.length > 0) return left(errors);
 
   const setByUser = new Set<ConfigKey>(layers.flatMap((l) => Object.keys(l.values).filter(isConfigKey)));
@@ -340,6 +358,9 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
     } else if (key.startsWith('tls_') && key !== 'tls_enabled' && !merged.tls_enabled) {
       warnings.push(`${key}: ignored because TLS is off (turn it on with -tls or "tls_enabled": true)`);
     }
+  }
+  if (!merged.tls_enabled && (merged.token !== '' || merged.token_file !== '' || (merged.mode === 'server' && merged.tokens_file !== ''))) {
+    warnings.push('token: without -tls tokens travel in plaintext, so anyone on the path can read and reuse them');
   }
   if (merged.mode === 'client' && merged.tls_enabled && merged.tls_skip_verify) {
     warnings.push(
@@ -379,6 +400,7 @@ export const toServerSettings = (config: Config): ServerSettings => ({
   clientIsolation: config.client_isolation,
   maxClients: config.max_clients,
   multiClient: config.multi_client,
+  helloTimeoutMs: HELLO_TIMEOUT_MS,
 });
 
 /** A client's settings: the server to dial (host and port apart) and the reconnect backoff. */

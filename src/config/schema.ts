@@ -219,6 +219,14 @@ export const ConfigFields = t.type(
     tls_cert_file: t.string,
     tls_key_file: t.string,
     tls_skip_verify: t.boolean,
+    tls_ca_file: t.string,
+    tls_server_name: t.string,
+    tls_client_ca_file: t.string,
+    tls_client_cert_file: t.string,
+    tls_client_key_file: t.string,
+    token: t.string,
+    token_file: t.string,
+    tokens_file: t.string,
   },
   'ConfigFields',
 );
@@ -256,6 +264,14 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   tls_cert_file: '',
   tls_key_file: '',
   tls_skip_verify: false,
+  tls_ca_file: '',
+  tls_server_name: '',
+  tls_client_ca_file: '',
+  tls_client_cert_file: '',
+  tls_client_key_file: '',
+  token: '',
+  token_file: '',
+  tokens_file: '',
 };
 
 const decodeDefaults = (): ConfigValues => {
@@ -287,7 +303,7 @@ export type Config = ServerConfig | ClientConfig;
 // ---------------------------------------------------------------------------------------------
 // The per-key table: flags, help and error wording. The CLI parser and help text derive from it.
 
-export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS';
+export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS' | 'Authentication';
 
 export interface KeyInfo {
   /** Flag names without dashes; the first is the Go program's, the rest are long aliases. */
@@ -453,6 +469,78 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     meaning: "Do not check the server's certificate. For tests only: anyone on the path could pose as the server.",
     appliesTo: 'client',
     group: 'TLS',
+  },
+  tls_ca_file: {
+    flags: ['tls-ca'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: "PEM CA certificate(s) a client checks the server's certificate against, for a private CA; default: the system's CAs.",
+    appliesTo: 'client',
+    group: 'TLS',
+  },
+  tls_server_name: {
+    flags: ['tls-server-name'],
+    metavar: 'NAME',
+    valueType: 'text',
+    expected: 'a host name',
+    meaning: "The name the server's certificate must carry; default: the host of -r.",
+    appliesTo: 'client',
+    group: 'TLS',
+  },
+  tls_client_ca_file: {
+    flags: ['tls-client-ca'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: 'Require every client to present a certificate signed by this PEM CA (mutual TLS); its common name is the member identity.',
+    appliesTo: 'server',
+    group: 'Authentication',
+  },
+  tls_client_cert_file: {
+    flags: ['tls-client-cert'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: 'PEM certificate a client presents to a server that requires client certificates.',
+    appliesTo: 'client',
+    group: 'Authentication',
+  },
+  tls_client_key_file: {
+    flags: ['tls-client-key'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: "PEM private key of the client's certificate.",
+    appliesTo: 'client',
+    group: 'Authentication',
+  },
+  token: {
+    flags: ['token'],
+    metavar: 'SECRET',
+    valueType: 'text',
+    expected: 'a string',
+    meaning: 'The network token: a server with one admits only clients that present it; a client presents it in its HELLO.',
+    appliesTo: 'both',
+    group: 'Authentication',
+  },
+  token_file: {
+    flags: ['token-file'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: 'Read the network token from this file (first line), which keeps it out of the process list.',
+    appliesTo: 'both',
+    group: 'Authentication',
+  },
+  tokens_file: {
+    flags: ['tokens-file'],
+    metavar: 'FILE',
+    valueType: 'text',
+    expected: 'a file path',
+    meaning: 'Per-client tokens, JSON {"NAME": {"token": "...", "address": "10.0.0.2"}}: each client is a named identity (address optional, pinned when given).',
+    appliesTo: 'server',
+    group: 'Authentication',
   },
 };
 

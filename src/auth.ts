@@ -1,0 +1,100 @@
+// Client authentication for the hub: network token, per-client tokens, client certificates.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import * as t from 'io-ts';
+import { isLeft } from 'fp-ts/lib/Either.js';
+import type { AuthDecision, AuthRequest, Authenticator } from '../pipelines/ports.js';
+import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+
+/** One named client of a tokens file. */
+export interface ClientToken {
+  readonly name: string;
+  readonly token: string;
+  /** When set, this client may only use this address. */
+  readonly address?: number;
+}
+
+/** What the hub requires. At least one of the three is set when a hub has an authenticator. */
+export interface AuthPolicy {
+  /** The shared network token. */
+  readonly networkToken?: string;
+  /** Per-client tokens (identities). */
+  readonly clients?: readonly ClientToken[];
+  /** Client certificates are required (and verified by TLS before the pipeline sees the connection). */
+  readonly requireClientCert: boolean;
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * Builds the hub's authenticator. Tokens are compared as SHA-256 digests with timingSafeEqual, and
+ * every stored token is compared on every attempt, so timing reveals neither a token's prefix nor
+ * which client matched. A client passes when it satisfies everything the policy requires: the
+ * certificate (when required) and a token (when any token is configured).
+ */
+export function makeAuthenticator(policy: AuthPolicy): Authenticator {
+  const network = policy.networkToken === undefined ? undefined : digest(policy.networkToken);
+  const clients = (policy.clients ?? []).map((c) => ({ ...c, digest: digest(c.token) }));
+  const needToken = network !== undefined || clients.length > 0;
+  return {
+    authenticate(req: AuthRequest): AuthDecision {
+      if (policy.requireClientCert && req.peerIdentity === undefined) {
+        return { ok: false, reason: 'auth-failed', detail: 'no verified client certificate' };
+      }
+      if (!needToken) return { ok: true, identity: req.peerIdentity, exclusive: req.peerIdentity !== undefined };
+      if (req.token === undefined || req.token === '') {
+        return { ok: false, reason: 'auth-failed', detail: 'this hub requires a token (-token or -token-file on the client)' };
+      }
+      const given = digest(req.token);
+      let networkMatch = false;
+      let matched: (typeof clients)[number] | undefined;
+      if (network !== undefined && timingSafeEqual(given, network)) networkMatch = true;
+      for (const c of clients) if (timingSafeEqual(given, c.digest) && matched === undefined) matched = c;
+      if (matched !== undefined) {
+        if (matched.address !== undefined && matched.address !== req.address) {
+          return {
+            ok: false,
+            reason: 'address-not-allowed',
+            detail: `client ${matched.name} may only use ${formatIpv4(matched.address)}, not ${formatIpv4(req.address)}`,
+          };
+        }
+        return { ok: true, identity: matched.name, exclusive: true };
+      }
+      if (networkMatch) return { ok: true, identity: req.peerIdentity, exclusive: req.peerIdentity !== undefined };
+      return { ok: false, reason: 'auth-failed', detail: 'wrong token' };
+    },
+  };
+}
+
+const TokensFileCodec = t.record(
+  t.string,
+  t.intersection([t.type({ token: t.string }), t.partial({ address: t.string })]),
+);
+
+/** Parses a tokens file (`{"NAME": {"token": "...", "address": "10.0.0.2"}}`); returns the clients or error lines. */
+export function parseTokensFile(text: string, path: string): readonly ClientToken[] | string[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return [`${path}: invalid JSON (${(err as Error).message})`];
+  }
+  const decoded = TokensFileCodec.decode(json);
+  if (isLeft(decoded)) return [`${path}: expected {"NAME": {"token": "SECRET", "address": "10.0.0.2"}, ...}`];
+  const errors: string[] = [];
+  const clients: ClientToken[] = [];
+  const seen = new Map<string, string>();
+  for (const [name, entry] of Object.entries(decoded.right)) {
+    if (entry.token.length < 8) errors.push(`${path}: ${name}.token: expected at least 8 characters`);
+    const other = seen.get(entry.token);
+    if (other !== undefined) errors.push(`${path}: ${name}.token: the same token as ${other}; each client needs its own`);
+    seen.set(entry.token, name);
+    let address: number | undefined;
+    if (entry.address !== undefined) {
+      address = parseIpv4(entry.address);
+      if (address === undefined) errors.push(`${path}: ${name}.address: expected an IPv4 address, got ${JSON.stringify(entry.address)}`);
+    }
+    clients.push(address === undefined ? { name, token: entry.token } : { name, token: entry.token, address });
+  }
+  if (clients.length === 0) errors.push(`${path}: no clients listed`);
+  return errors.length > 0 ? errors : clients;
+}

@@ -1,0 +1,196 @@
+// Driver: TLS listener and dialer. TLS 1.2 at least (1.3 preferred: Node negotiates the highest
+// both sides offer); the client verifies the hub's certificate unless told to skip.
+import * as tls from 'node:tls';
+import { Observable } from 'rxjs';
+import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+import { SOCKET_HIGH_WATER_MARK, remoteOf, socketConnection } from './net.js';
+
+/** A TLS handshake that takes longer fails. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** PEM material of a TLS hub. */
+export interface TlsListenerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  /** When set, clients must present a certificate signed by one of these CAs (mutual TLS). */
+  readonly clientCa?: string | Buffer;
+}
+
+/** Builds (and so checks) the hub's secure context: throws TlsSetupError with a clear message. */
+export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key' | 'clientCa'>): tls.SecureContext {
+  try {
+    return tls.createSecureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2' });
+  } catch (err) {
+    throw new TlsSetupError(explainSetupError(err));
+  }
+}
+
+/** A TLS configuration that cannot work (unreadable PEM, key not matching the certificate, ...). */
+export class TlsSetupError extends Error {
+  override readonly name = 'TlsSetupError';
+}
+
+function explainSetupError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const msg = e.message ?? String(err);
+  if (/key values mismatch/i.test(msg)) return 'the private key does not match the certificate (tls_key_file belongs to another certificate)';
+  if (/no start line|bad base64|PEM/i.test(msg)) return `a TLS file is not valid PEM (${msg})`;
+  return msg;
+}
+
+/**
+ * A TLS listener. Like makeNetListener, plus `handshake-failed` events for connections that never
+ * complete the TLS handshake: plaintext clients (`not-tls`), bad or missing client certificates
+ * (`tls-error`), and handshakes slower than TLS_HANDSHAKE_TIMEOUT_MS. Verified client certificates
+ * give the connection a `peerIdentity` (the certificate's common name).
+ */
+export function makeTlsListener(options: TlsListenerOptions): ListenerPort {
+  return {
+    events$: new Observable<ListenerEvent>((subscriber) => {
+      let nextId = 1;
+      hubSecureContext(options); // fails early with a clear TlsSetupError
+      // tls.createServer builds its own context from these (it ignores a `secureContext` option).
+      const server = tls.createServer({
+        cert: options.cert,
+        key: options.key,
+        ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
+        minVersion: 'TLSv1.2',
+        requestCert: options.clientCa !== undefined,
+        rejectUnauthorized: options.clientCa !== undefined,
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+        noDelay: true,
+        highWaterMark: SOCKET_HIGH_WATER_MARK,
+      });
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        const cn = socket.authorized ? commonName(socket.getPeerCertificate()) : undefined;
+        const connection = socketConnection(socket, nextId++);
+        subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
+      });
+      // The TLS socket of a failed handshake has lost its address; remember it from the TCP socket.
+      const remotes = new WeakMap<object, string>();
+      server.on('connection', (raw: import('node:net').Socket) => remotes.set(raw, remoteOf(raw)));
+      server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+        const parent = (socket as unknown as { _parent?: object })._parent;
+        const remote = (parent && remotes.get(parent)) ?? remoteOf(socket);
+        socket.destroy();
+        const { reason, detail } = classifyHandshakeError(err);
+        subscriber.next({ type: 'handshake-failed', remote, reason, detail });
+      });
+      server.on('error', (err) => subscriber.error(err));
+      server.listen({ host: options.host, port: options.port }, () => {
+        const a = server.address();
+        const address = typeof a === 'string' || a === null ? String(a) : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+        subscriber.next({ type: 'listening', address });
+      });
+      return () => {
+        server.close();
+      };
+    }),
+  };
+}
+
+function withIdentity(connection: ConnectionPort, peerIdentity: string): ConnectionPort {
+  return Object.defineProperties(Object.create(connection) as ConnectionPort, {
+    peerIdentity: { value: peerIdentity, enumerable: true },
+  });
+}
+
+function commonName(cert: tls.PeerCertificate): string | undefined {
+  const cn = cert.subject?.CN as string | string[] | undefined;
+  return Array.isArray(cn) ? cn[0] : cn;
+}
+
+/** Maps a handshake failure to a reason and a sentence that says what is wrong. */
+export function classifyHandshakeError(err: Error & { code?: string }): { reason: HandshakeFailure; detail: string } {
+  const code = err.code ?? '';
+  const msg = err.message;
+  if (/timed out|TIMEOUT/i.test(msg) || code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+    return { reason: 'handshake-timeout', detail: `TLS handshake not finished within ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s` };
+  }
+  if (/wrong version number|http request|unknown protocol|packet length too long|record layer failure/i.test(msg)) {
+    return { reason: 'not-tls', detail: 'the client does not speak TLS (is it missing -tls?)' };
+  }
+  if (/peer did not return a certificate|certificate required/i.test(msg)) {
+    return { reason: 'tls-error', detail: 'the client presented no certificate, and this hub requires one (-tls-client-ca)' };
+  }
+  if (/socket hang up|ECONNRESET/i.test(msg)) {
+    return { reason: 'tls-error', detail: "the client hung up during the TLS handshake (it may not trust this hub's certificate: see its log)" };
+  }
+  if (/certificate|unknown ca|verify/i.test(msg)) {
+    return { reason: 'tls-error', detail: `the client certificate was not accepted (${msg.trim()})` };
+  }
+  return { reason: 'tls-error', detail: msg.trim() || code };
+}
+
+/** What a TLS client needs. */
+export interface TlsDialerOptions {
+  readonly connectTimeoutMs: number;
+  /** CAs to verify the hub against; the system's CAs when undefined. */
+  readonly ca?: string | Buffer;
+  /** The name the hub's certificate must carry; the dialed host when undefined. */
+  readonly serverName?: string;
+  /** Accept any certificate (tests only). */
+  readonly skipVerify: boolean;
+  /** Client certificate and key for hubs that require one. */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+}
+
+/** Outgoing TLS connections; the host name is resolved on every dial, the handshake is bounded by connectTimeoutMs. */
+export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
+  let nextId = 1;
+  return {
+    dial: (host, port) =>
+      new Observable<ConnectionPort>((subscriber) => {
+        let handed = false;
+        const isIp = /^[\d.]+$/.test(host) || host.includes(':');
+        const socket = tls.connect({
+          host,
+          port,
+          servername: options.serverName ?? (isIp ? undefined : host),
+          ca: options.ca,
+          cert: options.cert,
+          key: options.key,
+          rejectUnauthorized: !options.skipVerify,
+          minVersion: 'TLSv1.2',
+          // Node asserts when this option is present but undefined, so it is only set when needed.
+          ...(options.serverName !== undefined && isIp ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) } : {}),
+        });
+        const timer = setTimeout(
+          () => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} (TLS) timed out after ${options.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' })),
+          options.connectTimeoutMs,
+        );
+        const onError = (err: Error & { code?: string }): void => {
+          clearTimeout(timer);
+          subscriber.error(explainDialError(err));
+        };
+        socket.once('error', onError);
+        socket.once('secureConnect', () => {
+          clearTimeout(timer);
+          socket.off('error', onError);
+          handed = true;
+          subscriber.next(socketConnection(socket, nextId++));
+          subscriber.complete();
+        });
+        return () => {
+          clearTimeout(timer);
+          if (!handed) socket.destroy();
+        };
+      }),
+  };
+}
+
+function explainDialError(err: Error & { code?: string }): Error {
+  const msg = err.message;
+  let hint: string | undefined;
+  if (/wrong version number|packet length too long|unknown protocol/i.test(msg)) hint = 'the hub does not speak TLS (is it running without -tls?)';
+  else if (/socket disconnected before secure TLS connection|ECONNRESET/i.test(msg) && err.code !== 'ECONNREFUSED') hint = 'the hub closed the connection during the TLS handshake (does it run without -tls, or require a client certificate?)';
+  else if (err.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || err.code === 'SELF_SIGNED_CERT_IN_CHAIN' || err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || /self.signed|unable to (get|verify)/i.test(msg))
+    hint = "the hub's certificate is not signed by a CA this client trusts (give the hub's CA with -tls-ca)";
+  else if (err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') hint = "the hub's certificate does not carry the name dialed (use -tls-server-name NAME)";
+  else if (err.code === 'CERT_HAS_EXPIRED') hint = "the hub's certificate has expired";
+  if (hint === undefined) return err;
+  return Object.assign(new Error(`${msg}: ${hint}`), { code: err.code });
+}
