@@ -1,0 +1,40 @@
+// Token and certificate authentication (src/auth.ts) and the tokens file.
+import test from 'ava';
+import { makeAuthenticator, parseTokensFile } from '../src/auth.js';
+import { parseIpv4 } from '../operators/wire/ipv4.js';
+
+const A2 = parseIpv4('10.0.0.2')!;
+const A3 = parseIpv4('10.0.0.3')!;
+
+test('a tokens file lists named clients with optional pinned addresses', (t) => {
+  t.deepEqual(parseTokensFile('{"alice": {"token": "alice-secret", "address": "10.0.0.2"}, "bob": {"token": "bob-secret"}}', 't.json'), [
+    { name: 'alice', token: 'alice-secret', address: A2 },
+    { name: 'bob', token: 'bob-secret' },
+  ]);
+});
+
+test('a bad tokens file is reported line by line', (t) => {
+  t.deepEqual(parseTokensFile('{"a": {"token": "short"}, "b": {"token": "same-token"}, "c": {"token": "same-token", "address": "10.0.0.300"}}', 't.json'), [
+    't.json: a.token: expected at least 8 characters',
+    't.json: c.token: the same token as b; each client needs its own',
+    't.json: c.address: expected an IPv4 address, got "10.0.0.300"',
+  ]);
+  t.deepEqual(parseTokensFile('{"a": ', 't.json').length, 1);
+  t.regex((parseTokensFile('{"a": ', 't.json') as string[])[0]!, /^t\.json: invalid JSON/);
+  t.deepEqual(parseTokensFile('{"a": {"secret": "x"}}', 't.json'), ['t.json: expected {"NAME": {"token": "SECRET", "address": "10.0.0.2"}, ...}']);
+  t.deepEqual(parseTokensFile('{}', 't.json'), ['t.json: no clients listed']);
+});
+
+test('the authenticator requires everything the policy names', (t) => {
+  const both = makeAuthenticator({ requireClientCert: true, networkToken: 'network-secret' });
+  t.like(both.authenticate({ token: 'network-secret', peerIdentity: undefined, address: A2 }), { ok: false, reason: 'auth-failed' });
+  t.like(both.authenticate({ token: undefined, peerIdentity: 'carol', address: A2 }), { ok: false, reason: 'auth-failed' });
+  t.deepEqual(both.authenticate({ token: 'network-secret', peerIdentity: 'carol', address: A2 }), { ok: true, identity: 'carol', exclusive: true });
+  const tokens = makeAuthenticator({ requireClientCert: false, clients: [{ name: 'alice', token: 'alice-secret', address: A2 }] });
+  t.deepEqual(tokens.authenticate({ token: 'alice-secret', peerIdentity: undefined, address: A2 }), { ok: true, identity: 'alice', exclusive: true });
+  t.like(tokens.authenticate({ token: 'alice-secret', peerIdentity: undefined, address: A3 }), { ok: false, reason: 'address-not-allowed' });
+  t.like(tokens.authenticate({ token: 'alice-secreT', peerIdentity: undefined, address: A2 }), { ok: false, reason: 'auth-failed', detail: 'wrong token' });
+  t.like(tokens.authenticate({ token: '', peerIdentity: undefined, address: A2 }), { ok: false, reason: 'auth-failed' });
+  const network = makeAuthenticator({ requireClientCert: false, networkToken: 'network-secret' });
+  t.deepEqual(network.authenticate({ token: 'network-secret', peerIdentity: undefined, address: A3 }), { ok: true, identity: undefined, exclusive: false });
+});
