@@ -14,12 +14,14 @@ export class IdleError extends Error {
  * timer re-schedules itself for the remainder, so a busy stream costs no timer work per value.
  *
  *   source: -a-b-----------c   (timeout 5)
- *   out:    -a-b-----#
+ *   out:    -a-b----#
  */
 export function detectIdle<T>(timeoutMs: number, scheduler: SchedulerLike = asyncScheduler): MonoTypeOperatorFunction<T> {
   return (source) =>
     new Observable<T>((subscriber) => {
       let last = scheduler.now();
+      // Only the pending timer is referenced (and released by the teardown): adding each one to the
+      // subscriber would keep every expired timer alive for as long as the session lasts.
       let timer: Subscription | undefined;
       const arm = (delay: number): void => {
         timer = scheduler.schedule(() => {
@@ -27,7 +29,6 @@ export function detectIdle<T>(timeoutMs: number, scheduler: SchedulerLike = asyn
           if (silent >= timeoutMs) subscriber.error(new IdleError(timeoutMs));
           else arm(timeoutMs - silent);
         }, delay);
-        subscriber.add(timer);
       };
       arm(timeoutMs);
       const inner = source.subscribe({

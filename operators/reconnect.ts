@@ -51,6 +51,8 @@ export function reconnect<T>(options: ReconnectOptions<T>): MonoTypeOperatorFunc
         const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
         const delayMs = Math.round(base * (0.5 + 0.5 * random()));
         subscriber.next(retrying({ attempt: failures, delayMs, cause }));
+        // The consumer may have unsubscribed on the announcement: then no timer may outlive it.
+        if (closed) return;
         timer = scheduler.schedule(attempt, delayMs);
       };
       const attempt = (): void => {
@@ -66,6 +68,8 @@ export function reconnect<T>(options: ReconnectOptions<T>): MonoTypeOperatorFunc
           },
           complete: () => retry(undefined),
         });
+        // A value emitted during subscribe may have ended the consumer before `inner` was set.
+        if (closed) inner.unsubscribe();
       };
       attempt();
       return () => {

@@ -13,8 +13,8 @@ export interface DropReport<K> {
  * totals is emitted. So at most one summary per key per period, never one per packet. On completion
  * the open windows are emitted at once.
  *
- *   reports: -a-a--a-b----|    (period 5, a and b are keys)
- *   out:     ------A---B--|    A = sum of a's three reports, B = b's
+ *   reports: -a-a-a--b------|    (period 5, a and b are keys)
+ *   out:     ------A------B-|    A = sum of a's three reports, B = b's
  */
 export function summarizeDrops<K>(periodMs: number, scheduler: SchedulerLike = asyncScheduler): OperatorFunction<DropReport<K>, DropReport<K>> {
   return (source) =>
