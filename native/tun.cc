@@ -1,0 +1,586 @@
+// lwt_tun: the project's own Linux TUN binding (node-addon-api, N-API 8, C++ exceptions off).
+//
+// Exports:
+//   openTun(name, { multiQueue? })          -> { fd, name }
+//   configure(name, { address?, prefix?, mtu?, up? })
+//   interfaceFlags(name)                    -> number (IFF_* of the interface)
+//   closeFd(fd)
+//   class TunQueue(fd, slotSize, slots)     one queue (fd) of a TUN device, read into a reused arena
+//
+// Every failing system call throws (or reports) an Error carrying `code` (the errno name, e.g.
+// 'EBUSY'), `errno` (negative, as in Node's own system errors) and `syscall`.
+//
+// Reading is event driven on the loop thread: a uv_poll_t watches the fd, and each wake-up
+// drains up to `slots` packets with read(2) before making ONE call into JavaScript. The libuv
+// thread pool is never used; JavaScript is crossed once per batch, never once per packet.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/if_tun.h>
+
+#include <cstdint>
+#include <string>
+
+namespace {
+
+constexpr uint32_t kMaxSlotSize = 1u << 20;  // 1 MiB: well above a 64 KiB super-packet
+constexpr uint32_t kMaxSlots = 4096;
+
+// Builds an Error shaped like Node's system errors: message, code, errno (negative), syscall.
+Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
+  char name[64];
+  char text[256];
+  uv_err_name_r(-err, name, sizeof name);
+  uv_strerror_r(-err, text, sizeof text);
+  std::string message = std::string(syscall) + " failed";
+  if (!subject.empty()) message += " for " + subject;
+  message += ": ";
+  message += text;
+  message += " (";
+  message += name;
+  message += ")";
+  Napi::Error error = Napi::Error::New(env, message);
+  Napi::Object obj = error.Value();
+  obj.Set("code", Napi::String::New(env, name));
+  obj.Set("errno", Napi::Number::New(env, -err));
+  obj.Set("syscall", Napi::String::New(env, syscall));
+  return error;
+}
+
+Napi::Value ThrowSystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
+  SystemError(env, err, syscall, subject).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowType(Napi::Env env, const char* message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Reads an interface name argument; false (with a pending exception) when it is not a string.
+// The length check is the caller's: it reports EINVAL like the kernel would.
+bool GetName(const Napi::CallbackInfo& info, size_t index, std::string* out) {
+  if (info.Length() <= index || !info[index].IsString()) {
+    ThrowType(info.Env(), "interface name must be a string");
+    return false;
+  }
+  *out = info[index].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool NameFits(const std::string& name) {
+  return name.size() < IFNAMSIZ && name.find('\0') == std::string::npos;
+}
+
+void FillIfreq(struct ifreq* ifr, const std::string& name) {
+  memset(ifr, 0, sizeof *ifr);
+  memcpy(ifr->ifr_name, name.data(), name.size());  // NameFits() checked the size
+}
+
+// Optional numeric field of an options object: false (with a pending exception) on a wrong type.
+bool GetOptionalUint(Napi::Object obj, const char* key, uint32_t max, bool* present, uint32_t* out) {
+  Napi::Value v = obj.Get(key);
+  if (obj.Env().IsExceptionPending()) return false;
+  if (v.IsUndefined()) {
+    *present = false;
+    return true;
+  }
+  if (!v.IsNumber()) {
+    ThrowType(obj.Env(), (std::string(key) + " must be a number").c_str());
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+    Napi::RangeError::New(obj.Env(), std::string(key) + " is out of range").ThrowAsJavaScriptException();
+    return false;
+  }
+  *present = true;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+// openTun(name: string, options?: { multiQueue?: boolean }) => { fd: number, name: string }
+Napi::Value OpenTun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  bool multiQueue = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value mq = info[1].As<Napi::Object>().Get("multiQueue");
+    if (env.IsExceptionPending()) return env.Undefined();
+    multiQueue = mq.ToBoolean().Value();
+  }
+  if (!NameFits(name)) return ThrowSystemError(env, EINVAL, "ioctl(TUNSETIFF)", name);
+
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ThrowSystemError(env, errno, "open", "/dev/net/tun");
+
+  struct ifreq ifr;
+  FillIfreq(&ifr, name);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowSystemError(env, err, "ioctl(TUNSETIFF)", name.empty() ? "/dev/net/tun" : name);
+  }
+
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", Napi::Number::New(env, fd));
+  result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  return result;
+}
+
+// A datagram socket for the SIOC* ioctls, closed on scope exit.
+struct IoctlSocket {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ~IoctlSocket() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// configure(name, { address?: u32 host order, prefix?: 0..32, mtu?: number, up?: boolean })
+// Applies, in this order, the address, the netmask, the MTU and the UP flag.
+Napi::Value Configure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsObject()) return ThrowType(env, "configuration must be an object");
+  if (!NameFits(name)) return ThrowSystemError(env, EINVAL, "ioctl(SIOCGIFFLAGS)", name);
+  Napi::Object cfg = info[1].As<Napi::Object>();
+
+  bool hasAddress, hasPrefix, hasMtu;
+  uint32_t address = 0, prefix = 0, mtu = 0;
+  if (!GetOptionalUint(cfg, "address", 0xffffffffu, &hasAddress, &address)) return env.Undefined();
+  if (!GetOptionalUint(cfg, "prefix", 32, &hasPrefix, &prefix)) return env.Undefined();
+  if (!GetOptionalUint(cfg, "mtu", 0x7fffffff, &hasMtu, &mtu)) return env.Undefined();
+  Napi::Value upValue = cfg.Get("up");
+  if (env.IsExceptionPending()) return env.Undefined();
+
+  IoctlSocket sock;
+  if (sock.fd < 0) return ThrowSystemError(env, errno, "socket", "AF_INET");
+  struct ifreq ifr;
+
+  if (hasAddress) {
+    FillIfreq(&ifr, name);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(address);
+    memcpy(&ifr.ifr_addr, &sin, sizeof sin);
+    if (ioctl(sock.fd, SIOCSIFADDR, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCSIFADDR)", name);
+  }
+  if (hasPrefix) {
+    FillIfreq(&ifr, name);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(prefix == 0 ? 0 : 0xffffffffu << (32 - prefix));
+    memcpy(&ifr.ifr_netmask, &sin, sizeof sin);
+    if (ioctl(sock.fd, SIOCSIFNETMASK, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCSIFNETMASK)", name);
+  }
+  if (hasMtu) {
+    FillIfreq(&ifr, name);
+    ifr.ifr_mtu = static_cast<int>(mtu);
+    if (ioctl(sock.fd, SIOCSIFMTU, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCSIFMTU)", name);
+  }
+  if (!upValue.IsUndefined()) {
+    bool up = upValue.ToBoolean().Value();
+    FillIfreq(&ifr, name);
+    if (ioctl(sock.fd, SIOCGIFFLAGS, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCGIFFLAGS)", name);
+    if (up) {
+      ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    } else {
+      ifr.ifr_flags &= ~IFF_UP;
+    }
+    if (ioctl(sock.fd, SIOCSIFFLAGS, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCSIFFLAGS)", name);
+  }
+  return env.Undefined();
+}
+
+// interfaceFlags(name) => number: the interface's IFF_* flags (IFF_UP = 1).
+Napi::Value InterfaceFlags(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  if (!NameFits(name)) return ThrowSystemError(env, EINVAL, "ioctl(SIOCGIFFLAGS)", name);
+  IoctlSocket sock;
+  if (sock.fd < 0) return ThrowSystemError(env, errno, "socket", "AF_INET");
+  struct ifreq ifr;
+  FillIfreq(&ifr, name);
+  if (ioctl(sock.fd, SIOCGIFFLAGS, &ifr) < 0) return ThrowSystemError(env, errno, "ioctl(SIOCGIFFLAGS)", name);
+  return Napi::Number::New(env, static_cast<uint16_t>(ifr.ifr_flags));
+}
+
+// closeFd(fd): closes a descriptor returned by openTun that was never handed to a TunQueue.
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "fd must be a number");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd >= 0 && close(fd) < 0 && errno != EINTR) return ThrowSystemError(env, errno, "close", "");
+  return env.Undefined();
+}
+
+// One queue (file descriptor) of a TUN device.
+//
+// Lifetime: while the queue is reading or waiting for writability, it holds a strong reference to
+// its own JS object and its poll handle is active (so, like a socket, it keeps the event loop
+// alive); otherwise it can be garbage collected, and the finalizer closes it. close() stops
+// polling, uv_close()s the handle (freed in the close callback) and close(2)s the fd.
+class TunQueue : public Napi::ObjectWrap<TunQueue> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TunQueue",
+                       {
+                           InstanceMethod<&TunQueue::Start>("start"),
+                           InstanceMethod<&TunQueue::Stop>("stop"),
+                           InstanceMethod<&TunQueue::WriteMany>("writeMany"),
+                           InstanceMethod<&TunQueue::OnWritable>("onWritable"),
+                           InstanceMethod<&TunQueue::Close>("close"),
+                           InstanceAccessor<&TunQueue::GetFd>("fd"),
+                           InstanceAccessor<&TunQueue::GetClosed>("closed"),
+                           InstanceAccessor<&TunQueue::GetRejected>("rejectedWrites"),
+                       });
+  }
+
+  // new TunQueue(fd, slotSize, slots): takes ownership of fd.
+  explicit TunQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunQueue>(info), env_(info.Env()) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      ThrowType(env, "new TunQueue(fd: number, slotSize: number, slots: number)");
+      return;
+    }
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    double slotSize = info[1].As<Napi::Number>().DoubleValue();
+    double slots = info[2].As<Napi::Number>().DoubleValue();
+    if (fd < 0) {
+      Napi::RangeError::New(env, "fd must be a non-negative integer").ThrowAsJavaScriptException();
+      return;
+    }
+    if (!(slotSize >= 1 && slotSize <= kMaxSlotSize) || !(slots >= 1 && slots <= kMaxSlots)) {
+      Napi::RangeError::New(env, "slotSize must be in 1..1048576 and slots in 1..4096").ThrowAsJavaScriptException();
+      return;
+    }
+    slotSize_ = static_cast<uint32_t>(slotSize);
+    slots_ = static_cast<uint32_t>(slots);
+
+    // The arena is allocated once; JS views into it stay valid for the queue's whole life.
+    Napi::ArrayBuffer arena = Napi::ArrayBuffer::New(env, static_cast<size_t>(slotSize_) * slots_);
+    if (env.IsExceptionPending()) return;
+    Napi::ArrayBuffer lengthsBuffer = Napi::ArrayBuffer::New(env, sizeof(uint32_t) * slots_);
+    if (env.IsExceptionPending()) return;
+    Napi::Uint32Array lengths = Napi::Uint32Array::New(env, slots_, lengthsBuffer, 0);
+    if (env.IsExceptionPending()) return;
+    arena_ = static_cast<uint8_t*>(arena.Data());
+    lengths_ = static_cast<uint32_t*>(lengthsBuffer.Data());
+    arenaRef_ = Napi::Persistent(arena);
+    lengthsRef_ = Napi::Persistent(lengthsBuffer);
+
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.DefineProperties({
+        Napi::PropertyDescriptor::Value("buffer", arena, napi_enumerable),
+        Napi::PropertyDescriptor::Value("lengths", lengths, napi_enumerable),
+        Napi::PropertyDescriptor::Value("slotSize", Napi::Number::New(env, slotSize_), napi_enumerable),
+        Napi::PropertyDescriptor::Value("slots", Napi::Number::New(env, slots_), napi_enumerable),
+    });
+    if (env.IsExceptionPending()) return;
+    async_ = new Napi::AsyncContext(env, "TunQueue");
+    if (env.IsExceptionPending()) return;
+
+    // Owned from here on: nothing below can fail, so a failed construction never closes the fd
+    // (the caller still owns it then).
+    fd_ = fd;
+  }
+
+  ~TunQueue() override {
+    Shutdown(false);
+    delete async_;
+  }
+
+ private:
+  // start(onRead: (count) => void, onError: (err) => void): begins (or re-targets) reading.
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
+      return ThrowType(env, "start(onRead: function, onError: function)");
+    }
+    if (fd_ < 0) return ThrowSystemError(env, EBADF, "start", "closed TUN queue");
+    onRead_ = Napi::Persistent(info[0].As<Napi::Function>());
+    onError_ = Napi::Persistent(info[1].As<Napi::Function>());
+    reading_ = true;
+    int err = UpdatePoll();
+    if (err != 0) {
+      reading_ = false;
+      onRead_.Reset();
+      onError_.Reset();
+      UpdatePoll();
+      return ThrowSystemError(env, -err, "uv_poll_start", "TUN queue");
+    }
+    return env.Undefined();
+  }
+
+  // stop(): stops reading; idempotent.
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (reading_) {
+      reading_ = false;
+      UpdatePoll();
+    }
+    onRead_.Reset();
+    onError_.Reset();
+    return info.Env().Undefined();
+  }
+
+  // writeMany(packets: Uint8Array[], from = 0) => number
+  // Writes packets[from..] with one write(2) each. Stops at EAGAIN. Returns how many packets were
+  // consumed: written, or rejected by the kernel as malformed (EINVAL, EMSGSIZE) or undeliverable
+  // (EIO: the interface is down); rejected ones are counted in `rejectedWrites`. Any other error
+  // throws (nothing after the failing packet was written).
+  Napi::Value WriteMany(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArray()) return ThrowType(env, "writeMany(packets: Uint8Array[], from?: number)");
+    if (fd_ < 0) return ThrowSystemError(env, EBADF, "write", "closed TUN queue");
+    napi_env e = env;
+    napi_value array = info[0];
+    uint32_t length = 0;
+    if (napi_get_array_length(e, array, &length) != napi_ok) return ThrowType(env, "packets must be an array");
+    uint32_t from = 0;
+    if (info.Length() > 1 && info[1].IsNumber()) {
+      double f = info[1].As<Napi::Number>().DoubleValue();
+      from = f <= 0 ? 0 : (f >= length ? length : static_cast<uint32_t>(f));
+    }
+    uint32_t i = from;
+    for (; i < length; i++) {
+      napi_value element;
+      if (napi_get_element(e, array, i, &element) != napi_ok) break;
+      napi_typedarray_type type;
+      size_t count;
+      void* data;
+      if (napi_get_typedarray_info(e, element, &type, &count, &data, nullptr, nullptr) != napi_ok ||
+          (type != napi_uint8_array && type != napi_int8_array && type != napi_uint8_clamped_array)) {
+        if (env.IsExceptionPending()) env.GetAndClearPendingException();
+        ThrowType(env, "every packet must be a Uint8Array");
+        return env.Undefined();
+      }
+      ssize_t n;
+      do {
+        n = write(fd_, data, count);
+      } while (n < 0 && errno == EINTR);
+      if (n >= 0) continue;
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) break;
+      if (err == EINVAL || err == EMSGSIZE || err == EIO) {
+        rejected_ += 1;
+        continue;
+      }
+      return ThrowSystemError(env, err, "write", "TUN queue");
+    }
+    if (env.IsExceptionPending()) return env.Undefined();
+    return Napi::Number::New(env, i - from);
+  }
+
+  // onWritable(cb): calls cb once, the next time the fd is writable. A second call before that
+  // replaces the callback.
+  Napi::Value OnWritable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "onWritable(cb: function)");
+    if (fd_ < 0) return ThrowSystemError(env, EBADF, "onWritable", "closed TUN queue");
+    onWritable_ = Napi::Persistent(info[0].As<Napi::Function>());
+    writeArmed_ = true;
+    int err = UpdatePoll();
+    if (err != 0) {
+      writeArmed_ = false;
+      onWritable_.Reset();
+      UpdatePoll();
+      return ThrowSystemError(env, -err, "uv_poll_start", "TUN queue");
+    }
+    return env.Undefined();
+  }
+
+  // close(): idempotent.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(true);
+    onRead_.Reset();
+    onError_.Reset();
+    onWritable_.Reset();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
+  Napi::Value GetRejected(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rejected_); }
+
+  // Brings the poll handle in line with reading_/writeArmed_, and pins the JS object while the
+  // handle is active. Returns 0 or a libuv error.
+  int UpdatePoll() {
+    int events = (reading_ ? UV_READABLE : 0) | (writeArmed_ ? UV_WRITABLE : 0);
+    int err = 0;
+    if (events == 0) {
+      if (poll_ != nullptr) uv_poll_stop(poll_);
+    } else {
+      if (poll_ == nullptr) {
+        uv_loop_t* loop = nullptr;
+        if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return UV_EINVAL;
+        uv_poll_t* handle = new uv_poll_t;
+        err = uv_poll_init(loop, handle, fd_);
+        if (err != 0) {
+          delete handle;  // never registered with the loop
+          return err;
+        }
+        handle->data = this;
+        poll_ = handle;
+      }
+      err = uv_poll_start(poll_, events, &TunQueue::OnPoll);
+      if (err != 0) uv_poll_stop(poll_);
+    }
+    bool active = err == 0 && events != 0;
+    if (active && !pinned_) {
+      Ref();
+      pinned_ = true;
+    } else if (!active && pinned_) {
+      Unref();
+      pinned_ = false;
+    }
+    return err;
+  }
+
+  // Releases the handle and the fd. fromJs is false in the finalizer, where the JS reference must
+  // not be touched.
+  void Shutdown(bool fromJs) {
+    reading_ = false;
+    writeArmed_ = false;
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);  // deregisters the fd from epoll right away
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    if (fromJs && pinned_) {
+      Unref();
+      pinned_ = false;
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    TunQueue* self = static_cast<TunQueue*>(handle->data);
+    if (self != nullptr) self->HandlePoll(status, events);
+  }
+
+  void HandlePoll(int status, int events) {
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      // libuv reports EPOLLERR as UV_EBADF and stops the handle; for a TUN fd this means the
+      // device was detached (deleted) underneath us.
+      Fail(-status, "poll", "TUN queue");
+      return;
+    }
+    if ((events & UV_WRITABLE) != 0 && writeArmed_) {
+      writeArmed_ = false;
+      UpdatePoll();
+      Napi::Function cb = onWritable_.Value();
+      onWritable_.Reset();
+      Call(cb, {});
+    }
+    if ((events & UV_READABLE) != 0 && reading_ && fd_ >= 0) {
+      // A view handed to JS could have had its ArrayBuffer transferred (postMessage); never write
+      // into memory that is no longer ours.
+      bool detached = false;
+      bool lengthsDetached = false;
+      if (napi_is_detached_arraybuffer(env_, arenaRef_.Value(), &detached) != napi_ok ||
+          napi_is_detached_arraybuffer(env_, lengthsRef_.Value(), &lengthsDetached) != napi_ok || detached ||
+          lengthsDetached) {
+        Fail(EFAULT, "read", "TUN queue (its read buffer was transferred away)");
+        return;
+      }
+      uint32_t count = 0;
+      int err = 0;
+      while (count < slots_) {
+        ssize_t n = read(fd_, arena_ + static_cast<size_t>(count) * slotSize_, slotSize_);
+        if (n >= 0) {
+          lengths_[count++] = static_cast<uint32_t>(n);
+          continue;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+        break;
+      }
+      // A full batch leaves the fd readable; the level-triggered poll wakes us again on the next
+      // loop turn, after other handles had their share.
+      if (count > 0) {
+        Napi::Function cb = onRead_.Value();
+        Call(cb, {Napi::Number::New(env, count)});
+      }
+      if (err != 0 && reading_) Fail(err, "read", "TUN queue");
+    }
+  }
+
+  // Stops reading and reports err to onError.
+  void Fail(int err, const char* syscall, const char* subject) {
+    Napi::Env env(env_);
+    Napi::Function cb = onError_.IsEmpty() ? Napi::Function() : onError_.Value();
+    reading_ = false;
+    writeArmed_ = false;
+    onRead_.Reset();
+    onError_.Reset();
+    onWritable_.Reset();
+    UpdatePoll();
+    if (!cb.IsEmpty()) Call(cb, {SystemError(env, err, syscall, subject).Value()});
+  }
+
+  // Calls into JS like a socket event would (async hooks, then the nextTick and microtask
+  // queues). A throw becomes an uncaught exception, as it would from an EventEmitter listener.
+  void Call(Napi::Function cb, const std::initializer_list<napi_value>& args) {
+    if (cb.IsEmpty()) return;
+    Napi::Env env(env_);
+    cb.MakeCallback(Value(), args, *async_);
+    if (env.IsExceptionPending()) {
+      Napi::Error error = env.GetAndClearPendingException();
+      napi_fatal_exception(env_, error.Value());
+    }
+  }
+
+  napi_env env_;
+  int fd_ = -1;
+  uint32_t slotSize_ = 0;
+  uint32_t slots_ = 0;
+  uint8_t* arena_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> arenaRef_;
+  Napi::Reference<Napi::ArrayBuffer> lengthsRef_;
+  uv_poll_t* poll_ = nullptr;
+  bool reading_ = false;
+  bool writeArmed_ = false;
+  bool pinned_ = false;
+  double rejected_ = 0;
+  Napi::FunctionReference onRead_;
+  Napi::FunctionReference onError_;
+  Napi::FunctionReference onWritable_;
+  Napi::AsyncContext* async_ = nullptr;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("openTun", Napi::Function::New<OpenTun>(env, "openTun"));
+  exports.Set("configure", Napi::Function::New<Configure>(env, "configure"));
+  exports.Set("interfaceFlags", Napi::Function::New<InterfaceFlags>(env, "interfaceFlags"));
+  exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
+  exports.Set("TunQueue", TunQueue::Define(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lwt_tun, Init)
