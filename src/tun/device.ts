@@ -17,6 +17,8 @@ export interface TunOpenOptions {
   /** Address and prefix length to assign; the address is an IPv4 address as an unsigned 32-bit
    * number in host order (10.0.0.1 = 0x0a000001). */
   readonly ipv4?: { readonly address: number; readonly prefix: number };
+  /** Leave IPv6 enabled on the device (default: it is turned off, the tunnel carries IPv4 only). */
+  readonly keepIpv6?: boolean;
   /** Bring the interface up (default true). */
   readonly up?: boolean;
   /** Most packets delivered per read callback (default 64, at most 4096). */
@@ -118,6 +120,19 @@ export function formatIpv4Cidr(address: number, prefix: number): string {
  * Reads are batched: each callback gets every packet that was waiting, up to `batch`, as views
  * into one reused buffer.
  */
+/**
+ * Turns IPv6 off on the device before it goes up: the tunnel carries IPv4 only, and otherwise the
+ * kernel sends router solicitations and MLD reports into it that could only be dropped. Best effort:
+ * a kernel without IPv6 has no such switch, which is just as good.
+ */
+function disableIpv6(name: string): void {
+  try {
+    fs.writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
+  } catch {
+    // no IPv6 on this kernel (or no /proc): nothing to turn off
+  }
+}
+
 export class TunDevice {
   /** The kernel's name of the interface. */
   readonly name: string;
@@ -190,6 +205,7 @@ export class TunDevice {
       native.closeFd(opened.fd);
       throw toTunError(err, opened.name);
     }
+    if (options.keepIpv6 !== true) disableIpv6(opened.name);
     try {
       native.configure(opened.name, {
         mtu,

@@ -1,0 +1,992 @@
+/**
+ * `npm run bench`: the reproducible benchmark of lightweight-tunnel (issue 4).
+ *
+ * Builds a network-namespace lab (a hub and N clients on a bridge, test/helpers/lab.ts), starts
+ * the real CLI in it and measures with iperf3 and ping: client→hub with 1 and 4 streams,
+ * hub→client, client→client through the hub, all clients at once; ping RTT idle and under a bulk
+ * transfer; CPU seconds per GB of the tunnel processes; their peak RSS; and the hub's memory per
+ * idle member (bench/idle-members.ts). The bare underlay (the same namespaces over their veth and
+ * bridge) is measured in the same run, and every tunnel figure is printed with its ratio to it.
+ *
+ *   npm run bench -- [--quick] [--duration S] [--repeat N] [--clients N] [--tls | --tls-only]
+ *                    [--members N] [--json FILE|-] [--verbose]
+ *
+ * Traffic goes only between namespaces this script creates; nothing is configured in the root
+ * namespace. Everything is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
+import { BIN } from '../test/helpers/vpn.js';
+import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
+
+const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
+const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url));
+const LAB_PREFIX = 'lwtb';
+const HUB_TUNNEL = '10.0.0.1';
+const TUNNEL_PORT = 9000;
+const IPERF_PORT = 5201;
+const CLK_TCK = clockTicks();
+
+// ---------------------------------------------------------------------------------------------
+// options
+
+type Mode = 'underlay' | 'plain' | 'tls';
+
+interface Options {
+  duration: number;
+  repeat: number;
+  clients: number;
+  modes: Exclude<Mode, 'underlay'>[];
+  members: number;
+  json: string | undefined;
+  verbose: boolean;
+  quick: boolean;
+}
+
+const HELP = `usage: npm run bench -- [options]
+
+  --quick          smoke run: 2 s per figure, 1 repeat (unless --duration/--repeat say otherwise)
+  --duration S     seconds per iperf3 transfer (default 10)
+  --repeat N       repeats of every figure; medians are reported (default 3)
+  --clients N      tunnel clients (default 3, 1 to 20)
+  --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
+  --tls-only       measure TLS only (and the underlay)
+  --members N      idle members for the hub memory figure (default 1000, 0 skips it)
+  --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
+  --verbose        mirror the tunnel processes' log lines to stderr
+`;
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      duration: { type: 'string' },
+      repeat: { type: 'string' },
+      clients: { type: 'string', default: '3' },
+      tls: { type: 'boolean', default: false },
+      'tls-only': { type: 'boolean', default: false },
+      members: { type: 'string', default: '1000' },
+      json: { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const int = (name: string, s: string, min: number, max: number): number => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name}: expected an integer from ${min} to ${max}, got ${s}`);
+    return n;
+  };
+  const quick = values.quick;
+  return {
+    quick,
+    duration: int('duration', values.duration ?? (quick ? '2' : '10'), 1, 120),
+    repeat: int('repeat', values.repeat ?? (quick ? '1' : '3'), 1, 20),
+    clients: int('clients', values.clients, 1, 20),
+    modes: values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'],
+    members: int('members', values.members, 0, 20000),
+    json: values.json,
+    verbose: values.verbose,
+  };
+}
+
+class UsageError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// small utilities
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function clockTicks(): number {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(n) && n > 0 ? n : 100;
+  } catch {
+    return 100;
+  }
+}
+
+let logSink: NodeJS.WritableStream = process.stderr;
+function say(msg: string): void {
+  logSink.write(`[bench] ${msg}\n`);
+}
+
+function have(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Installs Debian packages for the commands that are missing (apt-get update first if needed). */
+function ensureCommands(wanted: { cmd: string; pkg: string }[]): void {
+  const missing = wanted.filter((w) => !have(w.cmd));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((m) => m.pkg))];
+  say(`installing ${pkgs.join(', ')} (missing: ${missing.map((m) => m.cmd).join(', ')})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = (): boolean =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
+  if (!install()) {
+    spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+    if (!install()) throw new Error(`could not install ${pkgs.join(', ')} with apt-get`);
+  }
+  const still = wanted.filter((w) => !have(w.cmd));
+  if (still.length > 0) throw new Error(`still missing after installing: ${still.map((s) => s.cmd).join(', ')}`);
+}
+
+interface ProcSnapshot {
+  cpuTicks: number;
+  rssKiB: number;
+  hwmKiB: number;
+}
+
+function sampleProc(pid: number): ProcSnapshot {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { cpuTicks: parseStatCpuTicks(stat), rssKiB: parseStatusKiB(status, 'VmRSS'), hwmKiB: parseStatusKiB(status, 'VmHWM') };
+}
+
+/** Machine-wide jiffies from the first line of /proc/stat: all, and idle + iowait. */
+function machineJiffies(): { total: number; idle: number } {
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already counted in user)
+  const total = cpu.slice(0, 8).reduce((s, x) => s + x, 0);
+  return { total, idle: cpu[3]! + cpu[4]! };
+}
+
+/** Total utime+stime of `pids` in seconds (pids that vanished count NaN). */
+function cpuSeconds(pids: readonly number[]): number[] {
+  return pids.map((pid) => {
+    try {
+      return sampleProc(pid).cpuTicks / CLK_TCK;
+    } catch {
+      return Number.NaN;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// results
+
+type Unit = 'Mb/s' | 'ms' | 'MiB' | 'KiB';
+
+/** One measured figure over all repeats. */
+interface Figure {
+  values: number[];
+  cpuSPerGB: number[];
+  cpuHubSPerGB: number[];
+  retransmits: number[];
+  drops: number[];
+  dropReasons: Record<string, number>;
+  tunQueueDrops: number[];
+  errors: string[];
+  extra: Record<string, number[]>;
+}
+
+interface Row {
+  id: string;
+  mode: Mode;
+  figure: string;
+  unit: Unit;
+  status: 'ok' | 'failed' | 'unavailable';
+  median: number | null;
+  values: number[];
+  underlay: number | null;
+  ratio: number | null;
+  cpuSPerGB?: { median: number | null; values: number[]; hubMedian: number | null };
+  retransmits?: number[];
+  tunnelDrops?: number[];
+  tunnelDropReasons?: Record<string, number>;
+  /** Packets the kernel dropped at the TUN devices (tx: the process did not read in time; rx: writes refused). */
+  tunQueueDrops?: number[];
+  extra?: Record<string, unknown>;
+  note?: string;
+}
+
+/** The figures in table order: key, label, unit, whether the underlay has it. */
+const FIGURES: { key: string; label: string; unit: Unit; throughput: boolean }[] = [
+  { key: 'c2h-1', label: 'client→hub, 1 stream', unit: 'Mb/s', throughput: true },
+  { key: 'c2h-4', label: 'client→hub, 4 streams', unit: 'Mb/s', throughput: true },
+  { key: 'h2c', label: 'hub→client, 1 stream', unit: 'Mb/s', throughput: true },
+  { key: 'c2c', label: 'client→client via hub, 1 stream', unit: 'Mb/s', throughput: true },
+  { key: 'agg', label: 'all clients→hub at once (sum)', unit: 'Mb/s', throughput: true },
+  { key: 'rtt-idle-p50', label: 'RTT idle p50', unit: 'ms', throughput: false },
+  { key: 'rtt-idle-p99', label: 'RTT idle p99', unit: 'ms', throughput: false },
+  { key: 'rtt-load-p50', label: 'RTT under bulk transfer p50', unit: 'ms', throughput: false },
+  { key: 'rtt-load-p99', label: 'RTT under bulk transfer p99', unit: 'ms', throughput: false },
+];
+
+class Results {
+  readonly figures = new Map<string, Figure>();
+  readonly unavailable = new Map<Mode, string>();
+  readonly rss = new Map<Mode, { name: string; hwmKiB: number }[]>();
+  readonly warnings: string[] = [];
+
+  fig(mode: Mode, key: string): Figure {
+    const id = `${mode}.${key}`;
+    let f = this.figures.get(id);
+    if (f === undefined) {
+      f = { values: [], cpuSPerGB: [], cpuHubSPerGB: [], retransmits: [], drops: [], dropReasons: {}, tunQueueDrops: [], errors: [], extra: {} };
+      this.figures.set(id, f);
+    }
+    return f;
+  }
+
+  addExtra(mode: Mode, key: string, name: string, v: number): void {
+    const f = this.fig(mode, key);
+    (f.extra[name] ??= []).push(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the bench
+
+interface Tunnel {
+  hub: LabProcess;
+  clients: LabProcess[];
+  pids: number[];
+}
+
+interface Addresses {
+  hub: string;
+  client(i: number): string;
+}
+
+class Bench {
+  lab: Lab | undefined;
+  tmp: string | undefined;
+  readonly results = new Results();
+  private readonly started = new Date();
+  private readonly loadStart = os.loadavg();
+
+  constructor(readonly o: Options) {}
+
+  private get hosts(): string[] {
+    return ['hub', ...Array.from({ length: this.o.clients }, (_, i) => `c${i + 1}`)];
+  }
+
+  private host(name: string) {
+    return this.lab!.host(name);
+  }
+
+  /** Share of the machine's CPU in use while nothing of this run is busy (other users' load). */
+  async backgroundBusy(): Promise<number> {
+    const a = machineJiffies();
+    await sleep(2000);
+    return busyPct(a, machineJiffies());
+  }
+
+  readonly background: number[] = [];
+
+  async run(): Promise<void> {
+    this.background.push(await this.backgroundBusy());
+    say(`background CPU use before the run: ${Math.round(this.background[0]!)}% of ${os.cpus().length} CPUs`);
+    const removed = cleanupLabs({ prefix: LAB_PREFIX });
+    if (removed.removed.length > 0) say(`removed ${removed.removed.length} namespaces left by an earlier bench run that died`);
+    say(
+      `lab: hub + ${this.o.clients} clients; modes: underlay, ${this.o.modes.join(', ')}; ${this.o.duration} s per transfer, ${this.o.repeat} repeat(s)`,
+    );
+    this.lab = await Lab.create({ hosts: this.hosts, prefix: LAB_PREFIX });
+    say(`lab ${this.lab.id} up: underlay ${this.lab.subnet}`);
+    await this.startIperfServers();
+
+    const underlay: Addresses = { hub: this.host('hub').ip, client: (i) => this.host(`c${i}`).ip };
+    for (let r = 1; r <= this.o.repeat; r++) {
+      say(`underlay, repeat ${r}/${this.o.repeat}`);
+      await this.runSet('underlay', underlay, undefined);
+    }
+
+    const tunnel: Addresses = { hub: HUB_TUNNEL, client: (i) => `10.0.0.${i + 1}` };
+    for (const mode of this.o.modes) {
+      const t = await this.startTunnel(mode);
+      if (typeof t === 'string') {
+        this.results.unavailable.set(mode, t);
+        say(`${mode}: unavailable: ${t}`);
+        continue;
+      }
+      try {
+        for (let r = 1; r <= this.o.repeat; r++) {
+          say(`${mode}, repeat ${r}/${this.o.repeat}`);
+          await this.runSet(mode, tunnel, t);
+        }
+        this.results.rss.set(mode, [
+          { name: 'hub', hwmKiB: sampleProc(t.hub.pid!).hwmKiB },
+          ...t.clients.map((c, i) => ({ name: `c${i + 1}`, hwmKiB: sampleProc(c.pid!).hwmKiB })),
+        ]);
+      } finally {
+        await this.stopTunnel(mode, t);
+      }
+    }
+
+    if (this.o.members > 0) await this.idleMembers(this.o.members);
+    this.background.push(await this.backgroundBusy());
+    say(`background CPU use after the run: ${Math.round(this.background[1]!)}%`);
+  }
+
+  /** Warns when other processes kept the machine busy around the run. */
+  noteBackground(): void {
+    if (this.background.some((b) => b > 20)) {
+      this.results.warnings.push(
+        `other processes used the CPU around the run (${this.background.map((b) => `${Math.round(b)}%`).join(' before, ')}${this.background.length > 1 ? ' after' : ' before'}): figures are noisy`,
+      );
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.lab?.dispose();
+    if (this.tmp !== undefined) fs.rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  /** Synchronous cleanup for signal handlers. */
+  disposeSync(): void {
+    this.lab?.disposeSync();
+    if (this.tmp !== undefined) fs.rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  // -- iperf3 and ping ---------------------------------------------------------------------------
+
+  private async startIperfServers(): Promise<void> {
+    const want: { host: string; port: number }[] = [];
+    for (let i = 0; i < this.o.clients; i++) want.push({ host: 'hub', port: IPERF_PORT + i });
+    for (let i = 1; i <= this.o.clients; i++) want.push({ host: `c${i}`, port: IPERF_PORT });
+    for (const w of want) this.host(w.host).spawn('iperf3', ['-s', '-p', String(w.port)], { label: `${w.host}:iperf3:${w.port}` });
+    for (const w of want) {
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const r = await this.host(w.host).exec('ss', ['-Hltn', `sport = :${w.port}`], { timeoutMs: 5000 });
+        if (r.stdout.trim() !== '') break;
+        if (Date.now() > deadline) throw new Error(`iperf3 server on ${w.host}:${w.port} did not start`);
+        await sleep(50);
+      }
+    }
+  }
+
+  private async iperf(from: string, to: string, port: number, opts: { parallel?: number; duration?: number } = {}): Promise<IperfResult> {
+    const duration = opts.duration ?? this.o.duration;
+    const args = ['-c', to, '-p', String(port), '-t', String(duration), '-J', '--connect-timeout', '3000'];
+    if ((opts.parallel ?? 1) > 1) args.push('-P', String(opts.parallel));
+    const r = await this.host(from).exec('iperf3', args, { timeoutMs: (duration + 30) * 1000 });
+    if (r.timedOut) throw new Error(`iperf3 ${from}→${to} timed out`);
+    return parseIperfJson(r.stdout);
+  }
+
+  private async ping(from: string, to: string, count: number): Promise<PingResult> {
+    const deadline = Math.ceil(count * 0.01) + 5;
+    const r = await this.host(from).exec('ping', ['-n', '-i', '0.01', '-c', String(count), '-W', '1', '-w', String(deadline), to], {
+      timeoutMs: (deadline + 10) * 1000,
+    });
+    const p = parsePing(r.stdout);
+    if (p.rttMs.length === 0) throw new Error(`ping ${from}→${to}: no replies (${(r.stderr || r.stdout).trim().slice(0, 200)})`);
+    return p;
+  }
+
+  /**
+   * Runs `transfer` while sampling the tunnel processes' CPU time and counting their drop reports;
+   * records the throughput, CPU s/GB, retransmits and drops under `mode.key`.
+   */
+  private async measure(mode: Mode, key: string, t: Tunnel | undefined, transfer: () => Promise<IperfResult[]>): Promise<void> {
+    const f = this.results.fig(mode, key);
+    const label = FIGURES.find((x) => x.key === key)?.label ?? key;
+    const linesBefore = t === undefined ? [] : [t.hub, ...t.clients].map((p) => p.stderr.length);
+    const cpuBefore = t === undefined ? [] : cpuSeconds(t.pids);
+    const machineBefore = machineJiffies();
+    const tunBefore = t === undefined ? undefined : await this.tunCounters();
+    let results: IperfResult[];
+    try {
+      results = await transfer();
+    } catch (err) {
+      f.values.push(Number.NaN);
+      f.errors.push((err as Error).message);
+      say(`  ${label}: FAILED: ${(err as Error).message}`);
+      return;
+    }
+    const mbps = results.reduce((s, r) => s + r.mbps, 0);
+    const bytes = results.reduce((s, r) => s + r.bytes, 0);
+    const retr = results.reduce((s, r) => s + (r.retransmits ?? 0), 0);
+    f.values.push(mbps);
+    f.retransmits.push(retr);
+    const machineAfter = machineJiffies();
+    const busy = busyPct(machineBefore, machineAfter);
+    this.results.addExtra(mode, key, 'machineBusyPct', busy);
+    let cpuNote = '';
+    if (t !== undefined) {
+      const cpuAfter = cpuSeconds(t.pids);
+      const deltas = cpuAfter.map((a, i) => a - cpuBefore[i]!);
+      const total = deltas.reduce((s, d) => s + d, 0);
+      const gb = bytes / 1e9;
+      f.cpuSPerGB.push(total / gb);
+      f.cpuHubSPerGB.push(deltas[0]! / gb);
+      const drops = dropsSince(t, linesBefore);
+      f.drops.push(drops.total);
+      for (const [reason, n] of Object.entries(drops.byReason)) f.dropReasons[reason] = (f.dropReasons[reason] ?? 0) + n;
+      const tunAfter = await this.tunCounters();
+      const txDropped = tunAfter.txDropped - tunBefore!.txDropped;
+      const rxDropped = tunAfter.rxDropped - tunBefore!.rxDropped;
+      f.tunQueueDrops.push(txDropped + rxDropped);
+      this.results.addExtra(mode, key, 'tunTxDropped', txDropped);
+      this.results.addExtra(mode, key, 'tunRxDropped', rxDropped);
+      const perHost = Object.entries(tunAfter.byHost)
+        .map(([h, n]) => [h, n - (tunBefore!.byHost[h] ?? 0)] as const)
+        .filter(([, n]) => n > 0);
+      for (const [h, n] of perHost) this.results.addExtra(mode, key, `tunDropped.${h}`, n);
+      cpuNote =
+        `, CPU ${fmt(total / gb)} s/GB (hub ${fmt(deltas[0]! / gb)}), tunnel drops ${drops.total}${describeReasons(drops.byReason)}` +
+        `, TUN queue drops ${txDropped + rxDropped}${perHost.length > 0 ? ` (${perHost.map(([h, n]) => `${h} ${n}`).join(', ')})` : ''}`;
+    }
+    say(`  ${label}: ${fmt(mbps)} Mb/s, ${fmt(bytes / 1e6)} MB, retransmits ${retr}${cpuNote}, machine ${Math.round(busy)}% busy`);
+  }
+
+  private async runSet(mode: Mode, a: Addresses, t: Tunnel | undefined): Promise<void> {
+    const n = this.o.clients;
+    await this.measure(mode, 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
+    await this.measure(mode, 'c2h-4', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT, { parallel: 4 })]);
+    // hub→client: the iperf3 client runs on the hub and sends to the server in c1.
+    await this.measure(mode, 'h2c', t, async () => [await this.iperf('hub', a.client(1), IPERF_PORT)]);
+    if (n >= 2) await this.measure(mode, 'c2c', t, async () => [await this.iperf('c1', a.client(2), IPERF_PORT)]);
+    await this.measure(mode, 'agg', t, () =>
+      Promise.all(Array.from({ length: n }, (_, i) => this.iperf(`c${i + 1}`, a.hub, IPERF_PORT + i))),
+    );
+
+    // RTT through an idle path.
+    const idleCount = this.o.quick ? 100 : 300;
+    try {
+      const p = await this.ping('c1', a.hub, idleCount);
+      this.recordPing(mode, 'idle', p);
+    } catch (err) {
+      this.pingFailed(mode, 'idle', err as Error);
+    }
+
+    // RTT while c1 sends a bulk transfer to the hub over the same path.
+    const startDelayMs = Math.min(1000, (this.o.duration * 1000) / 4);
+    const loadCount = Math.max(50, Math.min(1000, Math.floor((this.o.duration - startDelayMs / 1000 - 0.5) * 100)));
+    const linesBefore = t === undefined ? [] : [t.hub, ...t.clients].map((p) => p.stderr.length);
+    const tunBefore = t === undefined ? undefined : await this.tunCounters();
+    const bulk = this.iperf('c1', a.hub, IPERF_PORT);
+    bulk.catch(() => undefined);
+    await sleep(startDelayMs);
+    const pinged = this.ping('c1', a.hub, loadCount).then(
+      (p) => ({ ok: true as const, p }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
+    const [bulkResult, pingResult] = await Promise.all([bulk.then((r) => r, (err: Error) => err), pinged]);
+    if (t !== undefined) {
+      const drops = dropsSince(t, linesBefore);
+      for (const q of ['p50', 'p99']) {
+        this.results.addExtra(mode, `rtt-load-${q}`, 'tunnelDrops', drops.total);
+        const f = this.results.fig(mode, `rtt-load-${q}`);
+        for (const [reason, n] of Object.entries(drops.byReason)) f.dropReasons[reason] = (f.dropReasons[reason] ?? 0) + n;
+      }
+      const tunAfter = await this.tunCounters();
+      const tunDrops = tunAfter.txDropped + tunAfter.rxDropped - tunBefore!.txDropped - tunBefore!.rxDropped;
+      for (const q of ['p50', 'p99']) this.results.addExtra(mode, `rtt-load-${q}`, 'tunQueueDrops', tunDrops);
+      say(`  during the loaded ping: tunnel drops ${drops.total}${describeReasons(drops.byReason)}, TUN queue drops ${tunDrops}`);
+    }
+    if (pingResult.ok) {
+      this.recordPing(mode, 'load', pingResult.p);
+      if (!(bulkResult instanceof Error)) {
+        this.results.addExtra(mode, 'rtt-load-p50', 'bulkMbps', bulkResult.mbps);
+        this.results.addExtra(mode, 'rtt-load-p99', 'bulkMbps', bulkResult.mbps);
+      } else {
+        this.results.warnings.push(`${mode}: the bulk transfer under the loaded ping failed: ${bulkResult.message}`);
+      }
+    } else {
+      this.pingFailed(mode, 'load', pingResult.err);
+    }
+  }
+
+  /** Kernel drop counters of every TUN device in the lab (summed over hosts). */
+  private async tunCounters(): Promise<{ txDropped: number; rxDropped: number; byHost: Record<string, number> }> {
+    const outs = await Promise.all(this.hosts.map((h) => this.host(h).exec('ip', ['-j', '-s', 'link', 'show', 'type', 'tun'], { timeoutMs: 5000 })));
+    let txDropped = 0;
+    let rxDropped = 0;
+    const byHost: Record<string, number> = {};
+    for (const [i, o] of outs.entries()) {
+      try {
+        for (const link of JSON.parse(o.stdout) as { stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }[]) {
+          const tx = link.stats64?.tx?.dropped ?? 0;
+          const rx = link.stats64?.rx?.dropped ?? 0;
+          txDropped += tx;
+          rxDropped += rx;
+          byHost[this.hosts[i]!] = (byHost[this.hosts[i]!] ?? 0) + tx + rx;
+        }
+      } catch {
+        // no TUN device (yet) in this namespace
+      }
+    }
+    return { txDropped, rxDropped, byHost };
+  }
+
+  private recordPing(mode: Mode, kind: 'idle' | 'load', p: PingResult): void {
+    const loss = p.transmitted > 0 ? (100 * (p.transmitted - p.received)) / p.transmitted : 0;
+    for (const [q, v] of [['p50', p.p50], ['p99', p.p99]] as const) {
+      const key = `rtt-${kind}-${q}`;
+      this.results.fig(mode, key).values.push(v);
+      this.results.addExtra(mode, key, 'maxMs', p.max);
+      this.results.addExtra(mode, key, 'lossPct', loss);
+      this.results.addExtra(mode, key, 'replies', p.received);
+    }
+    say(`  RTT ${kind}: p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms, max ${fmt(p.max)} ms, ${p.received}/${p.transmitted} replies`);
+  }
+
+  private pingFailed(mode: Mode, kind: 'idle' | 'load', err: Error): void {
+    for (const q of ['p50', 'p99']) {
+      const f = this.results.fig(mode, `rtt-${kind}-${q}`);
+      f.values.push(Number.NaN);
+      f.errors.push(err.message);
+    }
+    say(`  RTT ${kind}: FAILED: ${err.message}`);
+  }
+
+  // -- the tunnel ----------------------------------------------------------------------------------
+
+  /** Starts the hub and the clients; returns the reason when TLS is not available. */
+  private async startTunnel(mode: Exclude<Mode, 'underlay'>): Promise<Tunnel | string> {
+    let hubExtra: string[] = [];
+    let clientExtra: string[] = [];
+    if (mode === 'tls') {
+      const tls = this.tlsFlags();
+      if (typeof tls === 'string') return tls;
+      ({ hubExtra, clientExtra } = tls);
+    }
+    say(`${mode}: starting the hub and ${this.o.clients} clients`);
+    const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
+    const hub = this.host('hub').spawn(
+      process.execPath,
+      [BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, ...hubExtra],
+      spawnOpts(`${mode}:hub`),
+    );
+    try {
+      await hub.waitForLine(/listening on/, 15_000);
+    } catch (err) {
+      await hub.stop(2000);
+      if (mode === 'tls' && /tls/i.test(hub.output())) return firstLine(hub.output(), /tls/i).replace(/^\[err\]\s*/, '');
+      throw err;
+    }
+    const hubIp = this.host('hub').ip;
+    const clients: LabProcess[] = [];
+    const all = (): LabProcess[] => [hub, ...clients];
+    try {
+      for (let i = 1; i <= this.o.clients; i++) {
+        clients.push(
+          this.host(`c${i}`).spawn(
+            process.execPath,
+            [BIN, '-m', 'client', '-r', `${hubIp}:${TUNNEL_PORT}`, '-t', `10.0.0.${i + 1}/24`, ...clientExtra],
+            spawnOpts(`${mode}:c${i}`),
+          ),
+        );
+      }
+      await Promise.all(clients.map((c) => c.waitForLine(/joined the virtual LAN as/, 20_000)));
+      // The tunnel carries traffic both ways between every client and the hub, and client to client.
+      for (let i = 1; i <= this.o.clients; i++) await this.waitPing(`c${i}`, HUB_TUNNEL);
+      if (this.o.clients >= 2) await this.waitPing('c1', '10.0.0.3');
+      // Let the once-a-second drop summaries of the start-up (IPv6 of fresh devices, packets
+      // before the session) come out before the first measurement counts them.
+      await sleep(1500);
+    } catch (err) {
+      const out = all().map((p) => `--- ${p.label}\n${p.output(20)}`).join('\n');
+      await Promise.all(all().map((p) => p.stop(2000)));
+      if (mode === 'tls') return `the tunnel did not come up with TLS: ${(err as Error).message.split('\n')[0]}\n${out}`;
+      throw err;
+    }
+    return { hub, clients, pids: all().map((p) => p.pid!) };
+  }
+
+  private async waitPing(from: string, to: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await this.host(from).exec('ping', ['-n', '-c', '1', '-W', '1', to], { timeoutMs: 5000 });
+      if (r.code === 0) return;
+      if (Date.now() > deadline) throw new Error(`${from} cannot ping ${to} through the tunnel`);
+      await sleep(200);
+    }
+  }
+
+  private async stopTunnel(mode: Mode, t: Tunnel): Promise<void> {
+    const exits = await Promise.all([t.hub, ...t.clients].map(async (p) => ({ p, e: await p.stop(3000) })));
+    for (const { p, e } of exits) {
+      if (e.code !== 0) this.results.warnings.push(`${mode}: ${p.label} exited with ${e.signal ?? `code ${e.code}`} at shutdown`);
+    }
+    // Make sure the TUN devices are gone before the next hub claims tun0 in the same namespace.
+    await sleep(200);
+  }
+
+  /** The TLS flags for the hub and clients, or why TLS cannot be measured. */
+  private tlsFlags(): { hubExtra: string[]; clientExtra: string[] } | string {
+    const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout ?? '';
+    if (!/-tls\b/.test(help)) return 'the CLI has no -tls flag';
+    try {
+      ensureCommands([{ cmd: 'openssl', pkg: 'openssl' }]);
+    } catch (err) {
+      return `no openssl to make a certificate: ${(err as Error).message}`;
+    }
+    this.tmp ??= fs.mkdtempSync(path.join(os.tmpdir(), 'lwt-bench-'));
+    const cert = path.join(this.tmp, 'hub.crt');
+    const key = path.join(this.tmp, 'hub.key');
+    const hubIp = this.host('hub').ip;
+    const r = spawnSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=lwt-bench-hub',
+        '-addext', `subjectAltName=IP:${hubIp}`, '-keyout', key, '-out', cert],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) return `openssl could not make a certificate: ${r.stderr.trim()}`;
+    const hubExtra = ['-tls', '-tls-cert', cert, '-tls-key', key];
+    // Verify the hub against the throwaway certificate when the CLI can be told about a CA;
+    // otherwise skip verification (the cost is the same: the handshake happens once).
+    const clientExtra = /-tls-ca\b/.test(help) ? ['-tls', '-tls-ca', cert] : ['-tls', '-tls-skip-verify'];
+    this.tlsSettings = { hub: ['-tls', '-tls-cert', 'FILE', '-tls-key', 'FILE'], client: clientExtra.map((f) => (f === cert ? 'FILE' : f)), key: 'ECDSA P-256, self-signed' };
+    return { hubExtra, clientExtra };
+  }
+
+  // -- idle members --------------------------------------------------------------------------------
+
+  private async idleMembers(count: number): Promise<void> {
+    say(`idle members: a hub with -t 10.0.0.1/16 and ${count} sessions from bench/idle-members`);
+    const hub = this.host('hub').spawn(
+      process.execPath,
+      [BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/16`, '-max-clients', String(count + 100), '-keepalive', '10', '-timeout', '120'],
+      { label: 'idle:hub', maxLines: 100_000, echo: this.o.verbose },
+    );
+    let tool: LabProcess | undefined;
+    try {
+      await hub.waitForLine(/listening on/, 15_000);
+      await sleep(2000);
+      const before = sampleProc(hub.pid!);
+      tool = this.host('c1').spawnNode(
+        IDLE_TOOL,
+        ['--connect', `${this.host('hub').ip}:${TUNNEL_PORT}`, '--count', String(count), '--first', '10.0.0.2', '--prefix', '16', '--keepalive', '5', '--hold', '600'],
+        { label: 'idle-members', echo: this.o.verbose },
+      );
+      const readyLine = await tool.waitForLine(/"event":"ready"/, 180_000);
+      const ready = JSON.parse(readyLine) as { welcomed: number; rejected: number; failed: number; ms: number; example?: string };
+      // Let the hub settle: keepalives flow both ways, garbage from the join burst is collected.
+      await sleep(6000);
+      const after = sampleProc(hub.pid!);
+      const stillOpen = tool.running;
+      const welcomed = ready.welcomed;
+      const perMember = welcomed > 0 ? (after.rssKiB - before.rssKiB) / welcomed : Number.NaN;
+      this.idle = {
+        members: count,
+        welcomed,
+        rejected: ready.rejected,
+        failed: ready.failed,
+        joinMs: ready.ms,
+        hubRssBeforeKiB: before.rssKiB,
+        hubRssAfterKiB: after.rssKiB,
+        hubPeakRssKiB: after.hwmKiB,
+        perMemberKiB: perMember,
+        ...(ready.example !== undefined ? { example: ready.example } : {}),
+      };
+      if (welcomed < count) this.results.warnings.push(`idle members: only ${welcomed} of ${count} were welcomed (${ready.example ?? ''})`);
+      if (!stillOpen) this.results.warnings.push('idle members: the tool ended before the measurement');
+      say(
+        `  ${welcomed}/${count} welcomed in ${ready.ms} ms; hub RSS ${fmt(before.rssKiB / 1024)} → ${fmt(after.rssKiB / 1024)} MiB: ${fmt(perMember)} KiB per member`,
+      );
+    } catch (err) {
+      this.results.warnings.push(`idle members: failed: ${(err as Error).message.split('\n')[0]}`);
+      say(`  FAILED: ${(err as Error).message}`);
+    } finally {
+      await tool?.stop(3000);
+      await hub.stop(3000);
+    }
+  }
+
+  idle: IdleResult | undefined;
+  tlsSettings: { hub: string[]; client: string[]; key: string } | undefined;
+
+  // -- report --------------------------------------------------------------------------------------
+
+  rows(): Row[] {
+    const rows: Row[] = [];
+    const modes: Mode[] = ['underlay', ...this.o.modes];
+    for (const mode of modes) {
+      const unavailable = this.results.unavailable.get(mode);
+      for (const def of FIGURES) {
+        if (def.key === 'c2c' && this.o.clients < 2) continue;
+        const id = `${mode}.${def.key}`;
+        const label = mode === 'underlay' && def.key === 'c2c' ? 'client→client direct, 1 stream' : def.label;
+        if (unavailable !== undefined) {
+          rows.push({ id, mode, figure: label, unit: def.unit, status: 'unavailable', median: null, values: [], underlay: null, ratio: null, note: unavailable });
+          continue;
+        }
+        const f = this.results.figures.get(id);
+        const values = f?.values ?? [];
+        const m = median(values);
+        const u = median(this.results.figures.get(`underlay.${def.key}`)?.values ?? []);
+        const row: Row = {
+          id,
+          mode,
+          figure: label,
+          unit: def.unit,
+          status: Number.isFinite(m) ? 'ok' : 'failed',
+          median: finite(m),
+          values: values.map(round3),
+          underlay: finite(u),
+          ratio: finite(m / u),
+        };
+        if (def.throughput && f !== undefined) {
+          row.retransmits = f.retransmits;
+          if (mode !== 'underlay') {
+            row.cpuSPerGB = { median: finite(median(f.cpuSPerGB)), values: f.cpuSPerGB.map(round3), hubMedian: finite(median(f.cpuHubSPerGB)) };
+            row.tunnelDrops = f.drops;
+            row.tunnelDropReasons = f.dropReasons;
+            row.tunQueueDrops = f.tunQueueDrops;
+          }
+        }
+        if (f !== undefined && !def.throughput && mode !== 'underlay' && def.key.startsWith('rtt-load')) row.tunnelDropReasons = f.dropReasons;
+        if (f !== undefined && Object.keys(f.extra).length > 0) {
+          row.extra = Object.fromEntries(Object.entries(f.extra).map(([k, v]) => [k, v.map(round3)]));
+        }
+        if (f !== undefined && f.errors.length > 0) row.note = [...new Set(f.errors)].join('; ');
+        rows.push(row);
+      }
+      for (const p of this.results.rss.get(mode) ?? []) {
+        rows.push({
+          id: `${mode}.rss-${p.name}`,
+          mode,
+          figure: `peak RSS ${p.name === 'hub' ? 'hub' : `client ${p.name}`}`,
+          unit: 'MiB',
+          status: 'ok',
+          median: round3(p.hwmKiB / 1024),
+          values: [round3(p.hwmKiB / 1024)],
+          underlay: null,
+          ratio: null,
+        });
+      }
+    }
+    if (this.idle !== undefined) {
+      const i = this.idle;
+      rows.push({
+        id: 'plain.idle-member-kib',
+        mode: 'plain',
+        figure: `hub memory per idle member (${i.welcomed} members)`,
+        unit: 'KiB',
+        status: Number.isFinite(i.perMemberKiB) ? 'ok' : 'failed',
+        median: finite(round3(i.perMemberKiB)),
+        values: [round3(i.perMemberKiB)],
+        underlay: null,
+        ratio: null,
+        extra: { ...i },
+      });
+    }
+    return rows;
+  }
+
+  document(): object {
+    const pkg = JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
+    const cpus = os.cpus();
+    return {
+      bench: 'lightweight-tunnel',
+      version: pkg.version,
+      date: this.started.toISOString(),
+      finished: new Date().toISOString(),
+      machine: {
+        cpus: cpus.length,
+        cpuModel: cpus[0]?.model ?? 'unknown',
+        memoryGiB: round3(os.totalmem() / 2 ** 30),
+        kernel: os.release(),
+        node: process.version,
+        iperf3: firstLine(spawnSync('iperf3', ['--version'], { encoding: 'utf8' }).stdout ?? '', /iperf/),
+        loadavgAtStart: this.loadStart.map(round3),
+        loadavgAtEnd: os.loadavg().map(round3),
+        backgroundBusyPct: this.background.map(round3),
+      },
+      settings: {
+        durationS: this.o.duration,
+        repeat: this.o.repeat,
+        clients: this.o.clients,
+        modes: ['underlay', ...this.o.modes],
+        tunnelMtu: 1400,
+        idleMembers: this.o.members,
+        ...(this.tlsSettings !== undefined ? { tls: this.tlsSettings } : {}),
+      },
+      rows: this.rows(),
+      idleMembers: this.idle ?? null,
+      warnings: this.results.warnings,
+    };
+  }
+}
+
+interface IdleResult {
+  members: number;
+  welcomed: number;
+  rejected: number;
+  failed: number;
+  joinMs: number;
+  hubRssBeforeKiB: number;
+  hubRssAfterKiB: number;
+  hubPeakRssKiB: number;
+  perMemberKiB: number;
+  example?: string;
+}
+
+function finite(x: number): number | null {
+  return Number.isFinite(x) ? round3(x) : null;
+}
+
+function round3(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  const a = Math.abs(x);
+  const d = a >= 100 ? 1 : a >= 1 ? 3 : 4;
+  return Number(x.toFixed(d));
+}
+
+function firstLine(text: string, re: RegExp): string {
+  return text.split('\n').find((l) => re.test(l))?.trim() ?? text.trim().split('\n')[0] ?? '';
+}
+
+/** Packets reported dropped in the CLI's summary lines ("dropped 12 packets (queue-full 12) at ..."). */
+function countDrops(lines: readonly string[]): { total: number; byReason: Record<string, number> } {
+  let total = 0;
+  const byReason: Record<string, number> = {};
+  for (const l of lines) {
+    const m = /dropped \d+ packets? \(([^)]*)\)/.exec(l);
+    if (m === null) continue;
+    for (const part of m[1]!.split(',')) {
+      const r = /^\s*(\S+) (\d+)\s*$/.exec(part);
+      if (r === null) continue;
+      byReason[r[1]!] = (byReason[r[1]!] ?? 0) + Number(r[2]);
+      // IPv6 packets the kernel sends on a fresh interface are not data-path losses.
+      if (r[1] !== 'not-ipv4') total += Number(r[2]);
+    }
+  }
+  return { total, byReason };
+}
+
+/** Drops the tunnel processes reported since `linesBefore` (their stderr line counts then). */
+function dropsSince(t: Tunnel, linesBefore: readonly number[]): { total: number; byReason: Record<string, number> } {
+  const all = [t.hub, ...t.clients].map((p, i) => countDrops(p.stderr.slice(linesBefore[i] ?? 0)));
+  const byReason: Record<string, number> = {};
+  for (const d of all) for (const [r, n] of Object.entries(d.byReason)) byReason[r] = (byReason[r] ?? 0) + n;
+  return { total: all.reduce((s, d) => s + d.total, 0), byReason };
+}
+
+function describeReasons(byReason: Record<string, number>): string {
+  const parts = Object.entries(byReason).map(([r, n]) => `${r} ${n}`);
+  return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
+}
+
+function busyPct(a: { total: number; idle: number }, b: { total: number; idle: number }): number {
+  const total = b.total - a.total;
+  return total > 0 ? (100 * (total - (b.idle - a.idle))) / total : Number.NaN;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the table
+
+function renderTable(rows: readonly Row[], o: Options): string {
+  const head = ['mode', 'figure', 'median', 'unit', 'repeats', 'underlay', '× underlay', 'CPU s/GB', 'retr', 'drops', 'TUN drops'];
+  const body = rows.map((r) => {
+    if (r.status === 'unavailable') return [r.mode, r.figure, 'unavailable', '', '', '', '', '', '', '', ''];
+    return [
+      r.mode,
+      r.figure,
+      r.status === 'failed' ? 'FAILED' : fmt(r.median),
+      r.unit,
+      r.values.map((v) => fmt(v)).join(' '),
+      r.mode === 'underlay' || r.underlay === null ? '' : fmt(r.underlay),
+      r.mode === 'underlay' || r.ratio === null ? '' : `${fmt(r.ratio)}×`,
+      r.cpuSPerGB ? fmt(r.cpuSPerGB.median) : '',
+      r.retransmits ? String(median(r.retransmits)) : '',
+      r.tunnelDrops ? String(r.tunnelDrops.reduce((s, d) => s + d, 0)) : '',
+      r.tunQueueDrops ? String(r.tunQueueDrops.reduce((s, d) => s + d, 0)) : '',
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => [...b[i]!].length)));
+  const numeric = new Set([2, 5, 6, 7, 8, 9, 10]);
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')];
+  let last: Mode | undefined;
+  for (let i = 0; i < body.length; i++) {
+    if (last !== undefined && rows[i]!.mode !== last) out.push('');
+    last = rows[i]!.mode;
+    out.push(line(body[i]!));
+  }
+  const notes = rows.filter((r) => r.status === 'unavailable').map((r) => r.mode);
+  const unavailable = [...new Set(notes)].map((m) => `${m}: unavailable: ${rows.find((r) => r.mode === m)?.note?.split('\n')[0] ?? ''}`);
+  out.push(
+    '',
+    `medians of ${o.repeat} repeat(s), ${o.duration} s per transfer; CPU s/GB = utime+stime of hub and client processes per 10^9 bytes delivered;`,
+        'retr = median TCP retransmissions of the sender (the inner connection); drops = packets the tunnel processes reported dropped',
+    '(not counting IPv6), all repeats; TUN drops = packets the kernel dropped at the TUN devices (reader too slow), all repeats',
+    ...unavailable,
+  );
+  return `${out.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+async function main(): Promise<number> {
+  let o: Options;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${HELP}`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (network namespaces, TUN devices)\n');
+    return 1;
+  }
+  const jsonToStdout = o.json === '-';
+  const tableSink = jsonToStdout ? process.stderr : process.stdout;
+  logSink = process.stderr;
+  ensureCommands([
+    { cmd: 'iperf3', pkg: 'iperf3' },
+    { cmd: 'ping', pkg: 'iputils-ping' },
+    { cmd: 'ss', pkg: 'iproute2' },
+  ]);
+
+  const bench = new Bench(o);
+  // Our own handlers: the lab installs its own only when nobody else listens.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      say(`${sig}: removing the lab and stopping everything this run started`);
+      try {
+        bench.disposeSync();
+      } finally {
+        process.exit(128 + (os.constants.signals[sig] ?? 2));
+      }
+    });
+  }
+  const t0 = Date.now();
+  let failure: Error | undefined;
+  try {
+    await bench.run();
+  } catch (err) {
+    failure = err as Error;
+    say(`FAILED: ${failure.stack ?? failure.message}`);
+  } finally {
+    await bench.dispose();
+  }
+  bench.noteBackground();
+  const doc = bench.document();
+  tableSink.write(`\n${renderTable(bench.rows(), o)}`);
+  if (bench.idle !== undefined) {
+    const i = bench.idle;
+    tableSink.write(
+      `idle members: ${i.welcomed}/${i.members} welcomed; hub RSS ${fmt(i.hubRssBeforeKiB / 1024)} → ${fmt(i.hubRssAfterKiB / 1024)} MiB = ${fmt(i.perMemberKiB)} KiB per member\n`,
+    );
+  }
+  for (const w of bench.results.warnings) tableSink.write(`warning: ${w}\n`);
+  tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s)\n`);
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  if (jsonToStdout) process.stdout.write(json);
+  else if (o.json !== undefined) {
+    fs.writeFileSync(o.json, json);
+    say(`JSON written to ${o.json}`);
+  }
+  return failure === undefined ? 0 : 1;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,332 @@
+/**
+ * A tiny raw client of the hub protocol for security tests: it speaks the frames itself, so it can
+ * do what the real client never does (skip the HELLO, lie about its source address, hammer the hub
+ * with attempts). Runs inside a lab namespace:
+ *
+ *   node forge.js session --hub HOST:PORT [options]
+ *     --hello ADDR          send a HELLO asking for ADDR (without it: a 2.x client, DATA only)
+ *     --token SECRET        put this token in the HELLO; repeated, attempt I uses the I-th
+ *                           (the last one for the attempts beyond)
+ *     --tls                 speak TLS; with --ca FILE, --server-name NAME, --skip-verify,
+ *                           --cert FILE --key FILE (client certificate)
+ *     --src A[,A2...] --dst B   send UDP packets with IPv4 source A to B (dotted quads); with
+ *                           several sources, packet i uses source i modulo their number
+ *     --dport N             their UDP destination port (default 7001)
+ *     --count N             how many packets (default 0)
+ *     --interval MS         pause between packets (default 20)
+ *     --linger MS           stay connected this long after the last packet (default 300)
+ *     --attempts N          repeat the whole connection N times, one after another (default 1)
+ *     --wait MS             how long to wait for WELCOME/REJECT after a HELLO (default 3000)
+ *
+ *   Prints one line per event: `attempt I connected`, `attempt I welcome {json}`,
+ *   `attempt I reject REASON: MESSAGE`, `attempt I sent N`, `attempt I closed`, `attempt I error MSG`,
+ *   and `done` at the end (exit 0). Bad usage exits 2.
+ *
+ *   node forge.js listen-udp PORT
+ *     Binds UDP 0.0.0.0:PORT, prints `ready udp PORT`, then `recv SRC_IP:SRC_PORT TEXT` for every
+ *     datagram, until killed.
+ */
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { FrameType, MAX_BODY_COMPAT, encodeFrame, encodeFrames } from '../../operators/wire/frames.js';
+import { PROTOCOL_VERSION, encodeControl } from '../../operators/wire/control.js';
+import { FrameDecoder } from '../../operators/wire/decoder.js';
+
+/** Absolute path of the compiled script (dist/test/helpers/forge.js), to run in a namespace. */
+export const FORGE_SCRIPT: string = fileURLToPath(import.meta.url);
+
+// ---------------------------------------------------------------------------
+// packets
+
+function ipv4Bytes(text: string): number[] {
+  const parts = text.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`not an IPv4 address: ${text}`);
+  return parts;
+}
+
+/** The Internet checksum (RFC 1071) of `bytes`. */
+export function internetChecksum(bytes: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i + 1 < bytes.length; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
+  if (bytes.length % 2 === 1) sum += bytes[bytes.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** A complete IPv4/UDP packet with any source address (UDP checksum 0: none). */
+export function udpPacket(src: string, dst: string, sport: number, dport: number, payload: Uint8Array, id = 0): Buffer {
+  const total = 20 + 8 + payload.length;
+  const p = Buffer.alloc(total);
+  p[0] = 0x45; // version 4, IHL 5
+  p[1] = 0;
+  p.writeUInt16BE(total, 2);
+  p.writeUInt16BE(id & 0xffff, 4);
+  p.writeUInt16BE(0x4000, 6); // DF
+  p[8] = 64; // TTL
+  p[9] = 17; // UDP
+  p.set(ipv4Bytes(src), 12);
+  p.set(ipv4Bytes(dst), 16);
+  p.writeUInt16BE(internetChecksum(p.subarray(0, 20)), 10);
+  p.writeUInt16BE(sport, 20);
+  p.writeUInt16BE(dport, 22);
+  p.writeUInt16BE(8 + payload.length, 24);
+  p.writeUInt16BE(0, 26);
+  p.set(payload, 28);
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// session mode
+
+interface SessionOptions {
+  host: string;
+  port: number;
+  hello: string | undefined;
+  tokens: string[];
+  tls: boolean;
+  ca: string | undefined;
+  serverName: string | undefined;
+  skipVerify: boolean;
+  cert: string | undefined;
+  key: string | undefined;
+  src: string | undefined;
+  dst: string | undefined;
+  dport: number;
+  count: number;
+  intervalMs: number;
+  lingerMs: number;
+  attempts: number;
+  waitMs: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const out = (line: string): void => void process.stdout.write(`${line}\n`);
+
+function usage(msg: string): never {
+  process.stderr.write(`forge: ${msg}\n`);
+  process.exit(2);
+}
+
+function parseSession(args: string[]): SessionOptions {
+  const o: SessionOptions = {
+    host: '',
+    port: 9000,
+    hello: undefined,
+    tokens: [],
+    tls: false,
+    ca: undefined,
+    serverName: undefined,
+    skipVerify: false,
+    cert: undefined,
+    key: undefined,
+    src: undefined,
+    dst: undefined,
+    dport: 7001,
+    count: 0,
+    intervalMs: 20,
+    lingerMs: 300,
+    attempts: 1,
+    waitMs: 3000,
+  };
+  const num = (flag: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < 0) usage(`${flag}: expected a non-negative integer, got ${String(v)}`);
+    return n;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i]!;
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined) usage(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '--hub': {
+        const v = value();
+        const at = v.lastIndexOf(':');
+        if (at < 0) usage('--hub: expected HOST:PORT');
+        o.host = v.slice(0, at);
+        o.port = num('--hub port', v.slice(at + 1));
+        break;
+      }
+      case '--hello': o.hello = value(); break;
+      case '--token': o.tokens.push(value()); break;
+      case '--tls': o.tls = true; break;
+      case '--ca': o.ca = value(); break;
+      case '--server-name': o.serverName = value(); break;
+      case '--skip-verify': o.skipVerify = true; break;
+      case '--cert': o.cert = value(); break;
+      case '--key': o.key = value(); break;
+      case '--src': o.src = value(); break;
+      case '--dst': o.dst = value(); break;
+      case '--dport': o.dport = num(flag, value()); break;
+      case '--count': o.count = num(flag, value()); break;
+      case '--interval': o.intervalMs = num(flag, value()); break;
+      case '--linger': o.lingerMs = num(flag, value()); break;
+      case '--attempts': o.attempts = Math.max(1, num(flag, value())); break;
+      case '--wait': o.waitMs = num(flag, value()); break;
+      default: usage(`unknown flag ${flag}`);
+    }
+  }
+  if (o.host === '') usage('--hub HOST:PORT is required');
+  if (o.count > 0 && (o.src === undefined || o.dst === undefined)) usage('--count needs --src and --dst');
+  return o;
+}
+
+function connect(o: SessionOptions): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    if (o.tls) {
+      socket = tls.connect({
+        host: o.host,
+        port: o.port,
+        ...(o.serverName === undefined ? {} : { servername: o.serverName }),
+        ...(o.ca === undefined ? {} : { ca: fs.readFileSync(o.ca) }),
+        ...(o.cert === undefined ? {} : { cert: fs.readFileSync(o.cert) }),
+        ...(o.key === undefined ? {} : { key: fs.readFileSync(o.key) }),
+        rejectUnauthorized: !o.skipVerify,
+        ...(o.serverName === undefined ? {} : { checkServerIdentity: (_h: string, c: tls.PeerCertificate) => tls.checkServerIdentity(o.serverName!, c) }),
+      });
+      socket.once('secureConnect', () => resolve(socket));
+    } else {
+      socket = net.connect({ host: o.host, port: o.port });
+      socket.once('connect', () => resolve(socket));
+    }
+    socket.setNoDelay(true);
+    socket.once('error', reject);
+  });
+}
+
+/** One connection: HELLO (maybe), wait for the answer, packets, linger, close. */
+async function attempt(o: SessionOptions, n: number): Promise<void> {
+  const say = (s: string): void => out(`attempt ${n} ${s}`);
+  let socket: net.Socket;
+  try {
+    socket = await connect(o);
+  } catch (err) {
+    say(`error ${(err as Error).message}`);
+    return;
+  }
+  say('connected');
+  const decoder = new FrameDecoder(MAX_BODY_COMPAT);
+  let closed = false;
+  let answered: (() => void) | undefined;
+  const finished = new Promise<void>((resolve) => {
+    socket.on('close', () => {
+      if (!closed) say('closed');
+      closed = true;
+      answered?.();
+      resolve();
+    });
+  });
+  socket.on('error', (err) => say(`error ${err.message}`));
+  socket.on('data', (chunk: Buffer) => {
+    let frames;
+    try {
+      frames = decoder.push(chunk);
+    } catch (err) {
+      say(`error bad frame from the hub: ${(err as Error).message}`);
+      socket.destroy();
+      return;
+    }
+    for (const f of frames) {
+      const text = Buffer.from(f.payload).toString('utf8');
+      if (f.type === FrameType.Welcome) {
+        say(`welcome ${text}`);
+        answered?.();
+      } else if (f.type === FrameType.Reject) {
+        let reason = '?';
+        let message = text;
+        try {
+          const r = JSON.parse(text) as { reason?: string; message?: string };
+          reason = r.reason ?? '?';
+          message = r.message ?? '';
+        } catch {
+          // keep the raw text
+        }
+        say(`reject ${reason}: ${message}`);
+        answered?.();
+      }
+    }
+  });
+
+  if (o.hello !== undefined) {
+    const token = o.tokens[Math.min(n, o.tokens.length) - 1];
+    socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address: o.hello, prefix: 24, mtu: 1400, caps: [], ...(token === undefined ? {} : { token }) }));
+    await Promise.race([new Promise<void>((r) => (answered = r)), sleep(o.waitMs)]);
+    answered = undefined;
+  }
+  let sent = 0;
+  let lastKeepalive = Date.now();
+  for (let i = 0; i < o.count && !closed; i++) {
+    const sources = o.src!.split(',');
+    const src = sources[i % sources.length]!;
+    const payload = Buffer.from(`forge ${i} from ${src}`);
+    socket.write(encodeFrames(FrameType.Data, [udpPacket(src, o.dst!, 40000 + n, o.dport, payload, i)]));
+    sent++;
+    if (Date.now() - lastKeepalive >= 1000) {
+      socket.write(encodeFrame(FrameType.Keepalive));
+      lastKeepalive = Date.now();
+    }
+    if (o.intervalMs > 0) await sleep(o.intervalMs);
+  }
+  if (o.count > 0) say(`sent ${sent}`);
+  // Linger (answering keepalive duty), then close.
+  const until = Date.now() + o.lingerMs;
+  while (!closed && Date.now() < until) {
+    await sleep(Math.min(500, until - Date.now()));
+    if (!closed) socket.write(encodeFrame(FrameType.Keepalive));
+  }
+  if (!closed) {
+    closed = true;
+    say('closed');
+    socket.end();
+    setTimeout(() => socket.destroy(), 500).unref();
+  }
+  await finished;
+}
+
+async function session(args: string[]): Promise<void> {
+  const o = parseSession(args);
+  for (let i = 1; i <= o.attempts; i++) await attempt(o, i);
+  out('done');
+}
+
+// ---------------------------------------------------------------------------
+// listen-udp mode
+
+function listenUdp(args: string[]): void {
+  const port = Number(args[0]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) usage(`listen-udp: bad port ${String(args[0])}`);
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg, rinfo) => out(`recv ${rinfo.address}:${rinfo.port} ${msg.toString('utf8')}`));
+  sock.on('error', (err) => {
+    process.stderr.write(`listen-udp: ${err.message}\n`);
+    process.exit(1);
+  });
+  sock.bind(port, '0.0.0.0', () => out(`ready udp ${port}`));
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(fs.realpathSync(process.argv[1])).href;
+if (isMain) {
+  const [mode, ...rest] = process.argv.slice(2);
+  if (mode === 'session') {
+    session(rest).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`forge: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  } else if (mode === 'listen-udp') {
+    listenUdp(rest);
+  } else {
+    usage('expected a mode: session | listen-udp');
+  }
+}

@@ -1,0 +1,364 @@
+// Contract tests of the TLS driver (src/drivers/tls.ts) over real loopback sockets, with a
+// throwaway PKI made by openssl (helpers/pki.ts).
+import test, { type ExecutionContext } from 'ava';
+import net from 'node:net';
+import tls from 'node:tls';
+import { firstValueFrom, type Subscription } from 'rxjs';
+import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
+import type { ConnectionPort, ListenerEvent } from '../pipelines/ports.js';
+import { createPki, type Pki } from './helpers/pki.js';
+
+const LOOPBACK = '127.0.0.1';
+
+let pki: Pki;
+test.before(async () => {
+  pki = await createPki({ hubIp: LOOPBACK });
+});
+test.after.always(() => pki?.dispose());
+
+const pem = (file: string): string => pki.read(file);
+const hubMaterial = (): Pick<TlsListenerOptions, 'cert' | 'key'> => ({ cert: pem(pki.hub.cert), key: pem(pki.hub.key) });
+
+type EventOf<T extends ListenerEvent['type']> = Extract<ListenerEvent, { type: T }>;
+
+/** A running listener: its events, taken in order per type. */
+interface Listening {
+  readonly port: number;
+  /** The next event of `type` not taken yet (waits up to `timeoutMs`). */
+  next<T extends ListenerEvent['type']>(type: T, timeoutMs?: number): Promise<EventOf<T>>;
+  /** Events of `type` not taken yet. */
+  pending(type: ListenerEvent['type']): ListenerEvent[];
+}
+
+async function listen(t: ExecutionContext, options: Omit<TlsListenerOptions, 'host' | 'port'>): Promise<Listening> {
+  const events: ListenerEvent[] = [];
+  const waiters = new Set<() => void>();
+  let failure: unknown;
+  const subscription: Subscription = makeTlsListener({ host: LOOPBACK, port: 0, ...options }).events$.subscribe({
+    next(e) {
+      events.push(e);
+      for (const w of [...waiters]) w();
+    },
+    error(err: unknown) {
+      failure = err;
+      for (const w of [...waiters]) w();
+    },
+  });
+  t.teardown(() => subscription.unsubscribe());
+  const take = <T extends ListenerEvent['type']>(type: T): EventOf<T> | undefined => {
+    const i = events.findIndex((e) => e.type === type);
+    return i < 0 ? undefined : (events.splice(i, 1)[0] as EventOf<T>);
+  };
+  const next = <T extends ListenerEvent['type']>(type: T, timeoutMs = 5000): Promise<EventOf<T>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const e = take(type);
+        if (e !== undefined) {
+          done();
+          resolve(e);
+        } else if (failure !== undefined) {
+          done();
+          reject(failure instanceof Error ? failure : new Error(String(failure)));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${type} event within ${timeoutMs} ms; events: ${JSON.stringify(events.map((e) => e.type))}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  const listening = await next('listening');
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(listening.address);
+  if (m === null) throw new Error(`unexpected listening address ${listening.address}`);
+  return { port: Number(m[1]), next, pending: (type) => events.filter((e) => e.type === type) };
+}
+
+/** Subscribes once to a connection's data and collects it. */
+function collect(t: ExecutionContext, conn: ConnectionPort): { bytes(): Buffer; waitFor(n: number, timeoutMs?: number): Promise<Buffer>; ended: Promise<string> } {
+  const chunks: Buffer[] = [];
+  const waiters = new Set<() => void>();
+  let endedWith: (s: string) => void = () => undefined;
+  const ended = new Promise<string>((r) => (endedWith = r));
+  const sub = conn.data$.subscribe({
+    next(c) {
+      chunks.push(Buffer.from(c));
+      for (const w of [...waiters]) w();
+    },
+    error: (err: Error) => endedWith(`error: ${err.message}`),
+    complete: () => endedWith('complete'),
+  });
+  t.teardown(() => sub.unsubscribe());
+  const bytes = (): Buffer => Buffer.concat(chunks);
+  return {
+    bytes,
+    ended,
+    waitFor: (n, timeoutMs = 5000) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (bytes().length >= n) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(bytes());
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`only ${bytes().length} of ${n} bytes within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      }),
+  };
+}
+
+const dialer = (o: Partial<TlsDialerOptions> = {}): ReturnType<typeof makeTlsDialer> => makeTlsDialer({ connectTimeoutMs: 5000, skipVerify: false, ...o });
+
+async function dial(t: ExecutionContext, port: number, o: Partial<TlsDialerOptions> = {}, host = LOOPBACK): Promise<ConnectionPort> {
+  const conn = await firstValueFrom(dialer(o).dial(host, port));
+  t.teardown(() => conn.close());
+  return conn;
+}
+
+async function dialError(port: number, o: Partial<TlsDialerOptions> = {}, host = LOOPBACK): Promise<Error & { code?: string }> {
+  try {
+    const conn = await firstValueFrom(dialer(o).dial(host, port));
+    conn.close();
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  throw new Error('the dial succeeded');
+}
+
+/** A raw TLS client (for what the dialer does not expose); resolves once the handshake finished or failed. */
+function rawTls(t: ExecutionContext, port: number, o: tls.ConnectionOptions): Promise<{ socket: tls.TLSSocket; error?: Error }> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: LOOPBACK, port, ca: pem(pki.ca.cert), ...o });
+    t.teardown(() => socket.destroy());
+    socket.once('secureConnect', () => resolve({ socket }));
+    socket.once('error', (error) => resolve({ socket, error }));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// listener and dialer together
+
+test('listener and dialer carry bytes both ways over TLS; without client certificates there is no peerIdentity', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const client = await dial(t, hub.port, { ca: pem(pki.ca.cert) });
+  const { connection: server } = await hub.next('connection');
+  t.is(server.peerIdentity, undefined);
+  t.is(client.peerIdentity, undefined);
+  t.regex(server.remote, /^127\.0\.0\.1:\d+$/);
+  t.is(client.remote, `${LOOPBACK}:${hub.port}`);
+  const atServer = collect(t, server);
+  const atClient = collect(t, client);
+  const up = Buffer.from('hello hub, from the client');
+  const down = Buffer.alloc(100_000, 7); // many TLS records
+  client.write(up);
+  server.write(down);
+  t.deepEqual(await atServer.waitFor(up.length), up);
+  t.deepEqual(await atClient.waitFor(down.length), down);
+  client.close();
+  t.is(await atServer.ended, 'complete', 'a graceful close ends the peer stream');
+});
+
+test('TLS 1.3 is negotiated by default, 1.2 is accepted, 1.1 is refused', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const v13 = await rawTls(t, hub.port, {});
+  t.is(v13.error, undefined);
+  t.is(v13.socket.getProtocol(), 'TLSv1.3');
+  const v12 = await rawTls(t, hub.port, { maxVersion: 'TLSv1.2' });
+  t.is(v12.error, undefined);
+  t.is(v12.socket.getProtocol(), 'TLSv1.2');
+  await hub.next('connection');
+  await hub.next('connection');
+  const v11 = await rawTls(t, hub.port, { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' });
+  t.truthy(v11.error, 'a TLS 1.1 client does not get through');
+  const failed = await hub.next('handshake-failed');
+  t.is(failed.reason, 'tls-error');
+  t.deepEqual(hub.pending('connection'), []);
+});
+
+test('with a client CA, peerIdentity is the common name of the verified client certificate', async (t) => {
+  const hub = await listen(t, { ...hubMaterial(), clientCa: pem(pki.clientCa.cert) });
+  const [alice, bob] = await Promise.all([
+    dial(t, hub.port, { ca: pem(pki.ca.cert), cert: pem(pki.alice.cert), key: pem(pki.alice.key) }),
+    dial(t, hub.port, { ca: pem(pki.ca.cert), cert: pem(pki.bob.cert), key: pem(pki.bob.key) }),
+  ]);
+  const identities = [(await hub.next('connection')).connection.peerIdentity, (await hub.next('connection')).connection.peerIdentity].sort();
+  t.deepEqual(identities, ['alice', 'bob']);
+  t.is(alice.peerIdentity, undefined, "the dialer side does not claim the hub's identity");
+  t.is(bob.peerIdentity, undefined);
+});
+
+// ---------------------------------------------------------------------------
+// failed handshakes at the listener
+
+test('a plaintext client gets handshake-failed not-tls, reported with its own address', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const socket = net.connect({ host: LOOPBACK, port: hub.port });
+  t.teardown(() => socket.destroy());
+  socket.on('error', () => undefined);
+  await new Promise<void>((r) => socket.once('connect', () => r()));
+  const localPort = socket.localPort;
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  // What a plaintext client sends first: a HELLO frame.
+  const hello = Buffer.from(JSON.stringify({ version: 1, address: '10.0.0.2' }));
+  const frame = Buffer.alloc(5 + hello.length);
+  frame.writeUInt32BE(hello.length + 1, 0);
+  frame[4] = 0x10;
+  hello.copy(frame, 5);
+  socket.write(frame);
+  const failed = await hub.next('handshake-failed');
+  t.is(failed.reason, 'not-tls');
+  t.regex(failed.detail, /does not speak TLS.*-tls/);
+  t.is(failed.remote, `${LOOPBACK}:${localPort}`);
+  await closed;
+  t.deepEqual(hub.pending('connection'), []);
+});
+
+test('a client without a certificate gets handshake-failed tls-error when the hub requires one', async (t) => {
+  const hub = await listen(t, { ...hubMaterial(), clientCa: pem(pki.clientCa.cert) });
+  const { socket } = await rawTls(t, hub.port, {});
+  socket.on('error', () => undefined);
+  const failed = await hub.next('handshake-failed');
+  t.is(failed.reason, 'tls-error');
+  t.regex(failed.detail, /presented no certificate.*-tls-client-ca/);
+  t.is(failed.remote, `${LOOPBACK}:${socket.localPort}`);
+  t.deepEqual(hub.pending('connection'), []);
+});
+
+test('a client certificate of an unrelated CA is refused in the handshake', async (t) => {
+  const hub = await listen(t, { ...hubMaterial(), clientCa: pem(pki.clientCa.cert) });
+  const { socket } = await rawTls(t, hub.port, { cert: pem(pki.rogueAlice.cert), key: pem(pki.rogueAlice.key) });
+  socket.on('error', () => undefined);
+  const failed = await hub.next('handshake-failed');
+  t.is(failed.reason, 'tls-error');
+  await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(hub.pending('connection'), [], 'no connection for an impostor');
+});
+
+// BUG (reported to the lead): Node's TLS server verifies client certificates after the handshake and,
+// with rejectUnauthorized, destroys the socket with a bare ECONNRESET "socket hang up"; the driver
+// classifies that as "the client hung up ... (it may not trust this hub's certificate)", which
+// blames the client's trust when the hub refused the client's certificate (unknown CA).
+test.failing('a refused client certificate is reported as not accepted, not as the client hanging up', async (t) => {
+  const hub = await listen(t, { ...hubMaterial(), clientCa: pem(pki.clientCa.cert) });
+  const { socket } = await rawTls(t, hub.port, { cert: pem(pki.rogueAlice.cert), key: pem(pki.rogueAlice.key) });
+  socket.on('error', () => undefined);
+  const failed = await hub.next('handshake-failed');
+  t.is(failed.reason, 'tls-error');
+  t.regex(failed.detail, /client certificate was not accepted/);
+  t.notRegex(failed.detail, /hung up/);
+});
+
+// ---------------------------------------------------------------------------
+// dialer errors
+
+test('dialer: a hub certificate of a CA it does not trust is refused with the -tls-ca hint', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const systemCas = await dialError(hub.port);
+  t.regex(systemCas.message, /the hub's certificate is not signed by a CA this client trusts \(give the hub's CA with -tls-ca\)/);
+  t.truthy(systemCas.code);
+  const otherCa = await dialError(hub.port, { ca: pem(pki.rogueCa.cert) });
+  t.regex(otherCa.message, /not signed by a CA this client trusts.*-tls-ca/);
+  // And the reverse: an impostor hub (certificate for the same names from another CA).
+  const impostor = await listen(t, { cert: pem(pki.rogueHub.cert), key: pem(pki.rogueHub.key) });
+  const fooled = await dialError(impostor.port, { ca: pem(pki.ca.cert), serverName: 'hub.lan' });
+  t.regex(fooled.message, /not signed by a CA this client trusts/);
+});
+
+test('dialer: a certificate without the expected name is refused with the -tls-server-name hint; the right name works', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const wrong = await dialError(hub.port, { ca: pem(pki.ca.cert), serverName: 'other.lan' });
+  t.is(wrong.code, 'ERR_TLS_CERT_ALTNAME_INVALID');
+  t.regex(wrong.message, /the hub's certificate does not carry the name dialed \(use -tls-server-name NAME\)/);
+  // The certificate carries IP:127.0.0.1 and DNS:hub.lan: both are accepted.
+  await dial(t, hub.port, { ca: pem(pki.ca.cert) });
+  await dial(t, hub.port, { ca: pem(pki.ca.cert), serverName: 'hub.lan' });
+  await hub.next('connection');
+  await hub.next('connection');
+  t.pass();
+});
+
+test('dialer: skipVerify connects to a hub it cannot verify', async (t) => {
+  const hub = await listen(t, { cert: pem(pki.rogueHub.cert), key: pem(pki.rogueHub.key) });
+  const conn = await dial(t, hub.port, { skipVerify: true });
+  const { connection } = await hub.next('connection');
+  const got = collect(t, connection);
+  conn.write(Buffer.from('ok'));
+  t.deepEqual(await got.waitFor(2), Buffer.from('ok'));
+});
+
+test('dialer: a plaintext hub is reported with the hint that it runs without -tls', async (t) => {
+  // A hub without TLS reads the ClientHello as an oversize frame and closes.
+  const quiet = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', () => s.destroy());
+  });
+  // A 2.x hub that speaks first (a KEEPALIVE frame): not a TLS record at all.
+  const chatty = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.write(Buffer.from([0, 0, 0, 1, 2]));
+  });
+  const ports = await Promise.all(
+    [quiet, chatty].map(
+      (server) =>
+        new Promise<number>((resolve) => {
+          t.teardown(() => server.close());
+          server.listen(0, LOOPBACK, () => resolve((server.address() as net.AddressInfo).port));
+        }),
+    ),
+  );
+  const closed = await dialError(ports[0]!, { ca: pem(pki.ca.cert) });
+  t.regex(closed.message, /does it run without -tls/);
+  const garbled = await dialError(ports[1]!, { ca: pem(pki.ca.cert) });
+  t.regex(garbled.message, /: the hub does not speak TLS \(is it running without -tls\?\)$/);
+});
+
+test('dialer: a hub that never completes the handshake times out after connectTimeoutMs', async (t) => {
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((s) => {
+    s.on('error', () => undefined);
+    sockets.push(s);
+  });
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = await new Promise<number>((resolve) => silent.listen(0, LOOPBACK, () => resolve((silent.address() as net.AddressInfo).port)));
+  const started = Date.now();
+  const err = await dialError(port, { ca: pem(pki.ca.cert), connectTimeoutMs: 300 });
+  const took = Date.now() - started;
+  t.is(err.code, 'ETIMEDOUT');
+  t.regex(err.message, /timed out after 0\.3 s/);
+  t.true(took >= 250 && took < 3000, `took ${took} ms`);
+});
+
+// ---------------------------------------------------------------------------
+// set-up
+
+test('hubSecureContext: a key of another certificate, or a file that is not PEM, throws TlsSetupError with a clear message', (t) => {
+  t.notThrows(() => hubSecureContext({ cert: pem(pki.hub.cert), key: pem(pki.hub.key) }));
+  t.notThrows(() => hubSecureContext({ cert: pem(pki.hub.cert), key: pem(pki.hub.key), clientCa: pem(pki.clientCa.cert) }));
+  const mismatch = t.throws(() => hubSecureContext({ cert: pem(pki.hub.cert), key: pem(pki.bob.key) }), { instanceOf: TlsSetupError });
+  t.regex(mismatch?.message ?? '', /does not match/);
+  t.is(mismatch?.message, 'the private key does not match the certificate (tls_key_file belongs to another certificate)');
+  const garbage = t.throws(() => hubSecureContext({ cert: 'not a certificate', key: pem(pki.hub.key) }), { instanceOf: TlsSetupError });
+  t.regex(garbage?.message ?? '', /not valid PEM/);
+});
+
+test('the listener fails on subscription with TlsSetupError for bad material, and with EADDRINUSE for a taken port', async (t) => {
+  const bad = makeTlsListener({ host: LOOPBACK, port: 0, cert: pem(pki.hub.cert), key: pem(pki.alice.key) });
+  const setup = await t.throwsAsync(firstValueFrom(bad.events$), { instanceOf: TlsSetupError });
+  t.regex(setup?.message ?? '', /does not match/);
+  const taken = await listen(t, hubMaterial());
+  const second = makeTlsListener({ host: LOOPBACK, port: taken.port, ...hubMaterial() });
+  const inUse = await t.throwsAsync(firstValueFrom(second.events$));
+  t.is((inUse as Error & { code?: string }).code, 'EADDRINUSE');
+});
