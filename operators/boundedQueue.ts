@@ -8,6 +8,8 @@ export interface BoundedQueueOptions {
   readonly limit: number;
   /** Where packets go. */
   readonly sink: PacketSink;
+  /** When given, `depth` is kept equal to the number of waiting packets (for status reporting). */
+  readonly gauge?: { depth: number };
 }
 
 /**
@@ -21,7 +23,7 @@ export interface BoundedQueueOptions {
  *   drops:   -------1---------|   b, c wait; d is dropped; at R the sink takes b, c
  */
 export function boundedQueue(options: BoundedQueueOptions): OperatorFunction<PacketBatch, number> {
-  const { limit, sink } = options;
+  const { limit, sink, gauge } = options;
   return (source) =>
     new Observable<number>((subscriber) => {
       let queue: Uint8Array[] = [];
@@ -31,6 +33,7 @@ export function boundedQueue(options: BoundedQueueOptions): OperatorFunction<Pac
         const room = limit - queue.length;
         const keep = Math.min(room, batch.length - from);
         for (let i = 0; i < keep; i++) queue.push(new Uint8Array(batch[from + i]!));
+        if (gauge) gauge.depth = queue.length;
         return batch.length - from - keep;
       };
       const awaitReady = (): void => {
@@ -48,6 +51,7 @@ export function boundedQueue(options: BoundedQueueOptions): OperatorFunction<Pac
           queue.splice(0, n);
           awaitReady();
         }
+        if (gauge) gauge.depth = queue.length;
       };
 
       const inner = source.subscribe({
@@ -70,6 +74,7 @@ export function boundedQueue(options: BoundedQueueOptions): OperatorFunction<Pac
         inner.unsubscribe();
         waiting?.unsubscribe();
         queue = [];
+        if (gauge) gauge.depth = 0;
       };
     });
 }

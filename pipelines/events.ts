@@ -56,6 +56,38 @@ export interface DropsEvent {
   readonly drops: DropCounts;
 }
 
+/** Traffic counters of one direction. */
+export interface Traffic {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/** Counters of one session, cumulative since it connected. Times are scheduler.now() values. */
+export interface SessionStats {
+  readonly id: number;
+  readonly remote: string;
+  /** The member's tunnel address; undefined while the connection has not joined. */
+  readonly address: string | undefined;
+  readonly identity?: string | undefined;
+  readonly connectedAt: number;
+  readonly lastSeen: number;
+  /** DATA received from the peer. */
+  readonly rx: Traffic;
+  /** DATA sent to the peer. */
+  readonly tx: Traffic;
+  /** Packets waiting in the send queue. */
+  readonly queued: number;
+  /** Last round-trip time measured with PING/PONG (peers with the `rtt` capability). */
+  readonly rttMs: number | undefined;
+}
+
+/** Counters of the local TUN device: what was read from it and written to it. */
+export interface TunStats {
+  readonly read: Traffic;
+  readonly written: Traffic;
+  readonly queued: number;
+}
+
 /** Events of the server (hub) pipeline. */
 export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
@@ -91,6 +123,8 @@ export type ServerEvent =
       readonly detail: string;
       readonly members: number;
     }
+  /** Every statsIntervalMs (when set): counters of every session and of the TUN device. */
+  | { readonly type: 'stats'; readonly at: number; readonly sessions: readonly SessionStats[]; readonly tun: TunStats }
   | DropsEvent;
 
 /** Events of the client pipeline. */
@@ -108,4 +142,6 @@ export type ClientEvent =
   | { readonly type: 'rejected'; readonly reason: RejectReason; readonly message: string }
   | { readonly type: 'disconnected'; readonly remote: string; readonly reason: SessionEndReason; readonly detail: string }
   | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
+  /** Every statsIntervalMs (when set): the current session's counters (if connected) and the TUN device's. */
+  | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats }
   | DropsEvent;

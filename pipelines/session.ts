@@ -33,8 +33,10 @@ export function sendKeepalive(conn: ConnectionPort): void {
 }
 
 /**
- * A session's inbound items: chunks checked for silence (IdleError after `timeoutMs`), decoded
- * (FrameError beyond the 2.x body limit), with keepalive ticks added every `keepaliveMs`.
+ * A session's inbound items: chunks decoded (FrameError beyond the 2.x body limit), checked for
+ * silence (IdleError when no complete frame arrived for `timeoutMs`: a peer trickling bytes of a
+ * frame it never finishes is as good as silent), with keepalive ticks added every `keepaliveMs`.
+ * `onChunk` runs for every item from the peer.
  */
 export function inboundItems(
   conn: ConnectionPort,
@@ -43,9 +45,9 @@ export function inboundItems(
   scheduler: SchedulerLike = asyncScheduler,
 ): Observable<Inbound> {
   return conn.data$.pipe(
-    detectIdle<Uint8Array>(settings.timeoutMs, scheduler),
-    tap(hooks.onChunk),
     deframe({ maxBody: MAX_BODY_COMPAT, onDrops: hooks.onDrops }),
+    detectIdle<Inbound>(settings.timeoutMs, scheduler),
+    tap(hooks.onChunk),
     keepalive(settings.keepaliveMs, TICK, scheduler),
   );
 }

@@ -20,6 +20,8 @@ export interface CommonSettings {
   readonly sendQueueSize: number;
   /** Packets that may wait for a busy TUN device. */
   readonly recvQueueSize: number;
+  /** When set, a `stats` event is emitted this often. */
+  readonly statsIntervalMs?: number;
 }
 
 export interface ServerSettings extends CommonSettings {

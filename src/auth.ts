@@ -35,12 +35,22 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
   const network = policy.networkToken === undefined ? undefined : digest(policy.networkToken);
   const clients = (policy.clients ?? []).map((c) => ({ ...c, digest: digest(c.token) }));
   const needToken = network !== undefined || clients.length > 0;
+  /** Pinned addresses are reserved for their owner, even while the owner is offline. */
+  const pinnedTo = new Map<number, string>();
+  for (const c of clients) if (c.address !== undefined) pinnedTo.set(c.address, c.name);
+  const reserved = (address: number, identity: string | undefined): AuthDecision | undefined => {
+    const owner = pinnedTo.get(address);
+    return owner === undefined || owner === identity
+      ? undefined
+      : { ok: false, reason: 'address-not-allowed', detail: `${formatIpv4(address)} is reserved for client ${owner}` };
+  };
   return {
     authenticate(req: AuthRequest): AuthDecision {
       if (policy.requireClientCert && req.peerIdentity === undefined) {
         return { ok: false, reason: 'auth-failed', detail: 'no verified client certificate' };
       }
       if (!needToken) return { ok: true, identity: req.peerIdentity, exclusive: req.peerIdentity !== undefined };
+
       if (req.token === undefined || req.token === '') {
         return { ok: false, reason: 'auth-failed', detail: 'this hub requires a token (-token or -token-file on the client)' };
       }
@@ -57,9 +67,9 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
             detail: `client ${matched.name} may only use ${formatIpv4(matched.address)}, not ${formatIpv4(req.address)}`,
           };
         }
-        return { ok: true, identity: matched.name, exclusive: true };
+        return reserved(req.address, matched.name) ?? { ok: true, identity: matched.name, exclusive: true };
       }
-      if (networkMatch) return { ok: true, identity: req.peerIdentity, exclusive: req.peerIdentity !== undefined };
+      if (networkMatch) return reserved(req.address, undefined) ?? { ok: true, identity: req.peerIdentity, exclusive: req.peerIdentity !== undefined };
       return { ok: false, reason: 'auth-failed', detail: 'wrong token' };
     },
   };

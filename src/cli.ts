@@ -1,14 +1,13 @@
 // The command-line runner: decodes flags and config, opens the TUN device, builds the hub or client
 // pipeline from drivers, logs its events, and maps shutdown and fatal errors to exit codes.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { filter, map, share, type Observable, type Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
 import { isLeft } from 'fp-ts/lib/Either.js';
-import { summarizeDrops } from '../operators/summarizeDrops.js';
 import { clientPipeline } from '../pipelines/client.js';
-import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.js';
+import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { serverPipeline } from '../pipelines/server.js';
 import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
-import { describeClientEvent, describeDrops, describeServerEvent, type LogLine } from './describe.js';
+import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
@@ -204,26 +203,15 @@ function start(config: Config, logger: Logger): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
 
-    const shared$ = events$.pipe(share());
-    const drops$ = shared$.pipe(
-      filter((e): e is DropsEvent => e.type === 'drops'),
-      map((e) => ({ key: e.who, drops: e.drops })),
-      summarizeDrops<string>(1000),
-    );
-    subscription = drops$.subscribe((s) => logger.log('warn', `dropped ${describeDrops(s.drops)} at ${s.key} in the last second`));
-    subscription.add(
-      shared$.subscribe({
-        next(e) {
-          if (e.type === 'drops') return;
-          const line = describe(e);
-          if (line !== undefined) logger.log(line.level, line.message);
-        },
-        error(err: unknown) {
-          logger.log('error', fatalMessage(err, config));
-          finish(EXIT.failure);
-        },
-      }),
-    );
+    // One subscription carries both the event lines and the drop summaries, so a fatal error
+    // reaches the one error handler below (and is never an unhandled RxJS error).
+    subscription = logLines(events$, describe).subscribe({
+      next: (line) => logger.log(line.level, line.message),
+      error(err: unknown) {
+        logger.log('error', fatalMessage(err, config));
+        finish(EXIT.failure);
+      },
+    });
   });
 }
 

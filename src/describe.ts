@@ -1,6 +1,8 @@
 // Turns pipeline events into log lines that say what happened and to whom.
+import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
+import { summarizeDrops } from '../operators/summarizeDrops.js';
 import type { DropCounts } from '../operators/types.js';
-import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
+import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.js';
 import type { Level } from './log.js';
 
 /** One log line. */
@@ -39,7 +41,11 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       };
     case 'left':
       if (e.address === undefined) {
-        return e.reason === 'rejected' ? undefined : { level: 'debug', message: `connection #${e.id} from ${e.remote} ended before joining: ${e.reason} (${e.detail})` };
+        if (e.reason === 'rejected') return undefined;
+        // A peer speaking the wrong protocol (TLS on a plain hub, garbage) or never saying who it is
+        // is worth a warning; one that just went away before joining is not.
+        const level = e.reason === 'frame-error' || e.reason === 'handshake-timeout' ? 'warn' : 'debug';
+        return { level, message: `connection #${e.id} from ${e.remote} ended before joining: ${e.reason} (${e.detail})` };
       }
       return { level: 'info', message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}` };
     case 'drops':
@@ -67,4 +73,30 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
     case 'drops':
       return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}` };
   }
+}
+
+/**
+ * The log lines of a pipeline's events: one per event that `describe` names, plus drop summaries
+ * (at most one per second per place, never one per packet). Errors and completes with `events$`.
+ */
+export function logLines<E extends ServerEvent | ClientEvent>(events$: Observable<E>, describe: (e: E) => LogLine | undefined): Observable<LogLine> {
+  return events$.pipe(
+    connect((shared$) =>
+      merge(
+        shared$.pipe(
+          filter((e) => e.type !== 'drops'),
+          mergeMap((e) => {
+            const line = describe(e);
+            return line === undefined ? [] : [line];
+          }),
+        ),
+        shared$.pipe(
+          filter((e): e is E & DropsEvent => e.type === 'drops'),
+          map((e) => ({ key: e.who, drops: e.drops })),
+          summarizeDrops<string>(1000),
+          map((s): LogLine => ({ level: 'warn', message: `dropped ${describeDrops(s.drops)} at ${s.key} in the last second` })),
+        ),
+      ),
+    ),
+  );
 }

@@ -38,3 +38,21 @@ test('the authenticator requires everything the policy names', (t) => {
   const network = makeAuthenticator({ requireClientCert: false, networkToken: 'network-secret' });
   t.deepEqual(network.authenticate({ token: 'network-secret', peerIdentity: undefined, address: A3 }), { ok: true, identity: undefined, exclusive: false });
 });
+
+test('an address pinned to one client is reserved for it, even while it is offline', (t) => {
+  const auth = makeAuthenticator({
+    requireClientCert: false,
+    networkToken: 'network-secret',
+    clients: [
+      { name: 'alice', token: 'alice-secret', address: A2 },
+      { name: 'bob', token: 'bob-secret' },
+    ],
+  });
+  t.deepEqual(auth.authenticate({ token: 'bob-secret', peerIdentity: undefined, address: A2 }), {
+    ok: false,
+    reason: 'address-not-allowed',
+    detail: '10.0.0.2 is reserved for client alice',
+  });
+  t.like(auth.authenticate({ token: 'network-secret', peerIdentity: undefined, address: A2 }), { ok: false, reason: 'address-not-allowed' });
+  t.like(auth.authenticate({ token: 'bob-secret', peerIdentity: undefined, address: A3 }), { ok: true, identity: 'bob' });
+});

@@ -167,7 +167,7 @@ test('a named client reconnecting replaces its own session at once, but never ta
       t.true(first.closed);
       t.false(second.closed);
       t.false(bob.closed);
-      t.deepEqual(thief.rejects().map((r) => (r instanceof Error ? r.message : r.reason)), ['ip-conflict']);
+      t.deepEqual(thief.rejects().map((r) => (r instanceof Error ? r.message : r.reason)), ['address-not-allowed'], "alice's pinned address is reserved for her");
       t.deepEqual(shared.rejects().map((r) => (r instanceof Error ? r.message : r.reason)), ['ip-conflict'], 'a shared network token is no identity');
       // The new session owns the route.
       s.tun.read(ipv4Packet('10.0.0.1', '10.0.0.2'));

@@ -7,6 +7,9 @@ import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
 
+/** Capabilities this implementation offers in HELLO/WELCOME `caps`. `rtt`: answers PING with PONG. */
+export const CAPABILITIES: readonly string[] = ['rtt'];
+
 /** Every reason a hub gives for refusing a client. */
 export const REJECT_REASONS = [
   'max-clients',

@@ -8,6 +8,9 @@ export const FrameType = {
   Hello: 0x10,
   Welcome: 0x11,
   Reject: 0x12,
+  /** RTT probe: 8-byte payload echoed back in a PONG; sent only to peers that offered the `rtt` capability. */
+  Ping: 0x13,
+  Pong: 0x14,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

@@ -58,13 +58,28 @@ export function makeTlsListener(options: TlsListenerOptions): ListenerPort {
         ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
         minVersion: 'TLSv1.2',
         requestCert: options.clientCa !== undefined,
-        rejectUnauthorized: options.clientCa !== undefined,
+        // Client certificates are checked in 'secureConnection' below, where the reason is known;
+        // with rejectUnauthorized Node resets the socket and the reason is lost.
+        rejectUnauthorized: false,
         handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
         noDelay: true,
         highWaterMark: SOCKET_HIGH_WATER_MARK,
       });
       server.on('secureConnection', (socket: tls.TLSSocket) => {
-        const cn = socket.authorized ? commonName(socket.getPeerCertificate()) : undefined;
+        if (options.clientCa !== undefined && !socket.authorized) {
+          const remote = remoteOf(socket);
+          const why = socket.authorizationError;
+          const presented = Object.keys(socket.getPeerCertificate()).length > 0;
+          socket.destroy();
+          const detail = !presented
+            ? 'the client presented no certificate, and this hub requires one (-tls-client-ca)'
+            : /UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get|verify)|self.signed|SELF_SIGNED/i.test(String(why))
+                ? `the client certificate is not signed by the hub's client CA (${String(why)})`
+                : `the client certificate was not accepted (${String(why)})`;
+          subscriber.next({ type: 'handshake-failed', remote, reason: 'tls-error', detail });
+          return;
+        }
+        const cn = options.clientCa !== undefined ? commonName(socket.getPeerCertificate()) : undefined;
         const connection = socketConnection(socket, nextId++);
         subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
       });
