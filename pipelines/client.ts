@@ -1,6 +1,7 @@
 // The client: keeps one session to the hub alive (reconnecting forever with backoff) and forwards
 // packets between the local TUN device and that session.
 import {
+  EMPTY,
   Observable,
   Subject,
   asyncScheduler,
@@ -14,6 +15,8 @@ import {
   mergeMap,
   of,
   switchMap,
+  interval,
+  tap,
   throwError,
   type SchedulerLike,
 } from 'rxjs';
@@ -22,6 +25,7 @@ import { reconnect } from '../operators/reconnect.js';
 import type { DropCounts, Inbound, PacketBatch } from '../operators/types.js';
 import { addDrop } from '../operators/types.js';
 import {
+  CAPABILITIES,
   ControlDecodeError,
   FATAL_REJECT_REASONS,
   PROTOCOL_VERSION,
@@ -30,11 +34,11 @@ import {
   decodeControl,
   encodeControl,
 } from '../operators/wire/control.js';
-import { FrameType } from '../operators/wire/frames.js';
+import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
-import { RejectedError, SessionEnd, endReason, type ClientEvent } from './events.js';
+import { RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
-import { frameSink, inboundItems, sendKeepalive } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive } from './session.js';
 import type { ClientSettings } from './settings.js';
 
 /** What a client is built from. */
@@ -62,13 +66,19 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const remoteText = `${host}:${port}`;
     /** The live session's outbound packets, when there is one. */
     let current: Subject<PacketBatch> | undefined;
+    /** The live session's counters, when there is one. */
+    let currentStats: (() => SessionStats) | undefined;
+    const tunRead = counter();
+    const tunWritten = counter();
+    const tunGauge = { depth: 0 };
 
     const toTun = new Subject<PacketBatch>();
     const tunWrites$ = toTun.pipe(
-      boundedQueue({ limit: settings.recvQueueSize, sink: ports.tun.sink }),
+      boundedQueue({ limit: settings.recvQueueSize, sink: countingSink(ports.tun.sink, tunWritten), gauge: tunGauge }),
       map((n) => dropsEvent('tun', { 'queue-full': n })),
     );
     const tunReads$ = ports.tun.packets$.pipe(
+      tap((batch) => count(tunRead, batch)),
       mergeMap((batch): ClientEvent[] => {
         if (current !== undefined) {
           current.next(batch);
@@ -84,6 +94,27 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         const drops$ = new Subject<ClientEvent>();
         let heard = false;
         current = outbound;
+        const connectedAt = scheduler.now();
+        let lastSeen = connectedAt;
+        const rx = counter();
+        const tx = counter();
+        const gauge = { depth: 0 };
+        let rttMs: number | undefined;
+        let welcomedAs: string | undefined;
+        /** The hub answers PING (it offered the `rtt` capability in its WELCOME). */
+        let hubPings = false;
+        const stats = (): SessionStats => ({
+          id: conn.id,
+          remote: conn.remote,
+          address: welcomedAs,
+          connectedAt,
+          lastSeen,
+          rx: { packets: rx.packets, bytes: rx.bytes },
+          tx: { packets: tx.packets, bytes: tx.bytes },
+          queued: gauge.depth,
+          rttMs,
+        });
+        currentStats = stats;
 
         conn.write(
           encodeControl(FrameType.Hello, {
@@ -91,7 +122,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             address: formatIpv4(settings.tunnel.address),
             prefix: settings.tunnel.prefix,
             mtu: settings.mtu,
-            caps: [],
+            caps: [...CAPABILITIES],
             ...(settings.token === undefined ? {} : { token: settings.token }),
           }),
         );
@@ -113,6 +144,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                 drops = addDrop(drops, 'not-ipv4', packets.length - ok.length);
                 packets = ok;
               }
+              count(rx, item.packets);
               if (packets.length > 0) toTun.next(packets);
               const out = established();
               if (drops !== undefined) out.push(dropsEvent(formatIpv4(settings.tunnel.address), drops));
@@ -120,6 +152,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             }
             case 'tick':
               sendKeepalive(conn);
+              if (hubPings && !conn.needsDrain) conn.write(encodePing(scheduler.now()));
               return [];
             case 'learned':
               return [];
@@ -131,6 +164,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   const w = decodeControl(FrameType.Welcome, WelcomeCodec, item.payload);
                   if (w instanceof ControlDecodeError) return [dropsEvent('hub', { 'unexpected-control': 1 })];
                   heard = true;
+                  welcomedAs = w.address;
+                  hubPings = w.caps?.includes('rtt') === true;
                   return [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub }];
                 }
                 case FrameType.Reject: {
@@ -138,6 +173,12 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   if (r instanceof ControlDecodeError) throw new SessionEnd('closed', `the hub sent an unreadable REJECT (${r.detail})`);
                   throw new RejectedError(r.reason, r.message ?? '');
                 }
+                case FrameType.Ping:
+                  if (!conn.needsDrain) conn.write(encodeFrame(FrameType.Pong, item.payload));
+                  return [];
+                case FrameType.Pong:
+                  rttMs = rttOf(item.payload, scheduler.now()) ?? rttMs;
+                  return [];
                 case FrameType.Hello:
                   return [dropsEvent('hub', { 'unexpected-control': 1 })];
                 default:
@@ -146,12 +187,22 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           }
         };
 
-        const inbound$ = inboundItems(conn, settings, { onDrops: (d) => drops$.next(dropsEvent('hub', d)), onChunk: () => undefined }, scheduler).pipe(
+        const inbound$ = inboundItems(
+          conn,
+          settings,
+          {
+            onDrops: (d) => drops$.next(dropsEvent('hub', d)),
+            onChunk: () => {
+              lastSeen = scheduler.now();
+            },
+          },
+          scheduler,
+        ).pipe(
           mergeMap(onItem),
           concatWith(throwError(() => new SessionEnd('closed', 'the hub closed the connection'))),
         );
         const sendDrops$ = outbound.pipe(
-          boundedQueue({ limit: settings.sendQueueSize, sink: frameSink(conn) }),
+          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn), tx), gauge }),
           map((n) => dropsEvent('hub', { 'queue-full': n })),
         );
 
@@ -167,6 +218,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           }),
           finalize(() => {
             if (current === outbound) current = undefined;
+            if (currentStats === stats) currentStats = undefined;
             outbound.complete();
             conn.close();
           }),
@@ -190,7 +242,19 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       }),
     );
 
-    return merge(sessions$, tunReads$, tunWrites$);
+    const stats$: Observable<ClientEvent> =
+      settings.statsIntervalMs === undefined
+        ? EMPTY
+        : interval(settings.statsIntervalMs, scheduler).pipe(
+            map(() => ({
+              type: 'stats',
+              at: scheduler.now(),
+              session: currentStats?.(),
+              tun: { read: { ...tunRead }, written: { ...tunWritten }, queued: tunGauge.depth },
+            })),
+          );
+
+    return merge(sessions$, tunReads$, tunWrites$, stats$);
   });
 }
 

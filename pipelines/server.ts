@@ -1,6 +1,7 @@
 // The hub: accepts connections as sessions, keeps the route table of members, forwards packets
 // member→member (unless isolated), member→hub TUN, hub TUN→member.
 import {
+  EMPTY,
   Observable,
   Subject,
   asyncScheduler,
@@ -14,6 +15,7 @@ import {
   merge,
   mergeMap,
   of,
+  interval,
   tap,
   throwError,
   timer,
@@ -24,12 +26,12 @@ import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { route, type RouteDecision } from '../operators/route.js';
 import type { DropCounts, DropReason, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
-import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
-import { FrameType } from '../operators/wire/frames.js';
+import { CAPABILITIES, HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
+import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
-import { SessionEnd, endReason, type ServerEvent } from './events.js';
+import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
-import { frameSink, inboundItems, sendKeepalive } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive } from './session.js';
 import type { ServerSettings } from './settings.js';
 
 /** What the hub is built from. */
@@ -120,13 +122,20 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     /** Where a packet read from the hub's TUN goes. */
     const fromHub: RouteDecision<Member> = (dst) => members.get(dst) ?? 'no-route';
 
+    // Every session's counters, for stats events.
+    const sessionStats = new Map<number, () => SessionStats>();
+    const tunRead = counter();
+    const tunWritten = counter();
+    const tunGauge = { depth: 0 };
+
     // Packets for the hub's own TUN device, behind one bounded queue.
     const toTun = new Subject<PacketBatch>();
     const tunWrites$ = toTun.pipe(
-      boundedQueue({ limit: settings.recvQueueSize, sink: ports.tun.sink }),
+      boundedQueue({ limit: settings.recvQueueSize, sink: countingSink(ports.tun.sink, tunWritten), gauge: tunGauge }),
       map((n): ServerEvent => dropsEvent('tun', { 'queue-full': n })),
     );
     const tunReads$ = ports.tun.packets$.pipe(
+      tap((batch) => count(tunRead, batch)),
       route(fromHub),
       tap(deliver),
       filter((rb) => rb.drops !== undefined),
@@ -148,6 +157,25 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         const ended$ = new Subject<never>();
         const outbound = new Subject<PacketBatch>();
         const countDrops = (d: DropCounts): void => drops$.next(dropsEvent(who(), d));
+        const connectedAt = scheduler.now();
+        const rx = counter();
+        const tx = counter();
+        const gauge = { depth: 0 };
+        let rttMs: number | undefined;
+        /** The peer answers PING (it offered the `rtt` capability in its HELLO). */
+        let peerPings = false;
+        sessionStats.set(id, () => ({
+          id,
+          remote: conn.remote,
+          address: member?.addressText,
+          identity: member?.identity,
+          connectedAt,
+          lastSeen,
+          rx: { packets: rx.packets, bytes: rx.bytes },
+          tx: { packets: tx.packets, bytes: tx.bytes },
+          queued: gauge.depth,
+          rttMs,
+        }));
 
         const register = (address: number, via: 'hello' | 'data', identity: string | undefined = undefined, exclusive = false): ServerEvent[] => {
           const text = formatIpv4(address);
@@ -191,7 +219,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 mtu: settings.mtu,
                 keepalive: Math.round(settings.keepaliveMs / 1000),
                 timeout: Math.round(settings.timeoutMs / 1000),
-                caps: [],
+                caps: [...CAPABILITIES],
               }),
             );
           }
@@ -208,6 +236,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           const address = parseIpv4(hello.address);
           if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
           checkAddress(address);
+          peerPings = hello.caps?.includes('rtt') === true;
           if (authenticator === undefined) return register(address, 'hello');
           const host = hostOf(conn.remote);
           const penalty = penalties.get(host);
@@ -237,6 +266,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           switch (item.kind) {
             case 'tick':
               sendKeepalive(conn);
+              if (peerPings && !conn.needsDrain) conn.write(encodePing(scheduler.now()));
               return [];
             case 'learned':
               // A 2.x client: its first packet's source is its address.
@@ -252,6 +282,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 case FrameType.Hello:
                   if (member !== undefined || helloSeen) return [dropsEvent(who(), { 'unexpected-control': 1 })];
                   return onHello(item.payload);
+                case FrameType.Ping:
+                  if (!conn.needsDrain) conn.write(encodeFrame(FrameType.Pong, item.payload));
+                  return [];
+                case FrameType.Pong:
+                  rttMs = rttOf(item.payload, scheduler.now()) ?? rttMs;
+                  return [];
                 case FrameType.Welcome:
                 case FrameType.Reject:
                   return [dropsEvent(who(), { 'unexpected-control': 1 })];
@@ -287,6 +323,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               items$.pipe(
                 filter((i): i is Extract<Inbound, { kind: 'data' }> => i.kind === 'data'),
                 map((i) => i.packets),
+                tap((packets) => count(rx, packets)),
                 route(fromThisMember),
                 isolate(settings.clientIsolation, isPeer),
                 tap(deliver),
@@ -303,7 +340,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         );
 
         const sendDrops$ = outbound.pipe(
-          boundedQueue({ limit: settings.sendQueueSize, sink: frameSink(conn) }),
+          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn), tx), gauge }),
           map((n) => dropsEvent(who(), { 'queue-full': n })),
         );
 
@@ -335,6 +372,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           }),
           finalize(() => {
             unregister();
+            sessionStats.delete(id);
             outbound.complete();
             conn.close();
           }),
@@ -359,7 +397,19 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       }),
     );
 
-    return merge(sessions$, tunReads$, tunWrites$);
+    const stats$: Observable<ServerEvent> =
+      settings.statsIntervalMs === undefined
+        ? EMPTY
+        : interval(settings.statsIntervalMs, scheduler).pipe(
+            map(() => ({
+              type: 'stats',
+              at: scheduler.now(),
+              sessions: [...sessionStats.values()].map((read) => read()),
+              tun: { read: { ...tunRead }, written: { ...tunWritten }, queued: tunGauge.depth },
+            })),
+          );
+
+    return merge(sessions$, tunReads$, tunWrites$, stats$);
   });
 }
 

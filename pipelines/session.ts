@@ -4,7 +4,7 @@ import { deframe } from '../operators/deframe.js';
 import { detectIdle } from '../operators/detectIdle.js';
 import { keepalive } from '../operators/keepalive.js';
 import type { DropCounts, Inbound } from '../operators/types.js';
-import { FrameType, encodeFrames, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
+import { FrameType, encodeFrame, encodeFrames, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
 import type { ConnectionPort, PacketBatch, PacketSink } from './ports.js';
 import type { CommonSettings } from './settings.js';
 
@@ -50,4 +50,47 @@ export function inboundItems(
     tap(hooks.onChunk),
     keepalive(settings.keepaliveMs, TICK, scheduler),
   );
+}
+
+/** Mutable traffic counters of one direction (read into a Traffic snapshot for stats events). */
+export interface Counter {
+  packets: number;
+  bytes: number;
+}
+
+/** A zeroed counter. */
+export function counter(): Counter {
+  return { packets: 0, bytes: 0 };
+}
+
+/** Adds a batch to a counter. */
+export function count(c: Counter, packets: PacketBatch, from = 0, to = packets.length): void {
+  c.packets += to - from;
+  for (let i = from; i < to; i++) c.bytes += packets[i]!.length;
+}
+
+/** A sink that counts what `inner` accepted into `c`. */
+export function countingSink(inner: PacketSink, c: Counter): PacketSink {
+  return {
+    write(packets) {
+      const n = inner.write(packets);
+      count(c, packets, 0, n);
+      return n;
+    },
+    ready$: inner.ready$,
+  };
+}
+
+/** A PING carrying the sender's clock, to be echoed in a PONG. */
+export function encodePing(now: number): Buffer {
+  const payload = Buffer.allocUnsafe(8);
+  payload.writeDoubleBE(now, 0);
+  return encodeFrame(FrameType.Ping, payload);
+}
+
+/** The round-trip time a PONG payload tells, or undefined for a malformed one. */
+export function rttOf(payload: Uint8Array, now: number): number | undefined {
+  if (payload.length !== 8) return undefined;
+  const sent = Buffer.from(payload.buffer, payload.byteOffset, 8).readDoubleBE(0);
+  return Number.isFinite(sent) && sent <= now ? now - sent : undefined;
 }

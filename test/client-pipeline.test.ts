@@ -132,7 +132,7 @@ test('the client sends HELLO first and reports welcomed on the hub\'s WELCOME', 
   t.deepEqual(dialer.attempts, [{ at: 0, host: 'hub.test', port: 9000 }]);
   t.deepEqual(conn.types(), [FrameType.Hello]);
   t.is(conn.frames[0]!.at, 0);
-  t.deepEqual(conn.hellos(), [{ version: 1, address: '10.0.0.2', prefix: 24, mtu: 1400, caps: [] }]);
+  t.deepEqual(conn.hellos(), [{ version: 1, address: '10.0.0.2', prefix: 24, mtu: 1400, caps: ['rtt'] }]);
 });
 
 test('TUN packets go out as DATA frames and DATA frames in go to the TUN', (t) => {

@@ -514,6 +514,7 @@ test('toServerSettings converts seconds to milliseconds and carries the hub limi
     clientIsolation: true,
     maxClients: 3,
     multiClient: true,
+    helloTimeoutMs: 5000,
   });
 });
 
