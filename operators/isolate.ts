@@ -2,15 +2,16 @@ import { map, type MonoTypeOperatorFunction } from 'rxjs';
 import { addDrop, type RoutedBatch } from './types.js';
 
 /**
- * Client isolation: when `enabled`, removes the routes whose target `isPeer` (another client) and
- * counts their packets as `isolation` drops; routes to the hub pass. When not enabled it passes
- * every batch through untouched.
+ * Client isolation: when `enabled` (a flag, or a function read per batch so the setting can change
+ * live), removes the routes whose target `isPeer` (another client) and counts their packets as
+ * `isolation` drops; routes to the hub pass. When not enabled it passes every batch through untouched.
  *
  *   routed:   -{hub:[a], peer:[b,c]}-|
  *   isolated: -{hub:[a]; drops: isolation 2}-|
  */
-export function isolate<T extends object>(enabled: boolean, isPeer: (target: T) => boolean): MonoTypeOperatorFunction<RoutedBatch<T>> {
-  return map((rb) => (enabled ? isolateBatch(rb, isPeer) : rb));
+export function isolate<T extends object>(enabled: boolean | (() => boolean), isPeer: (target: T) => boolean): MonoTypeOperatorFunction<RoutedBatch<T>> {
+  const on = typeof enabled === 'function' ? enabled : () => enabled;
+  return map((rb) => (on() ? isolateBatch(rb, isPeer) : rb));
 }
 
 /** The per-batch work of `isolate` (when enabled); mutates and returns `rb`. */

@@ -123,6 +123,13 @@ export type ServerEvent =
       readonly detail: string;
       readonly members: number;
     }
+  /** New reloadable settings took effect (`changed` lists the keys whose value changed). */
+  | {
+      readonly type: 'reloaded';
+      readonly changed: readonly ('clientIsolation' | 'maxClients')[];
+      readonly clientIsolation: boolean;
+      readonly maxClients: number;
+    }
   /** Every statsIntervalMs (when set): counters of every session and of the TUN device. */
   | { readonly type: 'stats'; readonly at: number; readonly sessions: readonly SessionStats[]; readonly tun: TunStats }
   | DropsEvent;

@@ -42,7 +42,12 @@ export interface ServerPorts {
   readonly scheduler?: SchedulerLike;
   /** When present, every client must authenticate in its HELLO (2.x clients cannot join). */
   readonly authenticator?: Authenticator;
+  /** New values for the settings that can change without dropping sessions (for example on SIGHUP). */
+  readonly reload$?: Observable<ReloadableSettings>;
 }
+
+/** Settings a running hub can take on live. */
+export type ReloadableSettings = Pick<ServerSettings, 'clientIsolation' | 'maxClients'>;
 
 /** Source addresses remembered for failed authentications (oldest forgotten first). */
 const MAX_PENALTIES = 4096;
@@ -100,6 +105,11 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     /** The route table: tunnel address → member. */
     const members = new Map<number, Member>();
     const authenticator = ports.authenticator;
+    /** The live values of the reloadable settings. */
+    const live: { -readonly [K in keyof ReloadableSettings]: ReloadableSettings[K] } = {
+      clientIsolation: settings.clientIsolation,
+      maxClients: settings.maxClients,
+    };
     /** Failed authentications per source address: the source is refused until `until`. */
     const penalties = new Map<string, { failures: number; until: number }>();
     const penalize = (host: string): void => {
@@ -193,8 +203,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           if (!settings.multiClient && members.size >= 1) {
             throw new Refusal('single-client', `the hub serves one client at a time (multi_client is false) and ${[...members.values()][0]!.remote} is connected`, text);
           }
-          if (members.size >= settings.maxClients) {
-            throw new Refusal('max-clients', `the hub already has ${members.size} members (max_clients ${settings.maxClients})`, text);
+          if (members.size >= live.maxClients) {
+            throw new Refusal('max-clients', `the hub already has ${members.size} members (max_clients ${live.maxClients})`, text);
           }
           const m: Member = {
             id,
@@ -325,7 +335,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 map((i) => i.packets),
                 tap((packets) => count(rx, packets)),
                 route(fromThisMember),
-                isolate(settings.clientIsolation, isPeer),
+                isolate(() => live.clientIsolation, isPeer),
                 tap(deliver),
                 filter((rb) => rb.drops !== undefined),
                 map((rb) => dropsEvent(who(), rb.drops!)),
@@ -409,7 +419,16 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             })),
           );
 
-    return merge(sessions$, tunReads$, tunWrites$, stats$);
+    // Reloads apply to what happens next: members beyond a lowered max_clients stay until they leave.
+    const reloads$: Observable<ServerEvent> = (ports.reload$ ?? EMPTY).pipe(
+      map((next) => {
+        const changed = (Object.keys(live) as (keyof ReloadableSettings)[]).filter((k) => live[k] !== next[k]);
+        Object.assign(live, { clientIsolation: next.clientIsolation, maxClients: next.maxClients });
+        return { type: 'reloaded', changed, clientIsolation: live.clientIsolation, maxClients: live.maxClients } as const;
+      }),
+    );
+
+    return merge(sessions$, tunReads$, tunWrites$, stats$, reloads$);
   });
 }
 

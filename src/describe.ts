@@ -25,6 +25,11 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
   switch (e.type) {
     case 'listening':
       return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}` };
+    case 'reloaded':
+      return {
+        level: 'info',
+        message: `reloaded: ${e.changed.length === 0 ? 'nothing changed' : e.changed.map((k) => (k === 'clientIsolation' ? `client_isolation ${e.clientIsolation}` : `max_clients ${e.maxClients}`)).join(', ')}`,
+      };
     case 'handshake-failed':
       return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}` };
     case 'connected':
