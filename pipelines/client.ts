@@ -174,11 +174,15 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   throw new RejectedError(r.reason, r.message ?? '');
                 }
                 case FrameType.Ping:
+                  if (item.payload.length !== 8) return [dropsEvent('hub', { 'unexpected-control': 1 })];
                   if (!conn.needsDrain) conn.write(encodeFrame(FrameType.Pong, item.payload));
                   return [];
-                case FrameType.Pong:
-                  rttMs = rttOf(item.payload, scheduler.now()) ?? rttMs;
+                case FrameType.Pong: {
+                  const rtt = hubPings ? rttOf(item.payload, scheduler.now()) : undefined;
+                  if (rtt === undefined) return [dropsEvent('hub', { 'unexpected-control': 1 })];
+                  rttMs = rtt;
                   return [];
+                }
                 case FrameType.Hello:
                   return [dropsEvent('hub', { 'unexpected-control': 1 })];
                 default:

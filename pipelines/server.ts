@@ -293,11 +293,15 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                   if (member !== undefined || helloSeen) return [dropsEvent(who(), { 'unexpected-control': 1 })];
                   return onHello(item.payload);
                 case FrameType.Ping:
+                  if (item.payload.length !== 8) return [dropsEvent(who(), { 'unexpected-control': 1 })];
                   if (!conn.needsDrain) conn.write(encodeFrame(FrameType.Pong, item.payload));
                   return [];
-                case FrameType.Pong:
-                  rttMs = rttOf(item.payload, scheduler.now()) ?? rttMs;
+                case FrameType.Pong: {
+                  const rtt = peerPings ? rttOf(item.payload, scheduler.now()) : undefined;
+                  if (rtt === undefined) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+                  rttMs = rtt;
                   return [];
+                }
                 case FrameType.Welcome:
                 case FrameType.Reject:
                   return [dropsEvent(who(), { 'unexpected-control': 1 })];

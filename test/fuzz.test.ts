@@ -21,6 +21,7 @@ import {
   hostileHello,
   ipv4,
   mutateStream,
+  isUnknownType,
   oversizeLength,
   randomChunks,
   randomControlPayload,
@@ -440,8 +441,8 @@ function benignFrames(rng: Prng, n: number, model: Model): FrameSpec[] {
 
 function unknownTypeLive(rng: Prng): number {
   for (;;) {
-    const t = rng.chance(0.3) ? rng.range(0x13, 0x1f) : rng.int(256);
-    if (t !== TYPE.data && t !== TYPE.keepalive && t !== TYPE.hello && t !== TYPE.welcome && t !== TYPE.reject) return t;
+    const t = rng.chance(0.3) ? rng.range(0x15, 0x1f) : rng.int(256);
+    if (isUnknownType(t)) return t;
   }
 }
 

@@ -131,7 +131,7 @@ export class Prng {
 // Frames
 
 /** Frame type bytes this project knows (docs/protocol.md). */
-export const TYPE = { data: 0x01, keepalive: 0x02, hello: 0x10, welcome: 0x11, reject: 0x12 } as const;
+export const TYPE = { data: 0x01, keepalive: 0x02, hello: 0x10, welcome: 0x11, reject: 0x12, ping: 0x13, pong: 0x14 } as const;
 const KNOWN_TYPES: ReadonlySet<number> = new Set(Object.values(TYPE));
 
 /** True when `type` is none of DATA, KEEPALIVE, HELLO, WELCOME, REJECT. */
@@ -196,7 +196,7 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** A type byte that is not one of the five known ones (including the reserved 0x13..0x1f range). */
+/** A type byte that is not one of the known ones (including the reserved 0x15..0x1f range). */
 export function unknownType(rng: Prng): number {
   for (;;) {
     const x = rng.int(7);
