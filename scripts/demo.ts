@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PROBE_SCRIPT, type ProbeResult } from '../test/helpers/lab.js';
-import { BIN } from '../test/helpers/vpn.js';
+import { BIN, TEXT_LOGS } from '../test/helpers/vpn.js';
 import type { BulkResult } from './demo/bulk.js';
 import { formatBitrate, formatBytes, formatMs, formatSeconds, median, styleFor, table, type Style } from './demo/format.js';
 import { hubViewFromLog, type HubView } from './demo/hubview.js';
@@ -214,8 +214,8 @@ function startMember(l: DemoLan, m: Member): Daemon {
   const hubIp = l.host('hub').underlay;
   const args =
     m.role === 'hub'
-      ? [BIN, '-m', 'server', '-l', `0.0.0.0:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`, ...HUB_STATUS_FLAGS]
-      : [BIN, '-m', 'client', '-r', `${hubIp}:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`];
+      ? [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `0.0.0.0:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`, ...HUB_STATUS_FLAGS]
+      : [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${hubIp}:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`];
   return l.spawnNode(m.name, m.name, args);
 }
 

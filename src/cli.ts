@@ -2,10 +2,11 @@
 // pipeline from drivers, logs its events, and maps shutdown and fatal errors to exit codes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Observable, Subscription } from 'rxjs';
+import { Subject, tap } from 'rxjs';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { clientPipeline } from '../pipelines/client.js';
 import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
-import { serverPipeline } from '../pipelines/server.js';
+import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js';
 import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
 import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
@@ -13,8 +14,12 @@ import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js'
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
 import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
 import { tunPort } from './drivers/tun.js';
+import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
+import { makeSystemdNotifier } from './systemd.js';
 import { TunDevice } from './tun/device.js';
+import { statusCommand } from './status/command.js';
+import { makeStatusServer, type StatusServer } from './status/server.js';
 import { VERSION } from './version.js';
 
 /** Exit codes. */
@@ -24,9 +29,12 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 const SHUTDOWN_GRACE_MS = 1500;
 /** A client's bound on one connect attempt. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** With a status server, the pipelines report their counters this often. */
+const STATUS_STATS_MS = 1000;
 
 /** Runs the program with `argv` (without node and script); resolves with the exit code. */
 export function run(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'status') return statusCommand(argv.slice(1));
   const parsed = parseCommandLine(argv, (path) => readFileSync(path, 'utf8'));
   if (isLeft(parsed)) {
     for (const line of renderConfigErrors(parsed.left)) process.stderr.write(`lightweight-tunnel: ${line}\n`);
@@ -44,9 +52,9 @@ export function run(argv: readonly string[]): Promise<number> {
     case 'generate':
       return Promise.resolve(generate(cmd.file));
     case 'run': {
-      const logger = createLogger('info');
+      const logger = createLogger({ level: cmd.config.log_level, format: cmd.config.log_format });
       for (const w of cmd.warnings) logger.log('warn', w);
-      return start(cmd.config, logger);
+      return start(cmd.config, logger, argv);
     }
   }
 }
@@ -137,7 +145,7 @@ function clientDialer(config: Config & { mode: 'client' }): DialerPort {
 }
 
 /** Opens the TUN device and runs the pipeline of `config.mode` until a signal or a fatal error. */
-function start(config: Config, logger: Logger): Promise<number> {
+function start(config: Config, logger: Logger, argv: readonly string[]): Promise<number> {
   // Everything that can fail on a file is checked before the TUN device exists.
   let server: ReturnType<typeof serverPorts> | undefined;
   let dialer: DialerPort | undefined;
@@ -163,24 +171,32 @@ function start(config: Config, logger: Logger): Promise<number> {
   logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? '?'} mtu ${device.mtu}`);
   const tun = tunPort(device);
 
+  // New values for isolation and max_clients on SIGHUP; systemd hears when we are up and going down.
+  const reload$ = new Subject<ReloadableSettings>();
+  const systemd = makeSystemdNotifier({ onError: (message) => logger.log('warn', message) });
+  const stats = config.status_addr === undefined ? {} : { statsIntervalMs: STATUS_STATS_MS };
   let events$: Observable<ServerEvent | ClientEvent>;
   let describe: (e: ServerEvent | ClientEvent) => LogLine | undefined;
   if (config.mode === 'server' && server !== undefined) {
-    events$ = serverPipeline(toServerSettings(config), {
+    events$ = serverPipeline({ ...toServerSettings(config), ...stats }, {
       tun,
       listener: server.listener,
+      reload$,
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
     if (config.tls_enabled) logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}`);
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
-    const settings = toClientSettings(config);
+    const settings = { ...toClientSettings(config), ...stats };
     events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');
   }
+
+  const status: StatusServer | undefined =
+    config.status_addr === undefined ? undefined : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode });
 
   return new Promise<number>((resolve) => {
     let subscription: Subscription | undefined;
@@ -190,7 +206,10 @@ function start(config: Config, logger: Logger): Promise<number> {
       finished = true;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onHangup);
+      systemd.stopping();
       subscription?.unsubscribe();
+      void status?.close();
       device.release();
       // Sockets were ended gracefully; do not let a stuck peer hold the process.
       setTimeout(() => resolve(code), 50);
@@ -200,19 +219,92 @@ function start(config: Config, logger: Logger): Promise<number> {
       logger.log('info', `${signal} received: closing sessions and releasing ${device.name}`);
       finish(EXIT.ok);
     };
+    let running = config;
+    const onHangup = (): void => {
+      running = reload(argv, running, logger, reload$);
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    process.on('SIGHUP', onHangup);
 
+    // Ready for systemd: the hub listens, or the client has joined.
+    const ready = (e: ServerEvent | ClientEvent): void => {
+      if (e.type === 'listening' || e.type === 'welcomed' || e.type === 'established') systemd.ready();
+    };
+    status?.listening.then(
+      (at) => logger.log('info', `status on ${at.startsWith('/') ? `unix:${at}` : `http://${at}`} (/status, /metrics, /healthz, /readyz)`),
+      (err: Error) => {
+        logger.log('error', err.message);
+        finish(EXIT.failure);
+      },
+    );
     // One subscription carries both the event lines and the drop summaries, so a fatal error
     // reaches the one error handler below (and is never an unhandled RxJS error).
-    subscription = logLines(events$, describe).subscribe({
-      next: (line) => logger.log(line.level, line.message),
+    subscription = logLines(events$.pipe(tap(ready), tap((e) => status?.update(e))), describe).subscribe({
+      next: (line) => logger.log(line.level, line.message, line.fields),
       error(err: unknown) {
         logger.log('error', fatalMessage(err, config));
         finish(EXIT.failure);
       },
     });
   });
+}
+
+/** Keys a running process takes on at a SIGHUP; any other change needs a restart. */
+const LIVE_KEYS: { readonly [M in Config['mode']]: readonly ConfigKey[] } = {
+  server: ['client_isolation', 'max_clients', 'log_level'],
+  client: ['log_level'],
+};
+
+/** The outcome of re-reading the configuration: errors (keep running as is) or what changed. */
+export type ReloadPlan =
+  | { readonly kind: 'error'; readonly lines: readonly string[] }
+  | {
+      readonly kind: 'ok';
+      /** The running config with the live keys taken from the new one. */
+      readonly config: Config;
+      readonly warnings: readonly string[];
+      /** Changed keys that apply now. */
+      readonly live: readonly ConfigKey[];
+      /** Changed keys that wait for a restart. */
+      readonly restart: readonly ConfigKey[];
+    };
+
+/** Re-reads the `-c` file and `argv`'s flags (flags still win) and compares them with `running`. */
+export function planReload(argv: readonly string[], running: Config, readFile: (path: string) => string): ReloadPlan {
+  const parsed = parseCommandLine(argv, readFile);
+  if (isLeft(parsed)) return { kind: 'error', lines: renderConfigErrors(parsed.left) };
+  if (parsed.right.kind !== 'run') return { kind: 'error', lines: [`the command line no longer runs the ${running.mode}`] };
+  const next = parsed.right.config;
+  const before = encodeConfig(running) as Record<ConfigKey, unknown>;
+  const after = encodeConfig(next) as Record<ConfigKey, unknown>;
+  // Keys the running mode ignores stay ignored, whatever their value.
+  const changed = CONFIG_KEYS.filter(
+    (k) => (KEY_INFO[k].appliesTo === 'both' || KEY_INFO[k].appliesTo === running.mode) && JSON.stringify(before[k]) !== JSON.stringify(after[k]),
+  );
+  const liveKeys = LIVE_KEYS[running.mode];
+  const live = next.mode === running.mode ? changed.filter((k) => liveKeys.includes(k)) : [];
+  const config = next.mode !== running.mode ? running : ({ ...running, client_isolation: next.client_isolation, max_clients: next.max_clients, log_level: next.log_level } as Config);
+  return { kind: 'ok', config, warnings: parsed.right.warnings, live, restart: changed.filter((k) => !live.includes(k)) };
+}
+
+/** SIGHUP: applies what can change live, logs what cannot; returns the config now running. */
+function reload(argv: readonly string[], running: Config, logger: Logger, reload$: Subject<ReloadableSettings>): Config {
+  const source = argv.some((a) => /^--?(c|config)(=|$)/.test(a)) ? 'the config file and flags' : 'the flags (no -c file)';
+  logger.log('info', `SIGHUP received: re-reading ${source}`, { event: 'reload' });
+  const plan = planReload(argv, running, (path) => readFileSync(path, 'utf8'));
+  if (plan.kind === 'error') {
+    for (const line of plan.lines) logger.log('error', `reload failed, keeping the running settings: ${line}`, { event: 'reload-failed' });
+    return running;
+  }
+  for (const w of plan.warnings) logger.log('warn', w);
+  if (plan.live.includes('log_level')) {
+    logger.level = plan.config.log_level;
+    logger.log('info', `log_level changed: now ${plan.config.log_level}`, { event: 'reload', key: 'log_level' });
+  }
+  for (const key of plan.restart) logger.log('warn', `${key} changed: takes effect after a restart`, { event: 'reload', key });
+  if (plan.config.mode === 'server') reload$.next({ clientIsolation: plan.config.client_isolation, maxClients: plan.config.max_clients });
+  return plan.config;
 }
 
 function fatalMessage(err: unknown, config: Config): string {

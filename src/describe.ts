@@ -3,12 +3,14 @@ import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
 import { summarizeDrops } from '../operators/summarizeDrops.js';
 import type { DropCounts } from '../operators/types.js';
 import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.js';
-import type { Level } from './log.js';
+import type { Level, LogFields } from './log.js';
 
-/** One log line. */
+/** One log line: `message` for people, `fields` for machines (the JSON format carries both). */
 export interface LogLine {
   readonly level: Level;
   readonly message: string;
+  /** Who and why: `member` (tunnel address), `remote` (endpoint), `identity`, `reason`, ... */
+  readonly fields?: LogFields;
 }
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -20,29 +22,45 @@ export function describeDrops(drops: DropCounts): string {
   return `${plural(total, 'packet')} (${entries.map(([r, n]) => `${r} ${n}`).join(', ')})`;
 }
 
+/** The fields of a drop summary: the member (or place) and the reasons with their counts. */
+export function dropFields(who: string, drops: DropCounts): LogFields {
+  const entries = Object.entries(drops).filter(([, n]) => (n ?? 0) > 0) as [string, number][];
+  return {
+    event: 'drops',
+    ...(who === 'tun' || who === 'hub' ? {} : { member: who }),
+    at: who,
+    reason: entries.map(([r]) => r).join(','),
+    dropped: entries.reduce((s, [, n]) => s + n, 0),
+    drops: Object.fromEntries(entries),
+  };
+}
+
 /** The log line for a hub event (drops are summarized elsewhere). */
 export function describeServerEvent(e: ServerEvent): LogLine | undefined {
   switch (e.type) {
     case 'listening':
-      return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}` };
+      return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}`, fields: { event: e.type, address: e.address, hub: e.hub, tun: e.tun } };
     case 'reloaded':
       return {
         level: 'info',
         message: `reloaded: ${e.changed.length === 0 ? 'nothing changed' : e.changed.map((k) => (k === 'clientIsolation' ? `client_isolation ${e.clientIsolation}` : `max_clients ${e.maxClients}`)).join(', ')}`,
+        fields: { event: e.type, changed: e.changed.join(','), client_isolation: e.clientIsolation, max_clients: e.maxClients },
       };
     case 'handshake-failed':
-      return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}` };
+      return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}`, fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail } };
     case 'connected':
-      return { level: 'debug', message: `connection #${e.id} from ${e.remote}` };
+      return { level: 'debug', message: `connection #${e.id} from ${e.remote}`, fields: { event: e.type, connection: e.id, remote: e.remote } };
     case 'joined':
       return {
         level: 'info',
         message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}; ${plural(e.members, 'member')}`,
+        fields: { event: e.type, member: e.address, remote: e.remote, identity: e.identity, connection: e.id, via: e.via, members: e.members },
       };
     case 'rejected':
       return {
         level: 'warn',
         message: `refused ${e.address ?? 'a client'} from ${e.remote}: ${e.reason}: ${e.message}`,
+        fields: { event: e.type, member: e.address, remote: e.remote, connection: e.id, reason: e.reason, detail: e.message },
       };
     case 'left':
       if (e.address === undefined) {
@@ -50,11 +68,19 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
         // A peer speaking the wrong protocol (TLS on a plain hub, garbage) or never saying who it is
         // is worth a warning; one that just went away before joining is not.
         const level = e.reason === 'frame-error' || e.reason === 'handshake-timeout' ? 'warn' : 'debug';
-        return { level, message: `connection #${e.id} from ${e.remote} ended before joining: ${e.reason} (${e.detail})` };
+        return {
+          level,
+          message: `connection #${e.id} from ${e.remote} ended before joining: ${e.reason} (${e.detail})`,
+          fields: { event: e.type, remote: e.remote, connection: e.id, reason: e.reason, detail: e.detail },
+        };
       }
-      return { level: 'info', message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}` };
+      return {
+        level: 'info',
+        message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}`,
+        fields: { event: e.type, member: e.address, remote: e.remote, connection: e.id, reason: e.reason, detail: e.detail, members: e.members },
+      };
     case 'drops':
-      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}` };
+      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
   }
 }
 
@@ -62,21 +88,33 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
 export function describeClientEvent(e: ClientEvent): LogLine | undefined {
   switch (e.type) {
     case 'connecting':
-      return { level: 'debug', message: `connecting to hub ${e.remote}` };
+      return { level: 'debug', message: `connecting to hub ${e.remote}`, fields: { event: e.type, remote: e.remote } };
     case 'connected':
-      return { level: 'info', message: `connected to hub ${e.remote}` };
+      return { level: 'info', message: `connected to hub ${e.remote}`, fields: { event: e.type, remote: e.remote } };
     case 'welcomed':
-      return { level: 'info', message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub})` };
+      return {
+        level: 'info',
+        message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub})`,
+        fields: { event: e.type, member: e.address, prefix: e.prefix, hub: e.hub },
+      };
     case 'established':
-      return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)` };
+      return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)`, fields: { event: e.type, remote: e.remote } };
     case 'rejected':
-      return { level: 'error', message: `the hub refused this client: ${e.reason}: ${e.message}` };
+      return { level: 'error', message: `the hub refused this client: ${e.reason}: ${e.message}`, fields: { event: e.type, reason: e.reason, detail: e.message } };
     case 'disconnected':
-      return { level: e.reason === 'rejected' ? 'debug' : 'warn', message: `disconnected from hub ${e.remote}: ${e.reason} (${e.detail})` };
+      return {
+        level: e.reason === 'rejected' ? 'debug' : 'warn',
+        message: `disconnected from hub ${e.remote}: ${e.reason} (${e.detail})`,
+        fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail },
+      };
     case 'retrying':
-      return { level: 'info', message: `reconnecting in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}; last: ${e.cause})` };
+      return {
+        level: 'info',
+        message: `reconnecting in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}; last: ${e.cause})`,
+        fields: { event: e.type, attempt: e.attempt, delay_ms: e.delayMs, reason: e.cause },
+      };
     case 'drops':
-      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}` };
+      return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
   }
 }
 
@@ -99,7 +137,7 @@ export function logLines<E extends ServerEvent | ClientEvent>(events$: Observabl
           filter((e): e is E & DropsEvent => e.type === 'drops'),
           map((e) => ({ key: e.who, drops: e.drops })),
           summarizeDrops<string>(1000),
-          map((s): LogLine => ({ level: 'warn', message: `dropped ${describeDrops(s.drops)} at ${s.key} in the last second` })),
+          map((s): LogLine => ({ level: 'warn', message: `dropped ${describeDrops(s.drops)} at ${s.key} in the last second`, fields: dropFields(s.key, s.drops) })),
         ),
       ),
     ),

@@ -106,6 +106,9 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'token', value: 's3cret', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'token', expected: 's3cret' },
   { name: 'token-file', value: '/etc/tunnel/token', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'token_file', expected: '/etc/tunnel/token' },
   { name: 'tokens-file', value: '/etc/tunnel/tokens.json', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tokens_file', expected: '/etc/tunnel/tokens.json' },
+  { name: 'status', value: '127.0.0.1:9100', context: [], key: 'status_addr', expected: '127.0.0.1:9100' },
+  { name: 'log-level', value: 'debug', context: [], key: 'log_level', expected: 'debug' },
+  { name: 'log-format', value: 'json', context: [], key: 'log_format', expected: 'json' },
 ];
 
 const setsKey = test.macro({
@@ -239,6 +242,16 @@ test(refusesFlags, ['-m', 'client', '-r', ':9000'], [
 test(refusesFlags, ['-m', 'client', '-r', '::1:9000'], [
   `-r: expected the server's address like "203.0.113.1:9000", "vpn.example.com:9000" or "[2001:db8::1]:9000", got "::1:9000"`,
 ]);
+test(setsKey, ['-status', 'localhost:9100'], 'status_addr', 'localhost:9100');
+test(setsKey, ['-status', '[::1]:9100'], 'status_addr', '[::1]:9100');
+test(setsKey, ['-status', '/run/lwt.sock'], 'status_addr', '/run/lwt.sock');
+test(setsKey, ['-status', 'unix:/run/lwt.sock'], 'status_addr', '/run/lwt.sock');
+test(setsKey, ['-m', 'client', '-r', '192.0.2.1', '-status', '127.0.0.1:9101'], 'status_addr', '127.0.0.1:9101');
+test(refusesFlags, ['-status', '0.0.0.0:9100'], ['-status: expected a loopback address or a unix socket path, got "0.0.0.0:9100"']);
+test(refusesFlags, ['-status', '192.0.2.1:9100'], ['-status: expected a loopback address or a unix socket path, got "192.0.2.1:9100"']);
+test(refusesFlags, ['-status', '127.0.0.1'], ['-status: expected a loopback address or a unix socket path, got "127.0.0.1"']);
+test(refusesFlags, ['-status', '127.0.0.1:0'], ['-status: expected a loopback address or a unix socket path, got "127.0.0.1:0"']);
+test(refusesFlags, ['-status', 'relative.sock'], ['-status: expected a loopback address or a unix socket path, got "relative.sock"']);
 test(refusesFlags, ['-t', '10.0.0.1'], ['-t: expected an IPv4 address with a prefix length like "10.0.0.2/24", got "10.0.0.1"']);
 test(refusesFlags, ['-t', '10.0.0.1/31'], ['-t: expected a prefix length from /8 to /30, got "10.0.0.1/31"']);
 test(refusesFlags, ['-t', '10.0.0.1/7'], ['-t: expected a prefix length from /8 to /30, got "10.0.0.1/7"']);
@@ -372,6 +385,12 @@ test('a config file may start with a byte order mark', (t) => {
 // ---------------------------------------------------------------------------------------------
 // Decoding JSON values
 
+test('a config file with a non-loopback status_addr is refused', (t) => {
+  t.deepEqual(lines(decodeConfig({ status_addr: '0.0.0.0:9100' })), [
+    'status_addr: expected a loopback address or a unix socket path, got "0.0.0.0:9100"',
+  ]);
+});
+
 const refusesJson = test.macro({
   exec(t, input: unknown, expected: readonly string[]) {
     t.deepEqual(lines(decodeConfig(input)), expected);
@@ -452,6 +471,35 @@ test('the example client config decodes as a client with no warnings', (t) => {
   t.deepEqual(warnings, []);
   t.deepEqual(config.remote_addr, { host: 'vpn.example.com', port: 9000 });
   t.deepEqual(config.tunnel_addr, { address: 0x0a000002, prefix: 24 });
+});
+
+test('each key of an example follows a "// key" comment with its meaning and default', (t) => {
+  const entries = Object.entries(JSON.parse(exampleConfigs().server) as Record<string, unknown>);
+  const keys = entries.filter(([k]) => !k.startsWith('//'));
+  t.true(keys.length > 0);
+  for (const [key] of keys) {
+    const i = entries.findIndex(([k]) => k === key);
+    t.is(entries[i - 1]?.[0], `// ${key}`, `the comment before ${key}`);
+    t.regex(String(entries[i - 1]?.[1]), /Default: .+\.$/, `the comment of ${key}`);
+  }
+  t.true(exampleConfigs().client.includes('"// remote_addr": '));
+});
+
+test('keys starting with // are comments: ignored, without a warning', (t) => {
+  const { config, warnings } = resolved({ '//': 'a note', '// mtu': 'smaller for PPPoE', mtu: 1300, '//x': 42 });
+  t.is(config.mtu as number, 1300);
+  t.deepEqual(warnings, []);
+  t.deepEqual(lines(decodeConfig({ '/ mtu': 1 })), ['/ mtu: unknown key']);
+});
+
+test('log_level and log_format default to info and auto and refuse other values', (t) => {
+  t.like(json([]), { log_level: 'info', log_format: 'auto' });
+  t.like(resolved({ log_level: 'error', log_format: 'text' }).config, { log_level: 'error', log_format: 'text' });
+  t.deepEqual(lines(decodeConfig({ log_level: 'verbose', log_format: 'xml' })), [
+    'log_level: expected "debug", "info", "warn" or "error", got "verbose"',
+    'log_format: expected "auto", "text" or "json", got "xml"',
+  ]);
+  t.deepEqual(lines(parseCommandLine(['-log-level', 'trace'], filesystem())), ['-log-level: expected "debug", "info", "warn" or "error", got "trace"']);
 });
 
 test('the example files work through -c as well', (t) => {

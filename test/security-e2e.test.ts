@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Lab, type LabProcess } from './helpers/lab.js';
-import { BIN, ECHO_PORT, HUB_TUNNEL, startClient, startHub } from './helpers/vpn.js';
+import { BIN, ECHO_PORT, HUB_TUNNEL, TEXT_LOGS, startClient, startHub } from './helpers/vpn.js';
 import { createPki, type Pki } from './helpers/pki.js';
 import { FORGE_SCRIPT } from './helpers/forge.js';
 
@@ -54,7 +54,7 @@ const tlsHubFlags = (pki: Pki): string[] => ['-tls', '-tls-cert', pki.hub.cert, 
 
 /** Runs the CLI in `host` with `args` (no waiting). */
 function spawnCli(lab: Lab, host: string, args: readonly string[], label = host): LabProcess {
-  return lab.host(host).spawn(process.execPath, [BIN, ...args], { label });
+  return lab.host(host).spawn(process.execPath, [BIN, ...TEXT_LOGS, ...args], { label });
 }
 
 /** Runs forge.js `session` in `host` against the hub; resolves with its output lines. */
@@ -173,7 +173,7 @@ test('start-up failures (missing certificate, unreadable key, key of another cer
       // Not root: the key (0600, root's) cannot be read; the certificate (0644) can.
       proc: lab
         .host('hub')
-        .spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...server, '-tls-cert', pki.hub.cert, '-tls-key', pki.hub.key], { label: 'unreadable-key' }),
+        .spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...TEXT_LOGS, ...server, '-tls-cert', pki.hub.cert, '-tls-key', pki.hub.key], { label: 'unreadable-key' }),
       line: `ERROR tls_key_file: cannot read ${pki.hub.key} (permission denied)`,
     },
     {

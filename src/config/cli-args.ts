@@ -258,7 +258,7 @@ const actionUsage = (flag: ActionFlag): string => {
   return flag.metavar === undefined ? names : `${names} ${flag.metavar}`;
 };
 
-const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'TLS', 'Authentication'];
+const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'TLS', 'Authentication', 'Operations'];
 
 /** The --help text: usage, examples, every flag with its JSON key and default, grouped. */
 export const helpText = (): string => {
@@ -276,6 +276,7 @@ export const helpText = (): string => {
     'Usage:',
     '  lightweight-tunnel [flags]',
     '  lightweight-tunnel -c FILE [flags]',
+    '  lightweight-tunnel status [ADDR] [--json]   (the status of a hub or client run with -status)',
     '',
     'Examples:',
     '  # the server (hub), 10.0.0.1 on the virtual LAN 10.0.0.0/24',

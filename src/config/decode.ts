@@ -123,9 +123,13 @@ export const decodeLayer = (
   return left(Object.keys(raw).flatMap((key) => (isConfigKey(key) ? (byKey.get(key) ?? []) : [])));
 };
 
+/** JSON has no comments: a key starting with "//" is one (its value is ignored, without a warning). */
+export const isCommentKey = (key: string): boolean => key.startsWith('//');
+
 /**
  * Decodes a parsed config file. `source` names the file in errors about the whole document.
- * Unknown keys are errors (with a suggestion when one is close); `fec_data`/`fec_parity` warn.
+ * Unknown keys are errors (with a suggestion when one is close); `fec_data`/`fec_parity` warn;
+ * keys starting with "//" are comments.
  */
 export const decodeConfigJson = (json: unknown, source = 'config'): Either<ConfigError[], ConfigLayer> => {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
@@ -135,7 +139,7 @@ export const decodeConfigJson = (json: unknown, source = 'config'): Either<Confi
   const errors: ConfigError[] = [];
   const warnings: string[] = [];
   for (const key of Object.keys(raw)) {
-    if (isConfigKey(key)) continue;
+    if (isConfigKey(key) || isCommentKey(key)) continue;
     if (IGNORED_KEYS.includes(key)) {
       warnings.push(`${key}: ignored (forward error correction was never used by the Go program and is not implemented)`);
       continue;

@@ -53,15 +53,19 @@ export const encodeConfig = (config: Config): ConfigJson => ConfigFields.encode(
 const render = (json: ConfigJson, mode: 'server' | 'client'): string => {
   const picked: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) {
-    const applies = KEY_INFO[key].appliesTo;
-    if (applies === 'both' || applies === mode) picked[key] = json[key];
+    const info = KEY_INFO[key];
+    if (info.appliesTo !== 'both' && info.appliesTo !== mode) continue;
+    // JSON has no comments; the decoder ignores keys starting with "//", so each key gets one.
+    picked[`// ${key}`] = `${info.meaning} Default: ${info.defaultText ?? JSON.stringify(DEFAULT_JSON[key])}.`;
+    picked[key] = json[key];
   }
   return `${JSON.stringify(picked, null, 2)}\n`;
 };
 
 /**
  * The two files `-g FILE` writes: `server` to FILE, `client` to FILE.client. Each lists every key
- * its mode reads, at its default, so it documents itself; each decodes without errors or warnings.
+ * its mode reads, at its default, each after a `"// key"` comment entry (meaning and default), so it
+ * documents itself; each decodes without errors or warnings.
  * The client's `remote_addr` is a placeholder to replace with the server's address.
  */
 export const exampleConfigs = (): { server: string; client: string } => ({

@@ -13,6 +13,8 @@ export {
   IGNORED_KEYS,
   KEY_INFO,
   ListenAddr,
+  LogFormat,
+  LogLevel,
   MAX_FRAME_BODY,
   MAX_MTU,
   MAX_SECONDS,
@@ -25,7 +27,10 @@ export {
   PositiveInt,
   RemoteAddr,
   Seconds,
+  StatusAddrFromString,
   TunnelAddr,
+  formatStatusAddr,
+  parseStatusAddr,
   isConfigKey,
   renderConfigErrors,
   type ClientConfig,
@@ -38,6 +43,7 @@ export {
   type KeyGroup,
   type KeyInfo,
   type ServerConfig,
+  type StatusAddr,
 } from './schema.js';
 export {
   CLIENT_BACKOFF,

@@ -197,8 +197,56 @@ export const RemoteAddr = new t.Type<HostPort | undefined, string, unknown>(
   (hp) => (hp === undefined ? '' : formatHostPort(hp)),
 );
 
+/** Where the status server listens: a loopback TCP address or a unix socket path. */
+export type StatusAddr =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
+
+const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', 'localhost', '::1'];
+
+/**
+ * "127.0.0.1:PORT", "localhost:PORT", "[::1]:PORT", "/path/to.sock" or "unix:/path/to.sock";
+ * undefined for anything else (the status server never listens beyond this machine).
+ */
+export const parseStatusAddr = (s: string): StatusAddr | undefined => {
+  if (s.startsWith('unix:')) s = s.slice('unix:'.length);
+  if (s.startsWith('/')) return s.length > 1 && !s.endsWith('/') && !s.includes('\0') ? { kind: 'unix', path: s } : undefined;
+  const m = /^(?:\[(::1)\]|(127\.0\.0\.1|localhost)):([0-9]{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (!isIntIn(port, 1, 65535)) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  return LOOPBACK_HOSTS.includes(host) ? { kind: 'tcp', host, port } : undefined;
+};
+
+/** A StatusAddr in its text form: "127.0.0.1:9100", "[::1]:9100" or a socket path. */
+export const formatStatusAddr = (a: StatusAddr): string =>
+  a.kind === 'unix' ? a.path : a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+
+/** `status_addr`: a StatusAddr, or "" for off. */
+export const StatusAddrFromString = new t.Type<StatusAddr | undefined, string, unknown>(
+  'StatusAddr',
+  (u): u is StatusAddr | undefined =>
+    u === undefined ||
+    (typeof u === 'object' && u !== null && ((u as StatusAddr).kind === 'tcp' || (u as StatusAddr).kind === 'unix')),
+  (u, c) => {
+    if (u === '') return t.success(undefined);
+    const a = typeof u === 'string' ? parseStatusAddr(u) : undefined;
+    return a === undefined ? t.failure(u, c) : t.success(a);
+  },
+  (a) => (a === undefined ? '' : formatStatusAddr(a)),
+);
+
 // ---------------------------------------------------------------------------------------------
 // The configuration
+
+/** `log_level`: the least severe level logged. */
+export const LogLevel = t.keyof({ debug: null, info: null, warn: null, error: null }, 'LogLevel');
+export type LogLevel = t.TypeOf<typeof LogLevel>;
+
+/** `log_format`: text on a terminal and JSON lines otherwise (auto), or either always. */
+export const LogFormat = t.keyof({ auto: null, text: null, json: null }, 'LogFormat');
+export type LogFormat = t.TypeOf<typeof LogFormat>;
 
 /** Every JSON key with its codec. The decoded form is typed; `encode` gives back the JSON form. */
 export const ConfigFields = t.type(
@@ -227,6 +275,9 @@ export const ConfigFields = t.type(
     token: t.string,
     token_file: t.string,
     tokens_file: t.string,
+    log_level: LogLevel,
+    log_format: LogFormat,
+    status_addr: StatusAddrFromString,
   },
   'ConfigFields',
 );
@@ -272,6 +323,9 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   token: '',
   token_file: '',
   tokens_file: '',
+  log_level: 'info',
+  log_format: 'auto',
+  status_addr: '',
 };
 
 const decodeDefaults = (): ConfigValues => {
@@ -303,7 +357,7 @@ export type Config = ServerConfig | ClientConfig;
 // ---------------------------------------------------------------------------------------------
 // The per-key table: flags, help and error wording. The CLI parser and help text derive from it.
 
-export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS' | 'Authentication';
+export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS' | 'Authentication' | 'Operations';
 
 export interface KeyInfo {
   /** Flag names without dashes; the first is the Go program's, the rest are long aliases. */
@@ -541,6 +595,35 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     meaning: 'Per-client tokens, JSON {"NAME": {"token": "...", "address": "10.0.0.2"}}: each client is a named identity (address optional, pinned when given).',
     appliesTo: 'server',
     group: 'Authentication',
+  },
+  status_addr: {
+    flags: ['status'],
+    metavar: 'ADDR',
+    valueType: 'text',
+    expected: 'a loopback address or a unix socket path',
+    meaning:
+      'Serve /status (JSON), /metrics (Prometheus), /healthz and /readyz on this loopback address ("127.0.0.1:9100", "[::1]:9100") or unix socket ("/run/lightweight-tunnel.sock"); off when empty.',
+    appliesTo: 'both',
+    group: 'Operations',
+    defaultText: 'off',
+  },
+  log_level: {
+    flags: ['log-level'],
+    metavar: 'debug|info|warn|error',
+    valueType: 'text',
+    expected: '"debug", "info", "warn" or "error"',
+    meaning: 'The least severe log lines written (to stderr). A SIGHUP applies a changed level at once.',
+    appliesTo: 'both',
+    group: 'Operations',
+  },
+  log_format: {
+    flags: ['log-format'],
+    metavar: 'auto|text|json',
+    valueType: 'text',
+    expected: '"auto", "text" or "json"',
+    meaning: 'Log lines as "TIME LEVEL message" text or as JSON objects (level, time, msg, member, remote, reason, ...); auto is text on a terminal, JSON otherwise.',
+    appliesTo: 'both',
+    group: 'Operations',
   },
 };
 

@@ -9,9 +9,15 @@ export const HUB_TUNNEL = '10.0.0.1';
 /** The port echo servers listen on inside the tunnel. */
 export const ECHO_PORT = 7000;
 
+/**
+ * The tests match the text log format; piped output would otherwise be JSON lines (-log-format
+ * auto). A later `-log-format` in `extra` wins.
+ */
+export const TEXT_LOGS: readonly string[] = ['-log-format', 'text'];
+
 /** Starts a hub on host `host` (default 'hub') with extra flags; resolves once it listens. */
 export async function startHub(lab: Lab, extra: readonly string[] = [], host = 'hub'): Promise<LabProcess> {
-  const p = lab.host(host).spawn('node', [BIN, '-m', 'server', '-l', '0.0.0.0:9000', '-t', `${HUB_TUNNEL}/24`, ...extra], { label: `${host}(hub)` });
+  const p = lab.host(host).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'server', '-l', '0.0.0.0:9000', '-t', `${HUB_TUNNEL}/24`, ...extra], { label: `${host}(hub)` });
   await p.waitForLine(/listening on/, 10_000);
   return p;
 }
@@ -25,7 +31,7 @@ export async function startClient(
   until: RegExp | undefined = /joined the virtual LAN as/,
 ): Promise<LabProcess> {
   const hubIp = lab.host('hub').ip;
-  const p = lab.host(host).spawn('node', [BIN, '-m', 'client', '-r', `${hubIp}:9000`, '-t', `${address}/24`, ...extra], { label: `${host}(client)` });
+  const p = lab.host(host).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${hubIp}:9000`, '-t', `${address}/24`, ...extra], { label: `${host}(client)` });
   if (until !== undefined) await p.waitForLine(until, 10_000);
   return p;
 }

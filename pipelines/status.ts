@@ -1,0 +1,271 @@
+// The status model: a pure fold of the pipelines' events into what /status and /metrics show.
+// No I/O and no clock: the caller passes the time each event was seen (`now`), so the same events
+// and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
+import type { DropCounts, DropReason } from '../operators/types.js';
+import type { ClientEvent, ServerEvent, SessionStats, TunStats } from './events.js';
+
+/** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
+export const DROP_REASONS: readonly DropReason[] = Object.keys({
+  'no-route': true,
+  isolation: true,
+  'spoofed-source': true,
+  'queue-full': true,
+  'not-ipv4': true,
+  oversize: true,
+  unregistered: true,
+  'not-connected': true,
+  broadcast: true,
+  'unknown-type': true,
+  'empty-frame': true,
+  'unexpected-control': true,
+  'tun-write-error': true,
+} satisfies Record<DropReason, true>) as DropReason[];
+
+/** The version of the JSON document of GET /status; bumped only on incompatible changes. */
+export const STATUS_SCHEMA = 1 as const;
+
+export type StatusMode = 'server' | 'client';
+
+/** What the model starts from. `startedAt` is a time in the same clock as the `now` of updates. */
+export interface StatusOptions {
+  readonly version: string;
+  readonly mode: StatusMode;
+  readonly startedAt: number;
+}
+
+/** Traffic of one direction, as counted since the session connected. */
+export interface TrafficCount {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/** One member (server) or the session to the hub (client), as the model keeps it. */
+export interface MemberState {
+  readonly id: number;
+  readonly address: string;
+  readonly identity: string | undefined;
+  readonly remote: string;
+  readonly connectedAt: number;
+  readonly lastSeen: number;
+  readonly rx: TrafficCount;
+  readonly tx: TrafficCount;
+  readonly queued: number;
+  readonly rttMs: number | undefined;
+  readonly drops: DropCounts;
+}
+
+/** The model's state. Treat it as immutable: `reduceStatus` returns a new one when anything changed. */
+export interface StatusState {
+  readonly options: StatusOptions;
+  readonly ready: boolean;
+  /** This side's tunnel address with its prefix, once known (hub: listening; client: welcomed). */
+  readonly tunnelAddress: string | undefined;
+  /** Server: the listening socket's address. Client: the hub's endpoint being dialed or connected. */
+  readonly listening: string | undefined;
+  readonly remote: string | undefined;
+  /** Members by session id (a client has at most one: its session to the hub). */
+  readonly members: ReadonlyMap<number, MemberState>;
+  /** Client: the session that connected but was not yet welcomed. */
+  readonly pending: { readonly id: number; readonly remote: string } | undefined;
+  readonly drops: DropCounts;
+  readonly tun: TunStats | undefined;
+  readonly lastEventAt: number;
+}
+
+/** The state before any event. */
+export function initialStatus(options: StatusOptions): StatusState {
+  return {
+    options,
+    ready: false,
+    tunnelAddress: undefined,
+    listening: undefined,
+    remote: undefined,
+    members: new Map(),
+    pending: undefined,
+    drops: {},
+    tun: undefined,
+    lastEventAt: options.startedAt,
+  };
+}
+
+const ZERO: TrafficCount = { packets: 0, bytes: 0 };
+
+function addCounts(into: DropCounts, more: DropCounts): DropCounts {
+  const out: DropCounts = { ...into };
+  for (const reason of Object.keys(more) as DropReason[]) {
+    const n = more[reason] ?? 0;
+    if (n > 0) out[reason] = (out[reason] ?? 0) + n;
+  }
+  return out;
+}
+
+function newMember(id: number, address: string, remote: string, identity: string | undefined, now: number): MemberState {
+  return { id, address, identity, remote, connectedAt: now, lastSeen: now, rx: ZERO, tx: ZERO, queued: 0, rttMs: undefined, drops: {} };
+}
+
+function withStats(m: MemberState, s: SessionStats): MemberState {
+  return {
+    ...m,
+    remote: s.remote,
+    identity: m.identity ?? s.identity,
+    connectedAt: s.connectedAt,
+    lastSeen: s.lastSeen,
+    rx: { packets: s.rx.packets, bytes: s.rx.bytes },
+    tx: { packets: s.tx.packets, bytes: s.tx.bytes },
+    queued: s.queued,
+    rttMs: s.rttMs,
+  };
+}
+
+function setMember(members: ReadonlyMap<number, MemberState>, m: MemberState): Map<number, MemberState> {
+  const next = new Map(members);
+  next.set(m.id, m);
+  return next;
+}
+
+function withoutMember(members: ReadonlyMap<number, MemberState>, id: number): Map<number, MemberState> {
+  const next = new Map(members);
+  next.delete(id);
+  return next;
+}
+
+/** The member a drops event's `who` names: a member's address on the hub, 'hub' on a client. */
+function dropTarget(state: StatusState, who: string): MemberState | undefined {
+  if (state.options.mode === 'client') return who === 'hub' ? [...state.members.values()][0] : undefined;
+  for (const m of state.members.values()) if (m.address === who) return m;
+  return undefined;
+}
+
+/**
+ * Folds one event, seen at `now`, into the state. Unknown or irrelevant events return the state
+ * unchanged. Never throws.
+ */
+export function reduceStatus(state: StatusState, event: ServerEvent | ClientEvent, now: number): StatusState {
+  const s: StatusState = { ...state, lastEventAt: Math.max(state.lastEventAt, now) };
+  switch (event.type) {
+    case 'listening':
+      return { ...s, ready: true, listening: event.address, tunnelAddress: event.hub };
+    case 'joined':
+      return { ...s, members: setMember(s.members, newMember(event.id, event.address, event.remote, event.identity, now)) };
+    case 'left':
+      return s.members.has(event.id) ? { ...s, members: withoutMember(s.members, event.id) } : s;
+    case 'connecting':
+      return { ...s, remote: event.remote };
+    case 'connected':
+      return s.options.mode === 'client' ? { ...s, remote: event.remote, pending: { id: event.id, remote: event.remote } } : s;
+    case 'welcomed': {
+      const id = s.pending?.id ?? 0;
+      const hub = event.hub.split('/')[0] ?? event.hub;
+      return {
+        ...s,
+        ready: true,
+        tunnelAddress: `${event.address}/${event.prefix}`,
+        members: new Map([[id, newMember(id, hub, s.pending?.remote ?? s.remote ?? '', undefined, now)]]),
+      };
+    }
+    case 'established': {
+      const id = s.pending?.id ?? 0;
+      return { ...s, ready: true, members: new Map([[id, newMember(id, 'hub', event.remote, undefined, now)]]) };
+    }
+    case 'disconnected':
+      return { ...s, ready: false, pending: undefined, members: new Map() };
+    case 'stats': {
+      let members = new Map(s.members);
+      const sessions = 'sessions' in event ? event.sessions : event.session === undefined ? [] : [event.session];
+      for (const session of sessions) {
+        const known = members.get(session.id);
+        if (known !== undefined) members.set(session.id, withStats(known, session));
+        else if (s.options.mode === 'server' && session.address !== undefined) {
+          // Joined before the status model started watching: take it from the counters.
+          members.set(session.id, withStats(newMember(session.id, session.address, session.remote, session.identity, now), session));
+        }
+      }
+      if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = new Map();
+      return { ...s, members, tun: event.tun };
+    }
+    case 'drops': {
+      const target = dropTarget(s, event.who);
+      const drops = addCounts(s.drops, event.drops);
+      return target === undefined
+        ? { ...s, drops }
+        : { ...s, drops, members: setMember(s.members, { ...target, drops: addCounts(target.drops, event.drops) }) };
+    }
+    default:
+      return s;
+  }
+}
+
+/** One member in the JSON document. Times are ISO 8601 strings; RTT in milliseconds. */
+export interface MemberSnapshot {
+  readonly address: string;
+  readonly identity: string | null;
+  readonly remote: string;
+  readonly connectedSince: string;
+  readonly lastSeen: string;
+  readonly rx: TrafficCount;
+  readonly tx: TrafficCount;
+  readonly queued: number;
+  readonly rttMs: number | null;
+  readonly drops: DropCounts;
+}
+
+/** The JSON document of GET /status (schema 1, documented in docs/status.md). */
+export interface StatusSnapshot {
+  readonly schema: typeof STATUS_SCHEMA;
+  readonly version: string;
+  readonly mode: StatusMode;
+  readonly ready: boolean;
+  readonly now: string;
+  readonly startedAt: string;
+  readonly uptimeSeconds: number;
+  readonly tunnelAddress: string | null;
+  readonly listening: string | null;
+  readonly remote: string | null;
+  readonly members: readonly MemberSnapshot[];
+  readonly drops: DropCounts;
+  readonly tun: TunStats | null;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Orders members by address numerically ("10.0.0.9" before "10.0.0.10"). */
+const addressKey = (a: string): string =>
+  a
+    .split('.')
+    .map((p) => p.padStart(3, '0'))
+    .join('.');
+
+/** The JSON document for the state at time `now`. */
+export function statusSnapshot(state: StatusState, now: number): StatusSnapshot {
+  const members = [...state.members.values()]
+    .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : a.id - b.id))
+    .map(
+      (m): MemberSnapshot => ({
+        address: m.address,
+        identity: m.identity ?? null,
+        remote: m.remote,
+        connectedSince: iso(m.connectedAt),
+        lastSeen: iso(m.lastSeen),
+        rx: m.rx,
+        tx: m.tx,
+        queued: m.queued,
+        rttMs: m.rttMs ?? null,
+        drops: m.drops,
+      }),
+    );
+  return {
+    schema: STATUS_SCHEMA,
+    version: state.options.version,
+    mode: state.options.mode,
+    ready: state.ready,
+    now: iso(now),
+    startedAt: iso(state.options.startedAt),
+    uptimeSeconds: Math.max(0, Math.floor((now - state.options.startedAt) / 1000)),
+    tunnelAddress: state.tunnelAddress ?? null,
+    listening: state.listening ?? null,
+    remote: state.remote ?? null,
+    members,
+    drops: state.drops,
+    tun: state.tun ?? null,
+  };
+}

@@ -1,0 +1,286 @@
+// The status server: a driver that folds the pipeline's events into the status model and serves it
+// over HTTP on a loopback address or a unix socket: /status (JSON), /metrics (Prometheus),
+// /healthz and /readyz. It never listens beyond this machine (the config refuses other addresses).
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { ClientEvent, ServerEvent } from '../../pipelines/events.js';
+import {
+  DROP_REASONS,
+  initialStatus,
+  reduceStatus,
+  statusSnapshot,
+  type StatusMode,
+  type StatusSnapshot,
+  type StatusState,
+} from '../../pipelines/status.js';
+import { formatStatusAddr, type StatusAddr } from '../config/schema.js';
+
+export interface StatusServerOptions {
+  /** Where to listen; a tcp port of 0 picks a free port (see `listening`). */
+  readonly addr: StatusAddr;
+  readonly version: string;
+  readonly mode: StatusMode;
+  /** The clock (ms since the epoch); default Date.now. */
+  readonly now?: () => number;
+}
+
+export interface StatusServer {
+  /** Resolves with the address listened on ("127.0.0.1:9100" or the socket path); rejects with a StatusServerError. */
+  readonly listening: Promise<string>;
+  /** Folds one pipeline event into the model. Cheap; call it for every event. */
+  update(event: ServerEvent | ClientEvent): void;
+  /** The current /status document. */
+  snapshot(): StatusSnapshot;
+  /** Stops listening (and removes the unix socket). Resolves when closed; never rejects. */
+  close(): Promise<void>;
+}
+
+/** The status server could not start. `message` is the one line to show. */
+export class StatusServerError extends Error {
+  override readonly name = 'StatusServerError';
+  constructor(
+    readonly addr: string,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const WHY: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use (is another lightweight-tunnel running with the same -status?)',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'no such local address',
+  ENOENT: 'the directory does not exist',
+};
+
+/** True when something accepts connections on the unix socket at `path`. */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** Removes a socket file left by a process that died; refuses to touch other files or a live socket. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) throw new StatusServerError(path, 'EEXIST', `status_addr: cannot listen on ${path}: the file exists and is not a socket`);
+  if (await socketAnswers(path)) throw new StatusServerError(path, 'EADDRINUSE', `status_addr: cannot listen on ${path}: ${WHY.EADDRINUSE}`);
+  unlinkSync(path);
+}
+
+/** Prometheus metrics read from the model at scrape time: members that left have no series. */
+function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
+  const memberCounter = (name: string, help: string, value: (m: StatusSnapshot['members'][number]) => number): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['member'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of current().members) this.inc({ member: m.address }, value(m));
+      },
+    });
+  };
+  const memberGauge = (name: string, help: string, value: (m: StatusSnapshot['members'][number]) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['member'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of current().members) {
+          const v = value(m);
+          if (v !== undefined) this.set({ member: m.address }, v);
+        }
+      },
+    });
+  };
+  const gauge = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const v = value(current());
+        if (v !== undefined) this.set(v);
+      },
+    });
+  };
+  const counter = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const v = value(current());
+        if (v !== undefined) this.inc(v);
+      },
+    });
+  };
+
+  new Gauge({
+    name: 'lwt_info',
+    help: 'Always 1; the labels name the version and the mode.',
+    labelNames: ['version', 'mode'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = current();
+      this.set({ version: s.version, mode: s.mode }, 1);
+    },
+  });
+  gauge('lwt_ready', '1 when ready (server: listening with the TUN device up; client: welcomed by the hub), else 0.', (s) => (s.ready ? 1 : 0));
+  gauge('lwt_uptime_seconds', 'Seconds since the program started.', (s) => s.uptimeSeconds);
+  gauge('lwt_members', 'Members connected (server) or sessions to the hub (client, 0 or 1).', (s) => s.members.length);
+  memberCounter('lwt_member_receive_packets_total', 'Packets received from the member (client: from the hub).', (m) => m.rx.packets);
+  memberCounter('lwt_member_receive_bytes_total', 'Bytes of packets received from the member.', (m) => m.rx.bytes);
+  memberCounter('lwt_member_transmit_packets_total', 'Packets sent to the member (client: to the hub).', (m) => m.tx.packets);
+  memberCounter('lwt_member_transmit_bytes_total', 'Bytes of packets sent to the member.', (m) => m.tx.bytes);
+  memberGauge('lwt_member_queue_packets', "Packets waiting in the member's send queue.", (m) => m.queued);
+  memberGauge('lwt_member_rtt_seconds', 'Last round-trip time measured with PING/PONG.', (m) => (m.rttMs === null ? undefined : m.rttMs / 1000));
+  memberGauge('lwt_member_connected_since_seconds', 'When the member connected, in seconds since the epoch.', (m) => Date.parse(m.connectedSince) / 1000);
+  memberGauge('lwt_member_last_seen_seconds', 'When the member was last heard from, in seconds since the epoch.', (m) => Date.parse(m.lastSeen) / 1000);
+  new Counter({
+    name: 'lwt_member_drops_total',
+    help: 'Packets dropped that are attributed to the member, by reason.',
+    labelNames: ['member', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of current().members) {
+        for (const reason of DROP_REASONS) {
+          const n = m.drops[reason];
+          if (n !== undefined) this.inc({ member: m.address, reason }, n);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: 'lwt_drops_total',
+    help: 'Packets dropped, by reason (all members, including those that left, the TUN device and the hub).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const drops = current().drops;
+      for (const reason of DROP_REASONS) this.inc({ reason }, drops[reason] ?? 0);
+    },
+  });
+  counter('lwt_tun_read_packets_total', 'Packets read from the TUN device.', (s) => s.tun?.read.packets);
+  counter('lwt_tun_read_bytes_total', 'Bytes read from the TUN device.', (s) => s.tun?.read.bytes);
+  counter('lwt_tun_written_packets_total', 'Packets written to the TUN device.', (s) => s.tun?.written.packets);
+  counter('lwt_tun_written_bytes_total', 'Bytes written to the TUN device.', (s) => s.tun?.written.bytes);
+  gauge('lwt_tun_queue_packets', 'Packets waiting for the TUN device.', (s) => s.tun?.queued);
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, head: boolean): void {
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  res.end(head ? undefined : body);
+}
+
+/**
+ * Starts the status server. `listening` settles once it is bound (or could not be). Requests:
+ * GET/HEAD /status, /metrics, /healthz, /readyz; other paths 404, other methods 405.
+ */
+export function makeStatusServer(options: StatusServerOptions): StatusServer {
+  const now = options.now ?? Date.now;
+  let state: StatusState = initialStatus({ version: options.version, mode: options.mode, startedAt: now() });
+  const current = (): StatusSnapshot => statusSnapshot(state, now());
+  const registry = new Registry();
+  makeMetrics(registry, current);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const head = req.method === 'HEAD';
+    if (req.method !== 'GET' && !head) {
+      res.setHeader('Allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed: use GET or HEAD\n', false);
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    switch (path) {
+      case '/status':
+        send(res, 200, 'application/json; charset=utf-8', `${JSON.stringify(current(), null, 2)}\n`, head);
+        return;
+      case '/metrics':
+        send(res, 200, registry.contentType, await registry.metrics(), head);
+        return;
+      case '/healthz':
+        send(res, 200, 'text/plain; charset=utf-8', 'ok\n', head);
+        return;
+      case '/readyz': {
+        const ready = state.ready;
+        send(res, ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : 'not ready\n', head);
+        return;
+      }
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /status, /metrics, /healthz or /readyz\n', head);
+    }
+  };
+  const http = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', `${(err as Error).message}\n`, false);
+      else res.destroy();
+    });
+  });
+  const text = formatStatusAddr(options.addr);
+  let closed = false;
+
+  const listening = (async (): Promise<string> => {
+    if (options.addr.kind === 'unix') await removeStaleSocket(options.addr.path);
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      if (options.addr.kind === 'unix') http.listen(options.addr.path, resolve);
+      else http.listen({ host: options.addr.host, port: options.addr.port }, resolve);
+    }).catch((err: unknown) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new StatusServerError(text, code, `status_addr: cannot listen on ${text}: ${(code !== undefined ? WHY[code] : undefined) ?? (err as Error).message}`);
+    });
+    if (closed) {
+      http.close();
+      return text;
+    }
+    http.on('error', () => undefined);
+    if (options.addr.kind === 'unix') {
+      chmodSync(options.addr.path, 0o660);
+      return options.addr.path;
+    }
+    const bound = http.address();
+    return typeof bound === 'object' && bound !== null ? formatStatusAddr({ kind: 'tcp', host: options.addr.host, port: bound.port }) : text;
+  })();
+  // The caller handles the rejection through `listening`; this keeps it from being unhandled.
+  listening.catch(() => undefined);
+
+  return {
+    listening,
+    update(event) {
+      state = reduceStatus(state, event, now());
+    },
+    snapshot: current,
+    close() {
+      if (closed) return Promise.resolve();
+      closed = true;
+      return new Promise<void>((resolve) => {
+        if (!http.listening) return resolve();
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,237 @@
+// The status model (pipelines/status.ts): events in, the /status document out.
+import test from 'ava';
+import { map, scan } from 'rxjs';
+import type { ClientEvent, ServerEvent, SessionStats, TunStats } from '../pipelines/events.js';
+import { DROP_REASONS, initialStatus, reduceStatus, statusSnapshot, type StatusMode, type StatusSnapshot } from '../pipelines/status.js';
+import { marbles } from './helpers/marbles.js';
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+type Ev = ServerEvent | ClientEvent;
+
+/** Folds `[time offset ms, event]` pairs from T0 and returns the snapshot at the last time (or `at`). */
+function fold(mode: StatusMode, events: readonly (readonly [number, Ev])[], at?: number): StatusSnapshot {
+  let state = initialStatus({ version: '9.9.9', mode, startedAt: T0 });
+  let last = 0;
+  for (const [dt, e] of events) {
+    state = reduceStatus(state, e, T0 + dt);
+    last = dt;
+  }
+  return statusSnapshot(state, T0 + (at ?? last));
+}
+
+const tun: TunStats = { read: { packets: 3, bytes: 300 }, written: { packets: 4, bytes: 400 }, queued: 0 };
+const session = (id: number, address: string | undefined, extra: Partial<SessionStats> = {}): SessionStats => ({
+  id,
+  remote: `192.0.2.${id}:5000${id}`,
+  address,
+  connectedAt: T0 + 100,
+  lastSeen: T0 + 1900,
+  rx: { packets: 10 * id, bytes: 1000 * id },
+  tx: { packets: 20 * id, bytes: 2000 * id },
+  queued: id,
+  rttMs: 1.5 * id,
+  ...extra,
+});
+const listening: ServerEvent = { type: 'listening', address: '0.0.0.0:9000', tun: 'tun0', hub: '10.0.0.1/24' };
+const joined = (id: number, address: string, identity?: string): ServerEvent => ({
+  type: 'joined',
+  id,
+  remote: `192.0.2.${id}:5000${id}`,
+  address,
+  via: 'hello',
+  members: id,
+  ...(identity === undefined ? {} : { identity }),
+});
+const left = (id: number, address: string): ServerEvent => ({ type: 'left', id, remote: `192.0.2.${id}:5000${id}`, address, reason: 'closed', detail: '', members: 0 });
+
+test('a fresh server is not ready, has no members and says which schema, version and mode it is', (t) => {
+  const s = fold('server', [], 2500);
+  t.like(s, { schema: 1, version: '9.9.9', mode: 'server', ready: false, tunnelAddress: null, listening: null, members: [], drops: {}, tun: null });
+  t.is(s.uptimeSeconds, 2);
+  t.is(s.startedAt, new Date(T0).toISOString());
+  t.is(s.now, new Date(T0 + 2500).toISOString());
+});
+
+const serverFold = test.macro({
+  exec(t, events: readonly (readonly [number, Ev])[], expected: Partial<StatusSnapshot>) {
+    t.like(fold('server', events), expected);
+  },
+  title: (title) => `server: ${title ?? ''}`,
+});
+
+test('listening makes it ready with its tunnel and listening address', serverFold, [[10, listening]], {
+  ready: true,
+  tunnelAddress: '10.0.0.1/24',
+  listening: '0.0.0.0:9000',
+});
+
+test('a connection that has not joined is not a member', serverFold, [[10, listening], [20, { type: 'connected', id: 1, remote: '192.0.2.1:50001' }]], {
+  members: [],
+});
+
+test('joined adds a member with its identity and connection time', serverFold, [[10, listening], [500, joined(1, '10.0.0.2', 'alice')]], {
+  members: [
+    {
+      address: '10.0.0.2',
+      identity: 'alice',
+      remote: '192.0.2.1:50001',
+      connectedSince: new Date(T0 + 500).toISOString(),
+      lastSeen: new Date(T0 + 500).toISOString(),
+      rx: { packets: 0, bytes: 0 },
+      tx: { packets: 0, bytes: 0 },
+      queued: 0,
+      rttMs: null,
+      drops: {},
+    },
+  ],
+});
+
+test('stats update the counters, queue, RTT and last-seen of each member and the TUN counters', serverFold, [
+  [10, listening],
+  [500, joined(1, '10.0.0.2')],
+  [2000, { type: 'stats', at: T0 + 2000, sessions: [session(1, '10.0.0.2'), session(2, undefined)], tun }],
+], {
+  members: [
+    {
+      address: '10.0.0.2',
+      identity: null,
+      remote: '192.0.2.1:50001',
+      connectedSince: new Date(T0 + 100).toISOString(),
+      lastSeen: new Date(T0 + 1900).toISOString(),
+      rx: { packets: 10, bytes: 1000 },
+      tx: { packets: 20, bytes: 2000 },
+      queued: 1,
+      rttMs: 1.5,
+      drops: {},
+    },
+  ],
+  tun,
+});
+
+test('drops count towards the member they name and towards the totals; others only towards the totals', serverFold, [
+  [10, listening],
+  [500, joined(1, '10.0.0.2')],
+  [600, { type: 'drops', who: '10.0.0.2', drops: { isolation: 2 } }],
+  [700, { type: 'drops', who: '10.0.0.2', drops: { isolation: 1, 'no-route': 4 } }],
+  [800, { type: 'drops', who: 'tun', drops: { 'no-route': 1 } }],
+  [900, { type: 'drops', who: '192.0.2.9:1234', drops: { unregistered: 5 } }],
+], {
+  members: [{ address: '10.0.0.2', drops: { isolation: 3, 'no-route': 4 } } as never],
+  drops: { isolation: 3, 'no-route': 5, unregistered: 5 },
+});
+
+test('left removes the member (and its drops) but the totals keep them', serverFold, [
+  [10, listening],
+  [500, joined(1, '10.0.0.2')],
+  [510, joined(2, '10.0.0.3')],
+  [600, { type: 'drops', who: '10.0.0.2', drops: { 'queue-full': 7 } }],
+  [700, left(1, '10.0.0.2')],
+], {
+  members: [{ address: '10.0.0.3' } as never],
+  drops: { 'queue-full': 7 },
+});
+
+test('a member that rejoins starts with fresh drop counters', serverFold, [
+  [500, joined(1, '10.0.0.2')],
+  [600, { type: 'drops', who: '10.0.0.2', drops: { oversize: 1 } }],
+  [700, left(1, '10.0.0.2')],
+  [800, joined(3, '10.0.0.2')],
+], {
+  members: [{ address: '10.0.0.2', drops: {} } as never],
+  drops: { oversize: 1 },
+});
+
+test('members joined before the model started watching appear from the stats', serverFold, [
+  [2000, { type: 'stats', at: T0 + 2000, sessions: [session(4, '10.0.0.5')], tun }],
+], {
+  members: [{ address: '10.0.0.5', rx: { packets: 40, bytes: 4000 } } as never],
+});
+
+test('members are listed in address order', (t) => {
+  const s = fold('server', [
+    [1, joined(1, '10.0.0.10')],
+    [2, joined(2, '10.0.0.9')],
+    [3, joined(3, '10.0.0.100')],
+  ]);
+  t.deepEqual(s.members.map((m) => m.address), ['10.0.0.9', '10.0.0.10', '10.0.0.100']);
+});
+
+const clientFold = test.macro({
+  exec(t, events: readonly (readonly [number, Ev])[], expected: Partial<StatusSnapshot>) {
+    t.like(fold('client', events), expected);
+  },
+  title: (title) => `client: ${title ?? ''}`,
+});
+
+const connecting: ClientEvent = { type: 'connecting', remote: '192.0.2.1:9000' };
+const connected: ClientEvent = { type: 'connected', id: 7, remote: '192.0.2.1:9000' };
+const welcomed: ClientEvent = { type: 'welcomed', address: '10.0.0.2', prefix: 24, hub: '10.0.0.1' };
+
+test('connecting and connected are not ready yet', clientFold, [[0, connecting], [10, connected]], { ready: false, remote: '192.0.2.1:9000', members: [] });
+
+test('welcomed is ready, with the tunnel address and the hub as the one member', clientFold, [[0, connecting], [10, connected], [20, welcomed]], {
+  ready: true,
+  tunnelAddress: '10.0.0.2/24',
+  members: [{ address: '10.0.0.1', remote: '192.0.2.1:9000' } as never],
+});
+
+test('established (a 2.x hub) is ready too', clientFold, [[0, connecting], [10, connected], [20, { type: 'established', remote: '192.0.2.1:9000' }]], {
+  ready: true,
+  members: [{ address: 'hub' } as never],
+});
+
+test('disconnected is not ready and has no session', clientFold, [
+  [0, connecting],
+  [10, connected],
+  [20, welcomed],
+  [30, { type: 'disconnected', remote: '192.0.2.1:9000', reason: 'reset', detail: 'ECONNRESET' }],
+], { ready: false, members: [], tunnelAddress: '10.0.0.2/24' });
+
+test("stats update the hub session's counters; drops at 'hub' are the session's, at 'tun' only in the totals", clientFold, [
+  [10, connected],
+  [20, welcomed],
+  [1000, { type: 'stats', at: T0 + 1000, session: session(7, '10.0.0.2'), tun }],
+  [1100, { type: 'drops', who: 'hub', drops: { 'unknown-type': 1 } }],
+  [1200, { type: 'drops', who: 'tun', drops: { 'not-connected': 3 } }],
+], {
+  members: [{ address: '10.0.0.1', rx: { packets: 70, bytes: 7000 }, rttMs: 10.5, drops: { 'unknown-type': 1 } } as never],
+  drops: { 'unknown-type': 1, 'not-connected': 3 },
+  tun,
+});
+
+test('events the model does not use leave the state as it was', (t) => {
+  const before = initialStatus({ version: '1', mode: 'server', startedAt: T0 });
+  const after = reduceStatus(before, { type: 'reloaded', changed: [], clientIsolation: true, maxClients: 3 }, T0 + 5);
+  t.deepEqual(statusSnapshot(after, T0 + 5), statusSnapshot(before, T0 + 5));
+});
+
+test('DROP_REASONS lists every reason once', (t) => {
+  t.is(new Set(DROP_REASONS).size, DROP_REASONS.length);
+  t.true(DROP_REASONS.includes('isolation'));
+  t.true(DROP_REASONS.includes('no-route'));
+});
+
+test('in virtual time: members and readiness follow the event stream (scan over the reducer)', (t) => {
+  marbles(t, ({ cold, expectObservable }, scheduler) => {
+    const values: Record<string, Ev> = {
+      l: listening,
+      a: joined(1, '10.0.0.2'),
+      b: joined(2, '10.0.0.3'),
+      x: left(1, '10.0.0.2'),
+    };
+    const events$ = cold('l 9ms a 9ms b 9ms x', values);
+    const summary$ = events$.pipe(
+      scan((s, e) => reduceStatus(s, e, scheduler.now()), initialStatus({ version: '1', mode: 'server', startedAt: 0 })),
+      map((s) => {
+        const snap = statusSnapshot(s, scheduler.now());
+        return `${snap.ready ? 'R' : '-'}:${snap.members.map((m) => m.address).join(',')}`;
+      }),
+    );
+    expectObservable(summary$).toBe('l 9ms a 9ms b 9ms x', {
+      l: 'R:',
+      a: 'R:10.0.0.2',
+      b: 'R:10.0.0.2,10.0.0.3',
+      x: 'R:10.0.0.3',
+    });
+  });
+});
