@@ -1,7 +1,6 @@
 // The client: keeps one session to the hub alive (reconnecting forever with backoff) and forwards
 // packets between the local TUN device and that session.
 import {
-  EMPTY,
   Observable,
   Subject,
   asyncScheduler,
@@ -15,7 +14,6 @@ import {
   mergeMap,
   of,
   switchMap,
-  interval,
   tap,
   throwError,
   type SchedulerLike,
@@ -38,7 +36,7 @@ import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
 import { RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
 
 /** What a client is built from. */
@@ -246,17 +244,12 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       }),
     );
 
-    const stats$: Observable<ClientEvent> =
-      settings.statsIntervalMs === undefined
-        ? EMPTY
-        : interval(settings.statsIntervalMs, scheduler).pipe(
-            map(() => ({
-              type: 'stats',
-              at: scheduler.now(),
-              session: currentStats?.(),
-              tun: { read: { ...tunRead }, written: { ...tunWritten }, queued: tunGauge.depth },
-            })),
-          );
+    const stats$ = statsTicks<ClientEvent>(settings.statsIntervalMs, scheduler, (at) => ({
+      type: 'stats',
+      at,
+      session: currentStats?.(),
+      tun: tunStats(tunRead, tunWritten, tunGauge),
+    }));
 
     return merge(sessions$, tunReads$, tunWrites$, stats$);
   });

@@ -15,7 +15,6 @@ import {
   merge,
   mergeMap,
   of,
-  interval,
   tap,
   throwError,
   timer,
@@ -31,7 +30,7 @@ import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
 /** What the hub is built from. */
@@ -411,17 +410,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       }),
     );
 
-    const stats$: Observable<ServerEvent> =
-      settings.statsIntervalMs === undefined
-        ? EMPTY
-        : interval(settings.statsIntervalMs, scheduler).pipe(
-            map(() => ({
-              type: 'stats',
-              at: scheduler.now(),
-              sessions: [...sessionStats.values()].map((read) => read()),
-              tun: { read: { ...tunRead }, written: { ...tunWritten }, queued: tunGauge.depth },
-            })),
-          );
+    const stats$ = statsTicks<ServerEvent>(settings.statsIntervalMs, scheduler, (at) => ({
+      type: 'stats',
+      at,
+      sessions: [...sessionStats.values()].map((read) => read()),
+      tun: tunStats(tunRead, tunWritten, tunGauge),
+    }));
 
     // Reloads apply to what happens next: members beyond a lowered max_clients stay until they leave.
     const reloads$: Observable<ServerEvent> = (ports.reload$ ?? EMPTY).pipe(

@@ -1,5 +1,6 @@
 // Pieces both pipelines build their sessions from.
-import { asyncScheduler, tap, type Observable, type SchedulerLike } from 'rxjs';
+import { EMPTY, asyncScheduler, interval, map, tap, type Observable, type SchedulerLike } from 'rxjs';
+import type { TunStats } from './events.js';
 import { deframe } from '../operators/deframe.js';
 import { detectIdle } from '../operators/detectIdle.js';
 import { keepalive } from '../operators/keepalive.js';
@@ -93,4 +94,14 @@ export function rttOf(payload: Uint8Array, now: number): number | undefined {
   if (payload.length !== 8) return undefined;
   const sent = Buffer.from(payload.buffer, payload.byteOffset, 8).readDoubleBE(0);
   return Number.isFinite(sent) && sent <= now ? now - sent : undefined;
+}
+
+/** A TunStats snapshot of the TUN device's counters. */
+export function tunStats(read: Counter, written: Counter, gauge: { depth: number }): TunStats {
+  return { read: { ...read }, written: { ...written }, queued: gauge.depth };
+}
+
+/** `make(now)` every `intervalMs` on `scheduler`; nothing when `intervalMs` is undefined (stats off). */
+export function statsTicks<E>(intervalMs: number | undefined, scheduler: SchedulerLike, make: (at: number) => E): Observable<E> {
+  return intervalMs === undefined ? EMPTY : interval(intervalMs, scheduler).pipe(map(() => make(scheduler.now())));
 }

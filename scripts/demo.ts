@@ -4,7 +4,8 @@
  *   node dist/scripts/demo.js              build a hub and three clients in network namespaces on one
  *                                          bridge, run the real CLI in each, show members, an RTT
  *                                          matrix through the tunnel, a throughput figure and the
- *                                          hub's view of its members; then remove everything
+ *                                          hub's view of its members (its status endpoint, as
+ *                                          `lightweight-tunnel status` prints it); then remove everything
  *   node dist/scripts/demo.js --keep       the same, but leave the LAN up and print how to use it
  *   node dist/scripts/demo.js --down [ID]  remove kept LAN ID (without ID: every kept or orphaned one)
  *
@@ -18,9 +19,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PROBE_SCRIPT, type ProbeResult } from '../test/helpers/lab.js';
 import { BIN, TEXT_LOGS } from '../test/helpers/vpn.js';
+import type { StatusSnapshot } from '../pipelines/status.js';
+import { formatStatusTable } from '../src/status/command.js';
 import type { BulkResult } from './demo/bulk.js';
 import { formatBitrate, formatBytes, formatMs, formatSeconds, median, styleFor, table, type Style } from './demo/format.js';
-import { hubViewFromLog, type HubView } from './demo/hubview.js';
+import { HUB_STATUS_ADDR, hubStatusAfter } from './demo/hubview.js';
 import {
   DemoLan,
   IP_BIN,
@@ -62,8 +65,8 @@ const BULK_FROM = 'alice';
 const BULK_TO = 'carol';
 /** UDP round trips per pair in the matrix. */
 const PROBE_COUNT = 6;
-/** Extra hub flags. STATUS ENDPOINT (issue 5): add `-status 127.0.0.1:9100` here; see demo/hubview.ts. */
-const HUB_STATUS_FLAGS: readonly string[] = [];
+/** The hub serves /status on its namespace's loopback; the demo reads it for the hub's view. */
+const HUB_STATUS_FLAGS: readonly string[] = ['-status', HUB_STATUS_ADDR];
 
 const out = (line = ''): void => void process.stdout.write(line + '\n');
 
@@ -96,7 +99,8 @@ interface Args {
 const USAGE = `usage: node dist/scripts/demo.js [--keep] | --down [ID] | --help   (as root)
 
   (no flags)   build a virtual LAN (a hub and three clients, each in its own network namespace),
-               run lightweight-tunnel in each, show members, RTTs, throughput; remove it all
+               run lightweight-tunnel in each, show members, RTTs, throughput and the hub's
+               status; remove it all
   --keep       leave the LAN up afterwards and print the commands to use and remove it
   --down [ID]  remove the kept demo LAN ID; without ID every kept (or orphaned) demo LAN
 `;
@@ -295,31 +299,38 @@ async function throughput(l: DemoLan): Promise<BulkResult> {
   return JSON.parse(line) as BulkResult;
 }
 
-/** The hub's own idea of who is connected. */
-function hubView(hub: Daemon): HubView {
-  // STATUS ENDPOINT (issue 5): query the hub's GET /status here instead; see demo/hubview.ts.
-  return hubViewFromLog(hub.lines());
-}
-
-function printHubView(l: DemoLan, view: HubView): void {
-  const byUnderlay = new Map(l.state.hosts.map((h) => [h.underlay, h.name]));
-  const now = Date.now();
-  const rows = [['member', 'is', 'connected from', 'joined']];
-  for (const m of view.members) {
-    const host = byUnderlay.get(m.remote.replace(/:\d+$/, '')) ?? '?';
-    const since = m.since !== undefined && !Number.isNaN(Date.parse(m.since)) ? `${formatSeconds(now - Date.parse(m.since))} ago` : '?';
-    rows.push([m.address, host, m.remote, since]);
-  }
-  for (const line of table(rows, { header: s.dim })) out(line);
+/**
+ * The hub's own idea of who is connected and what went through it: the table `lightweight-tunnel
+ * status` prints, from the hub's status endpoint, after the bulk transfer.
+ */
+function printHubView(l: DemoLan, snap: StatusSnapshot, bulk: BulkResult): boolean {
+  for (const line of formatStatusTable(snap)) out(line === '' ? '' : `  ${line}`);
   out();
-  out(`  ${view.members.length === MEMBERS.length - 1 ? OK : BAD} ${view.members.length} member${view.members.length === 1 ? '' : 's'}` + s.dim(`  (source: ${view.source})`));
-  const drops = Object.entries(view.drops);
+  const byAddress = new Map(MEMBERS.map((m) => [m.tunnel, m.name]));
+  const clients = MEMBERS.filter((m) => m.role === 'client');
+  const allThere = clients.every((c) => snap.members.some((m) => m.address === c.tunnel)) && snap.members.length === clients.length;
+  out(
+    `  ${allThere ? OK : BAD} ${snap.members.length} member${snap.members.length === 1 ? '' : 's'}: ` +
+      snap.members.map((m) => `${byAddress.get(m.address) ?? '?'} ${m.address}`).join(', ') +
+      s.dim(`  (source: lightweight-tunnel status ${HUB_STATUS_ADDR} in ${l.host('hub').ns})`),
+  );
+  const from = MEMBERS.find((m) => m.name === BULK_FROM)!;
+  const to = MEMBERS.find((m) => m.name === BULK_TO)!;
+  const rx = snap.members.find((m) => m.address === from.tunnel)?.rx.bytes ?? 0;
+  const tx = snap.members.find((m) => m.address === to.tunnel)?.tx.bytes ?? 0;
+  const counted = rx >= bulk.bytes && tx >= bulk.bytes;
+  out(
+    `  ${counted ? OK : BAD} the transfer in the counters: ${formatBytes(rx)} in from ${BULK_FROM}, ${formatBytes(tx)} out to ${BULK_TO}` +
+      s.dim(`  (${formatBytes(bulk.bytes)} of TCP data arrived; the counters also count headers and the other traffic)`),
+  );
+  const drops = Object.entries(snap.drops).filter(([, n]) => (n ?? 0) > 0);
   if (drops.length > 0) {
     out(
       `  ${s.dim('·')} packets not delivered: ${drops.map(([r, n]) => `${r} ${n}`).join(', ')}` +
-        (view.drops['not-ipv4'] !== undefined ? s.dim('  (not-ipv4: IPv6 the kernel sends on tun0 by itself; the tunnel carries IPv4)') : ''),
+        ((snap.drops['not-ipv4'] ?? 0) > 0 ? s.dim('  (not-ipv4: IPv6 the kernel sends on tun0 by itself; the tunnel carries IPv4)') : ''),
     );
   }
+  return allThere && counted;
 }
 
 function printKeep(l: DemoLan): void {
@@ -334,6 +345,7 @@ function printKeep(l: DemoLan): void {
     [`ip netns exec ${ns('bob')} ${fs.existsSync('/bin/bash') ? 'bash' : 'sh'}`, `a shell on bob (tun0 = ${bob.tunnel}); exit to leave`],
     [`ip netns exec ${ns('carol')} ${NODE} ${PROBE_SCRIPT} tcp ${MEMBERS[0]!.tunnel} ${ECHO_PORT}`, 'carol → hub, one TCP echo'],
     [`ip netns exec ${ns('hub')} ip -s link show dev tun0`, "the hub's TUN device and its counters"],
+    [`ip netns exec ${ns('hub')} ${NODE} ${BIN} status ${HUB_STATUS_ADDR}`, "the hub's members and their traffic (add --json for the JSON)"],
     [`tail -f ${path.join(l.state.logDir, 'hub.log')}`, "the hub's log (members joining and leaving)"],
   ];
   heading(`The LAN stays up (lab ${l.id})`, 'as root, try:');
@@ -364,6 +376,7 @@ async function runDemo(keep: boolean): Promise<number> {
       const daemon = startMember(l, hubMember);
       const info = await tunInfo(daemon);
       await daemon.waitFor(/listening on/, 10_000);
+      await daemon.waitFor(/status on http:\/\//, 10_000);
       started.set('hub', { daemon, ...info });
     },
     () => `listening on ${l.host('hub').underlay}:${HUB_PORT}, tunnel ${hubMember.tunnel}/${PREFIX_LEN}`,
@@ -412,10 +425,13 @@ async function runDemo(keep: boolean): Promise<number> {
   const bulk = await throughput(l);
   out(`  ${bulk.bytes > 0 ? OK : BAD} ${s.bold(formatBitrate(bulk.bitsPerSecond))}` + s.dim(`  (${formatBytes(bulk.bytes)} in ${formatSeconds(bulk.ms)})`));
 
-  heading("The hub's view of its members");
-  printHubView(l, hubView(started.get('hub')!.daemon));
+  heading("The hub's view of its members", `its status endpoint, ${HUB_STATUS_ADDR} in the hub's namespace`);
+  const from = MEMBERS.find((m) => m.name === BULK_FROM)!;
+  const to = MEMBERS.find((m) => m.name === BULK_TO)!;
+  const snap = await hubStatusAfter(l, 'hub', { from: from.tunnel, to: to.tunnel, bytes: bulk.bytes });
+  const hubViewOk = printHubView(l, snap, bulk);
 
-  const healthy = allReachable && bulk.bytes > 0;
+  const healthy = allReachable && bulk.bytes > 0 && hubViewOk;
   if (keep) {
     l.keep();
     handedOver = true;

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { listNamespacesSync, PROBE_SCRIPT } from './helpers/lab.js';
+import { BIN } from './helpers/vpn.js';
 
 const DEMO = fileURLToPath(new URL('../scripts/demo.js', import.meta.url));
 const MEMBERS: Record<string, string> = { hub: '10.0.0.1', alice: '10.0.0.2', bob: '10.0.0.3', carol: '10.0.0.4' };
@@ -111,10 +112,55 @@ function checkReport(t: ExecutionContext, out: string, id: string): void {
   const tp = /✓ ([\d.]+) (k|M|G)bit\/s/.exec(out);
   t.truthy(tp, 'a throughput figure');
   t.true(Number(tp?.[1]) > 0, `throughput ${tp?.[0]}`);
-  // The hub's view: the three clients.
-  for (const [name, addr] of Object.entries(MEMBERS).filter(([n]) => n !== 'hub')) {
-    t.regex(out, new RegExp(`^ +${addr.replace(/\./g, '\\.')} +${name} +172\\.31\\.\\d+\\.\\d+:\\d+ `, 'm'), `hub's view of ${name}`);
+  // The hub's view: the table `lightweight-tunnel status` prints, with the three clients and the transfer in their counters.
+  const view = section(out, "The hub's view of its members");
+  t.regex(view[0] ?? '', /^ +lightweight-tunnel \S+ server, ready, up /, view.join('\n'));
+  t.regex(view[1] ?? '', /^ +tunnel 10\.0\.0\.1\/24, listening on 0\.0\.0\.0:9000, 3 members$/);
+  const rows = statusRows(out);
+  t.deepEqual(
+    rows.map((r) => r.address),
+    Object.entries(MEMBERS)
+      .filter(([n]) => n !== 'hub')
+      .map(([, a]) => a),
+    'the three clients, in address order',
+  );
+  for (const r of rows) {
+    t.regex(r.remote, /^172\.31\.\d+\.\d+:\d+$/, `remote of ${r.address}`);
+    t.true(r.rxPackets > 0 && r.txPackets > 0, `traffic of ${r.address}: ${r.line}`);
   }
+  const alice = rows.find((r) => r.address === MEMBERS.alice);
+  const carol = rows.find((r) => r.address === MEMBERS.carol);
+  // The bulk transfer went alice → hub → carol: MiB at least, not the few KiB of the probes.
+  t.regex(alice?.rx ?? '', /^[\d.]+ (MiB|GiB)$/, `bytes from alice: ${alice?.line}`);
+  t.regex(carol?.tx ?? '', /^[\d.]+ (MiB|GiB)$/, `bytes to carol: ${carol?.line}`);
+  t.regex(out, /^ +✓ 3 members: alice 10\.0\.0\.2, bob 10\.0\.0\.3, carol 10\.0\.0\.4/m);
+  t.regex(out, /^ +✓ the transfer in the counters: /m);
+  t.regex(out, /^ +drops: /m);
+}
+
+interface StatusRow {
+  line: string;
+  address: string;
+  remote: string;
+  rxPackets: number;
+  rx: string;
+  txPackets: number;
+  tx: string;
+}
+
+/** The member rows of the status table in the demo's output. */
+function statusRows(out: string): StatusRow[] {
+  const lines = out.split('\n');
+  const header = lines.findIndex((l) => /^ +MEMBER +IDENTITY +REMOTE +SINCE +LAST SEEN +RX PKTS +RX +TX PKTS +TX +QUEUE +RTT +DROPS$/.test(l));
+  if (header < 0) return [];
+  const rows: StatusRow[] = [];
+  for (const line of lines.slice(header + 1)) {
+    if (line.trim() === '') break;
+    // MEMBER IDENTITY REMOTE SINCE LAST-SEEN RX-PKTS RX TX-PKTS TX QUEUE RTT DROPS, two spaces or more apart.
+    const c = line.trim().split(/ {2,}/);
+    rows.push({ line, address: c[0] ?? '', remote: c[2] ?? '', rxPackets: Number(c[5]), rx: c[6] ?? '', txPackets: Number(c[7]), tx: c[8] ?? '' });
+  }
+  return rows;
 }
 
 serial('npm run demo: four members, a full matrix, a throughput figure, and nothing left afterwards', async (t) => {
@@ -150,6 +196,9 @@ serial('--keep leaves a working LAN and prints the commands; --down removes it a
   // The printed commands.
   t.regex(r.stdout, new RegExp(`^ +ip netns exec lwtdemo-${id}-alice (ping -c 3 10\\.0\\.0\\.3|\\S*node \\S+probe\\.js udp 10\\.0\\.0\\.3 7000 3)$`, 'm'));
   t.regex(r.stdout, new RegExp(`^ +ip netns exec lwtdemo-${id}-bob (bash|sh)$`, 'm'));
+  const statusCmd = new RegExp(`^ +ip netns exec lwtdemo-${id}-hub \\S*node (\\S+) status 127\\.0\\.0\\.1:9100$`, 'm').exec(r.stdout);
+  t.truthy(statusCmd, "the hub's status command");
+  t.is(statusCmd?.[1], BIN);
   const downCmd = new RegExp(`^ +\\S*node (\\S+) --down ${id}\\b`, 'm').exec(r.stdout);
   t.truthy(downCmd, 'the command that removes it all');
   t.is(downCmd?.[1], DEMO);
@@ -162,6 +211,15 @@ serial('--keep leaves a working LAN and prints the commands; --down removes it a
     p.on('close', () => resolve(o));
   });
   t.true((JSON.parse(probe.trim()) as { ok: boolean }).ok, probe);
+  // The printed status command answers with the three members.
+  const status = await new Promise<string>((resolve) => {
+    const p = spawn('ip', ['netns', 'exec', `lwtdemo-${id}-hub`, process.execPath, BIN, 'status', '127.0.0.1:9100'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let o = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (o += d));
+    p.on('close', () => resolve(o));
+  });
+  t.regex(status, /^tunnel 10\.0\.0\.1\/24, listening on 0\.0\.0\.0:9000, 3 members$/m, status);
+  for (const addr of [MEMBERS.alice, MEMBERS.bob, MEMBERS.carol]) t.regex(status, new RegExp(`^${addr!.replace(/\./g, '\\.')} `, 'm'), status);
 
   const d = await runDemo(['--down', id]);
   t.is(d.code, 0, d.stdout + d.stderr);

@@ -35,9 +35,9 @@ export function parseIpv4(s: string): number | undefined {
   return a;
 }
 
-/** The netmask of a prefix length as an unsigned 32-bit integer. */
+/** The netmask of a prefix length (clamped to 0..32) as an unsigned 32-bit integer: 24 gives 0xffffff00. */
 export function prefixMask(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
 }
 
 /** True when `a` lies in `network/prefix`. */

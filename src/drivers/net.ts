@@ -120,26 +120,46 @@ export function makeNetDialer(options: NetDialerOptions): DialerPort {
   let nextId = 1;
   return {
     dial: (host, port) =>
-      new Observable<ConnectionPort>((subscriber) => {
-        let handed = false;
-        const socket = net.connect({ host, port, noDelay: true });
-        const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out after ${options.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' })), options.connectTimeoutMs);
-        const onError = (err: Error): void => {
-          clearTimeout(timer);
-          subscriber.error(err);
-        };
-        socket.once('error', onError);
-        socket.once('connect', () => {
-          clearTimeout(timer);
-          socket.off('error', onError);
-          handed = true;
-          subscriber.next(socketConnection(socket, nextId++));
-          subscriber.complete();
-        });
-        return () => {
-          clearTimeout(timer);
-          if (!handed) socket.destroy();
-        };
+      dialSocket(() => net.connect({ host, port, noDelay: true }), 'connect', {
+        label: `${host}:${port}`,
+        timeoutMs: options.connectTimeoutMs,
+        nextId: () => nextId++,
       }),
   };
+}
+
+/**
+ * One connect attempt as an Observable: emits the connection once `readyEvent` fires, then
+ * completes; errors on a socket error (through `explain`) or after `timeoutMs`; unsubscribing before
+ * that destroys the socket. Shared by the TCP and TLS dialers.
+ */
+export function dialSocket(
+  open: () => net.Socket,
+  readyEvent: 'connect' | 'secureConnect',
+  o: { readonly label: string; readonly timeoutMs: number; readonly nextId: () => number; readonly explain?: (err: Error & { code?: string }) => Error },
+): Observable<ConnectionPort> {
+  return new Observable<ConnectionPort>((subscriber) => {
+    let handed = false;
+    const socket = open();
+    const timer = setTimeout(
+      () => socket.destroy(Object.assign(new Error(`connect to ${o.label} timed out after ${o.timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })),
+      o.timeoutMs,
+    );
+    const onError = (err: Error & { code?: string }): void => {
+      clearTimeout(timer);
+      subscriber.error(o.explain ? o.explain(err) : err);
+    };
+    socket.once('error', onError);
+    socket.once(readyEvent, () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      handed = true;
+      subscriber.next(socketConnection(socket, o.nextId()));
+      subscriber.complete();
+    });
+    return () => {
+      clearTimeout(timer);
+      if (!handed) socket.destroy();
+    };
+  });
 }

@@ -3,7 +3,7 @@
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
-import { SOCKET_HIGH_WATER_MARK, remoteOf, socketConnection } from './net.js';
+import { SOCKET_HIGH_WATER_MARK, dialSocket, remoteOf, socketConnection } from './net.js';
 
 /** A TLS handshake that takes longer fails. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -157,43 +157,28 @@ export interface TlsDialerOptions {
 export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
   let nextId = 1;
   return {
-    dial: (host, port) =>
-      new Observable<ConnectionPort>((subscriber) => {
-        let handed = false;
-        const isIp = /^[\d.]+$/.test(host) || host.includes(':');
-        const socket = tls.connect({
-          host,
-          port,
-          servername: options.serverName ?? (isIp ? undefined : host),
-          ca: options.ca,
-          cert: options.cert,
-          key: options.key,
-          rejectUnauthorized: !options.skipVerify,
-          minVersion: 'TLSv1.2',
-          // Node asserts when this option is present but undefined, so it is only set when needed.
-          ...(options.serverName !== undefined && isIp ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) } : {}),
-        });
-        const timer = setTimeout(
-          () => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} (TLS) timed out after ${options.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' })),
-          options.connectTimeoutMs,
-        );
-        const onError = (err: Error & { code?: string }): void => {
-          clearTimeout(timer);
-          subscriber.error(explainDialError(err));
-        };
-        socket.once('error', onError);
-        socket.once('secureConnect', () => {
-          clearTimeout(timer);
-          socket.off('error', onError);
-          handed = true;
-          subscriber.next(socketConnection(socket, nextId++));
-          subscriber.complete();
-        });
-        return () => {
-          clearTimeout(timer);
-          if (!handed) socket.destroy();
-        };
-      }),
+    dial: (host, port) => {
+      const isIp = /^[\d.]+$/.test(host) || host.includes(':');
+      return dialSocket(
+        () =>
+          tls.connect({
+            host,
+            port,
+            servername: options.serverName ?? (isIp ? undefined : host),
+            ca: options.ca,
+            cert: options.cert,
+            key: options.key,
+            rejectUnauthorized: !options.skipVerify,
+            minVersion: 'TLSv1.2',
+            // Node asserts when this option is present but undefined, so it is only set when needed.
+            ...(options.serverName !== undefined && isIp
+              ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) }
+              : {}),
+          }),
+        'secureConnect',
+        { label: `${host}:${port} (TLS)`, timeoutMs: options.connectTimeoutMs, nextId: () => nextId++, explain: explainDialError },
+      );
+    },
   };
 }
 

@@ -6,6 +6,7 @@
 
 import { isIPv6 } from 'node:net';
 import type { Ipv4Cidr } from '../../pipelines/settings.js';
+import { formatIpv4, parseIpv4, prefixMask } from '../../operators/wire/ipv4.js';
 
 export type { Ipv4Cidr };
 
@@ -15,38 +16,14 @@ export interface HostPort {
   readonly port: number;
 }
 
-const OCTET = /^(?:0|[1-9][0-9]{0,2})$/;
 const PREFIX = /^(?:0|[1-9][0-9]?)$/;
 const PORT = /^(?:0|[1-9][0-9]{0,4})$/;
 const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const NUMERIC = /^[0-9]+$/;
 
-/**
- * Parses a strict dotted quad into a u32: exactly four decimal parts from 0 to 255, no leading
- * zeros, no signs, no spaces. Returns undefined for anything else.
- */
-export const parseIpv4 = (s: string): number | undefined => {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const part of parts) {
-    if (!OCTET.test(part)) return undefined;
-    const octet = Number(part);
-    if (octet > 255) return undefined;
-    n = n * 256 + octet;
-  }
-  return n;
-};
-
-/** Formats a u32 as a dotted quad; the argument is taken modulo 2^32. */
-export const formatIpv4 = (n: number): string => {
-  const u = n >>> 0;
-  return `${u >>> 24}.${(u >>> 16) & 0xff}.${(u >>> 8) & 0xff}.${u & 0xff}`;
-};
-
-/** The netmask of a prefix length (0..32) as a u32: 24 gives 0xffffff00. */
-export const prefixMask = (prefix: number): number =>
-  prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
+// The dotted-quad and netmask arithmetic is the wire module's, so the config and the data path
+// agree on every address.
+export { formatIpv4, parseIpv4, prefixMask };
 
 /** The first address of the block (host bits cleared). */
 export const networkAddress = (cidr: Ipv4Cidr): number => (cidr.address & prefixMask(cidr.prefix)) >>> 0;
