@@ -1,7 +1,7 @@
 // Driver: TCP sockets as ConnectionPorts, a listening server as a ListenerPort, outgoing
 // connections as a DialerPort. All Node socket handling of the project lives here.
 import * as net from 'node:net';
-import { Observable, Subject } from 'rxjs';
+import { Observable, Subject, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 
 /** How long close() waits for a graceful end before destroying the socket. */
@@ -96,16 +96,24 @@ export function makeNetListener(options: NetListenerOptions): ListenerPort {
       let nextId = 1;
       const server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK });
       server.on('connection', (socket) => subscriber.next({ type: 'connection', connection: socketConnection(socket, nextId++) }));
-      server.on('error', (err) => subscriber.error(err));
-      server.listen({ host: options.host, port: options.port }, () => {
-        const a = server.address();
-        const address = typeof a === 'string' || a === null ? String(a) : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-        subscriber.next({ type: 'listening', address });
-      });
-      return () => {
-        server.close();
-      };
+      return listen(server, options, subscriber);
     }),
+  };
+}
+
+/**
+ * Binds `server` and reports `listening` with the bound address (`[v6]:port` for IPv6); a server
+ * error (EADDRINUSE, ...) errors `subscriber`. Returns the teardown that closes the server.
+ */
+export function listen(server: net.Server, at: { readonly host: string; readonly port: number }, subscriber: Subscriber<ListenerEvent>): () => void {
+  server.on('error', (err) => subscriber.error(err));
+  server.listen({ host: at.host, port: at.port }, () => {
+    const a = server.address();
+    const address = typeof a === 'string' || a === null ? String(a) : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    subscriber.next({ type: 'listening', address });
+  });
+  return () => {
+    server.close();
   };
 }
 

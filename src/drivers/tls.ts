@@ -3,7 +3,7 @@
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
-import { SOCKET_HIGH_WATER_MARK, dialSocket, remoteOf, socketConnection } from './net.js';
+import { SOCKET_HIGH_WATER_MARK, dialSocket, listen, remoteOf, socketConnection } from './net.js';
 
 /** A TLS handshake that takes longer fails. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -93,15 +93,7 @@ export function makeTlsListener(options: TlsListenerOptions): ListenerPort {
         const { reason, detail } = classifyHandshakeError(err);
         subscriber.next({ type: 'handshake-failed', remote, reason, detail });
       });
-      server.on('error', (err) => subscriber.error(err));
-      server.listen({ host: options.host, port: options.port }, () => {
-        const a = server.address();
-        const address = typeof a === 'string' || a === null ? String(a) : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-        subscriber.next({ type: 'listening', address });
-      });
-      return () => {
-        server.close();
-      };
+      return listen(server, options, subscriber);
     }),
   };
 }
