@@ -36,7 +36,7 @@ import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
 import { RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
 
 /** What a client is built from. */
@@ -71,9 +71,14 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const tunGauge = { depth: 0 };
 
     const toTun = new Subject<PacketBatch>();
-    const tunWrites$ = toTun.pipe(
-      boundedQueue({ limit: settings.recvQueueSize, sink: countingSink(ports.tun.sink, tunWritten), gauge: tunGauge }),
-      map((n) => dropsEvent('tun', { 'queue-full': n })),
+    const tunRefusals$ = new Subject<ClientEvent>();
+    const tunSink = reportingRejections(countingSink(ports.tun.sink, tunWritten), (d) => tunRefusals$.next(dropsEvent('tun', d)));
+    const tunWrites$ = merge(
+      toTun.pipe(
+        boundedQueue({ limit: settings.recvQueueSize, sink: tunSink, gauge: tunGauge }),
+        map((n) => dropsEvent('tun', { 'queue-full': n })),
+      ),
+      tunRefusals$,
     );
     const tunReads$ = ports.tun.packets$.pipe(
       tap((batch) => count(tunRead, batch)),

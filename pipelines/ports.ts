@@ -18,6 +18,9 @@ export type PacketBatch = readonly Uint8Array[];
 export interface PacketSink {
   write(packets: PacketBatch): number;
   readonly ready$: Observable<void>;
+  /** Packets `write` accepted but the device refused (malformed, interface down), counted since it
+   * opened; absent for sinks that never refuse. */
+  readonly rejected?: () => number;
 }
 
 /** The local TUN device, seen as a stream of read batches plus a packet sink. */

@@ -30,7 +30,7 @@ import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
+import { count, counter, countingSink, encodePing, frameSink, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
 /** What the hub is built from. */
@@ -139,9 +139,14 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
 
     // Packets for the hub's own TUN device, behind one bounded queue.
     const toTun = new Subject<PacketBatch>();
-    const tunWrites$ = toTun.pipe(
-      boundedQueue({ limit: settings.recvQueueSize, sink: countingSink(ports.tun.sink, tunWritten), gauge: tunGauge }),
-      map((n): ServerEvent => dropsEvent('tun', { 'queue-full': n })),
+    const tunRefusals$ = new Subject<ServerEvent>();
+    const tunSink = reportingRejections(countingSink(ports.tun.sink, tunWritten), (d) => tunRefusals$.next(dropsEvent('tun', d)));
+    const tunWrites$ = merge(
+      toTun.pipe(
+        boundedQueue({ limit: settings.recvQueueSize, sink: tunSink, gauge: tunGauge }),
+        map((n): ServerEvent => dropsEvent('tun', { 'queue-full': n })),
+      ),
+      tunRefusals$,
     );
     const tunReads$ = ports.tun.packets$.pipe(
       tap((batch) => count(tunRead, batch)),

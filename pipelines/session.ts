@@ -79,6 +79,7 @@ export function countingSink(inner: PacketSink, c: Counter): PacketSink {
       return n;
     },
     ready$: inner.ready$,
+    ...(inner.rejected === undefined ? {} : { rejected: inner.rejected }),
   };
 }
 
@@ -104,4 +105,24 @@ export function tunStats(read: Counter, written: Counter, gauge: { depth: number
 /** `make(now)` every `intervalMs` on `scheduler`; nothing when `intervalMs` is undefined (stats off). */
 export function statsTicks<E>(intervalMs: number | undefined, scheduler: SchedulerLike, make: (at: number) => E): Observable<E> {
   return intervalMs === undefined ? EMPTY : interval(intervalMs, scheduler).pipe(map(() => make(scheduler.now())));
+}
+
+/**
+ * A sink that reports, after each write, how many packets its device refused during that write
+ * (as `tun-write-error` drops), so a refusal is never silent.
+ */
+export function reportingRejections(inner: PacketSink, onDrops: (drops: DropCounts) => void): PacketSink {
+  const rejected = inner.rejected;
+  if (rejected === undefined) return inner;
+  return {
+    write(packets) {
+      const before = rejected();
+      const n = inner.write(packets);
+      const refused = rejected() - before;
+      if (refused > 0) onDrops({ 'tun-write-error': refused });
+      return n;
+    },
+    ready$: inner.ready$,
+    rejected,
+  };
 }

@@ -124,3 +124,41 @@ test('the client reports its session and TUN counters, and measures RTT to a hub
     }, 1_600);
   });
 });
+
+test('packets the TUN device refuses are reported as tun-write-error drops, never silently lost', (t) => {
+  marbles(t, (_h, scheduler) => {
+    const make = fakes(scheduler);
+    const fake = make.tun();
+    let refused = 0;
+    // A device that takes every packet but refuses those with a TTL of 0 (as the kernel refuses malformed ones).
+    const tun = {
+      ...fake,
+      packets$: fake.packets$,
+      sink: {
+        write: (packets: readonly Uint8Array[]) => {
+          for (const p of packets) if (p[8] === 0) refused++;
+          return packets.length;
+        },
+        ready$: fake.ready$,
+        rejected: () => refused,
+      },
+    };
+    const listener = make.listener();
+    const drops: unknown[] = [];
+    const sub = serverPipeline(HUB, { tun, listener, scheduler })
+      .pipe(tap((e) => e.type === 'drops' && e.who === 'tun' && drops.push(e.drops)))
+      .subscribe();
+    const a = make.connection();
+    scheduler.schedule(() => {
+      listener.accept(a);
+      a.sendHello('10.0.0.2');
+      const bad = ipv4Packet('10.0.0.2', '10.0.0.1');
+      bad[8] = 0;
+      a.sendData(ipv4Packet('10.0.0.2', '10.0.0.1'), bad, bad);
+    }, 1);
+    scheduler.schedule(() => {
+      t.deepEqual(drops, [{ 'tun-write-error': 2 }]);
+      sub.unsubscribe();
+    }, 10);
+  });
+});

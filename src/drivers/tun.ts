@@ -21,6 +21,7 @@ export function tunPort(device: TunDevice): TunPort {
     }),
     sink: {
       write: (packets) => device.write(packets),
+      rejected: () => device.rejectedWrites,
       ready$: new Observable<void>((subscriber) => {
         let active = true;
         device.onWritable(() => {
