@@ -1,0 +1,196 @@
+// The hub's address allocator: which tunnel address a member without `-t` gets, and whether a
+// static request may have the one it asks for. Pure bookkeeping, never on the packet path; the hub
+// owns one per subscription (built inside its `defer`), so two hubs in one process never share one.
+import { formatIpv4, inSubnet, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+
+/** Where addresses come from: the hub's subnet and, optionally, a narrower pool inside it. */
+export interface AllocatorOptions {
+  /** Any address of the subnet (host bits are ignored), as an unsigned 32-bit integer. */
+  readonly network: number;
+  readonly prefix: number;
+  /** The hub's own tunnel address: never handed out. */
+  readonly hub: number;
+  /** Inclusive range to hand out from; the whole subnet minus network and broadcast by default. */
+  readonly pool?: { readonly first: number; readonly last: number };
+}
+
+/** Identity (token, certificate or client-generated id) → leased address (unsigned 32-bit). */
+export type LeaseTable = Readonly<Record<string, number>>;
+
+/** Why an assignment or a static claim is refused. */
+export type AllocationReason = 'pool-exhausted' | 'leased-to-other' | 'outside-subnet' | 'hub-address';
+
+/** A refusal with a reason (for REJECT) and a sentence for the log. */
+export interface AllocationFailure {
+  readonly ok: false;
+  readonly reason: AllocationReason;
+  readonly detail: string;
+}
+
+/** The address an identity gets; `sticky` is false when the lease is new (the table must be saved). */
+export type Assignment = { readonly ok: true; readonly address: number; readonly sticky: boolean } | AllocationFailure;
+
+/** A static request that may go ahead. */
+export type StaticClaim = { readonly ok: true; readonly address: number } | AllocationFailure;
+
+/** A lease of the initial table the allocator could not honour, and why. */
+export interface DiscardedLease {
+  readonly identity: string;
+  readonly address: number;
+  readonly why: 'outside-pool' | 'hub-address' | 'duplicate' | 'not-an-address';
+}
+
+/** Options that cannot describe an allocator (raised by the constructor; config decoding should catch them first). */
+export class AllocatorConfigError extends Error {
+  override readonly name = 'AllocatorConfigError';
+}
+
+const isU32 = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+
+/** The problem with `options` as a sentence, or undefined when they describe a usable allocator. */
+export function allocatorOptionsProblem(options: AllocatorOptions): string | undefined {
+  const { network, prefix, hub, pool } = options;
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > 32) return `prefix ${prefix} is not a prefix length 0..32`;
+  if (!isU32(network)) return `network ${network} is not an IPv4 address`;
+  if (!isU32(hub)) return `hub ${hub} is not an IPv4 address`;
+  const net = (network & prefixMask(prefix)) >>> 0;
+  const lan = `${formatIpv4(net)}/${prefix}`;
+  if (!inSubnet(hub, net, prefix)) return `the hub address ${formatIpv4(hub)} is outside ${lan}`;
+  if (pool === undefined) return undefined;
+  if (!isU32(pool.first) || !isU32(pool.last)) return `the pool ${pool.first}..${pool.last} is not a range of IPv4 addresses`;
+  const range = `${formatIpv4(pool.first)}-${formatIpv4(pool.last)}`;
+  if (pool.first > pool.last) return `the pool ${range} is empty (first above last)`;
+  if (!inSubnet(pool.first, net, prefix) || !inSubnet(pool.last, net, prefix)) return `the pool ${range} is not inside ${lan}`;
+  return undefined;
+}
+
+/**
+ * Leases and live addresses of one hub. `assign` and `claimStatic` answer in O(1) except that
+ * `assign` scans the pool from the lowest address that may be free (amortised: the scan never
+ * revisits addresses it found taken until one is released). Leases are sticky: nothing but a new
+ * table removes them. Mutable, so never shared: one hub subscription owns it.
+ */
+export class AddressAllocator {
+  readonly #network: number;
+  readonly #broadcast: number;
+  readonly #prefix: number;
+  readonly #hub: number;
+  readonly #first: number;
+  readonly #last: number;
+  readonly #byIdentity = new Map<string, number>();
+  readonly #byAddress = new Map<number, string>();
+  /** Live members per address: markInUse and release pair up, so a replaced session's late release does not free its successor's address. */
+  readonly #inUse = new Map<number, number>();
+  /** Every pool address below this one is taken (leased, in use or the hub's). */
+  #lowestMaybeFree: number;
+  /** Leases of the initial table that were dropped, for the hub to log once. */
+  readonly discarded: readonly DiscardedLease[];
+
+  /** Builds the allocator over `options` with the leases of `initial` (invalid ones end up in `discarded`); throws AllocatorConfigError on bad options. */
+  constructor(options: AllocatorOptions, initial: LeaseTable = {}) {
+    const problem = allocatorOptionsProblem(options);
+    if (problem !== undefined) throw new AllocatorConfigError(problem);
+    this.#prefix = options.prefix;
+    this.#network = (options.network & prefixMask(options.prefix)) >>> 0;
+    this.#broadcast = subnetBroadcast(this.#network, options.prefix);
+    this.#hub = options.hub;
+    this.#first = options.pool?.first ?? this.#network + 1;
+    this.#last = options.pool?.last ?? this.#broadcast - 1;
+    this.#lowestMaybeFree = this.#first;
+    const discarded: DiscardedLease[] = [];
+    // Sorted so that which of two identities keeps a duplicated address does not depend on key order.
+    for (const identity of Object.keys(initial).sort()) {
+      const address = initial[identity]!;
+      const why = !isU32(address)
+        ? 'not-an-address'
+        : address === this.#hub
+          ? 'hub-address'
+          : !this.#inPool(address)
+            ? 'outside-pool'
+            : this.#byAddress.has(address)
+              ? 'duplicate'
+              : undefined;
+      if (why !== undefined) discarded.push({ identity, address, why });
+      else this.#lease(identity, address);
+    }
+    this.discarded = Object.freeze(discarded);
+  }
+
+  /** The identity's sticky lease when it has one, else a new lease on the lowest free pool address, or `pool-exhausted`. */
+  assign(identity: string): Assignment {
+    const held = this.#byIdentity.get(identity);
+    // A live session on the held address may be this identity's previous one: the route table decides.
+    if (held !== undefined) return { ok: true, address: held, sticky: true };
+    let a = this.#lowestMaybeFree;
+    while (a <= this.#last && this.#taken(a)) a++;
+    this.#lowestMaybeFree = a + 1;
+    if (a > this.#last) {
+      this.#lowestMaybeFree = this.#last + 1;
+      return { ok: false, reason: 'pool-exhausted', detail: `no free address in ${this.#poolText()} (${this.#byIdentity.size} leased, ${this.#inUse.size} in use)` };
+    }
+    this.#lease(identity, a);
+    return { ok: true, address: a, sticky: false };
+  }
+
+  /** Whether a member asking for `address` with `-t` may have it: inside the subnet, not the hub's, not leased to another identity. Live conflicts are the route table's to judge. */
+  claimStatic(identity: string | undefined, address: number): StaticClaim {
+    const text = formatIpv4(address);
+    const lan = `${formatIpv4(this.#network)}/${this.#prefix}`;
+    if (!isU32(address) || !inSubnet(address, this.#network, this.#prefix)) {
+      return { ok: false, reason: 'outside-subnet', detail: `${text} is outside the hub's network ${lan}` };
+    }
+    if (address === this.#network || address === this.#broadcast) {
+      return { ok: false, reason: 'outside-subnet', detail: `${text} is the network or broadcast address of ${lan}` };
+    }
+    if (address === this.#hub) return { ok: false, reason: 'hub-address', detail: `${text} is the hub's own address` };
+    const holder = this.#byAddress.get(address);
+    if (holder !== undefined && holder !== identity) {
+      return { ok: false, reason: 'leased-to-other', detail: `${text} is leased to another client` };
+    }
+    return { ok: true, address };
+  }
+
+  /** Records a live member on `address` (static or assigned): the pool skips it until the matching release. */
+  markInUse(address: number): void {
+    this.#inUse.set(address, (this.#inUse.get(address) ?? 0) + 1);
+  }
+
+  /** Undoes one markInUse (extra releases are ignored); a lease on the address stays (sticky). */
+  release(address: number): void {
+    const n = this.#inUse.get(address);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.#inUse.set(address, n - 1);
+      return;
+    }
+    this.#inUse.delete(address);
+    if (!this.#taken(address) && this.#inPool(address) && address < this.#lowestMaybeFree) this.#lowestMaybeFree = address;
+  }
+
+  /** The identity's lease, or undefined. */
+  leaseOf(identity: string): number | undefined {
+    return this.#byIdentity.get(identity);
+  }
+
+  /** A frozen snapshot of the lease table, identities in sorted order (for the lease file and status). */
+  leases(): LeaseTable {
+    return Object.freeze(Object.fromEntries([...this.#byIdentity].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+  }
+
+  #lease(identity: string, address: number): void {
+    this.#byIdentity.set(identity, address);
+    this.#byAddress.set(address, identity);
+  }
+
+  #inPool(a: number): boolean {
+    return a >= this.#first && a <= this.#last && a !== this.#network && a !== this.#broadcast;
+  }
+
+  #taken(a: number): boolean {
+    return a === this.#hub || a === this.#network || a === this.#broadcast || this.#byAddress.has(a) || this.#inUse.has(a);
+  }
+
+  #poolText(): string {
+    return `${formatIpv4(this.#first)}-${formatIpv4(this.#last)}`;
+  }
+}

@@ -1,0 +1,110 @@
+// Driver: the hub's lease file. JSON `{ "schema": 1, "leases": { "IDENTITY": "10.0.0.5" } }`,
+// replaced atomically so a crash or power loss leaves either the old table or the new one.
+// Synchronous on purpose: a new lease is written once per new identity (rare), and one writer at a
+// time is what makes the fixed temporary name `<path>.tmp-<pid>` safe.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { LeaseTable } from '../../pipelines/allocator.js';
+import { formatIpv4, parseIpv4 } from '../../operators/wire/ipv4.js';
+
+/** The version of the file format this driver reads and writes. */
+export const LEASE_FILE_SCHEMA = 1;
+
+/** The lease file cannot be read, parsed or written; the message names the file. */
+export class LeaseFileError extends Error {
+  override readonly name = 'LeaseFileError';
+  constructor(
+    readonly path: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`lease file ${path}: ${detail}`, options);
+  }
+}
+
+const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' ? 'an object' : String(v));
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The lease table in `path`: empty when the file does not exist; throws LeaseFileError when it cannot be read or is not a valid lease file. */
+export function loadLeases(path: string): LeaseTable {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({});
+    throw new LeaseFileError(path, `cannot be read (${(err as Error).message})`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new LeaseFileError(path, `is not valid JSON (${(err as Error).message})`, { cause: err });
+  }
+  return decode(path, json);
+}
+
+function decode(path: string, json: unknown): LeaseTable {
+  const bad = (where: string, expected: string, got: unknown): LeaseFileError => new LeaseFileError(path, `${where}: expected ${expected}, got ${describe(got)}`);
+  if (!isRecord(json)) throw bad('(root)', 'an object', json);
+  const unknown = Object.keys(json).filter((k) => k !== 'schema' && k !== 'leases');
+  if (unknown.length > 0) throw new LeaseFileError(path, `unknown key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (json.schema !== LEASE_FILE_SCHEMA) throw bad('schema', String(LEASE_FILE_SCHEMA), json.schema);
+  if (!isRecord(json.leases)) throw bad('leases', 'an object of identity: address', json.leases);
+  const entries: [string, number][] = [];
+  for (const [identity, text] of Object.entries(json.leases)) {
+    const address = typeof text === 'string' ? parseIpv4(text) : undefined;
+    if (address === undefined) throw bad(`leases.${JSON.stringify(identity)}`, 'an IPv4 address', text);
+    entries.push([identity, address]);
+  }
+  // fromEntries defines own properties, so an identity such as "__proto__" stays a plain key.
+  return Object.freeze(Object.fromEntries(entries));
+}
+
+/** Replaces `path` with `leases` atomically (temporary file, fsync, rename, fsync of the directory); throws LeaseFileError, leaving the old file and no temporary behind. */
+export function saveLeases(path: string, leases: LeaseTable): void {
+  const sorted = Object.keys(leases)
+    .sort()
+    .map((id): [string, string] => {
+      const a = leases[id]!;
+      if (!Number.isInteger(a) || a < 0 || a > 0xffffffff) throw new LeaseFileError(path, `not written: the lease of ${JSON.stringify(id)} is not an IPv4 address (${a})`);
+      return [id, formatIpv4(a)];
+    });
+  const text = `${JSON.stringify({ schema: LEASE_FILE_SCHEMA, leases: Object.fromEntries(sorted) }, null, 2)}\n`;
+  const tmp = `${path}.tmp-${process.pid}`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'w', 0o600);
+    const bytes = Buffer.from(text, 'utf8');
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeQuietly(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Nothing was created, or it is already gone.
+    }
+    throw new LeaseFileError(path, `cannot be written (${(err as Error).message})`, { cause: err });
+  }
+  // The rename is durable only once the directory entry is on disk.
+  let dirFd: number | undefined;
+  try {
+    dirFd = openSync(dirname(path), 'r');
+    fsyncSync(dirFd);
+  } catch (err) {
+    throw new LeaseFileError(path, `was replaced but its directory could not be synced (${(err as Error).message})`, { cause: err });
+  } finally {
+    if (dirFd !== undefined) closeQuietly(dirFd);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed or invalid: nothing more to release.
+  }
+}
