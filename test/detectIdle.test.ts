@@ -2,7 +2,7 @@
 import test from 'ava';
 import { interval, map, take, type SchedulerAction, type SchedulerLike, type Subscription } from 'rxjs';
 import { IdleError, detectIdle } from '../operators/detectIdle.js';
-import { marbles as runMarbles } from './helpers/marbles.js';
+import { marbles as runMarbles, recordingScheduler } from './helpers/marbles.js';
 
 /** The marble helper with a bound on virtual time: a timer that is never torn down fails the test
  * (its work shows up in the output or in `ran`) instead of spinning the run forever. */
@@ -12,26 +12,6 @@ const marbles: typeof runMarbles = (t, body) =>
     body(helpers, scheduler);
   });
 
-/** Wraps `inner`, recording how often work is scheduled and the virtual times at which it runs. */
-function recording(inner: SchedulerLike): SchedulerLike & { scheduled: number; ran: number[] } {
-  const rec = {
-    scheduled: 0,
-    ran: [] as number[],
-    now: () => inner.now(),
-    schedule<S>(work: (this: SchedulerAction<S>, state?: S) => void, delay?: number, state?: S): Subscription {
-      rec.scheduled++;
-      return inner.schedule<S>(
-        function (this: SchedulerAction<S>, s?: S) {
-          rec.ran.push(inner.now());
-          work.call(this, s);
-        },
-        delay,
-        state,
-      );
-    },
-  };
-  return rec;
-}
 
 test('a source that never emits errors exactly timeout after subscription', (t) => {
   marbles(t, ({ cold, expectObservable }, scheduler) => {
@@ -86,7 +66,7 @@ test('gaps of exactly timeout minus one never error', (t) => {
 
 test('a busy stream costs far fewer timers than values', (t) => {
   marbles(t, ({ expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const source = interval(1, scheduler).pipe(take(100), map(() => 'a'));
     const out = source.pipe(detectIdle(20, rec));
     expectObservable(out).toBe(`-${'a'.repeat(99)}(a|)`); // one value per frame, 1..100
@@ -98,8 +78,8 @@ test('a busy stream costs far fewer timers than values', (t) => {
 test('errors and completion of the source are mirrored and stop the timer', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
     const err = new Error('reset');
-    const recA = recording(scheduler);
-    const recB = recording(scheduler);
+    const recA = recordingScheduler(scheduler);
+    const recB = recordingScheduler(scheduler);
     const completes = cold('-a-|');
     const fails = cold('    -a-#', undefined, err);
     expectObservable(completes.pipe(detectIdle(5, recA))).toBe('-a-|');
@@ -112,7 +92,7 @@ test('errors and completion of the source are mirrored and stop the timer', (t) 
 
 test('unsubscribing cancels the timer', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const source = cold('-a-----');
     const unsub = '      ^--!';
     const out = '        -a-';
@@ -125,7 +105,7 @@ test('unsubscribing cancels the timer', (t) => {
 
 test('the timer re-arms for the remainder rather than per value', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const source = cold('---a-----');
     const out = '        ---a----#';
     expectObservable(source.pipe(detectIdle(5, rec))).toBe(out, undefined, new IdleError(5));

@@ -1,9 +1,8 @@
 // keepalive (operators/keepalive.ts): a tick every period while the source is active.
 import test from 'ava';
-import type { SchedulerAction, SchedulerLike, Subscription } from 'rxjs';
 import { keepalive } from '../operators/keepalive.js';
 import type { Inbound } from '../operators/types.js';
-import { marbles as runMarbles } from './helpers/marbles.js';
+import { marbles as runMarbles, recordingScheduler } from './helpers/marbles.js';
 
 /** The marble helper with a bound on virtual time: a timer that is never torn down fails the test
  * (its work shows up in the output or in `ran`) instead of spinning the run forever. */
@@ -16,24 +15,6 @@ const marbles: typeof runMarbles = (t, body) =>
 const TICK: Inbound = { kind: 'tick' };
 const values = { a: 'a', b: 'b', t: TICK };
 
-/** Wraps `inner`, recording the virtual times at which scheduled work runs. */
-function recording(inner: SchedulerLike): SchedulerLike & { ran: number[] } {
-  const rec = {
-    ran: [] as number[],
-    now: () => inner.now(),
-    schedule<S>(work: (this: SchedulerAction<S>, state?: S) => void, delay?: number, state?: S): Subscription {
-      return inner.schedule<S>(
-        function (this: SchedulerAction<S>, s?: S) {
-          rec.ran.push(inner.now());
-          work.call(this, s);
-        },
-        delay,
-        state,
-      );
-    },
-  };
-  return rec;
-}
 
 test('values pass through and a tick comes every period, independent of values', (t) => {
   marbles(t, ({ cold, expectObservable }, scheduler) => {
@@ -54,7 +35,7 @@ test('a silent source still gets ticks until unsubscribed', (t) => {
 
 test('ticking stops when the source completes', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const source = cold('-a--|');
     const out = '        -a-t|';
     expectObservable(source.pipe(keepalive(3, TICK, rec))).toBe(out, values);
@@ -65,7 +46,7 @@ test('ticking stops when the source completes', (t) => {
 
 test('ticking stops when the source errors, and the error is mirrored', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const err = new Error('socket closed');
     const source = cold('-a-----#', values, err);
     const out = '        -a-t--t#';
@@ -77,7 +58,7 @@ test('ticking stops when the source errors, and the error is mirrored', (t) => {
 
 test('unsubscribing stops the ticks and the source', (t) => {
   marbles(t, ({ cold, expectObservable, expectSubscriptions, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const source = cold('-a------');
     const unsub = '      ^----!';
     const out = '        -a--t-';

@@ -1,27 +1,8 @@
 // summarizeDrops (operators/summarizeDrops.ts): at most one summary per key per window.
 import test from 'ava';
-import type { SchedulerAction, SchedulerLike, Subscription } from 'rxjs';
 import { summarizeDrops, type DropReport } from '../operators/summarizeDrops.js';
-import { marbles } from './helpers/marbles.js';
+import { marbles, recordingScheduler } from './helpers/marbles.js';
 
-/** Wraps `inner`, recording the virtual times at which scheduled work runs. */
-function recording(inner: SchedulerLike): SchedulerLike & { ran: number[] } {
-  const rec = {
-    ran: [] as number[],
-    now: () => inner.now(),
-    schedule<S>(work: (this: SchedulerAction<S>, state?: S) => void, delay?: number, state?: S): Subscription {
-      return inner.schedule<S>(
-        function (this: SchedulerAction<S>, s?: S) {
-          rec.ran.push(inner.now());
-          work.call(this, s);
-        },
-        delay,
-        state,
-      );
-    },
-  };
-  return rec;
-}
 
 const reports = {
   a: { key: 'A', drops: { 'queue-full': 1 } },
@@ -75,7 +56,7 @@ test('a steady stream of reports gives one summary per period, never one per rep
 
 test('completion flushes the open windows at once, in the order they opened', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const input = cold('-x-a-|', reports);
     const out = '       -----(XA|)';
     expectObservable(input.pipe(summarizeDrops<string>(10, rec))).toBe(out, {
@@ -97,7 +78,7 @@ test('completion with no open window just completes', (t) => {
 
 test('an error is mirrored and the open windows are dropped with their timers', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const err = new Error('boom');
     const input = cold('-a-#', reports, err);
     const out = '       ---#';
@@ -109,7 +90,7 @@ test('an error is mirrored and the open windows are dropped with their timers', 
 
 test('unsubscribing cancels the open windows', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
-    const rec = recording(scheduler);
+    const rec = recordingScheduler(scheduler);
     const input = cold('-a-x-----', reports);
     const unsub = '     ^---!';
     const out = '       -----';

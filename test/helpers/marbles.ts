@@ -1,5 +1,6 @@
 // ava as a marble runner: a TestScheduler whose assertion is t.deepEqual.
 import type { ExecutionContext } from 'ava';
+import type { SchedulerAction, SchedulerLike, Subscription } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 
 /** Runs `body` in virtual time; marbles are compared with t.deepEqual at the end of the run. */
@@ -27,4 +28,25 @@ export function ipv4Packet(src: string, dst: string, payload: Uint8Array = new U
   dst.split('.').forEach((o, i) => (p[16 + i] = Number(o)));
   p.set(payload, 20);
   return p;
+}
+
+/** Wraps `inner`, recording how often work is scheduled and the virtual times at which it runs. */
+export function recordingScheduler(inner: SchedulerLike): SchedulerLike & { scheduled: number; ran: number[] } {
+  const rec = {
+    scheduled: 0,
+    ran: [] as number[],
+    now: () => inner.now(),
+    schedule<S>(work: (this: SchedulerAction<S>, state?: S) => void, delay?: number, state?: S): Subscription {
+      rec.scheduled++;
+      return inner.schedule<S>(
+        function (this: SchedulerAction<S>, s?: S) {
+          rec.ran.push(inner.now());
+          work.call(this, s);
+        },
+        delay,
+        state,
+      );
+    },
+  };
+  return rec;
 }
