@@ -19,6 +19,7 @@ import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { findBinary } from '../../test/helpers/lab.js';
 
 /** Namespace names are `lwtdemo-<id>-<host>`; distinct from the test labs' `lwt-<id>-<host>`. */
 export const NS_PREFIX = 'lwtdemo';
@@ -31,20 +32,6 @@ const ID_RE = /^[a-z0-9]{4}$/;
 
 // ---------------------------------------------------------------------------
 // small system helpers
-
-function findBinary(name: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
-    if (dir === '') continue;
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 /** The `ip` binary (iproute2), or undefined when it is not installed. */
 export const IP_BIN: string | undefined = findBinary('ip');

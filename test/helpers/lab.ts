@@ -43,7 +43,8 @@ const DEBUG = process.env.LWT_LAB_DEBUG === '1';
 // ---------------------------------------------------------------------------
 // binaries
 
-function findBinary(name: string): string | undefined {
+/** The absolute path of an executable on PATH (or the usual sbin/bin folders), or undefined. */
+export function findBinary(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
   for (const dir of dirs) {
     if (dir === '') continue;
