@@ -83,57 +83,25 @@ async function removeStaleSocket(path: string): Promise<void> {
 
 /** Prometheus metrics read from the model at scrape time: members that left have no series. */
 function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
-  const memberCounter = (name: string, help: string, value: (m: StatusSnapshot['members'][number]) => number): void => {
-    new Counter({
-      name,
-      help,
-      labelNames: ['member'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const m of current().members) this.inc({ member: m.address }, value(m));
-      },
-    });
+  type Member = StatusSnapshot['members'][number];
+  type Sample = readonly [labels: Partial<Record<'member', string>>, value: number | undefined];
+  /** A metric whose samples are read from the current snapshot at scrape time (so departed members' series vanish). */
+  const define = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], samples: (s: StatusSnapshot) => Sample[]): void => {
+    const fill = (metric: { reset(): void }, put: (labels: Sample[0], v: number) => void): void => {
+      metric.reset();
+      for (const [labels, v] of samples(current())) if (v !== undefined) put(labels, v);
+    };
+    if (kind === 'counter') {
+      new Counter({ name, help, labelNames, registers: [registry], collect() { fill(this, (labels, v) => this.inc(labels, v)); } });
+    } else {
+      new Gauge({ name, help, labelNames, registers: [registry], collect() { fill(this, (labels, v) => this.set(labels, v)); } });
+    }
   };
-  const memberGauge = (name: string, help: string, value: (m: StatusSnapshot['members'][number]) => number | undefined): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: ['member'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const m of current().members) {
-          const v = value(m);
-          if (v !== undefined) this.set({ member: m.address }, v);
-        }
-      },
-    });
-  };
-  const gauge = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => {
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const v = value(current());
-        if (v !== undefined) this.set(v);
-      },
-    });
-  };
-  const counter = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => {
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const v = value(current());
-        if (v !== undefined) this.inc(v);
-      },
-    });
-  };
+  const perMember = (value: (m: Member) => number | undefined) => (s: StatusSnapshot): Sample[] => s.members.map((m) => [{ member: m.address }, value(m)]);
+  const memberCounter = (name: string, help: string, value: (m: Member) => number): void => define('counter', name, help, ['member'], perMember(value));
+  const memberGauge = (name: string, help: string, value: (m: Member) => number | undefined): void => define('gauge', name, help, ['member'], perMember(value));
+  const gauge = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => define('gauge', name, help, [], (s) => [[{}, value(s)]]);
+  const counter = (name: string, help: string, value: (s: StatusSnapshot) => number | undefined): void => define('counter', name, help, [], (s) => [[{}, value(s)]]);
 
   new Gauge({
     name: 'lwt_info',
