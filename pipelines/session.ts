@@ -114,12 +114,13 @@ export function statsTicks<E>(intervalMs: number | undefined, scheduler: Schedul
 export function reportingRejections(inner: PacketSink, onDrops: (drops: DropCounts) => void): PacketSink {
   const rejected = inner.rejected;
   if (rejected === undefined) return inner;
+  let seen = rejected();
   return {
     write(packets) {
-      const before = rejected();
       const n = inner.write(packets);
-      const refused = rejected() - before;
-      if (refused > 0) onDrops({ 'tun-write-error': refused });
+      const now = rejected();
+      if (now > seen) onDrops({ 'tun-write-error': now - seen });
+      seen = now;
       return n;
     },
     ready$: inner.ready$,
