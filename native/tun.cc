@@ -1,11 +1,17 @@
 // lwt_tun: the project's own Linux TUN binding (node-addon-api, N-API 8, C++ exceptions off).
 //
 // Exports:
-//   openTun(name, { multiQueue? })          -> { fd, name }
+//   openTun(name, { multiQueue?, offload? }) -> { fd, name, offload }
 //   configure(name, { address?, prefix?, mtu?, up? })
 //   interfaceFlags(name)                    -> number (IFF_* of the interface)
 //   closeFd(fd)
-//   class TunQueue(fd, slotSize, slots)     one queue (fd) of a TUN device, read into a reused arena
+//   class TunQueue(fd, slotSize, slots, vnetHdr?) one queue (fd) of a TUN device, read into a reused arena
+//
+// Offload (openTun's `offload`): the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD
+// (checksum + TCPv4 segmentation), so the kernel hands over and accepts TCP super-segments of up
+// to 64 KiB, each behind a 10-byte virtio_net_hdr. A TunQueue made with vnetHdr = true strips that
+// header on reads (reporting each packet's GSO segment size in `gso`, 0 for a plain packet whose
+// checksum this binding completes) and writes one in front of every packet.
 //
 // Every failing system call throws (or reports) an Error carrying `code` (the errno name, e.g.
 // 'EBUSY'), `errno` (negative, as in Node's own system errors) and `syscall`.
@@ -24,6 +30,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <linux/if_tun.h>
@@ -35,6 +42,89 @@ namespace {
 
 constexpr uint32_t kMaxSlotSize = 1u << 20;  // 1 MiB: well above a 64 KiB super-packet
 constexpr uint32_t kMaxSlots = 4096;
+
+// struct virtio_net_hdr of <linux/virtio_net.h> (that header does not compile as C++): fields in
+// the host's byte order, as TUN uses them unless TUNSETVNETBE/LE says otherwise.
+struct virtio_net_hdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
+constexpr size_t kVnetHdr = sizeof(struct virtio_net_hdr);
+static_assert(kVnetHdr == 10, "virtio_net_hdr is 10 bytes");
+
+// One's-complement sum of `len` bytes (big-endian 16-bit words) added to `sum`, unfolded.
+uint64_t SumBytes(const uint8_t* p, size_t len, uint64_t sum) {
+  while (len >= 2) {
+    sum += (static_cast<uint32_t>(p[0]) << 8) | p[1];
+    p += 2;
+    len -= 2;
+  }
+  if (len == 1) sum += static_cast<uint32_t>(p[0]) << 8;
+  return sum;
+}
+
+uint16_t Fold(uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+void Put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// Turns what the kernel read into a packet JS can use, and returns its GSO segment size (0: a
+// plain packet). A plain packet with a partial checksum (NEEDS_CSUM: the field holds the
+// pseudo-header sum) gets its checksum completed, as the kernel would before a NIC without
+// offload. A TCPv4 super-segment keeps the partial checksum form; one marked valid instead is
+// brought to that form (pseudo-header sum in the field), so every super-segment leaves here alike.
+uint32_t PrepareRead(const struct virtio_net_hdr& h, uint8_t* pkt, size_t len) {
+  uint8_t type = h.gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+  if (type == VIRTIO_NET_HDR_GSO_TCPV4 && h.gso_size > 0 && len >= 20 && (pkt[0] >> 4) == 4) {
+    size_t ihl = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+    if (len >= ihl + 20 && pkt[9] == 6) {
+      if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0) {
+        uint64_t sum = SumBytes(pkt + 12, 8, 0) + 6 + (len - ihl);
+        Put16(pkt + ihl + 16, Fold(sum));
+      }
+      return h.gso_size;
+    }
+  }
+  if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0) {
+    size_t start = h.csum_start;
+    size_t field = start + h.csum_offset;
+    if (field + 2 <= len) {
+      uint16_t c = static_cast<uint16_t>(~Fold(SumBytes(pkt + start, len - start, 0)));
+      if (c == 0 && pkt[9] == 17) c = 0xffff;  // UDP sends a computed zero as all ones
+      Put16(pkt + field, c);
+    }
+  }
+  return 0;
+}
+
+// The virtio_net_hdr to write in front of `pkt`: a TCPv4 super-segment of `gsoSize`-byte segments
+// (checksum partial), or all zeros for a plain packet (its checksum complete).
+void HeaderFor(const uint8_t* pkt, size_t len, uint32_t gsoSize, struct virtio_net_hdr* h) {
+  memset(h, 0, sizeof *h);
+  if (gsoSize == 0 || len < 40 || (pkt[0] >> 4) != 4 || pkt[9] != 6) return;
+  size_t ihl = static_cast<size_t>(pkt[0] & 0x0f) * 4;
+  if (len < ihl + 20) return;
+  size_t thl = static_cast<size_t>(pkt[ihl + 12] >> 4) * 4;
+  if (len <= ihl + thl) return;
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  h->hdr_len = static_cast<uint16_t>(ihl + thl);
+  h->gso_size = static_cast<uint16_t>(gsoSize);
+  h->csum_start = static_cast<uint16_t>(ihl);
+  h->csum_offset = 16;
+}
 
 // Builds an Error shaped like Node's system errors: message, code, errno (negative), syscall.
 Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
@@ -115,10 +205,14 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   std::string name;
   if (!GetName(info, 0, &name)) return env.Undefined();
   bool multiQueue = false;
+  bool offload = false;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Value mq = info[1].As<Napi::Object>().Get("multiQueue");
     if (env.IsExceptionPending()) return env.Undefined();
     multiQueue = mq.ToBoolean().Value();
+    Napi::Value off = info[1].As<Napi::Object>().Get("offload");
+    if (env.IsExceptionPending()) return env.Undefined();
+    offload = off.ToBoolean().Value();
   }
   if (!NameFits(name)) return ThrowSystemError(env, EINVAL, "ioctl(TUNSETIFF)", name);
 
@@ -127,16 +221,28 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
 
   struct ifreq ifr;
   FillIfreq(&ifr, name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offload ? IFF_VNET_HDR : 0);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     return ThrowSystemError(env, err, "ioctl(TUNSETIFF)", name.empty() ? "/dev/net/tun" : name);
   }
+  if (offload) {
+    // A kernel that cannot offload keeps the plain device: offload is an optimisation, and the
+    // caller learns from `offload: false` that it must not announce it.
+    int hdrSize = sizeof(struct virtio_net_hdr);
+    unsigned int features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdrSize) < 0 || ioctl(fd, TUNSETOFFLOAD, features) < 0) {
+      int err = errno;
+      close(fd);
+      return ThrowSystemError(env, err, "ioctl(TUNSETOFFLOAD)", name.empty() ? "/dev/net/tun" : name);
+    }
+  }
 
   Napi::Object result = Napi::Object::New(env);
   result.Set("fd", Napi::Number::New(env, fd));
   result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  result.Set("offload", Napi::Boolean::New(env, offload));
   return result;
 }
 
@@ -252,13 +358,15 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
                        });
   }
 
-  // new TunQueue(fd, slotSize, slots): takes ownership of fd.
+  // new TunQueue(fd, slotSize, slots, vnetHdr = false): takes ownership of fd. With vnetHdr, each
+  // slot holds the 10-byte virtio_net_hdr followed by the packet (at offset `headerBytes`).
   explicit TunQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunQueue>(info), env_(info.Env()) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-      ThrowType(env, "new TunQueue(fd: number, slotSize: number, slots: number)");
+      ThrowType(env, "new TunQueue(fd: number, slotSize: number, slots: number, vnetHdr?: boolean)");
       return;
     }
+    vnet_ = info.Length() > 3 && info[3].ToBoolean().Value();
     int fd = info[0].As<Napi::Number>().Int32Value();
     double slotSize = info[1].As<Napi::Number>().DoubleValue();
     double slots = info[2].As<Napi::Number>().DoubleValue();
@@ -266,7 +374,7 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
       Napi::RangeError::New(env, "fd must be a non-negative integer").ThrowAsJavaScriptException();
       return;
     }
-    if (!(slotSize >= 1 && slotSize <= kMaxSlotSize) || !(slots >= 1 && slots <= kMaxSlots)) {
+    if (!(slotSize >= 1 + (vnet_ ? kVnetHdr : 0) && slotSize <= kMaxSlotSize) || !(slots >= 1 && slots <= kMaxSlots)) {
       Napi::RangeError::New(env, "slotSize must be in 1..1048576 and slots in 1..4096").ThrowAsJavaScriptException();
       return;
     }
@@ -280,6 +388,12 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     if (env.IsExceptionPending()) return;
     Napi::Uint32Array lengths = Napi::Uint32Array::New(env, slots_, lengthsBuffer, 0);
     if (env.IsExceptionPending()) return;
+    Napi::ArrayBuffer gsoBuffer = Napi::ArrayBuffer::New(env, sizeof(uint32_t) * slots_);
+    if (env.IsExceptionPending()) return;
+    Napi::Uint32Array gso = Napi::Uint32Array::New(env, slots_, gsoBuffer, 0);
+    if (env.IsExceptionPending()) return;
+    gso_ = static_cast<uint32_t*>(gsoBuffer.Data());
+    gsoRef_ = Napi::Persistent(gsoBuffer);
     arena_ = static_cast<uint8_t*>(arena.Data());
     lengths_ = static_cast<uint32_t*>(lengthsBuffer.Data());
     arenaRef_ = Napi::Persistent(arena);
@@ -289,6 +403,8 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     self.DefineProperties({
         Napi::PropertyDescriptor::Value("buffer", arena, napi_enumerable),
         Napi::PropertyDescriptor::Value("lengths", lengths, napi_enumerable),
+        Napi::PropertyDescriptor::Value("gso", gso, napi_enumerable),
+        Napi::PropertyDescriptor::Value("headerBytes", Napi::Number::New(env, vnet_ ? kVnetHdr : 0), napi_enumerable),
         Napi::PropertyDescriptor::Value("slotSize", Napi::Number::New(env, slotSize_), napi_enumerable),
         Napi::PropertyDescriptor::Value("slots", Napi::Number::New(env, slots_), napi_enumerable),
     });
@@ -339,8 +455,10 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     return info.Env().Undefined();
   }
 
-  // writeMany(packets: Uint8Array[], from = 0) => number
-  // Writes packets[from..] with one write(2) each. Stops at EAGAIN. Returns how many packets were
+  // writeMany(packets: Uint8Array[], from = 0, gso?: Uint32Array) => number
+  // Writes packets[from..] with one write(2) each; on a vnetHdr queue each goes behind a
+  // virtio_net_hdr, a TCPv4 super-segment of gso[i]-byte segments where gso[i] > 0 (gso is indexed
+  // like packets; absent means all plain). Stops at EAGAIN. Returns how many packets were
   // consumed: written, or rejected by the kernel as malformed (EINVAL, EMSGSIZE) or undeliverable
   // (EIO: the interface is down); rejected ones are counted in `rejectedWrites`. Any other error
   // throws (nothing after the failing packet was written).
@@ -357,6 +475,17 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
       double f = info[1].As<Napi::Number>().DoubleValue();
       from = f <= 0 ? 0 : (f >= length ? length : static_cast<uint32_t>(f));
     }
+    uint32_t* gso = nullptr;
+    size_t gsoCount = 0;
+    if (info.Length() > 2 && info[2].IsTypedArray()) {
+      napi_typedarray_type gtype;
+      void* gdata;
+      if (napi_get_typedarray_info(e, info[2], &gtype, &gsoCount, &gdata, nullptr, nullptr) == napi_ok && gtype == napi_uint32_array) {
+        gso = static_cast<uint32_t*>(gdata);
+      } else {
+        return ThrowType(env, "gso must be a Uint32Array");
+      }
+    }
     uint32_t i = from;
     for (; i < length; i++) {
       napi_value element;
@@ -371,9 +500,18 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
         return env.Undefined();
       }
       ssize_t n;
-      do {
-        n = write(fd_, data, count);
-      } while (n < 0 && errno == EINTR);
+      if (vnet_) {
+        struct virtio_net_hdr h;
+        HeaderFor(static_cast<const uint8_t*>(data), count, gso != nullptr && i < gsoCount ? gso[i] : 0, &h);
+        struct iovec iov[2] = {{&h, kVnetHdr}, {data, count}};
+        do {
+          n = writev(fd_, iov, 2);
+        } while (n < 0 && errno == EINTR);
+      } else {
+        do {
+          n = write(fd_, data, count);
+        } while (n < 0 && errno == EINTR);
+      }
       if (n >= 0) continue;
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) break;
@@ -474,6 +612,11 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     }
   }
 
+  bool IsDetached(const Napi::Reference<Napi::ArrayBuffer>& ref) {
+    bool detached = false;
+    return napi_is_detached_arraybuffer(env_, ref.Value(), &detached) != napi_ok || detached;
+  }
+
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     TunQueue* self = static_cast<TunQueue*>(handle->data);
     if (self != nullptr) self->HandlePoll(status, events);
@@ -502,16 +645,26 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
       bool lengthsDetached = false;
       if (napi_is_detached_arraybuffer(env_, arenaRef_.Value(), &detached) != napi_ok ||
           napi_is_detached_arraybuffer(env_, lengthsRef_.Value(), &lengthsDetached) != napi_ok || detached ||
-          lengthsDetached) {
+          lengthsDetached || IsDetached(gsoRef_)) {
         Fail(EFAULT, "read", "TUN queue (its read buffer was transferred away)");
         return;
       }
       uint32_t count = 0;
       int err = 0;
       while (count < slots_) {
-        ssize_t n = read(fd_, arena_ + static_cast<size_t>(count) * slotSize_, slotSize_);
+        uint8_t* slot = arena_ + static_cast<size_t>(count) * slotSize_;
+        ssize_t n = read(fd_, slot, slotSize_);
         if (n >= 0) {
-          lengths_[count++] = static_cast<uint32_t>(n);
+          if (!vnet_) {
+            gso_[count] = 0;
+            lengths_[count++] = static_cast<uint32_t>(n);
+          } else if (static_cast<size_t>(n) > kVnetHdr) {
+            struct virtio_net_hdr h;
+            memcpy(&h, slot, kVnetHdr);
+            size_t len = static_cast<size_t>(n) - kVnetHdr;
+            gso_[count] = PrepareRead(h, slot + kVnetHdr, len);
+            lengths_[count++] = static_cast<uint32_t>(len);
+          }
           continue;
         }
         if (errno == EINTR) continue;
@@ -561,6 +714,9 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
   uint32_t* lengths_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> arenaRef_;
   Napi::Reference<Napi::ArrayBuffer> lengthsRef_;
+  Napi::Reference<Napi::ArrayBuffer> gsoRef_;
+  uint32_t* gso_ = nullptr;
+  bool vnet_ = false;
   uv_poll_t* poll_ = nullptr;
   bool reading_ = false;
   bool writeArmed_ = false;

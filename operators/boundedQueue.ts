@@ -1,6 +1,7 @@
 import { Observable, take, type OperatorFunction, type Subscription } from 'rxjs';
 import type { PacketSink } from '../pipelines/ports.js';
 import type { PacketBatch } from './types.js';
+import { copyPacket } from './wire/gso.js';
 
 /** Options of boundedQueue. */
 export interface BoundedQueueOptions {
@@ -32,7 +33,7 @@ export function boundedQueue(options: BoundedQueueOptions): OperatorFunction<Pac
       const enqueue = (batch: PacketBatch, from: number): number => {
         const room = limit - queue.length;
         const keep = Math.min(room, batch.length - from);
-        for (let i = 0; i < keep; i++) queue.push(new Uint8Array(batch[from + i]!));
+        for (let i = 0; i < keep; i++) queue.push(copyPacket(batch[from + i]!));
         if (gauge) gauge.depth = queue.length;
         return batch.length - from - keep;
       };

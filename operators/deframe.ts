@@ -1,6 +1,6 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { FrameDecoder } from './wire/decoder.js';
-import { FrameType } from './wire/frames.js';
+import { FrameType, MAX_BODY_SUPER, superPacketOf } from './wire/frames.js';
 import type { DropCounts, Inbound } from './types.js';
 
 /** Options of deframe. */
@@ -9,11 +9,15 @@ export interface DeframeOptions {
   readonly maxBody: number;
   /** Called with counts of frames the decoder skipped (zero-length bodies), when there are any. */
   readonly onDrops?: (drops: DropCounts) => void;
+  /** Asked before each chunk: true once SUPER frames are negotiated; they are then decoded as
+   * data (bodies up to MAX_BODY_SUPER) instead of being passed on as unknown control frames. */
+  readonly superFrames?: () => boolean;
 }
 
 /**
  * Decodes a byte stream into Inbound items, in order: consecutive DATA frames become one `data`
- * item (payload views, no copies), every other frame a `control` item. Completes with the source;
+ * item (payload views, no copies), every other frame a `control` item; with `superFrames`, SUPER
+ * frames join the `data` items as SuperPackets (malformed ones are counted as `malformed-super`). Completes with the source;
  * errors with FrameError on an oversize length (nothing of that size is allocated).
  *
  *   chunks: -a----b-c--|     a = DATA p1 + KEEPALIVE + DATA p2, b+c = halves of DATA p3
@@ -25,6 +29,8 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
       const decoder = new FrameDecoder(options.maxBody);
       return source.subscribe({
         next(chunk) {
+          const supers = options.superFrames?.() === true;
+          decoder.maxBody = supers ? Math.max(MAX_BODY_SUPER, options.maxBody) : options.maxBody;
           let frames;
           try {
             frames = decoder.push(chunk);
@@ -37,9 +43,16 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
             decoder.emptyFrames = 0;
           }
           let data: Uint8Array[] | undefined;
+          let malformed = 0;
           for (const f of frames) {
             if (f.type === FrameType.Data) {
               (data ??= []).push(f.payload);
+              continue;
+            }
+            if (supers && f.type === FrameType.Super) {
+              const p = superPacketOf(f.payload);
+              if (p === undefined) malformed++;
+              else (data ??= []).push(p);
               continue;
             }
             if (data !== undefined) {
@@ -48,6 +61,7 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
             }
             subscriber.next({ kind: 'control', type: f.type, payload: f.payload });
           }
+          if (malformed > 0) options.onDrops?.({ 'malformed-super': malformed });
           if (data !== undefined) subscriber.next({ kind: 'data', packets: data });
         },
         error: (err) => subscriber.error(err),

@@ -15,7 +15,8 @@ export type DropReason =
   | 'unknown-type' // a frame type this side does not know (ignored, as 2.x does)
   | 'empty-frame' // a zero-length frame body (ignored, as 2.x does)
   | 'unexpected-control' // a control frame that makes no sense in this direction or state
-  | 'tun-write-error'; // the TUN device refused a packet
+  | 'tun-write-error' // the TUN device refused a packet
+  | 'malformed-super'; // a SUPER frame that does not carry a TCPv4 super-packet
 
 /** Drop counts by reason. */
 export type DropCounts = Partial<Record<DropReason, number>>;

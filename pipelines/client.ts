@@ -24,6 +24,7 @@ import type { DropCounts, Inbound, PacketBatch } from '../operators/types.js';
 import { addDrop } from '../operators/types.js';
 import {
   CAPABILITIES,
+  GSO_CAPABILITY,
   ControlDecodeError,
   FATAL_REJECT_REASONS,
   PROTOCOL_VERSION,
@@ -36,7 +37,7 @@ import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
 import { RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
+import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
 
 /** What a client is built from. */
@@ -62,6 +63,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const scheduler = ports.scheduler ?? asyncScheduler;
     const { host, port } = settings.remote;
     const remoteText = `${host}:${port}`;
+    /** The TUN device offloads segmentation: offer `gso` to the hub. */
+    const offload = ports.tun.offload === true;
     /** The live session's outbound packets, when there is one. */
     let current: Subject<PacketBatch> | undefined;
     /** The live session's counters, when there is one. */
@@ -106,6 +109,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         let welcomedAs: string | undefined;
         /** The hub answers PING (it offered the `rtt` capability in its WELCOME). */
         let hubPings = false;
+        /** How packets are encoded for the hub: SUPER frames once its WELCOME offered `gso` too. */
+        const encoding = compatEncoding();
         const stats = (): SessionStats => ({
           id: conn.id,
           remote: conn.remote,
@@ -125,7 +130,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             address: formatIpv4(settings.tunnel.address),
             prefix: settings.tunnel.prefix,
             mtu: settings.mtu,
-            caps: [...CAPABILITIES],
+            caps: offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES],
             ...(settings.token === undefined ? {} : { token: settings.token }),
           }),
         );
@@ -169,6 +174,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   heard = true;
                   welcomedAs = w.address;
                   hubPings = w.caps?.includes('rtt') === true;
+                  negotiate(encoding, offload && w.caps?.includes(GSO_CAPABILITY) === true, w.mtu);
                   return [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub }];
                 }
                 case FrameType.Reject: {
@@ -202,6 +208,9 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             onChunk: () => {
               lastSeen = scheduler.now();
             },
+            // Having offered `gso`, this side takes SUPER frames from the start: a hub sends them
+            // only after its WELCOME said it offloads too.
+            superFrames: () => offload,
           },
           scheduler,
         ).pipe(
@@ -209,7 +218,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           concatWith(throwError(() => new SessionEnd('closed', 'the hub closed the connection'))),
         );
         const sendDrops$ = outbound.pipe(
-          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn), tx), gauge }),
+          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn, encoding), tx), gauge }),
           map((n) => dropsEvent('hub', { 'queue-full': n })),
         );
 

@@ -3,7 +3,8 @@
 import type { Observable } from 'rxjs';
 
 /**
- * A batch of raw IPv4 packets (no packet-information header). Elements may be views into a buffer
+ * A batch of raw IPv4 packets (no packet-information header); some may be SuperPackets when offload
+ * is negotiated. Elements may be views into a buffer
  * that the producer reuses: they are valid only during the synchronous emission that carries them.
  * A consumer that keeps a packet past that emission copies it.
  */
@@ -29,6 +30,9 @@ export interface TunPort {
   readonly name: string;
   /** The device MTU in bytes. */
   readonly mtu: number;
+  /** The device does TCP segmentation offload: `packets$` may carry SuperPackets (operators/wire/gso.ts)
+   * and `sink` takes them; the pipelines then offer the `gso` capability. Absent means false. */
+  readonly offload?: boolean;
   /** Batches read from the device. Subscribing starts reading; unsubscribing stops. Never completes
    * on its own; errors when the device fails. */
   readonly packets$: Observable<PacketBatch>;

@@ -25,12 +25,12 @@ import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { route, type RouteDecision } from '../operators/route.js';
 import type { DropCounts, DropReason, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
-import { CAPABILITIES, HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
+import { CAPABILITIES, GSO_CAPABILITY, HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
 import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
-import { count, counter, countingSink, encodePing, frameSink, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
+import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
 /** What the hub is built from. */
@@ -119,6 +119,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       penalties.set(host, { failures, until: scheduler.now() + Math.min(PENALTY_MAX_MS, PENALTY_BASE_MS * 2 ** (failures - 1)) });
     };
     const isPeer = (t: Target): boolean => t !== HUB;
+    /** The hub's TUN device offloads segmentation: members that offer `gso` may send and get SUPER frames. */
+    const offload = ports.tun.offload === true;
+    const caps = offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES];
 
     /** Where a packet from a member goes. */
     const fromMember = (dst: number): Target | DropReason => {
@@ -178,6 +181,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         let rttMs: number | undefined;
         /** The peer answers PING (it offered the `rtt` capability in its HELLO). */
         let peerPings = false;
+        /** How packets are encoded for this peer; SUPER frames once its HELLO offered `gso` to an offloading hub. */
+        const encoding = compatEncoding();
         sessionStats.set(id, () => ({
           id,
           remote: conn.remote,
@@ -233,7 +238,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 mtu: settings.mtu,
                 keepalive: Math.round(settings.keepaliveMs / 1000),
                 timeout: Math.round(settings.timeoutMs / 1000),
-                caps: [...CAPABILITIES],
+                caps,
               }),
             );
           }
@@ -251,6 +256,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
           checkAddress(address);
           peerPings = hello.caps?.includes('rtt') === true;
+          negotiate(encoding, offload && hello.caps?.includes(GSO_CAPABILITY) === true, hello.mtu);
           if (authenticator === undefined) return register(address, 'hello');
           const host = hostOf(conn.remote);
           const penalty = penalties.get(host);
@@ -332,6 +338,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               lastSeen = scheduler.now();
               if (member !== undefined) member.lastSeen = lastSeen;
             },
+            superFrames: () => encoding.superFrames,
           },
           scheduler,
         ).pipe(
@@ -358,7 +365,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         );
 
         const sendDrops$ = outbound.pipe(
-          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn), tx), gauge }),
+          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn, encoding), tx), gauge }),
           map((n) => dropsEvent(who(), { 'queue-full': n })),
         );
 

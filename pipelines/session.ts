@@ -5,23 +5,40 @@ import { deframe } from '../operators/deframe.js';
 import { detectIdle } from '../operators/detectIdle.js';
 import { keepalive } from '../operators/keepalive.js';
 import type { DropCounts, Inbound } from '../operators/types.js';
-import { FrameType, encodeFrame, encodeFrames, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
+import { FrameType, encodeFrame, encodePackets, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, type PacketEncoding } from '../operators/wire/frames.js';
 import type { ConnectionPort, PacketBatch, PacketSink } from './ports.js';
 import type { CommonSettings } from './settings.js';
 
 /** The tick value keepalive adds to a session's inbound stream. */
 export const TICK: Inbound = Object.freeze({ kind: 'tick' });
 
+/** How a session starts encoding for its peer: DATA frames only, 2.x-sized (see negotiated()). */
+export function compatEncoding(): PacketEncoding {
+  return { superFrames: false, maxPacket: MAX_PACKET_COMPAT };
+}
+
 /**
- * A connection as a packet sink: each accepted batch is encoded as DATA frames into one buffer and
- * written with one call. It accepts nothing while the connection is above its high-water mark, so at
- * most one batch beyond that mark is ever buffered by the socket.
+ * Updates `enc` from what the peer announced: SUPER frames when both sides offer `gso`; segments
+ * no larger than the peer's MTU (when it told one) and, without SUPER frames, the 2.x limit.
  */
-export function frameSink(conn: ConnectionPort): PacketSink {
+export function negotiate(enc: PacketEncoding, bothGso: boolean, peerMtu: number | undefined): void {
+  enc.superFrames = bothGso;
+  const mtu = peerMtu !== undefined && peerMtu >= 576 ? peerMtu : MAX_PACKET_COMPAT;
+  enc.maxPacket = bothGso ? mtu : Math.min(mtu, MAX_PACKET_COMPAT);
+}
+
+/**
+ * A connection as a packet sink: each accepted batch is encoded for the peer as `enc` says
+ * (encodePackets: DATA frames, SUPER frames or segmented super-packets) into one buffer and written
+ * with one call. It accepts nothing while the connection is above its high-water mark, so at most
+ * one batch beyond that mark is ever buffered by the socket. `enc` is read at every write.
+ */
+export function frameSink(conn: ConnectionPort, enc: PacketEncoding = compatEncoding()): PacketSink {
   return {
     write(packets: PacketBatch): number {
       if (conn.needsDrain || packets.length === 0) return 0;
-      conn.write(encodeFrames(FrameType.Data, packets));
+      const bytes = encodePackets(packets, enc);
+      if (bytes !== undefined) conn.write(bytes);
       return packets.length;
     },
     ready$: conn.drain$,
@@ -37,16 +54,17 @@ export function sendKeepalive(conn: ConnectionPort): void {
  * A session's inbound items: chunks decoded (FrameError beyond the 2.x body limit), checked for
  * silence (IdleError when no complete frame arrived for `timeoutMs`: a peer trickling bytes of a
  * frame it never finishes is as good as silent), with keepalive ticks added every `keepaliveMs`.
+ * SUPER frames are data while `superFrames()` says they were negotiated.
  * `onChunk` runs for every item from the peer.
  */
 export function inboundItems(
   conn: ConnectionPort,
   settings: CommonSettings,
-  hooks: { readonly onDrops: (drops: DropCounts) => void; readonly onChunk: () => void },
+  hooks: { readonly onDrops: (drops: DropCounts) => void; readonly onChunk: () => void; readonly superFrames?: () => boolean },
   scheduler: SchedulerLike = asyncScheduler,
 ): Observable<Inbound> {
   return conn.data$.pipe(
-    deframe({ maxBody: MAX_BODY_COMPAT, onDrops: hooks.onDrops }),
+    deframe({ maxBody: MAX_BODY_COMPAT, onDrops: hooks.onDrops, ...(hooks.superFrames === undefined ? {} : { superFrames: hooks.superFrames }) }),
     detectIdle<Inbound>(settings.timeoutMs, scheduler),
     tap(hooks.onChunk),
     keepalive(settings.keepaliveMs, TICK, scheduler),

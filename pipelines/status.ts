@@ -19,6 +19,7 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   'empty-frame': true,
   'unexpected-control': true,
   'tun-write-error': true,
+  'malformed-super': true,
 } satisfies Record<DropReason, true>) as DropReason[];
 
 /** The version of the JSON document of GET /status; bumped only on incompatible changes. */

@@ -163,12 +163,12 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
   }
   let device: TunDevice;
   try {
-    device = TunDevice.open({ mtu: config.mtu, ipv4: config.tunnel_addr, up: true });
+    device = TunDevice.open({ mtu: config.mtu, ipv4: config.tunnel_addr, up: true, offload: config.offload });
   } catch (err) {
     logger.log('error', (err as Error).message);
     return Promise.resolve(EXIT.failure);
   }
-  logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? '?'} mtu ${device.mtu}`);
+  logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? '?'} mtu ${device.mtu}${device.offload ? ', segmentation offload on' : config.offload ? ', segmentation offload unavailable (kernel refused it)' : ''}`);
   const tun = tunPort(device);
 
   // New values for isolation and max_clients on SIGHUP; systemd hears when we are up and going down.

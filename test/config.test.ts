@@ -74,7 +74,7 @@ interface FlagCase {
 }
 
 // A file that turns every switch off, so that naming a switch visibly turns it on.
-const SWITCHES_OFF = filesystem({ '/off.json': '{"multi_client": false}' });
+const SWITCHES_OFF = filesystem({ '/off.json': '{"multi_client": false, "offload": false}' });
 const CLIENT = ['-m', 'client', '-r', '192.0.2.1:9000'];
 
 const FLAG_CASES: readonly FlagCase[] = [
@@ -95,6 +95,7 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'tls-cert', value: '/etc/tunnel/cert.pem', context: [], key: 'tls_cert_file', expected: '/etc/tunnel/cert.pem' },
   { name: 'tls-key', value: '/etc/tunnel/key.pem', context: [], key: 'tls_key_file', expected: '/etc/tunnel/key.pem' },
   { name: 'multi-client', value: undefined, context: ['-c', '/off.json'], key: 'multi_client', expected: true },
+  { name: 'offload', value: undefined, context: ['-c', '/off.json'], key: 'offload', expected: true },
   { name: 'client-isolation', value: undefined, context: [], key: 'client_isolation', expected: true },
   { name: 'tls', value: undefined, context: ['-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_enabled', expected: true },
   { name: 'tls-skip-verify', value: undefined, context: [...CLIENT, '-tls'], key: 'tls_skip_verify', expected: true },
@@ -148,6 +149,7 @@ const switchValue = test.macro({
 
 test(switchValue, ['-multi-client=false'], 'multi_client', false);
 test(switchValue, ['--multi-client=false'], 'multi_client', false);
+test(switchValue, ['-offload=false'], 'offload', false);
 test(switchValue, ['-multi-client=true'], 'multi_client', true);
 test(switchValue, ['-multi-client=0'], 'multi_client', false);
 test(switchValue, ['-multi-client=F'], 'multi_client', false);

@@ -7,8 +7,11 @@ import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
 
-/** Capabilities this implementation offers in HELLO/WELCOME `caps`. `rtt`: answers PING with PONG. */
+/** Capabilities this implementation always offers in HELLO/WELCOME `caps`. `rtt`: answers PING with PONG. */
 export const CAPABILITIES: readonly string[] = ['rtt'];
+/** The capability a side offers when its TUN device does segmentation offload: it sends and takes
+ * SUPER frames (bodies up to MAX_BODY_SUPER) with a peer that offered it too. */
+export const GSO_CAPABILITY = 'gso';
 
 /** Every reason a hub gives for refusing a client. */
 export const REJECT_REASONS = [

@@ -41,7 +41,8 @@ export class FrameDecoder {
   private body: Uint8Array | undefined;
   private bodyHave = 0;
 
-  constructor(readonly maxBody: number) {}
+  /** `maxBody` may be changed between pushes (raised once a peer negotiated larger frames). */
+  constructor(public maxBody: number) {}
 
   /** Bytes of an unfinished frame held between chunks (at most HEADER_BYTES + maxBody). */
   get pending(): number {

@@ -1,5 +1,6 @@
 // The lightweight-tunnel frame format (compatible with 2.x): a 4-byte big-endian body length, then
 // the body; the body's first byte is the frame type. See docs/protocol.md.
+import { SUPER_PREFIX, MAX_SUPER_PACKET, SuperPacket, segmentSuper, tcpHeaderBytes } from './gso.js';
 
 /** Frame types. 0x01 and 0x02 are 2.x's; the 0x10 range is ignored by 2.x peers. */
 export const FrameType = {
@@ -11,6 +12,8 @@ export const FrameType = {
   /** RTT probe: 8-byte payload echoed back in a PONG; sent only to peers that offered the `rtt` capability. */
   Ping: 0x13,
   Pong: 0x14,
+  /** A TCPv4 super-packet (u16 segment size, then the packet); only between peers that both offered `gso`. */
+  Super: 0x16,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -20,6 +23,8 @@ export const HEADER_BYTES = 4;
 export const MAX_BODY_COMPAT = 1496;
 /** The largest IPv4 packet a DATA frame can carry within MAX_BODY_COMPAT. */
 export const MAX_PACKET_COMPAT = MAX_BODY_COMPAT - 1;
+/** The largest body between peers that negotiated `gso`: a SUPER frame's type, segment size and packet. */
+export const MAX_BODY_SUPER = 1 + SUPER_PREFIX + MAX_SUPER_PACKET;
 
 /** One decoded frame: its type byte and a view of its payload (the body after the type byte). */
 export interface Frame {
@@ -52,3 +57,62 @@ const EMPTY = new Uint8Array(0);
 
 /** A KEEPALIVE frame, shared by every sender: never mutate it (a typed array with elements cannot be frozen). */
 export const KEEPALIVE_FRAME: Uint8Array = encodeFrame(FrameType.Keepalive);
+
+/** How a peer takes packets: SUPER frames or only DATA, and the largest packet it accepts. */
+export interface PacketEncoding {
+  /** The peer offered `gso`: super-packets travel as SUPER frames. */
+  superFrames: boolean;
+  /** The largest packet (and segment) the peer takes; at most MAX_PACKET_COMPAT without SUPER frames. */
+  maxPacket: number;
+}
+
+/**
+ * Encodes `packets` for a peer into one new buffer: plain packets as DATA frames; a SuperPacket as
+ * one SUPER frame (its segment size lowered to fit `maxPacket`) when the peer takes them, else
+ * segmented in software into DATA frames of at most `maxPacket` bytes. Returns undefined for an
+ * empty result.
+ */
+export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncoding): Buffer | undefined {
+  let plain = true;
+  for (const p of packets) if (p instanceof SuperPacket) plain = false;
+  if (plain) return packets.length === 0 ? undefined : encodeFrames(FrameType.Data, packets);
+  // The frames in order: a packet and its segment size (0: a DATA frame).
+  const items: Uint8Array[] = [];
+  const gsos: number[] = [];
+  for (const p of packets) {
+    if (!(p instanceof SuperPacket)) {
+      items.push(p);
+      gsos.push(0);
+    } else if (enc.superFrames) {
+      items.push(p);
+      gsos.push(Math.min(p.gsoSize, enc.maxPacket - tcpHeaderBytes(p)));
+    } else {
+      for (let n = segmentSuper(p, Math.min(enc.maxPacket, MAX_PACKET_COMPAT), items); n > 0; n--) gsos.push(0);
+    }
+  }
+  let total = 0;
+  for (let i = 0; i < items.length; i++) total += HEADER_BYTES + 1 + (gsos[i]! > 0 ? SUPER_PREFIX : 0) + items[i]!.length;
+  if (total === 0) return undefined;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < items.length; i++) {
+    const p = items[i]!;
+    const gso = gsos[i]!;
+    const prefix = gso > 0 ? SUPER_PREFIX : 0;
+    out.writeUInt32BE(1 + prefix + p.length, at);
+    out[at + 4] = gso > 0 ? FrameType.Super : FrameType.Data;
+    if (gso > 0) out.writeUInt16BE(gso, at + 5);
+    out.set(p, at + 5 + prefix);
+    at += 5 + prefix + p.length;
+  }
+  return out;
+}
+
+/** The super-packet a SUPER frame's payload carries (a view), or undefined when it is malformed. */
+export function superPacketOf(payload: Uint8Array): SuperPacket | undefined {
+  if (payload.length <= SUPER_PREFIX || payload.length > SUPER_PREFIX + MAX_SUPER_PACKET) return undefined;
+  const gso = (payload[0]! << 8) | payload[1]!;
+  const p = new SuperPacket(payload.buffer as ArrayBuffer, payload.byteOffset + SUPER_PREFIX, payload.length - SUPER_PREFIX, gso);
+  const hdr = tcpHeaderBytes(p);
+  return gso > 0 && hdr > 0 && hdr + gso <= MAX_SUPER_PACKET ? p : undefined;
+}

@@ -12,6 +12,7 @@ export function tunPort(device: TunDevice): TunPort {
   return {
     name: device.name,
     mtu: device.mtu,
+    offload: device.offload,
     packets$: new Observable<PacketBatch>((subscriber) => {
       device.read(
         (batch) => subscriber.next(batch),
