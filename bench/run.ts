@@ -35,7 +35,9 @@ const CLK_TCK = clockTicks();
 // ---------------------------------------------------------------------------------------------
 // options
 
-type Mode = 'underlay' | 'plain' | 'tls';
+/** `plain`/`tls`: every side offloads (the default CLI); `-nogso`: the clients run with
+ * -offload=false, the path a 2.x peer gets (the hub still offloads, as it would in a mixed LAN). */
+type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso';
 
 interface Options {
   duration: number;
@@ -56,6 +58,7 @@ const HELP = `usage: npm run bench -- [options]
   --clients N      tunnel clients (default 3, 1 to 20)
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
+  --no-offload     also measure with -offload=false on the clients (the path a 2.x peer gets)
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
   --verbose        mirror the tunnel processes' log lines to stderr
@@ -71,6 +74,7 @@ function parseOptions(argv: string[]): Options {
       clients: { type: 'string', default: '3' },
       tls: { type: 'boolean', default: false },
       'tls-only': { type: 'boolean', default: false },
+      'no-offload': { type: 'boolean', default: false },
       members: { type: 'string', default: '1000' },
       json: { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -93,7 +97,11 @@ function parseOptions(argv: string[]): Options {
     duration: int('duration', values.duration ?? (quick ? '2' : '10'), 1, 120),
     repeat: int('repeat', values.repeat ?? (quick ? '1' : '3'), 1, 20),
     clients: int('clients', values.clients, 1, 20),
-    modes: values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'],
+    modes: ((): Exclude<Mode, 'underlay'>[] => {
+      const tls: Exclude<Mode, 'underlay'>[] = values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'];
+      if (!values['no-offload']) return tls;
+      return tls.flatMap((m) => [m, m === 'tls' ? 'tls-nogso' : 'plain-nogso']);
+    })(),
     members: int('members', values.members, 0, 20000),
     json: values.json,
     verbose: values.verbose,
@@ -223,6 +231,30 @@ const FIGURES: { key: string; label: string; unit: Unit; throughput: boolean }[]
   { key: 'rtt-load-p50', label: 'RTT under bulk transfer p50', unit: 'ms', throughput: false },
   { key: 'rtt-load-p99', label: 'RTT under bulk transfer p99', unit: 'ms', throughput: false },
 ];
+
+/** The targets of issue 4: a row id, which of its numbers, the bound and its direction. */
+const TARGETS: { id: string; of: 'median' | 'cpu'; atLeast?: number; atMost?: number; label: string }[] = [
+  { id: 'tls.c2h-1', of: 'median', atLeast: 3000, label: 'TLS + offload, client→hub 1 stream ≥ 3000 Mb/s' },
+  { id: 'tls.c2c', of: 'median', atLeast: 2000, label: 'TLS + offload, client→client ≥ 2000 Mb/s' },
+  { id: 'tls.c2h-1', of: 'cpu', atMost: 5, label: 'TLS + offload, CPU ≤ 5 s/GB (hub + clients, client→hub)' },
+  { id: 'plain.c2h-1', of: 'median', atLeast: 5000, label: 'plain + offload, client→hub 1 stream ≥ 5000 Mb/s' },
+  { id: 'plain-nogso.c2h-1', of: 'median', atLeast: 1500, label: 'plain without offload, client→hub ≥ 1500 Mb/s' },
+  { id: 'tls-nogso.c2h-1', of: 'median', atLeast: 1000, label: 'TLS without offload, client→hub ≥ 1000 Mb/s' },
+  { id: 'plain.rtt-idle-p50', of: 'median', atMost: 0.25, label: 'RTT p50 through an idle tunnel ≤ 0.25 ms' },
+  { id: 'plain.idle-member-kib', of: 'median', atMost: 64, label: 'hub memory per idle member ≤ 64 KiB' },
+];
+
+/** Each target with the measured value, whether it is met and the factor still missing (1 when met). */
+function targetRows(rows: readonly Row[]): { target: string; measured: number | null; met: boolean | null; gap: number | null }[] {
+  return TARGETS.map((t) => {
+    const row = rows.find((r) => r.id === t.id);
+    const v = row === undefined ? null : t.of === 'cpu' ? (row.cpuSPerGB?.median ?? null) : row.median;
+    if (v === null) return { target: t.label, measured: null, met: null, gap: null };
+    const met = t.atLeast !== undefined ? v >= t.atLeast : v <= t.atMost!;
+    const gap = met ? 1 : t.atLeast !== undefined ? t.atLeast / v : v / t.atMost!;
+    return { target: t.label, measured: round3(v), met, gap: round3(gap) };
+  });
+}
 
 class Results {
   readonly figures = new Map<string, Figure>();
@@ -551,11 +583,13 @@ class Bench {
   private async startTunnel(mode: Exclude<Mode, 'underlay'>): Promise<Tunnel | string> {
     let hubExtra: string[] = [];
     let clientExtra: string[] = [];
-    if (mode === 'tls') {
+    const tlsMode = mode === 'tls' || mode === 'tls-nogso';
+    if (tlsMode) {
       const tls = this.tlsFlags();
       if (typeof tls === 'string') return tls;
       ({ hubExtra, clientExtra } = tls);
     }
+    if (mode.endsWith('-nogso')) clientExtra = [...clientExtra, '-offload=false'];
     say(`${mode}: starting the hub and ${this.o.clients} clients`);
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
@@ -567,7 +601,7 @@ class Bench {
       await hub.waitForLine(/listening on/, 15_000);
     } catch (err) {
       await hub.stop(2000);
-      if (mode === 'tls' && /tls/i.test(hub.output())) return firstLine(hub.output(), /tls/i).replace(/^\[err\]\s*/, '');
+      if (tlsMode && /tls/i.test(hub.output())) return firstLine(hub.output(), /tls/i).replace(/^\[err\]\s*/, '');
       throw err;
     }
     const hubIp = this.host('hub').ip;
@@ -593,7 +627,7 @@ class Bench {
     } catch (err) {
       const out = all().map((p) => `--- ${p.label}\n${p.output(20)}`).join('\n');
       await Promise.all(all().map((p) => p.stop(2000)));
-      if (mode === 'tls') return `the tunnel did not come up with TLS: ${(err as Error).message.split('\n')[0]}\n${out}`;
+      if (tlsMode) return `the tunnel did not come up with TLS: ${(err as Error).message.split('\n')[0]}\n${out}`;
       throw err;
     }
     return { hub, clients, pids: all().map((p) => p.pid!) };
@@ -809,6 +843,7 @@ class Bench {
         ...(this.tlsSettings !== undefined ? { tls: this.tlsSettings } : {}),
       },
       rows: this.rows(),
+      targets: targetRows(this.rows()),
       idleMembers: this.idle ?? null,
       warnings: this.results.warnings,
     };
@@ -977,6 +1012,11 @@ async function main(): Promise<number> {
     tableSink.write(
       `idle members: ${i.welcomed}/${i.members} welcomed; hub RSS ${fmt(i.hubRssBeforeKiB / 1024)} → ${fmt(i.hubRssAfterKiB / 1024)} MiB = ${fmt(i.perMemberKiB)} KiB per member\n`,
     );
+  }
+  tableSink.write('\ntargets (issue 4):\n');
+  for (const t of targetRows(bench.rows())) {
+    const state = t.met === null ? 'not measured in this run' : t.met ? 'met' : `missed by ×${fmt(t.gap!)}`;
+    tableSink.write(`  ${t.target}: ${t.measured === null ? '–' : fmt(t.measured)} — ${state}\n`);
   }
   for (const w of bench.results.warnings) tableSink.write(`warning: ${w}\n`);
   tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s)\n`);
