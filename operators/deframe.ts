@@ -16,7 +16,8 @@ export interface DeframeOptions {
 
 /**
  * Decodes a byte stream into Inbound items, in order: consecutive DATA frames become one `data`
- * item (payload views, no copies), every other frame a `control` item; with `superFrames`, SUPER
+ * item (payload views, no copies, valid during the emission: large frames that span chunks are
+ * assembled in reused buffers), every other frame a `control` item; with `superFrames`, SUPER
  * frames join the `data` items as SuperPackets (malformed ones are counted as `malformed-super`). Completes with the source;
  * errors with FrameError on an oversize length (nothing of that size is allocated).
  *
@@ -26,7 +27,7 @@ export interface DeframeOptions {
 export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, Inbound> {
   return (source) =>
     new Observable<Inbound>((subscriber) => {
-      const decoder = new FrameDecoder(options.maxBody);
+      const decoder = new FrameDecoder(options.maxBody, true);
       return source.subscribe({
         next(chunk) {
           const supers = options.superFrames?.() === true;

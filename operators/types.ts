@@ -30,7 +30,8 @@ export function addDrop(counts: DropCounts | undefined, reason: DropReason, n = 
 
 /** What a session reads from its peer, in arrival order. */
 export type Inbound =
-  /** Consecutive DATA frames' packets. Views into received chunks: they stay valid. */
+  /** Consecutive DATA (and negotiated SUPER) frames' packets: views into received chunks or the
+   * decoder's reused buffers, valid only during the emission that carries them (copy to keep). */
   | { readonly kind: 'data'; readonly packets: Uint8Array[] }
   /** Any other non-empty frame. */
   | { readonly kind: 'control'; readonly type: number; readonly payload: Uint8Array }

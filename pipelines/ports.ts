@@ -54,6 +54,9 @@ export interface ConnectionPort {
   write(chunk: Uint8Array): boolean;
   /** True while the send buffer is above its high-water mark. */
   readonly needsDrain: boolean;
+  /** Bytes written but not yet handed to the kernel; 0 means the connection references no chunk
+   * it was given (their memory may be reused). Absent: unknown (chunks are never reused). */
+  readonly pendingBytes?: number;
   /** Emits each time the send buffer has drained below its high-water mark. */
   readonly drain$: Observable<void>;
   /** Flushes what is queued, then ends the stream; destroys it if that takes longer than a bound. */

@@ -31,17 +31,47 @@ export function negotiate(enc: PacketEncoding, bothGso: boolean, peerMtu: number
  * A connection as a packet sink: each accepted batch is encoded for the peer as `enc` says
  * (encodePackets: DATA frames, SUPER frames or segmented super-packets) into one buffer and written
  * with one call. It accepts nothing while the connection is above its high-water mark, so at most
- * one batch beyond that mark is ever buffered by the socket. `enc` is read at every write.
+ * one batch beyond that mark is ever buffered by the socket. `enc` is read at every write. Batches
+ * with super-packets are encoded into a reused slab (no allocation and no fresh pages per 64 KiB).
  */
 export function frameSink(conn: ConnectionPort, enc: PacketEncoding = compatEncoding()): PacketSink {
+  const slab = new Slab(() => conn.pendingBytes === 0);
   return {
     write(packets: PacketBatch): number {
       if (conn.needsDrain || packets.length === 0) return 0;
-      const bytes = encodePackets(packets, enc);
+      const bytes = encodePackets(packets, enc, slab.take);
       if (bytes !== undefined) conn.write(bytes);
       return packets.length;
     },
     ready$: conn.drain$,
+  };
+}
+
+/** Bytes of one frameSink slab: the socket high-water mark, so a busy connection fills one slab. */
+const SLAB_BYTES = 256 * 1024;
+
+/**
+ * Output buffers carved one after another out of a slab allocated on first use. Everything carved
+ * before is free again once `flushed()` says the connection holds none of it (then carving starts
+ * over); a request that does not fit gets a new slab, leaving the old one to whatever still
+ * references it. Requests larger than a slab get their own buffer.
+ */
+class Slab {
+  private buf: Buffer | undefined;
+  private at = 0;
+
+  constructor(private readonly flushed: () => boolean) {}
+
+  readonly take = (bytes: number): Buffer => {
+    if (bytes > SLAB_BYTES) return Buffer.allocUnsafe(bytes);
+    if (this.buf !== undefined && this.flushed()) this.at = 0;
+    if (this.buf === undefined || this.at + bytes > SLAB_BYTES) {
+      this.buf = Buffer.allocUnsafe(SLAB_BYTES);
+      this.at = 0;
+    }
+    const out = this.buf.subarray(this.at, this.at + bytes);
+    this.at += bytes;
+    return out;
   };
 }
 

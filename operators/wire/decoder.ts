@@ -27,11 +27,18 @@ function tlsRecordHeader(b0: number, b1: number, b2: number): boolean {
   return b0 >= 0x14 && b0 <= 0x18 && b1 === 0x03 && b2 <= 0x04;
 }
 
+/** Spanning bodies at least this long go into the decoder's two reused buffers (with `reuse`). */
+const REUSE_MIN = 4096;
+
 /**
  * Turns a byte stream into frames. Payloads are views into the pushed chunks when a frame lies
  * within one chunk, and into a buffer of exactly the announced size (never more than `maxBody`)
  * when it spans chunks. A length above `maxBody` throws FrameError before anything is allocated.
  * Zero-length bodies (which 2.x ignores) are skipped and counted in `emptyFrames`.
+ * With `reuse`, spanning bodies of REUSE_MIN bytes or more are assembled in two buffers that the
+ * decoder keeps and alternates between: a payload is then valid only until the next push (the
+ * frames of one push are consumed before the next), and a stream of 64 KiB SUPER frames allocates
+ * nothing per frame.
  */
 export class FrameDecoder {
   /** Zero-length bodies seen so far. */
@@ -41,8 +48,27 @@ export class FrameDecoder {
   private body: Uint8Array | undefined;
   private bodyHave = 0;
 
+  private readonly spare: (Uint8Array | undefined)[] = [undefined, undefined];
+  private nextSpare = 0;
+
   /** `maxBody` may be changed between pushes (raised once a peer negotiated larger frames). */
-  constructor(public maxBody: number) {}
+  constructor(
+    public maxBody: number,
+    private readonly reuse = false,
+  ) {}
+
+  // A buffer for a body of `len` bytes that will span chunks.
+  private bodyBuffer(len: number): Uint8Array {
+    if (!this.reuse || len < REUSE_MIN) return new Uint8Array(len);
+    const i = this.nextSpare;
+    this.nextSpare ^= 1;
+    let buf = this.spare[i];
+    if (buf === undefined || buf.length < len) {
+      buf = new Uint8Array(Math.min(Math.max(len, 2 * (buf?.length ?? 0)), Math.max(len, this.maxBody)));
+      this.spare[i] = buf;
+    }
+    return buf.subarray(0, len);
+  }
 
   /** Bytes of an unfinished frame held between chunks (at most HEADER_BYTES + maxBody). */
   get pending(): number {
@@ -72,7 +98,7 @@ export class FrameDecoder {
         frames.push({ type: chunk[at]!, payload: chunk.subarray(at + 1, at + len) });
         at += len;
       } else {
-        this.body = new Uint8Array(len);
+        this.body = this.bodyBuffer(len);
         this.body.set(chunk.subarray(at, end), 0);
         this.bodyHave = end - at;
         return frames;
@@ -104,7 +130,7 @@ export class FrameDecoder {
         frames.push({ type: chunk[at]!, payload: chunk.subarray(at + 1, at + len) });
         return at + len;
       }
-      this.body = new Uint8Array(len);
+      this.body = this.bodyBuffer(len);
       this.bodyHave = 0;
     }
     const body = this.body;

@@ -70,9 +70,10 @@ export interface PacketEncoding {
  * Encodes `packets` for a peer into one new buffer: plain packets as DATA frames; a SuperPacket as
  * one SUPER frame (its segment size lowered to fit `maxPacket`) when the peer takes them, else
  * segmented in software into DATA frames of at most `maxPacket` bytes. Returns undefined for an
- * empty result.
+ * empty result. Batches holding super-packets are encoded into `alloc(bytes)` (a fresh buffer by
+ * default; frameSink passes a reused slab).
  */
-export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncoding): Buffer | undefined {
+export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncoding, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer | undefined {
   let plain = true;
   for (const p of packets) if (p instanceof SuperPacket) plain = false;
   if (plain) return packets.length === 0 ? undefined : encodeFrames(FrameType.Data, packets);
@@ -93,7 +94,7 @@ export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncodin
   let total = 0;
   for (let i = 0; i < items.length; i++) total += HEADER_BYTES + 1 + (gsos[i]! > 0 ? SUPER_PREFIX : 0) + items[i]!.length;
   if (total === 0) return undefined;
-  const out = Buffer.allocUnsafe(total);
+  const out = alloc(total);
   let at = 0;
   for (let i = 0; i < items.length; i++) {
     const p = items[i]!;

@@ -70,6 +70,9 @@ export function socketConnection(socket: net.Socket, id: number): ConnectionPort
     get needsDrain() {
       return socket.writableNeedDrain;
     },
+    get pendingBytes() {
+      return socket.writableLength;
+    },
     drain$,
     close() {
       if (socket.destroyed) return;
