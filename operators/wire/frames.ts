@@ -11,6 +11,8 @@ export const FrameType = {
   /** RTT probe: 8-byte payload echoed back in a PONG; sent only to peers that offered the `rtt` capability. */
   Ping: 0x13,
   Pong: 0x14,
+  /** The hub's current LAN routes of the other members (JSON), pushed to members that offered the `routes` capability. */
+  Routes: 0x15,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 

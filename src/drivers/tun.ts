@@ -5,7 +5,7 @@ import type { TunDevice } from '../tun/device.js';
 
 /**
  * Wraps an open TunDevice. `packets$` reads while subscribed (one subscriber at a time) and errors
- * if the device fails; the sink writes directly (a short write means EAGAIN) and `ready$` emits
+ * if the device fails; `setIpv4` changes the device's address; the sink writes directly (a short write means EAGAIN) and `ready$` emits
  * once the device is writable again. The device itself is released by its owner, not here.
  */
 export function tunPort(device: TunDevice): TunPort {
@@ -19,6 +19,7 @@ export function tunPort(device: TunDevice): TunPort {
       );
       return () => device.stopReading();
     }),
+    setIpv4: (address, prefix) => device.setIpv4({ address, prefix }),
     sink: {
       write: (packets) => device.write(packets),
       rejected: () => device.rejectedWrites,
