@@ -13,7 +13,7 @@ import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
 import { LeaseFileError } from './drivers/leases.js';
-import { makeRoutesDriver } from './drivers/routes.js';
+import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
 import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
 import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
@@ -196,7 +196,20 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     return Promise.resolve(EXIT.failure);
   }
   logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? 'no address yet (the hub assigns one)'} mtu ${device.mtu}`);
-  const tun = tunPort(device);
+  // The TUN device behaves like a LAN interface: directed broadcasts to its subnet are delivered.
+  const broadcastRoute = (address: number, prefix: number): void =>
+    void addBroadcastRoute(device.name, address, prefix).then((err) => {
+      if (err !== undefined) logger.log('warn', `cannot make the subnet broadcast address local on ${device.name}: ${err}`);
+    });
+  const port = tunPort(device);
+  const tun = {
+    ...port,
+    setIpv4: (address: number, prefix: number): void => {
+      port.setIpv4?.(address, prefix);
+      broadcastRoute(address, prefix);
+    },
+  };
+  if (!assigned) broadcastRoute(config.tunnel_addr.address, config.tunnel_addr.prefix);
   const routes = makeRoutesDriver({ device: device.name });
 
   // New values for isolation and max_clients on SIGHUP; systemd hears when we are up and going down.

@@ -82,3 +82,19 @@ export function makeRoutesDriver(options: RoutesDriverOptions): RoutesPort {
     events$: events$.asObservable(),
   };
 }
+
+/**
+ * Makes the subnet's broadcast address of `address/prefix` a local broadcast on the TUN device
+ * (`ip route replace broadcast BRD dev DEVICE table local scope link src ADDRESS`): a TUN device is
+ * point-to-point, so the kernel gives it no broadcast address and would not deliver a directed
+ * broadcast (10.0.0.255) that the hub replicates to local sockets. The route goes with the device.
+ * Resolves with undefined or the error text (never rejects).
+ */
+export function addBroadcastRoute(device: string, address: number, prefix: number, run: RunCommand = runIp, ip = 'ip'): Promise<string | undefined> {
+  if (prefix >= 31) return Promise.resolve(undefined);
+  const broadcast = (address | (0xffffffff >>> prefix)) >>> 0;
+  const text = (a: number): string => formatCidr({ address: a, prefix: 32 }).replace(/\/32$/, '');
+  return run(ip, ['route', 'replace', 'broadcast', text(broadcast), 'dev', device, 'table', 'local', 'proto', 'kernel', 'scope', 'link', 'src', text(address)], ROUTE_COMMAND_TIMEOUT_MS).catch((e: unknown) =>
+    e instanceof Error ? e.message : String(e),
+  );
+}
