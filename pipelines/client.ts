@@ -37,8 +37,8 @@ import {
   type LanRoute,
 } from '../operators/wire/control.js';
 import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { formatIpv4, isIpv4, parseIpv4, prefixMask } from '../operators/wire/ipv4.js';
-import { formatPrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+import { formatIpv4, isIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, RoutesPort, TunPort } from './ports.js';
 import { count, counter, countingSink, encodePing, frameSink, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
@@ -59,14 +59,6 @@ export interface ClientPorts {
 /** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
 export const WELCOME_TIMEOUT_MS = 10_000;
 
-/** A route announcement as a prefix, or undefined when it is malformed. */
-function prefixOf(cidr: string): Ipv4Prefix | undefined {
-  const slash = cidr.indexOf('/');
-  const address = parseIpv4(cidr.slice(0, slash));
-  const length = Number(cidr.slice(slash + 1));
-  if (address === undefined || !Number.isInteger(length) || length < 0 || length > 32) return undefined;
-  return { address: (address & prefixMask(length)) >>> 0, prefix: length };
-}
 
 /**
  * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
@@ -95,7 +87,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const applyRoutes = (routes: readonly LanRoute[]): ClientEvent[] => {
       const prefixes: Ipv4Prefix[] = [];
       for (const r of routes) {
-        const p = prefixOf(r.cidr);
+        const parsed = parsePrefix(r.cidr);
+        const p = parsed === undefined ? undefined : normalizePrefix(parsed);
         if (p !== undefined && !ownRoutes.includes(formatPrefix(p))) prefixes.push(p);
       }
       ports.routes?.set(prefixes);

@@ -25,7 +25,7 @@ import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operators/replicate.js';
 import { route, type RouteDecision } from '../operators/route.js';
-import { RouteTable, formatPrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
 import type { DropCounts, DropReason, Inbound, PacketBatch, Routed, RoutedBatch } from '../operators/types.js';
 import {
   CAPABILITIES,
@@ -427,12 +427,10 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           if (announced.length > MAX_ANNOUNCED_ROUTES) throw new Refusal('route-not-allowed', `${announced.length} routes announced; at most ${MAX_ANNOUNCED_ROUTES}`, text);
           const out: Ipv4Prefix[] = [];
           for (const cidr of announced) {
-            const slash = cidr.indexOf('/');
-            const address = parseIpv4(cidr.slice(0, slash));
-            const length = Number(cidr.slice(slash + 1));
-            if (address === undefined || !(length >= 0 && length <= 32)) throw new Refusal('bad-hello', `${cidr} is not an IPv4 prefix`, text);
-            const p: Ipv4Prefix = { address: (address & prefixMask(length)) >>> 0, prefix: length };
-            if (p.address !== address) throw new Refusal('bad-hello', `${cidr} has host bits set (the network is ${formatPrefix(p)})`, text);
+            const raw = parsePrefix(cidr);
+            if (raw === undefined) throw new Refusal('bad-hello', `${cidr} is not an IPv4 prefix`, text);
+            const p = normalizePrefix(raw);
+            if (p.address !== raw.address) throw new Refusal('bad-hello', `${cidr} has host bits set (the network is ${formatPrefix(p)})`, text);
             if (overlaps(p, subnet)) throw new Refusal('route-not-allowed', `${cidr} overlaps the tunnel network ${formatPrefix(subnet)}`, text);
             if (!allowRoutes.some((a) => within(p, a))) {
               const allowed = allowRoutes.length === 0 ? 'the hub allows no LAN routes (-allow-routes)' : `allowed: ${allowRoutes.map(formatPrefix).join(', ')}`;
