@@ -1,20 +1,16 @@
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import { ipv4Destination, isIpv4, parseIpv4, subnetBroadcast } from './wire/ipv4.js';
-import type { DropReason, Routed } from './types.js';
+import type { DropCounts, DropReason, Routed } from './types.js';
 import type { Ipv4Prefix } from './routeTable.js';
 
-/**
- * The drop reason this operator adds: a sender went over its broadcast/multicast packets-per-second
- * limit. Not yet part of DropReason in operators/types.ts; it has to be added there when replicate
- * is wired into the hub.
- */
-export type BroadcastLimitDrop = 'broadcast-limit';
+/** The drop reason this operator adds: a sender went over its broadcast/multicast packets-per-second limit. */
+export type BroadcastLimitDrop = Extract<DropReason, 'broadcast-limit'>;
 
 /** The reasons replicate counts drops under. */
-export type ReplicateDropReason = DropReason | BroadcastLimitDrop;
+export type ReplicateDropReason = DropReason;
 
-/** Drop counts by reason, as replicate reports them (assignable to DropCounts once the reason is added). */
-export type ReplicateDropCounts = Partial<Record<ReplicateDropReason, number>>;
+/** Drop counts by reason, as replicate reports them. */
+export type ReplicateDropCounts = DropCounts;
 
 /** The multicast groups replicated when no allow-list is given: mDNS 224.0.0.251 and SSDP 239.255.255.250. */
 export const DEFAULT_GROUPS: readonly number[] = [parseIpv4('224.0.0.251')!, parseIpv4('239.255.255.250')!];

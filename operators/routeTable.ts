@@ -1,6 +1,6 @@
 // The hub's longest-prefix-match table: member addresses (/32), LANs announced behind members, and
 // covering entries such as the tunnel subnet or a 0/0 default. Pure data structure, no time, no I/O.
-import { formatIpv4, prefixMask } from './wire/ipv4.js';
+import { formatIpv4, parseIpv4, prefixMask } from './wire/ipv4.js';
 
 /** An IPv4 prefix: `address` as an unsigned 32-bit integer and `prefix` its length, 0..32. */
 export interface Ipv4Prefix {
@@ -42,6 +42,15 @@ const OK: RouteAddResult = { ok: true };
 export function normalizePrefix(p: Ipv4Prefix): Ipv4Prefix {
   if (!Number.isInteger(p.prefix) || p.prefix < 0 || p.prefix > 32) throw new RangeError(`prefix length ${p.prefix} is not an integer 0..32`);
   return { address: (p.address & prefixMask(p.prefix)) >>> 0, prefix: p.prefix };
+}
+
+/** The prefix `a.b.c.d/n` says, host bits as written (normalizePrefix clears them), or undefined when it is not one. */
+export function parsePrefix(text: string): Ipv4Prefix | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0 || !/^\d{1,2}$/.test(text.slice(slash + 1))) return undefined;
+  const address = parseIpv4(text.slice(0, slash));
+  const prefix = Number(text.slice(slash + 1));
+  return address === undefined || prefix > 32 ? undefined : { address, prefix };
 }
 
 /** `a.b.c.d/n` text of a prefix, for logs and refusal messages. */

@@ -11,7 +11,8 @@ export type DropReason =
   | 'oversize' // larger than the peer can receive
   | 'unregistered' // DATA from a connection that is not a member (refused or still unknown)
   | 'not-connected' // client: no session to the hub at the moment
-  | 'broadcast' // subnet broadcast, which the hub does not replicate
+  | 'broadcast' // subnet broadcast, which the hub does not replicate (it runs without -broadcast)
+  | 'broadcast-limit' // a sender went over its broadcast/multicast packets-per-second limit
   | 'unknown-type' // a frame type this side does not know (ignored, as 2.x does)
   | 'empty-frame' // a zero-length frame body (ignored, as 2.x does)
   | 'unexpected-control' // a control frame that makes no sense in this direction or state

@@ -4,6 +4,7 @@ import {
   Observable,
   Subject,
   asyncScheduler,
+  EMPTY,
   catchError,
   concat,
   concatWith,
@@ -16,6 +17,7 @@ import {
   switchMap,
   tap,
   throwError,
+  timer,
   type SchedulerLike,
 } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
@@ -29,14 +31,17 @@ import {
   FATAL_REJECT_REASONS,
   PROTOCOL_VERSION,
   RejectCodec,
+  RoutesCodec,
   WelcomeCodec,
   decodeControl,
   encodeControl,
+  type LanRoute,
 } from '../operators/wire/control.js';
 import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { formatIpv4, isIpv4 } from '../operators/wire/ipv4.js';
-import { RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
-import type { ConnectionPort, DialerPort, TunPort } from './ports.js';
+import { formatIpv4, isIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
+import type { ConnectionPort, DialerPort, RoutesPort, TunPort } from './ports.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
 
@@ -48,7 +53,13 @@ export interface ClientPorts {
   readonly scheduler?: SchedulerLike;
   /** Jitter source in [0, 1); Math.random by default. */
   readonly random?: () => number;
+  /** Kernel routes to the other members' LANs through the TUN device; without it they are only reported. */
+  readonly routes?: RoutesPort;
 }
+
+/** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
+export const WELCOME_TIMEOUT_MS = 10_000;
+
 
 /**
  * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
@@ -69,6 +80,23 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     let current: Subject<PacketBatch> | undefined;
     /** The live session's counters, when there is one. */
     let currentStats: (() => SessionStats) | undefined;
+    /** The address the TUN device has: the static one, or the last one the hub assigned. */
+    let address: { readonly address: number; readonly prefix: number } | undefined = settings.tunnel;
+    /** A session was welcomed since the pipeline started (then a missing WELCOME is not a 2.x hub). */
+    let everWelcomed = false;
+    const welcomeTimeoutMs = settings.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
+    const ownRoutes = (settings.routes ?? []).map(formatPrefix);
+    /** The kernel should route these LANs (other members') through the TUN device. */
+    const applyRoutes = (routes: readonly LanRoute[]): ClientEvent[] => {
+      const prefixes: Ipv4Prefix[] = [];
+      for (const r of routes) {
+        const parsed = parsePrefix(r.cidr);
+        const p = parsed === undefined ? undefined : normalizePrefix(parsed);
+        if (p !== undefined && !ownRoutes.includes(formatPrefix(p))) prefixes.push(p);
+      }
+      ports.routes?.set(prefixes);
+      return [{ type: 'routes', routes }];
+    };
     const tunRead = counter();
     const tunWritten = counter();
     const tunGauge = { depth: 0 };
@@ -99,6 +127,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         const outbound = new Subject<PacketBatch>();
         const drops$ = new Subject<ClientEvent>();
         let heard = false;
+        let welcomed = false;
         current = outbound;
         const connectedAt = scheduler.now();
         let lastSeen = connectedAt;
@@ -124,14 +153,16 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         });
         currentStats = stats;
 
+        const tunnel = settings.tunnel;
         conn.write(
           encodeControl(FrameType.Hello, {
             version: PROTOCOL_VERSION,
-            address: formatIpv4(settings.tunnel.address),
-            prefix: settings.tunnel.prefix,
+            ...(tunnel === undefined ? { assign: true } : { address: formatIpv4(tunnel.address), prefix: tunnel.prefix }),
             mtu: settings.mtu,
             caps: offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES],
             ...(settings.token === undefined ? {} : { token: settings.token }),
+            ...(settings.clientId === undefined ? {} : { id: settings.clientId }),
+            ...(ownRoutes.length === 0 ? {} : { routes: ownRoutes }),
           }),
         );
 
@@ -155,7 +186,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
               count(rx, item.packets);
               if (packets.length > 0) toTun.next(packets);
               const out = established();
-              if (drops !== undefined) out.push(dropsEvent(formatIpv4(settings.tunnel.address), drops));
+              if (drops !== undefined) out.push(dropsEvent(address === undefined ? 'hub' : formatIpv4(address.address), drops));
               return out;
             }
             case 'tick':
@@ -174,8 +205,30 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   heard = true;
                   welcomedAs = w.address;
                   hubPings = w.caps?.includes('rtt') === true;
+                  const assigned = settings.tunnel === undefined;
+                  if (assigned) {
+                    const a = parseIpv4(w.address)!;
+                    if (address === undefined || address.address !== a || address.prefix !== w.prefix) {
+                      if (ports.tun.setIpv4 === undefined) throw new AddressSetupError(`${w.address}/${w.prefix}`, 'this TUN device cannot change its address');
+                      try {
+                        ports.tun.setIpv4(a, w.prefix);
+                      } catch (err) {
+                        throw new AddressSetupError(`${w.address}/${w.prefix}`, err instanceof Error ? err.message : String(err));
+                      }
+                      address = { address: a, prefix: w.prefix };
+                    }
+                  }
                   negotiate(encoding, offload && w.caps?.includes(GSO_CAPABILITY) === true, w.mtu);
-                  return [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub }];
+                  everWelcomed = true;
+                  welcomed = true;
+                  const out: ClientEvent[] = [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub, ...(assigned ? { assigned } : {}) }];
+                  if (w.routes !== undefined && w.routes.length > 0) out.push(...applyRoutes(w.routes));
+                  return out;
+                }
+                case FrameType.Routes: {
+                  const r = decodeControl(FrameType.Routes, RoutesCodec, item.payload);
+                  if (r instanceof ControlDecodeError || !welcomed) return [dropsEvent('hub', { 'unexpected-control': 1 })];
+                  return applyRoutes(r.routes);
                 }
                 case FrameType.Reject: {
                   const r = decodeControl(FrameType.Reject, RejectCodec, item.payload);
@@ -222,14 +275,26 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           map((n) => dropsEvent('hub', { 'queue-full': n })),
         );
 
-        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), inbound$, sendDrops$, drops$).pipe(
+        // A client that asks for its address cannot work without a WELCOME (a 2.x hub never sends one).
+        const welcomeDeadline$: Observable<ClientEvent> =
+          settings.tunnel !== undefined
+            ? EMPTY
+            : timer(welcomeTimeoutMs, scheduler).pipe(
+                mergeMap(() => {
+                  if (welcomed) return EMPTY;
+                  if (!everWelcomed) return throwError(() => new NoAssignmentError(conn.remote, welcomeTimeoutMs));
+                  return throwError(() => new SessionEnd('handshake-timeout', `no WELCOME within ${welcomeTimeoutMs / 1000} s`));
+                }),
+              );
+
+        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), inbound$, sendDrops$, drops$, welcomeDeadline$).pipe(
           catchError((err: unknown) => {
             const { reason, detail } = endReason(err);
             const out: ClientEvent[] = [];
             if (err instanceof RejectedError) out.push({ type: 'rejected', reason: err.reason, message: err.detail });
             out.push({ type: 'disconnected', remote: conn.remote, reason, detail });
             // A fatal refusal ends the client: pass the error on after reporting it.
-            const tail = err instanceof RejectedError && FATAL_REJECT_REASONS.has(err.reason) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
+            const tail = isFatal(err) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
             return concat(of(...out), tail);
           }),
           finalize(() => {
@@ -253,7 +318,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         scheduler,
         random: ports.random,
         isProgress: (e) => e.type === 'welcomed' || e.type === 'established',
-        isFatal: (e) => e instanceof RejectedError && FATAL_REJECT_REASONS.has(e.reason),
+        isFatal,
         retrying: ({ attempt, delayMs, cause }) => ({ type: 'retrying', attempt, delayMs, cause: describeCause(cause) }),
       }),
     );
@@ -265,8 +330,13 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       tun: tunStats(tunRead, tunWritten, tunGauge),
     }));
 
-    return merge(sessions$, tunReads$, tunWrites$, stats$);
+    return merge(sessions$, tunReads$, tunWrites$, stats$, ports.routes?.events$ ?? EMPTY).pipe(finalize(() => ports.routes?.set([])));
   });
+}
+
+/** Errors that end the client instead of a retry: fatal refusals, no WELCOME for an assigned address, a refused address. */
+function isFatal(e: unknown): boolean {
+  return (e instanceof RejectedError && FATAL_REJECT_REASONS.has(e.reason)) || e instanceof NoAssignmentError || e instanceof AddressSetupError;
 }
 
 function describeCause(cause: unknown): string {

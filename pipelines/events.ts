@@ -1,7 +1,7 @@
 // What the pipelines report. Log lines, status and metrics are all derived from these events.
 import type { DropCounts } from '../operators/types.js';
-import type { HandshakeFailure } from './ports.js';
-import type { RejectReason } from '../operators/wire/control.js';
+import type { HandshakeFailure, KernelRouteEvent } from './ports.js';
+import type { LanRoute, RejectReason } from '../operators/wire/control.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/wire/decoder.js';
 
@@ -37,6 +37,32 @@ export class RejectedError extends Error {
   }
 }
 
+/** A client that asked for an address heard no WELCOME in time on its first session: the hub is
+ * most likely a 2.x hub, which cannot assign addresses. Fatal: the client needs `-t`. */
+export class NoAssignmentError extends Error {
+  override readonly name = 'NoAssignmentError';
+  constructor(
+    readonly remote: string,
+    readonly waitedMs: number,
+  ) {
+    super(
+      `the hub ${remote} sent no WELCOME within ${waitedMs / 1000} s, so it cannot assign this client an address ` +
+        `(a 2.x hub never does): start the client with -t ADDRESS/PREFIX`,
+    );
+  }
+}
+
+/** The TUN device refused the address the hub assigned. Fatal. */
+export class AddressSetupError extends Error {
+  override readonly name = 'AddressSetupError';
+  constructor(
+    readonly address: string,
+    readonly detail: string,
+  ) {
+    super(`cannot set the assigned address ${address} on the TUN device: ${detail}`);
+  }
+}
+
 /** Maps whatever ended a session to a reason and a human detail. */
 export function endReason(err: unknown): { reason: SessionEndReason; detail: string } {
   if (err instanceof SessionEnd) return { reason: err.reason, detail: err.detail };
@@ -55,6 +81,20 @@ export interface DropsEvent {
   readonly who: string;
   readonly drops: DropCounts;
 }
+
+/** One lease of the hub: who (`token:NAME`, `cert:NAME` or `id:HEX`) has which address. */
+export interface LeaseInfo {
+  readonly identity: string;
+  readonly address: string;
+}
+
+/** The LAN routes as this side knows them now (hub: every member's; client: the other members'). */
+export interface RoutesEvent {
+  readonly type: 'routes';
+  readonly routes: readonly LanRoute[];
+}
+
+export type { KernelRouteEvent, LanRoute };
 
 /** Traffic counters of one direction. */
 export interface Traffic {
@@ -104,6 +144,10 @@ export type ServerEvent =
       readonly members: number;
       /** Who authenticated (token name or certificate name), when the hub requires authentication. */
       readonly identity?: string | undefined;
+      /** The address was assigned by the hub (the client asked for one). */
+      readonly assigned?: boolean;
+      /** LANs the member announced and the hub accepted (`a.b.c.d/n`). */
+      readonly routes?: readonly string[];
     }
   | {
       readonly type: 'rejected';
@@ -132,6 +176,12 @@ export type ServerEvent =
     }
   /** Every statsIntervalMs (when set): counters of every session and of the TUN device. */
   | { readonly type: 'stats'; readonly at: number; readonly sessions: readonly SessionStats[]; readonly tun: TunStats }
+  /** The lease table: once at start and after every new lease. */
+  | { readonly type: 'leases'; readonly leases: readonly LeaseInfo[] }
+  /** The lease table could not be saved (the lease stays in memory; the next new lease tries again). */
+  | { readonly type: 'lease-error'; readonly detail: string }
+  | RoutesEvent
+  | KernelRouteEvent
   | DropsEvent;
 
 /** Events of the client pipeline. */
@@ -143,6 +193,8 @@ export type ClientEvent =
       readonly address: string;
       readonly prefix: number;
       readonly hub: string;
+      /** The hub assigned the address (the client ran without -t). */
+      readonly assigned?: boolean;
     }
   /** First frame from a hub that sent no WELCOME (a 2.x hub): the session works. */
   | { readonly type: 'established'; readonly remote: string }
@@ -151,4 +203,6 @@ export type ClientEvent =
   | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
   /** Every statsIntervalMs (when set): the current session's counters (if connected) and the TUN device's. */
   | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats }
+  | RoutesEvent
+  | KernelRouteEvent
   | DropsEvent;

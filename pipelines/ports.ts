@@ -1,6 +1,8 @@
 // The ports a pipeline is built from. Drivers in src/ implement them over Node objects; tests implement
 // them with Subjects. Nothing here performs I/O.
 import type { Observable } from 'rxjs';
+import type { LeaseTable } from './allocator.js';
+import type { Ipv4Cidr } from './settings.js';
 
 /**
  * A batch of raw IPv4 packets (no packet-information header); some may be SuperPackets when offload
@@ -38,6 +40,43 @@ export interface TunPort {
   readonly packets$: Observable<PacketBatch>;
   /** Writes packets to the device (EAGAIN is a short write). */
   readonly sink: PacketSink;
+  /** Sets (replaces) the device's IPv4 address and prefix, synchronously; throws when the kernel
+   * refuses. Absent on devices whose address cannot change (then a client cannot be assigned one). */
+  setIpv4?(address: number, prefix: number): void;
+}
+
+/** The outcome of saving the lease table. */
+export type LeaseSaveResult = { readonly ok: true } | { readonly ok: false; readonly detail: string };
+
+/** Where the hub keeps its leases across restarts (a file written atomically, in the CLI). */
+export interface LeaseStore {
+  /** The table as it was when the hub started. */
+  readonly initial: LeaseTable;
+  /** Replaces the stored table with `leases`, synchronously (called once per new lease); never throws. */
+  save(leases: LeaseTable): LeaseSaveResult;
+}
+
+/** What happened to one kernel route through this side's TUN device. */
+export interface KernelRouteEvent {
+  readonly type: 'kernel-route';
+  readonly action: 'add' | 'remove';
+  /** The route, `a.b.c.d/n`. */
+  readonly cidr: string;
+  readonly ok: boolean;
+  /** Why it failed (the command's error), when it did. */
+  readonly detail?: string;
+}
+
+/**
+ * The kernel routes through this side's TUN device (the LANs behind other members). `set` says
+ * which prefixes should be routed from now on and returns at once; the driver adds and removes
+ * routes in the background, one bounded command at a time, always towards the latest set (older
+ * sets are never replayed), and reports each change on `events$` (hot; failures are events, never
+ * errors). Routes through the device also disappear with the device itself.
+ */
+export interface RoutesPort {
+  set(prefixes: readonly Ipv4Cidr[]): void;
+  readonly events$: Observable<KernelRouteEvent>;
 }
 
 /** One byte-stream connection (TCP or TLS), already established. */
@@ -83,8 +122,9 @@ export interface AuthRequest {
   readonly token: string | undefined;
   /** What the transport verified (ConnectionPort.peerIdentity). */
   readonly peerIdentity: string | undefined;
-  /** The address the client asks for. */
-  readonly address: number;
+  /** The address the client asks for, or undefined when it asks the hub to assign one (pins are
+   * then not checked here: the hub gives a pinned client its pinned address). */
+  readonly address: number | undefined;
 }
 
 /** An authenticator's answer. */
@@ -95,12 +135,20 @@ export type AuthDecision =
       readonly identity: string | undefined;
       /** True when the identity belongs to one client only: it may then replace its own earlier session at once. */
       readonly exclusive: boolean;
+      /** What named the identity: a per-client token or a verified client certificate. */
+      readonly source?: 'token' | 'certificate';
+      /** The address this client is pinned to, if any (what it gets when it asks to be assigned one). */
+      readonly pinned?: number;
+      /** The LANs this client may announce (each route must lie inside one); undefined: no limit beyond the hub's allow_routes. */
+      readonly routes?: readonly Ipv4Cidr[];
     }
   | { readonly ok: false; readonly reason: 'auth-failed' | 'address-not-allowed'; readonly detail: string };
 
 /** Decides whether a client may join. Present only on hubs that require authentication. Must be synchronous and cheap. */
 export interface Authenticator {
   authenticate(request: AuthRequest): AuthDecision;
+  /** Addresses pinned to named clients: the hub never assigns them to anyone else. */
+  readonly reserved?: ReadonlyMap<number, string>;
 }
 
 /** A listening socket. Subscribing binds and listens; unsubscribing closes it and every connection

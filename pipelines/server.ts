@@ -23,13 +23,27 @@ import {
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
+import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operators/replicate.js';
 import { route, type RouteDecision } from '../operators/route.js';
-import type { DropCounts, DropReason, Inbound, PacketBatch, RoutedBatch } from '../operators/types.js';
-import { CAPABILITIES, GSO_CAPABILITY, HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, ControlDecodeError, type RejectReason } from '../operators/wire/control.js';
+import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+import type { DropCounts, DropReason, Inbound, PacketBatch, Routed, RoutedBatch } from '../operators/types.js';
+import {
+  CAPABILITIES,
+  GSO_CAPABILITY,
+  HelloCodec,
+  MAX_ANNOUNCED_ROUTES,
+  PROTOCOL_VERSION,
+  decodeControl,
+  encodeControl,
+  ControlDecodeError,
+  type LanRoute,
+  type RejectReason,
+} from '../operators/wire/control.js';
 import { FrameType, encodeFrame } from '../operators/wire/frames.js';
 import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
-import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
-import type { Authenticator, ConnectionPort, ListenerPort, TunPort } from './ports.js';
+import { AddressAllocator, type LeaseTable } from './allocator.js';
+import { SessionEnd, endReason, type LeaseInfo, type ServerEvent, type SessionStats } from './events.js';
+import type { Authenticator, ConnectionPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
@@ -43,6 +57,10 @@ export interface ServerPorts {
   readonly authenticator?: Authenticator;
   /** New values for the settings that can change without dropping sessions (for example on SIGHUP). */
   readonly reload$?: Observable<ReloadableSettings>;
+  /** Where leases survive restarts; without it they last as long as the subscription. */
+  readonly leases?: LeaseStore;
+  /** The hub host's kernel routes to the members' LANs through its TUN device (optional). */
+  readonly routes?: RoutesPort;
 }
 
 /** Settings a running hub can take on live. */
@@ -53,6 +71,11 @@ const MAX_PENALTIES = 4096;
 /** The first failure blocks a source for this long; each further failure doubles it up to the max. */
 const PENALTY_BASE_MS = 1000;
 const PENALTY_MAX_MS = 60_000;
+/**
+ * LAN routes the hub holds in total: the whole set (52 bytes per route at most) must fit one ROUTES
+ * frame and one WELCOME within the 2.x body limit of 1496 bytes.
+ */
+export const MAX_LAN_ROUTES = 24;
 
 /** A registered client: the route table maps its tunnel address to this. */
 interface Member {
@@ -64,6 +87,14 @@ interface Member {
   readonly identity: string | undefined;
   /** The identity is this client's alone: a new session of it replaces this one at once. */
   readonly exclusive: boolean;
+  /** The lease identity (`token:NAME`, `cert:NAME`, `id:HEX`): a new session of it replaces this one at once. */
+  readonly lease: string | undefined;
+  /** LANs behind this member, accepted by the hub (in its route table while the member is). */
+  readonly routes: readonly Ipv4Prefix[];
+  /** It takes ROUTES frames. */
+  readonly takesRoutes: boolean;
+  /** Writes a control frame to the member's connection (unless it is busy). */
+  readonly send: (frame: Uint8Array) => void;
   /** Packets bound for this member (into its bounded send queue). */
   readonly outbound: Subject<PacketBatch>;
   /** scheduler.now() of the last chunk received. */
@@ -74,7 +105,38 @@ interface Member {
 
 /** The hub's own TUN device as a routing target. */
 const HUB = Object.freeze({ hub: true });
+/** Broadcast or allowed multicast: handed to the sender's replicate stage, never delivered as is. */
+const REPLICATE = Object.freeze({ replicate: true });
 type Target = Member | typeof HUB;
+type Decision = Target | typeof REPLICATE;
+
+/** The identity a lease is kept under, or undefined when the client has none. */
+function leaseKey(decision: { readonly identity: string | undefined; readonly exclusive: boolean; readonly source?: 'token' | 'certificate' } | undefined, id: string | undefined): string | undefined {
+  if (decision !== undefined && decision.identity !== undefined && decision.exclusive) return `${decision.source === 'certificate' ? 'cert' : 'token'}:${decision.identity}`;
+  return id === undefined ? undefined : `id:${id}`;
+}
+
+/** True when `inner` lies inside `outer` (or equals it). */
+function within(inner: Ipv4Prefix, outer: Ipv4Prefix): boolean {
+  return inner.prefix >= outer.prefix && ((inner.address & prefixMask(outer.prefix)) >>> 0) === ((outer.address & prefixMask(outer.prefix)) >>> 0);
+}
+
+/** True when two prefixes share an address. */
+function overlaps(a: Ipv4Prefix, b: Ipv4Prefix): boolean {
+  return within(a, b) || within(b, a);
+}
+
+/** Moves a routed batch's REPLICATE share (if any) out of it and into `into`. */
+function takeReplicable(rb: RoutedBatch<Decision>, sender: Target | undefined, into: Subject<ReplicateInput<Target>>): RoutedBatch<Target> {
+  const routes = rb.routes;
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i]!.target !== REPLICATE) continue;
+    const [r] = routes.splice(i, 1);
+    if (sender !== undefined) into.next({ sender, packets: r!.packets });
+    break;
+  }
+  return rb as RoutedBatch<Target>;
+}
 
 /** Refusal: written to the peer as REJECT, then the session ends. */
 class Refusal extends Error {
@@ -103,7 +165,46 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const network = (hubAddress & prefixMask(prefix)) >>> 0;
     /** The route table: tunnel address → member. */
     const members = new Map<number, Member>();
+    /** LANs behind members, longest prefix first; consulted only when `members` has no /32. */
+    const lans = new RouteTable<Member>();
     const authenticator = ports.authenticator;
+    const subnet: Ipv4Prefix = { address: network, prefix };
+    const allowRoutes = settings.allowRoutes ?? [];
+    const bcast = settings.broadcast;
+    const groups = new Set(bcast?.groups ?? []);
+    const replicable = (dst: number): boolean => bcast !== undefined && (dst === 0xffffffff || groups.has(dst));
+
+    // Leases: the stored table, minus leases on addresses pinned to somebody else (pins win).
+    const reserved = authenticator?.reserved ?? new Map<number, string>();
+    const stored: LeaseTable = ports.leases?.initial ?? {};
+    const initialLeases: LeaseTable = Object.fromEntries(
+      Object.entries(stored).filter(([who, a]) => {
+        const owner = reserved.get(a);
+        return owner === undefined || who === `token:${owner}`;
+      }),
+    );
+    const allocator = new AddressAllocator({ network, prefix, hub: hubAddress, ...(settings.pool === undefined ? {} : { pool: settings.pool }) }, initialLeases);
+    // A pinned address is never handed to anyone else: it counts as in use for good.
+    for (const a of reserved.keys()) allocator.markInUse(a);
+    const leaseInfo = (): LeaseInfo[] => Object.entries(allocator.leases()).map(([identity, a]) => ({ identity, address: formatIpv4(a) }));
+    /** Control-path events raised outside a session's own stream (lease saves, route changes). */
+    const hubEvents$ = new Subject<ServerEvent>();
+    const saveLeases = (): void => {
+      const result = ports.leases?.save(allocator.leases());
+      if (result !== undefined && !result.ok) hubEvents$.next({ type: 'lease-error', detail: result.detail });
+      hubEvents$.next({ type: 'leases', leases: leaseInfo() });
+    };
+
+    /** Every LAN route as the hub announces it. */
+    const lanRoutes = (): LanRoute[] => lans.entries().map((e) => ({ cidr: formatPrefix(e.prefix), via: e.target.addressText }));
+    /** The routes a member is told about: everyone's but its own. */
+    const routesFor = (m: Member | undefined): LanRoute[] => lans.entries().filter((e) => e.target !== m).map((e) => ({ cidr: formatPrefix(e.prefix), via: e.target.addressText }));
+    /** The LAN routes changed: tell the capable members, the hub's kernel and the status. */
+    const routesChanged = (except?: Member): void => {
+      for (const m of members.values()) if (m.takesRoutes && m !== except) m.send(encodeControl(FrameType.Routes, { version: PROTOCOL_VERSION, routes: routesFor(m) }));
+      ports.routes?.set(lans.entries().map((e) => e.prefix));
+      hubEvents$.next({ type: 'routes', routes: lanRoutes() });
+    };
     /** The live values of the reloadable settings. */
     const live: { -readonly [K in keyof ReloadableSettings]: ReloadableSettings[K] } = {
       clientIsolation: settings.clientIsolation,
@@ -123,16 +224,44 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const offload = ports.tun.offload === true;
     const caps = offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES];
 
-    /** Where a packet from a member goes. */
-    const fromMember = (dst: number): Target | DropReason => {
+    /** Where a packet from a member goes: the O(1) member lookup first, longest-prefix match only on a miss. */
+    const fromMember = (dst: number): Decision | DropReason => {
       const m = members.get(dst);
       if (m !== undefined) return m;
       if (dst === hubAddress) return HUB;
-      if (!inSubnet(dst, hubAddress, prefix)) return HUB; // beyond the LAN: the hub's kernel decides
+      if (!inSubnet(dst, hubAddress, prefix)) {
+        if (replicable(dst)) return REPLICATE;
+        // A LAN behind a member, else beyond the virtual LAN: the hub's kernel decides.
+        return lans.size === 0 ? HUB : (lans.lookup(dst) ?? HUB);
+      }
+      if (dst === broadcast && bcast !== undefined) return REPLICATE;
       return dst === broadcast || dst === network ? 'broadcast' : 'no-route';
     };
     /** Where a packet read from the hub's TUN goes. */
-    const fromHub: RouteDecision<Member> = (dst) => members.get(dst) ?? 'no-route';
+    const fromHub: RouteDecision<Member | typeof REPLICATE> = (dst) => {
+      const m = members.get(dst);
+      if (m !== undefined) return m;
+      if (bcast !== undefined && (dst === broadcast || replicable(dst))) return REPLICATE;
+      return (lans.size === 0 ? undefined : lans.lookup(dst)) ?? 'no-route';
+    };
+    /** Replication of broadcasts and allowed multicast, one token bucket per `replicate` (so per sender). */
+    const replicating = (input$: Subject<ReplicateInput<Target>>, who: () => string): Observable<ServerEvent> =>
+      bcast === undefined
+        ? EMPTY
+        : input$.pipe(
+            replicate<Target>({
+              subnet,
+              hub: HUB,
+              members: () => members.values(),
+              isolation: () => live.clientIsolation,
+              groups,
+              rate: bcast.pps,
+              scheduler,
+            }),
+            tap((rb: ReplicatedBatch<Target>) => deliver(rb)),
+            filter((rb) => rb.drops !== undefined),
+            map((rb) => dropsEvent(who(), rb.drops!)),
+          );
 
     // Every session's counters, for stats events.
     const sessionStats = new Map<number, () => SessionStats>();
@@ -151,15 +280,20 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       ),
       tunRefusals$,
     );
-    const tunReads$ = ports.tun.packets$.pipe(
-      tap((batch) => count(tunRead, batch)),
-      route(fromHub),
-      tap(deliver),
-      filter((rb) => rb.drops !== undefined),
-      map((rb) => dropsEvent('tun', rb.drops!)),
+    const hubBroadcasts$ = new Subject<ReplicateInput<Target>>();
+    const tunReads$ = merge(
+      ports.tun.packets$.pipe(
+        tap((batch) => count(tunRead, batch)),
+        route(fromHub),
+        map((rb) => takeReplicable(rb, HUB, hubBroadcasts$)),
+        tap((rb) => deliver(rb)),
+        filter((rb) => rb.drops !== undefined),
+        map((rb) => dropsEvent('tun', rb.drops!)),
+      ),
+      replicating(hubBroadcasts$, () => 'tun'),
     );
 
-    function deliver(rb: RoutedBatch<Target>): void {
+    function deliver(rb: { readonly routes: readonly Routed<Target>[] }): void {
       for (const r of rb.routes) (r.target === HUB ? toTun : (r.target as Member).outbound).next(r.packets);
     }
 
@@ -196,12 +330,34 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           rttMs,
         }));
 
-        const register = (address: number, via: 'hello' | 'data', identity: string | undefined = undefined, exclusive = false): ServerEvent[] => {
+        /** Who a joining client is, as far as the hub knows. */
+        interface Joiner {
+          readonly identity: string | undefined;
+          readonly exclusive: boolean;
+          readonly lease: string | undefined;
+          readonly routes: readonly Ipv4Prefix[];
+          readonly takesRoutes: boolean;
+          readonly assigned: boolean;
+        }
+        const ANONYMOUS: Joiner = { identity: undefined, exclusive: false, lease: undefined, routes: [], takesRoutes: false, assigned: false };
+
+        /** Room for one more member (refusals for single-client and max-clients). */
+        const checkRoom = (text: string): void => {
+          if (!settings.multiClient && members.size >= 1) {
+            throw new Refusal('single-client', `the hub serves one client at a time (multi_client is false) and ${[...members.values()][0]!.remote} is connected`, text);
+          }
+          if (members.size >= live.maxClients) {
+            throw new Refusal('max-clients', `the hub already has ${members.size} members (max_clients ${live.maxClients})`, text);
+          }
+        };
+
+        const register = (address: number, via: 'hello' | 'data', who: Joiner = ANONYMOUS): ServerEvent[] => {
+          const { identity, exclusive } = who;
           const text = formatIpv4(address);
           const existing = members.get(address);
-          if (existing !== undefined && exclusive && existing.exclusive && existing.identity === identity) {
+          if (existing !== undefined && ((exclusive && existing.exclusive && existing.identity === identity) || (who.lease !== undefined && existing.lease === who.lease))) {
             // The same client reconnecting (new network, crashed process): its old session is stale.
-            existing.end(new SessionEnd('replaced', `${identity ?? text} reconnected from ${conn.remote}`));
+            existing.end(new SessionEnd('replaced', `${identity ?? who.lease ?? text} reconnected from ${conn.remote}`));
           } else if (existing !== undefined) {
             const silentMs = scheduler.now() - existing.lastSeen;
             if (silentMs < settings.timeoutMs) {
@@ -209,12 +365,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             }
             existing.end(new SessionEnd('replaced', `${text} was claimed by ${conn.remote} after ${Math.round(silentMs / 1000)} s of silence`));
           }
-          if (!settings.multiClient && members.size >= 1) {
-            throw new Refusal('single-client', `the hub serves one client at a time (multi_client is false) and ${[...members.values()][0]!.remote} is connected`, text);
-          }
-          if (members.size >= live.maxClients) {
-            throw new Refusal('max-clients', `the hub already has ${members.size} members (max_clients ${live.maxClients})`, text);
-          }
+          checkRoom(text);
           const m: Member = {
             id,
             remote: conn.remote,
@@ -222,12 +373,30 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             addressText: text,
             identity,
             exclusive,
+            lease: who.lease,
+            routes: who.routes,
+            takesRoutes: who.takesRoutes,
+            send: (frame) => {
+              if (!conn.needsDrain) conn.write(frame);
+            },
             outbound,
             lastSeen,
             end: (err) => ended$.error(err),
           };
+          if (lans.size + who.routes.length > MAX_LAN_ROUTES) {
+            throw new Refusal('route-not-allowed', `the hub's route table is full (${lans.size} of ${MAX_LAN_ROUTES} LAN routes in use)`, text);
+          }
+          for (let i = 0; i < who.routes.length; i++) {
+            const added = lans.add(who.routes[i]!, m);
+            if (!added.ok) {
+              for (let j = 0; j < i; j++) lans.remove(who.routes[j]!);
+              const holder = lans.lookup(added.with.address);
+              throw new Refusal('route-overlap', `${formatPrefix(who.routes[i]!)} overlaps ${formatPrefix(added.with)}${holder === undefined ? '' : ` behind ${holder.addressText}`}`, text);
+            }
+          }
           member = m;
           members.set(address, m);
+          allocator.markInUse(address);
           if (via === 'hello') {
             conn.write(
               encodeControl(FrameType.Welcome, {
@@ -239,11 +408,47 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 keepalive: Math.round(settings.keepaliveMs / 1000),
                 timeout: Math.round(settings.timeoutMs / 1000),
                 caps,
+                ...(lans.size > who.routes.length ? { routes: routesFor(m) } : {}),
               }),
             );
           }
-          const joined: ServerEvent = { type: 'joined', id, remote: conn.remote, address: text, via, members: members.size };
-          return [identity === undefined ? joined : { ...joined, identity }];
+          if (who.routes.length > 0) routesChanged(m);
+          const joined: ServerEvent = {
+            type: 'joined',
+            id,
+            remote: conn.remote,
+            address: text,
+            via,
+            members: members.size,
+            ...(identity === undefined ? {} : { identity }),
+            ...(who.assigned ? { assigned: true } : {}),
+            ...(who.routes.length === 0 ? {} : { routes: who.routes.map(formatPrefix) }),
+          };
+          return [joined];
+        };
+
+        /** The announced LANs, checked against allow_routes, the identity's own limits and the tunnel network. */
+        const checkRoutes = (announced: readonly string[] | undefined, limits: readonly Ipv4Prefix[] | undefined, text: string | undefined): Ipv4Prefix[] => {
+          if (announced === undefined || announced.length === 0) return [];
+          if (announced.length > MAX_ANNOUNCED_ROUTES) throw new Refusal('route-not-allowed', `${announced.length} routes announced; at most ${MAX_ANNOUNCED_ROUTES}`, text);
+          const out: Ipv4Prefix[] = [];
+          for (const cidr of announced) {
+            const raw = parsePrefix(cidr);
+            if (raw === undefined) throw new Refusal('bad-hello', `${cidr} is not an IPv4 prefix`, text);
+            const p = normalizePrefix(raw);
+            if (p.address !== raw.address) throw new Refusal('bad-hello', `${cidr} has host bits set (the network is ${formatPrefix(p)})`, text);
+            if (overlaps(p, subnet)) throw new Refusal('route-not-allowed', `${cidr} overlaps the tunnel network ${formatPrefix(subnet)}`, text);
+            if (!allowRoutes.some((a) => within(p, a))) {
+              const allowed = allowRoutes.length === 0 ? 'the hub allows no LAN routes (-allow-routes)' : `allowed: ${allowRoutes.map(formatPrefix).join(', ')}`;
+              throw new Refusal('route-not-allowed', `${cidr} is not allowed (${allowed})`, text);
+            }
+            if (limits !== undefined && !limits.some((a) => within(p, a))) {
+              throw new Refusal('route-not-allowed', `${cidr} is not among the routes this client may announce (${limits.length === 0 ? 'none' : limits.map(formatPrefix).join(', ')})`, text);
+            }
+            if (out.some((q) => overlaps(p, q))) throw new Refusal('bad-hello', `${cidr} is announced twice or overlaps another announced route`, text);
+            out.push(p);
+          }
+          return out;
         };
 
         const onHello = (payload: Uint8Array): ServerEvent[] => {
@@ -251,26 +456,49 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           const hello = decodeControl(FrameType.Hello, HelloCodec, payload);
           if (hello instanceof ControlDecodeError) throw new Refusal('bad-hello', hello.detail, undefined);
           if (hello.version < 1) throw new Refusal('unsupported-version', `protocol version ${hello.version} is not supported (this hub speaks ${PROTOCOL_VERSION})`, undefined);
-          if (hello.address === undefined) throw new Refusal('bad-hello', 'HELLO carries no address (set -t on the client)', undefined);
-          const address = parseIpv4(hello.address);
-          if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
-          checkAddress(address);
+          const assign = hello.address === undefined && hello.assign === true;
+          if (hello.address === undefined && !assign) throw new Refusal('bad-hello', 'HELLO carries no address and does not ask for one (set -t on the client, or send "assign": true)', undefined);
+          let address: number | undefined;
+          if (hello.address !== undefined) {
+            address = parseIpv4(hello.address);
+            if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
+            checkAddress(address);
+          }
           peerPings = hello.caps?.includes('rtt') === true;
           negotiate(encoding, offload && hello.caps?.includes(GSO_CAPABILITY) === true, hello.mtu);
-          if (authenticator === undefined) return register(address, 'hello');
-          const host = hostOf(conn.remote);
-          const penalty = penalties.get(host);
-          if (penalty !== undefined && scheduler.now() < penalty.until) {
-            const waitS = Math.ceil((penalty.until - scheduler.now()) / 1000);
-            throw new Refusal('rate-limited', `${penalty.failures} failed authentication(s) from ${host}: try again in ${waitS} s`, hello.address);
+          const takesRoutes = hello.caps?.includes('routes') === true;
+          let decision: Extract<ReturnType<Authenticator['authenticate']>, { ok: true }> | undefined;
+          if (authenticator !== undefined) {
+            const host = hostOf(conn.remote);
+            const penalty = penalties.get(host);
+            if (penalty !== undefined && scheduler.now() < penalty.until) {
+              const waitS = Math.ceil((penalty.until - scheduler.now()) / 1000);
+              throw new Refusal('rate-limited', `${penalty.failures} failed authentication(s) from ${host}: try again in ${waitS} s`, hello.address);
+            }
+            const d = authenticator.authenticate({ token: hello.token, peerIdentity: conn.peerIdentity, address });
+            if (!d.ok) {
+              penalize(host);
+              throw new Refusal(d.reason, d.detail, hello.address);
+            }
+            penalties.delete(host);
+            decision = d;
           }
-          const decision = authenticator.authenticate({ token: hello.token, peerIdentity: conn.peerIdentity, address });
-          if (!decision.ok) {
-            penalize(host);
-            throw new Refusal(decision.reason, decision.detail, hello.address);
+          const lease = leaseKey(decision, hello.id);
+          if (address === undefined) {
+            if (decision?.pinned !== undefined) address = decision.pinned;
+            else {
+              if (lease === undefined) throw new Refusal('bad-hello', 'a HELLO that asks for an address must carry an "id" (or authenticate as a named client)', undefined);
+              if (allocator.leaseOf(lease) === undefined) checkRoom(lease);
+              const a = allocator.assign(lease);
+              if (!a.ok) throw new Refusal(a.reason, a.detail, undefined);
+              address = a.address;
+              if (!a.sticky) saveLeases();
+            }
           }
-          penalties.delete(host);
-          return register(address, 'hello', decision.identity, decision.exclusive);
+          const claim = allocator.claimStatic(lease, address);
+          if (!claim.ok) throw new Refusal(claim.reason, claim.detail, formatIpv4(address));
+          const routes = checkRoutes(hello.routes, decision?.routes, formatIpv4(address));
+          return register(address, 'hello', { identity: decision?.identity, exclusive: decision?.exclusive ?? false, lease, routes, takesRoutes, assigned: assign });
         };
 
         const checkAddress = (address: number): number => {
@@ -294,7 +522,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               if (authenticator !== undefined) {
                 throw new Refusal('auth-required', 'this hub requires authentication, which 2.x clients (no HELLO) cannot do', formatIpv4(item.address));
               }
-              return register(checkAddress(item.address), 'data');
+              {
+                const address = checkAddress(item.address);
+                const claim = allocator.claimStatic(undefined, address);
+                if (!claim.ok) throw new Refusal(claim.reason, claim.detail, formatIpv4(address));
+                return register(address, 'data');
+              }
             case 'control':
               switch (item.type) {
                 case FrameType.Keepalive:
@@ -323,11 +556,14 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           }
         };
 
-        const fromThisMember: RouteDecision<Target> = (dst, packet) => {
+        const fromThisMember: RouteDecision<Decision> = (dst, packet) => {
           if (member === undefined) return 'unregistered';
-          if (ipv4Source(packet) !== member.address) return 'spoofed-source';
+          const src = ipv4Source(packet);
+          // A member with LANs behind it also sends for them (only then is the route table asked).
+          if (src !== member.address && (member.routes.length === 0 || lans.lookup(src) !== member)) return 'spoofed-source';
           return fromMember(dst);
         };
+        const broadcasts$ = new Subject<ReplicateInput<Target>>();
 
         const inbound$ = inboundItems(
           conn,
@@ -350,8 +586,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
                 map((i) => i.packets),
                 tap((packets) => count(rx, packets)),
                 route(fromThisMember),
+                map((rb) => takeReplicable(rb, member, broadcasts$)),
                 isolate(() => live.clientIsolation, isPeer),
-                tap(deliver),
+                tap((rb) => deliver(rb)),
                 filter((rb) => rb.drops !== undefined),
                 map((rb) => dropsEvent(who(), rb.drops!)),
               ),
@@ -380,7 +617,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               );
 
         const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-        return merge(of(connected), inbound$, sendDrops$, drops$, ended$, helloDeadline$).pipe(
+        return merge(of(connected), replicating(broadcasts$, who), inbound$, sendDrops$, drops$, ended$, helloDeadline$).pipe(
           catchError((err: unknown) => {
             const out: ServerEvent[] = [];
             if (err instanceof Refusal) {
@@ -404,8 +641,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         );
 
         function unregister(): void {
-          if (member !== undefined && members.get(member.address) === member) members.delete(member.address);
+          const m = member;
           member = undefined;
+          if (m === undefined) return;
+          if (members.get(m.address) === m) members.delete(m.address);
+          allocator.release(m.address);
+          if (m.routes.length > 0 && lans.removeTarget(m).length > 0) routesChanged();
         }
       });
 
@@ -438,7 +679,20 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       }),
     );
 
-    return merge(sessions$, tunReads$, tunWrites$, stats$, reloads$);
+    const initial$ = defer(() => {
+      const out: ServerEvent[] = [];
+      if (allocator.discarded.length > 0) {
+        out.push({
+          type: 'lease-error',
+          detail: `ignored ${allocator.discarded.length} stored lease(s): ${allocator.discarded.map((d) => `${d.identity} ${formatIpv4(d.address >>> 0)} (${d.why})`).join(', ')}`,
+        });
+      }
+      // Hubs without a lease store and without pins start with no leases: nothing to report.
+      if (ports.leases !== undefined || reserved.size > 0) out.push({ type: 'leases', leases: leaseInfo() });
+      return of(...out);
+    });
+
+    return merge(initial$, hubEvents$, sessions$, tunReads$, tunWrites$, stats$, reloads$).pipe(finalize(() => ports.routes?.set([])));
   });
 }
 

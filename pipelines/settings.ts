@@ -8,8 +8,6 @@ export interface Ipv4Cidr {
 
 /** Settings both sides share. Times are in milliseconds. */
 export interface CommonSettings {
-  /** The tunnel address of this side and the virtual LAN's prefix. */
-  readonly tunnel: Ipv4Cidr;
   /** TUN MTU; at most 1495 so that every DATA body fits the 2.x frame limit of 1496 bytes. */
   readonly mtu: number;
   /** Period of KEEPALIVE frames. */
@@ -25,6 +23,19 @@ export interface CommonSettings {
 }
 
 export interface ServerSettings extends CommonSettings {
+  /** The hub's tunnel address and the virtual LAN's prefix. */
+  readonly tunnel: Ipv4Cidr;
+  /** Addresses handed to clients that ask for one (inclusive); the whole subnet when absent. */
+  readonly pool?: { readonly first: number; readonly last: number };
+  /** LANs members may announce: each announced route must lie inside one of these; none when absent or empty. */
+  readonly allowRoutes?: readonly Ipv4Cidr[];
+  /** Broadcast and multicast replication; off (directed broadcasts dropped as `broadcast`) when absent. */
+  readonly broadcast?: {
+    /** Multicast groups replicated besides the subnet broadcast and 255.255.255.255. */
+    readonly groups: readonly number[];
+    /** Replicated packets per second per sender (the hub's TUN device is one sender). */
+    readonly pps: number;
+  };
   /** Clients may talk to each other unless this is set (then only to the hub). */
   readonly clientIsolation: boolean;
   /** At most this many members at once. */
@@ -36,6 +47,14 @@ export interface ServerSettings extends CommonSettings {
 }
 
 export interface ClientSettings extends CommonSettings {
+  /** This client's tunnel address and prefix (its `-t`), or undefined: the hub assigns one. */
+  readonly tunnel: Ipv4Cidr | undefined;
+  /** The client-generated identity sent in HELLO `id` (32 hex digits); required when `tunnel` is undefined. */
+  readonly clientId?: string;
+  /** LANs behind this client, announced in HELLO `routes`. */
+  readonly routes?: readonly Ipv4Cidr[];
+  /** With an assigned address: how long a session waits for WELCOME (a 2.x hub never sends one). */
+  readonly welcomeTimeoutMs?: number;
   /** The hub to dial; the name is resolved again on every attempt. */
   readonly remote: { readonly host: string; readonly port: number };
   /** Reconnect backoff bounds. */

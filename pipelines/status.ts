@@ -2,7 +2,7 @@
 // No I/O and no clock: the caller passes the time each event was seen (`now`), so the same events
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/types.js';
-import type { ClientEvent, ServerEvent, SessionStats, TunStats } from './events.js';
+import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, TunStats } from './events.js';
 
 /** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
 export const DROP_REASONS: readonly DropReason[] = Object.keys({
@@ -15,6 +15,7 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   unregistered: true,
   'not-connected': true,
   broadcast: true,
+  'broadcast-limit': true,
   'unknown-type': true,
   'empty-frame': true,
   'unexpected-control': true,
@@ -70,6 +71,10 @@ export interface StatusState {
   readonly pending: { readonly id: number; readonly remote: string } | undefined;
   readonly drops: DropCounts;
   readonly tun: TunStats | undefined;
+  /** Server: the lease table. */
+  readonly leases: readonly LeaseInfo[];
+  /** Server: every member's LAN routes; client: the other members' routes as the hub sent them. */
+  readonly routes: readonly LanRoute[];
   readonly lastEventAt: number;
 }
 
@@ -85,6 +90,8 @@ export function initialStatus(options: StatusOptions): StatusState {
     pending: undefined,
     drops: {},
     tun: undefined,
+    leases: [],
+    routes: [],
     lastEventAt: options.startedAt,
   };
 }
@@ -184,6 +191,10 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = new Map();
       return { ...s, members, tun: event.tun };
     }
+    case 'leases':
+      return { ...s, leases: event.leases };
+    case 'routes':
+      return { ...s, routes: event.routes };
     case 'drops': {
       const target = dropTarget(s, event.who);
       const drops = addCounts(s.drops, event.drops);
@@ -210,6 +221,13 @@ export interface MemberSnapshot {
   readonly drops: DropCounts;
 }
 
+/** One lease in the JSON document; `active` while a member holds the address. */
+export interface LeaseSnapshot {
+  readonly identity: string;
+  readonly address: string;
+  readonly active: boolean;
+}
+
 /** The JSON document of GET /status (schema 1, documented in docs/status.md). */
 export interface StatusSnapshot {
   readonly schema: typeof STATUS_SCHEMA;
@@ -225,6 +243,8 @@ export interface StatusSnapshot {
   readonly members: readonly MemberSnapshot[];
   readonly drops: DropCounts;
   readonly tun: TunStats | null;
+  readonly leases: readonly LeaseSnapshot[];
+  readonly routes: readonly LanRoute[];
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -238,6 +258,7 @@ const addressKey = (a: string): string =>
 
 /** The JSON document for the state at time `now`. */
 export function statusSnapshot(state: StatusState, now: number): StatusSnapshot {
+  const active = new Set([...state.members.values()].map((m) => m.address));
   const members = [...state.members.values()]
     .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : a.id - b.id))
     .map(
@@ -268,5 +289,9 @@ export function statusSnapshot(state: StatusState, now: number): StatusSnapshot 
     members,
     drops: state.drops,
     tun: state.tun ?? null,
+    leases: [...state.leases]
+      .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : 0))
+      .map((l) => ({ identity: l.identity, address: l.address, active: active.has(l.address) })),
+    routes: state.routes,
   };
 }

@@ -12,6 +12,10 @@ import { describeClientEvent, describeServerEvent, logLines, type LogLine } from
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
+import { LeaseFileError } from './drivers/leases.js';
+import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
+import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
+import type { LeaseStore } from '../pipelines/ports.js';
 import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
 import { tunPort } from './drivers/tun.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
@@ -96,7 +100,27 @@ function tokenOf(config: Config): string | undefined {
   return token;
 }
 
-function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined } {
+/** The hub's lease file in its state directory. */
+function leaseStore(config: Config): LeaseStore {
+  try {
+    return makeLeaseStore(config.state_dir);
+  } catch (err) {
+    if (err instanceof StateError || err instanceof LeaseFileError) throw new StartupError(err.message);
+    throw err;
+  }
+}
+
+/** A client's identity: created when the hub assigns its address, else only read when there is one. */
+function identityOf(config: Config & { mode: 'client' }): string | undefined {
+  try {
+    return clientId(config.state_dir, config.assign_address);
+  } catch (err) {
+    if (err instanceof StateError) throw new StartupError(err.message);
+    throw err;
+  }
+}
+
+function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore } {
   const { host, port } = config.local_addr;
   let listener: ListenerPort;
   if (config.tls_enabled) {
@@ -128,7 +152,7 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     networkToken !== undefined || clients !== undefined || requireClientCert
       ? makeAuthenticator({ requireClientCert, ...(networkToken === undefined ? {} : { networkToken }), ...(clients === undefined ? {} : { clients }) })
       : undefined;
-  return { listener, authenticator };
+  return { listener, authenticator, leases: leaseStore(config) };
 }
 
 function clientDialer(config: Config & { mode: 'client' }): DialerPort {
@@ -150,26 +174,43 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
   let server: ReturnType<typeof serverPorts> | undefined;
   let dialer: DialerPort | undefined;
   let token: string | undefined;
+  let id: string | undefined;
   try {
     if (config.mode === 'server') server = serverPorts(config);
     else {
       dialer = clientDialer(config);
       token = tokenOf(config);
+      id = identityOf(config);
     }
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;
     for (const line of err.message.split('\n')) logger.log('error', line);
     return Promise.resolve(EXIT.failure);
   }
+  const assigned = config.mode === 'client' && config.assign_address;
   let device: TunDevice;
   try {
-    device = TunDevice.open({ mtu: config.mtu, ipv4: config.tunnel_addr, up: true, offload: config.offload });
+    device = TunDevice.open({ mtu: config.mtu, ...(assigned ? {} : { ipv4: config.tunnel_addr }), up: true, offload: config.offload });
   } catch (err) {
     logger.log('error', (err as Error).message);
     return Promise.resolve(EXIT.failure);
   }
-  logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? '?'} mtu ${device.mtu}${device.offload ? ', segmentation offload on' : config.offload ? ', segmentation offload unavailable (kernel refused it)' : ''}`);
-  const tun = tunPort(device);
+  logger.log('info', `lightweight-tunnel ${VERSION} ${config.mode}: TUN device ${device.name} up with ${device.ipv4 ?? 'no address yet (the hub assigns one)'} mtu ${device.mtu}${device.offload ? ', segmentation offload on' : config.offload ? ', segmentation offload unavailable (kernel refused it)' : ''}`);
+  // The TUN device behaves like a LAN interface: directed broadcasts to its subnet are delivered.
+  const broadcastRoute = (address: number, prefix: number): void =>
+    void addBroadcastRoute(device.name, address, prefix).then((err) => {
+      if (err !== undefined) logger.log('warn', `cannot make the subnet broadcast address local on ${device.name}: ${err}`);
+    });
+  const port = tunPort(device);
+  const tun = {
+    ...port,
+    setIpv4: (address: number, prefix: number): void => {
+      port.setIpv4?.(address, prefix);
+      broadcastRoute(address, prefix);
+    },
+  };
+  if (!assigned) broadcastRoute(config.tunnel_addr.address, config.tunnel_addr.prefix);
+  const routes = makeRoutesDriver({ device: device.name });
 
   // New values for isolation and max_clients on SIGHUP; systemd hears when we are up and going down.
   const reload$ = new Subject<ReloadableSettings>();
@@ -182,14 +223,16 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       tun,
       listener: server.listener,
       reload$,
+      leases: server.leases,
+      routes,
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
     if (config.tls_enabled) logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}`);
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
-    const settings = { ...toClientSettings(config), ...stats };
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer });
+    const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

@@ -2,7 +2,7 @@
 import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
 import { summarizeDrops } from '../operators/summarizeDrops.js';
 import type { DropCounts } from '../operators/types.js';
-import type { ClientEvent, DropsEvent, ServerEvent } from '../pipelines/events.js';
+import type { ClientEvent, DropsEvent, KernelRouteEvent, LanRoute, ServerEvent } from '../pipelines/events.js';
 import type { Level, LogFields } from './log.js';
 
 /** One log line: `message` for people, `fields` for machines (the JSON format carries both). */
@@ -35,6 +35,19 @@ export function dropFields(who: string, drops: DropCounts): LogFields {
   };
 }
 
+/** `192.168.10.0/24 via 10.0.0.2, ...` or `none`. */
+function describeRoutes(routes: readonly LanRoute[]): string {
+  return routes.length === 0 ? 'none' : routes.map((r) => `${r.cidr} via ${r.via}`).join(', ');
+}
+
+/** The log line of a kernel route change (both sides). */
+function describeKernelRoute(e: KernelRouteEvent): LogLine {
+  const what = e.action === 'add' ? 'added' : 'removed';
+  return e.ok
+    ? { level: 'info', message: `kernel route ${e.cidr} ${what}`, fields: { event: e.type, action: e.action, route: e.cidr } }
+    : { level: 'warn', message: `kernel route ${e.cidr} could not be ${what}: ${e.detail ?? 'unknown error'}`, fields: { event: e.type, action: e.action, route: e.cidr, detail: e.detail } };
+}
+
 /** The log line for a hub event (drops are summarized elsewhere). */
 export function describeServerEvent(e: ServerEvent): LogLine | undefined {
   switch (e.type) {
@@ -53,8 +66,8 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
     case 'joined':
       return {
         level: 'info',
-        message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}; ${plural(e.members, 'member')}`,
-        fields: { event: e.type, member: e.address, remote: e.remote, identity: e.identity, connection: e.id, via: e.via, members: e.members },
+        message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}${e.assigned === true ? ' (address assigned)' : ''}${e.routes === undefined ? '' : ` with LANs ${e.routes.join(', ')}`}; ${plural(e.members, 'member')}`,
+        fields: { event: e.type, member: e.address, remote: e.remote, identity: e.identity, connection: e.id, via: e.via, members: e.members, assigned: e.assigned, routes: e.routes?.join(',') },
       };
     case 'rejected':
       return {
@@ -79,6 +92,14 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
         message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}`,
         fields: { event: e.type, member: e.address, remote: e.remote, connection: e.id, reason: e.reason, detail: e.detail, members: e.members },
       };
+    case 'leases':
+      return { level: 'debug', message: `leases: ${e.leases.length === 0 ? 'none' : e.leases.map((l) => `${l.identity} ${l.address}`).join(', ')}`, fields: { event: e.type, leases: e.leases.length } };
+    case 'lease-error':
+      return { level: 'error', message: `leases: ${e.detail}`, fields: { event: e.type, detail: e.detail } };
+    case 'routes':
+      return { level: 'info', message: `LAN routes: ${describeRoutes(e.routes)}`, fields: { event: e.type, routes: e.routes.map((r) => `${r.cidr}>${r.via}`).join(',') } };
+    case 'kernel-route':
+      return describeKernelRoute(e);
     case 'drops':
       return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
   }
@@ -94,8 +115,8 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
     case 'welcomed':
       return {
         level: 'info',
-        message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub})`,
-        fields: { event: e.type, member: e.address, prefix: e.prefix, hub: e.hub },
+        message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub}${e.assigned === true ? ', address assigned by the hub' : ''})`,
+        fields: { event: e.type, member: e.address, prefix: e.prefix, hub: e.hub, assigned: e.assigned },
       };
     case 'established':
       return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)`, fields: { event: e.type, remote: e.remote } };
@@ -113,6 +134,10 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
         message: `reconnecting in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}; last: ${e.cause})`,
         fields: { event: e.type, attempt: e.attempt, delay_ms: e.delayMs, reason: e.cause },
       };
+    case 'routes':
+      return { level: 'info', message: `LAN routes from the hub: ${describeRoutes(e.routes)}`, fields: { event: e.type, routes: e.routes.map((r) => `${r.cidr}>${r.via}`).join(',') } };
+    case 'kernel-route':
+      return describeKernelRoute(e);
     case 'drops':
       return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
   }

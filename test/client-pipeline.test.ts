@@ -3,11 +3,13 @@ import test, { type ExecutionContext } from 'ava';
 import { filter, tap, type Observable, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { clientPipeline } from '../pipelines/client.js';
-import { RejectedError, type ClientEvent } from '../pipelines/events.js';
+import { AddressSetupError, NoAssignmentError, RejectedError, type ClientEvent } from '../pipelines/events.js';
+import type { RoutesPort } from '../pipelines/ports.js';
 import type { ClientSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/wire/frames.js';
+import { encodeControl } from '../operators/wire/control.js';
 import { parseIpv4 } from '../operators/wire/ipv4.js';
-import { connectError, fakes, type DialOutcome, type FakeConnection, type FakeDialer, type FakeTun } from './helpers/fake-ports.js';
+import { FakeRoutes, connectError, fakes, type DialOutcome, type FakeConnection, type FakeDialer, type FakeTun } from './helpers/fake-ports.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
 
 const SETTINGS: ClientSettings = {
@@ -55,6 +57,7 @@ interface ClientOptions {
   readonly random?: () => number;
   /** The scenario expects the pipeline to error. */
   readonly errors?: boolean;
+  readonly routes?: RoutesPort;
 }
 
 /** Runs a client scenario until virtual time `until`, when the pipeline is unsubscribed. */
@@ -67,7 +70,7 @@ function client(t: ExecutionContext, options: ClientOptions, body: (c: Client) =
     const failure: { error?: unknown; at?: number } = {};
     const events$: Observable<ClientEvent> = clientPipeline(
       { ...SETTINGS, ...options.settings },
-      { tun, dialer, scheduler, random: options.random ?? (() => 0.5) },
+      { tun, dialer, scheduler, random: options.random ?? (() => 0.5), ...(options.routes === undefined ? {} : { routes: options.routes }) },
     ).pipe(
       tap({
         next: (event) => log.push({ at: scheduler.now(), event }),
@@ -132,7 +135,7 @@ test('the client sends HELLO first and reports welcomed on the hub\'s WELCOME', 
   t.deepEqual(dialer.attempts, [{ at: 0, host: 'hub.test', port: 9000 }]);
   t.deepEqual(conn.types(), [FrameType.Hello]);
   t.is(conn.frames[0]!.at, 0);
-  t.deepEqual(conn.hellos(), [{ version: 1, address: '10.0.0.2', prefix: 24, mtu: 1400, caps: ['rtt'] }]);
+  t.deepEqual(conn.hellos(), [{ version: 1, address: '10.0.0.2', prefix: 24, mtu: 1400, caps: ['rtt', 'routes'] }]);
 });
 
 test('TUN packets go out as DATA frames and DATA frames in go to the TUN', (t) => {
@@ -446,6 +449,113 @@ test('REJECT outside-subnet is fatal: the pipeline errors with RejectedError and
   t.deepEqual(c.dialer.times(), [0], 'no retry after a fatal refusal');
   t.false(c.tun.reading);
   t.is(c.tun.stoppedReadingAt, 5);
+});
+
+// ---------------------------------------------------------------- assigned addresses and LAN routes
+
+const ASSIGN: Partial<ClientSettings> = { tunnel: undefined, clientId: 'ab'.repeat(16), welcomeTimeoutMs: 5000 };
+
+test('without -t the client asks for an address with its id and sets the one the WELCOME assigns on the TUN device', (t) => {
+  let conn!: FakeConnection;
+  let c!: Client;
+  client(t, { until: 100, settings: { ...ASSIGN, routes: [{ address: parseIpv4('192.168.77.0')!, prefix: 24 }] } }, (cl) => {
+    c = cl;
+    conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(5, () => conn.sendWelcome({ ...WELCOME, address: '10.0.0.9' }));
+    cl.at(6, () => cl.tun.read(ipv4Packet('10.0.0.9', '10.0.0.1')));
+  });
+  t.deepEqual(conn.hellos(), [{ version: 1, assign: true, mtu: 1400, caps: ['rtt', 'routes'], id: 'ab'.repeat(16), routes: ['192.168.77.0/24'] }]);
+  t.deepEqual(c.tun.addresses, ['10.0.0.9/24']);
+  t.like(only(c.log, 'welcomed')[0]?.event, { address: '10.0.0.9', assigned: true });
+  t.is(conn.dataPackets().length, 1);
+});
+
+test('an assigned client reconnecting to the same address does not touch the TUN device again', (t) => {
+  const first = { c: undefined as FakeConnection | undefined };
+  let c!: Client;
+  client(t, { until: 5000, settings: ASSIGN }, (cl) => {
+    c = cl;
+    const a = cl.connection();
+    const b = cl.connection();
+    first.c = a;
+    cl.dialer.then({ connect: a }, { connect: b });
+    cl.at(1, () => a.sendWelcome({ ...WELCOME, address: '10.0.0.9' }));
+    cl.at(2, () => a.end());
+    cl.at(1500, () => b.sendWelcome({ ...WELCOME, address: '10.0.0.9' }));
+  });
+  t.deepEqual(c.tun.addresses, ['10.0.0.9/24']);
+  t.is(only(c.log, 'welcomed').length, 2);
+});
+
+test('an assigned client that hears no WELCOME on its first session stops with a clear error (a 2.x hub)', (t) => {
+  let c!: Client;
+  client(t, { until: 20_000, settings: ASSIGN, errors: true }, (cl) => {
+    c = cl;
+    const conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(3000, () => conn.sendKeepalive());
+  });
+  t.true(c.failure.error instanceof NoAssignmentError);
+  t.is(c.failure.at, 5000);
+  t.regex(String((c.failure.error as Error).message), /sent no WELCOME within 5 s.*-t ADDRESS\/PREFIX/);
+  t.deepEqual(c.dialer.times(), [0]);
+});
+
+test('after a welcome, a later session without WELCOME is retried instead', (t) => {
+  let c!: Client;
+  client(t, { until: 9000, settings: ASSIGN }, (cl) => {
+    c = cl;
+    const a = cl.connection();
+    const b = cl.connection();
+    cl.dialer.then({ connect: a }, { connect: b });
+    cl.at(1, () => a.sendWelcome(WELCOME));
+    cl.at(2, () => a.end());
+  });
+  t.is(c.failure.error, undefined);
+  t.true(only(c.log, 'disconnected').some((d) => d.event.reason === 'handshake-timeout'));
+  t.true(c.dialer.times().length >= 3);
+});
+
+test('a TUN device that refuses the assigned address stops the client', (t) => {
+  let c!: Client;
+  client(t, { until: 100, settings: ASSIGN, errors: true }, (cl) => {
+    c = cl;
+    cl.tun.refuseIpv4 = new Error('EPERM');
+    const conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(1, () => conn.sendWelcome(WELCOME));
+  });
+  t.true(c.failure.error instanceof AddressSetupError);
+});
+
+test('routes from WELCOME and ROUTES become the kernel route set (without its own LANs), and are withdrawn at the end', (t) => {
+  const routes = new FakeRoutes();
+  let c!: Client;
+  client(t, { until: 100, routes, settings: { routes: [{ address: parseIpv4('192.168.1.0')!, prefix: 24 }] } }, (cl) => {
+    c = cl;
+    const conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(1, () => conn.sendWelcome({ ...WELCOME, routes: [{ cidr: '192.168.77.0/24', via: '10.0.0.3' }, { cidr: '192.168.1.0/24', via: '10.0.0.2' }] }));
+    cl.at(2, () => conn.push(encodeControl(FrameType.Routes, { version: 1, routes: [{ cidr: '192.168.88.0/24', via: '10.0.0.4' }] })));
+    cl.at(3, () => routes.events$.next({ type: 'kernel-route', action: 'add', cidr: '192.168.88.0/24', ok: true }));
+  });
+  t.deepEqual(routes.sets, [['192.168.77.0/24'], ['192.168.88.0/24'], []]);
+  t.deepEqual(only(c.log, 'routes').map((r) => r.event.routes.length), [2, 1]);
+  t.is(only(c.log, 'kernel-route').length, 1, 'the driver’s reports come out of the pipeline');
+});
+
+test('a ROUTES frame before the WELCOME is an unexpected control frame', (t) => {
+  const routes = new FakeRoutes();
+  let c!: Client;
+  client(t, { until: 100, routes }, (cl) => {
+    c = cl;
+    const conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(1, () => conn.push(encodeControl(FrameType.Routes, { version: 1, routes: [] })));
+  });
+  t.deepEqual(routes.sets, [[]], 'only the final withdrawal');
+  t.deepEqual(only(c.log, 'drops').map((d) => d.event.drops), [{ 'unexpected-control': 1 }]);
 });
 
 // ---------------------------------------------------------------- teardown

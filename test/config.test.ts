@@ -15,7 +15,7 @@ import {
   DEFAULT_JSON,
   type CliCommand,
   type Config,
-  type ConfigJson,
+  type EncodedConfig,
   type ConfigKey,
   type ReadFile,
   type ResolvedConfig,
@@ -48,7 +48,7 @@ const run = (argv: readonly string[], readFile?: ReadFile): { config: Config; wa
   return cmd;
 };
 
-const json = (argv: readonly string[], readFile?: ReadFile): ConfigJson => encodeConfig(run(argv, readFile).config);
+const json = (argv: readonly string[], readFile?: ReadFile): EncodedConfig => encodeConfig(run(argv, readFile).config);
 
 const resolved = (input: unknown): ResolvedConfig => {
   const result = decodeConfig(input);
@@ -110,6 +110,13 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'status', value: '127.0.0.1:9100', context: [], key: 'status_addr', expected: '127.0.0.1:9100' },
   { name: 'log-level', value: 'debug', context: [], key: 'log_level', expected: 'debug' },
   { name: 'log-format', value: 'json', context: [], key: 'log_format', expected: 'json' },
+  { name: 'state-dir', value: '/srv/lwt', context: [], key: 'state_dir', expected: '/srv/lwt' },
+  { name: 'pool', value: '10.0.0.100-10.0.0.199', context: [], key: 'pool', expected: '10.0.0.100-10.0.0.199' },
+  { name: 'routes', value: '192.168.10.0/24, 192.168.20.0/24', context: CLIENT, key: 'routes', expected: ['192.168.10.0/24', '192.168.20.0/24'] },
+  { name: 'allow-routes', value: '192.168.0.0/16', context: [], key: 'allow_routes', expected: ['192.168.0.0/16'] },
+  { name: 'broadcast', value: undefined, context: [], key: 'broadcast', expected: true },
+  { name: 'broadcast-groups', value: '224.0.0.251,239.1.2.3', context: [], key: 'broadcast_groups', expected: ['224.0.0.251', '239.1.2.3'] },
+  { name: 'broadcast-pps', value: '50', context: [], key: 'broadcast_pps', expected: 50 },
 ];
 
 const setsKey = test.macro({
@@ -226,6 +233,16 @@ const refusesFlags = test.macro({
 });
 
 test(refusesFlags, ['-max-clients', 'ten'], ['-max-clients: expected a positive integer, got "ten"']);
+test(refusesFlags, ['-pool', '10.0.0.9-10.0.0.8'], ['-pool: expected a range whose first address is not above its last, like "10.0.0.100-10.0.0.199", got "10.0.0.9-10.0.0.8"']);
+test(refusesFlags, ['-pool', '10.0.0.9'], ['-pool: expected an address range inside the tunnel network like "10.0.0.100-10.0.0.199", got "10.0.0.9"']);
+test(refusesFlags, ['-pool', '10.0.1.1-10.0.1.9'], ['pool: expected a range inside the tunnel network 10.0.0.0/24: the pool 10.0.1.1-10.0.1.9 is not inside 10.0.0.0/24']);
+test(refusesFlags, [...CLIENT, '-routes', '192.168.10.1/24'], ['-routes: expected network prefixes without host bits (192.168.10.1/24 is 192.168.10.0/24), got "192.168.10.1/24"']);
+test(refusesFlags, [...CLIENT, '-routes', '192.168.10.0/24,lan'], ['-routes: expected CIDRs like "192.168.10.0/24", separated by commas ("lan" is not one), got "192.168.10.0/24,lan"']);
+test(refusesFlags, [...CLIENT, '-t', '10.0.0.2/24', '-routes', '10.0.0.0/16'], ['routes: 10.0.0.0/16 overlaps the tunnel network 10.0.0.0/24']);
+test(refusesFlags, ['-allow-routes', '0.0.0.0/0'], ['allow_routes: 0.0.0.0/0 overlaps the tunnel network 10.0.0.0/24']);
+test(refusesFlags, ['-broadcast-groups', '10.0.0.255'], ['-broadcast-groups: expected IPv4 multicast addresses (224.0.0.0 to 239.255.255.255) separated by commas ("10.0.0.255" is not one), got "10.0.0.255"']);
+test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
+test(refusesFlags, ['-state-dir', ''], ['state_dir: expected a directory path, got ""']);
 test(refusesFlags, ['--max-clients=0'], ['--max-clients: expected a positive integer, got 0']);
 test(refusesFlags, ['-send-queue', '-5'], ['-send-queue: expected a positive integer, got -5']);
 test(refusesFlags, ['-send-queue=-5'], ['-send-queue: expected a positive integer, got -5']);
@@ -450,6 +467,35 @@ test('TLS files without TLS, and skipping verification, are warned about', (t) =
   t.deepEqual(resolved({ mode: 'client', remote_addr: 'h:1', tls_enabled: true, tls_skip_verify: true }).warnings, [
     "tls_skip_verify: the server's certificate is not checked, so anyone on the path could pose as the server",
   ]);
+});
+
+test('a client without tunnel_addr asks the hub for its address; with -t it does not', (t) => {
+  const assigned = run([...CLIENT]).config;
+  t.true(assigned.mode === 'client' && assigned.assign_address);
+  if (assigned.mode === 'client') t.is(toClientSettings(assigned).tunnel, undefined);
+  t.false('tunnel_addr' in encodeConfig(assigned), 'the JSON form leaves the address out, so it decodes the same');
+  t.deepEqual(resolved(encodeConfig(assigned)).config, assigned);
+  const fixed = run([...CLIENT, '-t', '10.0.0.7/24']).config;
+  t.true(fixed.mode === 'client' && !fixed.assign_address);
+  if (fixed.mode === 'client') t.deepEqual(toClientSettings(fixed).tunnel, { address: 0x0a000007, prefix: 24 });
+  const fromFile = run(['-c', '/c.json'], filesystem({ '/c.json': '{"mode": "client", "remote_addr": "192.0.2.1", "tunnel_addr": "10.0.0.8/24"}' })).config;
+  t.true(fromFile.mode === 'client' && !fromFile.assign_address, 'tunnel_addr in the -c file counts as given');
+});
+
+test('routes, allow_routes and broadcast_groups take a JSON array or a comma-separated string', (t) => {
+  t.deepEqual(encodeConfig(resolved({ allow_routes: ['192.168.0.0/16', '172.16.0.0/12'] }).config).allow_routes, ['192.168.0.0/16', '172.16.0.0/12']);
+  t.deepEqual(encodeConfig(resolved({ allow_routes: '192.168.0.0/16,172.16.0.0/12' }).config).allow_routes, ['192.168.0.0/16', '172.16.0.0/12']);
+  t.deepEqual(encodeConfig(resolved({ broadcast_groups: [] }).config).broadcast_groups, []);
+  t.deepEqual(lines(decodeConfig({ allow_routes: [5] })), ['allow_routes: expected CIDRs like "192.168.0.0/16", separated by commas, got [5]']);
+});
+
+test('toServerSettings carries the pool, the allowed routes and broadcast only when they are set', (t) => {
+  const plain = toServerSettings(run([]).config);
+  t.false('pool' in plain || 'allowRoutes' in plain || 'broadcast' in plain);
+  const full = toServerSettings(run(['-pool', '10.0.0.100-10.0.0.110', '-allow-routes', '192.168.0.0/16', '-broadcast', '-broadcast-pps', '20']).config);
+  t.deepEqual(full.pool, { first: 0x0a000064, last: 0x0a00006e });
+  t.deepEqual(full.allowRoutes, [{ address: 0xc0a80000, prefix: 16 }]);
+  t.deepEqual(full.broadcast, { groups: [0xe00000fb, 0xeffffffa], pps: 20 });
 });
 
 test('encodeConfig gives back JSON that decodes to the same config', (t) => {

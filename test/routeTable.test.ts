@@ -1,6 +1,6 @@
 // RouteTable (operators/routeTable.ts): longest-prefix match, overlap refusals, removal.
 import test from 'ava';
-import { RouteTable, formatPrefix, normalizePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
 import { parseIpv4 } from '../operators/wire/ipv4.js';
 
 interface Target {
@@ -241,4 +241,13 @@ test('normalizePrefix clears host bits and keeps addresses unsigned', (t) => {
   t.deepEqual(normalizePrefix(cidr('200.1.2.3/8')), cidr('200.0.0.0/8'));
   t.deepEqual(normalizePrefix(cidr('200.1.2.3/32')), { address: 0xc8010203, prefix: 32 });
   t.deepEqual(normalizePrefix(cidr('200.1.2.3/0')), { address: 0, prefix: 0 });
+});
+
+test('parsePrefix reads a.b.c.d/n as written and refuses anything else', (t) => {
+  t.deepEqual(parsePrefix('192.168.77.0/24'), { address: 0xc0a84d00, prefix: 24 });
+  t.deepEqual(parsePrefix('192.168.77.9/24'), { address: 0xc0a84d09, prefix: 24 }, 'host bits are kept for the caller to judge');
+  t.deepEqual(parsePrefix('0.0.0.0/0'), { address: 0, prefix: 0 });
+  for (const bad of ['192.168.77.0', '192.168.77.0/33', '192.168.77.0/', '192.168.77.0/2x', '192.168.300.0/24', '/24', '192.168.77.0/-1']) {
+    t.is(parsePrefix(bad), undefined, bad);
+  }
 });

@@ -134,7 +134,7 @@ test('a client that sends HELLO gets a WELCOME and joins via hello', (t) => {
   t.deepEqual(a.types(), [FrameType.Welcome], 'the WELCOME is the only frame before the first keepalive');
   t.is(a.frames[0]!.at, 2);
   t.deepEqual(a.welcomes(), [
-    { version: 1, address: '10.0.0.2', prefix: 24, hub: '10.0.0.1', mtu: 1400, keepalive: 10, timeout: 30, caps: ['rtt'] },
+    { version: 1, address: '10.0.0.2', prefix: 24, hub: '10.0.0.1', mtu: 1400, keepalive: 10, timeout: 30, caps: ['rtt', 'routes'] },
   ]);
   t.is(a.closedAt, 100, 'closed only by the teardown');
 });

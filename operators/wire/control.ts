@@ -7,8 +7,11 @@ import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
 
-/** Capabilities this implementation always offers in HELLO/WELCOME `caps`. `rtt`: answers PING with PONG. */
-export const CAPABILITIES: readonly string[] = ['rtt'];
+/**
+ * Capabilities this implementation always offers in HELLO/WELCOME `caps`. `rtt`: answers PING with PONG.
+ * `routes`: takes ROUTES frames (the hub pushes the LAN routes of the other members when they change).
+ */
+export const CAPABILITIES: readonly string[] = ['rtt', 'routes'];
 /** The capability a side offers when its TUN device does segmentation offload: it sends and takes
  * SUPER frames (bodies up to MAX_BODY_SUPER) with a peer that offered it too. */
 export const GSO_CAPABILITY = 'gso';
@@ -27,6 +30,10 @@ export const REJECT_REASONS = [
   'auth-failed',
   'address-not-allowed',
   'rate-limited',
+  'pool-exhausted',
+  'leased-to-other',
+  'route-not-allowed',
+  'route-overlap',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -39,6 +46,8 @@ export const FATAL_REJECT_REASONS: ReadonlySet<RejectReason> = new Set<RejectRea
   'auth-required',
   'auth-failed',
   'address-not-allowed',
+  'leased-to-other',
+  'route-not-allowed',
 ]);
 
 const Int = t.refinement(t.number, (n) => Number.isInteger(n), 'integer');
@@ -46,19 +55,44 @@ const Ipv4Text = t.refinement(t.string, (s) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s)
 const Prefix = t.refinement(Int, (n) => n >= 0 && n <= 32, 'prefix length');
 const Reason = t.keyof(Object.fromEntries(REJECT_REASONS.map((r) => [r, null])) as Record<RejectReason, null>);
 
+const CidrText = t.refinement(t.string, (s) => /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(s), 'CIDR');
+/** A client-generated identity: 32 lowercase hex digits (128 random bits). */
+const ClientId = t.refinement(t.string, (s) => /^[0-9a-f]{32}$/.test(s), 'client id');
+
+/** The most LAN routes one HELLO may announce. */
+export const MAX_ANNOUNCED_ROUTES = 16;
+
 /** A client's HELLO: sent first on every connection. */
 export const HelloCodec = t.intersection([
   t.type({ version: Int }),
-  t.partial({ address: Ipv4Text, prefix: Prefix, mtu: Int, caps: t.array(t.string), token: t.string }),
+  t.partial({
+    address: Ipv4Text,
+    prefix: Prefix,
+    mtu: Int,
+    caps: t.array(t.string),
+    token: t.string,
+    /** true: the hub picks the address (then `address` is absent). */
+    assign: t.boolean,
+    id: ClientId,
+    routes: t.array(CidrText),
+  }),
 ]);
 export type Hello = t.TypeOf<typeof HelloCodec>;
+
+/** A LAN behind a member, as the hub announces it: `cidr` is reached through the member `via`. */
+export const LanRouteCodec = t.type({ cidr: CidrText, via: Ipv4Text });
+export type LanRoute = t.TypeOf<typeof LanRouteCodec>;
 
 /** The hub's WELCOME: the client is a member with this address. */
 export const WelcomeCodec = t.intersection([
   t.type({ version: Int, address: Ipv4Text, prefix: Prefix, hub: Ipv4Text }),
-  t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string) }),
+  t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string), routes: t.array(LanRouteCodec) }),
 ]);
 export type Welcome = t.TypeOf<typeof WelcomeCodec>;
+
+/** The hub's ROUTES: the complete current set of the other members' LAN routes (replaces the last one). */
+export const RoutesCodec = t.type({ version: Int, routes: t.array(LanRouteCodec) });
+export type Routes = t.TypeOf<typeof RoutesCodec>;
 
 /** The hub's REJECT: the connection closes after it. */
 export const RejectCodec = t.intersection([
@@ -102,7 +136,8 @@ export function decodeControl<A>(frameType: number, codec: t.Decoder<unknown, A>
 export function encodeControl(type: typeof FrameType.Hello, msg: Hello): Buffer;
 export function encodeControl(type: typeof FrameType.Welcome, msg: Welcome): Buffer;
 export function encodeControl(type: typeof FrameType.Reject, msg: Reject): Buffer;
-export function encodeControl(type: number, msg: Hello | Welcome | Reject): Buffer {
+export function encodeControl(type: typeof FrameType.Routes, msg: Routes): Buffer;
+export function encodeControl(type: number, msg: Hello | Welcome | Reject | Routes): Buffer {
   const body = encoder.encode(JSON.stringify(msg));
   if (body.length + 1 > MAX_BODY_COMPAT) throw new RangeError(`control message of ${body.length} bytes is too long`);
   return encodeFrame(type, body);

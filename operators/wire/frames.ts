@@ -12,6 +12,8 @@ export const FrameType = {
   /** RTT probe: 8-byte payload echoed back in a PONG; sent only to peers that offered the `rtt` capability. */
   Ping: 0x13,
   Pong: 0x14,
+  /** The hub's current LAN routes of the other members (JSON), pushed to members that offered the `routes` capability. */
+  Routes: 0x15,
   /** A TCPv4 super-packet (u16 segment size, then the packet); only between peers that both offered `gso`. */
   Super: 0x16,
 } as const;

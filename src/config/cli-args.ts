@@ -258,7 +258,7 @@ const actionUsage = (flag: ActionFlag): string => {
   return flag.metavar === undefined ? names : `${names} ${flag.metavar}`;
 };
 
-const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'TLS', 'Authentication', 'Operations'];
+const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'Assigned addresses, LANs and broadcast', 'TLS', 'Authentication', 'Operations'];
 
 /** The --help text: usage, examples, every flag with its JSON key and default, grouped. */
 export const helpText = (): string => {
@@ -284,6 +284,8 @@ export const helpText = (): string => {
     '  # two clients, each with its own address in that LAN',
     '  sudo lightweight-tunnel -m client -r SERVER_IP:9000 -t 10.0.0.2/24',
     '  sudo lightweight-tunnel -m client -r SERVER_IP:9000 -t 10.0.0.3/24',
+    '  # a client that lets the hub pick its address (kept for it across restarts)',
+    '  sudo lightweight-tunnel -m client -r SERVER_IP:9000',
     '  # write tunnel.json (server) and tunnel.json.client, edit them, then run from a file',
     '  lightweight-tunnel -g tunnel.json',
     '  sudo lightweight-tunnel -c tunnel.json.client -mtu 1300',

@@ -7,9 +7,12 @@
 import * as t from 'io-ts';
 import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { ClientSettings, CommonSettings, ServerSettings } from '../../pipelines/settings.js';
+import { allocatorOptionsProblem } from '../../pipelines/allocator.js';
+import { formatCidr, networkAddress } from '../net/ipv4.js';
 import {
   ConfigError,
   ConfigFields,
+  MAX_ROUTES,
   ConfigFile,
   CONFIG_KEYS,
   DEFAULT_VALUES,
@@ -351,9 +354,33 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
   if (merged.token !== '' && merged.token_file !== '') {
     errors.push(new ConfigError('token_file', 'give the token either with -token or with -token-file, not both'));
   }
+  const setByUser = new Set<ConfigKey>(layers.flatMap((l) => Object.keys(l.values).filter(isConfigKey)));
+  const tunnelNet = { address: networkAddress(merged.tunnel_addr), prefix: merged.tunnel_addr.prefix };
+  const overlapsTunnel = (c: { address: number; prefix: number }): boolean => {
+    const p = Math.min(c.prefix, tunnelNet.prefix);
+    return networkAddress({ address: c.address, prefix: p }) === networkAddress({ address: tunnelNet.address, prefix: p });
+  };
+  const assign = merged.mode === 'client' && !setByUser.has('tunnel_addr');
+  if (merged.mode === 'server' && merged.pool !== undefined) {
+    const problem = allocatorOptionsProblem({ network: merged.tunnel_addr.address, prefix: merged.tunnel_addr.prefix, hub: merged.tunnel_addr.address, pool: merged.pool });
+    if (problem !== undefined) errors.push(new ConfigError('pool', `expected a range inside the tunnel network ${formatCidr(tunnelNet)}: ${problem}`));
+  }
+  if (merged.mode === 'server') {
+    for (const c of merged.allow_routes) {
+      if (overlapsTunnel(c)) errors.push(new ConfigError('allow_routes', `${formatCidr(c)} overlaps the tunnel network ${formatCidr(tunnelNet)}`));
+    }
+  }
+  if (merged.mode === 'client') {
+    if (merged.routes.length > MAX_ROUTES) errors.push(new ConfigError('routes', `expected at most ${MAX_ROUTES} routes, got ${merged.routes.length}`));
+    if (!assign) {
+      for (const c of merged.routes) {
+        if (overlapsTunnel(c)) errors.push(new ConfigError('routes', `${formatCidr(c)} overlaps the tunnel network ${formatCidr(tunnelNet)}`));
+      }
+    }
+  }
+  if (merged.state_dir === '') errors.push(new ConfigError('state_dir', 'expected a directory path, got ""'));
   if (errors.length > 0) return left(errors);
 
-  const setByUser = new Set<ConfigKey>(layers.flatMap((l) => Object.keys(l.values).filter(isConfigKey)));
   for (const key of CONFIG_KEYS) {
     if (!setByUser.has(key) || jsonOf(key, merged[key]) === jsonOf(key, DEFAULT_VALUES[key])) continue;
     const appliesTo = KEY_INFO[key].appliesTo;
@@ -375,7 +402,7 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
   const { remote_addr, ...rest } = merged;
   const config: Config =
     merged.mode === 'client' && remote_addr !== undefined
-      ? { ...rest, mode: 'client', remote_addr }
+      ? { ...rest, mode: 'client', remote_addr, assign_address: assign }
       : { ...rest, mode: 'server', remote_addr };
   return right({ config, warnings });
 };
@@ -390,7 +417,6 @@ export const decodeConfig = (json: unknown, source = 'config'): Either<ConfigErr
 // To the pipelines' settings
 
 const toCommonSettings = (config: Config): CommonSettings => ({
-  tunnel: config.tunnel_addr,
   mtu: config.mtu,
   keepaliveMs: config.keepalive * 1000,
   timeoutMs: config.timeout * 1000,
@@ -401,6 +427,10 @@ const toCommonSettings = (config: Config): CommonSettings => ({
 /** The hub's settings. Seconds become milliseconds. */
 export const toServerSettings = (config: Config): ServerSettings => ({
   ...toCommonSettings(config),
+  tunnel: config.tunnel_addr,
+  ...(config.pool === undefined ? {} : { pool: config.pool }),
+  ...(config.allow_routes.length === 0 ? {} : { allowRoutes: config.allow_routes }),
+  ...(config.broadcast ? { broadcast: { groups: config.broadcast_groups, pps: config.broadcast_pps } } : {}),
   clientIsolation: config.client_isolation,
   maxClients: config.max_clients,
   multiClient: config.multi_client,
@@ -410,6 +440,8 @@ export const toServerSettings = (config: Config): ServerSettings => ({
 /** A client's settings: the server to dial (host and port apart) and the reconnect backoff. */
 export const toClientSettings = (config: ClientConfig): ClientSettings => ({
   ...toCommonSettings(config),
+  tunnel: config.assign_address ? undefined : config.tunnel_addr,
+  ...(config.routes.length === 0 ? {} : { routes: config.routes }),
   remote: { host: config.remote_addr.host, port: config.remote_addr.port },
   backoff: { ...CLIENT_BACKOFF },
 });

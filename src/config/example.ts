@@ -47,8 +47,17 @@ export const describeKeys = (): KeyDescription[] =>
     };
   });
 
-/** A resolved Config back in its JSON form (every key; `remote_addr` is "" when unset). */
-export const encodeConfig = (config: Config): ConfigJson => ConfigFields.encode(config);
+/** A Config's JSON form: every key, except `tunnel_addr` for a client whose address the hub assigns. */
+export type EncodedConfig = Omit<ConfigJson, 'tunnel_addr'> & { readonly tunnel_addr?: string };
+
+/** A resolved Config back in its JSON form (`remote_addr` is "" when unset); decodes to the same Config. */
+export const encodeConfig = (config: Config): EncodedConfig => {
+  const json: Record<string, unknown> = {};
+  const all = ConfigFields.encode(config) as Record<string, unknown>;
+  for (const key of CONFIG_KEYS) json[key] = all[key];
+  if (config.mode === 'client' && config.assign_address) delete json.tunnel_addr;
+  return json as EncodedConfig;
+};
 
 const render = (json: ConfigJson, mode: 'server' | 'client'): string => {
   const picked: Record<string, unknown> = {};

@@ -60,4 +60,4 @@ export {
   type ResolvedConfig,
 } from './decode.js';
 export { parseCommandLine, helpText, type CliCommand, type ReadFile } from './cli-args.js';
-export { describeKeys, encodeConfig, exampleConfigs, flagUsage, type KeyDescription } from './example.js';
+export { describeKeys, encodeConfig, exampleConfigs, flagUsage, type EncodedConfig, type KeyDescription } from './example.js';

@@ -237,6 +237,79 @@ export const StatusAddrFromString = new t.Type<StatusAddr | undefined, string, u
   (a) => (a === undefined ? '' : formatStatusAddr(a)),
 );
 
+/** A list given as a JSON array of strings or as one comma-separated string (the flag form); "" is empty. */
+const listOf = <A>(name: string, item: (s: string) => A | string, is: (u: unknown) => u is A, format: (a: A) => string) =>
+  new t.Type<readonly A[], string[], unknown>(
+    name,
+    (u): u is readonly A[] => Array.isArray(u) && u.every(is),
+    (u, c) => {
+      const parts = typeof u === 'string' ? (u.trim() === '' ? [] : u.split(',').map((p) => p.trim())) : Array.isArray(u) && u.every((x) => typeof x === 'string') ? (u as string[]) : undefined;
+      if (parts === undefined) return t.failure(u, c);
+      const out: A[] = [];
+      for (const p of parts) {
+        const v = item(p);
+        if (typeof v === 'string') return t.failure(u, c, v);
+        out.push(v);
+      }
+      return t.success(out);
+    },
+    (list) => list.map(format),
+  );
+
+/** The most LAN routes a client may announce (the hub refuses more in one HELLO). */
+export const MAX_ROUTES = 16;
+
+/** Why `s` is not a network prefix, or the prefix. */
+const networkPrefix = (s: string): Ipv4Cidr | string => {
+  const cidr = parseCidr(s);
+  if (cidr === undefined) return `CIDRs like "192.168.10.0/24", separated by commas (${JSON.stringify(s)} is not one)`;
+  const net = networkAddress(cidr);
+  if (net !== cidr.address) return `network prefixes without host bits (${s} is ${formatCidr({ address: net, prefix: cidr.prefix })})`;
+  return cidr;
+};
+
+/** `routes`, `allow_routes`: network prefixes, "a,b" or ["a", "b"]. */
+export const CidrList = listOf<Ipv4Cidr>('CidrList', networkPrefix, isCidrValue, formatCidr);
+
+const MULTICAST_FIRST = 0xe0000000;
+const MULTICAST_LAST = 0xefffffff;
+
+/** `broadcast_groups`: IPv4 multicast addresses (224.0.0.0/4). */
+export const MulticastList = listOf<number>(
+  'MulticastList',
+  (s) => {
+    const cidr = parseCidr(`${s}/32`);
+    if (cidr === undefined || cidr.address < MULTICAST_FIRST || cidr.address > MULTICAST_LAST) {
+      return `IPv4 multicast addresses (224.0.0.0 to 239.255.255.255) separated by commas (${JSON.stringify(s)} is not one)`;
+    }
+    return cidr.address;
+  },
+  (u): u is number => isIntIn(u as number, MULTICAST_FIRST, MULTICAST_LAST),
+  formatIpv4,
+);
+
+/** An inclusive address range of the pool. */
+export interface AddressPool {
+  readonly first: number;
+  readonly last: number;
+}
+
+/** `pool`: "FIRST-LAST" (dotted quads, first ≤ last), or "" for the whole tunnel subnet. */
+export const PoolFromString = new t.Type<AddressPool | undefined, string, unknown>(
+  'Pool',
+  (u): u is AddressPool | undefined => u === undefined || (typeof u === 'object' && u !== null && isIntIn((u as AddressPool).first, 0, 0xffffffff)),
+  (u, c) => {
+    if (u === '') return t.success(undefined);
+    if (typeof u !== 'string') return t.failure(u, c);
+    const [a, b, ...rest] = u.split('-').map((p) => p.trim());
+    const first = a === undefined ? undefined : parseCidr(`${a}/32`)?.address;
+    const last = b === undefined ? undefined : parseCidr(`${b}/32`)?.address;
+    if (first === undefined || last === undefined || rest.length > 0) return t.failure(u, c);
+    return first <= last ? t.success({ first, last }) : t.failure(u, c, `a range whose first address is not above its last, like "10.0.0.100-10.0.0.199"`);
+  },
+  (p) => (p === undefined ? '' : `${formatIpv4(p.first)}-${formatIpv4(p.last)}`),
+);
+
 // ---------------------------------------------------------------------------------------------
 // The configuration
 
@@ -279,6 +352,13 @@ export const ConfigFields = t.type(
     log_level: LogLevel,
     log_format: LogFormat,
     status_addr: StatusAddrFromString,
+    state_dir: t.string,
+    pool: PoolFromString,
+    routes: CidrList,
+    allow_routes: CidrList,
+    broadcast: t.boolean,
+    broadcast_groups: MulticastList,
+    broadcast_pps: PositiveInt,
   },
   'ConfigFields',
 );
@@ -297,6 +377,9 @@ export const CONFIG_KEYS: readonly ConfigKey[] = Object.keys(ConfigFields.props)
 
 /** Keys the Go program accepted but never used; they are accepted with a warning. */
 export const IGNORED_KEYS: readonly string[] = ['fec_data', 'fec_parity'];
+
+/** Where the hub keeps `leases.json` and a client its `client-id` unless `state_dir` says otherwise. */
+export const DEFAULT_STATE_DIR = '/var/lib/lightweight-tunnel';
 
 /** The defaults in JSON form, as the docs show them. */
 export const DEFAULT_JSON: Readonly<ConfigJson> = {
@@ -328,6 +411,13 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   log_level: 'info',
   log_format: 'auto',
   status_addr: '',
+  state_dir: DEFAULT_STATE_DIR,
+  pool: '',
+  routes: [],
+  allow_routes: [],
+  broadcast: false,
+  broadcast_groups: ['224.0.0.251', '239.255.255.250'],
+  broadcast_pps: 200,
 };
 
 const decodeDefaults = (): ConfigValues => {
@@ -351,6 +441,8 @@ export interface ServerConfig extends CommonConfig {
 export interface ClientConfig extends CommonConfig {
   readonly mode: 'client';
   readonly remote_addr: HostPort;
+  /** tunnel_addr was not given (no -t, no JSON key): the hub assigns the address, `tunnel_addr` is unused. */
+  readonly assign_address: boolean;
 }
 
 /** The resolved, validated configuration: every key present, every cross-field rule checked. */
@@ -359,7 +451,7 @@ export type Config = ServerConfig | ClientConfig;
 // ---------------------------------------------------------------------------------------------
 // The per-key table: flags, help and error wording. The CLI parser and help text derive from it.
 
-export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'TLS' | 'Authentication' | 'Operations';
+export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'Assigned addresses, LANs and broadcast' | 'TLS' | 'Authentication' | 'Operations';
 
 export interface KeyInfo {
   /** Flag names without dashes; the first is the Go program's, the rest are long aliases. */
@@ -414,9 +506,10 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     valueType: 'text',
     expected: 'an IPv4 address with a prefix length like "10.0.0.2/24"',
     meaning:
-      "This side's address on the virtual LAN and the LAN's prefix (/8 to /30). Every member needs its own address in the same prefix.",
+      "This side's address on the virtual LAN and the LAN's prefix (/8 to /30). Every member needs its own address in the same prefix. A client without it asks the hub to assign one.",
     appliesTo: 'both',
     group: 'Tunnel',
+    defaultText: 'server "10.0.0.1/24"; client: assigned by the hub',
   },
   mtu: {
     flags: ['mtu'],
@@ -617,6 +710,71 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     appliesTo: 'both',
     group: 'Operations',
     defaultText: 'off',
+  },
+  state_dir: {
+    flags: ['state-dir'],
+    metavar: 'DIR',
+    valueType: 'text',
+    expected: 'a directory path',
+    meaning:
+      'Where state lives: the hub\'s leases.json, a client\'s client-id (its identity when the hub assigns its address). Created (mode 0700) when needed. Two clients on one machine need two directories.',
+    appliesTo: 'both',
+    group: 'Assigned addresses, LANs and broadcast',
+  },
+  pool: {
+    flags: ['pool'],
+    metavar: 'FIRST-LAST',
+    valueType: 'text',
+    expected: 'an address range inside the tunnel network like "10.0.0.100-10.0.0.199"',
+    meaning: 'Addresses the hub assigns to clients started without -t; default: the whole tunnel network. Static addresses may lie outside it.',
+    appliesTo: 'server',
+    group: 'Assigned addresses, LANs and broadcast',
+    defaultText: 'the whole tunnel network',
+  },
+  routes: {
+    flags: ['routes'],
+    metavar: 'CIDR,...',
+    valueType: 'text',
+    expected: 'CIDRs like "192.168.10.0/24", separated by commas',
+    meaning: `LANs behind this client (at most ${MAX_ROUTES}) that it announces to the hub; the other members route them through the tunnel. Enable ip_forward on this machine.`,
+    appliesTo: 'client',
+    group: 'Assigned addresses, LANs and broadcast',
+  },
+  allow_routes: {
+    flags: ['allow-routes'],
+    metavar: 'CIDR,...',
+    valueType: 'text',
+    expected: 'CIDRs like "192.168.0.0/16", separated by commas',
+    meaning: 'LANs members may announce: each announced route must lie inside one of these (a tokens file may narrow it per client); none by default.',
+    appliesTo: 'server',
+    group: 'Assigned addresses, LANs and broadcast',
+  },
+  broadcast: {
+    flags: ['broadcast'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning: 'Replicate packets to the subnet broadcast address, 255.255.255.255 and the broadcast groups to every other member and the hub (isolation still applies).',
+    appliesTo: 'server',
+    group: 'Assigned addresses, LANs and broadcast',
+  },
+  broadcast_groups: {
+    flags: ['broadcast-groups'],
+    metavar: 'ADDR,...',
+    valueType: 'text',
+    expected: 'IPv4 multicast addresses separated by commas',
+    meaning: 'Multicast groups replicated with -broadcast (default: mDNS and SSDP); other multicast goes to the hub only.',
+    appliesTo: 'server',
+    group: 'Assigned addresses, LANs and broadcast',
+  },
+  broadcast_pps: {
+    flags: ['broadcast-pps'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning: 'Broadcast and multicast packets per second each member (and the hub) may send with -broadcast; beyond that they are dropped as broadcast-limit.',
+    appliesTo: 'server',
+    group: 'Assigned addresses, LANs and broadcast',
   },
   log_level: {
     flags: ['log-level'],

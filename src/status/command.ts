@@ -129,8 +129,24 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
         .trimEnd();
     lines.push(render(header), ...rows.map(render));
   }
+  // Older status servers (before leases and routes) leave the fields out.
+  const leases = s.leases ?? [];
+  const routes = s.routes ?? [];
+  if (leases.length > 0) {
+    lines.push('', ...table(['LEASE', 'ADDRESS', 'STATE'], leases.map((l) => [l.identity, l.address, l.active ? 'active' : 'idle'])));
+  }
+  if (routes.length > 0) {
+    lines.push('', ...table(['ROUTE', 'VIA'], routes.map((r) => [r.cidr, r.via])));
+  }
   lines.push('', `drops: ${formatDrops(s.drops)}`);
   return lines;
+}
+
+/** Left-aligned columns as wide as their widest cell. */
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const render = (r: readonly string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [render(header), ...rows.map(render)];
 }
 
 /** Runs `status` with the arguments after the word; resolves with the exit code. */

@@ -148,7 +148,10 @@ export class TunDevice {
   /** The MTU set on the interface. */
   readonly mtu: number;
   /** The configured address as `a.b.c.d/prefix`, or undefined when none was set. */
-  readonly ipv4: string | undefined;
+  get ipv4(): string | undefined {
+    return this.#ipv4;
+  }
+  #ipv4: string | undefined;
   /** Most packets per read callback. */
   readonly batch: number;
   /** Bytes reserved per packet in the read buffer. */
@@ -168,7 +171,7 @@ export class TunDevice {
     this.#queue = queue;
     this.name = name;
     this.mtu = mtu;
-    this.ipv4 = ipv4;
+    this.#ipv4 = ipv4;
     this.batch = batch;
     this.slotSize = queue.slotSize;
     this.offload = queue.headerBytes > 0;
@@ -342,6 +345,21 @@ export class TunDevice {
       this.#waiters = [];
       throw toTunError(err, this.name);
     }
+  }
+
+  /** Sets (replaces) the interface's IPv4 address and prefix; throws a TunError when the kernel
+   * refuses or the device was released. Routes the kernel derived from the old address go with it. */
+  setIpv4(ipv4: { readonly address: number; readonly prefix: number }): void {
+    if (this.#released) throw new TunError(`TUN device ${this.name} was released`, 'EBADF', 'configure', this.name);
+    if (!Number.isInteger(ipv4.address) || ipv4.address < 0 || ipv4.address > 0xffffffff || !Number.isInteger(ipv4.prefix) || ipv4.prefix < 0 || ipv4.prefix > 32) {
+      throw optionError(`TUN IPv4 address ${String(ipv4.address)}/${String(ipv4.prefix)} is not an address with a prefix length 0..32`, this.name);
+    }
+    try {
+      this.#binding.configure(this.name, { address: ipv4.address >>> 0, prefix: ipv4.prefix });
+    } catch (err) {
+      throw toTunError(err, this.name);
+    }
+    this.#ipv4 = formatIpv4Cidr(ipv4.address >>> 0, ipv4.prefix);
   }
 
   /** Stops reading and closes the descriptor; the kernel then deletes the device. Idempotent. */

@@ -2,7 +2,9 @@
 // Create them inside `TestScheduler.run` and hand them the TestScheduler: every record carries the
 // virtual time (`scheduler.now()`) at which it happened, and nothing here touches a real socket.
 import { Observable, Subject, defer, mergeMap, of, throwError, timer, NEVER, type SchedulerLike, type Subscriber } from 'rxjs';
-import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort, PacketBatch, PacketSink, TunPort } from '../../pipelines/ports.js';
+import type { ConnectionPort, DialerPort, KernelRouteEvent, ListenerEvent, ListenerPort, PacketBatch, PacketSink, RoutesPort, TunPort } from '../../pipelines/ports.js';
+import type { Ipv4Cidr } from '../../pipelines/settings.js';
+import { formatIpv4 } from '../../operators/wire/ipv4.js';
 import {
   HelloCodec,
   PROTOCOL_VERSION,
@@ -248,6 +250,16 @@ export class FakeTun implements TunPort {
     };
   }
 
+  /** Addresses set with setIpv4, as `a.b.c.d/p`, in order. */
+  readonly addresses: string[] = [];
+  /** When set, setIpv4 throws it (the kernel refuses). */
+  refuseIpv4: Error | undefined;
+
+  setIpv4(address: number, prefix: number): void {
+    if (this.refuseIpv4 !== undefined) throw this.refuseIpv4;
+    this.addresses.push(`${formatIpv4(address)}/${prefix}`);
+  }
+
   /** The device delivers one read batch. */
   read(...packets: Uint8Array[]): void {
     this.reads.subject.next(packets);
@@ -282,6 +294,15 @@ export class FakeTun implements TunPort {
   /** Virtual time at which the reader went away. */
   get stoppedReadingAt(): number | undefined {
     return this.reads.unsubscribedAt;
+  }
+}
+
+/** A fake routes port: records every requested set (as `a.b.c.d/n` lists); the test emits its events. */
+export class FakeRoutes implements RoutesPort {
+  readonly sets: string[][] = [];
+  readonly events$ = new Subject<KernelRouteEvent>();
+  set(prefixes: readonly Ipv4Cidr[]): void {
+    this.sets.push(prefixes.map((p) => `${formatIpv4(p.address)}/${p.prefix}`));
   }
 }
 

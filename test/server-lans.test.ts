@@ -1,0 +1,404 @@
+// The hub's assigned addresses (sticky leases, exhaustion, the lease store), LAN routes behind
+// members (allow-list, overlap, push and withdraw, longest-prefix routing, anti-spoofing) and
+// broadcast/multicast replication (isolation, per-member limit), over fake ports in virtual time.
+import test, { type ExecutionContext } from 'ava';
+import { tap } from 'rxjs';
+import type { TestScheduler } from 'rxjs/testing';
+import type { LeaseTable } from '../pipelines/allocator.js';
+import type { ServerEvent } from '../pipelines/events.js';
+import type { Authenticator, LeaseStore, RoutesPort } from '../pipelines/ports.js';
+import { serverPipeline } from '../pipelines/server.js';
+import type { Ipv4Cidr, ServerSettings } from '../pipelines/settings.js';
+import { FrameType } from '../operators/wire/frames.js';
+import { RoutesCodec, decodeControl, type Hello, type Routes } from '../operators/wire/control.js';
+import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { makeAuthenticator } from '../src/auth.js';
+import { FakeRoutes, fakes, type FakeConnection, type FakeTun } from './helpers/fake-ports.js';
+import { ipv4Packet, marbles } from './helpers/marbles.js';
+
+const ip = (s: string): number => parseIpv4(s)!;
+const cidr = (s: string): Ipv4Cidr => {
+  const [a, p] = s.split('/');
+  return { address: ip(a!), prefix: Number(p) };
+};
+
+const SETTINGS: ServerSettings = {
+  tunnel: { address: ip('10.0.0.1'), prefix: 24 },
+  mtu: 1400,
+  keepaliveMs: 10_000,
+  timeoutMs: 30_000,
+  sendQueueSize: 64,
+  recvQueueSize: 64,
+  clientIsolation: false,
+  maxClients: 100,
+  multiClient: true,
+  helloTimeoutMs: 5_000,
+};
+
+const ID = (n: number): string => n.toString(16).padStart(32, '0');
+
+/** A lease store in memory that records every save. */
+class MemoryLeases implements LeaseStore {
+  readonly saves: LeaseTable[] = [];
+  failWith: string | undefined;
+  constructor(readonly initial: LeaseTable = {}) {}
+  save(leases: LeaseTable): { ok: true } | { ok: false; detail: string } {
+    if (this.failWith !== undefined) return { ok: false, detail: this.failWith };
+    this.saves.push(leases);
+    return { ok: true };
+  }
+}
+
+interface Scenario {
+  readonly scheduler: TestScheduler;
+  readonly tun: FakeTun;
+  at(ms: number, fn: () => void): void;
+  /** A connection accepted at `ms` that sends `hello` in the same frame. */
+  hello(ms: number, hello: Partial<Hello>): FakeConnection;
+  events<K extends ServerEvent['type']>(type: K): Array<Extract<ServerEvent, { type: K }>>;
+}
+
+interface Options {
+  readonly settings?: Partial<ServerSettings>;
+  readonly leases?: LeaseStore;
+  readonly routes?: RoutesPort;
+  readonly authenticator?: Authenticator;
+  readonly until?: number;
+}
+
+function scenario(t: ExecutionContext, options: Options, body: (s: Scenario) => void): void {
+  marbles(t, (_helpers, scheduler) => {
+    const make = fakes(scheduler);
+    const tun = make.tun();
+    const listener = make.listener();
+    const log: ServerEvent[] = [];
+    const sub = serverPipeline(
+      { ...SETTINGS, ...options.settings },
+      {
+        tun,
+        listener,
+        scheduler,
+        ...(options.leases === undefined ? {} : { leases: options.leases }),
+        ...(options.routes === undefined ? {} : { routes: options.routes }),
+        ...(options.authenticator === undefined ? {} : { authenticator: options.authenticator }),
+      },
+    )
+      .pipe(tap({ next: (e) => log.push(e), error: (e: unknown) => t.fail(String(e)) }))
+      .subscribe();
+    scheduler.schedule(() => sub.unsubscribe(), options.until ?? 1000);
+    const s: Scenario = {
+      scheduler,
+      tun,
+      at: (ms, fn) => void scheduler.schedule(fn, ms),
+      hello(ms, hello) {
+        const c = make.connection();
+        s.at(ms, () => {
+          listener.accept(c);
+          c.push(encodeHello(hello));
+        });
+        return c;
+      },
+      events: <K extends ServerEvent['type']>(type: K) => log.filter((e): e is Extract<ServerEvent, { type: K }> => e.type === type),
+    };
+    body(s);
+  });
+}
+
+function encodeHello(hello: Partial<Hello>): Uint8Array {
+  const body = new TextEncoder().encode(JSON.stringify({ version: 1, caps: ['rtt', 'routes'], ...hello }));
+  const frame = new Uint8Array(5 + body.length);
+  new DataView(frame.buffer).setUint32(0, body.length + 1);
+  frame[4] = FrameType.Hello;
+  frame.set(body, 5);
+  return frame;
+}
+
+const welcomed = (c: FakeConnection): string | undefined => {
+  const w = c.welcomes()[0];
+  return w === undefined || w instanceof Error ? undefined : w.address;
+};
+const rejectReason = (c: FakeConnection): string | undefined => {
+  const r = c.rejects()[0];
+  return r === undefined || r instanceof Error ? undefined : r.reason;
+};
+const routesFrames = (c: FakeConnection): Routes['routes'][] =>
+  c.frames.filter((f) => f.type === FrameType.Routes).map((f) => {
+    const r = decodeControl(FrameType.Routes, RoutesCodec, f.payload);
+    if (r instanceof Error) throw r;
+    return r.routes;
+  });
+
+// ---------------------------------------------------------------------------------------------
+// Assigned addresses
+
+test('three clients that ask for an address get distinct ones from the pool, never the hub’s, each saved as a lease', (t) => {
+  const leases = new MemoryLeases();
+  scenario(t, { leases }, (s) => {
+    const a = s.hello(1, { assign: true, id: ID(1) });
+    const b = s.hello(2, { assign: true, id: ID(2) });
+    const c = s.hello(3, { assign: true, id: ID(3) });
+    s.at(10, () => {
+      t.deepEqual([welcomed(a), welcomed(b), welcomed(c)], ['10.0.0.2', '10.0.0.3', '10.0.0.4']);
+      t.deepEqual(
+        s.events('joined').map((e) => [e.address, e.assigned]),
+        [
+          ['10.0.0.2', true],
+          ['10.0.0.3', true],
+          ['10.0.0.4', true],
+        ],
+      );
+      t.is(leases.saves.length, 3, 'each new lease is saved once');
+      t.deepEqual(leases.saves.at(-1), { [`id:${ID(1)}`]: ip('10.0.0.2'), [`id:${ID(2)}`]: ip('10.0.0.3'), [`id:${ID(3)}`]: ip('10.0.0.4') });
+      t.deepEqual(s.events('leases').at(-1)?.leases.map((l) => l.address), ['10.0.0.2', '10.0.0.3', '10.0.0.4']);
+    });
+  });
+});
+
+test('a client reconnecting with its id gets its address again, replacing its stale session at once, without a new save', (t) => {
+  const leases = new MemoryLeases();
+  scenario(t, { leases }, (s) => {
+    const first = s.hello(1, { assign: true, id: ID(7) });
+    s.hello(2, { assign: true, id: ID(8) });
+    const again = s.hello(5, { assign: true, id: ID(7) });
+    s.at(10, () => {
+      t.is(welcomed(first), '10.0.0.2');
+      t.is(welcomed(again), '10.0.0.2');
+      t.true(first.closed, 'the old session of the same identity was replaced');
+      t.deepEqual(s.events('left').map((e) => e.reason), ['replaced']);
+      t.is(leases.saves.length, 2);
+    });
+  });
+});
+
+test('leases loaded from the store are sticky across a hub restart, and other clients skip them', (t) => {
+  const leases = new MemoryLeases({ [`id:${ID(1)}`]: ip('10.0.0.9') });
+  scenario(t, { leases }, (s) => {
+    const old = s.hello(2, { assign: true, id: ID(1) });
+    const fresh = s.hello(3, { assign: true, id: ID(2) });
+    s.at(10, () => {
+      t.is(welcomed(old), '10.0.0.9');
+      t.is(welcomed(fresh), '10.0.0.2');
+      t.deepEqual(s.events('leases')[0]?.leases, [{ identity: `id:${ID(1)}`, address: '10.0.0.9' }], 'the start-up table is reported');
+    });
+  });
+});
+
+test('an exhausted pool is refused with pool-exhausted, and a static address leased to another identity with leased-to-other', (t) => {
+  scenario(t, { leases: new MemoryLeases(), settings: { pool: { first: ip('10.0.0.50'), last: ip('10.0.0.51') } } }, (s) => {
+    const a = s.hello(1, { assign: true, id: ID(1) });
+    const b = s.hello(2, { assign: true, id: ID(2) });
+    const c = s.hello(3, { assign: true, id: ID(3) });
+    const thief = s.hello(4, { address: '10.0.0.50', prefix: 24, id: ID(9) });
+    const outside = s.hello(5, { address: '10.0.0.7', prefix: 24 });
+    s.at(10, () => {
+      t.deepEqual([welcomed(a), welcomed(b)], ['10.0.0.50', '10.0.0.51']);
+      t.is(rejectReason(c), 'pool-exhausted');
+      t.regex((c.rejects()[0] as { message: string }).message, /10\.0\.0\.50-10\.0\.0\.51/);
+      t.is(rejectReason(thief), 'leased-to-other');
+      t.is(welcomed(outside), '10.0.0.7', 'a static address outside the pool still works');
+    });
+  });
+});
+
+test('a static member keeps its address out of the pool while it is connected', (t) => {
+  scenario(t, { leases: new MemoryLeases() }, (s) => {
+    s.hello(1, { address: '10.0.0.2', prefix: 24 });
+    const a = s.hello(2, { assign: true, id: ID(1) });
+    s.at(10, () => t.is(welcomed(a), '10.0.0.3'));
+  });
+});
+
+test('asking for an address without an id or a named identity is a bad HELLO; so is a HELLO with neither', (t) => {
+  scenario(t, {}, (s) => {
+    const noId = s.hello(1, { assign: true });
+    const nothing = s.hello(2, {});
+    s.at(10, () => {
+      t.is(rejectReason(noId), 'bad-hello');
+      t.is(rejectReason(nothing), 'bad-hello');
+    });
+  });
+});
+
+test('a named token client is leased under its name and a pinned one gets its pin; pins are never assigned to others', (t) => {
+  const authenticator = makeAuthenticator({
+    requireClientCert: false,
+    clients: [
+      { name: 'alice', token: 'alice-secret', address: ip('10.0.0.2') },
+      { name: 'bob', token: 'bob-secret-1' },
+    ],
+  });
+  const leases = new MemoryLeases({ 'id:stale': ip('10.0.0.2') });
+  scenario(t, { authenticator, leases }, (s) => {
+    const bob = s.hello(1, { assign: true, token: 'bob-secret-1', id: ID(5) });
+    const alice = s.hello(2, { assign: true, token: 'alice-secret' });
+    s.at(10, () => {
+      t.is(welcomed(bob), '10.0.0.3', 'the pinned 10.0.0.2 is skipped');
+      t.is(welcomed(alice), '10.0.0.2');
+      t.deepEqual(leases.saves.at(-1), { 'token:bob': ip('10.0.0.3') }, 'the stale lease on a pinned address is dropped, bob is leased by name');
+    });
+  });
+});
+
+test('a failing lease save is reported and the lease still works', (t) => {
+  const leases = new MemoryLeases();
+  leases.failWith = 'lease file /x: cannot be written (EROFS)';
+  scenario(t, { leases }, (s) => {
+    const a = s.hello(1, { assign: true, id: ID(1) });
+    s.at(10, () => {
+      t.is(welcomed(a), '10.0.0.2');
+      t.deepEqual(s.events('lease-error').map((e) => e.detail), ['lease file /x: cannot be written (EROFS)']);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// LANs behind members
+
+const LAN_SETTINGS: Partial<ServerSettings> = { allowRoutes: [cidr('192.168.0.0/16')] };
+
+test('an allowed route is installed, pushed to the other members and the kernel, and withdrawn when its member leaves', (t) => {
+  const routes = new FakeRoutes();
+  scenario(t, { settings: LAN_SETTINGS, routes }, (s) => {
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24 });
+    const a = s.hello(2, { address: '10.0.0.2', prefix: 24, routes: ['192.168.77.0/24'] });
+    const late = s.hello(3, { address: '10.0.0.4', prefix: 24 });
+    s.at(4, () => {
+      t.deepEqual(routesFrames(b), [[{ cidr: '192.168.77.0/24', via: '10.0.0.2' }]], 'pushed to the member that was there');
+      t.deepEqual(routesFrames(a), [], 'not pushed back to its own member');
+      const w = late.welcomes()[0] as { routes?: unknown };
+      t.deepEqual(w.routes, [{ cidr: '192.168.77.0/24', via: '10.0.0.2' }], 'a later member learns it in its WELCOME');
+      t.deepEqual(s.events('joined')[1]?.routes, ['192.168.77.0/24']);
+      a.end();
+    });
+    s.at(10, () => {
+      t.deepEqual(routesFrames(b).at(-1), [], 'withdrawn when the member left');
+      t.deepEqual(routesFrames(late).at(-1), []);
+      t.deepEqual(routes.sets, [['192.168.77.0/24'], []], 'the hub kernel routes follow');
+      t.deepEqual(s.events('routes').map((e) => e.routes.length), [1, 0]);
+    });
+  });
+});
+
+test('packets for a LAN go to its member by longest prefix; the member may send from its LAN; others may not', (t) => {
+  scenario(t, { settings: { allowRoutes: [cidr('192.168.0.0/16'), cidr('172.16.0.0/12')] } }, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24, routes: ['192.168.0.0/16'] });
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24, routes: ['172.16.0.0/12'] });
+    const c = s.hello(1, { address: '10.0.0.4', prefix: 24 });
+    s.at(2, () => {
+      c.sendData(ipv4Packet('10.0.0.4', '192.168.77.5'), ipv4Packet('10.0.0.4', '172.20.1.1'), ipv4Packet('10.0.0.4', '8.8.8.8'));
+      a.sendData(ipv4Packet('192.168.77.5', '10.0.0.4'), ipv4Packet('172.20.1.1', '10.0.0.4'));
+    });
+    s.at(10, () => {
+      t.deepEqual(a.dataPackets().map((p) => formatIpv4(ip(`${p[16]}.${p[17]}.${p[18]}.${p[19]}`))), ['192.168.77.5']);
+      t.deepEqual(b.dataPackets().length, 1);
+      t.deepEqual(s.tun.packets().length, 1, 'beyond every LAN: the hub TUN');
+      t.deepEqual(c.dataPackets().length, 1, "from a's LAN to c passes");
+      t.deepEqual(s.events('drops').filter((d) => d.who === '10.0.0.2').map((d) => d.drops), [{ 'spoofed-source': 1 }], "a may not send from b's LAN");
+    });
+  });
+});
+
+test('the hub TUN reaches a LAN behind a member', (t) => {
+  scenario(t, { settings: LAN_SETTINGS }, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24, routes: ['192.168.77.0/24'] });
+    s.at(2, () => s.tun.read(ipv4Packet('10.0.0.1', '192.168.77.9'), ipv4Packet('10.0.0.1', '192.168.78.9')));
+    s.at(10, () => {
+      t.is(a.dataPackets().length, 1);
+      t.deepEqual(s.events('drops').map((d) => [d.who, d.drops]), [['tun', { 'no-route': 1 }]]);
+    });
+  });
+});
+
+const refusesRoutes = test.macro({
+  exec(t, settings: Partial<ServerSettings>, first: readonly string[] | undefined, second: readonly string[], reason: string, message: RegExp) {
+    scenario(t, { settings }, (s) => {
+      if (first !== undefined) s.hello(1, { address: '10.0.0.2', prefix: 24, routes: [...first] });
+      const c = s.hello(2, { address: '10.0.0.3', prefix: 24, routes: [...second] });
+      s.at(10, () => {
+        t.is(rejectReason(c), reason);
+        t.regex((c.rejects()[0] as { message: string }).message, message);
+      });
+    });
+  },
+  title: (provided = '') => `a route is refused when ${provided}`,
+});
+
+test('the hub allows none', refusesRoutes, {}, undefined, ['192.168.1.0/24'], 'route-not-allowed', /allows no LAN routes/);
+test('it lies outside allow_routes', refusesRoutes, LAN_SETTINGS, undefined, ['10.1.0.0/16'], 'route-not-allowed', /not allowed \(allowed: 192\.168\.0\.0\/16\)/);
+test('it overlaps the tunnel network', refusesRoutes, { allowRoutes: [cidr('0.0.0.0/0')] }, undefined, ['0.0.0.0/0'], 'route-not-allowed', /overlaps the tunnel network/);
+test('it overlaps another member’s route', refusesRoutes, LAN_SETTINGS, ['192.168.0.0/20'], ['192.168.1.0/24'], 'route-overlap', /192\.168\.1\.0\/24 overlaps 192\.168\.0\.0\/20 behind 10\.0\.0\.2/);
+test('it has host bits set', refusesRoutes, LAN_SETTINGS, undefined, ['192.168.1.1/24'], 'bad-hello', /host bits/);
+
+test('a tokens file entry narrows the routes its client may announce', (t) => {
+  const authenticator = makeAuthenticator({ requireClientCert: false, clients: [{ name: 'bob', token: 'bob-secret-1', routes: [cidr('192.168.10.0/24')] }] });
+  scenario(t, { settings: LAN_SETTINGS, authenticator }, (s) => {
+    const ok = s.hello(1, { address: '10.0.0.3', prefix: 24, token: 'bob-secret-1', routes: ['192.168.10.0/25'] });
+    const no = s.hello(2, { address: '10.0.0.3', prefix: 24, token: 'bob-secret-1', routes: ['192.168.11.0/24'] });
+    s.at(10, () => {
+      t.is(welcomed(ok), '10.0.0.3');
+      t.is(rejectReason(no), 'route-not-allowed');
+      t.false(ok.closed, 'a refused announcement does not replace the session');
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Broadcast and multicast
+
+const BROADCAST: Partial<ServerSettings> = { broadcast: { groups: [ip('224.0.0.251')], pps: 3 } };
+
+test('with -broadcast a member broadcast reaches the hub TUN and every other member; unlisted multicast goes to the hub only', (t) => {
+  scenario(t, { settings: BROADCAST }, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24 });
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24 });
+    const c = s.hello(1, { address: '10.0.0.4', prefix: 24 });
+    s.at(2, () => a.sendData(ipv4Packet('10.0.0.2', '10.0.0.255'), ipv4Packet('10.0.0.2', '255.255.255.255'), ipv4Packet('10.0.0.2', '224.0.0.251'), ipv4Packet('10.0.0.2', '239.9.9.9')));
+    s.at(10, () => {
+      t.is(a.dataPackets().length, 0, 'not back to the sender');
+      t.is(b.dataPackets().length, 3);
+      t.is(c.dataPackets().length, 3);
+      t.is(s.tun.packets().length, 4, 'three copies and the unlisted group');
+    });
+  });
+});
+
+test('with isolation a member broadcast reaches only the hub; a hub broadcast reaches every member', (t) => {
+  scenario(t, { settings: { ...BROADCAST, clientIsolation: true } }, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24 });
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24 });
+    s.at(2, () => a.sendData(ipv4Packet('10.0.0.2', '10.0.0.255')));
+    s.at(3, () => s.tun.read(ipv4Packet('10.0.0.1', '10.0.0.255')));
+    s.at(10, () => {
+      t.is(s.tun.packets().length, 1);
+      t.is(a.dataPackets().length, 1, 'the hub’s own broadcast');
+      t.is(b.dataPackets().length, 1, 'the hub’s own broadcast only');
+    });
+  });
+});
+
+test('a member over its packets-per-second limit has the excess dropped and counted as broadcast-limit; the bucket refills', (t) => {
+  scenario(t, { settings: BROADCAST, until: 3000 }, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24 });
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24 });
+    const burst = Array.from({ length: 10 }, () => ipv4Packet('10.0.0.2', '10.0.0.255'));
+    s.at(2, () => a.sendData(...burst));
+    s.at(1002, () => a.sendData(...burst));
+    s.at(2000, () => {
+      t.is(b.dataPackets().length, 6, '3 at once, 3 more a second later');
+      const limited = s.events('drops').filter((d) => d.who === '10.0.0.2').map((d) => d.drops['broadcast-limit']);
+      t.deepEqual(limited, [7, 7]);
+    });
+  });
+});
+
+test('without -broadcast the directed broadcast stays a broadcast drop', (t) => {
+  scenario(t, {}, (s) => {
+    const a = s.hello(1, { address: '10.0.0.2', prefix: 24 });
+    const b = s.hello(1, { address: '10.0.0.3', prefix: 24 });
+    s.at(2, () => a.sendData(ipv4Packet('10.0.0.2', '10.0.0.255')));
+    s.at(10, () => {
+      t.is(b.dataPackets().length, 0);
+      t.deepEqual(s.events('drops').map((d) => d.drops), [{ broadcast: 1 }]);
+    });
+  });
+});
