@@ -85,7 +85,8 @@ export interface ConnectionPort {
   readonly id: number;
   /** The peer's endpoint as `ip:port`. */
   readonly remote: string;
-  /** Chunks as they arrive. Subscribe once. Completes when the peer ends the stream, errors on a
+  /** Chunks as they arrive, valid only during the emission that carries them (a driver may read
+   * every connection into one reused buffer): a consumer that keeps bytes copies them. Subscribe once. Completes when the peer ends the stream, errors on a
    * socket error. Unsubscribing destroys the connection. */
   readonly data$: Observable<Uint8Array>;
   /** Queues bytes for sending; the connection keeps (does not copy) `chunk`. Returns false when the

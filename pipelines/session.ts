@@ -47,14 +47,14 @@ export function frameSink(conn: ConnectionPort, enc: PacketEncoding = compatEnco
   };
 }
 
-/** Bytes of one frameSink slab: the socket high-water mark, so a busy connection fills one slab. */
-const SLAB_BYTES = 256 * 1024;
+/** Bytes of a frameSink slab (a larger batch gets a slab of its own size, reused in turn). */
+const SLAB_BYTES = 512 * 1024;
 
 /**
  * Output buffers carved one after another out of a slab allocated on first use. Everything carved
  * before is free again once `flushed()` says the connection holds none of it (then carving starts
- * over); a request that does not fit gets a new slab, leaving the old one to whatever still
- * references it. Requests larger than a slab get their own buffer.
+ * over); a request that does not fit gets a new slab (at least as large as the request), leaving
+ * the old one to whatever still references it.
  */
 class Slab {
   private buf: Buffer | undefined;
@@ -63,10 +63,9 @@ class Slab {
   constructor(private readonly flushed: () => boolean) {}
 
   readonly take = (bytes: number): Buffer => {
-    if (bytes > SLAB_BYTES) return Buffer.allocUnsafe(bytes);
     if (this.buf !== undefined && this.flushed()) this.at = 0;
-    if (this.buf === undefined || this.at + bytes > SLAB_BYTES) {
-      this.buf = Buffer.allocUnsafe(SLAB_BYTES);
+    if (this.buf === undefined || this.at + bytes > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
       this.at = 0;
     }
     const out = this.buf.subarray(this.at, this.at + bytes);
