@@ -11,34 +11,14 @@ import type { PacketBatch, PacketSink, TunPort } from '../pipelines/ports.js';
 import type { ClientSettings, ServerSettings } from '../pipelines/settings.js';
 import { FrameType, encodeFrames } from '../operators/wire/frames.js';
 import { SuperPacket, copyPacket } from '../operators/wire/gso.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
 import { fakes, type FakeConnection } from './helpers/fake-ports.js';
 import { marbles } from './helpers/marbles.js';
+import { clientSettings, hubSettings } from './helpers/settings.js';
 import { ACK, PSH, expectedSegments, streamBytes, superPacketBytes, tcpSegment, timestampOption, type Flow, type SegmentFields } from './helpers/tcp-reference.js';
 
-const SERVER: ServerSettings = {
-  tunnel: { address: parseIpv4('10.0.0.1')!, prefix: 24 },
-  mtu: 1400,
-  keepaliveMs: 10_000,
-  timeoutMs: 30_000,
-  sendQueueSize: 64,
-  recvQueueSize: 64,
-  clientIsolation: false,
-  maxClients: 100,
-  multiClient: true,
-  helloTimeoutMs: 5_000,
-};
+const SERVER: ServerSettings = hubSettings(64);
 
-const CLIENT: ClientSettings = {
-  tunnel: { address: parseIpv4('10.0.0.2')!, prefix: 24 },
-  mtu: 1400,
-  keepaliveMs: 10_000,
-  timeoutMs: 30_000,
-  sendQueueSize: 64,
-  recvQueueSize: 64,
-  remote: { host: 'hub.test', port: 9000 },
-  backoff: { initialMs: 1_000, maxMs: 30_000 },
-};
+const CLIENT: ClientSettings = clientSettings(64);
 
 /**
  * A fake TUN device that may offload: the test pushes read batches (SuperPackets among them);

@@ -15,6 +15,7 @@ import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
 import { makeAuthenticator } from '../src/auth.js';
 import { FakeRoutes, fakes, type FakeConnection, type FakeTun } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
+import { hubSettings } from './helpers/settings.js';
 
 const ip = (s: string): number => parseIpv4(s)!;
 const cidr = (s: string): Ipv4Cidr => {
@@ -22,18 +23,7 @@ const cidr = (s: string): Ipv4Cidr => {
   return { address: ip(a!), prefix: Number(p) };
 };
 
-const SETTINGS: ServerSettings = {
-  tunnel: { address: ip('10.0.0.1'), prefix: 24 },
-  mtu: 1400,
-  keepaliveMs: 10_000,
-  timeoutMs: 30_000,
-  sendQueueSize: 64,
-  recvQueueSize: 64,
-  clientIsolation: false,
-  maxClients: 100,
-  multiClient: true,
-  helloTimeoutMs: 5_000,
-};
+const SETTINGS: ServerSettings = hubSettings(64);
 
 const ID = (n: number): string => n.toString(16).padStart(32, '0');
 
