@@ -211,7 +211,7 @@ export function dialSocket(
     readonly timeoutMs: number;
     readonly nextId: () => number;
     readonly explain?: (err: Error & { code?: string }) => Error;
-    /** Read into the shared buffer (plain TCP only: TLS sockets have no onread). */
+    /** Read into the shared buffer (`open` passes `reads.onread` to net.connect or tls.connect). */
     readonly sharedReads?: boolean;
   },
 ): Observable<ConnectionPort> {

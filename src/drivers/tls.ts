@@ -152,10 +152,12 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
     dial: (host, port) => {
       const isIp = /^[\d.]+$/.test(host) || host.includes(':');
       return dialSocket(
-        () =>
+        (reads) =>
           tls.connect({
             host,
             port,
+            // The decrypted stream is read into the process's shared buffer (see sharedReads).
+            ...(reads === undefined ? {} : { onread: reads.onread }),
             servername: options.serverName ?? (isIp ? undefined : host),
             ca: options.ca,
             cert: options.cert,
@@ -168,7 +170,7 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
               : {}),
           }),
         'secureConnect',
-        { label: `${host}:${port} (TLS)`, timeoutMs: options.connectTimeoutMs, nextId: () => nextId++, explain: explainDialError },
+        { label: `${host}:${port} (TLS)`, timeoutMs: options.connectTimeoutMs, nextId: () => nextId++, explain: explainDialError, sharedReads: true },
       );
     },
   };
