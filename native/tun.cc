@@ -119,7 +119,8 @@ void HeaderFor(const uint8_t* pkt, size_t len, uint32_t gsoSize, struct virtio_n
   size_t thl = static_cast<size_t>(pkt[ihl + 12] >> 4) * 4;
   if (len <= ihl + thl) return;
   h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  // A segment with CWR set needs the ECN variant, so that only the first segment keeps the flag.
+  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4 | ((pkt[ihl + 13] & 0x80) != 0 ? VIRTIO_NET_HDR_GSO_ECN : 0);
   h->hdr_len = static_cast<uint16_t>(ihl + thl);
   h->gso_size = static_cast<uint16_t>(gsoSize);
   h->csum_start = static_cast<uint16_t>(ihl);
