@@ -48,6 +48,8 @@ interface Options {
   json: string | undefined;
   verbose: boolean;
   quick: boolean;
+  /** `-tls-workers N` for the hub in TLS modes (0: not given). */
+  tlsWorkers: number;
 }
 
 const HELP = `usage: npm run bench -- [options]
@@ -58,6 +60,7 @@ const HELP = `usage: npm run bench -- [options]
   --clients N      tunnel clients (default 3, 1 to 20)
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
+  --tls-workers N  give the hub -tls-workers N in the TLS modes (default 0: the flag is not given)
   --no-offload     also measure with -offload=false on the clients (the path a 2.x peer gets)
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
@@ -74,6 +77,7 @@ function parseOptions(argv: string[]): Options {
       clients: { type: 'string', default: '3' },
       tls: { type: 'boolean', default: false },
       'tls-only': { type: 'boolean', default: false },
+      'tls-workers': { type: 'string', default: '0' },
       'no-offload': { type: 'boolean', default: false },
       members: { type: 'string', default: '1000' },
       json: { type: 'string' },
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options {
       return tls.flatMap((m) => [m, m === 'tls' ? 'tls-nogso' : 'plain-nogso']);
     })(),
     members: int('members', values.members, 0, 20000),
+    tlsWorkers: int('tls-workers', values['tls-workers'], 0, 8),
     json: values.json,
     verbose: values.verbose,
   };
@@ -672,11 +677,12 @@ class Bench {
       { encoding: 'utf8' },
     );
     if (r.status !== 0) return `openssl could not make a certificate: ${r.stderr.trim()}`;
-    const hubExtra = ['-tls', '-tls-cert', cert, '-tls-key', key];
+    const workers = this.o.tlsWorkers > 0 ? ['-tls-workers', String(this.o.tlsWorkers)] : [];
+    const hubExtra = ['-tls', '-tls-cert', cert, '-tls-key', key, ...workers];
     // Verify the hub against the throwaway certificate when the CLI can be told about a CA;
     // otherwise skip verification (the cost is the same: the handshake happens once).
     const clientExtra = /-tls-ca\b/.test(help) ? ['-tls', '-tls-ca', cert] : ['-tls', '-tls-skip-verify'];
-    this.tlsSettings = { hub: ['-tls', '-tls-cert', 'FILE', '-tls-key', 'FILE'], client: clientExtra.map((f) => (f === cert ? 'FILE' : f)), key: 'ECDSA P-256, self-signed' };
+    this.tlsSettings = { hub: ['-tls', '-tls-cert', 'FILE', '-tls-key', 'FILE', ...workers], client: clientExtra.map((f) => (f === cert ? 'FILE' : f)), key: 'ECDSA P-256, self-signed' };
     return { hubExtra, clientExtra };
   }
 

@@ -17,6 +17,7 @@ import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
 import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
 import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
+import { makeTlsWorkerListener } from './drivers/tls-worker.js';
 import { tunPort } from './drivers/tun.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
@@ -136,7 +137,7 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     } catch (err) {
       throw new StartupError(`TLS: ${(err as Error).message}`);
     }
-    listener = makeTlsListener(options);
+    listener = config.tls_workers > 0 ? makeTlsWorkerListener(options) : makeTlsListener(options);
   } else {
     listener = makeNetListener({ host, port });
   }
@@ -228,7 +229,11 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
-    if (config.tls_enabled) logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}`);
+    if (config.tls_enabled) {
+      const where = config.tls_workers > 0 ? ', in a worker thread' : '';
+      logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}${where}`);
+      if (config.tls_workers > 1) logger.log('warn', `-tls-workers ${config.tls_workers}: one TLS worker thread runs (Node 20 cannot share a listening port between threads)`);
+    }
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };

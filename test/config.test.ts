@@ -98,6 +98,7 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'offload', value: undefined, context: ['-c', '/off.json'], key: 'offload', expected: true },
   { name: 'client-isolation', value: undefined, context: [], key: 'client_isolation', expected: true },
   { name: 'tls', value: undefined, context: ['-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_enabled', expected: true },
+  { name: 'tls-workers', value: '1', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_workers', expected: 1 },
   { name: 'tls-skip-verify', value: undefined, context: [...CLIENT, '-tls'], key: 'tls_skip_verify', expected: true },
   { name: 'tls-ca', value: '/etc/tunnel/ca.pem', context: [...CLIENT, '-tls'], key: 'tls_ca_file', expected: '/etc/tunnel/ca.pem' },
   { name: 'tls-server-name', value: 'hub.example.com', context: [...CLIENT, '-tls'], key: 'tls_server_name', expected: 'hub.example.com' },
@@ -241,6 +242,9 @@ test(refusesFlags, [...CLIENT, '-routes', '192.168.10.0/24,lan'], ['-routes: exp
 test(refusesFlags, [...CLIENT, '-t', '10.0.0.2/24', '-routes', '10.0.0.0/16'], ['routes: 10.0.0.0/16 overlaps the tunnel network 10.0.0.0/24']);
 test(refusesFlags, ['-allow-routes', '0.0.0.0/0'], ['allow_routes: 0.0.0.0/0 overlaps the tunnel network 10.0.0.0/24']);
 test(refusesFlags, ['-broadcast-groups', '10.0.0.255'], ['-broadcast-groups: expected IPv4 multicast addresses (224.0.0.0 to 239.255.255.255) separated by commas ("10.0.0.255" is not one), got "10.0.0.255"']);
+test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-workers', '9'], ['-tls-workers: expected an integer from 0 to 8, got 9']);
+test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '--tls-workers=-1'], ['--tls-workers: expected an integer from 0 to 8, got -1']);
+test(refusesFlags, ['-tls-workers', '1'], ['tls_workers: TLS worker threads need TLS: add -tls with -tls-cert and -tls-key']);
 test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
 test(refusesFlags, ['-state-dir', ''], ['state_dir: expected a directory path, got ""']);
 test(refusesFlags, ['--max-clients=0'], ['--max-clients: expected a positive integer, got 0']);

@@ -344,6 +344,9 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
   if (merged.mode === 'server' && merged.tls_client_ca_file !== '' && !merged.tls_enabled) {
     errors.push(new ConfigError('tls_client_ca_file', 'client certificates need TLS: add -tls with -tls-cert and -tls-key'));
   }
+  if (merged.mode === 'server' && merged.tls_workers > 0 && !merged.tls_enabled) {
+    errors.push(new ConfigError('tls_workers', 'TLS worker threads need TLS: add -tls with -tls-cert and -tls-key'));
+  }
   if (merged.mode === 'client' && (merged.tls_client_cert_file === '') !== (merged.tls_client_key_file === '')) {
     const missing = merged.tls_client_cert_file === '' ? 'tls_client_cert_file' : 'tls_client_key_file';
     errors.push(new ConfigError(missing, `required together with ${missing === 'tls_client_cert_file' ? 'tls_client_key_file' : 'tls_client_cert_file'} (${flagHint(missing)} FILE)`));

@@ -79,6 +79,15 @@ export type PositiveInt = t.TypeOf<typeof PositiveInt>;
 export interface PortBrand {
   readonly Port: unique symbol;
 }
+export interface TlsWorkersBrand {
+  readonly TlsWorkers: unique symbol;
+}
+/** TLS worker threads of a hub: an integer from 0 (TLS on the main thread) to MAX_TLS_WORKERS. */
+export const TlsWorkers = t.brand(t.number, (n): n is t.Branded<number, TlsWorkersBrand> => isIntIn(n, 0, MAX_TLS_WORKERS), 'TlsWorkers');
+export type TlsWorkers = t.TypeOf<typeof TlsWorkers>;
+/** The most TLS worker threads `tls_workers` accepts. */
+export const MAX_TLS_WORKERS = 8;
+
 /** A TCP port a client can dial: an integer from 1 to 65535. */
 export const Port = t.brand(t.number, (n): n is t.Branded<number, PortBrand> => isIntIn(n, 1, 65535), 'Port');
 export type Port = t.TypeOf<typeof Port>;
@@ -340,6 +349,7 @@ export const ConfigFields = t.type(
     tls_enabled: t.boolean,
     tls_cert_file: t.string,
     tls_key_file: t.string,
+    tls_workers: TlsWorkers,
     tls_skip_verify: t.boolean,
     tls_ca_file: t.string,
     tls_server_name: t.string,
@@ -399,6 +409,7 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   tls_enabled: false,
   tls_cert_file: '',
   tls_key_file: '',
+  tls_workers: 0,
   tls_skip_verify: false,
   tls_ca_file: '',
   tls_server_name: '',
@@ -616,6 +627,16 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     valueType: 'text',
     expected: 'a file path',
     meaning: "PEM private key of the server's certificate; required with TLS on the server.",
+    appliesTo: 'server',
+    group: 'TLS',
+  },
+  tls_workers: {
+    flags: ['tls-workers'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: `an integer from 0 to ${MAX_TLS_WORKERS}`,
+    meaning:
+      'Run the TLS listener in a worker thread (any N ≥ 1: one thread for now, as Node 20 cannot share a listening port between threads); 0 keeps TLS on the main thread. See docs/performance.md for what it buys.',
     appliesTo: 'server',
     group: 'TLS',
   },

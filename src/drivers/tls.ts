@@ -40,6 +40,63 @@ function explainSetupError(err: unknown): string {
   return msg;
 }
 
+/** What a hub's TLS server reports: verified connections and failed handshakes. */
+export interface HubServerHandlers {
+  /** A connection whose handshake (and client certificate, when required) passed. */
+  connection(socket: tls.TLSSocket, peerIdentity: string | undefined): void;
+  /** A connection that never completed the TLS handshake (its socket is already destroyed). */
+  handshakeFailed(remote: string, reason: HandshakeFailure, detail: string): void;
+}
+
+/**
+ * The hub's `tls.Server` (not listening yet): TLS 1.2 at least, client certificates checked against
+ * `clientCa` when set, failed handshakes classified. Shared by makeTlsListener and the TLS worker
+ * thread (tls-worker-thread.ts), so both accept and refuse exactly the same clients.
+ */
+export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port'>, on: HubServerHandlers): tls.Server {
+  // tls.createServer builds its own context from these (it ignores a `secureContext` option).
+  const server = tls.createServer({
+    cert: options.cert,
+    key: options.key,
+    ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
+    minVersion: 'TLSv1.2',
+    requestCert: options.clientCa !== undefined,
+    // Client certificates are checked in 'secureConnection' below, where the reason is known;
+    // with rejectUnauthorized Node resets the socket and the reason is lost.
+    rejectUnauthorized: false,
+    handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    noDelay: true,
+    highWaterMark: SOCKET_HIGH_WATER_MARK,
+  });
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (options.clientCa !== undefined && !socket.authorized) {
+      const remote = remoteOf(socket);
+      const why = socket.authorizationError;
+      const presented = Object.keys(socket.getPeerCertificate()).length > 0;
+      socket.destroy();
+      const detail = !presented
+        ? 'the client presented no certificate, and this hub requires one (-tls-client-ca)'
+        : /UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get|verify)|self.signed|SELF_SIGNED/i.test(String(why))
+          ? `the client certificate is not signed by the hub's client CA (${String(why)})`
+          : `the client certificate was not accepted (${String(why)})`;
+      on.handshakeFailed(remote, 'tls-error', detail);
+      return;
+    }
+    on.connection(socket, options.clientCa !== undefined ? commonName(socket.getPeerCertificate()) : undefined);
+  });
+  // The TLS socket of a failed handshake has lost its address; remember it from the TCP socket.
+  const remotes = new WeakMap<object, string>();
+  server.on('connection', (raw: import('node:net').Socket) => remotes.set(raw, remoteOf(raw)));
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
+    const parent = (socket as unknown as { _parent?: object })._parent;
+    const remote = (parent && remotes.get(parent)) ?? remoteOf(socket);
+    socket.destroy();
+    const { reason, detail } = classifyHandshakeError(err);
+    on.handshakeFailed(remote, reason, detail);
+  });
+  return server;
+}
+
 /**
  * A TLS listener. Like makeNetListener, plus `handshake-failed` events for connections that never
  * complete the TLS handshake: plaintext clients (`not-tls`), bad or missing client certificates
@@ -51,47 +108,12 @@ export function makeTlsListener(options: TlsListenerOptions): ListenerPort {
     events$: new Observable<ListenerEvent>((subscriber) => {
       let nextId = 1;
       hubSecureContext(options); // fails early with a clear TlsSetupError
-      // tls.createServer builds its own context from these (it ignores a `secureContext` option).
-      const server = tls.createServer({
-        cert: options.cert,
-        key: options.key,
-        ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
-        minVersion: 'TLSv1.2',
-        requestCert: options.clientCa !== undefined,
-        // Client certificates are checked in 'secureConnection' below, where the reason is known;
-        // with rejectUnauthorized Node resets the socket and the reason is lost.
-        rejectUnauthorized: false,
-        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
-        noDelay: true,
-        highWaterMark: SOCKET_HIGH_WATER_MARK,
-      });
-      server.on('secureConnection', (socket: tls.TLSSocket) => {
-        if (options.clientCa !== undefined && !socket.authorized) {
-          const remote = remoteOf(socket);
-          const why = socket.authorizationError;
-          const presented = Object.keys(socket.getPeerCertificate()).length > 0;
-          socket.destroy();
-          const detail = !presented
-            ? 'the client presented no certificate, and this hub requires one (-tls-client-ca)'
-            : /UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to (get|verify)|self.signed|SELF_SIGNED/i.test(String(why))
-                ? `the client certificate is not signed by the hub's client CA (${String(why)})`
-                : `the client certificate was not accepted (${String(why)})`;
-          subscriber.next({ type: 'handshake-failed', remote, reason: 'tls-error', detail });
-          return;
-        }
-        const cn = options.clientCa !== undefined ? commonName(socket.getPeerCertificate()) : undefined;
-        const connection = socketConnection(socket, nextId++);
-        subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
-      });
-      // The TLS socket of a failed handshake has lost its address; remember it from the TCP socket.
-      const remotes = new WeakMap<object, string>();
-      server.on('connection', (raw: import('node:net').Socket) => remotes.set(raw, remoteOf(raw)));
-      server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
-        const parent = (socket as unknown as { _parent?: object })._parent;
-        const remote = (parent && remotes.get(parent)) ?? remoteOf(socket);
-        socket.destroy();
-        const { reason, detail } = classifyHandshakeError(err);
-        subscriber.next({ type: 'handshake-failed', remote, reason, detail });
+      const server = createHubServer(options, {
+        connection: (socket, cn) => {
+          const connection = socketConnection(socket, nextId++);
+          subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
+        },
+        handshakeFailed: (remote, reason, detail) => subscriber.next({ type: 'handshake-failed', remote, reason, detail }),
       });
       return listen(server, options, subscriber);
     }),
