@@ -3,9 +3,10 @@
 import test, { type ExecutionContext } from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
-import { firstValueFrom, type Subscription } from 'rxjs';
+import { firstValueFrom } from 'rxjs';
 import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
-import type { ConnectionPort, ListenerEvent } from '../pipelines/ports.js';
+import type { ConnectionPort } from '../pipelines/ports.js';
+import { listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -19,63 +20,9 @@ test.after.always(() => pki?.dispose());
 const pem = (file: string): string => pki.read(file);
 const hubMaterial = (): Pick<TlsListenerOptions, 'cert' | 'key'> => ({ cert: pem(pki.hub.cert), key: pem(pki.hub.key) });
 
-type EventOf<T extends ListenerEvent['type']> = Extract<ListenerEvent, { type: T }>;
-
-/** A running listener: its events, taken in order per type. */
-interface Listening {
-  readonly port: number;
-  /** The next event of `type` not taken yet (waits up to `timeoutMs`). */
-  next<T extends ListenerEvent['type']>(type: T, timeoutMs?: number): Promise<EventOf<T>>;
-  /** Events of `type` not taken yet. */
-  pending(type: ListenerEvent['type']): ListenerEvent[];
-}
-
-async function listen(t: ExecutionContext, options: Omit<TlsListenerOptions, 'host' | 'port'>): Promise<Listening> {
-  const events: ListenerEvent[] = [];
-  const waiters = new Set<() => void>();
-  let failure: unknown;
-  const subscription: Subscription = makeTlsListener({ host: LOOPBACK, port: 0, ...options }).events$.subscribe({
-    next(e) {
-      events.push(e);
-      for (const w of [...waiters]) w();
-    },
-    error(err: unknown) {
-      failure = err;
-      for (const w of [...waiters]) w();
-    },
-  });
-  t.teardown(() => subscription.unsubscribe());
-  const take = <T extends ListenerEvent['type']>(type: T): EventOf<T> | undefined => {
-    const i = events.findIndex((e) => e.type === type);
-    return i < 0 ? undefined : (events.splice(i, 1)[0] as EventOf<T>);
-  };
-  const next = <T extends ListenerEvent['type']>(type: T, timeoutMs = 5000): Promise<EventOf<T>> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const e = take(type);
-        if (e !== undefined) {
-          done();
-          resolve(e);
-        } else if (failure !== undefined) {
-          done();
-          reject(failure instanceof Error ? failure : new Error(String(failure)));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`no ${type} event within ${timeoutMs} ms; events: ${JSON.stringify(events.map((e) => e.type))}`));
-      }, timeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
-  const listening = await next('listening');
-  const m = /^127\.0\.0\.1:(\d+)$/.exec(listening.address);
-  if (m === null) throw new Error(`unexpected listening address ${listening.address}`);
-  return { port: Number(m[1]), next, pending: (type) => events.filter((e) => e.type === type) };
+/** A TLS listener on loopback with `options`, on any free port. */
+function listen(t: ExecutionContext, options: Omit<TlsListenerOptions, 'host' | 'port'>): Promise<Listening> {
+  return listening(t, makeTlsListener({ host: LOOPBACK, port: 0, ...options }));
 }
 
 /** Subscribes once to a connection's data and collects it. */

@@ -1,0 +1,67 @@
+// A running ListenerPort for driver contract tests: its events collected, taken in order per type.
+import type { ExecutionContext } from 'ava';
+import type { Subscription } from 'rxjs';
+import type { ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+
+export type EventOf<T extends ListenerEvent['type']> = Extract<ListenerEvent, { type: T }>;
+
+/** A running listener: its events, taken in order per type. */
+export interface Listening {
+  readonly port: number;
+  /** The next event of `type` not taken yet (waits up to `timeoutMs`; rejects if the listener failed). */
+  next<T extends ListenerEvent['type']>(type: T, timeoutMs?: number): Promise<EventOf<T>>;
+  /** Events of `type` not taken yet. */
+  pending(type: ListenerEvent['type']): ListenerEvent[];
+  readonly subscription: Subscription;
+  /** What events$ errored with, if it did. */
+  failure(): unknown;
+}
+
+/** Subscribes to `listener` (unsubscribed at the test's end) and resolves once it listens on 127.0.0.1. */
+export async function listening(t: ExecutionContext, listener: ListenerPort): Promise<Listening> {
+  const events: ListenerEvent[] = [];
+  const waiters = new Set<() => void>();
+  let failure: unknown;
+  const subscription = listener.events$.subscribe({
+    next(e) {
+      events.push(e);
+      for (const w of [...waiters]) w();
+    },
+    error(err: unknown) {
+      failure = err;
+      for (const w of [...waiters]) w();
+    },
+  });
+  t.teardown(() => subscription.unsubscribe());
+  const take = <T extends ListenerEvent['type']>(type: T): EventOf<T> | undefined => {
+    const i = events.findIndex((e) => e.type === type);
+    return i < 0 ? undefined : (events.splice(i, 1)[0] as EventOf<T>);
+  };
+  const next = <T extends ListenerEvent['type']>(type: T, timeoutMs = 5000): Promise<EventOf<T>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const e = take(type);
+        if (e !== undefined) {
+          done();
+          resolve(e);
+        } else if (failure !== undefined) {
+          done();
+          reject(failure instanceof Error ? failure : new Error(String(failure)));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no ${type} event within ${timeoutMs} ms; events: ${JSON.stringify(events.map((e) => e.type))}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  const first = await next('listening');
+  const m = /^127\.0\.0\.1:(\d+)$/.exec(first.address);
+  if (m === null) throw new Error(`unexpected listening address ${first.address}`);
+  return { port: Number(m[1]), next, pending: (type) => events.filter((e) => e.type === type), subscription, failure: () => failure };
+}
