@@ -9,7 +9,7 @@ import { TlsSetupError, makeTlsDialer, type TlsListenerOptions } from '../src/dr
 import { makeTlsWorkerListener } from '../src/drivers/tls-worker.js';
 import { SOCKET_HIGH_WATER_MARK } from '../src/drivers/net.js';
 import type { ConnectionPort } from '../pipelines/ports.js';
-import { listening, type Listening } from './helpers/listening.js';
+import { collect, listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -28,42 +28,6 @@ function listen(t: ExecutionContext, options: Omit<TlsListenerOptions, 'host' | 
   return listening(t, makeTlsWorkerListener({ host: LOOPBACK, port, ...options }));
 }
 
-function collect(t: ExecutionContext, conn: ConnectionPort): { bytes(): Buffer; waitFor(n: number, timeoutMs?: number): Promise<Buffer>; ended: Promise<string> } {
-  const chunks: Buffer[] = [];
-  const waiters = new Set<() => void>();
-  let endedWith: (s: string) => void = () => undefined;
-  const ended = new Promise<string>((r) => (endedWith = r));
-  const sub = conn.data$.subscribe({
-    next(c) {
-      chunks.push(Buffer.from(c));
-      for (const w of [...waiters]) w();
-    },
-    error: (err: Error) => endedWith(`error: ${err.message}`),
-    complete: () => endedWith('complete'),
-  });
-  t.teardown(() => sub.unsubscribe());
-  const bytes = (): Buffer => Buffer.concat(chunks);
-  return {
-    bytes,
-    ended,
-    waitFor: (n, timeoutMs = 5000) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          if (bytes().length >= n) {
-            clearTimeout(timer);
-            waiters.delete(check);
-            resolve(bytes());
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`only ${bytes().length} of ${n} bytes within ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
-  };
-}
 
 async function dial(t: ExecutionContext, port: number, o: Partial<Parameters<typeof makeTlsDialer>[0]> = {}): Promise<ConnectionPort> {
   const conn = await firstValueFrom(makeTlsDialer({ connectTimeoutMs: 5000, skipVerify: false, ca: pem(pki.ca.cert), ...o }).dial(LOOPBACK, port));

@@ -1,7 +1,8 @@
-// A running ListenerPort for driver contract tests: its events collected, taken in order per type.
+// Driver contract test harness: a running ListenerPort's events, taken in order per type, and a
+// connection's data collected.
 import type { ExecutionContext } from 'ava';
 import type { Subscription } from 'rxjs';
-import type { ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+import type { ConnectionPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 
 export type EventOf<T extends ListenerEvent['type']> = Extract<ListenerEvent, { type: T }>;
 
@@ -64,4 +65,42 @@ export async function listening(t: ExecutionContext, listener: ListenerPort): Pr
   const m = /^127\.0\.0\.1:(\d+)$/.exec(first.address);
   if (m === null) throw new Error(`unexpected listening address ${first.address}`);
   return { port: Number(m[1]), next, pending: (type) => events.filter((e) => e.type === type), subscription, failure: () => failure };
+}
+
+/** Subscribes once to a connection's data and collects it. */
+export function collect(t: ExecutionContext, conn: ConnectionPort): { bytes(): Buffer; waitFor(n: number, timeoutMs?: number): Promise<Buffer>; ended: Promise<string> } {
+  const chunks: Buffer[] = [];
+  const waiters = new Set<() => void>();
+  let endedWith: (s: string) => void = () => undefined;
+  const ended = new Promise<string>((r) => (endedWith = r));
+  const sub = conn.data$.subscribe({
+    next(c) {
+      chunks.push(Buffer.from(c));
+      for (const w of [...waiters]) w();
+    },
+    error: (err: Error) => endedWith(`error: ${err.message}`),
+    complete: () => endedWith('complete'),
+  });
+  t.teardown(() => sub.unsubscribe());
+  const bytes = (): Buffer => Buffer.concat(chunks);
+  return {
+    bytes,
+    ended,
+    waitFor: (n, timeoutMs = 5000) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (bytes().length >= n) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(bytes());
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`only ${bytes().length} of ${n} bytes within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      }),
+  };
 }
