@@ -31,8 +31,8 @@ export function negotiate(enc: PacketEncoding, bothGso: boolean, peerMtu: number
  * A connection as a packet sink: each accepted batch is encoded for the peer as `enc` says
  * (encodePackets: DATA frames, SUPER frames or segmented super-packets) into one buffer and written
  * with one call. It accepts nothing while the connection is above its high-water mark, so at most
- * one batch beyond that mark is ever buffered by the socket. `enc` is read at every write. Batches
- * with super-packets are encoded into a reused slab (no allocation and no fresh pages per 64 KiB).
+ * one batch beyond that mark is ever buffered by the socket. `enc` is read at every write. Outputs
+ * of 4 KiB and more are encoded into a reused slab (no allocation and no fresh pages per batch).
  */
 export function frameSink(conn: ConnectionPort, enc: PacketEncoding = compatEncoding()): PacketSink {
   const slab = new Slab(() => conn.pendingBytes === 0);
@@ -49,9 +49,11 @@ export function frameSink(conn: ConnectionPort, enc: PacketEncoding = compatEnco
 
 /** Bytes of a frameSink slab (a larger batch gets a slab of its own size, reused in turn). */
 const SLAB_BYTES = 512 * 1024;
+/** Outputs smaller than this bypass the slab (Node pools allocations below 4 KiB). */
+const SLAB_MIN_REQUEST = 4096;
 
 /**
- * Output buffers carved one after another out of a slab allocated on first use. Everything carved
+ * Output buffers carved one after another out of a slab allocated on the first large request. Everything carved
  * before is free again once `flushed()` says the connection holds none of it (then carving starts
  * over); a request that does not fit gets a new slab (at least as large as the request), leaving
  * the old one to whatever still references it.
@@ -63,6 +65,9 @@ class Slab {
   constructor(private readonly flushed: () => boolean) {}
 
   readonly take = (bytes: number): Buffer => {
+    // Small outputs come from Node's shared buffer pool: cheap, and a lightly used connection never
+    // holds a slab.
+    if (bytes < SLAB_MIN_REQUEST) return Buffer.allocUnsafe(bytes);
     if (this.buf !== undefined && this.flushed()) this.at = 0;
     if (this.buf === undefined || this.at + bytes > this.buf.length) {
       this.buf = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));

@@ -34,11 +34,11 @@ export interface Frame {
   readonly payload: Uint8Array;
 }
 
-/** Encodes `payloads` as consecutive frames of one type into a single new buffer (one copy). */
-export function encodeFrames(type: number, payloads: readonly Uint8Array[], from = 0): Buffer {
+/** Encodes `payloads` as consecutive frames of one type into one buffer from `alloc` (a new one by default; one copy). */
+export function encodeFrames(type: number, payloads: readonly Uint8Array[], from = 0, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   let total = 0;
   for (let i = from; i < payloads.length; i++) total += HEADER_BYTES + 1 + payloads[i]!.length;
-  const out = Buffer.allocUnsafe(total);
+  const out = alloc(total);
   let at = 0;
   for (let i = from; i < payloads.length; i++) {
     const p = payloads[i]!;
@@ -72,13 +72,13 @@ export interface PacketEncoding {
  * Encodes `packets` for a peer into one new buffer: plain packets as DATA frames; a SuperPacket as
  * one SUPER frame (its segment size lowered to fit `maxPacket`) when the peer takes them, else
  * segmented in software into DATA frames of at most `maxPacket` bytes. Returns undefined for an
- * empty result. Batches holding super-packets are encoded into `alloc(bytes)` (a fresh buffer by
- * default; frameSink passes a reused slab).
+ * empty result. The frames are encoded into `alloc(bytes)` (a fresh buffer by default; frameSink
+ * passes a reused slab).
  */
 export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncoding, alloc: (bytes: number) => Buffer = Buffer.allocUnsafe): Buffer | undefined {
   let plain = true;
   for (const p of packets) if (p instanceof SuperPacket) plain = false;
-  if (plain) return packets.length === 0 ? undefined : encodeFrames(FrameType.Data, packets);
+  if (plain) return packets.length === 0 ? undefined : encodeFrames(FrameType.Data, packets, 0, alloc);
   // The frames in order: a packet and its segment size (0: a DATA frame).
   const items: Uint8Array[] = [];
   const gsos: number[] = [];
