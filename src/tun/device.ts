@@ -313,9 +313,6 @@ export class TunDevice {
     if (this.#released) throw new TunError(`TUN device ${this.name} was released`, 'EBADF', 'write', this.name);
     try {
       if (!this.offload) return this.#queue.writeMany(packets, from);
-      let supers = false;
-      for (let i = from; i < packets.length; i++) if (packets[i] instanceof SuperPacket) supers = true;
-      if (!supers) return this.#queue.writeMany(packets, from);
       if (this.#gso.length < packets.length) this.#gso = new Uint32Array(Math.max(packets.length, 2 * this.#gso.length));
       const gso = this.#gso;
       for (let i = from; i < packets.length; i++) {
