@@ -1,7 +1,7 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { FrameDecoder } from './wire/decoder.js';
 import { FrameType, MAX_BODY_SUPER, superPacketOf } from './wire/frames.js';
-import type { DropCounts, Inbound } from './types.js';
+import { addDrop, type DropCounts, type Inbound } from './types.js';
 
 /** Options of deframe. */
 export interface DeframeOptions {
@@ -18,7 +18,8 @@ export interface DeframeOptions {
  * Decodes a byte stream into Inbound items, in order: consecutive DATA frames become one `data`
  * item (payload views, no copies, valid during the emission: large frames that span chunks are
  * assembled in reused buffers), every other frame a `control` item; with `superFrames`, SUPER
- * frames join the `data` items as SuperPackets (malformed ones are counted as `malformed-super`). Completes with the source;
+ * frames join the `data` items as SuperPackets (refused ones are counted as `malformed-super` or
+ * `gso-too-small`, see superPacketOf). Completes with the source;
  * errors with FrameError on an oversize length (nothing of that size is allocated).
  *
  *   chunks: -a----b-c--|     a = DATA p1 + KEEPALIVE + DATA p2, b+c = halves of DATA p3
@@ -44,7 +45,7 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
             decoder.emptyFrames = 0;
           }
           let data: Uint8Array[] | undefined;
-          let malformed = 0;
+          let refused: DropCounts | undefined;
           for (const f of frames) {
             if (f.type === FrameType.Data) {
               (data ??= []).push(f.payload);
@@ -52,7 +53,7 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
             }
             if (supers && f.type === FrameType.Super) {
               const p = superPacketOf(f.payload);
-              if (p === undefined) malformed++;
+              if (typeof p === 'string') refused = addDrop(refused, p);
               else (data ??= []).push(p);
               continue;
             }
@@ -62,7 +63,7 @@ export function deframe(options: DeframeOptions): OperatorFunction<Uint8Array, I
             }
             subscriber.next({ kind: 'control', type: f.type, payload: f.payload });
           }
-          if (malformed > 0) options.onDrops?.({ 'malformed-super': malformed });
+          if (refused !== undefined) options.onDrops?.(refused);
           if (data !== undefined) subscriber.next({ kind: 'data', packets: data });
         },
         error: (err) => subscriber.error(err),

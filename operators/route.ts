@@ -1,5 +1,5 @@
 import { map, type OperatorFunction } from 'rxjs';
-import { ipv4Destination, isIpv4 } from './wire/ipv4.js';
+import { ipv4Destination, ipv4Problem } from './wire/ipv4.js';
 import { addDrop, type DropReason, type PacketBatch, type Routed, type RoutedBatch } from './types.js';
 
 /** Decides where `packet` (to `destination`) goes: a target, or the reason it is dropped. Must be O(1). */
@@ -7,7 +7,8 @@ export type RouteDecision<T extends object> = (destination: number, packet: Uint
 
 /**
  * Splits each batch by IPv4 destination with `decide` (one call per packet, O(1) lookups expected).
- * Packets keep their order within a target. Non-IPv4 or runt packets are dropped as `not-ipv4`;
+ * Packets keep their order within a target. Non-IPv4 or runt packets are dropped as `not-ipv4`, IPv4
+ * packets whose header or total length lies past their bytes as `malformed-ipv4` (ipv4Problem);
  * drops are counted in the output's `drops`. Emits one RoutedBatch per input batch.
  *
  *   batches: -[a→A, b→B, c→A, x]-|
@@ -24,8 +25,9 @@ export function routeBatch<T extends object>(batch: PacketBatch, decide: RouteDe
   let last: Routed<T> | undefined;
   for (let i = 0; i < batch.length; i++) {
     const p = batch[i]!;
-    if (!isIpv4(p)) {
-      drops = addDrop(drops, 'not-ipv4');
+    const problem = ipv4Problem(p);
+    if (problem !== undefined) {
+      drops = addDrop(drops, problem);
       continue;
     }
     const t = decide(ipv4Destination(p), p);

@@ -8,7 +8,9 @@ export type DropReason =
   | 'spoofed-source' // a member sent a packet whose source is not its own address
   | 'queue-full' // a bounded queue was full
   | 'not-ipv4' // not an IPv4 packet, or shorter than an IPv4 header
-  | 'oversize' // larger than the peer can receive
+  | 'malformed-ipv4' // an IPv4 header whose length fields lie past the packet's bytes
+  | 'too-big' // larger than the receiver takes, with DF set (the sender gets ICMP fragmentation-needed)
+  | 'gso-too-small' // a SUPER frame whose segment size is below MIN_GSO_SIZE (it would multiply into tiny packets)
   | 'unregistered' // DATA from a connection that is not a member (refused or still unknown)
   | 'not-connected' // client: no session to the hub at the moment
   | 'broadcast' // subnet broadcast, which the hub does not replicate (it runs without -broadcast)

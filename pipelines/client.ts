@@ -38,7 +38,7 @@ import {
   type LanRoute,
 } from '../operators/wire/control.js';
 import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { formatIpv4, isIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { formatIpv4, ipv4Problem, parseIpv4 } from '../operators/wire/ipv4.js';
 import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, RoutesPort, TunPort } from './ports.js';
@@ -178,10 +178,12 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             case 'data': {
               let drops: DropCounts | undefined;
               let packets = item.packets;
-              if (!packets.every(isIpv4)) {
-                const ok = packets.filter(isIpv4);
-                drops = addDrop(drops, 'not-ipv4', packets.length - ok.length);
-                packets = ok;
+              if (!packets.every((p) => ipv4Problem(p) === undefined)) {
+                packets = packets.filter((p) => {
+                  const problem = ipv4Problem(p);
+                  if (problem !== undefined) drops = addDrop(drops, problem);
+                  return problem === undefined;
+                });
               }
               count(rx, item.packets);
               if (packets.length > 0) toTun.next(packets);

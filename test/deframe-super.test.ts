@@ -308,3 +308,10 @@ test('a chunk holding only malformed SUPER frames emits nothing but the count', 
   t.deepEqual(run([superFrame(0, small)], on, drops), [{ kind: 'complete' }]);
   t.deepEqual(drops, [{ 'malformed-super': 1 }]);
 });
+
+test('SUPER frames with a segment size below MIN_GSO_SIZE are refused as gso-too-small, never expanded', (t) => {
+  const drops: DropCounts[] = [];
+  const seen = run([concat(superFrame(1, small), superFrame(255, small), superFrame(0, small), data(plain1))], on, drops);
+  t.deepEqual(packetsOf(seen), [{ super: false, hex: hex(plain1) }]);
+  t.deepEqual(drops, [{ 'gso-too-small': 2, 'malformed-super': 1 }]);
+});

@@ -2,7 +2,7 @@
 // (encodePackets, superPacketOf in operators/wire/frames.ts). Every expectation is built by the
 // independent reference in helpers/tcp-reference.ts (own header builder, own checksum).
 import test from 'ava';
-import { SuperPacket, copyPacket, segmentCount, segmentSuper, tcpHeaderBytes } from '../operators/wire/gso.js';
+import { MIN_GSO_SIZE, SuperPacket, copyPacket, segmentCount, segmentSuper, tcpHeaderBytes } from '../operators/wire/gso.js';
 import { FrameType, MAX_PACKET_COMPAT, encodeFrames, encodePackets, superPacketOf } from '../operators/wire/frames.js';
 import {
   ACK,
@@ -282,8 +282,8 @@ test('superPacketOf gives a view of the packet with the segment size', (t) => {
   payload[0] = 0x05;
   payload[1] = 0xa8; // 1448
   payload.set(SUPER_BYTES, 2);
-  const p = superPacketOf(payload.subarray(0))!;
-  t.true(p instanceof SuperPacket);
+  const p = superPacketOf(payload.subarray(0));
+  if (!(p instanceof SuperPacket)) return t.fail(`refused: ${p}`);
   t.is(p.gsoSize, 1448);
   t.is(p.buffer, payload.buffer);
   t.is(p.byteOffset, payload.byteOffset + 2);
@@ -292,7 +292,7 @@ test('superPacketOf gives a view of the packet with the segment size', (t) => {
 
 const malformed = test.macro({
   exec(t, payload: Uint8Array) {
-    t.is(superPacketOf(payload), undefined);
+    t.is(superPacketOf(payload), 'malformed-super');
   },
   title: (provided = '') => `superPacketOf refuses ${provided}`,
 });
@@ -311,6 +311,23 @@ test('a segment size of 0', malformed, withPrefix(0, SUPER_BYTES));
 test('a UDP packet', malformed, withPrefix(1000, udpPacket('10.0.0.2', '10.0.0.3', streamBytes(3000, 4))));
 test('a packet truncated inside its headers', malformed, withPrefix(1448, SUPER_BYTES.subarray(0, 45)));
 test('a segment size that with the headers exceeds 65535', malformed, withPrefix(65535 - 52 + 1, SUPER_BYTES));
+test('superPacketOf refuses a segment size below MIN_GSO_SIZE as gso-too-small, and takes MIN_GSO_SIZE itself', (t) => {
+  t.is(superPacketOf(withPrefix(1, SUPER_BYTES)), 'gso-too-small');
+  t.is(superPacketOf(withPrefix(MIN_GSO_SIZE - 1, SUPER_BYTES)), 'gso-too-small');
+  const p = superPacketOf(withPrefix(MIN_GSO_SIZE, SUPER_BYTES));
+  t.true(p instanceof SuperPacket && p.gsoSize === MIN_GSO_SIZE);
+});
+
+test('a super-packet whose segment size would fall below MIN_GSO_SIZE travels as DATA segments, never as a SUPER frame the peer refuses', (t) => {
+  const small = asSuper(SUPER_BYTES, 100);
+  const frames = parseFrames(encodePackets([small], { superFrames: true, maxPacket: 1500 })!);
+  t.true(frames.length > 1);
+  t.true(frames.every((f) => f.type === FrameType.Data));
+  // A peer MTU that lowers the segment size below the floor: segments too.
+  const lowered = parseFrames(encodePackets([superPkt()], { superFrames: true, maxPacket: 52 + MIN_GSO_SIZE - 1 })!);
+  t.true(lowered.every((f) => f.type === FrameType.Data && f.packet.length / 2 <= 52 + MIN_GSO_SIZE - 1));
+});
+
 const tooLong = new Uint8Array(65536);
 tooLong.set(SUPER_BYTES.subarray(0, 52));
 test('a packet longer than 65535 bytes', malformed, withPrefix(1448, tooLong));

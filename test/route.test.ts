@@ -57,6 +57,22 @@ test('each batch becomes one RoutedBatch with packets grouped per target in arri
   });
 });
 
+test('an IPv4 packet whose total length lies past its bytes, or whose header does, is dropped as malformed-ipv4 without asking decide', (t) => {
+  const { decide, calls } = table();
+  const longer = ipv4Packet('10.0.0.9', '10.0.0.3', bytes(1, 2, 3));
+  longer[3]! += 100; // claims 100 bytes it does not have
+  const badIhl = ipv4Packet('10.0.0.9', '10.0.0.3', bytes(1, 2, 3));
+  badIhl[0] = 0x4f; // a 60-byte header in a 23-byte packet
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const batches = cold('-a-|', { a: [longer, toA1, badIhl] });
+    expectObservable(batches.pipe(route(decide))).toBe('-x-|', {
+      x: { routes: [{ target: A, packets: [toA1] }], drops: { 'malformed-ipv4': 2 } },
+    });
+    flush();
+    t.deepEqual(calls, [parseIpv4('10.0.0.2')]);
+  });
+});
+
 test('non-IPv4 and runt packets are dropped as not-ipv4 without asking decide', (t) => {
   const { decide, calls } = table();
   marbles(t, ({ cold, expectObservable, flush }) => {

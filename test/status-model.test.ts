@@ -133,12 +133,12 @@ test('left removes the member (and its drops) but the totals keep them', serverF
 
 test('a member that rejoins starts with fresh drop counters', serverFold, [
   [500, joined(1, '10.0.0.2')],
-  [600, { type: 'drops', who: '10.0.0.2', drops: { oversize: 1 } }],
+  [600, { type: 'drops', who: '10.0.0.2', drops: { 'too-big': 1 } }],
   [700, left(1, '10.0.0.2')],
   [800, joined(3, '10.0.0.2')],
 ], {
   members: [{ address: '10.0.0.2', drops: {} } as never],
-  drops: { oversize: 1 },
+  drops: { 'too-big': 1 },
 });
 
 test('members joined before the model started watching appear from the stats', serverFold, [

@@ -1,6 +1,6 @@
 // IPv4 helpers (operators/wire/ipv4.ts): parsing, formatting, subnets, header fields.
 import test from 'ava';
-import { formatIpv4, inSubnet, ipv4Destination, ipv4Source, isIpv4, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+import { formatIpv4, inSubnet, ipv4Destination, ipv4Problem, ipv4Source, isIpv4, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { ipv4Packet } from './helpers/marbles.js';
 
 const parses = test.macro({
@@ -141,3 +141,31 @@ test('header fields are read relative to the view, not its buffer', (t) => {
   t.is(formatIpv4(ipv4Source(view)), '10.9.8.7');
   t.is(formatIpv4(ipv4Destination(view)), '1.2.3.4');
 });
+
+/** A 28-byte IPv4 packet with the given first byte and total length field. */
+function withHeader(first: number, total: number, length = 28): Uint8Array {
+  const p = new Uint8Array(length);
+  p[0] = first;
+  p[2] = total >>> 8;
+  p[3] = total & 0xff;
+  return p;
+}
+
+const problem = test.macro({
+  exec(t, p: Uint8Array, want: ReturnType<typeof ipv4Problem>) {
+    t.is(ipv4Problem(p), want);
+  },
+  title: (provided = '') => `ipv4Problem: ${provided}`,
+});
+
+test('a well-formed packet has none', problem, withHeader(0x45, 28), undefined);
+test('trailing bytes beyond the total length are allowed (the kernel trims them)', problem, withHeader(0x45, 24), undefined);
+test('a header with options inside the packet has none', problem, withHeader(0x46, 28), undefined);
+test('a total length past the bytes is malformed', problem, withHeader(0x45, 29), 'malformed-ipv4');
+test('a total length of 65535 on 28 bytes is malformed', problem, withHeader(0x45, 65535), 'malformed-ipv4');
+test('a header length below 20 is malformed', problem, withHeader(0x44, 28), 'malformed-ipv4');
+test('a header length past the total length is malformed', problem, withHeader(0x4f, 28, 60), 'malformed-ipv4');
+test('a header length past the bytes is malformed', problem, withHeader(0x4f, 28), 'malformed-ipv4');
+test('a total length below the header is malformed', problem, withHeader(0x45, 19), 'malformed-ipv4');
+test('IPv6 is not IPv4', problem, withHeader(0x60, 28), 'not-ipv4');
+test('a runt is not IPv4', problem, withHeader(0x45, 19, 19), 'not-ipv4');

@@ -1,6 +1,6 @@
 // The lightweight-tunnel frame format (compatible with 2.x): a 4-byte big-endian body length, then
 // the body; the body's first byte is the frame type. See docs/protocol.md.
-import { SUPER_PREFIX, MAX_SUPER_PACKET, SuperPacket, segmentSuper, tcpHeaderBytes } from './gso.js';
+import { SUPER_PREFIX, MAX_SUPER_PACKET, MIN_GSO_SIZE, SuperPacket, segmentSuper, tcpHeaderBytes } from './gso.js';
 
 /** Frame types. 0x01 and 0x02 are 2.x's; the 0x10 range is ignored by 2.x peers. */
 export const FrameType = {
@@ -70,8 +70,9 @@ export interface PacketEncoding {
 
 /**
  * Encodes `packets` for a peer into one new buffer: plain packets as DATA frames; a SuperPacket as
- * one SUPER frame (its segment size lowered to fit `maxPacket`) when the peer takes them, else
- * segmented in software into DATA frames of at most `maxPacket` bytes. Returns undefined for an
+ * one SUPER frame (its segment size lowered to fit `maxPacket`) when the peer takes them and that
+ * size is at least MIN_GSO_SIZE, else segmented in software into DATA frames of at most `maxPacket`
+ * bytes. Returns undefined for an
  * empty result. The frames are encoded into `alloc(bytes)` (a fresh buffer by default; frameSink
  * passes a reused slab).
  */
@@ -86,10 +87,12 @@ export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncodin
     if (!(p instanceof SuperPacket)) {
       items.push(p);
       gsos.push(0);
-    } else if (enc.superFrames) {
+    } else if (enc.superFrames && Math.min(p.gsoSize, enc.maxPacket - tcpHeaderBytes(p)) >= MIN_GSO_SIZE) {
       items.push(p);
       gsos.push(Math.min(p.gsoSize, enc.maxPacket - tcpHeaderBytes(p)));
     } else {
+      // No SUPER frames for this peer, or a segment size it would refuse (below MIN_GSO_SIZE):
+      // DATA frames of segments.
       for (let n = segmentSuper(p, Math.min(enc.maxPacket, MAX_PACKET_COMPAT), items); n > 0; n--) gsos.push(0);
     }
   }
@@ -111,11 +114,16 @@ export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncodin
   return out;
 }
 
-/** The super-packet a SUPER frame's payload carries (a view), or undefined when it is malformed. */
-export function superPacketOf(payload: Uint8Array): SuperPacket | undefined {
-  if (payload.length <= SUPER_PREFIX || payload.length > SUPER_PREFIX + MAX_SUPER_PACKET) return undefined;
+/**
+ * The super-packet a SUPER frame's payload carries (a view), or why it is refused: `malformed-super`
+ * (no TCPv4 packet of at most 64 KiB, a zero segment size, or one that does not fit with the
+ * headers), `gso-too-small` (a segment size below MIN_GSO_SIZE).
+ */
+export function superPacketOf(payload: Uint8Array): SuperPacket | 'malformed-super' | 'gso-too-small' {
+  if (payload.length <= SUPER_PREFIX || payload.length > SUPER_PREFIX + MAX_SUPER_PACKET) return 'malformed-super';
   const gso = (payload[0]! << 8) | payload[1]!;
   const p = new SuperPacket(payload.buffer as ArrayBuffer, payload.byteOffset + SUPER_PREFIX, payload.length - SUPER_PREFIX, gso);
   const hdr = tcpHeaderBytes(p);
-  return gso > 0 && hdr > 0 && hdr + gso <= MAX_SUPER_PACKET ? p : undefined;
+  if (gso === 0 || hdr === 0 || hdr + gso > MAX_SUPER_PACKET) return 'malformed-super';
+  return gso < MIN_GSO_SIZE ? 'gso-too-small' : p;
 }

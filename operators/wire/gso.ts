@@ -6,6 +6,13 @@
 export const MAX_SUPER_PACKET = 65535;
 /** Bytes in front of the packet in a SUPER frame's payload: the segment size (u16, big-endian). */
 export const SUPER_PREFIX = 2;
+/**
+ * The smallest segment size a SUPER frame may carry. A real TCP MSS over IPv4 is at least 500 or so
+ * (576-byte minimum MTU, 552-byte minimum PMTU, minus headers and options); 256 leaves room for odd
+ * stacks and bounds a 64 KiB super-packet to 256 segments, so a SUPER frame never turns into more
+ * packets than the same bytes sent as DATA frames would (a segment size of 1 made 65,000).
+ */
+export const MIN_GSO_SIZE = 256;
 
 /**
  * A TCPv4 super-packet: one IPv4 header and one TCP header in front of the payload of many

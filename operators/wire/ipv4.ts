@@ -5,6 +5,19 @@ export function isIpv4(p: Uint8Array): boolean {
   return p.length >= 20 && p[0]! >> 4 === 4;
 }
 
+/**
+ * Why `p` cannot be forwarded as an IPv4 packet, or undefined when it can: `not-ipv4` (another
+ * version, or shorter than a header), `malformed-ipv4` (its header length is below 20 or past its
+ * total length, or its total length is past its bytes). Trailing bytes beyond the total length are
+ * allowed (the receiving kernel trims them, as it does for Ethernet padding). Reads four bytes.
+ */
+export function ipv4Problem(p: Uint8Array): 'not-ipv4' | 'malformed-ipv4' | undefined {
+  if (p.length < 20 || p[0]! >> 4 !== 4) return 'not-ipv4';
+  const ihl = (p[0]! & 0x0f) << 2;
+  const total = (p[2]! << 8) | p[3]!;
+  return ihl < 20 || total < ihl || total > p.length ? 'malformed-ipv4' : undefined;
+}
+
 /** The destination address as an unsigned 32-bit integer. The caller checked isIpv4. */
 export function ipv4Destination(p: Uint8Array): number {
   return ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
