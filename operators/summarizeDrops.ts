@@ -1,5 +1,5 @@
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
-import { addDrop, type DropCounts, type DropReason } from './types.js';
+import { addDrops, type DropCounts } from './types.js';
 
 /** Drops attributed to one key (a member, or the hub itself). */
 export interface DropReport<K> {
@@ -32,7 +32,7 @@ export function summarizeDrops<K>(periodMs: number, scheduler: SchedulerLike = a
             w = { drops: {}, timer };
             open.set(key, w);
           }
-          for (const reason of Object.keys(drops) as DropReason[]) addDrop(w.drops, reason, drops[reason] ?? 0);
+          addDrops(w.drops, drops);
         },
         error: (e) => subscriber.error(e),
         complete() {

@@ -31,6 +31,13 @@ export function addDrop(counts: DropCounts | undefined, reason: DropReason, n = 
   return c;
 }
 
+/** Adds every count of `more` to `counts` (created when absent and `more` has any) and returns it. */
+export function addDrops(counts: DropCounts | undefined, more: DropCounts): DropCounts | undefined {
+  let c = counts;
+  for (const reason of Object.keys(more) as DropReason[]) c = addDrop(c, reason, more[reason] ?? 0);
+  return c;
+}
+
 /** What a session reads from its peer, in arrival order. */
 export type Inbound =
   /** Consecutive DATA (and negotiated SUPER) frames' packets: views into received chunks or the

@@ -37,7 +37,8 @@ import {
   encodeControl,
   type LanRoute,
 } from '../operators/wire/control.js';
-import { FrameType, encodeFrame } from '../operators/wire/frames.js';
+import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/frames.js';
+import { fitPackets } from '../operators/wire/fragment.js';
 import { formatIpv4, ipv4Problem, parseIpv4 } from '../operators/wire/ipv4.js';
 import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
@@ -76,8 +77,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const remoteText = `${host}:${port}`;
     /** The TUN device offloads segmentation: offer `gso` to the hub. */
     const offload = ports.tun.offload === true;
-    /** The live session's outbound packets, when there is one. */
-    let current: Subject<PacketBatch> | undefined;
+    /** The live session: its outbound packets, how the hub takes them, and the hub's tunnel address once welcomed. */
+    let current: { readonly outbound: Subject<PacketBatch>; readonly encoding: PacketEncoding; hub: number | undefined } | undefined;
     /** The live session's counters, when there is one. */
     let currentStats: (() => SessionStats) | undefined;
     /** The address the TUN device has: the static one, or the last one the hub assigned. */
@@ -114,11 +115,17 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const tunReads$ = ports.tun.packets$.pipe(
       tap((batch) => count(tunRead, batch)),
       mergeMap((batch): ClientEvent[] => {
-        if (current !== undefined) {
-          current.next(batch);
+        if (current === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
+        // Packets larger than the hub takes are fragmented, or answered with ICMP fragmentation-needed
+        // from the hub's address (this side's kernel then lowers its path MTU), as a router would.
+        const fitted = fitPackets(batch, current.encoding.maxPacket, current.hub);
+        if (fitted === undefined) {
+          current.outbound.next(batch);
           return [];
         }
-        return [dropsEvent('tun', { 'not-connected': batch.length })];
+        if (fitted.packets.length > 0) current.outbound.next(fitted.packets);
+        if (fitted.answers.length > 0) toTun.next(fitted.answers);
+        return Object.keys(fitted.drops).length === 0 ? [] : [dropsEvent('tun', fitted.drops)];
       }),
     );
 
@@ -128,7 +135,10 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         const drops$ = new Subject<ClientEvent>();
         let heard = false;
         let welcomed = false;
-        current = outbound;
+        /** How packets are encoded for the hub: SUPER frames once its WELCOME offered `gso` too. */
+        const encoding = compatEncoding();
+        const live = { outbound, encoding, hub: undefined as number | undefined };
+        current = live;
         const connectedAt = scheduler.now();
         let lastSeen = connectedAt;
         const rx = counter();
@@ -138,8 +148,6 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         let welcomedAs: string | undefined;
         /** The hub answers PING (it offered the `rtt` capability in its WELCOME). */
         let hubPings = false;
-        /** How packets are encoded for the hub: SUPER frames once its WELCOME offered `gso` too. */
-        const encoding = compatEncoding();
         const stats = (): SessionStats => ({
           id: conn.id,
           remote: conn.remote,
@@ -206,6 +214,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   if (w instanceof ControlDecodeError) return [dropsEvent('hub', { 'unexpected-control': 1 })];
                   heard = true;
                   welcomedAs = w.address;
+                  live.hub = parseIpv4(w.hub);
                   hubPings = w.caps?.includes('rtt') === true;
                   const assigned = settings.tunnel === undefined;
                   if (assigned) {
@@ -300,7 +309,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             return concat(of(...out), tail);
           }),
           finalize(() => {
-            if (current === outbound) current = undefined;
+            if (current === live) current = undefined;
             if (currentStats === stats) currentStats = undefined;
             outbound.complete();
             conn.close();

@@ -26,7 +26,8 @@ import { learnSource } from '../operators/learnSource.js';
 import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operators/replicate.js';
 import { route, type RouteDecision } from '../operators/route.js';
 import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
-import type { DropCounts, DropReason, Inbound, PacketBatch, Routed, RoutedBatch } from '../operators/types.js';
+import { addDrops, type DropCounts, type DropReason, type Inbound, type PacketBatch, type Routed, type RoutedBatch } from '../operators/types.js';
+import { fitPackets } from '../operators/wire/fragment.js';
 import {
   CAPABILITIES,
   GSO_CAPABILITY,
@@ -39,8 +40,8 @@ import {
   type LanRoute,
   type RejectReason,
 } from '../operators/wire/control.js';
-import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { formatIpv4, inSubnet, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/frames.js';
+import { formatIpv4, inSubnet, ipv4Destination, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { AddressAllocator, type LeaseTable } from './allocator.js';
 import { SessionEnd, endReason, type LeaseInfo, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
@@ -97,6 +98,8 @@ interface Member {
   readonly send: (frame: Uint8Array) => void;
   /** Packets bound for this member (into its bounded send queue). */
   readonly outbound: Subject<PacketBatch>;
+  /** How the member takes packets (negotiated in its HELLO): the largest plain packet it accepts. */
+  readonly encoding: PacketEncoding;
   /** scheduler.now() of the last chunk received. */
   lastSeen: number;
   /** Ends the member's session with a reason. */
@@ -293,8 +296,33 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       replicating(hubBroadcasts$, () => 'tun'),
     );
 
-    function deliver(rb: { readonly routes: readonly Routed<Target>[] }): void {
-      for (const r of rb.routes) (r.target === HUB ? toTun : (r.target as Member).outbound).next(r.packets);
+    /**
+     * Hands each route's packets to its target: the hub's TUN device, or a member in a form it
+     * accepted (fitPackets: oversize packets fragmented, or dropped as `too-big` with an ICMP
+     * fragmentation-needed answered to their sender, as a router would). Adds its drops to `rb`.
+     */
+    function deliver(rb: { readonly routes: readonly Routed<Target>[]; drops: DropCounts | undefined }): void {
+      for (const r of rb.routes) {
+        if (r.target === HUB) {
+          toTun.next(r.packets);
+          continue;
+        }
+        const m = r.target as Member;
+        const fitted = fitPackets(r.packets, m.encoding.maxPacket, hubAddress);
+        if (fitted === undefined) {
+          m.outbound.next(r.packets);
+          continue;
+        }
+        if (fitted.packets.length > 0) m.outbound.next(fitted.packets);
+        rb.drops = addDrops(rb.drops, fitted.drops);
+        for (const answer of fitted.answers) toward(ipv4Destination(answer)).next([answer]);
+      }
+    }
+
+    /** Where the hub sends a packet it makes itself (an ICMP answer): the member or LAN that has the destination, else its own kernel. */
+    function toward(dst: number): Subject<PacketBatch> {
+      const m = members.get(dst) ?? (lans.size === 0 ? undefined : lans.lookup(dst));
+      return m === undefined ? toTun : m.outbound;
     }
 
     const session = (conn: ConnectionPort): Observable<ServerEvent> =>
@@ -380,6 +408,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               if (!conn.needsDrain) conn.write(frame);
             },
             outbound,
+            encoding,
             lastSeen,
             end: (err) => ended$.error(err),
           };

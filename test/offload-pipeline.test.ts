@@ -418,3 +418,78 @@ test('a client without offload treats a SUPER frame as unknown-type and writes n
     [{ type: 'drops', who: 'hub', drops: { 'unknown-type': 1 } }],
   );
 });
+
+// ---------------------------------------------------------------------------------------------
+// Oversize plain packets (issue 10): a gso member's body limit is 64 KiB, a 2.x-sized member's 1496
+
+/** A UDP packet of `size` bytes from `src` to `dst`, DF as given, with a valid header checksum. */
+function udpOf(src: string, dst: string, size: number, df: boolean): Uint8Array {
+  const p = new Uint8Array(size);
+  p[0] = 0x45;
+  p[2] = size >>> 8;
+  p[3] = size & 0xff;
+  p[6] = df ? 0x40 : 0;
+  p[8] = 64;
+  p[9] = 17;
+  src.split('.').forEach((o, i) => (p[12 + i] = Number(o)));
+  dst.split('.').forEach((o, i) => (p[16 + i] = Number(o)));
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  p[10] = (~sum >>> 8) & 0xff;
+  p[11] = ~sum & 0xff;
+  for (let i = 28; i < size; i++) p[i] = i & 0xff;
+  return p;
+}
+
+test('a plain 3000-byte packet with DF from a gso member never reaches a member without gso: too-big, and the sender gets ICMP fragmentation-needed from the hub', (t) => {
+  let a!: FakeConnection;
+  let b!: FakeConnection;
+  const big = udpOf('10.0.0.2', '10.0.0.3', 3000, true);
+  const { log } = hub(t, { offload: true }, (h) => {
+    a = h.connection();
+    b = h.connection();
+    h.at(2, () => a.sendHello('10.0.0.2', gsoHello));
+    h.at(2, () => b.sendHello('10.0.0.3', { caps: ['rtt'], mtu: 1400 }));
+    h.at(5, () => a.sendData(big));
+  });
+  t.deepEqual(received(b), [], 'nothing for the member without gso');
+  t.true((b.closedAt ?? Infinity) >= 1000, 'its session stays up until the hub stops');
+  const answers = received(a);
+  t.is(answers.length, 1);
+  const icmp = Buffer.from(answers[0]!.packet, 'hex');
+  t.deepEqual([...icmp.subarray(12, 20)], [10, 0, 0, 1, 10, 0, 0, 2], 'from the hub to the sender');
+  t.deepEqual([icmp[20], icmp[21], icmp.readUInt16BE(26)], [3, 4, 1400], 'fragmentation needed, next-hop MTU 1400');
+  const drops = log.filter((e) => e.type === 'drops');
+  t.deepEqual(drops, [{ type: 'drops', who: '10.0.0.2', drops: { 'too-big': 1 } }]);
+});
+
+test('a plain 3000-byte packet without DF from a gso member reaches a member without gso as fragments of at most its MTU', (t) => {
+  let a!: FakeConnection;
+  let b!: FakeConnection;
+  hub(t, { offload: true }, (h) => {
+    a = h.connection();
+    b = h.connection();
+    h.at(2, () => a.sendHello('10.0.0.2', gsoHello));
+    h.at(2, () => b.sendHello('10.0.0.3', { caps: ['rtt'], mtu: 1000 }));
+    h.at(5, () => a.sendData(udpOf('10.0.0.2', '10.0.0.3', 3000, false)));
+  });
+  const frags = received(b).map((f) => Buffer.from(f.packet, 'hex'));
+  t.is(frags.length, 4);
+  t.true(frags.every((f) => f.length <= 1000));
+  t.is(frags.reduce((n, f) => n + f.length - 20, 0), 3000 - 20);
+  t.deepEqual(received(a), []);
+});
+
+test('a client whose TUN hands it a packet larger than the hub takes answers its own kernel with ICMP fragmentation-needed and sends nothing oversize', (t) => {
+  const { conn, tun, log } = client(t, { offload: false }, (c) => {
+    c.at(2, () => c.conn.sendWelcome(WELCOME));
+    c.at(5, () => c.tun.read(udpOf('10.0.0.2', '10.0.0.3', 3000, true)));
+  });
+  t.deepEqual(received(conn), []);
+  t.is(tun.written.length, 1);
+  const icmp = tun.written[0]!;
+  t.deepEqual([...icmp.subarray(12, 16)], [10, 0, 0, 1], 'from the hub');
+  t.deepEqual([icmp[20], icmp[21], (icmp[26]! << 8) | icmp[27]!], [3, 4, 1400]);
+  t.deepEqual(log.filter((e) => e.type === 'drops'), [{ type: 'drops', who: 'tun', drops: { 'too-big': 1 } }]);
+});

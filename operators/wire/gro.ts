@@ -3,6 +3,7 @@
 // ones. This is what lets a peer without offload (a 2.x client, -offload=false) profit from the
 // hub's offloading device. Pure: no I/O.
 import { MAX_SUPER_PACKET, SuperPacket } from './gso.js';
+import { fillIpv4HeaderChecksum, foldSum, onesSum } from './ipv4.js';
 
 /** TCP flags that end a run: a segment carrying one is never merged (FIN, SYN, RST, URG, ECE, CWR). */
 const NO_MERGE_FLAGS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40 | 0x80;
@@ -32,25 +33,6 @@ function continues(a: Uint8Array, aHdr: number, aSeq: number, aPayload: number, 
   if ((((b[4]! << 8) | b[5]!) & 0xffff) !== ((aId + 1) & 0xffff)) return false;
   const seq = ((b[24]! << 24) | (b[25]! << 16) | (b[26]! << 8) | b[27]!) >>> 0;
   return seq === ((aSeq + aPayload) >>> 0);
-}
-
-/** One's-complement folded sum (not inverted) of the TCPv4 pseudo-header for `l4Length` bytes. */
-function pseudoHeaderSum(p: Uint8Array, l4Length: number): number {
-  let sum = 6 + l4Length;
-  for (let i = 12; i < 20; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return sum;
-}
-
-function ipChecksum(p: Uint8Array): void {
-  p[10] = 0;
-  p[11] = 0;
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += (p[i]! << 8) | p[i + 1]!;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  const c = ~sum & 0xffff;
-  p[10] = c >>> 8;
-  p[11] = c & 0xff;
 }
 
 /**
@@ -104,8 +86,9 @@ export function coalesce(packets: readonly Uint8Array[], counts: number[]): read
         buf[2] = total >>> 8;
         buf[3] = total & 0xff;
         buf[33] = (buf[33]! & ~PSH) | (prev[33]! & PSH);
-        ipChecksum(buf);
-        const pseudo = pseudoHeaderSum(buf, total - 20);
+        fillIpv4HeaderChecksum(buf, 20);
+        // The pseudo-header sum only (not inverted): the CHECKSUM_PARTIAL form of a super-packet.
+        const pseudo = foldSum(onesSum(buf, 12, 20, 6 + total - 20));
         buf[36] = pseudo >>> 8;
         buf[37] = pseudo & 0xff;
         out.push(new SuperPacket(buf.buffer, 0, total, mss));

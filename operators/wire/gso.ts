@@ -1,6 +1,7 @@
 // TCP segmentation offload on the wire: super-packets (TCPv4 segments of up to 64 KiB that the
 // kernel hands over with IFF_VNET_HDR + TUNSETOFFLOAD) and the software segmentation that turns one
 // into the packets a peer without offload can take. See docs/protocol.md ("Offload").
+import { fillIpv4HeaderChecksum, foldSum, onesSum } from './ipv4.js';
 
 /** The largest super-packet (an IPv4 packet's total length is 16 bits). */
 export const MAX_SUPER_PACKET = 65535;
@@ -63,35 +64,16 @@ export function segmentCount(p: Uint8Array, maxPacket: number): number {
   return Math.max(1, Math.ceil((p.length - hdr) / mss));
 }
 
-/** Unfolded one's-complement sum of the big-endian 16-bit words of `b[from..to)`, added to `sum`. */
-function sum16(b: Uint8Array, from: number, to: number, sum: number): number {
-  let i = from;
-  const even = to - ((to - from) & 1);
-  // Summing into a double stays exact far beyond 64 KiB of words (2^53 / 2^16).
-  for (; i < even; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
-  if (i < to) sum += b[i]! << 8;
-  return sum;
-}
-
-function fold(sum: number): number {
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  return sum;
-}
-
 /**
  * Writes the complete IPv4 header checksum and TCP checksum of the TCPv4 packet `p` (whose IP
  * header is `ihl` bytes), in place; whatever the fields held before is ignored.
  */
 export function fillTcpChecksums(p: Uint8Array, ihl: number): void {
-  p[10] = 0;
-  p[11] = 0;
-  const ip = ~fold(sum16(p, 0, ihl, 0)) & 0xffff;
-  p[10] = ip >>> 8;
-  p[11] = ip & 0xff;
+  fillIpv4HeaderChecksum(p, ihl);
   p[ihl + 16] = 0;
   p[ihl + 17] = 0;
-  const pseudo = sum16(p, 12, 20, 0) + 6 + (p.length - ihl);
-  const tcp = ~fold(sum16(p, ihl, p.length, pseudo)) & 0xffff;
+  const pseudo = onesSum(p, 12, 20, 0) + 6 + (p.length - ihl);
+  const tcp = ~foldSum(onesSum(p, ihl, p.length, pseudo)) & 0xffff;
   p[ihl + 16] = tcp >>> 8;
   p[ihl + 17] = tcp & 0xff;
 }

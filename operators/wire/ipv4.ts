@@ -63,3 +63,31 @@ export function inSubnet(a: number, network: number, prefix: number): boolean {
 export function subnetBroadcast(address: number, prefix: number): number {
   return (address | ~prefixMask(prefix)) >>> 0;
 }
+
+/**
+ * The unfolded one's-complement sum of the big-endian 16-bit words of `b[from..to)` (an odd last
+ * byte is padded with zero), added to `sum`. Fold it with foldSum; summing into a double stays exact
+ * far beyond 64 KiB of words.
+ */
+export function onesSum(b: Uint8Array, from: number, to: number, sum: number): number {
+  let i = from;
+  const even = to - ((to - from) & 1);
+  for (; i < even; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
+  if (i < to) sum += b[i]! << 8;
+  return sum;
+}
+
+/** Folds an onesSum into 16 bits (the Internet checksum is its complement: `~foldSum(s) & 0xffff`). */
+export function foldSum(sum: number): number {
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+/** Writes the IPv4 header checksum of `p` (whose header is `ihl` bytes), in place. */
+export function fillIpv4HeaderChecksum(p: Uint8Array, ihl: number): void {
+  p[10] = 0;
+  p[11] = 0;
+  const c = ~foldSum(onesSum(p, 0, ihl, 0)) & 0xffff;
+  p[10] = c >>> 8;
+  p[11] = c & 0xff;
+}
