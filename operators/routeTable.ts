@@ -1,12 +1,9 @@
 // The hub's longest-prefix-match table: member addresses (/32), LANs announced behind members, and
 // covering entries such as the tunnel subnet or a 0/0 default. Pure data structure, no time, no I/O.
+import type { Ipv4Prefix } from './core/address.js';
 import { formatIpv4, parseIpv4, prefixMask } from './wire/ipv4.js';
 
-/** An IPv4 prefix: `address` as an unsigned 32-bit integer and `prefix` its length, 0..32. */
-export interface Ipv4Prefix {
-  readonly address: number;
-  readonly prefix: number;
-}
+export type { Ipv4Prefix };
 
 /** One entry of a RouteTable; `prefix.address` is always the network (host bits cleared). */
 export interface RouteEntry<T> {

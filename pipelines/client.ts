@@ -41,8 +41,9 @@ import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/f
 import { fitPackets } from '../operators/wire/fragment.js';
 import { formatIpv4, ipv4Problem, parseIpv4 } from '../operators/wire/ipv4.js';
 import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
-import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type SessionStats } from './events.js';
-import type { ConnectionPort, DialerPort, RoutesPort, TunPort } from './ports.js';
+import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type RefusedRoute, type SessionStats } from './events.js';
+import type { ConnectionPort, DialerPort, HostNetworkPort, RoutesPort, TunPort } from './ports.js';
+import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
 
@@ -56,6 +57,8 @@ export interface ClientPorts {
   readonly random?: () => number;
   /** Kernel routes to the other members' LANs through the TUN device; without it they are only reported. */
   readonly routes?: RoutesPort;
+  /** This host's underlay, which no installed LAN route may cover; without it only the special ranges and the hub's address are guarded. */
+  readonly hostNetwork?: HostNetworkPort;
 }
 
 /** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
@@ -87,16 +90,30 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     let everWelcomed = false;
     const welcomeTimeoutMs = settings.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
     const ownRoutes = (settings.routes ?? []).map(formatPrefix);
-    /** The kernel should route these LANs (other members') through the TUN device. */
-    const applyRoutes = (routes: readonly LanRoute[]): ClientEvent[] => {
+    /** The kernel route set last asked for is not empty (a WELCOME without routes must then clear it). */
+    let routing = false;
+    /**
+     * The kernel should route these LANs (other members') through the TUN device, except those that
+     * would cover this host's own underlay or the hub it reaches (`hubRemote`): those are never
+     * installed (routeGuard), so a hostile or mistaken announcement cannot cut this side off.
+     */
+    const applyRoutes = (routes: readonly LanRoute[], hubRemote: string): ClientEvent[] => {
+      const guards: GuardedPrefix[] = [...RESERVED_RANGES, ...(ports.hostNetwork?.guarded() ?? [])];
+      const hub = endpointGuard(hubRemote, `the hub's address (${hubRemote})`);
+      if (hub !== undefined) guards.push(hub);
       const prefixes: Ipv4Prefix[] = [];
+      const refused: RefusedRoute[] = [];
       for (const r of routes) {
         const parsed = parsePrefix(r.cidr);
         const p = parsed === undefined ? undefined : normalizePrefix(parsed);
-        if (p !== undefined && !ownRoutes.includes(formatPrefix(p))) prefixes.push(p);
+        if (p === undefined || ownRoutes.includes(formatPrefix(p))) continue;
+        const hazard = routeHazard(p, guards);
+        if (hazard === undefined) prefixes.push(p);
+        else refused.push({ cidr: r.cidr, via: r.via, why: `it covers ${hazard.what}` });
       }
       ports.routes?.set(prefixes);
-      return [{ type: 'routes', routes }];
+      routing = prefixes.length > 0;
+      return [{ type: 'routes', routes, ...(refused.length === 0 ? {} : { refused }) }];
     };
     const tunRead = counter();
     const tunWritten = counter();
@@ -233,13 +250,15 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   everWelcomed = true;
                   welcomed = true;
                   const out: ClientEvent[] = [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub, ...(assigned ? { assigned } : {}) }];
-                  if (w.routes !== undefined && w.routes.length > 0) out.push(...applyRoutes(w.routes));
+                  // A WELCOME without routes clears what an earlier session installed (the hub restarted
+                  // without the member behind them): no stale route outlives its member.
+                  if ((w.routes !== undefined && w.routes.length > 0) || routing) out.push(...applyRoutes(w.routes ?? [], conn.remote));
                   return out;
                 }
                 case FrameType.Routes: {
                   const r = decodeControl(FrameType.Routes, RoutesCodec, item.payload);
                   if (r instanceof ControlDecodeError || !welcomed) return [dropsEvent('hub', { 'unexpected-control': 1 })];
-                  return applyRoutes(r.routes);
+                  return applyRoutes(r.routes, conn.remote);
                 }
                 case FrameType.Reject: {
                   const r = decodeControl(FrameType.Reject, RejectCodec, item.payload);

@@ -92,6 +92,16 @@ export interface LeaseInfo {
 export interface RoutesEvent {
   readonly type: 'routes';
   readonly routes: readonly LanRoute[];
+  /** Client: routes the hub announced that this side did not install, and why (they would cover its underlay or the hub). */
+  readonly refused?: readonly RefusedRoute[];
+}
+
+/** A LAN route a client refused to install. */
+export interface RefusedRoute {
+  readonly cidr: string;
+  readonly via: string;
+  /** Why, e.g. `it covers the hub's address (198.51.100.1:9000)`. */
+  readonly why: string;
 }
 
 export type { KernelRouteEvent, LanRoute };

@@ -3,6 +3,7 @@
 import type { Observable } from 'rxjs';
 import type { LeaseTable } from './allocator.js';
 import type { Ipv4Cidr } from './settings.js';
+import type { GuardedPrefix } from './routeGuard.js';
 
 /**
  * A batch of raw IPv4 packets (no packet-information header); some may be SuperPackets when offload
@@ -77,6 +78,15 @@ export interface KernelRouteEvent {
 export interface RoutesPort {
   set(prefixes: readonly Ipv4Cidr[]): void;
   readonly events$: Observable<KernelRouteEvent>;
+}
+
+/**
+ * The host's underlay as its kernel sees it, read afresh on every call (it changes when the host
+ * roams): what no LAN route through the TUN device may cover (see routeGuard.ts).
+ */
+export interface HostNetworkPort {
+  /** The host's addresses and connected networks on every interface but the TUN device, and the gateways its routes use. Never throws (an unreadable source gives fewer entries). */
+  guarded(): readonly GuardedPrefix[];
 }
 
 /** One byte-stream connection (TCP or TLS), already established. */

@@ -21,6 +21,7 @@ import {
   type SchedulerLike,
 } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
+import { prefixContains, prefixesOverlap } from '../operators/core/address.js';
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operators/replicate.js';
@@ -44,7 +45,8 @@ import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/f
 import { formatIpv4, inSubnet, ipv4Destination, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 import { AddressAllocator, type LeaseTable } from './allocator.js';
 import { SessionEnd, endReason, type LeaseInfo, type ServerEvent, type SessionStats } from './events.js';
-import type { Authenticator, ConnectionPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
+import type { Authenticator, ConnectionPort, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
+import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
@@ -62,6 +64,8 @@ export interface ServerPorts {
   readonly leases?: LeaseStore;
   /** The hub host's kernel routes to the members' LANs through its TUN device (optional). */
   readonly routes?: RoutesPort;
+  /** The hub host's underlay, which no announced LAN may cover (its addresses, networks, gateways); without it only the special ranges and the members' endpoints are guarded. */
+  readonly hostNetwork?: HostNetworkPort;
 }
 
 /** Settings a running hub can take on live. */
@@ -119,16 +123,6 @@ function leaseKey(decision: { readonly identity: string | undefined; readonly ex
   return id === undefined ? undefined : `id:${id}`;
 }
 
-/** True when `inner` lies inside `outer` (or equals it). */
-function within(inner: Ipv4Prefix, outer: Ipv4Prefix): boolean {
-  return inner.prefix >= outer.prefix && ((inner.address & prefixMask(outer.prefix)) >>> 0) === ((outer.address & prefixMask(outer.prefix)) >>> 0);
-}
-
-/** True when two prefixes share an address. */
-function overlaps(a: Ipv4Prefix, b: Ipv4Prefix): boolean {
-  return within(a, b) || within(b, a);
-}
-
 /** Moves a routed batch's REPLICATE share (if any) out of it and into `into`. */
 function takeReplicable(rb: RoutedBatch<Decision>, sender: Target | undefined, into: Subject<ReplicateInput<Target>>): RoutedBatch<Target> {
   const routes = rb.routes;
@@ -141,13 +135,14 @@ function takeReplicable(rb: RoutedBatch<Decision>, sender: Target | undefined, i
   return rb as RoutedBatch<Target>;
 }
 
-/** Refusal: written to the peer as REJECT, then the session ends. */
+/** Refusal: written to the peer as REJECT (with `detail`), then the session ends; the hub's own event carries `logDetail` when the peer must not see everything. */
 class Refusal extends Error {
   override readonly name = 'Refusal';
   constructor(
     readonly reason: RejectReason,
     readonly detail: string,
     readonly address: string | undefined,
+    readonly logDetail: string = detail,
   ) {
     super(detail);
   }
@@ -389,7 +384,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           } else if (existing !== undefined) {
             const silentMs = scheduler.now() - existing.lastSeen;
             if (silentMs < settings.timeoutMs) {
-              throw new Refusal('ip-conflict', `${text} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago)`, text);
+              // The newcomer learns only that the address is taken, never who holds it.
+              throw new Refusal('ip-conflict', `${text} is in use by another member`, text, `${text} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago)`);
             }
             existing.end(new SessionEnd('replaced', `${text} was claimed by ${conn.remote} after ${Math.round(silentMs / 1000)} s of silence`));
           }
@@ -456,7 +452,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           return [joined];
         };
 
-        /** The announced LANs, checked against allow_routes, the identity's own limits and the tunnel network. */
+        /** The announced LANs, checked against allow_routes, the identity's own limits, the tunnel network and the underlay (routeGuard). */
         const checkRoutes = (announced: readonly string[] | undefined, limits: readonly Ipv4Prefix[] | undefined, text: string | undefined): Ipv4Prefix[] => {
           if (announced === undefined || announced.length === 0) return [];
           if (announced.length > MAX_ANNOUNCED_ROUTES) throw new Refusal('route-not-allowed', `${announced.length} routes announced; at most ${MAX_ANNOUNCED_ROUTES}`, text);
@@ -466,16 +462,35 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             if (raw === undefined) throw new Refusal('bad-hello', `${cidr} is not an IPv4 prefix`, text);
             const p = normalizePrefix(raw);
             if (p.address !== raw.address) throw new Refusal('bad-hello', `${cidr} has host bits set (the network is ${formatPrefix(p)})`, text);
-            if (overlaps(p, subnet)) throw new Refusal('route-not-allowed', `${cidr} overlaps the tunnel network ${formatPrefix(subnet)}`, text);
-            if (!allowRoutes.some((a) => within(p, a))) {
+            if (prefixesOverlap(p, subnet)) throw new Refusal('route-not-allowed', `${cidr} overlaps the tunnel network ${formatPrefix(subnet)}`, text);
+            if (!allowRoutes.some((a) => prefixContains(a, p))) {
               const allowed = allowRoutes.length === 0 ? 'the hub allows no LAN routes (-allow-routes)' : `allowed: ${allowRoutes.map(formatPrefix).join(', ')}`;
               throw new Refusal('route-not-allowed', `${cidr} is not allowed (${allowed})`, text);
             }
-            if (limits !== undefined && !limits.some((a) => within(p, a))) {
+            if (limits !== undefined && !limits.some((a) => prefixContains(a, p))) {
               throw new Refusal('route-not-allowed', `${cidr} is not among the routes this client may announce (${limits.length === 0 ? 'none' : limits.map(formatPrefix).join(', ')})`, text);
             }
-            if (out.some((q) => overlaps(p, q))) throw new Refusal('bad-hello', `${cidr} is announced twice or overlaps another announced route`, text);
+            if (out.some((q) => prefixesOverlap(p, q))) throw new Refusal('bad-hello', `${cidr} is announced twice or overlaps another announced route`, text);
+            const hazard = routeHazard(p, underlayGuards());
+            if (hazard !== undefined) {
+              // A member learns which special range it hit, never the hub's or another member's underlay.
+              const reserved = RESERVED_RANGES.includes(hazard);
+              const told = reserved ? `${cidr} overlaps ${hazard.what}` : `${cidr} covers an underlay address or network that the hub or a member needs outside the tunnel`;
+              throw new Refusal('route-not-allowed', told, text, `${cidr} covers ${hazard.what}`);
+            }
             out.push(p);
+          }
+          return out;
+        };
+
+        /** What a LAN route must not cover: the special ranges, the hub's own underlay, and where every member (this one too) connects from. */
+        const underlayGuards = (): GuardedPrefix[] => {
+          const out: GuardedPrefix[] = [...RESERVED_RANGES, ...(ports.hostNetwork?.guarded() ?? [])];
+          const own = endpointGuard(conn.remote, `the address this member connects from (${conn.remote})`);
+          if (own !== undefined) out.push(own);
+          for (const m of members.values()) {
+            const g = endpointGuard(m.remote, `the address member ${m.addressText} connects from (${m.remote})`);
+            if (g !== undefined) out.push(g);
           }
           return out;
         };
@@ -491,11 +506,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           if (hello.address !== undefined) {
             address = parseIpv4(hello.address);
             if (address === undefined) throw new Refusal('bad-hello', `${hello.address} is not an IPv4 address`, hello.address);
-            checkAddress(address);
           }
           peerPings = hello.caps?.includes('rtt') === true;
           negotiate(encoding, offload && hello.caps?.includes(GSO_CAPABILITY) === true, hello.mtu);
           const takesRoutes = hello.caps?.includes('routes') === true;
+          // Authentication comes before any check that would tell a stranger about the tunnel
+          // network or the hub's address (outside-subnet, hub-address).
           let decision: Extract<ReturnType<Authenticator['authenticate']>, { ok: true }> | undefined;
           if (authenticator !== undefined) {
             const host = hostOf(conn.remote);
@@ -512,6 +528,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             penalties.delete(host);
             decision = d;
           }
+          if (address !== undefined) checkAddress(address);
           const lease = leaseKey(decision, hello.id);
           if (address === undefined) {
             if (decision?.pinned !== undefined) address = decision.pinned;
@@ -651,7 +668,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             const out: ServerEvent[] = [];
             if (err instanceof Refusal) {
               conn.write(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason: err.reason, message: err.detail }));
-              out.push({ type: 'rejected', id, remote: conn.remote, address: err.address, reason: err.reason, message: err.detail });
+              out.push({ type: 'rejected', id, remote: conn.remote, address: err.address, reason: err.reason, message: err.logDetail });
               unregister();
               out.push({ type: 'left', id, remote: conn.remote, address: undefined, reason: 'rejected', detail: err.reason, members: members.size });
               return of(...out);

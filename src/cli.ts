@@ -14,6 +14,7 @@ import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js'
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
 import { LeaseFileError } from './drivers/leases.js';
 import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
+import { makeHostNetwork } from './drivers/host-network.js';
 import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
 import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
@@ -212,6 +213,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
   };
   if (!assigned) broadcastRoute(config.tunnel_addr.address, config.tunnel_addr.prefix);
   const routes = makeRoutesDriver({ device: device.name });
+  const hostNetwork = makeHostNetwork({ device: device.name });
 
   // New values for isolation and max_clients on SIGHUP; systemd hears when we are up and going down.
   const reload$ = new Subject<ReloadableSettings>();
@@ -226,6 +228,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       reload$,
       leases: server.leases,
       routes,
+      hostNetwork,
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
@@ -237,7 +240,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes });
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

@@ -134,8 +134,15 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
         message: `reconnecting in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}; last: ${e.cause})`,
         fields: { event: e.type, attempt: e.attempt, delay_ms: e.delayMs, reason: e.cause },
       };
-    case 'routes':
-      return { level: 'info', message: `LAN routes from the hub: ${describeRoutes(e.routes)}`, fields: { event: e.type, routes: e.routes.map((r) => `${r.cidr}>${r.via}`).join(',') } };
+    case 'routes': {
+      const fields = { event: e.type, routes: e.routes.map((r) => `${r.cidr}>${r.via}`).join(',') };
+      if (e.refused === undefined || e.refused.length === 0) return { level: 'info', message: `LAN routes from the hub: ${describeRoutes(e.routes)}`, fields };
+      return {
+        level: 'warn',
+        message: `LAN routes from the hub: ${describeRoutes(e.routes)}; not installed: ${e.refused.map((r) => `${r.cidr} via ${r.via} (${r.why})`).join(', ')}`,
+        fields: { ...fields, refused: e.refused.map((r) => r.cidr).join(',') },
+      };
+    }
     case 'kernel-route':
       return describeKernelRoute(e);
     case 'drops':

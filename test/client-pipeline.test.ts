@@ -4,7 +4,7 @@ import { filter, tap, type Observable, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { clientPipeline } from '../pipelines/client.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, type ClientEvent } from '../pipelines/events.js';
-import type { RoutesPort } from '../pipelines/ports.js';
+import type { HostNetworkPort, RoutesPort } from '../pipelines/ports.js';
 import type { ClientSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/wire/frames.js';
 import { encodeControl } from '../operators/wire/control.js';
@@ -58,6 +58,7 @@ interface ClientOptions {
   /** The scenario expects the pipeline to error. */
   readonly errors?: boolean;
   readonly routes?: RoutesPort;
+  readonly hostNetwork?: HostNetworkPort;
 }
 
 /** Runs a client scenario until virtual time `until`, when the pipeline is unsubscribed. */
@@ -70,7 +71,14 @@ function client(t: ExecutionContext, options: ClientOptions, body: (c: Client) =
     const failure: { error?: unknown; at?: number } = {};
     const events$: Observable<ClientEvent> = clientPipeline(
       { ...SETTINGS, ...options.settings },
-      { tun, dialer, scheduler, random: options.random ?? (() => 0.5), ...(options.routes === undefined ? {} : { routes: options.routes }) },
+      {
+        tun,
+        dialer,
+        scheduler,
+        random: options.random ?? (() => 0.5),
+        ...(options.routes === undefined ? {} : { routes: options.routes }),
+        ...(options.hostNetwork === undefined ? {} : { hostNetwork: options.hostNetwork }),
+      },
     ).pipe(
       tap({
         next: (event) => log.push({ at: scheduler.now(), event }),
@@ -543,6 +551,60 @@ test('routes from WELCOME and ROUTES become the kernel route set (without its ow
   t.deepEqual(routes.sets, [['192.168.77.0/24'], ['192.168.88.0/24'], []]);
   t.deepEqual(only(c.log, 'routes').map((r) => r.event.routes.length), [2, 1]);
   t.is(only(c.log, 'kernel-route').length, 1, 'the driver’s reports come out of the pipeline');
+});
+
+test('routes that would cover the hub’s address or this host’s own networks are never installed, and the event says why', (t) => {
+  const routes = new FakeRoutes();
+  const hostNetwork: HostNetworkPort = {
+    guarded: () => [
+      { prefix: { address: parseIpv4('192.168.1.5')!, prefix: 32 }, what: 'address 192.168.1.5 on wlan0' },
+      { prefix: { address: parseIpv4('192.168.1.0')!, prefix: 24 }, what: 'network 192.168.1.0/24 on wlan0' },
+    ],
+  };
+  let c!: Client;
+  let hubRemote = '';
+  client(t, { until: 100, routes, hostNetwork }, (cl) => {
+    c = cl;
+    const conn = cl.connection();
+    hubRemote = conn.remote;
+    cl.dialer.then({ connect: conn });
+    const hubNet = `${conn.remote.split(':')[0]!.split('.').slice(0, 3).join('.')}.0/24`;
+    cl.at(1, () =>
+      conn.sendWelcome({
+        ...WELCOME,
+        routes: [
+          { cidr: hubNet, via: '10.0.0.5' },
+          { cidr: '192.168.1.0/24', via: '10.0.0.6' },
+          { cidr: '127.0.0.0/8', via: '10.0.0.7' },
+          { cidr: '172.16.5.0/24', via: '10.0.0.8' },
+        ],
+      }),
+    );
+  });
+  t.deepEqual(routes.sets, [['172.16.5.0/24'], []], 'only the harmless route reaches the kernel');
+  const event = only(c.log, 'routes')[0]!.event;
+  t.is(event.routes.length, 4, 'the event still lists what the hub announced');
+  t.deepEqual(
+    event.refused?.map((r) => [r.via, r.why]),
+    [
+      ['10.0.0.5', `it covers the hub's address (${hubRemote})`],
+      ['10.0.0.6', 'it covers address 192.168.1.5 on wlan0'],
+      ['10.0.0.7', 'it covers the loopback range 127.0.0.0/8'],
+    ],
+  );
+});
+
+test('a WELCOME without routes clears the routes an earlier session installed (the hub restarted without their member)', (t) => {
+  const routes = new FakeRoutes();
+  client(t, { until: 3000, routes }, (cl) => {
+    const first = cl.connection();
+    const second = cl.connection();
+    cl.dialer.then({ connect: first }, { connect: second });
+    cl.at(1, () => first.sendWelcome({ ...WELCOME, routes: [{ cidr: '192.168.77.0/24', via: '10.0.0.3' }] }));
+    cl.at(5, () => first.end());
+    cl.at(2000, () => second.sendWelcome(WELCOME));
+    cl.at(2001, () => t.deepEqual(routes.sets, [['192.168.77.0/24'], []], 'cleared by the WELCOME, before the teardown'));
+  });
 });
 
 test('a ROUTES frame before the WELCOME is an unexpected control frame', (t) => {

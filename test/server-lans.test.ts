@@ -6,7 +6,7 @@ import { tap } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import type { LeaseTable } from '../pipelines/allocator.js';
 import type { ServerEvent } from '../pipelines/events.js';
-import type { Authenticator, LeaseStore, RoutesPort } from '../pipelines/ports.js';
+import type { Authenticator, HostNetworkPort, LeaseStore, RoutesPort } from '../pipelines/ports.js';
 import { serverPipeline } from '../pipelines/server.js';
 import type { Ipv4Cidr, ServerSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/wire/frames.js';
@@ -43,8 +43,8 @@ interface Scenario {
   readonly scheduler: TestScheduler;
   readonly tun: FakeTun;
   at(ms: number, fn: () => void): void;
-  /** A connection accepted at `ms` that sends `hello` in the same frame. */
-  hello(ms: number, hello: Partial<Hello>): FakeConnection;
+  /** A connection (from `remote`, when given) accepted at `ms` that sends `hello` in the same frame. */
+  hello(ms: number, hello: Partial<Hello>, remote?: string): FakeConnection;
   events<K extends ServerEvent['type']>(type: K): Array<Extract<ServerEvent, { type: K }>>;
 }
 
@@ -53,6 +53,7 @@ interface Options {
   readonly leases?: LeaseStore;
   readonly routes?: RoutesPort;
   readonly authenticator?: Authenticator;
+  readonly hostNetwork?: HostNetworkPort;
   readonly until?: number;
 }
 
@@ -71,6 +72,7 @@ function scenario(t: ExecutionContext, options: Options, body: (s: Scenario) => 
         ...(options.leases === undefined ? {} : { leases: options.leases }),
         ...(options.routes === undefined ? {} : { routes: options.routes }),
         ...(options.authenticator === undefined ? {} : { authenticator: options.authenticator }),
+        ...(options.hostNetwork === undefined ? {} : { hostNetwork: options.hostNetwork }),
       },
     )
       .pipe(tap({ next: (e) => log.push(e), error: (e: unknown) => t.fail(String(e)) }))
@@ -80,8 +82,8 @@ function scenario(t: ExecutionContext, options: Options, body: (s: Scenario) => 
       scheduler,
       tun,
       at: (ms, fn) => void scheduler.schedule(fn, ms),
-      hello(ms, hello) {
-        const c = make.connection();
+      hello(ms, hello, remote) {
+        const c = make.connection(remote);
         s.at(ms, () => {
           listener.accept(c);
           c.push(encodeHello(hello));
@@ -318,6 +320,57 @@ test('it lies outside allow_routes', refusesRoutes, LAN_SETTINGS, undefined, ['1
 test('it overlaps the tunnel network', refusesRoutes, { allowRoutes: [cidr('0.0.0.0/0')] }, undefined, ['0.0.0.0/0'], 'route-not-allowed', /overlaps the tunnel network/);
 test('it overlaps another member’s route', refusesRoutes, LAN_SETTINGS, ['192.168.0.0/20'], ['192.168.1.0/24'], 'route-overlap', /192\.168\.1\.0\/24 overlaps 192\.168\.0\.0\/20 behind 10\.0\.0\.2/);
 test('it has host bits set', refusesRoutes, LAN_SETTINGS, undefined, ['192.168.1.1/24'], 'bad-hello', /host bits/);
+
+// The route hijack of issue 10: an announced LAN that covers the underlay would pull the hub's and
+// the members' own traffic (their tunnel sessions included) into the tunnel.
+const HUB_UNDERLAY: HostNetworkPort = {
+  guarded: () => [
+    { prefix: cidr('172.30.9.10/32'), what: 'address 172.30.9.10 on eth0' },
+    { prefix: cidr('172.30.9.0/24'), what: 'network 172.30.9.0/24 on eth0' },
+    { prefix: cidr('203.0.113.1/32'), what: 'gateway 203.0.113.1 on eth1' },
+  ],
+};
+const ANYTHING: Partial<ServerSettings> = { allowRoutes: [cidr('0.0.0.0/0')] };
+
+const refusesHijack = test.macro({
+  exec(t, route: string, logged: RegExp, told: RegExp) {
+    scenario(t, { settings: ANYTHING, hostNetwork: HUB_UNDERLAY }, (s) => {
+      const a = s.hello(1, { address: '10.0.0.2', prefix: 24 }, '198.51.100.7:40000');
+      const c = s.hello(2, { address: '10.0.0.3', prefix: 24, routes: [route] }, '192.0.2.99:41000');
+      s.at(10, () => {
+        t.is(welcomed(a), '10.0.0.2');
+        t.is(rejectReason(c), 'route-not-allowed');
+        const message = (c.rejects()[0] as { message: string }).message;
+        t.regex(message, told);
+        t.false(/172\.30\.9\.10|198\.51\.100\.7|203\.0\.113\.1|eth0/.test(message), `the REJECT reveals no underlay address: ${message}`);
+        t.regex(s.events('rejected')[0]!.message, logged);
+        t.deepEqual(s.events('routes'), [], 'nothing was installed');
+      });
+    });
+  },
+  title: (provided = '') => `an announced LAN is refused when it ${provided}`,
+});
+
+test('covers the hub’s own address', refusesHijack, '172.30.9.0/28', /covers address 172\.30\.9\.10 on eth0/, /covers an underlay address or network/);
+test('lies inside the hub’s own network', refusesHijack, '172.30.9.128/26', /covers network 172\.30\.9\.0\/24 on eth0/, /covers an underlay address or network/);
+test('covers one of the hub’s gateways', refusesHijack, '203.0.113.0/24', /covers gateway 203\.0\.113\.1 on eth1/, /covers an underlay address or network/);
+test('covers the address another member connects from', refusesHijack, '198.51.100.0/24', /covers the address member 10\.0\.0\.2 connects from \(198\.51\.100\.7:40000\)/, /covers an underlay address or network/);
+test('covers the address its own member connects from', refusesHijack, '192.0.2.0/24', /covers the address this member connects from/, /covers an underlay address or network/);
+test('is the default route', refusesHijack, '0.0.0.0/0', /overlaps the tunnel network|covers/, /overlaps|covers/);
+test('overlaps the loopback range', refusesHijack, '127.0.0.0/16', /loopback range/, /overlaps the loopback range 127\.0\.0\.0\/8/);
+test('overlaps the link-local range', refusesHijack, '169.254.169.254/32', /link-local/, /link-local/);
+test('overlaps multicast', refusesHijack, '239.0.0.0/8', /multicast/, /multicast/);
+
+test('a LAN that covers nothing of the underlay is accepted beside them', (t) => {
+  scenario(t, { settings: ANYTHING, hostNetwork: HUB_UNDERLAY }, (s) => {
+    s.hello(1, { address: '10.0.0.2', prefix: 24 }, '198.51.100.7:40000');
+    const c = s.hello(2, { address: '10.0.0.3', prefix: 24, routes: ['192.168.50.0/24'] }, '192.0.2.99:41000');
+    s.at(10, () => {
+      t.is(welcomed(c), '10.0.0.3');
+      t.deepEqual(s.events('routes').at(-1)?.routes, [{ cidr: '192.168.50.0/24', via: '10.0.0.3' }]);
+    });
+  });
+});
 
 test('a tokens file entry narrows the routes its client may announce', (t) => {
   const authenticator = makeAuthenticator({ requireClientCert: false, clients: [{ name: 'bob', token: 'bob-secret-1', routes: [cidr('192.168.10.0/24')] }] });
