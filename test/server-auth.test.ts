@@ -217,3 +217,17 @@ test('a member sending packets with a source address other than its own has them
     });
   });
 });
+
+test('with authentication on, a stranger learns nothing about the tunnel network: a wrong token is auth-failed whatever address it claims', (t) => {
+  scenario(t, TOKENS, 100, (s) => {
+    const outside = s.connect(1, '192.0.2.30:1000', (c) => c.sendHello('172.16.0.9', { token: 'wrong-token' }));
+    const hub = s.connect(2, '192.0.2.31:1000', (c) => c.sendHello('10.0.0.1', { token: 'wrong-token-2' }));
+    const good = s.connect(3, '192.0.2.32:1000', (c) => c.sendHello('172.16.0.9', { token: 'network-secret' }));
+    s.at(50, () => {
+      t.deepEqual(outside.rejects().map((r) => (r as { reason: string }).reason), ['auth-failed']);
+      t.deepEqual(hub.rejects().map((r) => (r as { reason: string }).reason), ['auth-failed']);
+      // Once authenticated, the address checks speak as before.
+      t.deepEqual(good.rejects().map((r) => (r as { reason: string }).reason), ['outside-subnet']);
+    });
+  });
+});
