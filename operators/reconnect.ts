@@ -22,6 +22,8 @@ export interface ReconnectOptions<T> {
   readonly isProgress?: (value: T) => boolean;
   /** Errors for which this returns true are not retried: the output errors with them. */
   readonly isFatal?: (err: unknown) => boolean;
+  /** Errors for which this returns true mean "stay away for a while" (the peer pushed back): the wait is `maxMs` at once (jittered). */
+  readonly isPushback?: (err: unknown) => boolean;
   /** A number in [0, 1) for jitter; Math.random by default. */
   readonly random?: () => number;
   readonly scheduler?: SchedulerLike;
@@ -30,13 +32,14 @@ export interface ReconnectOptions<T> {
 /**
  * Resubscribes to the source forever, whenever an attempt errors (unless fatal) or completes. Before
  * each wait it emits `retrying(info)`. The wait is `min(maxMs, initialMs * 2^(failures-1))` scaled by
- * a jitter factor in [0.5, 1); a progress value resets the failure count. Never completes by itself.
+ * a jitter factor in [0.5, 1) (`maxMs` at once after a pushback error); a progress value resets the
+ * failure count. Never completes by itself.
  *
  *   attempts: -a#  (2s)  -#  (4s)  -a-p-#  (2s) ...   (initial 2, max 8, no jitter; p = progress)
  *   out:      -ar--------r-----------a-p-r ...        r = retrying
  */
 export function reconnect<T>(options: ReconnectOptions<T>): MonoTypeOperatorFunction<T> {
-  const { initialMs, maxMs, retrying, isProgress, isFatal } = options;
+  const { initialMs, maxMs, retrying, isProgress, isFatal, isPushback } = options;
   const random = options.random ?? Math.random;
   const scheduler = options.scheduler ?? asyncScheduler;
   return (source) =>
@@ -48,7 +51,7 @@ export function reconnect<T>(options: ReconnectOptions<T>): MonoTypeOperatorFunc
       const retry = (cause: unknown): void => {
         if (closed) return;
         failures++;
-        const base = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
+        const base = isPushback?.(cause) === true ? maxMs : Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
         const delayMs = Math.round(base * (0.5 + 0.5 * random()));
         subscriber.next(retrying({ attempt: failures, delayMs, cause }));
         // The consumer may have unsubscribed on the announcement: then no timer may outlive it.

@@ -324,7 +324,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             if (err instanceof RejectedError) out.push({ type: 'rejected', reason: err.reason, message: err.detail });
             out.push({ type: 'disconnected', remote: conn.remote, reason, detail });
             // A fatal refusal ends the client: pass the error on after reporting it.
-            const tail = isFatal(err) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
+            const tail = isFatal(err) || isPushback(err) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
             return concat(of(...out), tail);
           }),
           finalize(() => {
@@ -349,6 +349,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         random: ports.random,
         isProgress: (e) => e.type === 'welcomed' || e.type === 'established',
         isFatal,
+        isPushback,
         retrying: ({ attempt, delayMs, cause }) => ({ type: 'retrying', attempt, delayMs, cause: describeCause(cause) }),
       }),
     );
@@ -367,6 +368,11 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
 /** Errors that end the client instead of a retry: fatal refusals, no WELCOME for an assigned address, a refused address. */
 function isFatal(e: unknown): boolean {
   return (e instanceof RejectedError && FATAL_REJECT_REASONS.has(e.reason)) || e instanceof NoAssignmentError || e instanceof AddressSetupError;
+}
+
+/** Refusals that mean another live client uses this identity: wait the longest backoff before trying again. */
+function isPushback(e: unknown): boolean {
+  return e instanceof RejectedError && (e.reason === 'replaced' || e.reason === 'duplicate-identity');
 }
 
 function describeCause(cause: unknown): string {

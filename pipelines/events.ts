@@ -21,6 +21,8 @@ export class SessionEnd extends Error {
   constructor(
     readonly reason: SessionEndReason,
     readonly detail: string,
+    /** What the peer is told (a `replaced` member gets it in a REJECT); `detail` may name others. */
+    readonly told: string = detail,
   ) {
     super(`${reason}: ${detail}`);
   }

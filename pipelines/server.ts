@@ -47,6 +47,7 @@ import { AddressAllocator, type LeaseTable } from './allocator.js';
 import { SessionEnd, endReason, type LeaseInfo, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
+import { REPLACE_WINDOW_MS, ReplacementTracker } from './replacements.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
 
@@ -208,6 +209,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       clientIsolation: settings.clientIsolation,
       maxClients: settings.maxClients,
     };
+    /** Identities that replace their own live sessions (clones are refused after a few). */
+    const replacements = new ReplacementTracker();
     /** Failed authentications per source address: the source is refused until `until`. */
     const penalties = new Map<string, { failures: number; until: number }>();
     const penalize = (host: string): void => {
@@ -379,15 +382,29 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           const text = formatIpv4(address);
           const existing = members.get(address);
           if (existing !== undefined && ((exclusive && existing.exclusive && existing.identity === identity) || (who.lease !== undefined && existing.lease === who.lease))) {
-            // The same client reconnecting (new network, crashed process): its old session is stale.
-            existing.end(new SessionEnd('replaced', `${identity ?? who.lease ?? text} reconnected from ${conn.remote}`));
+            // The same client reconnecting (new network, crashed process): its old session is stale,
+            // unless it is alive and keeps being replaced: then two clients share the identity.
+            const name = identity ?? who.lease ?? text;
+            const silentMs = scheduler.now() - existing.lastSeen;
+            if (silentMs < settings.timeoutMs) {
+              const verdict = replacements.replaceLive(name, scheduler.now());
+              if (!verdict.ok) {
+                throw new Refusal(
+                  'duplicate-identity',
+                  `the identity ${name} is in use by another live client and replaced itself ${verdict.replacements} times within ${REPLACE_WINDOW_MS / 1000} s: two clients share one identity (a copied state directory's client-id, or one token on two machines); give each client its own`,
+                  text,
+                  `${name} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago) and replaced itself ${verdict.replacements} times within ${REPLACE_WINDOW_MS / 1000} s: two clients share it`,
+                );
+              }
+            }
+            existing.end(new SessionEnd('replaced', `${name} reconnected from ${conn.remote}`, `a newer session of this client's identity (${name}) took over its address`));
           } else if (existing !== undefined) {
             const silentMs = scheduler.now() - existing.lastSeen;
             if (silentMs < settings.timeoutMs) {
               // The newcomer learns only that the address is taken, never who holds it.
               throw new Refusal('ip-conflict', `${text} is in use by another member`, text, `${text} is in use by ${existing.remote} (last heard ${Math.round(silentMs / 1000)} s ago)`);
             }
-            existing.end(new SessionEnd('replaced', `${text} was claimed by ${conn.remote} after ${Math.round(silentMs / 1000)} s of silence`));
+            existing.end(new SessionEnd('replaced', `${text} was claimed by ${conn.remote} after ${Math.round(silentMs / 1000)} s of silence`, `${text} was claimed by another client after ${Math.round(silentMs / 1000)} s of silence from this one`));
           }
           checkRoom(text);
           const m: Member = {
@@ -675,6 +692,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
             }
             const { reason, detail } = endReason(err);
             const address = member?.addressText;
+            // A replaced member hears why (a clone then backs off instead of flapping).
+            if (err instanceof SessionEnd && err.reason === 'replaced') conn.write(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason: 'replaced', message: err.told }));
             unregister();
             return of<ServerEvent>({ type: 'left', id, remote: conn.remote, address, reason, detail, members: members.size });
           }),

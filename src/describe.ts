@@ -121,6 +121,7 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
     case 'established':
       return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)`, fields: { event: e.type, remote: e.remote } };
     case 'rejected':
+      if (e.reason === 'replaced') return { level: 'warn', message: `the hub closed this session: replaced: ${e.message}`, fields: { event: e.type, reason: e.reason, detail: e.message } };
       return { level: 'error', message: `the hub refused this client: ${e.reason}: ${e.message}`, fields: { event: e.type, reason: e.reason, detail: e.message } };
     case 'disconnected':
       return {

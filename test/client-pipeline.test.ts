@@ -403,6 +403,29 @@ test('while the TUN device is full, packets from the hub queue up to recvQueueSi
 
 // ---------------------------------------------------------------- refusals
 
+const pushedBack = test.macro({
+  exec(t, reason: 'replaced' | 'duplicate-identity') {
+    let dialer!: FakeDialer;
+    let c!: Client;
+    client(t, { until: 60_000 }, (cl) => {
+      c = cl;
+      dialer = cl.dialer;
+      const first = cl.connection();
+      cl.dialer.then({ connect: first }, { connect: cl.connection() });
+      cl.at(1, () => first.sendWelcome(WELCOME));
+      cl.at(5, () => first.sendReject(reason, 'another live client uses this identity'));
+    });
+    t.deepEqual(only(c.log, 'rejected').map((e) => e.event.reason), [reason]);
+    // The longest backoff at once (30 s, jitter factor 0.75), not the 1 s of a fresh failure.
+    t.deepEqual(only(c.log, 'retrying').map((e) => e.event.delayMs).slice(0, 1), [22_500]);
+    t.deepEqual(dialer.times().slice(0, 2), [0, 22_505]);
+  },
+  title: (_provided, reason) => `REJECT ${reason} makes the client wait the longest backoff before it tries again (no flapping)`,
+});
+
+test(pushedBack, 'replaced');
+test(pushedBack, 'duplicate-identity');
+
 test('REJECT max-clients is reported, then the client retries and can be welcomed', (t) => {
   let first!: FakeConnection;
   let second!: FakeConnection;

@@ -162,6 +162,64 @@ test('a client reconnecting with its id gets its address again, replacing its st
   });
 });
 
+test('a replaced session is told why in a REJECT replaced that names no endpoint', (t) => {
+  scenario(t, {}, (s) => {
+    const first = s.hello(1, { assign: true, id: ID(7) }, '192.0.2.1:1000');
+    s.hello(5, { assign: true, id: ID(7) }, '203.0.113.9:2000');
+    s.at(10, () => {
+      const r = first.rejects();
+      t.is(r.length, 1);
+      t.like(r[0], { reason: 'replaced' });
+      t.regex((r[0] as { message: string }).message, /a newer session of this client's identity \(id:0+7\) took over its address/);
+      t.false((r[0] as { message: string }).message.includes('203.0.113.9'));
+      t.regex(s.events('left')[0]!.detail, /reconnected from 203\.0\.113\.9:2000/, 'the hub’s own log says from where');
+    });
+  });
+});
+
+test('two live clients sharing one identity flap at most three times, then the newcomer is refused as duplicate-identity while the holder lives', (t) => {
+  scenario(t, { until: 200_000 }, (s) => {
+    // A and B alternate, each reconnecting as soon as it is replaced.
+    const a1 = s.hello(1, { assign: true, id: ID(9) }, '192.0.2.1:1001');
+    const b1 = s.hello(10, { assign: true, id: ID(9) }, '192.0.2.2:1001');
+    const a2 = s.hello(20, { assign: true, id: ID(9) }, '192.0.2.1:1002');
+    const b2 = s.hello(30, { assign: true, id: ID(9) }, '192.0.2.2:1002');
+    const a3 = s.hello(40, { assign: true, id: ID(9) }, '192.0.2.1:1003');
+    // The holder (b2) keeps talking; the clone retries much later and is still refused.
+    s.at(100, () => b2.sendKeepalive());
+    s.at(20_000, () => b2.sendKeepalive());
+    const a4 = s.hello(25_000, { assign: true, id: ID(9) }, '192.0.2.1:1004');
+    s.at(25_010, () => {
+      t.deepEqual([a1, b1, a2].map((c) => (c.rejects()[0] as { reason: string } | undefined)?.reason), ['replaced', 'replaced', 'replaced']);
+      t.is(welcomed(b2), '10.0.0.2');
+      t.false(b2.closed, 'the third replacement stands: the holder keeps its session');
+      for (const c of [a3, a4]) {
+        t.is(rejectReason(c), 'duplicate-identity');
+        t.regex((c.rejects()[0] as { message: string }).message, /two clients share one identity/);
+        t.false((c.rejects()[0] as { message: string }).message.includes('192.0.2.2'), 'the refusal names no endpoint');
+      }
+      t.deepEqual(s.events('rejected').map((e) => e.reason), ['duplicate-identity', 'duplicate-identity']);
+    });
+  });
+});
+
+test('a clone is refused only while the holder lives: once the holder is gone (silent past the timeout), the newcomer gets the address', (t) => {
+  scenario(t, { until: 200_000, settings: { timeoutMs: 30_000 } }, (s) => {
+    s.hello(1, { assign: true, id: ID(10) });
+    s.hello(2, { assign: true, id: ID(10) });
+    s.hello(3, { assign: true, id: ID(10) });
+    const holder = s.hello(4, { assign: true, id: ID(10) });
+    const refused = s.hello(5, { assign: true, id: ID(10) });
+    // The holder never speaks again (no keepalives from the fake): after 30 s it is gone.
+    const later = s.hello(31_000, { assign: true, id: ID(10) });
+    s.at(31_010, () => {
+      t.is(rejectReason(refused), 'duplicate-identity');
+      t.is(welcomed(later), '10.0.0.2');
+      t.true(holder.closed);
+    });
+  });
+});
+
 test('leases loaded from the store are sticky across a hub restart, and other clients skip them', (t) => {
   const leases = new MemoryLeases({ [`id:${ID(1)}`]: ip('10.0.0.9') });
   scenario(t, { leases }, (s) => {

@@ -34,6 +34,10 @@ export const REJECT_REASONS = [
   'leased-to-other',
   'route-not-allowed',
   'route-overlap',
+  /** Sent to a session just before it is closed because a newer session took over its address or identity. */
+  'replaced',
+  /** Two live clients share one identity (a copied client-id file, one token on two machines): the newcomer is refused. */
+  'duplicate-identity',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
