@@ -72,6 +72,8 @@ export interface ServerPorts {
 /** Settings a running hub can take on live. */
 export type ReloadableSettings = Pick<ServerSettings, 'clientIsolation' | 'maxClients'>;
 
+/** Without authentication, a connection has the keepalive interval plus this long to send its HELLO or first packet. */
+export const ADMISSION_MARGIN_MS = 5000;
 /** Source addresses remembered for failed authentications (oldest forgotten first). */
 const MAX_PENALTIES = 4096;
 /** The first failure blocks a source for this long; each further failure doubles it up to the max. */
@@ -221,6 +223,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       penalties.set(host, { failures, until: scheduler.now() + Math.min(PENALTY_MAX_MS, PENALTY_BASE_MS * 2 ** (failures - 1)) });
     };
     const isPeer = (t: Target): boolean => t !== HUB;
+    /**
+     * How long a connection may take to become a member: the HELLO deadline with authentication;
+     * without, a 0.0.1-era client (which sends nothing before its first packet or keepalive) gets the
+     * keepalive interval plus a margin to send its first packet.
+     */
+    const admissionMs = authenticator === undefined ? settings.keepaliveMs + ADMISSION_MARGIN_MS : settings.helloTimeoutMs;
     /** The hub's TUN device offloads segmentation: members that offer `gso` may send and get SUPER frames. */
     const offload = ports.tun.offload === true;
     const caps = offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES];
@@ -669,18 +677,18 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           map((n) => dropsEvent(who(), { 'queue-full': n })),
         );
 
-        // With authentication, a connection must say who it is within the HELLO deadline.
-        const helloDeadline$ =
-          authenticator === undefined
-            ? ended$
-            : timer(settings.helloTimeoutMs, scheduler).pipe(
-                mergeMap(() =>
-                  helloSeen ? ended$ : throwError(() => new SessionEnd('handshake-timeout', `no HELLO within ${settings.helloTimeoutMs / 1000} s`)),
-                ),
-              );
+        // A connection must become a member within its admission deadline (admissionMs): one that
+        // never says HELLO or sends a packet (idle, trickling, only KEEPALIVEs) holds no state for long.
+        const admissionDeadline$ = timer(admissionMs, scheduler).pipe(
+          mergeMap(() =>
+            member !== undefined
+              ? ended$
+              : throwError(() => new SessionEnd('handshake-timeout', authenticator === undefined ? `no HELLO and no packet within ${admissionMs / 1000} s` : `no HELLO within ${admissionMs / 1000} s`)),
+          ),
+        );
 
         const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-        return merge(of(connected), replicating(broadcasts$, who), inbound$, sendDrops$, drops$, ended$, helloDeadline$).pipe(
+        return merge(of(connected), replicating(broadcasts$, who), inbound$, sendDrops$, drops$, ended$, admissionDeadline$).pipe(
           catchError((err: unknown) => {
             const out: ServerEvent[] = [];
             if (err instanceof Refusal) {

@@ -702,3 +702,21 @@ test('a failing listener errors the hub pipeline', (t) => {
     expectObservable(serverPipeline(SETTINGS, { tun, listener, scheduler })).toBe('---#', undefined, err);
   });
 });
+
+test('without authentication, a connection that sends no HELLO and no packet (only KEEPALIVEs) is closed at keepalive + 5 s; a 2.x client whose first packet comes in time joins', (t) => {
+  let lurker!: FakeConnection;
+  let old!: FakeConnection;
+  hub(t, { until: 20_000 }, (h) => {
+    lurker = h.connection('192.0.2.50:5000');
+    old = h.connection('192.0.2.51:5000');
+    h.at(1, () => {
+      h.listener.accept(lurker);
+      h.listener.accept(old);
+    });
+    for (const ms of [2, 5_000, 10_000]) h.at(ms, () => lurker.sendKeepalive());
+    h.at(10_000, () => old.sendKeepalive());
+    h.at(14_000, () => old.sendData(ipv4Packet('10.0.0.7', '10.0.0.1', payload(1))));
+  });
+  t.is(lurker.closedAt, 15_001, 'closed at 10 s + 5 s');
+  t.is(old.closedAt, 20_000, 'the 2.x client stays until the teardown');
+});
