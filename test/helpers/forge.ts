@@ -17,6 +17,15 @@
  *     --linger MS           stay connected this long after the last packet (default 300)
  *     --attempts N          repeat the whole connection N times, one after another (default 1)
  *     --wait MS             how long to wait for WELCOME/REJECT after a HELLO (default 3000)
+ *     --caps A,B            the HELLO's capabilities (default none); `gso` makes the hub take 64 KiB bodies
+ *     --mtu N               the HELLO's MTU (default 1400)
+ *     --size N              pad each UDP packet to N bytes in all (DF set unless --no-df)
+ *     --no-df               send the UDP packets without DF
+ *     --super GSO           send SUPER frames instead: 64,000-byte TCP super-packets from --src to --dst
+ *                           with segment size GSO (the hub must have offered gso)
+ *
+ *   Besides the lines below, a session prints `attempt I icmp TYPE CODE MTU` for every ICMP packet
+ *   the hub sends it in a DATA frame.
  *
  *   Prints one line per event: `attempt I connected`, `attempt I welcome {json}`,
  *   `attempt I reject REASON: MESSAGE`, `attempt I sent N`, `attempt I closed`, `attempt I error MSG`,
@@ -25,13 +34,20 @@
  *   node forge.js listen-udp PORT
  *     Binds UDP 0.0.0.0:PORT, prints `ready udp PORT`, then `recv SRC_IP:SRC_PORT TEXT` for every
  *     datagram, until killed.
+ *
+ *   node forge.js fake-hub PORT --routes CIDR[,CIDR...] [--via ADDR]
+ *     A hostile (or mistaken) hub: listens on TCP 0.0.0.0:PORT, prints `ready tcp PORT`, answers each
+ *     HELLO with a WELCOME for the address it asked (hub 10.0.0.1, /24) carrying the given LAN routes
+ *     (via ADDR, default 10.0.0.9), prints `hello ADDR`, and sends a KEEPALIVE every second, until
+ *     killed.
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FrameType, MAX_BODY_COMPAT, encodeFrame, encodeFrames } from '../../operators/wire/frames.js';
+import { FrameType, MAX_BODY_COMPAT, MAX_BODY_SUPER, encodeFrame, encodeFrames } from '../../operators/wire/frames.js';
+import { ACK, DEFAULT_FLOW, streamBytes, superPacketBytes } from './tcp-reference.js';
 import { PROTOCOL_VERSION, encodeControl } from '../../operators/wire/control.js';
 import { FrameDecoder } from '../../operators/wire/decoder.js';
 
@@ -100,6 +116,11 @@ interface SessionOptions {
   lingerMs: number;
   attempts: number;
   waitMs: number;
+  caps: string[];
+  mtu: number;
+  size: number;
+  df: boolean;
+  superGso: number | undefined;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -130,6 +151,11 @@ function parseSession(args: string[]): SessionOptions {
     lingerMs: 300,
     attempts: 1,
     waitMs: 3000,
+    caps: [],
+    mtu: 1400,
+    size: 0,
+    df: true,
+    superGso: undefined,
   };
   const num = (flag: string, v: string | undefined): number => {
     const n = Number(v);
@@ -168,6 +194,11 @@ function parseSession(args: string[]): SessionOptions {
       case '--linger': o.lingerMs = num(flag, value()); break;
       case '--attempts': o.attempts = Math.max(1, num(flag, value())); break;
       case '--wait': o.waitMs = num(flag, value()); break;
+      case '--caps': o.caps = value().split(',').filter((c) => c !== ''); break;
+      case '--mtu': o.mtu = num(flag, value()); break;
+      case '--size': o.size = num(flag, value()); break;
+      case '--no-df': o.df = false; break;
+      case '--super': o.superGso = num(flag, value()); break;
       default: usage(`unknown flag ${flag}`);
     }
   }
@@ -211,7 +242,7 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
     return;
   }
   say('connected');
-  const decoder = new FrameDecoder(MAX_BODY_COMPAT);
+  const decoder = new FrameDecoder(o.caps.includes('gso') ? MAX_BODY_SUPER : MAX_BODY_COMPAT);
   let closed = false;
   let answered: (() => void) | undefined;
   const finished = new Promise<void>((resolve) => {
@@ -233,6 +264,11 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
       return;
     }
     for (const f of frames) {
+      if (f.type === FrameType.Data && f.payload.length >= 28 && f.payload[9] === 1) {
+        const ihl = (f.payload[0]! & 0x0f) * 4;
+        say(`icmp ${f.payload[ihl]} ${f.payload[ihl + 1]} ${(f.payload[ihl + 6]! << 8) | f.payload[ihl + 7]!}`);
+        continue;
+      }
       const text = Buffer.from(f.payload).toString('utf8');
       if (f.type === FrameType.Welcome) {
         say(`welcome ${text}`);
@@ -255,7 +291,7 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
 
   if (o.hello !== undefined) {
     const token = o.tokens[Math.min(n, o.tokens.length) - 1];
-    socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address: o.hello, prefix: 24, mtu: 1400, caps: [], ...(token === undefined ? {} : { token }) }));
+    socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address: o.hello, prefix: 24, mtu: o.mtu, caps: o.caps, ...(token === undefined ? {} : { token }) }));
     await Promise.race([new Promise<void>((r) => (answered = r)), sleep(o.waitMs)]);
     answered = undefined;
   }
@@ -264,8 +300,26 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
   for (let i = 0; i < o.count && !closed; i++) {
     const sources = o.src!.split(',');
     const src = sources[i % sources.length]!;
-    const payload = Buffer.from(`forge ${i} from ${src}`);
-    socket.write(encodeFrames(FrameType.Data, [udpPacket(src, o.dst!, 40000 + n, o.dport, payload, i)]));
+    if (o.superGso !== undefined) {
+      const sp = superPacketBytes({ ...DEFAULT_FLOW, src, dst: o.dst!, dport: o.dport }, { seq: 1000 + i * 64_000, id: i, flags: ACK, payload: streamBytes(64_000 - 40, i) });
+      const body = Buffer.alloc(3 + sp.length);
+      body[0] = FrameType.Super;
+      body.writeUInt16BE(o.superGso, 1);
+      body.set(sp, 3);
+      const header = Buffer.alloc(4);
+      header.writeUInt32BE(body.length);
+      socket.write(Buffer.concat([header, body]));
+    } else {
+      const text = Buffer.from(`forge ${i} from ${src}`);
+      const payload = o.size > 28 + text.length ? Buffer.concat([text, Buffer.alloc(o.size - 28 - text.length, 0x2e)]) : text;
+      const packet = udpPacket(src, o.dst!, 40000 + n, o.dport, payload, i);
+      if (!o.df) {
+        packet[6] = 0;
+        packet.writeUInt16BE(0, 10);
+        packet.writeUInt16BE(internetChecksum(packet.subarray(0, 20)), 10);
+      }
+      socket.write(encodeFrames(FrameType.Data, [packet]));
+    }
     sent++;
     if (Date.now() - lastKeepalive >= 1000) {
       socket.write(encodeFrame(FrameType.Keepalive));
@@ -312,6 +366,50 @@ function listenUdp(args: string[]): void {
 }
 
 // ---------------------------------------------------------------------------
+// fake-hub mode
+
+function fakeHub(args: string[]): void {
+  const port = Number(args[0]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) usage(`fake-hub: bad port ${String(args[0])}`);
+  let routes: string[] = [];
+  let via = '10.0.0.9';
+  for (let i = 1; i < args.length; i++) {
+    if (args[i] === '--routes') routes = (args[++i] ?? '').split(',').filter((r) => r !== '');
+    else if (args[i] === '--via') via = args[++i] ?? via;
+    else usage(`fake-hub: unknown flag ${String(args[i])}`);
+  }
+  const server = net.createServer((socket) => {
+    const decoder = new FrameDecoder(MAX_BODY_COMPAT);
+    const keepalive = setInterval(() => socket.write(encodeFrame(FrameType.Keepalive)), 1000);
+    socket.on('close', () => clearInterval(keepalive));
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      for (const f of decoder.push(chunk)) {
+        if (f.type !== FrameType.Hello) continue;
+        const hello = JSON.parse(Buffer.from(f.payload).toString('utf8')) as { address?: string };
+        const address = hello.address ?? '10.0.0.50';
+        out(`hello ${address}`);
+        socket.write(
+          encodeControl(FrameType.Welcome, {
+            version: PROTOCOL_VERSION,
+            address,
+            prefix: 24,
+            hub: '10.0.0.1',
+            mtu: 1400,
+            keepalive: 1,
+            timeout: 5,
+            caps: ['routes'],
+            routes: routes.map((cidr) => ({ cidr, via })),
+          }),
+        );
+      }
+    });
+  });
+  server.listen(port, '0.0.0.0', () => out(`ready tcp ${port}`));
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(fs.realpathSync(process.argv[1])).href;
 if (isMain) {
@@ -326,7 +424,9 @@ if (isMain) {
     );
   } else if (mode === 'listen-udp') {
     listenUdp(rest);
+  } else if (mode === 'fake-hub') {
+    fakeHub(rest);
   } else {
-    usage('expected a mode: session | listen-udp');
+    usage('expected a mode: session | listen-udp | fake-hub');
   }
 }
