@@ -144,9 +144,9 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
   const networkToken = tokenOf(config);
   let clients: readonly ClientToken[] | undefined;
   if (config.tokens_file !== '') {
-    const parsed = parseTokensFile(readSetting('tokens_file', config.tokens_file), config.tokens_file);
-    if (typeof parsed[0] === 'string') throw new StartupError((parsed as string[]).join('\n'));
-    clients = parsed as readonly ClientToken[];
+    const parsed = parseTokensFile(readSetting('tokens_file', config.tokens_file), config.tokens_file, config.tunnel_addr);
+    if (isLeft(parsed)) throw new StartupError(parsed.left.join('\n'));
+    clients = parsed.right;
   }
   const requireClientCert = config.tls_client_ca_file !== '';
   const authenticator =
