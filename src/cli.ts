@@ -16,7 +16,7 @@ import { LeaseFileError } from './drivers/leases.js';
 import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
 import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
-import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
+import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates } from './drivers/tls.js';
 import { makeTlsWorkerListener } from './drivers/tls-worker.js';
 import { tunPort } from './drivers/tun.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
@@ -82,13 +82,39 @@ class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
-function readSetting(key: string, path: string): string {
+function readBytes(key: string, path: string): Buffer {
   try {
-    return readFileSync(path, 'utf8');
+    return readFileSync(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
     throw new StartupError(`${key}: cannot read ${path} (${why})`);
+  }
+}
+
+function readSetting(key: string, path: string): string {
+  return readBytes(key, path).toString('utf8');
+}
+
+/** A PEM certificate file (a CA, or a certificate and its chain), refused at start-up unless it holds certificates. */
+function readCertificates(key: string, path: string): string {
+  const bytes = readBytes(key, path);
+  try {
+    pemCertificates(bytes);
+  } catch (err) {
+    if (err instanceof TlsSetupError) throw new StartupError(`${key}: ${path}: ${err.message}`);
+    throw err;
+  }
+  return bytes.toString('utf8');
+}
+
+/** Runs `build` (a TLS driver constructor), reporting bad TLS material as a start-up error. */
+function withTlsMaterial<A>(build: () => A): A {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof TlsSetupError) throw new StartupError(`TLS: ${err.message}`);
+    throw err;
   }
 }
 
@@ -128,15 +154,11 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     const options = {
       host,
       port,
-      cert: readSetting('tls_cert_file', config.tls_cert_file),
+      cert: readCertificates('tls_cert_file', config.tls_cert_file),
       key: readSetting('tls_key_file', config.tls_key_file),
-      ...(config.tls_client_ca_file === '' ? {} : { clientCa: readSetting('tls_client_ca_file', config.tls_client_ca_file) }),
+      ...(config.tls_client_ca_file === '' ? {} : { clientCa: readCertificates('tls_client_ca_file', config.tls_client_ca_file) }),
     };
-    try {
-      hubSecureContext(options);
-    } catch (err) {
-      throw new StartupError(`TLS: ${(err as Error).message}`);
-    }
+    withTlsMaterial(() => hubSecureContext(options));
     listener = config.tls_workers > 0 ? makeTlsWorkerListener(options) : makeTlsListener(options);
   } else {
     listener = makeNetListener({ host, port });
@@ -158,15 +180,16 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
 
 function clientDialer(config: Config & { mode: 'client' }): DialerPort {
   if (!config.tls_enabled) return makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS });
-  return makeTlsDialer({
+  const options = {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     skipVerify: config.tls_skip_verify,
-    ...(config.tls_ca_file === '' ? {} : { ca: readSetting('tls_ca_file', config.tls_ca_file) }),
+    ...(config.tls_ca_file === '' ? {} : { ca: readCertificates('tls_ca_file', config.tls_ca_file) }),
     ...(config.tls_server_name === '' ? {} : { serverName: config.tls_server_name }),
     ...(config.tls_client_cert_file === ''
       ? {}
-      : { cert: readSetting('tls_client_cert_file', config.tls_client_cert_file), key: readSetting('tls_client_key_file', config.tls_client_key_file) }),
-  });
+      : { cert: readCertificates('tls_client_cert_file', config.tls_client_cert_file), key: readSetting('tls_client_key_file', config.tls_client_key_file) }),
+  };
+  return withTlsMaterial(() => makeTlsDialer(options));
 }
 
 /** Opens the TUN device and runs the pipeline of `config.mode` until a signal or a fatal error. */

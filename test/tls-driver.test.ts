@@ -1,10 +1,11 @@
 // Contract tests of the TLS driver (src/drivers/tls.ts) over real loopback sockets, with a
 // throwaway PKI made by openssl (helpers/pki.ts).
 import test, { type ExecutionContext } from 'ava';
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { firstValueFrom } from 'rxjs';
-import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
+import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
 import type { ConnectionPort } from '../pipelines/ports.js';
 import { collect, listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
@@ -267,4 +268,54 @@ test('the listener fails on subscription with TlsSetupError for bad material, an
   const second = makeTlsListener({ host: LOOPBACK, port: taken.port, ...hubMaterial() });
   const inUse = await t.throwsAsync(firstValueFrom(second.events$));
   t.is((inUse as Error & { code?: string }).code, 'EADDRINUSE');
+});
+
+// ---------------------------------------------------------------------------
+// certificate files
+
+test('pemCertificates returns every certificate of a PEM bundle, whatever else the file holds', (t) => {
+  const bundle = `${pem(pki.ca.cert)}\n# comment lines and other PEM blocks are ignored\n${pem(pki.clientCa.cert)}${pem(pki.hub.key)}`;
+  const certs = pemCertificates(bundle);
+  t.deepEqual(
+    certs.map((c) => c.subject),
+    ['CN=lwt test hub CA', 'CN=lwt test client CA'],
+  );
+  t.is(pemCertificates(Buffer.from(pem(pki.hub.cert))).length, 1);
+});
+
+const refusesCertificates = test.macro({
+  exec(t, contents: () => string | Buffer, expected: string | RegExp) {
+    const err = t.throws(() => pemCertificates(contents()), { instanceOf: TlsSetupError });
+    if (typeof expected === 'string') t.is(err?.message, expected);
+    else t.regex(err?.message ?? '', expected);
+  },
+  title: (what: string | undefined) => `pemCertificates refuses ${what ?? ''}`,
+});
+
+const der = (): Buffer => new X509Certificate(pem(pki.ca.cert)).raw;
+const corrupt = (text: string): string => text.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!!!!!!!!!!!!!!!!!');
+
+test('an empty file', refusesCertificates, () => '', 'is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+test('a file of blank lines', refusesCertificates, () => '\n \r\n\t\n', 'is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+test('garbage', refusesCertificates, () => 'this is not a certificate\n', 'holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+test('a private key', refusesCertificates, () => pem(pki.hub.key), 'holds a private key, not a certificate (was the key file given in its place?)');
+test(
+  'other PEM blocks',
+  refusesCertificates,
+  () => '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n',
+  'holds no certificate, only PEM blocks of type CERTIFICATE REQUEST',
+);
+test('a DER certificate', refusesCertificates, der, 'is a DER (binary) certificate; expected PEM (convert it: openssl x509 -inform der -in FILE -out FILE.pem)');
+test('random bytes', refusesCertificates, () => Buffer.from([0x30, 0x82, 0xff, 0x00, 0x13, 0x37]), 'holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+test('a certificate that does not parse', refusesCertificates, () => corrupt(pem(pki.ca.cert)), /^its certificate does not parse \(.+\)$/);
+test('a bundle with one certificate that does not parse', refusesCertificates, () => pem(pki.ca.cert) + corrupt(pem(pki.clientCa.cert)), /^certificate 2 of 2 does not parse \(.+\)$/);
+test('a truncated certificate', refusesCertificates, () => pem(pki.ca.cert).slice(0, 200), 'its certificate has no "-----END CERTIFICATE-----" line');
+test('a certificate cut short before the next one', refusesCertificates, () => pem(pki.ca.cert).slice(0, 200) + pem(pki.clientCa.cert), 'certificate 1 of 2 has no "-----END CERTIFICATE-----" line');
+
+test('makeTlsDialer throws TlsSetupError at once for a client key that does not match its certificate, or a certificate that is not PEM', (t) => {
+  t.notThrows(() => dialer({ ca: pem(pki.ca.cert), cert: pem(pki.alice.cert), key: pem(pki.alice.key) }));
+  const mismatch = t.throws(() => dialer({ cert: pem(pki.alice.cert), key: pem(pki.bob.key) }), { instanceOf: TlsSetupError });
+  t.regex(mismatch?.message ?? '', /does not match/);
+  const garbage = t.throws(() => dialer({ cert: 'not a certificate', key: pem(pki.alice.key) }), { instanceOf: TlsSetupError });
+  t.regex(garbage?.message ?? '', /not valid PEM/);
 });

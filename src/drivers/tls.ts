@@ -1,5 +1,6 @@
 // Driver: TLS listener and dialer. TLS 1.2 at least (1.3 preferred: Node negotiates the highest
 // both sides offer); the client verifies the hub's certificate unless told to skip.
+import { X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
@@ -20,8 +21,12 @@ export interface TlsListenerOptions {
 
 /** Builds (and so checks) the hub's secure context: throws TlsSetupError with a clear message. */
 export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key' | 'clientCa'>): tls.SecureContext {
+  return secureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2' });
+}
+
+function secureContext(options: tls.SecureContextOptions): tls.SecureContext {
   try {
-    return tls.createSecureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2' });
+    return tls.createSecureContext(options);
   } catch (err) {
     throw new TlsSetupError(explainSetupError(err));
   }
@@ -31,6 +36,51 @@ export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key
 export class TlsSetupError extends Error {
   override readonly name = 'TlsSetupError';
 }
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?(?:-----END CERTIFICATE-----|(?=-----BEGIN )|$)/g;
+const CERTIFICATE_END = '-----END CERTIFICATE-----';
+
+/**
+ * The certificates of a PEM file (a CA bundle, a certificate with its chain); throws TlsSetupError
+ * with what the file holds instead ("is empty", "holds a private key, not a certificate", ...)
+ * unless it has at least one CERTIFICATE block and every one parses. Node skips what it cannot
+ * read in a CA file without a word, so a hub would start and refuse every client, and a client
+ * would retry forever: this check makes such a file a start-up error.
+ */
+export function pemCertificates(contents: string | Buffer): X509Certificate[] {
+  const bytes = typeof contents === 'string' ? Buffer.from(contents, 'utf8') : contents;
+  const text = bytes.toString('latin1');
+  const blocks = text.match(CERTIFICATE_BLOCK) ?? [];
+  if (blocks.length === 0) {
+    if (text.trim() === '') throw new TlsSetupError('is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+    if (bytes[0] === 0x30 && parses(bytes)) {
+      throw new TlsSetupError('is a DER (binary) certificate; expected PEM (convert it: openssl x509 -inform der -in FILE -out FILE.pem)');
+    }
+    const kinds = [...new Set([...text.matchAll(PEM_BLOCK)].map((m) => m[1] ?? ''))];
+    if (kinds.some((k) => k.endsWith('PRIVATE KEY'))) throw new TlsSetupError('holds a private key, not a certificate (was the key file given in its place?)');
+    if (kinds.length > 0) throw new TlsSetupError(`holds no certificate, only PEM blocks of type ${kinds.join(', ')}`);
+    throw new TlsSetupError('holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+  }
+  return blocks.map((block, i) => {
+    const which = blocks.length === 1 ? 'its certificate' : `certificate ${i + 1} of ${blocks.length}`;
+    if (!block.endsWith(CERTIFICATE_END)) throw new TlsSetupError(`${which} has no "${CERTIFICATE_END}" line`);
+    try {
+      return new X509Certificate(block);
+    } catch (err) {
+      throw new TlsSetupError(`${which} does not parse (${(err as Error).message})`);
+    }
+  });
+}
+
+const parses = (der: Buffer): boolean => {
+  try {
+    new X509Certificate(der);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 function explainSetupError(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -167,8 +217,13 @@ export interface TlsDialerOptions {
   readonly key?: string | Buffer;
 }
 
-/** Outgoing TLS connections; the host name is resolved on every dial, the handshake is bounded by connectTimeoutMs. */
+/**
+ * Outgoing TLS connections; the host name is resolved on every dial, the handshake is bounded by
+ * connectTimeoutMs. Throws TlsSetupError at once for a client certificate or key that cannot work
+ * (rather than failing every dial, which a client would retry forever).
+ */
 export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
+  secureContext({ ca: options.ca, cert: options.cert, key: options.key, minVersion: 'TLSv1.2' });
   let nextId = 1;
   return {
     dial: (host, port) => {
