@@ -1,5 +1,6 @@
 // Driver: TLS listener and dialer. TLS 1.2 at least (1.3 preferred: Node negotiates the highest
-// both sides offer); the client verifies the hub's certificate unless told to skip.
+// both sides offer), and TLS 1.2 only with forward-secret AEAD suites (TLS_CIPHERS); the client
+// verifies the hub's certificate unless told to skip.
 import { X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
@@ -8,6 +9,22 @@ import { SOCKET_HIGH_WATER_MARK, dialSocket, listen, remoteOf, socketConnection 
 
 /** A TLS handshake that takes longer fails. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The cipher suites of the hub and the dialer. TLS 1.3: Node's defaults, unchanged (they must be in
+ * the list, or Node caps the context at TLS 1.2). TLS 1.2: only ECDHE key exchange with AEAD
+ * ciphers. Node's default list also takes static-RSA suites such as AES128-SHA, whose recorded
+ * traffic anyone who later obtains the hub's key can decrypt (no forward secrecy), and CBC suites.
+ */
+export const TLS_CIPHERS = [
+  ...tls.DEFAULT_CIPHERS.split(':').filter((suite) => suite.startsWith('TLS_')),
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 /** PEM material of a TLS hub. */
 export interface TlsListenerOptions {
@@ -21,7 +38,7 @@ export interface TlsListenerOptions {
 
 /** Builds (and so checks) the hub's secure context: throws TlsSetupError with a clear message. */
 export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key' | 'clientCa'>): tls.SecureContext {
-  return secureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2' });
+  return secureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS });
 }
 
 function secureContext(options: tls.SecureContextOptions): tls.SecureContext {
@@ -99,7 +116,7 @@ export interface HubServerHandlers {
 }
 
 /**
- * The hub's `tls.Server` (not listening yet): TLS 1.2 at least, client certificates checked against
+ * The hub's `tls.Server` (not listening yet): TLS 1.2 at least with TLS_CIPHERS, client certificates checked against
  * `clientCa` when set, failed handshakes classified. Shared by makeTlsListener and the TLS worker
  * thread (tls-worker-thread.ts), so both accept and refuse exactly the same clients.
  */
@@ -110,6 +127,7 @@ export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port
     key: options.key,
     ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
     minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
     requestCert: options.clientCa !== undefined,
     // Client certificates are checked in 'secureConnection' below, where the reason is known;
     // with rejectUnauthorized Node resets the socket and the reason is lost.
@@ -223,7 +241,7 @@ export interface TlsDialerOptions {
  * (rather than failing every dial, which a client would retry forever).
  */
 export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
-  secureContext({ ca: options.ca, cert: options.cert, key: options.key, minVersion: 'TLSv1.2' });
+  secureContext({ ca: options.ca, cert: options.cert, key: options.key, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS });
   let nextId = 1;
   return {
     dial: (host, port) => {
@@ -241,6 +259,7 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
             key: options.key,
             rejectUnauthorized: !options.skipVerify,
             minVersion: 'TLSv1.2',
+            ciphers: TLS_CIPHERS,
             // Node asserts when this option is present but undefined, so it is only set when needed.
             ...(options.serverName !== undefined && isIp
               ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) }
