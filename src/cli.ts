@@ -137,13 +137,19 @@ function leaseStore(config: Config): LeaseStore {
   }
 }
 
-/** A client's identity: created when the hub assigns its address, else only read when there is one. */
-function identityOf(config: Config & { mode: 'client' }): string | undefined {
+/**
+ * A client's identity. Without -t the hub assigns its address by it, so it is created when missing
+ * and a file that cannot serve is a start-up error. With -t it is only read when there is one, and
+ * a file that cannot serve is a warning: the client can work without it.
+ */
+function identityOf(config: Config & { mode: 'client' }, logger: Logger): string | undefined {
   try {
     return clientId(config.state_dir, config.assign_address);
   } catch (err) {
-    if (err instanceof StateError) throw new StartupError(err.message);
-    throw err;
+    if (!(err instanceof StateError)) throw err;
+    if (config.assign_address) throw new StartupError(err.message);
+    logger.log('warn', `${err.message}; going on without an identity (this client's address comes from -t)`);
+    return undefined;
   }
 }
 
@@ -204,7 +210,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     else {
       dialer = clientDialer(config);
       token = tokenOf(config);
-      id = identityOf(config);
+      id = identityOf(config, logger);
     }
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;
