@@ -92,18 +92,35 @@ export function parseJson(text: string): Either<JsonError, unknown> {
       }
     }
   };
-  const object = (path: JsonPath): Record<string, unknown> => {
-    const o: Record<string, unknown> = {};
-    const seen = new Map<string, number>();
+  /** Reads an object's or array's members, from its opening bracket to `close`, with `member` reading each. */
+  const members = (close: '}' | ']', member: () => void): void => {
     i++;
     space();
-    if (body[i] === '}') {
+    if (body[i] === close) {
       i++;
-      return o;
+      return;
     }
     for (;;) {
       space();
-      if (body[i] === '}') fail('trailing comma before "}"');
+      if (body[i] === close) fail(`trailing comma before "${close}"`);
+      member();
+      space();
+      if (body[i] === ',') {
+        i++;
+        continue;
+      }
+      if (body[i] === close) {
+        i++;
+        return;
+      }
+      if (i >= body.length) unexpected();
+      fail(`expected "," or "${close}"`);
+    }
+  };
+  const object = (path: JsonPath): Record<string, unknown> => {
+    const o: Record<string, unknown> = {};
+    const seen = new Map<string, number>();
+    members('}', () => {
       if (i >= body.length || body[i] === '/' || body[i] === "'") unexpected();
       if (body[i] !== '"') fail('expected a double-quoted property name');
       const at = i;
@@ -119,43 +136,13 @@ export function parseJson(text: string): Either<JsonError, unknown> {
       i++;
       // defineProperty so that "__proto__" becomes an own key, exactly as JSON.parse makes it.
       Object.defineProperty(o, key, { value: value([...path, key]), enumerable: true, writable: true, configurable: true });
-      space();
-      if (body[i] === ',') {
-        i++;
-        continue;
-      }
-      if (body[i] === '}') {
-        i++;
-        return o;
-      }
-      if (i >= body.length) unexpected();
-      fail('expected "," or "}"');
-    }
+    });
+    return o;
   };
   const array = (path: JsonPath): unknown[] => {
     const a: unknown[] = [];
-    i++;
-    space();
-    if (body[i] === ']') {
-      i++;
-      return a;
-    }
-    for (;;) {
-      space();
-      if (body[i] === ']') fail('trailing comma before "]"');
-      a.push(value([...path, a.length]));
-      space();
-      if (body[i] === ',') {
-        i++;
-        continue;
-      }
-      if (body[i] === ']') {
-        i++;
-        return a;
-      }
-      if (i >= body.length) unexpected();
-      fail('expected "," or "]"');
-    }
+    members(']', () => a.push(value([...path, a.length])));
+    return a;
   };
   const value = (path: JsonPath): unknown => {
     if (path.length > MAX_DEPTH) fail('nested too deeply');
