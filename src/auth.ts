@@ -97,7 +97,7 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
 const ENTRY_KEYS = ['token', 'address', 'routes'] as const;
 const ENTRY_SHAPE = '{"token": "SECRET", "address": "10.0.0.2", "routes": ["CIDR", ...]}';
 /** The shortest token a tokens file may give. */
-export const MIN_TOKEN_LENGTH = 8;
+const MIN_TOKEN_LENGTH = 8;
 
 /** What kind of value `v` is, without showing it: a misplaced value may well be a secret. */
 const shapeOf = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
@@ -123,6 +123,14 @@ export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): E
   const clients: ClientToken[] = [];
   const tokenOwner = new Map<string, string>();
   const pinOwner = new Map<number, string>();
+  const pinProblem = (name: string, address: number): string | undefined => {
+    const claim = hub.claimStatic(name, address);
+    if (!claim.ok) return `${claim.detail} (tunnel_addr ${formatCidr(tunnel)})`;
+    const other = pinOwner.get(address);
+    if (other !== undefined) return `${formatIpv4(address)} is already pinned to ${other}; an address belongs to one client`;
+    pinOwner.set(address, name);
+    return undefined;
+  };
   for (const [name, entry] of Object.entries(json.right)) {
     const at = (key: string): string => formatJsonPath([name, key]);
     if (!isRecord(entry)) {
@@ -149,12 +157,8 @@ export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): E
     let address: number | undefined;
     if (addressText !== undefined) {
       address = typeof addressText === 'string' ? parseIpv4(addressText) : undefined;
-      const claim = address === undefined ? undefined : hub.claimStatic(name, address);
-      const other = address === undefined ? undefined : pinOwner.get(address);
-      if (address === undefined) errors.push(problem(at('address'), `expected an IPv4 address, got ${renderValue(addressText)}`));
-      else if (claim !== undefined && !claim.ok) errors.push(problem(at('address'), `${claim.detail} (tunnel_addr ${formatCidr(tunnel)})`));
-      else if (other !== undefined) errors.push(problem(at('address'), `${formatIpv4(address)} is already pinned to ${other}; an address belongs to one client`));
-      else pinOwner.set(address, name);
+      const why = address === undefined ? `expected an IPv4 address, got ${renderValue(addressText)}` : pinProblem(name, address);
+      if (why !== undefined) errors.push(problem(at('address'), why));
     }
     let routes: readonly Ipv4Cidr[] | undefined;
     if (routesValue !== undefined) {
