@@ -1,11 +1,12 @@
 // Client authentication for the hub: network token, per-client tokens, client certificates.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import * as t from 'io-ts';
-import { isLeft } from 'fp-ts/lib/Either.js';
+import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { AuthDecision, AuthRequest, Authenticator } from '../pipelines/ports.js';
-import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
-import { parseCidr } from './net/ipv4.js';
-import type { Ipv4Cidr } from '../pipelines/settings.js';
+import { AddressAllocator } from '../pipelines/allocator.js';
+import { formatCidr, formatIpv4, parseIpv4, type Ipv4Cidr } from './net/ipv4.js';
+import { closestMatch, renderValue } from './config/decode.js';
+import { parseJson, formatJsonPath } from './config/json.js';
+import { CidrList, KEY_INFO } from './config/schema.js';
 
 /** One named client of a tokens file. */
 export interface ClientToken {
@@ -92,45 +93,82 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
   };
 }
 
-const TokensFileCodec = t.record(
-  t.string,
-  t.intersection([t.type({ token: t.string }), t.partial({ address: t.string, routes: t.array(t.string) })]),
-);
+/** The keys of one client's entry in a tokens file. */
+const ENTRY_KEYS = ['token', 'address', 'routes'] as const;
+const ENTRY_SHAPE = '{"token": "SECRET", "address": "10.0.0.2", "routes": ["CIDR", ...]}';
+/** The shortest token a tokens file may give. */
+const MIN_TOKEN_LENGTH = 8;
 
-/** Parses a tokens file (`{"NAME": {"token": "...", "address": "10.0.0.2", "routes": ["192.168.10.0/24"]}}`); returns the clients or error lines. */
-export function parseTokensFile(text: string, path: string): readonly ClientToken[] | string[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    return [`${path}: invalid JSON (${(err as Error).message})`];
-  }
-  const decoded = TokensFileCodec.decode(json);
-  if (isLeft(decoded)) return [`${path}: expected {"NAME": {"token": "SECRET", "address": "10.0.0.2", "routes": ["CIDR", ...]}, ...}`];
+/** What kind of value `v` is, without showing it: a misplaced value may well be a secret. */
+const shapeOf = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Parses a tokens file (`{"NAME": {"token": "...", "address": "10.0.0.2", "routes": ["192.168.10.0/24"]}}`)
+ * for a hub on `tunnel` (its own address/prefix): the clients, or one line per problem
+ * (`tokens_file: PATH: NAME.KEY: ...`). Refused: invalid JSON and duplicate keys, unknown keys,
+ * short or shared tokens, pins the hub would refuse in a HELLO (outside the tunnel network, its
+ * network or broadcast address, the hub's own) or that two clients share, routes that are not
+ * network prefixes, and a file without clients.
+ */
+export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): Either<string[], readonly ClientToken[]> {
+  const problem = (where: string, what: string): string => `tokens_file: ${path}: ${where === '' ? '' : `${where}: `}${what}`;
+  const json = parseJson(text);
+  if (isLeft(json)) return left([problem('', json.left.message)]);
+  if (!isRecord(json.right)) return left([problem('', `expected {"NAME": ${ENTRY_SHAPE}, ...}, got ${shapeOf(json.right)}`)]);
+  // The hub judges a pin as it judges the address of a HELLO, so a pin it would refuse is refused here.
+  const hub = new AddressAllocator({ network: tunnel.address, prefix: tunnel.prefix, hub: tunnel.address });
   const errors: string[] = [];
   const clients: ClientToken[] = [];
-  const seen = new Map<string, string>();
-  for (const [name, entry] of Object.entries(decoded.right)) {
-    if (entry.token.length < 8) errors.push(`${path}: ${name}.token: expected at least 8 characters`);
-    const other = seen.get(entry.token);
-    if (other !== undefined) errors.push(`${path}: ${name}.token: the same token as ${other}; each client needs its own`);
-    seen.set(entry.token, name);
+  const tokenOwner = new Map<string, string>();
+  const pinOwner = new Map<number, string>();
+  const pinProblem = (name: string, address: number): string | undefined => {
+    const claim = hub.claimStatic(name, address);
+    if (!claim.ok) return `${claim.detail} (tunnel_addr ${formatCidr(tunnel)})`;
+    const other = pinOwner.get(address);
+    if (other !== undefined) return `${formatIpv4(address)} is already pinned to ${other}; an address belongs to one client`;
+    pinOwner.set(address, name);
+    return undefined;
+  };
+  for (const [name, entry] of Object.entries(json.right)) {
+    const at = (key: string): string => formatJsonPath([name, key]);
+    if (!isRecord(entry)) {
+      errors.push(problem(formatJsonPath([name]), `expected ${ENTRY_SHAPE}, got ${shapeOf(entry)}`));
+      continue;
+    }
+    for (const key of Object.keys(entry)) {
+      if ((ENTRY_KEYS as readonly string[]).includes(key)) continue;
+      const near = closestMatch(key, ENTRY_KEYS);
+      errors.push(problem(at(key), `unknown key (${near === undefined ? '' : `did you mean "${near}"? `}the keys are ${ENTRY_KEYS.join(', ')})`));
+    }
+    const { token, address: addressText, routes: routesValue } = entry;
+    if (token === undefined) {
+      errors.push(problem(at('token'), `missing (each client needs a secret of at least ${MIN_TOKEN_LENGTH} characters)`));
+    } else if (typeof token !== 'string') {
+      errors.push(problem(at('token'), `expected a string of at least ${MIN_TOKEN_LENGTH} characters, got ${shapeOf(token)}`));
+    } else if (token.length < MIN_TOKEN_LENGTH) {
+      errors.push(problem(at('token'), `expected at least ${MIN_TOKEN_LENGTH} characters, got ${token.length}`));
+    } else {
+      const other = tokenOwner.get(token);
+      if (other !== undefined) errors.push(problem(at('token'), `the same token as ${other}; each client needs its own`));
+      else tokenOwner.set(token, name);
+    }
     let address: number | undefined;
-    if (entry.address !== undefined) {
-      address = parseIpv4(entry.address);
-      if (address === undefined) errors.push(`${path}: ${name}.address: expected an IPv4 address, got ${JSON.stringify(entry.address)}`);
+    if (addressText !== undefined) {
+      address = typeof addressText === 'string' ? parseIpv4(addressText) : undefined;
+      const why = address === undefined ? `expected an IPv4 address, got ${renderValue(addressText)}` : pinProblem(name, address);
+      if (why !== undefined) errors.push(problem(at('address'), why));
     }
-    let routes: Ipv4Cidr[] | undefined;
-    if (entry.routes !== undefined) {
-      routes = [];
-      for (const text of entry.routes) {
-        const cidr = parseCidr(text);
-        if (cidr === undefined) errors.push(`${path}: ${name}.routes: expected CIDRs like "192.168.10.0/24", got ${JSON.stringify(text)}`);
-        else routes.push(cidr);
-      }
+    let routes: readonly Ipv4Cidr[] | undefined;
+    if (routesValue !== undefined) {
+      // The same decoder as the `routes` config key, so both accept and refuse the same prefixes.
+      const decoded = CidrList.decode(routesValue);
+      if (isLeft(decoded)) errors.push(problem(at('routes'), `expected ${decoded.left[0]?.message ?? KEY_INFO.routes.expected}, got ${renderValue(routesValue)}`));
+      else routes = decoded.right;
     }
-    clients.push({ name, token: entry.token, ...(address === undefined ? {} : { address }), ...(routes === undefined ? {} : { routes }) });
+    clients.push({ name, token: typeof token === 'string' ? token : '', ...(address === undefined ? {} : { address }), ...(routes === undefined ? {} : { routes }) });
   }
-  if (clients.length === 0) errors.push(`${path}: no clients listed`);
-  return errors.length > 0 ? errors : clients;
+  if (clients.length === 0 && errors.length === 0) errors.push(problem('', 'no clients listed'));
+  return errors.length > 0 ? left(errors) : right(clients);
 }

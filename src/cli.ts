@@ -17,7 +17,7 @@ import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
 import { makeHostNetwork } from './drivers/host-network.js';
 import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
-import { hubSecureContext, makeTlsDialer, makeTlsListener } from './drivers/tls.js';
+import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates } from './drivers/tls.js';
 import { makeTlsWorkerListener } from './drivers/tls-worker.js';
 import { tunPort } from './drivers/tun.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
@@ -83,13 +83,39 @@ class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
-function readSetting(key: string, path: string): string {
+function readBytes(key: string, path: string): Buffer {
   try {
-    return readFileSync(path, 'utf8');
+    return readFileSync(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
     throw new StartupError(`${key}: cannot read ${path} (${why})`);
+  }
+}
+
+function readSetting(key: string, path: string): string {
+  return readBytes(key, path).toString('utf8');
+}
+
+/** A PEM certificate file (a CA, or a certificate and its chain), refused at start-up unless it holds certificates. */
+function readCertificates(key: string, path: string): string {
+  const bytes = readBytes(key, path);
+  try {
+    pemCertificates(bytes);
+  } catch (err) {
+    if (err instanceof TlsSetupError) throw new StartupError(`${key}: ${path}: ${err.message}`);
+    throw err;
+  }
+  return bytes.toString('utf8');
+}
+
+/** Runs `build` (a TLS driver constructor), reporting bad TLS material as a start-up error. */
+function withTlsMaterial<A>(build: () => A): A {
+  try {
+    return build();
+  } catch (err) {
+    if (err instanceof TlsSetupError) throw new StartupError(`TLS: ${err.message}`);
+    throw err;
   }
 }
 
@@ -112,13 +138,19 @@ function leaseStore(config: Config): LeaseStore {
   }
 }
 
-/** A client's identity: created when the hub assigns its address, else only read when there is one. */
-function identityOf(config: Config & { mode: 'client' }): string | undefined {
+/**
+ * A client's identity. Without -t the hub assigns its address by it, so it is created when missing
+ * and a file that cannot serve is a start-up error. With -t it is only read when there is one, and
+ * a file that cannot serve is a warning: the client can work without it.
+ */
+function identityOf(config: Config & { mode: 'client' }, logger: Logger): string | undefined {
   try {
     return clientId(config.state_dir, config.assign_address);
   } catch (err) {
-    if (err instanceof StateError) throw new StartupError(err.message);
-    throw err;
+    if (!(err instanceof StateError)) throw err;
+    if (config.assign_address) throw new StartupError(err.message);
+    logger.log('warn', `${err.message}; going on without an identity (this client's address comes from -t)`);
+    return undefined;
   }
 }
 
@@ -129,15 +161,11 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     const options = {
       host,
       port,
-      cert: readSetting('tls_cert_file', config.tls_cert_file),
+      cert: readCertificates('tls_cert_file', config.tls_cert_file),
       key: readSetting('tls_key_file', config.tls_key_file),
-      ...(config.tls_client_ca_file === '' ? {} : { clientCa: readSetting('tls_client_ca_file', config.tls_client_ca_file) }),
+      ...(config.tls_client_ca_file === '' ? {} : { clientCa: readCertificates('tls_client_ca_file', config.tls_client_ca_file) }),
     };
-    try {
-      hubSecureContext(options);
-    } catch (err) {
-      throw new StartupError(`TLS: ${(err as Error).message}`);
-    }
+    withTlsMaterial(() => hubSecureContext(options));
     listener = config.tls_workers > 0 ? makeTlsWorkerListener(options) : makeTlsListener(options);
   } else {
     listener = makeNetListener({ host, port });
@@ -145,9 +173,9 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
   const networkToken = tokenOf(config);
   let clients: readonly ClientToken[] | undefined;
   if (config.tokens_file !== '') {
-    const parsed = parseTokensFile(readSetting('tokens_file', config.tokens_file), config.tokens_file);
-    if (typeof parsed[0] === 'string') throw new StartupError((parsed as string[]).join('\n'));
-    clients = parsed as readonly ClientToken[];
+    const parsed = parseTokensFile(readSetting('tokens_file', config.tokens_file), config.tokens_file, config.tunnel_addr);
+    if (isLeft(parsed)) throw new StartupError(parsed.left.join('\n'));
+    clients = parsed.right;
   }
   const requireClientCert = config.tls_client_ca_file !== '';
   const authenticator =
@@ -159,15 +187,16 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
 
 function clientDialer(config: Config & { mode: 'client' }): DialerPort {
   if (!config.tls_enabled) return makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS });
-  return makeTlsDialer({
+  const options = {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     skipVerify: config.tls_skip_verify,
-    ...(config.tls_ca_file === '' ? {} : { ca: readSetting('tls_ca_file', config.tls_ca_file) }),
+    ...(config.tls_ca_file === '' ? {} : { ca: readCertificates('tls_ca_file', config.tls_ca_file) }),
     ...(config.tls_server_name === '' ? {} : { serverName: config.tls_server_name }),
     ...(config.tls_client_cert_file === ''
       ? {}
-      : { cert: readSetting('tls_client_cert_file', config.tls_client_cert_file), key: readSetting('tls_client_key_file', config.tls_client_key_file) }),
-  });
+      : { cert: readCertificates('tls_client_cert_file', config.tls_client_cert_file), key: readSetting('tls_client_key_file', config.tls_client_key_file) }),
+  };
+  return withTlsMaterial(() => makeTlsDialer(options));
 }
 
 /** Opens the TUN device and runs the pipeline of `config.mode` until a signal or a fatal error. */
@@ -182,7 +211,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     else {
       dialer = clientDialer(config);
       token = tokenOf(config);
-      id = identityOf(config);
+      id = identityOf(config, logger);
     }
   } catch (err) {
     if (!(err instanceof StartupError)) throw err;

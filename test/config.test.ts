@@ -6,7 +6,6 @@ import {
   encodeConfig,
   exampleConfigs,
   helpText,
-  locateJsonError,
   parseCommandLine,
   renderConfigErrors,
   toClientSettings,
@@ -388,6 +387,9 @@ test(refusesFile, '{\n  // the MTU\n  "mtu": 1400\n}', [
 ]);
 test(refusesFile, "{'mtu': 1400}", [`-c /x.json: invalid JSON at position 1 (line 1, column 2): unexpected "'" (JSON strings use double quotes)`]);
 test(refusesFile, '', ['-c /x.json: invalid JSON at position 0 (line 1, column 1): unexpected end of input']);
+test(refusesFile, '{\n  "mtu": 1400,\n  "mtu": 1300\n}', [
+  '-c /x.json: duplicate key mtu at position 19 (line 3, column 3): already given at line 2, column 3 (only one can count: remove or rename one)',
+]);
 test(refusesFile, '[1, 2]', ['-c /x.json: expected a JSON object of settings, got [1,2]']);
 test(refusesFile, '{"max_clients": "ten"}', ['max_clients: expected a positive integer, got "ten"']);
 test(refusesFile, '{"frobnicate": 1}', ['frobnicate: unknown key']);
@@ -631,35 +633,6 @@ test('toClientSettings splits the remote address and sets the reconnect backoff'
     remote: { host: 'vpn.example.com', port: 7001 },
     backoff: { initialMs: 1000, maxMs: 30_000 },
   });
-});
-
-// ---------------------------------------------------------------------------------------------
-// Locating JSON syntax errors
-
-const locates = test.macro({
-  exec(t, text: string, expected: { position: number; reason: string }) {
-    t.throws(() => JSON.parse(text));
-    t.deepEqual(locateJsonError(text), expected);
-  },
-  title: (_, text: string, expected: { position: number; reason: string }) =>
-    `locateJsonError finds "${expected.reason}" at ${expected.position} in ${JSON.stringify(text)}`,
-});
-
-test(locates, '{"a": tru}', { position: 6, reason: 'unexpected "t"' });
-test(locates, '{"a": 1 "b": 2}', { position: 8, reason: 'expected "," or "}"' });
-test(locates, '[1, 2,]', { position: 6, reason: 'trailing comma before "]"' });
-test(locates, '{"a": 01}', { position: 7, reason: 'expected "," or "}"' });
-test(locates, '{"a": "x\ny"}', { position: 8, reason: 'control character in a string (write \\n, \\t, ...)' });
-test(locates, '{"a": "\\q"}', { position: 7, reason: 'invalid escape in a string' });
-test(locates, '{"a": "open', { position: 6, reason: 'unterminated string' });
-test(locates, '{"a": 1} x', { position: 9, reason: 'unexpected "x" after the end of the JSON value' });
-test(locates, '{a: 1}', { position: 1, reason: 'expected a double-quoted property name' });
-test(locates, '{"a" 1}', { position: 5, reason: 'expected ":" after a property name' });
-test(locates, '{"a": [1, 2', { position: 11, reason: 'unexpected end of input' });
-test(locates, '{"a": -}', { position: 6, reason: 'invalid number' });
-
-test('locateJsonError finds nothing wrong in valid JSON', (t) => {
-  t.is(locateJsonError('{"a": [1, -2.5e3, true, null, "\\u00e9"]}'), undefined);
 });
 
 test('authentication settings that would be ignored are errors, not warnings', (t) => {

@@ -2,7 +2,7 @@
 // behind a member reached by another member, and broadcast replication (isolation, rate limit),
 // with the real CLI in lab namespaces. Kernel routes are installed only inside the namespaces.
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +59,29 @@ test('three clients without -t get distinct addresses that survive a client reco
   const back = await Promise.all(clients.map((p) => p.waitForLine(JOINED, 8000, { fromStart: false })));
   t.deepEqual(back.map((l) => JOINED.exec(l)![1]), addresses);
   for (const p of [...clients, hub]) t.is((await interrupt(p)).code, 0);
+});
+
+test('client-id: an empty file is replaced by a new identity; one that holds something else stops a client without -t (exit 1) and is only a warning with -t', async (t) => {
+  const lab = await Lab.create({ hosts: ['hub', 'c1', 'c2', 'c3'] });
+  t.teardown(() => lab.dispose());
+  const dirs = { c1: stateDir(t, 'c1'), c2: stateDir(t, 'c2'), c3: stateDir(t, 'c3') };
+  writeFileSync(join(dirs.c1, 'client-id'), '');
+  for (const h of ['c2', 'c3'] as const) writeFileSync(join(dirs[h], 'client-id'), 'not an id\n');
+  const hub = await startHub(lab, [...TIMING, '-state-dir', stateDir(t, 'hub')]);
+
+  const c1 = await startAssigned(lab, 'c1', dirs.c1);
+  t.regex(readFileSync(join(dirs.c1, 'client-id'), 'utf8'), /^[0-9a-f]{32}\n$/, 'the empty file now holds an identity');
+  const c2 = await startClient(lab, 'c2', '10.0.0.3', [...TIMING, '-state-dir', dirs.c2]);
+  const idFile = join(dirs.c2, 'client-id');
+  t.true(
+    c2.stdout.concat(c2.stderr).some((l) => l.includes(`WARN`) && l.includes(`state_dir: ${idFile}: is not a client id (32 hex digits); delete it to get a new identity (and a new address); going on without an identity (this client's address comes from -t)`)),
+    c2.output(),
+  );
+  const c3 = lab.host('c3').spawn('node', [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${lab.host('hub').ip}:9000`, '-state-dir', dirs.c3, ...TIMING], { label: 'c3(client)' });
+  t.is((await c3.exited).code, 1, c3.output());
+  t.true(c3.stdout.concat(c3.stderr).some((l) => /ERROR +state_dir: .*client-id: is not a client id/.test(l)), c3.output());
+  t.deepEqual(await lab.tunDevices('c3'), []);
+  for (const p of [c1.p, c2, hub]) t.is((await interrupt(p)).code, 0);
 });
 
 test('a LAN behind client 1 is reachable from client 2 by its LAN address; the route goes when client 1 leaves', async (t) => {

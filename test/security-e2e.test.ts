@@ -157,12 +157,18 @@ test('a plaintext hub logs the frame-error of a TLS client, saying that the peer
 // ---------------------------------------------------------------------------
 // 3. Start-up failures
 
-test('start-up failures (missing certificate, unreadable key, key of another certificate) exit 1 with one clear line and no stack trace', async (t) => {
+test('start-up failures (missing certificate, unreadable key, key of another certificate, CA files without certificates, a wrong tokens file) exit 1 with one clear line each and no stack trace', async (t) => {
   const lab = await newLab(t, ['hub']);
   const pki = await newPki(t, lab);
   const missing = path.join(pki.dir, 'missing.crt');
   const server = ['-m', 'server', '-l', '0.0.0.0:9000', '-t', '10.0.0.1/24', '-tls'];
-  const cases: { name: string; proc: LabProcess; line: string }[] = [
+  const files = tempFiles(t, {
+    'twice.json': '{\n  "alice": {"token": "alice-secret-1"},\n  "alice": {"token": "alice-secret-2"}\n}\n',
+    'empty.pem': '',
+    'pins.json': JSON.stringify({ alice: { token: 'alice-secret-1', address: '10.0.0.1' }, bob: { token: 'bob-secret-22', adress: '10.0.0.3' } }),
+  });
+  const tlsFiles = ['-tls-cert', pki.hub.cert, '-tls-key', pki.hub.key];
+  const cases: { name: string; proc: LabProcess; line: string | string[] }[] = [
     {
       name: 'missing certificate',
       proc: spawnCli(lab, 'hub', [...server, '-tls-cert', missing, '-tls-key', pki.hub.key], 'missing-cert'),
@@ -181,11 +187,34 @@ test('start-up failures (missing certificate, unreadable key, key of another cer
       proc: spawnCli(lab, 'hub', [...server, '-tls-cert', pki.hub.cert, '-tls-key', pki.bob.key], 'mismatched-key'),
       line: 'ERROR TLS: the private key does not match the certificate (tls_key_file belongs to another certificate)',
     },
+    {
+      name: 'an empty client CA file on the hub',
+      proc: spawnCli(lab, 'hub', [...server, ...tlsFiles, '-tls-client-ca', files['empty.pem']!], 'empty-client-ca'),
+      line: `ERROR tls_client_ca_file: ${files['empty.pem']}: is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)`,
+    },
+    {
+      name: "a client whose -tls-ca is a key (it would retry forever)",
+      proc: spawnCli(lab, 'hub', ['-m', 'client', '-r', '127.0.0.1:9000', '-t', '10.0.0.2/24', '-tls', '-tls-ca', pki.hub.key], 'key-as-ca'),
+      line: `ERROR tls_ca_file: ${pki.hub.key}: holds a private key, not a certificate (was the key file given in its place?)`,
+    },
+    {
+      name: 'a client listed twice in the tokens file',
+      proc: spawnCli(lab, 'hub', [...server, ...tlsFiles, '-tokens-file', files['twice.json']!], 'tokens-twice'),
+      line: `ERROR tokens_file: ${files['twice.json']}: duplicate key alice at position 44 (line 3, column 3): already given at line 2, column 3 (only one can count: remove or rename one)`,
+    },
+    {
+      name: "a pin to the hub's address and a misspelt key in the tokens file",
+      proc: spawnCli(lab, 'hub', [...server, ...tlsFiles, '-tokens-file', files['pins.json']!], 'tokens-pins'),
+      line: [
+        `ERROR tokens_file: ${files['pins.json']}: alice.address: 10.0.0.1 is the hub's own address (tunnel_addr 10.0.0.1/24)`,
+        `ERROR tokens_file: ${files['pins.json']}: bob.adress: unknown key (did you mean "address"? the keys are token, address, routes)`,
+      ],
+    },
   ];
   for (const c of cases) {
     const exit = await c.proc.exited;
     t.is(exit.code, 1, `${c.name}: exit code\n${c.proc.output()}`);
-    t.deepEqual(allLines(c.proc).map(untimed), [c.line], `${c.name}: output`);
+    t.deepEqual(allLines(c.proc).map(untimed), typeof c.line === 'string' ? [c.line] : c.line, `${c.name}: output`);
     assertNoStackTrace(t, c.proc);
   }
   t.deepEqual(await lab.tunDevices('hub'), [], 'no TUN device was created');

@@ -1,10 +1,12 @@
 // Contract tests of the TLS driver (src/drivers/tls.ts) over real loopback sockets, with a
 // throwaway PKI made by openssl (helpers/pki.ts).
 import test, { type ExecutionContext } from 'ava';
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { firstValueFrom } from 'rxjs';
-import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
+import { TLS_CIPHERS, TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates, type TlsDialerOptions, type TlsListenerOptions } from '../src/drivers/tls.js';
 import type { ConnectionPort } from '../pipelines/ports.js';
 import { collect, listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
@@ -13,7 +15,7 @@ const LOOPBACK = '127.0.0.1';
 
 let pki: Pki;
 test.before(async () => {
-  pki = await createPki({ hubIp: LOOPBACK });
+  pki = await createPki({ hubIp: LOOPBACK, rsaHub: true });
 });
 test.after.always(() => pki?.dispose());
 
@@ -267,4 +269,152 @@ test('the listener fails on subscription with TlsSetupError for bad material, an
   const second = makeTlsListener({ host: LOOPBACK, port: taken.port, ...hubMaterial() });
   const inUse = await t.throwsAsync(firstValueFrom(second.events$));
   t.is((inUse as Error & { code?: string }).code, 'EADDRINUSE');
+});
+
+// ---------------------------------------------------------------------------
+// certificate files
+
+test('pemCertificates returns every certificate of a PEM bundle, whatever else the file holds', (t) => {
+  const bundle = `${pem(pki.ca.cert)}\n# comment lines and other PEM blocks are ignored\n${pem(pki.clientCa.cert)}${pem(pki.hub.key)}`;
+  const certs = pemCertificates(bundle);
+  t.deepEqual(
+    certs.map((c) => c.subject),
+    ['CN=lwt test hub CA', 'CN=lwt test client CA'],
+  );
+  t.is(pemCertificates(Buffer.from(pem(pki.hub.cert))).length, 1);
+});
+
+const refusesCertificates = test.macro({
+  exec(t, contents: () => string | Buffer, expected: string | RegExp) {
+    const err = t.throws(() => pemCertificates(contents()), { instanceOf: TlsSetupError });
+    if (typeof expected === 'string') t.is(err?.message, expected);
+    else t.regex(err?.message ?? '', expected);
+  },
+  title: (what: string | undefined) => `pemCertificates refuses ${what ?? ''}`,
+});
+
+const der = (): Buffer => new X509Certificate(pem(pki.ca.cert)).raw;
+const corrupt = (text: string): string => text.replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!!!!!!!!!!!!!!!!!');
+
+test('an empty file', refusesCertificates, () => '', 'is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+test('a file of blank lines', refusesCertificates, () => '\n \r\n\t\n', 'is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+test('garbage', refusesCertificates, () => 'this is not a certificate\n', 'holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+test('a private key', refusesCertificates, () => pem(pki.hub.key), 'holds a private key, not a certificate (was the key file given in its place?)');
+test(
+  'other PEM blocks',
+  refusesCertificates,
+  () => '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n',
+  'holds no certificate, only PEM blocks of type CERTIFICATE REQUEST',
+);
+test('a DER certificate', refusesCertificates, der, 'is a DER (binary) certificate; expected PEM (convert it: openssl x509 -inform der -in FILE -out FILE.pem)');
+test('random bytes', refusesCertificates, () => Buffer.from([0x30, 0x82, 0xff, 0x00, 0x13, 0x37]), 'holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+test('a certificate that does not parse', refusesCertificates, () => corrupt(pem(pki.ca.cert)), /^its certificate does not parse \(.+\)$/);
+test('a bundle with one certificate that does not parse', refusesCertificates, () => pem(pki.ca.cert) + corrupt(pem(pki.clientCa.cert)), /^certificate 2 of 2 does not parse \(.+\)$/);
+test('a truncated certificate', refusesCertificates, () => pem(pki.ca.cert).slice(0, 200), 'its certificate has no "-----END CERTIFICATE-----" line');
+test('a certificate cut short before the next one', refusesCertificates, () => pem(pki.ca.cert).slice(0, 200) + pem(pki.clientCa.cert), 'certificate 1 of 2 has no "-----END CERTIFICATE-----" line');
+
+test('makeTlsDialer throws TlsSetupError at once for a client key that does not match its certificate, or a certificate that is not PEM', (t) => {
+  t.notThrows(() => dialer({ ca: pem(pki.ca.cert), cert: pem(pki.alice.cert), key: pem(pki.alice.key) }));
+  const mismatch = t.throws(() => dialer({ cert: pem(pki.alice.cert), key: pem(pki.bob.key) }), { instanceOf: TlsSetupError });
+  t.regex(mismatch?.message ?? '', /does not match/);
+  const garbage = t.throws(() => dialer({ cert: 'not a certificate', key: pem(pki.alice.key) }), { instanceOf: TlsSetupError });
+  t.regex(garbage?.message ?? '', /not valid PEM/);
+});
+
+// ---------------------------------------------------------------------------
+// cipher suites
+
+const rsaHubMaterial = (): Pick<TlsListenerOptions, 'cert' | 'key'> => ({ cert: pem(pki.hubRsa!.cert), key: pem(pki.hubRsa!.key) });
+
+/** Connects as a TLS 1.2 client offering only `suite`: the suite agreed on, or the error. */
+async function tls12With(t: ExecutionContext, port: number, suite: string): Promise<string | Error> {
+  const { socket, error } = await rawTls(t, port, { maxVersion: 'TLSv1.2', ciphers: suite });
+  if (error !== undefined) return error;
+  t.is(socket.getProtocol(), 'TLSv1.2');
+  return socket.getCipher().name;
+}
+
+test('TLS_CIPHERS: Node\'s TLS 1.3 suites, and for TLS 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305', (t) => {
+  const suites = TLS_CIPHERS.split(':');
+  t.deepEqual(
+    suites.filter((s) => s.startsWith('TLS_')),
+    tls.DEFAULT_CIPHERS.split(':').filter((s) => s.startsWith('TLS_')),
+  );
+  for (const s of suites.filter((s) => !s.startsWith('TLS_'))) t.regex(s, /^ECDHE-(RSA|ECDSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+  const known = tls.getCiphers().map((c) => c.toUpperCase());
+  for (const s of suites) t.true(known.includes(s.toUpperCase()), `${s} is a suite this Node knows`);
+});
+
+test('hub with an RSA certificate: TLS 1.2 suites without forward secrecy or with CBC fail the handshake; ECDHE with AEAD and TLS 1.3 work', async (t) => {
+  const hub = await listen(t, rsaHubMaterial());
+  for (const refused of ['AES128-SHA', 'AES256-GCM-SHA384', 'ECDHE-RSA-AES128-SHA', 'ECDHE-RSA-AES128-SHA256']) {
+    const got = await tls12With(t, hub.port, refused);
+    t.true(got instanceof Error, `${refused} was agreed on`);
+    t.is((await hub.next('handshake-failed')).reason, 'tls-error');
+  }
+  for (const accepted of ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']) {
+    t.is(await tls12With(t, hub.port, accepted), accepted);
+    await hub.next('connection');
+  }
+  const v13 = await rawTls(t, hub.port, {});
+  t.is(v13.error, undefined);
+  t.is(v13.socket.getProtocol(), 'TLSv1.3');
+  await hub.next('connection');
+  t.deepEqual(hub.pending('connection'), []);
+});
+
+test('hub with an ECDSA certificate: ECDHE-ECDSA with AEAD works in TLS 1.2, with CBC it fails', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  for (const refused of ['ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA384']) {
+    t.true((await tls12With(t, hub.port, refused)) instanceof Error, `${refused} was agreed on`);
+    t.is((await hub.next('handshake-failed')).reason, 'tls-error');
+  }
+  for (const accepted of ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305']) {
+    t.is(await tls12With(t, hub.port, accepted), accepted);
+    await hub.next('connection');
+  }
+});
+
+test('dialer: a TLS 1.2 server offering only suites without forward secrecy or with CBC is refused; ECDHE with AES-GCM works', async (t) => {
+  const server = async (ciphers: string): Promise<number> => {
+    const s = tls.createServer({ ...rsaHubMaterial(), maxVersion: 'TLSv1.2', ciphers }, (socket) => socket.on('error', () => undefined));
+    s.on('tlsClientError', () => undefined);
+    t.teardown(() => s.close());
+    return new Promise((resolve) => s.listen(0, LOOPBACK, () => resolve((s.address() as net.AddressInfo).port)));
+  };
+  for (const refused of ['AES128-SHA', 'ECDHE-RSA-AES128-SHA']) {
+    const err = await dialError(await server(refused), { ca: pem(pki.ca.cert) });
+    t.regex(err.message, /handshake failure|no shared cipher|no cipher/i, `${refused}: ${err.message}`);
+  }
+  const conn = await dial(t, await server('ECDHE-RSA-AES128-GCM-SHA256'), { ca: pem(pki.ca.cert) });
+  t.truthy(conn);
+});
+
+/** Runs `openssl` with `args` and no input; resolves with its exit code and output, or undefined when openssl is not installed. */
+function openssl(args: readonly string[]): Promise<{ code: number; output: string } | undefined> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return resolve(undefined);
+      resolve({ code: typeof err?.code === 'number' ? err.code : err ? 1 : 0, output: `${stdout}${stderr}` });
+    });
+    child.stdin?.end();
+  });
+}
+
+test('openssl s_client -tls1_2 -cipher AES128-SHA fails against the hub; -cipher ECDHE-RSA-AES128-GCM-SHA256 succeeds', async (t) => {
+  const hub = await listen(t, rsaHubMaterial());
+  const sClient = (cipher: string): ReturnType<typeof openssl> =>
+    openssl(['s_client', '-connect', `${LOOPBACK}:${hub.port}`, '-tls1_2', '-cipher', cipher, '-CAfile', pki.ca.cert, '-verify_return_error']);
+  const weak = await sClient('AES128-SHA');
+  if (weak === undefined) {
+    t.log('openssl is not installed: the s_client check is skipped');
+    t.pass();
+    return;
+  }
+  t.not(weak.code, 0, weak.output);
+  t.regex(weak.output, /handshake failure|alert/i);
+  t.is((await hub.next('handshake-failed')).reason, 'tls-error');
+  const strong = await sClient('ECDHE-RSA-AES128-GCM-SHA256');
+  t.is(strong?.code, 0, strong?.output);
+  t.regex(strong?.output ?? '', /Cipher is ECDHE-RSA-AES128-GCM-SHA256/);
 });

@@ -139,6 +139,17 @@ test('a client certificate of an unrelated CA, or none, is refused with tls-erro
   t.deepEqual(hub.pending('connection'), []);
 });
 
+test('TLS 1.2 in the worker takes the same suites as the main-thread hub: ECDHE with AEAD, not CBC', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const cbc = await rawTls(t, hub.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA' });
+  t.truthy(cbc.error, 'a CBC suite was agreed on');
+  t.is((await hub.next('handshake-failed')).reason, 'tls-error');
+  const gcm = await rawTls(t, hub.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' });
+  t.is(gcm.error, undefined);
+  t.is(gcm.socket.getCipher().name, 'ECDHE-ECDSA-AES128-GCM-SHA256');
+  await hub.next('connection');
+});
+
 test('backpressure: with a reader that does not read, needsDrain turns true; drain$ emits once it reads', async (t) => {
   const hub = await listen(t, hubMaterial());
   const { socket } = await rawTls(t, hub.port, {});

@@ -9,6 +9,7 @@ import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { ClientSettings, CommonSettings, ServerSettings } from '../../pipelines/settings.js';
 import { allocatorOptionsProblem } from '../../pipelines/allocator.js';
 import { formatCidr, networkAddress } from '../net/ipv4.js';
+import { parseJson } from './json.js';
 import {
   ConfigError,
   ConfigFields,
@@ -162,148 +163,14 @@ export const decodeConfigJson = (json: unknown, source = 'config'): Either<Confi
 // ---------------------------------------------------------------------------------------------
 // JSON text
 
-const LITERALS = ['true', 'false', 'null'] as const;
-const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-const MAX_DEPTH = 512;
-
-class JsonSyntaxError {
-  constructor(
-    readonly position: number,
-    readonly reason: string,
-  ) {}
-}
-
 /**
- * Finds where and why `text` is not JSON. V8's messages often omit the position ("Unexpected token
- * '}', ... is not valid JSON"), so this scans the text itself. Call it only after JSON.parse failed.
- */
-export const locateJsonError = (text: string): { position: number; reason: string } | undefined => {
-  let i = 0;
-  const fail = (reason: string, at = i): never => {
-    throw new JsonSyntaxError(at, reason);
-  };
-  const unexpected = (): never => {
-    if (i >= text.length) return fail('unexpected end of input');
-    const c = text[i] ?? '';
-    if (c === '/' && (text[i + 1] === '/' || text[i + 1] === '*')) return fail('unexpected "/" (JSON has no comments)');
-    if (c === "'") return fail(`unexpected "'" (JSON strings use double quotes)`);
-    return fail(`unexpected ${JSON.stringify(c)}`);
-  };
-  const space = (): void => {
-    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
-  };
-  const string = (): void => {
-    const start = i;
-    i++;
-    for (;;) {
-      if (i >= text.length) fail('unterminated string', start);
-      const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        i++;
-        return;
-      }
-      if (c === 0x5c) {
-        const e = text[i + 1] ?? '';
-        if ('"\\/bfnrt'.includes(e) && e !== '') i += 2;
-        else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) i += 6;
-        else fail('invalid escape in a string');
-      } else if (c < 0x20) {
-        fail('control character in a string (write \\n, \\t, ...)');
-      } else {
-        i++;
-      }
-    }
-  };
-  const value = (depth: number): void => {
-    if (depth > MAX_DEPTH) fail('nested too deeply');
-    space();
-    const c = text[i];
-    if (c === '{' || c === '[') {
-      const close = c === '{' ? '}' : ']';
-      i++;
-      space();
-      if (text[i] === close) {
-        i++;
-        return;
-      }
-      for (;;) {
-        space();
-        if (c === '{') {
-          if (text[i] === '}') fail('trailing comma before "}"');
-          if (i >= text.length || text[i] === '/' || text[i] === "'") unexpected();
-          if (text[i] !== '"') fail('expected a double-quoted property name');
-          string();
-          space();
-          if (text[i] !== ':') fail('expected ":" after a property name');
-          i++;
-        } else if (text[i] === ']') {
-          fail('trailing comma before "]"');
-        }
-        value(depth + 1);
-        space();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === close) {
-          i++;
-          return;
-        }
-        if (i >= text.length) unexpected();
-        fail(`expected "," or "${close}"`);
-      }
-    }
-    if (c === '"') return string();
-    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
-      NUMBER.lastIndex = i;
-      const m = NUMBER.exec(text);
-      if (m === null) fail('invalid number');
-      else i += m[0].length;
-      return;
-    }
-    for (const literal of LITERALS) {
-      if (text.startsWith(literal, i)) {
-        i += literal.length;
-        return;
-      }
-    }
-    unexpected();
-  };
-  try {
-    value(0);
-    space();
-    if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the end of the JSON value`);
-    return undefined;
-  } catch (e) {
-    if (e instanceof JsonSyntaxError) return { position: e.position, reason: e.reason };
-    throw e;
-  }
-};
-
-const lineAndColumn = (text: string, position: number): { line: number; column: number } => {
-  const before = text.slice(0, position);
-  const lastNewline = before.lastIndexOf('\n');
-  return { line: before.split('\n').length, column: position - lastNewline };
-};
-
-/**
- * Parses the text of a config file and decodes it. `source` prefixes errors about the text as a
- * whole, e.g. `-c /etc/tunnel.json: invalid JSON at position 12 (line 2, column 9): unexpected "}"`.
+ * Parses the text of a config file (strictly: a key given twice is an error) and decodes it.
+ * `source` prefixes errors about the text as a whole, e.g.
+ * `-c /etc/tunnel.json: invalid JSON at position 12 (line 2, column 9): unexpected "}"`.
  */
 export const parseConfigText = (text: string, source: string): Either<ConfigError[], ConfigLayer> => {
-  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch (e) {
-    const found = locateJsonError(body);
-    if (found === undefined) return left([new ConfigError(source, `invalid JSON (${(e as Error).message})`)]);
-    const { line, column } = lineAndColumn(body, found.position);
-    return left([
-      new ConfigError(source, `invalid JSON at position ${found.position} (line ${line}, column ${column}): ${found.reason}`),
-    ]);
-  }
-  return decodeConfigJson(json, source);
+  const json = parseJson(text);
+  return isLeft(json) ? left([new ConfigError(source, json.left.message)]) : decodeConfigJson(json.right, source);
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ export {
   decodeConfig,
   decodeConfigJson,
   decodeLayer,
-  locateJsonError,
   parseConfigText,
   renderValue,
   resolveConfig,
@@ -59,5 +58,6 @@ export {
   type ConfigLayer,
   type ResolvedConfig,
 } from './decode.js';
+export { JsonError, formatJsonPath, parseJson, type JsonPath } from './json.js';
 export { parseCommandLine, helpText, type CliCommand, type ReadFile } from './cli-args.js';
 export { describeKeys, encodeConfig, exampleConfigs, flagUsage, type EncodedConfig, type KeyDescription } from './example.js';

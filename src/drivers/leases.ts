@@ -1,9 +1,8 @@
 // Driver: the hub's lease file. JSON `{ "schema": 1, "leases": { "IDENTITY": "10.0.0.5" } }`,
-// replaced atomically so a crash or power loss leaves either the old table or the new one.
-// Synchronous on purpose: a new lease is written once per new identity (rare), and one writer at a
-// time is what makes the fixed temporary name `<path>.tmp-<pid>` safe.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+// replaced atomically (atomic-file.ts) so a crash or power loss leaves either the old table or the
+// new one. Synchronous on purpose: a new lease is written once per new identity (rare).
+import { readFileSync } from 'node:fs';
+import { AtomicWriteError, writeFileAtomically } from './atomic-file.js';
 import type { LeaseTable } from '../../pipelines/allocator.js';
 import { formatIpv4, parseIpv4 } from '../../operators/wire/ipv4.js';
 
@@ -70,41 +69,11 @@ export function saveLeases(path: string, leases: LeaseTable): void {
       return [id, formatIpv4(a)];
     });
   const text = `${JSON.stringify({ schema: LEASE_FILE_SCHEMA, leases: Object.fromEntries(sorted) }, null, 2)}\n`;
-  const tmp = `${path}.tmp-${process.pid}`;
-  let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'w', 0o600);
-    const bytes = Buffer.from(text, 'utf8');
-    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
+    writeFileAtomically(path, text, { mode: 0o600 });
   } catch (err) {
-    if (fd !== undefined) closeQuietly(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // Nothing was created, or it is already gone.
-    }
-    throw new LeaseFileError(path, `cannot be written (${(err as Error).message})`, { cause: err });
-  }
-  // The rename is durable only once the directory entry is on disk.
-  let dirFd: number | undefined;
-  try {
-    dirFd = openSync(dirname(path), 'r');
-    fsyncSync(dirFd);
-  } catch (err) {
-    throw new LeaseFileError(path, `was replaced but its directory could not be synced (${(err as Error).message})`, { cause: err });
-  } finally {
-    if (dirFd !== undefined) closeQuietly(dirFd);
-  }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Already closed or invalid: nothing more to release.
+    if (!(err instanceof AtomicWriteError)) throw err;
+    const what = err.stage === 'write' ? 'cannot be written' : 'was replaced but its directory could not be synced';
+    throw new LeaseFileError(path, `${what} (${err.message})`, { cause: err.cause });
   }
 }

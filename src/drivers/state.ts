@@ -2,9 +2,10 @@
 // generated identity (`client-id`). Synchronous on purpose: both are touched once at start-up, and a
 // lease is saved once per new identity.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LeaseStore } from '../../pipelines/ports.js';
+import { AtomicWriteError, writeFileAtomically } from './atomic-file.js';
 import { loadLeases, saveLeases } from './leases.js';
 
 /** The state directory or a file in it cannot be used; the message names the path and says why. */
@@ -38,9 +39,11 @@ export const CLIENT_ID_FILE = 'client-id';
 const CLIENT_ID = /^[0-9a-f]{32}$/;
 
 /**
- * The client identity in `<dir>/client-id`: 32 lowercase hex digits (128 random bits). When the file
- * is missing and `create` is set, a new identity is written (mode 0600, exclusively, synced);
- * otherwise undefined. Throws StateError when the file cannot be read or written or is not an identity.
+ * The client identity in `<dir>/client-id`: 32 lowercase hex digits (128 random bits). A missing
+ * file, or one that is empty or only whitespace (as a crash of an older version could leave), is no
+ * identity: with `create` a new one is written atomically (mode 0600; a missing file exclusively, an
+ * empty one replaced), else undefined. Throws StateError when the file cannot be read or written or
+ * holds something other than an identity.
  */
 export function clientId(dir: string, create: boolean): string | undefined {
   const path = join(dir, CLIENT_ID_FILE);
@@ -50,25 +53,23 @@ export function clientId(dir: string, create: boolean): string | undefined {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StateError(path, `cannot be read (${errnoText(err)})`, { cause: err });
   }
-  if (text !== undefined) {
-    const id = text.trim();
-    if (!CLIENT_ID.test(id)) throw new StateError(path, 'is not a client id (32 hex digits); delete it to get a new identity (and a new address)');
-    return id;
+  const stored = text?.trim();
+  if (stored !== undefined && stored !== '') {
+    if (!CLIENT_ID.test(stored)) throw new StateError(path, 'is not a client id (32 hex digits); delete it to get a new identity (and a new address)');
+    return stored;
   }
   if (!create) return undefined;
   ensureStateDir(dir);
   const id = randomBytes(16).toString('hex');
-  let fd: number | undefined;
   try {
-    // 'wx': two clients racing on one directory must not both win.
-    fd = openSync(path, 'wx', 0o600);
-    writeSync(fd, `${id}\n`);
-    fsyncSync(fd);
+    // Exclusive when missing: of two clients racing on one directory, one wins and the other reads its id.
+    writeFileAtomically(path, `${id}\n`, { mode: 0o600, exclusive: text === undefined });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return clientId(dir, false);
-    throw new StateError(path, `cannot be written (${errnoText(err)})`, { cause: err });
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    if (!(err instanceof AtomicWriteError)) throw err;
+    const winner = err.code === 'EEXIST' ? clientId(dir, false) : undefined;
+    if (winner !== undefined) return winner;
+    const what = err.stage === 'write' ? 'cannot be written' : 'was written but its directory could not be synced';
+    throw new StateError(path, `${what} (${errnoText(err.cause)})`, { cause: err.cause });
   }
   return id;
 }

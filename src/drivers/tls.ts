@@ -1,5 +1,7 @@
 // Driver: TLS listener and dialer. TLS 1.2 at least (1.3 preferred: Node negotiates the highest
-// both sides offer); the client verifies the hub's certificate unless told to skip.
+// both sides offer), and TLS 1.2 only with forward-secret AEAD suites (TLS_CIPHERS); the client
+// verifies the hub's certificate unless told to skip.
+import { X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
@@ -7,6 +9,22 @@ import { SOCKET_HIGH_WATER_MARK, dialSocket, listen, remoteOf, socketConnection 
 
 /** A TLS handshake that takes longer fails. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The cipher suites of the hub and the dialer. TLS 1.3: Node's defaults, unchanged (they must be in
+ * the list, or Node caps the context at TLS 1.2). TLS 1.2: only ECDHE key exchange with AEAD
+ * ciphers. Node's default list also takes static-RSA suites such as AES128-SHA, whose recorded
+ * traffic anyone who later obtains the hub's key can decrypt (no forward secrecy), and CBC suites.
+ */
+export const TLS_CIPHERS = [
+  ...tls.DEFAULT_CIPHERS.split(':').filter((suite) => suite.startsWith('TLS_')),
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 /** PEM material of a TLS hub. */
 export interface TlsListenerOptions {
@@ -20,8 +38,12 @@ export interface TlsListenerOptions {
 
 /** Builds (and so checks) the hub's secure context: throws TlsSetupError with a clear message. */
 export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key' | 'clientCa'>): tls.SecureContext {
+  return secureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS });
+}
+
+function secureContext(options: tls.SecureContextOptions): tls.SecureContext {
   try {
-    return tls.createSecureContext({ cert: options.cert, key: options.key, ca: options.clientCa, minVersion: 'TLSv1.2' });
+    return tls.createSecureContext(options);
   } catch (err) {
     throw new TlsSetupError(explainSetupError(err));
   }
@@ -31,6 +53,51 @@ export function hubSecureContext(options: Pick<TlsListenerOptions, 'cert' | 'key
 export class TlsSetupError extends Error {
   override readonly name = 'TlsSetupError';
 }
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?(?:-----END CERTIFICATE-----|(?=-----BEGIN )|$)/g;
+const CERTIFICATE_END = '-----END CERTIFICATE-----';
+
+/**
+ * The certificates of a PEM file (a CA bundle, a certificate with its chain); throws TlsSetupError
+ * with what the file holds instead ("is empty", "holds a private key, not a certificate", ...)
+ * unless it has at least one CERTIFICATE block and every one parses. Node skips what it cannot
+ * read in a CA file without a word, so a hub would start and refuse every client, and a client
+ * would retry forever: this check makes such a file a start-up error.
+ */
+export function pemCertificates(contents: string | Buffer): X509Certificate[] {
+  const bytes = typeof contents === 'string' ? Buffer.from(contents, 'utf8') : contents;
+  const text = bytes.toString('latin1');
+  const blocks = text.match(CERTIFICATE_BLOCK) ?? [];
+  if (blocks.length === 0) {
+    if (text.trim() === '') throw new TlsSetupError('is empty; expected PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)');
+    if (bytes[0] === 0x30 && parses(bytes)) {
+      throw new TlsSetupError('is a DER (binary) certificate; expected PEM (convert it: openssl x509 -inform der -in FILE -out FILE.pem)');
+    }
+    const kinds = [...new Set([...text.matchAll(PEM_BLOCK)].map((m) => m[1] ?? ''))];
+    if (kinds.some((k) => k.endsWith('PRIVATE KEY'))) throw new TlsSetupError('holds a private key, not a certificate (was the key file given in its place?)');
+    if (kinds.length > 0) throw new TlsSetupError(`holds no certificate, only PEM blocks of type ${kinds.join(', ')}`);
+    throw new TlsSetupError('holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line)');
+  }
+  return blocks.map((block, i) => {
+    const which = blocks.length === 1 ? 'its certificate' : `certificate ${i + 1} of ${blocks.length}`;
+    if (!block.endsWith(CERTIFICATE_END)) throw new TlsSetupError(`${which} has no "${CERTIFICATE_END}" line`);
+    try {
+      return new X509Certificate(block);
+    } catch (err) {
+      throw new TlsSetupError(`${which} does not parse (${(err as Error).message})`);
+    }
+  });
+}
+
+const parses = (der: Buffer): boolean => {
+  try {
+    new X509Certificate(der);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 function explainSetupError(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -49,7 +116,7 @@ export interface HubServerHandlers {
 }
 
 /**
- * The hub's `tls.Server` (not listening yet): TLS 1.2 at least, client certificates checked against
+ * The hub's `tls.Server` (not listening yet): TLS 1.2 at least with TLS_CIPHERS, client certificates checked against
  * `clientCa` when set, failed handshakes classified. Shared by makeTlsListener and the TLS worker
  * thread (tls-worker-thread.ts), so both accept and refuse exactly the same clients.
  */
@@ -60,6 +127,7 @@ export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port
     key: options.key,
     ...(options.clientCa === undefined ? {} : { ca: options.clientCa }),
     minVersion: 'TLSv1.2',
+    ciphers: TLS_CIPHERS,
     requestCert: options.clientCa !== undefined,
     // Client certificates are checked in 'secureConnection' below, where the reason is known;
     // with rejectUnauthorized Node resets the socket and the reason is lost.
@@ -167,8 +235,13 @@ export interface TlsDialerOptions {
   readonly key?: string | Buffer;
 }
 
-/** Outgoing TLS connections; the host name is resolved on every dial, the handshake is bounded by connectTimeoutMs. */
+/**
+ * Outgoing TLS connections; the host name is resolved on every dial, the handshake is bounded by
+ * connectTimeoutMs. Throws TlsSetupError at once for a client certificate or key that cannot work
+ * (rather than failing every dial, which a client would retry forever).
+ */
 export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
+  secureContext({ ca: options.ca, cert: options.cert, key: options.key, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS });
   let nextId = 1;
   return {
     dial: (host, port) => {
@@ -186,6 +259,7 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
             key: options.key,
             rejectUnauthorized: !options.skipVerify,
             minVersion: 'TLSv1.2',
+            ciphers: TLS_CIPHERS,
             // Node asserts when this option is present but undefined, so it is only set when needed.
             ...(options.serverName !== undefined && isIp
               ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) }

@@ -11,7 +11,9 @@
  * - `clientCa`: the CA of client certificates (what the hub passes to -tls-client-ca);
  * - `alice`, `bob`: client certificates with CN alice and bob, signed by `clientCa`;
  * - `rogueCa`: a second, unrelated CA, and `rogueAlice`: a client certificate with CN alice that
- *   it signed (an impostor), plus `rogueHub`: a hub certificate for the same names signed by it.
+ *   it signed (an impostor), plus `rogueHub`: a hub certificate for the same names signed by it;
+ * - with `rsaHub: true`, `hubRsa`: the hub's certificate again with an RSA 2048 key (signed by `ca`),
+ *   for tests of the RSA cipher suites.
  *
  * The directory is world-readable and so are the certificates; keys are 0600, so a process that
  * is not root cannot read them (used to test an unreadable key).
@@ -39,6 +41,8 @@ export interface Pki {
   readonly rogueCa: CertFiles;
   readonly rogueAlice: CertFiles;
   readonly rogueHub: CertFiles;
+  /** The hub's certificate with an RSA key, when asked for with `rsaHub`. */
+  readonly hubRsa: CertFiles | undefined;
   /** Reads a file of the PKI as text. */
   read(file: string): string;
   /** Removes the directory (idempotent). */
@@ -50,9 +54,12 @@ export interface PkiOptions {
   readonly hubIp: string;
   /** The hub's DNS name (subjectAltName DNS and CN); default hub.lan. */
   readonly hubName?: string;
+  /** Also make `hubRsa` (RSA key generation is slow, so only tests of RSA suites ask for it). */
+  readonly rsaHub?: boolean;
 }
 
 const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-pkeyopt', 'ec_param_enc:named_curve', '-nodes'];
+const RSA_KEY = ['-newkey', 'rsa:2048', '-nodes'];
 
 function openssl(args: readonly string[], cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -94,6 +101,13 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
         'keyUsage = critical,digitalSignature',
         'extendedKeyUsage = serverAuth',
         'subjectAltName = @alt',
+        // An RSA server certificate usually allows key encipherment too (static-RSA key exchange),
+        // so that a refused static-RSA suite is refused by the cipher list, not by the certificate.
+        '[v3_server_rsa]',
+        'basicConstraints = critical,CA:FALSE',
+        'keyUsage = critical,digitalSignature,keyEncipherment',
+        'extendedKeyUsage = serverAuth',
+        'subjectAltName = @alt',
         '[alt]',
         `IP.1 = ${options.hubIp}`,
         `DNS.1 = ${hubName}`,
@@ -107,8 +121,8 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
     const files = (name: string): CertFiles => ({ cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) });
     const makeCa = (name: string, cn: string): Promise<void> =>
       openssl(['req', '-x509', '-config', 'openssl.cnf', '-extensions', 'v3_ca', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${cn}`], dir);
-    const makeLeaf = async (name: string, cn: string, ca: string, ext: 'v3_server' | 'v3_client'): Promise<void> => {
-      await openssl(['req', '-new', '-config', 'openssl.cnf', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
+    const makeLeaf = async (name: string, cn: string, ca: string, ext: 'v3_server' | 'v3_server_rsa' | 'v3_client', key = EC_KEY): Promise<void> => {
+      await openssl(['req', '-new', '-config', 'openssl.cnf', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
       await openssl(
         ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-extfile', 'openssl.cnf', '-extensions', ext, '-out', `${name}.crt`],
         dir,
@@ -121,6 +135,7 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
       makeLeaf('bob', 'bob', 'client-ca', 'v3_client'),
       makeLeaf('rogue-alice', 'alice', 'rogue-ca', 'v3_client'),
       makeLeaf('rogue-hub', hubName, 'rogue-ca', 'v3_server'),
+      ...(options.rsaHub === true ? [makeLeaf('hub-rsa', hubName, 'ca', 'v3_server_rsa', RSA_KEY)] : []),
     ]);
     for (const f of fs.readdirSync(dir)) {
       const p = path.join(dir, f);
@@ -137,6 +152,7 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
       rogueCa: files('rogue-ca'),
       rogueAlice: files('rogue-alice'),
       rogueHub: files('rogue-hub'),
+      hubRsa: options.rsaHub === true ? files('hub-rsa') : undefined,
       read: (file) => fs.readFileSync(path.isAbsolute(file) ? file : path.join(dir, file), 'utf8'),
       dispose,
     };
