@@ -61,6 +61,8 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       };
     case 'handshake-failed':
       return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}`, fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail } };
+    case 'refused':
+      return { level: 'warn', message: `refused a connection from ${e.remote}: ${e.reason}: ${e.detail}`, fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail } };
     case 'connected':
       return { level: 'debug', message: `connection #${e.id} from ${e.remote}`, fields: { event: e.type, connection: e.id, remote: e.remote } };
     case 'joined':
