@@ -7,7 +7,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import { clientPipeline } from '../pipelines/client.js';
 import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js';
-import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
+import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toPendingLimits, toServerSettings, type Config } from './config/index.js';
 import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
@@ -123,6 +123,7 @@ function identityOf(config: Config & { mode: 'client' }): string | undefined {
 
 function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore } {
   const { host, port } = config.local_addr;
+  const pending = toPendingLimits(config);
   let listener: ListenerPort;
   if (config.tls_enabled) {
     const options = {
@@ -131,6 +132,7 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
       cert: readSetting('tls_cert_file', config.tls_cert_file),
       key: readSetting('tls_key_file', config.tls_key_file),
       ...(config.tls_client_ca_file === '' ? {} : { clientCa: readSetting('tls_client_ca_file', config.tls_client_ca_file) }),
+      pending,
     };
     try {
       hubSecureContext(options);
@@ -139,7 +141,7 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     }
     listener = config.tls_workers > 0 ? makeTlsWorkerListener(options) : makeTlsListener(options);
   } else {
-    listener = makeNetListener({ host, port });
+    listener = makeNetListener({ host, port, pending });
   }
   const networkToken = tokenOf(config);
   let clients: readonly ClientToken[] | undefined;

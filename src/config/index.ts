@@ -55,6 +55,7 @@ export {
   renderValue,
   resolveConfig,
   toClientSettings,
+  toPendingLimits,
   toServerSettings,
   type ConfigLayer,
   type ResolvedConfig,
