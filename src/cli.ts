@@ -246,7 +246,9 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
   }
 
   const status: StatusServer | undefined =
-    config.status_addr === undefined ? undefined : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode });
+    config.status_addr === undefined
+      ? undefined
+      : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode, ...(server?.listener.pending === undefined ? {} : { pending: () => server!.listener.pending!() }) });
 
   return new Promise<number>((resolve) => {
     let subscription: Subscription | undefined;
