@@ -1,4 +1,5 @@
-import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
+import { keyedWindows } from './keyedWindows.js';
 
 /** What summarizeRepeats lets through: an event as it came, or how many of a key's events it held back. */
 export type Repeated<T, K> =
@@ -17,45 +18,16 @@ export type Repeated<T, K> =
  *   out:    -a----A----B-------a-|    A = held a ×2, B = held a ×1
  */
 export function summarizeRepeats<T, K>(keyOf: (event: T) => K, periodMs: number, scheduler: SchedulerLike = asyncScheduler): OperatorFunction<T, Repeated<T, K>> {
-  return (source) =>
-    new Observable<Repeated<T, K>>((subscriber) => {
-      const open = new Map<K, { count: number; last: T | undefined; timer: Subscription }>();
-      const openWindow = (key: K): void => {
-        const timer = scheduler.schedule(() => {
-          const w = open.get(key);
-          open.delete(key);
-          if (w === undefined || w.count === 0) return;
-          subscriber.next({ kind: 'held', key, count: w.count, last: w.last as T });
-          openWindow(key);
-        }, periodMs);
-        open.set(key, { count: 0, last: undefined, timer });
-      };
-      const inner = source.subscribe({
-        next(event) {
-          const key = keyOf(event);
-          const w = open.get(key);
-          if (w === undefined) {
-            openWindow(key);
-            subscriber.next({ kind: 'event', event });
-          } else {
-            w.count++;
-            w.last = event;
-          }
-        },
-        error: (e) => subscriber.error(e),
-        complete() {
-          for (const [key, w] of open) {
-            w.timer.unsubscribe();
-            if (w.count > 0) subscriber.next({ kind: 'held', key, count: w.count, last: w.last as T });
-          }
-          open.clear();
-          subscriber.complete();
-        },
-      });
-      return () => {
-        inner.unsubscribe();
-        for (const w of open.values()) w.timer.unsubscribe();
-        open.clear();
-      };
-    });
+  return keyedWindows<T, K, { count: number; last: T | undefined }, Repeated<T, K>>(periodMs, scheduler, {
+    keyOf,
+    start: () => ({ count: 0, last: undefined }),
+    add(held, event, opened) {
+      if (opened) return { kind: 'event', event };
+      held.count++;
+      held.last = event;
+      return undefined;
+    },
+    end: (key, held) => (held.count === 0 ? undefined : { kind: 'held', key, count: held.count, last: held.last as T }),
+    chain: true,
+  });
 }
