@@ -245,10 +245,11 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     throw new Error('unreachable: ports were built for the configured mode');
   }
 
+  // The hub's status shows how many connections its listener counts as not joined yet.
+  const listener = server?.listener;
+  const pending = listener?.pending === undefined ? {} : { pending: (): number => listener.pending?.() ?? 0 };
   const status: StatusServer | undefined =
-    config.status_addr === undefined
-      ? undefined
-      : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode, ...(server?.listener.pending === undefined ? {} : { pending: () => server!.listener.pending!() }) });
+    config.status_addr === undefined ? undefined : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode, ...pending });
 
   return new Promise<number>((resolve) => {
     let subscription: Subscription | undefined;
