@@ -3,10 +3,10 @@ import { Observable, type OperatorFunction, type SchedulerLike, type Subscriptio
 /** How keyedWindows folds one key's events: S is a window's state, R what it emits. */
 export interface WindowFold<T, K, S, R> {
   readonly keyOf: (event: T) => K;
-  /** A new window's state (empty: the event that opened it comes to `add` next). */
-  readonly start: () => S;
-  /** Folds an event into its key's window (`opened`: it opened the window); returns what to emit at once, if anything. */
-  readonly add: (state: S, event: T, opened: boolean) => R | undefined;
+  /** A new window's state (empty: the event that opened it comes to `add` next); `chained`: it follows a window whose end emitted. */
+  readonly start: (chained: boolean) => S;
+  /** Folds an event into its key's window; returns what to emit at once, if anything. */
+  readonly add: (state: S, event: T) => R | undefined;
   /** What a window emits when it ends (its period is over, or the source completed), if anything. */
   readonly end: (key: K, state: S) => R | undefined;
   /** After a window whose end emitted, open the key's next window at once (a flood then ends one window per period). */
@@ -29,24 +29,23 @@ export function keyedWindows<T, K, S, R>(periodMs: number, scheduler: SchedulerL
       const emit = (r: R | undefined): void => {
         if (r !== undefined) subscriber.next(r);
       };
-      const openWindow = (key: K): { state: S; timer: Subscription } => {
+      const openWindow = (key: K, chained: boolean): { state: S; timer: Subscription } => {
         const timer = scheduler.schedule(() => {
           const w = open.get(key);
           open.delete(key);
           if (w === undefined) return;
           const r = fold.end(key, w.state);
           emit(r);
-          if (r !== undefined && fold.chain) openWindow(key);
+          if (r !== undefined && fold.chain) openWindow(key, true);
         }, periodMs);
-        const w = { state: fold.start(), timer };
+        const w = { state: fold.start(chained), timer };
         open.set(key, w);
         return w;
       };
       const inner = source.subscribe({
         next(event) {
           const key = fold.keyOf(event);
-          const w = open.get(key);
-          emit(w === undefined ? fold.add(openWindow(key).state, event, true) : fold.add(w.state, event, false));
+          emit(fold.add((open.get(key) ?? openWindow(key, false)).state, event));
         },
         error: (e) => subscriber.error(e),
         complete() {

@@ -146,6 +146,10 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
   }
 }
 
+/** Warnings of one reason logged at once in a second before the others are only counted: enough
+ * to see a few misconfigured clients one by one, few enough that a flood takes a handful of lines. */
+export const REPEATS_AT_ONCE = 5;
+
 /** Events a flood of connections repeats without bound: their warnings are summarized per reason. */
 type Repeatable = Extract<ServerEvent | ClientEvent, { readonly type: 'rejected' | 'left' | 'handshake-failed' | 'refused' }>;
 const REPEATABLE: ReadonlySet<string> = new Set<Repeatable['type']>(['rejected', 'left', 'handshake-failed', 'refused']);
@@ -175,7 +179,8 @@ export function describeHeld(e: Repeatable, count: number): LogLine {
  * The log lines of a pipeline's events: one per event that `describe` names, plus drop summaries
  * (at most one per second per place, never one per packet). Warnings a connection flood repeats
  * (refusals, failed handshakes, connections that ended before joining) are logged at once for the
- * first of a reason, then counted: at most one line per second per reason follows, with the count.
+ * first REPEATS_AT_ONCE of a reason in a second, then counted: while they keep coming, one line per
+ * second per reason says how many more there were.
  * Errors and completes with `events$`.
  */
 export function logLines<E extends ServerEvent | ClientEvent>(events$: Observable<E>, describe: (e: E) => LogLine | undefined): Observable<LogLine> {
@@ -196,7 +201,7 @@ export function logLines<E extends ServerEvent | ClientEvent>(events$: Observabl
               ),
               described$.pipe(
                 filter(isRepeatedWarning),
-                summarizeRepeats((d) => `${d.event.type} ${d.event.reason}`, 1000),
+                summarizeRepeats((d) => `${d.event.type} ${d.event.reason}`, 1000, REPEATS_AT_ONCE),
                 map((r) => (r.kind === 'event' ? r.event.line : describeHeld(r.last.event, r.count))),
               ),
             ),

@@ -24,7 +24,7 @@ test('the first event passes at once; the rest of its window are counted into on
   marbles(t, ({ cold, expectObservable }, scheduler) => {
     const input = cold('-a-b-c-------|', events);
     const out = '       -a----H------|';
-    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, scheduler))).toBe(out, { a: pass(events.a), H: held(2, events.c) });
+    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, 1, scheduler))).toBe(out, { a: pass(events.a), H: held(2, events.c) });
   });
 });
 
@@ -32,7 +32,7 @@ test('a flood gives one summary per period; a window that held nothing closes an
   marbles(t, ({ cold, expectObservable }, scheduler) => {
     const input = cold('-a-b-c--a----------b-|', events);
     const out = '       -a----H----I-------b-|';
-    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, scheduler))).toBe(out, {
+    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, 1, scheduler))).toBe(out, {
       a: pass(events.a),
       H: held(2, events.c),
       I: held(1, events.a),
@@ -41,11 +41,26 @@ test('a flood gives one summary per period; a window that held nothing closes an
   });
 });
 
+test('with a burst of 2 the first two events of a fresh window pass; the window after a summary only counts', (t) => {
+  marbles(t, ({ cold, expectObservable }, scheduler) => {
+    const input = cold('-a-b-c--a-b---------c-a-c-|', events);
+    const out = '       -a-b--H----I--------c-a--J|';
+    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, 2, scheduler))).toBe(out, {
+      a: pass(events.a),
+      b: pass(events.b),
+      H: held(1, events.c),
+      I: held(2, events.b),
+      c: pass(events.c),
+      J: held(1, events.c),
+    });
+  });
+});
+
 test('keys have their own windows', (t) => {
   marbles(t, ({ cold, expectObservable }, scheduler) => {
     const input = cold('-a-x-b-x-----|', events);
     const out = '       -a-x--A-X----|';
-    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, scheduler))).toBe(out, {
+    expectObservable(input.pipe(summarizeRepeats(keyOf, 5, 1, scheduler))).toBe(out, {
       a: pass(events.a),
       x: pass(events.x),
       A: held(1, events.b),
@@ -59,7 +74,7 @@ test('completion emits the held counts at once and cancels the windows', (t) => 
     const rec = recordingScheduler(scheduler);
     const input = cold('-a-b-x-|', events);
     const out = '       -a---x-(H|)';
-    expectObservable(input.pipe(summarizeRepeats(keyOf, 10, rec))).toBe(out, { a: pass(events.a), x: pass(events.x), H: held(1, events.b) });
+    expectObservable(input.pipe(summarizeRepeats(keyOf, 10, 1, rec))).toBe(out, { a: pass(events.a), x: pass(events.x), H: held(1, events.b) });
     flush();
     t.deepEqual(rec.ran, []);
   });
@@ -69,8 +84,8 @@ test('an error is mirrored and unsubscribing cancels the windows', (t) => {
   marbles(t, ({ cold, expectObservable, flush }, scheduler) => {
     const rec = recordingScheduler(scheduler);
     const err = new Error('boom');
-    expectObservable(cold('-a-b-#', events, err).pipe(summarizeRepeats(keyOf, 10, rec))).toBe('-a---#', { a: pass(events.a) }, err);
-    expectObservable(cold('-a-b-----', events).pipe(summarizeRepeats(keyOf, 10, rec)), '^--!').toBe('-a--', { a: pass(events.a) });
+    expectObservable(cold('-a-b-#', events, err).pipe(summarizeRepeats(keyOf, 10, 1, rec))).toBe('-a---#', { a: pass(events.a) }, err);
+    expectObservable(cold('-a-b-----', events).pipe(summarizeRepeats(keyOf, 10, 1, rec)), '^--!').toBe('-a--', { a: pass(events.a) });
     flush();
     t.deepEqual(rec.ran, []);
   });
@@ -82,7 +97,7 @@ test('10,000 events of one key spread over one second give two items: the first 
   scheduler.run(() => {
     const flood$ = new Subject<Ev>();
     for (let i = 0; i < 10_000; i++) scheduler.schedule(() => flood$.next({ reason: 'ip-conflict', n: i }), Math.floor(i / 10));
-    const sub = flood$.pipe(summarizeRepeats(keyOf, 1000, scheduler)).subscribe((item) => out.push({ at: scheduler.now(), item }));
+    const sub = flood$.pipe(summarizeRepeats(keyOf, 1000, 1, scheduler)).subscribe((item) => out.push({ at: scheduler.now(), item }));
     scheduler.schedule(() => sub.unsubscribe(), 5000);
   });
   t.deepEqual(out, [
