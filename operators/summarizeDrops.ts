@@ -1,4 +1,5 @@
-import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
+import { asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
+import { keyedWindows } from './keyedWindows.js';
 import { addDrops, type DropCounts } from './types.js';
 
 /** Drops attributed to one key (a member, or the hub itself). */
@@ -17,37 +18,14 @@ export interface DropReport<K> {
  *   out:     ------A------B-|    A = sum of a's three reports, B = b's
  */
 export function summarizeDrops<K>(periodMs: number, scheduler: SchedulerLike = asyncScheduler): OperatorFunction<DropReport<K>, DropReport<K>> {
-  return (source) =>
-    new Observable<DropReport<K>>((subscriber) => {
-      const open = new Map<K, { drops: DropCounts; timer: Subscription }>();
-      const inner = source.subscribe({
-        next({ key, drops }) {
-          let w = open.get(key);
-          if (w === undefined) {
-            const timer = scheduler.schedule(() => {
-              const done = open.get(key);
-              open.delete(key);
-              if (done) subscriber.next({ key, drops: done.drops });
-            }, periodMs);
-            w = { drops: {}, timer };
-            open.set(key, w);
-          }
-          addDrops(w.drops, drops);
-        },
-        error: (e) => subscriber.error(e),
-        complete() {
-          for (const [key, w] of open) {
-            w.timer.unsubscribe();
-            subscriber.next({ key, drops: w.drops });
-          }
-          open.clear();
-          subscriber.complete();
-        },
-      });
-      return () => {
-        inner.unsubscribe();
-        for (const w of open.values()) w.timer.unsubscribe();
-        open.clear();
-      };
-    });
+  return keyedWindows<DropReport<K>, K, DropCounts, DropReport<K>>(periodMs, scheduler, {
+    keyOf: (report) => report.key,
+    start: () => ({}),
+    add(sum, { drops }) {
+      addDrops(sum, drops);
+      return undefined;
+    },
+    end: (key, drops) => ({ key, drops }),
+    chain: false,
+  });
 }

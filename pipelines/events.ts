@@ -1,6 +1,6 @@
 // What the pipelines report. Log lines, status and metrics are all derived from these events.
 import type { DropCounts } from '../operators/types.js';
-import type { HandshakeFailure, KernelRouteEvent } from './ports.js';
+import type { HandshakeFailure, KernelRouteEvent, PendingRefusal } from './ports.js';
 import type { LanRoute, RejectReason } from '../operators/wire/control.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/wire/decoder.js';
@@ -145,6 +145,8 @@ export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
   /** A connection that failed before it became a session (for example a TLS handshake). */
   | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
+  /** A connection the listener closed at once because too many connections wait to be admitted. */
+  | { readonly type: 'refused'; readonly remote: string; readonly reason: PendingRefusal; readonly detail: string }
   | { readonly type: 'connected'; readonly id: number; readonly remote: string }
   | {
       readonly type: 'joined';

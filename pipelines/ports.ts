@@ -113,6 +113,8 @@ export interface ConnectionPort {
   close(): void;
   /** The identity the transport verified (a client certificate's common name under mutual TLS). */
   readonly peerIdentity?: string;
+  /** The hub calls it once, when the connection became a member; until then the listener counts it as pending. */
+  admitted?(): void;
 }
 
 /** Why a connection failed before it became a session. */
@@ -121,11 +123,17 @@ export type HandshakeFailure =
   | 'tls-error' // the TLS handshake failed (bad or missing client certificate, protocol mismatch, ...)
   | 'handshake-timeout'; // the TLS handshake took too long
 
+/** Why a listener closed a connection at once, before any handshake. */
+export type PendingRefusal =
+  | 'pending-limit' // `max_pending` connections are waiting to be admitted
+  | 'pending-source-limit'; // `max_pending_per_source` connections from the same source are waiting
+
 /** What a listener reports. */
 export type ListenerEvent =
   | { readonly type: 'listening'; readonly address: string }
   | { readonly type: 'connection'; readonly connection: ConnectionPort }
-  | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string };
+  | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
+  | { readonly type: 'refused'; readonly remote: string; readonly reason: PendingRefusal; readonly detail: string };
 
 /** What the hub asks an authenticator. */
 export interface AuthRequest {
@@ -166,6 +174,8 @@ export interface Authenticator {
  * it produced that is still open. Errors when binding fails (for example EADDRINUSE). */
 export interface ListenerPort {
   readonly events$: Observable<ListenerEvent>;
+  /** Connections accepted and neither admitted nor closed yet, now; absent when the listener does not count them. */
+  pending?(): number;
 }
 
 /** Opens client connections. */

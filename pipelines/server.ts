@@ -446,6 +446,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           }
           member = m;
           members.set(address, m);
+          conn.admitted?.();
           allocator.markInUse(address);
           if (via === 'hello') {
             conn.write(
@@ -729,6 +730,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           case 'listening':
             return of({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: `${formatIpv4(hubAddress)}/${prefix}` });
           case 'handshake-failed':
+          case 'refused':
             return of(ev);
           case 'connection':
             return session(ev.connection);

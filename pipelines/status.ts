@@ -3,6 +3,7 @@
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/types.js';
 import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, TunStats } from './events.js';
+import type { PendingRefusal } from './ports.js';
 
 /** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
 export const DROP_REASONS: readonly DropReason[] = Object.keys({
@@ -24,6 +25,15 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   'tun-write-error': true,
   'malformed-super': true,
 } satisfies Record<DropReason, true>) as DropReason[];
+
+/** Every reason a listener refuses a connection at accept, in a fixed order: the `reason` label of lwt_refused_connections_total. */
+export const REFUSAL_REASONS: readonly PendingRefusal[] = Object.keys({
+  'pending-limit': true,
+  'pending-source-limit': true,
+} satisfies Record<PendingRefusal, true>) as PendingRefusal[];
+
+/** Connections a listener refused at accept, by reason (reasons never seen are absent). */
+export type RefusalCounts = Partial<Record<PendingRefusal, number>>;
 
 /** The version of the JSON document of GET /status; bumped only on incompatible changes. */
 export const STATUS_SCHEMA = 1 as const;
@@ -72,6 +82,8 @@ export interface StatusState {
   /** Client: the session that connected but was not yet welcomed. */
   readonly pending: { readonly id: number; readonly remote: string } | undefined;
   readonly drops: DropCounts;
+  /** Server: connections the listener refused at accept (too many waiting to be admitted), since start. */
+  readonly refused: RefusalCounts;
   readonly tun: TunStats | undefined;
   /** Server: the lease table. */
   readonly leases: readonly LeaseInfo[];
@@ -91,6 +103,7 @@ export function initialStatus(options: StatusOptions): StatusState {
     members: new Map(),
     pending: undefined,
     drops: {},
+    refused: {},
     tun: undefined,
     leases: [],
     routes: [],
@@ -193,6 +206,8 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = new Map();
       return { ...s, members, tun: event.tun };
     }
+    case 'refused':
+      return { ...s, refused: { ...s.refused, [event.reason]: (s.refused[event.reason] ?? 0) + 1 } };
     case 'leases':
       return { ...s, leases: event.leases };
     case 'routes':
@@ -244,9 +259,19 @@ export interface StatusSnapshot {
   readonly remote: string | null;
   readonly members: readonly MemberSnapshot[];
   readonly drops: DropCounts;
+  /** Server: connections accepted and not admitted yet, now; null on a client or when the listener does not count them. */
+  readonly pendingConnections: number | null;
+  /** Server: connections refused at accept, by reason, since start (every reason, 0 included); client: {}. */
+  readonly refusedConnections: RefusalCounts;
   readonly tun: TunStats | null;
   readonly leases: readonly LeaseSnapshot[];
   readonly routes: readonly LanRoute[];
+}
+
+/** Figures the status server reads from drivers when it makes a snapshot (not events). */
+export interface StatusGauges {
+  /** ListenerPort.pending(): connections accepted and not admitted yet. */
+  readonly pendingConnections?: number;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -258,8 +283,8 @@ const addressKey = (a: string): string =>
     .map((p) => p.padStart(3, '0'))
     .join('.');
 
-/** The JSON document for the state at time `now`. */
-export function statusSnapshot(state: StatusState, now: number): StatusSnapshot {
+/** The JSON document for the state at time `now`, with the gauges read at that time. */
+export function statusSnapshot(state: StatusState, now: number, gauges: StatusGauges = {}): StatusSnapshot {
   const active = new Set([...state.members.values()].map((m) => m.address));
   const members = [...state.members.values()]
     .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : a.id - b.id))
@@ -290,6 +315,8 @@ export function statusSnapshot(state: StatusState, now: number): StatusSnapshot 
     remote: state.remote ?? null,
     members,
     drops: state.drops,
+    pendingConnections: state.options.mode === 'server' ? (gauges.pendingConnections ?? null) : null,
+    refusedConnections: state.options.mode === 'server' ? Object.fromEntries(REFUSAL_REASONS.map((r) => [r, state.refused[r] ?? 0])) : {},
     tun: state.tun ?? null,
     leases: [...state.leases]
       .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : 0))

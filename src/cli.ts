@@ -7,7 +7,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import { clientPipeline } from '../pipelines/client.js';
 import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js';
-import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toServerSettings, type Config } from './config/index.js';
+import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toPendingLimits, toServerSettings, type Config } from './config/index.js';
 import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
@@ -156,6 +156,7 @@ function identityOf(config: Config & { mode: 'client' }, logger: Logger): string
 
 function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore } {
   const { host, port } = config.local_addr;
+  const pending = toPendingLimits(config);
   let listener: ListenerPort;
   if (config.tls_enabled) {
     const options = {
@@ -164,11 +165,12 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
       cert: readCertificates('tls_cert_file', config.tls_cert_file),
       key: readSetting('tls_key_file', config.tls_key_file),
       ...(config.tls_client_ca_file === '' ? {} : { clientCa: readCertificates('tls_client_ca_file', config.tls_client_ca_file) }),
+      pending,
     };
     withTlsMaterial(() => hubSecureContext(options));
     listener = config.tls_workers > 0 ? makeTlsWorkerListener(options) : makeTlsListener(options);
   } else {
-    listener = makeNetListener({ host, port });
+    listener = makeNetListener({ host, port, pending });
   }
   const networkToken = tokenOf(config);
   let clients: readonly ClientToken[] | undefined;
@@ -275,8 +277,11 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     throw new Error('unreachable: ports were built for the configured mode');
   }
 
+  // The hub's status shows how many connections its listener counts as not joined yet.
+  const listener = server?.listener;
+  const pending = listener?.pending === undefined ? {} : { pending: (): number => listener.pending?.() ?? 0 };
   const status: StatusServer | undefined =
-    config.status_addr === undefined ? undefined : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode });
+    config.status_addr === undefined ? undefined : makeStatusServer({ addr: config.status_addr, version: VERSION, mode: config.mode, ...pending });
 
   return new Promise<number>((resolve) => {
     let subscription: Subscription | undefined;

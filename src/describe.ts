@@ -1,6 +1,7 @@
 // Turns pipeline events into log lines that say what happened and to whom.
 import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
 import { summarizeDrops } from '../operators/summarizeDrops.js';
+import { summarizeRepeats } from '../operators/summarizeRepeats.js';
 import type { DropCounts } from '../operators/types.js';
 import type { ClientEvent, DropsEvent, KernelRouteEvent, LanRoute, ServerEvent } from '../pipelines/events.js';
 import type { Level, LogFields } from './log.js';
@@ -61,6 +62,8 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       };
     case 'handshake-failed':
       return { level: 'warn', message: `connection from ${e.remote} failed its handshake: ${e.reason}: ${e.detail}`, fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail } };
+    case 'refused':
+      return { level: 'warn', message: `refused a connection from ${e.remote}: ${e.reason}: ${e.detail}`, fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail } };
     case 'connected':
       return { level: 'debug', message: `connection #${e.id} from ${e.remote}`, fields: { event: e.type, connection: e.id, remote: e.remote } };
     case 'joined':
@@ -151,9 +154,42 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
   }
 }
 
+/** Warnings of one reason logged at once in a second before the others are only counted: enough
+ * to see a few misconfigured clients one by one, few enough that a flood takes a handful of lines. */
+export const REPEATS_AT_ONCE = 5;
+
+/** Events a flood of connections repeats without bound: their warnings are summarized per reason. */
+type Repeatable = Extract<ServerEvent | ClientEvent, { readonly type: 'rejected' | 'left' | 'handshake-failed' | 'refused' }>;
+const REPEATABLE: ReadonlySet<string> = new Set<Repeatable['type']>(['rejected', 'left', 'handshake-failed', 'refused']);
+
+/** An event with its line, on the way to the log. */
+interface Described<E> {
+  readonly event: E;
+  readonly line: LogLine;
+}
+
+const isRepeatedWarning = <E extends ServerEvent | ClientEvent>(d: Described<E>): d is Described<E & Repeatable> =>
+  d.line.level === 'warn' && REPEATABLE.has(d.event.type);
+
+/** The line that counts the warnings of one reason held back in the last second: `refused 512 more connections in the last second (ip-conflict)`. */
+export function describeHeld(e: Repeatable, count: number): LogLine {
+  const more = `${count} more connection${count === 1 ? '' : 's'}`;
+  const what =
+    e.type === 'handshake-failed'
+      ? `${more} failed their handshake`
+      : e.type === 'left'
+        ? `${more} ended before joining`
+        : `refused ${more}`;
+  return { level: 'warn', message: `${what} in the last second (${e.reason})`, fields: { event: e.type, reason: e.reason, repeated: count } };
+}
+
 /**
  * The log lines of a pipeline's events: one per event that `describe` names, plus drop summaries
- * (at most one per second per place, never one per packet). Errors and completes with `events$`.
+ * (at most one per second per place, never one per packet). Warnings a connection flood repeats
+ * (refusals, failed handshakes, connections that ended before joining) are logged at once for the
+ * first REPEATS_AT_ONCE of a reason in a second, then counted: while they keep coming, one line per
+ * second per reason says how many more there were.
+ * Errors and completes with `events$`.
  */
 export function logLines<E extends ServerEvent | ClientEvent>(events$: Observable<E>, describe: (e: E) => LogLine | undefined): Observable<LogLine> {
   return events$.pipe(
@@ -161,10 +197,23 @@ export function logLines<E extends ServerEvent | ClientEvent>(events$: Observabl
       merge(
         shared$.pipe(
           filter((e) => e.type !== 'drops'),
-          mergeMap((e) => {
-            const line = describe(e);
-            return line === undefined ? [] : [line];
+          mergeMap((event): Described<E>[] => {
+            const line = describe(event);
+            return line === undefined ? [] : [{ event, line }];
           }),
+          connect((described$) =>
+            merge(
+              described$.pipe(
+                filter((d) => !isRepeatedWarning(d)),
+                map((d) => d.line),
+              ),
+              described$.pipe(
+                filter(isRepeatedWarning),
+                summarizeRepeats((d) => `${d.event.type} ${d.event.reason}`, 1000, REPEATS_AT_ONCE),
+                map((r) => (r.kind === 'event' ? r.event.line : describeHeld(r.last.event, r.count))),
+              ),
+            ),
+          ),
         ),
         shared$.pipe(
           filter((e): e is E & DropsEvent => e.type === 'drops'),

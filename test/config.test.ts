@@ -9,6 +9,7 @@ import {
   parseCommandLine,
   renderConfigErrors,
   toClientSettings,
+  toPendingLimits,
   toServerSettings,
   ConfigError,
   DEFAULT_JSON,
@@ -89,6 +90,8 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'send-queue', value: '64', context: [], key: 'send_queue_size', expected: 64 },
   { name: 'recv-queue', value: '128', context: [], key: 'recv_queue_size', expected: 128 },
   { name: 'max-clients', value: '7', context: [], key: 'max_clients', expected: 7 },
+  { name: 'max-pending-per-source', value: '8', context: [], key: 'max_pending_per_source', expected: 8 },
+  { name: 'max-pending', value: '4096', context: [], key: 'max_pending', expected: 4096 },
   { name: 'timeout', value: '60', context: [], key: 'timeout', expected: 60 },
   { name: 'keepalive', value: '5', context: [], key: 'keepalive', expected: 5 },
   { name: 'tls-cert', value: '/etc/tunnel/cert.pem', context: [], key: 'tls_cert_file', expected: '/etc/tunnel/cert.pem' },
@@ -247,6 +250,10 @@ test(refusesFlags, ['-tls-workers', '1'], ['tls_workers: TLS worker threads need
 test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
 test(refusesFlags, ['-state-dir', ''], ['state_dir: expected a directory path, got ""']);
 test(refusesFlags, ['--max-clients=0'], ['--max-clients: expected a positive integer, got 0']);
+test(refusesFlags, ['-max-pending-per-source', '0'], ['-max-pending-per-source: expected a positive integer, got 0']);
+test(refusesFlags, ['-max-pending-per-source', 'many'], ['-max-pending-per-source: expected a positive integer, got "many"']);
+test(refusesFlags, ['--max-pending=-1'], ['--max-pending: expected a positive integer, got -1']);
+test(refusesFlags, ['-max-pending', '10.5'], ['-max-pending: expected a positive integer, got 10.5']);
 test(refusesFlags, ['-send-queue', '-5'], ['-send-queue: expected a positive integer, got -5']);
 test(refusesFlags, ['-send-queue=-5'], ['-send-queue: expected a positive integer, got -5']);
 test(refusesFlags, ['-mtu', '1500'], [`-mtu: ${MTU_MESSAGE}, got 1500`]);
@@ -424,6 +431,10 @@ const refusesJson = test.macro({
 });
 
 test(refusesJson, { max_clients: 'ten' }, ['max_clients: expected a positive integer, got "ten"']);
+test(refusesJson, { max_pending_per_source: 0, max_pending: '1024' }, [
+  'max_pending_per_source: expected a positive integer, got 0',
+  'max_pending: expected a positive integer, got "1024"',
+]);
 test(refusesJson, { mtu: 1500 }, [`mtu: ${MTU_MESSAGE}, got 1500`]);
 test(refusesJson, { mtu: '1400' }, [`mtu: ${MTU_MESSAGE}, got "1400"`]);
 test(refusesJson, { mode: null }, ['mode: expected "server" or "client", got null']);
@@ -618,6 +629,13 @@ test('toServerSettings converts seconds to milliseconds and carries the hub limi
     multiClient: true,
     helloTimeoutMs: 5000,
   });
+});
+
+test('the caps on pending connections default to 64 per source and 1024 in all, and reach the listener options', (t) => {
+  t.deepEqual(toPendingLimits(run([]).config), { perSource: 64, total: 1024 });
+  t.deepEqual(toPendingLimits(run(['-max-pending-per-source', '3', '-max-pending', '5']).config), { perSource: 3, total: 5 });
+  t.deepEqual(toPendingLimits(resolved({ max_pending_per_source: 16, max_pending: 256 }).config), { perSource: 16, total: 256 });
+  t.deepEqual(resolved({ mode: 'client', remote_addr: 'h:1', max_pending: 5 }).warnings, ['max_pending: ignored in client mode']);
 });
 
 test('toClientSettings splits the remote address and sets the reconnect backoff', (t) => {

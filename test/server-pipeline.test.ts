@@ -720,3 +720,32 @@ test('without authentication, a connection that sends no HELLO and no packet (on
   t.is(lurker.closedAt, 15_001, 'closed at 10 s + 5 s');
   t.is(old.closedAt, 20_000, 'the 2.x client stays until the teardown');
 });
+
+// ---------------------------------------------------------------- pending connections (issue 10)
+
+test('the listener hears admitted() once a connection becomes a member (HELLO or a 2.x first packet), never for a refused one', (t) => {
+  let a!: FakeConnection;
+  let b!: FakeConnection;
+  let legacy!: FakeConnection;
+  hub(t, { until: 100 }, (h) => {
+    a = h.join(2, '10.0.0.2');
+    b = h.join(5, '10.0.0.2');
+    legacy = h.connection();
+    h.at(7, () => {
+      h.listener.accept(legacy);
+      legacy.sendData(ipv4Packet('10.0.0.5', '10.0.0.1'));
+    });
+    h.at(9, () => a.sendHello('10.0.0.2'));
+  });
+  t.deepEqual(a.admittedAt, [2]);
+  t.deepEqual(b.admittedAt, [], 'refused with ip-conflict');
+  t.deepEqual(legacy.admittedAt, [7]);
+});
+
+test("a listener's refused connections pass through as refused events", (t) => {
+  hub(t, { until: 20 }, (h) => {
+    h.at(1, () => h.listener.listening());
+    h.at(3, () => h.listener.refuse('192.0.2.7:4000', 'pending-limit', '1024 connections are already waiting to be admitted (max_pending 1024)'));
+    h.expectEvents(['refused'], '---r', { r: { type: 'refused', remote: '192.0.2.7:4000', reason: 'pending-limit' } });
+  });
+});

@@ -235,3 +235,15 @@ test('in virtual time: members and readiness follow the event stream (scan over 
     });
   });
 });
+
+test('server: refused connections are counted by reason; pending connections come from the gauge the server reads', (t) => {
+  const refused = (reason: 'pending-limit' | 'pending-source-limit'): ServerEvent => ({ type: 'refused', remote: '192.0.2.9:4000', reason, detail: 'x' });
+  let state = initialStatus({ version: '1', mode: 'server', startedAt: T0 });
+  for (const e of [listening, refused('pending-source-limit'), refused('pending-source-limit'), refused('pending-limit')]) state = reduceStatus(state, e, T0 + 1);
+  t.like(statusSnapshot(state, T0 + 2, { pendingConnections: 7 }), { pendingConnections: 7, refusedConnections: { 'pending-limit': 1, 'pending-source-limit': 2 } });
+  t.like(statusSnapshot(initialStatus({ version: '1', mode: 'server', startedAt: T0 }), T0), { pendingConnections: null, refusedConnections: { 'pending-limit': 0, 'pending-source-limit': 0 } });
+});
+
+test('client: no pending connections and no refusals in the document', (t) => {
+  t.like(fold('client', [[1, { type: 'connecting', remote: 'h:9000' }]]), { pendingConnections: null, refusedConnections: {} });
+});

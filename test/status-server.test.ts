@@ -216,3 +216,28 @@ test('the status table lists every member with its figures', async (t) => {
   t.truthy(lines.find((l) => /^10\.0\.0\.3\s.*no-route 2$/.test(l)));
   t.is(lines.at(-1), 'drops: no-route 2');
 });
+
+test('a hub shows its pending connections (read from the listener per request) and the refused ones by reason', async (t) => {
+  let pending = 3;
+  const server = makeStatusServer({ addr: LOOPBACK, version: '9.9.9', mode: 'server', pending: () => pending });
+  t.teardown(() => server.close());
+  const at = parseStatusAddr(await server.listening)!;
+  server.update(listening);
+  server.update({ type: 'refused', remote: '192.0.2.9:4000', reason: 'pending-source-limit', detail: '64 connections from 192.0.2.9 are already waiting to be admitted (max_pending_per_source 64)' });
+  const doc = JSON.parse((await get(at, '/status')).body) as { pendingConnections: number; refusedConnections: Record<string, number> };
+  t.is(doc.pendingConnections, 3);
+  t.deepEqual(doc.refusedConnections, { 'pending-limit': 0, 'pending-source-limit': 1 });
+  pending = 5;
+  const metrics = (await get(at, '/metrics')).body;
+  t.regex(metrics, /^lwt_pending_connections 5$/m);
+  t.regex(metrics, /^lwt_refused_connections_total\{reason="pending-source-limit"\} 1$/m);
+  t.regex(metrics, /^lwt_refused_connections_total\{reason="pending-limit"\} 0$/m);
+  t.regex(formatStatusTable(server.snapshot()).join('\n'), /connections not joined yet: 5; refused at accept: pending-source-limit 1/);
+});
+
+test('a client has no refused series and no pending connections', async (t) => {
+  const { at } = await started(t, LOOPBACK, 'client');
+  const metrics = (await get(at, '/metrics')).body;
+  t.regex(metrics, /^lwt_pending_connections 0$/m);
+  t.notRegex(metrics, /^lwt_refused_connections_total\{/m);
+});

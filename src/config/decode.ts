@@ -25,6 +25,7 @@ import {
   type ConfigKey,
   type ConfigValues,
 } from './schema.js';
+import type { PendingLimits } from '../drivers/pending.js';
 
 /** One decoded source of settings: only the keys it sets, plus what it warns about. */
 export interface ConfigLayer {
@@ -306,6 +307,9 @@ export const toServerSettings = (config: Config): ServerSettings => ({
   multiClient: config.multi_client,
   helloTimeoutMs: HELLO_TIMEOUT_MS,
 });
+
+/** The hub listener's caps on connections that have not joined yet. */
+export const toPendingLimits = (config: Config): PendingLimits => ({ perSource: config.max_pending_per_source, total: config.max_pending });
 
 /** A client's settings: the server to dial (host and port apart) and the reconnect backoff. */
 export const toClientSettings = (config: ClientConfig): ClientSettings => ({

@@ -54,6 +54,7 @@ export {
   renderValue,
   resolveConfig,
   toClientSettings,
+  toPendingLimits,
   toServerSettings,
   type ConfigLayer,
   type ResolvedConfig,

@@ -12,6 +12,7 @@
 
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
+import { DEFAULT_PENDING_LIMITS } from '../drivers/pending.js';
 import {
   broadcastAddress,
   formatCidr,
@@ -345,6 +346,8 @@ export const ConfigFields = t.type(
     offload: t.boolean,
     multi_client: t.boolean,
     max_clients: PositiveInt,
+    max_pending_per_source: PositiveInt,
+    max_pending: PositiveInt,
     client_isolation: t.boolean,
     tls_enabled: t.boolean,
     tls_cert_file: t.string,
@@ -405,6 +408,8 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   offload: true,
   multi_client: true,
   max_clients: 100,
+  max_pending_per_source: DEFAULT_PENDING_LIMITS.perSource,
+  max_pending: DEFAULT_PENDING_LIMITS.total,
   client_isolation: false,
   tls_enabled: false,
   tls_cert_file: '',
@@ -591,6 +596,25 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     valueType: 'int',
     expected: 'a positive integer',
     meaning: 'At most this many clients at once; further connections are closed.',
+    appliesTo: 'server',
+    group: 'Clients (server only)',
+  },
+  max_pending_per_source: {
+    flags: ['max-pending-per-source'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning:
+      'At most this many connections from one source address that have not joined yet (TLS handshake or HELLO unfinished); further ones are closed at once, before any TLS, and counted as refused (pending-source-limit).',
+    appliesTo: 'server',
+    group: 'Clients (server only)',
+  },
+  max_pending: {
+    flags: ['max-pending'],
+    metavar: 'N',
+    valueType: 'int',
+    expected: 'a positive integer',
+    meaning: 'At most this many connections in all that have not joined yet; further ones are closed at once and counted as refused (pending-limit).',
     appliesTo: 'server',
     group: 'Clients (server only)',
   },

@@ -3,6 +3,7 @@
 import * as net from 'node:net';
 import { Observable, Subject, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
 
 /** How long close() waits for a graceful end before destroying the socket. */
 const CLOSE_GRACE_MS = 2000;
@@ -56,9 +57,10 @@ export function remoteOf(socket: net.Socket): string {
  * Wraps a connected socket as a ConnectionPort. Errors before `data$` is subscribed are kept and
  * delivered on subscription (a socket error never goes unhandled). With `reads`, the socket was
  * made with sharedReads()' onread: chunks are views of the shared buffer, valid during their
- * emission (the ConnectionPort contract), and nothing arrives as 'data' events.
+ * emission (the ConnectionPort contract), and nothing arrives as 'data' events. `admitted` becomes
+ * the port's `admitted` (an accepted connection's pending slot).
  */
-export function socketConnection(socket: net.Socket, id: number, reads?: SharedReads): ConnectionPort {
+export function socketConnection(socket: net.Socket, id: number, reads?: SharedReads, admitted?: () => void): ConnectionPort {
   socket.setNoDelay(true);
   const drain$ = new Subject<void>();
   let failure: Error | undefined;
@@ -124,38 +126,63 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
       socket.end();
       closeTimer ??= setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
     },
+    ...(admitted === undefined ? {} : { admitted }),
   };
+}
+
+/**
+ * The gate of a listener's accept: counts the socket just accepted as pending in `pending` and
+ * returns the slot's release, which the caller runs when the connection closes or is admitted. Over
+ * a cap the socket is destroyed at once, `refused` hears why, and the result is undefined.
+ */
+export function admitPending(pending: PendingConnections, socket: net.Socket, refused: (e: RefusedEvent) => void): (() => void) | undefined {
+  const slot = pending.acquire(socket.remoteAddress ?? '?');
+  if (slot.ok) return slot.release;
+  const remote = remoteOf(socket);
+  socket.destroy();
+  refused({ type: 'refused', remote, reason: slot.reason, detail: slot.detail });
+  return undefined;
 }
 
 /** Options of makeNetListener. */
 export interface NetListenerOptions {
   readonly host: string;
   readonly port: number;
+  /** Caps on connections not admitted yet; DEFAULT_PENDING_LIMITS when absent. */
+  readonly pending?: PendingLimits;
 }
 
 /**
  * A TCP listener. Subscribing binds (emitting `listening` with the bound address) and emits each
  * accepted connection; errors when binding fails (for example EADDRINUSE). Unsubscribing closes
- * the server; open connections are closed by their sessions.
+ * the server; open connections are closed by their sessions. A connection counts as pending from
+ * its accept until it is admitted or closes; one that would exceed `options.pending` is destroyed
+ * at once and reported as `refused`.
  */
 export function makeNetListener(options: NetListenerOptions): ListenerPort {
+  const pending = new PendingConnections(options.pending);
   return {
+    pending: () => pending.count,
     events$: new Observable<ListenerEvent>((subscriber) => {
       let nextId = 1;
       // Paused on accept, so that the socket can be re-made around its handle with the shared read
       // buffer before anything is read (Node has no onread option for accepted sockets).
       const server = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK, pauseOnConnect: true });
       server.on('connection', (accepted) => {
+        const release = admitPending(pending, accepted, (e) => subscriber.next(e));
+        if (release === undefined) return;
         const handle = (accepted as unknown as { _handle?: unknown })._handle;
         if (handle === undefined || handle === null) {
+          accepted.once('close', release);
           accepted.resume();
-          subscriber.next({ type: 'connection', connection: socketConnection(accepted, nextId++) });
+          subscriber.next({ type: 'connection', connection: socketConnection(accepted, nextId++, undefined, release) });
           return;
         }
         const { target, onread } = sharedReads();
         (accepted as unknown as { _handle: unknown })._handle = null;
         const socket = new net.Socket({ handle, onread, readable: true, writable: true, highWaterMark: SOCKET_HIGH_WATER_MARK } as net.SocketConstructorOpts);
-        subscriber.next({ type: 'connection', connection: socketConnection(socket, nextId++, target) });
+        socket.once('close', release);
+        subscriber.next({ type: 'connection', connection: socketConnection(socket, nextId++, target, release) });
       });
       return listen(server, options, subscriber);
     }),

@@ -6,6 +6,7 @@ import type * as tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createHubServer } from './tls.js';
 import { remoteOf } from './net.js';
+import { PendingConnections } from './pending.js';
 import { CLOSE_GRACE_MS, MAX_DATA_MESSAGE_BYTES, READ_WINDOW_BYTES, type MainMessage, type TlsWorkerData, type WorkerMessage } from './tls-worker.js';
 
 const port = parentPort;
@@ -24,26 +25,42 @@ interface Conn {
   unread: number;
   paused: boolean;
   closeTimer: NodeJS.Timeout | undefined;
+  /** Ends the connection's pending slot (the main thread's `admitted`). */
+  admitted: () => void;
 }
 
 const conns = new Map<number, Conn>();
 const dirty = new Set<Conn & { id: number }>();
 let flushScheduled = false;
 let nextId = 1;
+/** The pending count the main thread was last told. */
+let pendingPosted = 0;
 
 const post = (m: WorkerMessage, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
 
-function schedule(c: Conn & { id: number }): void {
-  dirty.add(c);
+/** Connections accepted here and not admitted yet; the count goes to the main thread with the next flush. */
+const pending = new PendingConnections(options.pending, scheduleFlush);
+
+function scheduleFlush(): void {
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);
   }
 }
 
-/** Posts what each connection got in this turn as one `data` message (one fresh buffer) and one `written`. */
+function schedule(c: Conn & { id: number }): void {
+  dirty.add(c);
+  scheduleFlush();
+}
+
+/** Posts what each connection got in this turn as one `data` message (one fresh buffer) and one
+ * `written`, and the pending count if it changed. */
 function flush(): void {
   flushScheduled = false;
+  if (pending.count !== pendingPosted) {
+    pendingPosted = pending.count;
+    post({ type: 'pending', count: pendingPosted });
+  }
   for (const c of dirty) {
     postData(c);
     if (c.written > 0) {
@@ -73,9 +90,9 @@ function postData(c: Conn & { id: number }): void {
 }
 
 const server = createHubServer(options, {
-  connection(socket, peerIdentity) {
+  connection(socket, peerIdentity, admitted) {
     const id = nextId++;
-    const c: Conn & { id: number } = { id, socket, chunks: [], chunkBytes: 0, written: 0, unread: 0, paused: false, closeTimer: undefined };
+    const c: Conn & { id: number } = { id, socket, chunks: [], chunkBytes: 0, written: 0, unread: 0, paused: false, closeTimer: undefined, admitted };
     conns.set(id, c);
     socket.setNoDelay(true);
     let failure: Error | undefined;
@@ -102,7 +119,10 @@ const server = createHubServer(options, {
   handshakeFailed(remote, reason, detail) {
     post({ type: 'handshake-failed', remote, reason, detail });
   },
-});
+  refused(e) {
+    post(e);
+  },
+}, pending);
 
 const codeOf = (err: Error): string | undefined => (err as Error & { code?: string }).code;
 
@@ -132,6 +152,9 @@ port.on('message', (m: MainMessage) => {
         c.paused = false;
         c.socket.resume();
       }
+      return;
+    case 'admitted':
+      c.admitted();
       return;
     case 'close':
       if (c.socket.destroyed) return;

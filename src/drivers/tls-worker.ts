@@ -5,7 +5,7 @@
 // message per write (a copy).
 import { Worker } from 'node:worker_threads';
 import { Observable, Subject } from 'rxjs';
-import type { ConnectionPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+import type { ConnectionPort, HandshakeFailure, ListenerEvent, ListenerPort, PendingRefusal } from '../../pipelines/ports.js';
 import { SOCKET_HIGH_WATER_MARK } from './net.js';
 import { hubSecureContext, type TlsListenerOptions } from './tls.js';
 
@@ -25,14 +25,19 @@ export type WorkerMessage =
   | { readonly type: 'error'; readonly message: string; readonly code?: string }
   | { readonly type: 'connection'; readonly id: number; readonly remote: string; readonly peerIdentity?: string }
   | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
+  | { readonly type: 'refused'; readonly remote: string; readonly reason: PendingRefusal; readonly detail: string }
+  /** The worker's count of pending connections changed (posted at most once per worker loop turn). */
+  | { readonly type: 'pending'; readonly count: number }
   | { readonly type: 'data'; readonly id: number; readonly bytes: Uint8Array }
   | { readonly type: 'written'; readonly id: number; readonly bytes: number }
   | { readonly type: 'end'; readonly id: number }
   | { readonly type: 'closed'; readonly id: number; readonly error?: { readonly message: string; readonly code?: string } };
 
-/** Messages from the main thread to the worker thread (`read` acknowledges consumed `data` bytes). */
+/** Messages from the main thread to the worker thread (`read` acknowledges consumed `data` bytes;
+ * `admitted` ends the connection's pending slot, counted in the worker). */
 export type MainMessage =
   | { readonly type: 'write'; readonly id: number; readonly bytes: Uint8Array }
+  | { readonly type: 'admitted'; readonly id: number }
   | { readonly type: 'read'; readonly id: number; readonly bytes: number }
   | { readonly type: 'close'; readonly id: number }
   | { readonly type: 'destroy'; readonly id: number };
@@ -43,13 +48,18 @@ export class TlsWorkerError extends Error {
 }
 
 /**
- * A TLS listener whose TLS runs in a worker thread: the same events, checks and failure reasons as
- * makeTlsListener. Subscribing starts the thread (after checking the material here, so a bad key
- * throws TlsSetupError at once); unsubscribing terminates it, which closes every connection. A
- * crash of the thread errors `events$` with TlsWorkerError and every open connection's `data$`.
+ * A TLS listener whose TLS runs in a worker thread: the same events, checks, failure reasons and
+ * caps as makeTlsListener. Pending connections are counted in the worker, where they are accepted;
+ * `admitted()` posts a message there, and the worker reports its count at most once per loop turn
+ * (what `pending()` returns). Subscribing starts the thread (after checking the material here, so a
+ * bad key throws TlsSetupError at once); unsubscribing terminates it, which closes every
+ * connection. A crash of the thread errors `events$` with TlsWorkerError and every open
+ * connection's `data$`.
  */
 export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort {
+  let pending = 0;
   return {
+    pending: () => pending,
     events$: new Observable<ListenerEvent>((subscriber) => {
       hubSecureContext(options); // fails early with a clear TlsSetupError
       const worker = new Worker(new URL('./tls-worker-thread.js', import.meta.url), { workerData: options satisfies TlsWorkerData });
@@ -61,6 +71,7 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
       const fail = (err: Error): void => {
         if (stopping) return;
         stopping = true;
+        pending = 0;
         for (const c of conns.values()) c.closed(err);
         conns.clear();
         void worker.terminate();
@@ -75,7 +86,11 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
             fail(Object.assign(new Error(m.message), m.code === undefined ? {} : { code: m.code }));
             return;
           case 'handshake-failed':
-            subscriber.next({ type: 'handshake-failed', remote: m.remote, reason: m.reason, detail: m.detail });
+          case 'refused':
+            subscriber.next(m);
+            return;
+          case 'pending':
+            pending = m.count;
             return;
           case 'connection': {
             const c = new WorkerConnection(m.id, m.remote, m.peerIdentity, send);
@@ -104,6 +119,7 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
       worker.on('exit', (code) => fail(new TlsWorkerError(`the TLS worker thread exited (code ${code})`)));
       return () => {
         stopping = true;
+        pending = 0;
         for (const c of conns.values()) c.closed(undefined);
         conns.clear();
         void worker.terminate();
@@ -169,6 +185,10 @@ class WorkerConnection implements ConnectionPort {
 
   close(): void {
     if (!this.gone) this.send({ type: 'close', id: this.id });
+  }
+
+  admitted(): void {
+    if (!this.gone) this.send({ type: 'admitted', id: this.id });
   }
 
   /** @internal bytes decrypted by the worker. */

@@ -2,10 +2,12 @@
 // both sides offer), and TLS 1.2 only with forward-secret AEAD suites (TLS_CIPHERS); the client
 // verifies the hub's certificate unless told to skip.
 import { X509Certificate } from 'node:crypto';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
-import { SOCKET_HIGH_WATER_MARK, dialSocket, listen, remoteOf, socketConnection } from './net.js';
+import { SOCKET_HIGH_WATER_MARK, admitPending, dialSocket, listen, remoteOf, socketConnection } from './net.js';
+import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
 
 /** A TLS handshake that takes longer fails. */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -26,7 +28,7 @@ export const TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
-/** PEM material of a TLS hub. */
+/** Where a TLS hub listens, its PEM material and its caps. */
 export interface TlsListenerOptions {
   readonly host: string;
   readonly port: number;
@@ -34,6 +36,8 @@ export interface TlsListenerOptions {
   readonly key: string | Buffer;
   /** When set, clients must present a certificate signed by one of these CAs (mutual TLS). */
   readonly clientCa?: string | Buffer;
+  /** Caps on connections not admitted yet; DEFAULT_PENDING_LIMITS when absent. */
+  readonly pending?: PendingLimits;
 }
 
 /** Builds (and so checks) the hub's secure context: throws TlsSetupError with a clear message. */
@@ -107,20 +111,24 @@ function explainSetupError(err: unknown): string {
   return msg;
 }
 
-/** What a hub's TLS server reports: verified connections and failed handshakes. */
+/** What a hub's TLS server reports: verified connections, failed handshakes and refused connections. */
 export interface HubServerHandlers {
-  /** A connection whose handshake (and client certificate, when required) passed. */
-  connection(socket: tls.TLSSocket, peerIdentity: string | undefined): void;
+  /** A connection whose handshake (and client certificate, when required) passed; it stays pending until `admitted` runs or it closes. */
+  connection(socket: tls.TLSSocket, peerIdentity: string | undefined, admitted: () => void): void;
   /** A connection that never completed the TLS handshake (its socket is already destroyed). */
   handshakeFailed(remote: string, reason: HandshakeFailure, detail: string): void;
+  /** A connection closed at accept, before any TLS, because it would exceed a cap of `pending`. */
+  refused(e: RefusedEvent): void;
 }
 
 /**
- * The hub's `tls.Server` (not listening yet): TLS 1.2 at least with TLS_CIPHERS, client certificates checked against
- * `clientCa` when set, failed handshakes classified. Shared by makeTlsListener and the TLS worker
- * thread (tls-worker-thread.ts), so both accept and refuse exactly the same clients.
+ * The hub's server (not listening yet): a TCP server that counts each accepted connection in
+ * `pending` (destroying those over a cap before any TLS) and hands the others to a TLS server: TLS
+ * 1.2 at least with TLS_CIPHERS, client certificates checked against `clientCa` when set, failed handshakes
+ * classified. Shared by makeTlsListener and the TLS worker thread (tls-worker-thread.ts), so both
+ * accept, count and refuse exactly the same clients.
  */
-export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port'>, on: HubServerHandlers): tls.Server {
+export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port' | 'pending'>, on: HubServerHandlers, pending: PendingConnections): net.Server {
   // tls.createServer builds its own context from these (it ignores a `secureContext` option).
   const server = tls.createServer({
     cert: options.cert,
@@ -133,10 +141,13 @@ export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port
     // with rejectUnauthorized Node resets the socket and the reason is lost.
     rejectUnauthorized: false,
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
-    noDelay: true,
-    highWaterMark: SOCKET_HIGH_WATER_MARK,
   });
+  // What the TLS socket lost (a failed handshake's address) or cannot carry, by its TCP socket.
+  const accepted = new WeakMap<object, { readonly remote: string; readonly release: () => void }>();
+  const rawOf = (socket: tls.TLSSocket): object | undefined => (socket as unknown as { _parent?: object })._parent;
   server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const raw = rawOf(socket);
+    const release = (raw && accepted.get(raw)?.release) ?? (() => undefined);
     if (options.clientCa !== undefined && !socket.authorized) {
       const remote = remoteOf(socket);
       const why = socket.authorizationError;
@@ -150,39 +161,53 @@ export function createHubServer(options: Omit<TlsListenerOptions, 'host' | 'port
       on.handshakeFailed(remote, 'tls-error', detail);
       return;
     }
-    on.connection(socket, options.clientCa !== undefined ? commonName(socket.getPeerCertificate()) : undefined);
+    on.connection(socket, options.clientCa !== undefined ? commonName(socket.getPeerCertificate()) : undefined, release);
   });
-  // The TLS socket of a failed handshake has lost its address; remember it from the TCP socket.
-  const remotes = new WeakMap<object, string>();
-  server.on('connection', (raw: import('node:net').Socket) => remotes.set(raw, remoteOf(raw)));
   server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
-    const parent = (socket as unknown as { _parent?: object })._parent;
-    const remote = (parent && remotes.get(parent)) ?? remoteOf(socket);
+    const raw = rawOf(socket);
+    const remote = (raw && accepted.get(raw)?.remote) ?? remoteOf(socket);
     socket.destroy();
     const { reason, detail } = classifyHandshakeError(err);
     on.handshakeFailed(remote, reason, detail);
   });
-  return server;
+  // The listening socket is plain TCP: a connection over a cap never reaches TLS.
+  const front = net.createServer({ noDelay: true, highWaterMark: SOCKET_HIGH_WATER_MARK });
+  front.on('connection', (raw: net.Socket) => {
+    const release = admitPending(pending, raw, on.refused);
+    if (release === undefined) return;
+    raw.once('close', release);
+    accepted.set(raw, { remote: remoteOf(raw), release });
+    server.emit('connection', raw);
+  });
+  return front;
 }
 
 /**
- * A TLS listener. Like makeNetListener, plus `handshake-failed` events for connections that never
- * complete the TLS handshake: plaintext clients (`not-tls`), bad or missing client certificates
- * (`tls-error`), and handshakes slower than TLS_HANDSHAKE_TIMEOUT_MS. Verified client certificates
- * give the connection a `peerIdentity` (the certificate's common name).
+ * A TLS listener. Like makeNetListener (pending connections counted from the TCP accept, those over
+ * `options.pending` refused before any TLS), plus `handshake-failed` events for connections that
+ * never complete the TLS handshake: plaintext clients (`not-tls`), bad or missing client
+ * certificates (`tls-error`), and handshakes slower than TLS_HANDSHAKE_TIMEOUT_MS. Verified client
+ * certificates give the connection a `peerIdentity` (the certificate's common name).
  */
 export function makeTlsListener(options: TlsListenerOptions): ListenerPort {
+  const pending = new PendingConnections(options.pending);
   return {
+    pending: () => pending.count,
     events$: new Observable<ListenerEvent>((subscriber) => {
       let nextId = 1;
       hubSecureContext(options); // fails early with a clear TlsSetupError
-      const server = createHubServer(options, {
-        connection: (socket, cn) => {
-          const connection = socketConnection(socket, nextId++);
-          subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
+      const server = createHubServer(
+        options,
+        {
+          connection: (socket, cn, admitted) => {
+            const connection = socketConnection(socket, nextId++, undefined, admitted);
+            subscriber.next({ type: 'connection', connection: cn === undefined ? connection : withIdentity(connection, cn) });
+          },
+          handshakeFailed: (remote, reason, detail) => subscriber.next({ type: 'handshake-failed', remote, reason, detail }),
+          refused: (e) => subscriber.next(e),
         },
-        handshakeFailed: (remote, reason, detail) => subscriber.next({ type: 'handshake-failed', remote, reason, detail }),
-      });
+        pending,
+      );
       return listen(server, options, subscriber);
     }),
   };

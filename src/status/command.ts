@@ -1,7 +1,6 @@
 // `lightweight-tunnel status [ADDR] [--json]`: fetches /status from a running hub or client and
 // prints it as a table (or the raw JSON document).
 import { request } from 'node:http';
-import type { DropCounts } from '../../operators/types.js';
 import type { StatusSnapshot } from '../../pipelines/status.js';
 import { formatStatusAddr, parseStatusAddr, type StatusAddr } from '../config/schema.js';
 
@@ -79,8 +78,8 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
-/** "isolation 3, no-route 1", or "-" when there are none. */
-export function formatDrops(drops: DropCounts): string {
+/** Counts by reason (drops, refusals): "isolation 3, no-route 1", or "-" when there are none. */
+export function formatDrops(drops: Readonly<Partial<Record<string, number>>>): string {
   const parts = Object.entries(drops)
     .filter(([, n]) => (n ?? 0) > 0)
     .map(([reason, n]) => `${reason} ${n}`);
@@ -98,6 +97,10 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
       : `hub ${s.remote ?? '-'}`;
   const count = s.mode === 'server' ? `${s.members.length} member${s.members.length === 1 ? '' : 's'}` : s.members.length === 0 ? 'not connected' : 'connected';
   lines.push(`tunnel ${s.tunnelAddress ?? '-'}, ${where}, ${count}`);
+  // Older status servers leave these out.
+  if (s.mode === 'server' && s.refusedConnections !== undefined) {
+    lines.push(`connections not joined yet: ${s.pendingConnections ?? '-'}; refused at accept: ${formatDrops(s.refusedConnections)}`);
+  }
   if (s.tun !== null) {
     lines.push(`TUN: read ${s.tun.read.packets} pkts (${formatBytes(s.tun.read.bytes)}), written ${s.tun.written.packets} pkts (${formatBytes(s.tun.written.bytes)}), queue ${s.tun.queued}`);
   }

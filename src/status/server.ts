@@ -8,6 +8,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { ClientEvent, ServerEvent } from '../../pipelines/events.js';
 import {
   DROP_REASONS,
+  REFUSAL_REASONS,
   initialStatus,
   reduceStatus,
   statusSnapshot,
@@ -24,6 +25,8 @@ export interface StatusServerOptions {
   readonly mode: StatusMode;
   /** The clock (ms since the epoch); default Date.now. */
   readonly now?: () => number;
+  /** Server: the listener's count of connections not admitted yet (ListenerPort.pending), read per request. */
+  readonly pending?: () => number;
 }
 
 export interface StatusServer {
@@ -84,7 +87,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Prometheus metrics read from the model at scrape time: members that left have no series. */
 function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   type Member = StatusSnapshot['members'][number];
-  type Sample = readonly [labels: Partial<Record<'member', string>>, value: number | undefined];
+  type Sample = readonly [labels: Partial<Record<'member' | 'reason', string>>, value: number | undefined];
   /** A metric whose samples are read from the current snapshot at scrape time (so departed members' series vanish). */
   const define = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], samples: (s: StatusSnapshot) => Sample[]): void => {
     const fill = (metric: { reset(): void }, put: (labels: Sample[0], v: number) => void): void => {
@@ -151,6 +154,10 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
       for (const reason of DROP_REASONS) this.inc({ reason }, drops[reason] ?? 0);
     },
   });
+  gauge('lwt_pending_connections', 'Server: connections accepted and not admitted yet (TLS handshake or HELLO unfinished).', (s) => s.pendingConnections ?? undefined);
+  define('counter', 'lwt_refused_connections_total', 'Server: connections closed at accept because too many waited to be admitted, by reason.', ['reason'], (s) =>
+    REFUSAL_REASONS.map((reason) => [{ reason }, s.refusedConnections[reason]]),
+  );
   counter('lwt_tun_read_packets_total', 'Packets read from the TUN device.', (s) => s.tun?.read.packets);
   counter('lwt_tun_read_bytes_total', 'Bytes read from the TUN device.', (s) => s.tun?.read.bytes);
   counter('lwt_tun_written_packets_total', 'Packets written to the TUN device.', (s) => s.tun?.written.packets);
@@ -170,7 +177,8 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
 export function makeStatusServer(options: StatusServerOptions): StatusServer {
   const now = options.now ?? Date.now;
   let state: StatusState = initialStatus({ version: options.version, mode: options.mode, startedAt: now() });
-  const current = (): StatusSnapshot => statusSnapshot(state, now());
+  const current = (): StatusSnapshot =>
+    statusSnapshot(state, now(), options.pending === undefined ? {} : { pendingConnections: options.pending() });
   const registry = new Registry();
   makeMetrics(registry, current);
 

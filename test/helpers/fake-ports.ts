@@ -2,7 +2,7 @@
 // Create them inside `TestScheduler.run` and hand them the TestScheduler: every record carries the
 // virtual time (`scheduler.now()`) at which it happened, and nothing here touches a real socket.
 import { Observable, Subject, defer, mergeMap, of, throwError, timer, NEVER, type SchedulerLike, type Subscriber } from 'rxjs';
-import type { ConnectionPort, DialerPort, KernelRouteEvent, ListenerEvent, ListenerPort, PacketBatch, PacketSink, RoutesPort, TunPort } from '../../pipelines/ports.js';
+import type { ConnectionPort, DialerPort, KernelRouteEvent, ListenerEvent, ListenerPort, PacketBatch, PendingRefusal, PacketSink, RoutesPort, TunPort } from '../../pipelines/ports.js';
 import type { Ipv4Cidr } from '../../pipelines/settings.js';
 import { formatIpv4 } from '../../operators/wire/ipv4.js';
 import {
@@ -75,6 +75,8 @@ export class FakeConnection implements ConnectionPort {
   closedAt: number | undefined;
   /** How many times close() was called. */
   closeCalls = 0;
+  /** Virtual times at which admitted() was called. */
+  readonly admittedAt: number[] = [];
   needsDrain = false;
   readonly drain$ = new Subject<void>();
   readonly data$: Observable<Uint8Array>;
@@ -102,6 +104,10 @@ export class FakeConnection implements ConnectionPort {
   close(): void {
     this.closeCalls++;
     this.closedAt ??= this.scheduler.now();
+  }
+
+  admitted(): void {
+    this.admittedAt.push(this.scheduler.now());
   }
 
   // ---- what the test does as the peer ----
@@ -322,6 +328,11 @@ export class FakeListener implements ListenerPort {
 
   accept(connection: ConnectionPort): void {
     this.events.subject.next({ type: 'connection', connection });
+  }
+
+  /** Reports a connection closed at accept (a cap on pending connections). */
+  refuse(remote: string, reason: PendingRefusal = 'pending-source-limit', detail = 'too many connections wait'): void {
+    this.events.subject.next({ type: 'refused', remote, reason, detail });
   }
 
   fail(err: Error): void {

@@ -26,9 +26,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProbeResult } from './probe.js';
+import type { PingSample, ProbeResult } from './probe.js';
 
-export type { ProbeResult } from './probe.js';
+export type { PingSample, ProbeResult } from './probe.js';
 
 /** Absolute path of the compiled probe program (dist/test/helpers/probe.js). */
 export const PROBE_SCRIPT: string = fileURLToPath(new URL('./probe.js', import.meta.url));
@@ -805,6 +805,22 @@ export class Lab {
       port,
       budgetMs: count * timeoutMs,
     });
+  }
+
+  /**
+   * Starts pinging `to`:`port` (an echo server, see startEchoServers) from `from` over UDP, one
+   * datagram every `intervalMs`, until `stop()` or the lab's disposal. `samples()` are the
+   * datagrams so far: each with its round trip, or none when it was lost (no echo within 1 s).
+   */
+  startPinger(from: string, to: string, port: number, intervalMs = 100): { samples(): PingSample[]; stop(): Promise<void> } {
+    const p = this.hostImpl(from).spawnNode(PROBE_SCRIPT, ['udp-ping', this.address(to), String(port), String(intervalMs)], {
+      label: `${from}:ping:${to}`,
+      maxLines: 1_000_000,
+    });
+    return {
+      samples: () => p.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as PingSample),
+      stop: async () => void (await p.stop()),
+    };
   }
 
   /** Runs one TCP echo probe from `from` to `to` (host name or IP). */

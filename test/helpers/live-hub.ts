@@ -232,7 +232,9 @@ export async function startLiveHub(
   let completed = false;
   const sub: Subscription = serverPipeline(settings, {
     tun,
-    listener: makeNetListener({ host: LOOPBACK, port: 0 }),
+    // Every test client comes from 127.0.0.1, many at once (the floods): the caps on pending
+    // connections (test/pending.test.ts) are not what these tests look at.
+    listener: makeNetListener({ host: LOOPBACK, port: 0, pending: { perSource: 100_000, total: 100_000 } }),
     ...(options.authenticator === undefined ? {} : { authenticator: options.authenticator }),
   }).subscribe({
     next: (ev) => log.handle(ev),

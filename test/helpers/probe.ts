@@ -7,12 +7,16 @@
  *   node probe.js echo-server PORT              both of the above in one process
  *   node probe.js udp HOST PORT [count] [timeoutMs]
  *   node probe.js tcp HOST PORT [timeoutMs]
+ *   node probe.js udp-ping HOST PORT [intervalMs] [timeoutMs]
  *
  * For `udp` and `tcp` the HOST/PORT order may be swapped (`udp PORT HOST` is
  * accepted too): the all-digit argument is taken as the port.
  *
  * Clients print exactly one JSON line (see ProbeResult) and exit 0 when every
- * request was answered, 1 otherwise. Usage errors exit 2.
+ * request was answered, 1 otherwise. Usage errors exit 2. `udp-ping` is ping
+ * over a UDP echo server: one datagram every intervalMs (default 100) until
+ * SIGTERM, one PingSample JSON line per datagram (its echo, or lost after
+ * timeoutMs, default 1000).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -155,6 +159,44 @@ async function udpClient(host: string, port: number, count: number, timeoutMs: n
   emit(result);
 }
 
+/** One datagram of `udp-ping`: its round trip, or lost. */
+export interface PingSample {
+  readonly seq: number;
+  /** When it was sent, ms since the pinger started. */
+  readonly sentAtMs: number;
+  /** Undefined when no echo came within the timeout. */
+  readonly rttMs?: number;
+}
+
+function udpPing(host: string, port: number, intervalMs: number, timeoutMs: number): () => void {
+  const sock = dgram.createSocket('udp4');
+  const start = process.hrtime.bigint();
+  const sinceStart = (t: bigint): number => Number(t - start) / 1e6;
+  const pending = new Map<string, { seq: number; t0: bigint; timer: NodeJS.Timeout }>();
+  const print = (s: PingSample): void => void process.stdout.write(`${JSON.stringify(s)}\n`);
+  sock.on('message', (msg) => {
+    const p = pending.get(msg.toString('latin1'));
+    if (p === undefined) return;
+    pending.delete(msg.toString('latin1'));
+    clearTimeout(p.timer);
+    print({ seq: p.seq, sentAtMs: sinceStart(p.t0), rttMs: Number(process.hrtime.bigint() - p.t0) / 1e6 });
+  });
+  sock.on('error', () => undefined);
+  let seq = 0;
+  const tick = setInterval(() => {
+    const nonce = `ping:${seq}:${randomBytes(8).toString('hex')}`;
+    const t0 = process.hrtime.bigint();
+    const mine = seq++;
+    pending.set(nonce, { seq: mine, t0, timer: setTimeout(() => pending.delete(nonce) && print({ seq: mine, sentAtMs: sinceStart(t0) }), timeoutMs) });
+    sock.send(nonce, port, host);
+  }, intervalMs);
+  return () => {
+    clearInterval(tick);
+    for (const p of pending.values()) clearTimeout(p.timer);
+    sock.close();
+  };
+}
+
 async function tcpClient(host: string, port: number, timeoutMs: number): Promise<void> {
   const result: ProbeResult = { ok: false, proto: 'tcp', host, port, sent: 0, received: 0, rttMs: [] };
   const line = `probe:${randomBytes(8).toString('hex')}\n`;
@@ -218,6 +260,10 @@ async function main(argv: string[]): Promise<void> {
       const { host, port } = hostPort(a, b);
       await tcpClient(host, port, parsePositive(c, 2000, 'timeoutMs'));
       return;
+    }
+    case 'udp-ping': {
+      const { host, port } = hostPort(a, b);
+      return exitOnSignals(udpPing(host, port, parsePositive(c, 100, 'intervalMs'), parsePositive(d, 1000, 'timeoutMs')));
     }
     default:
       usage(`unknown mode ${String(mode)}`);
