@@ -5,7 +5,7 @@
 // would multiply into 65,000 packets. Every route the tests see is inside the lab's namespaces.
 import test from 'ava';
 import { FORGE_SCRIPT } from './helpers/forge.js';
-import { Lab, type LabProcess } from './helpers/lab.js';
+import { Lab, NFT_BIN, type LabProcess } from './helpers/lab.js';
 import { BIN, ECHO_PORT, TEXT_LOGS, interrupt, startClient, startHub } from './helpers/vpn.js';
 
 const TIMING = ['-keepalive', '1', '-timeout', '3'];
@@ -157,4 +157,36 @@ test('SUPER frames with a tiny segment size are refused at the hub (gso-too-smal
   t.is(probe.received, 20, `c2 ↔ c3 lost nothing meanwhile: ${JSON.stringify(probe)}`);
   t.notRegex(c1.output(), /disconnected/);
   t.is((await interrupt(hub)).code, 0);
+});
+
+test('isolation and ip_forward on the hub: members reach the hub’s LAN through its kernel, until the nftables rule of docs/security.md drops forwarded tunnel traffic', async (t) => {
+  const lab = await Lab.create({ hosts: ['hub', 'c1', 'lan'] });
+  t.teardown(() => lab.dispose());
+  // The hub's own LAN (192.168.50.0/24), reachable only through the hub; the hub host forwards.
+  const hub = lab.host('hub');
+  const lan = lab.host('lan');
+  await hub.exec('ip', ['link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', lan.ns], { check: true });
+  await hub.exec('ip', ['addr', 'add', '192.168.50.1/24', 'dev', 'lan0'], { check: true });
+  await hub.exec('ip', ['link', 'set', 'lan0', 'up'], { check: true });
+  await hub.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { check: true });
+  await lan.exec('ip', ['addr', 'add', '192.168.50.2/24', 'dev', 'lan0'], { check: true });
+  await lan.exec('ip', ['link', 'set', 'lan0', 'up'], { check: true });
+  await lan.exec('ip', ['route', 'add', '10.0.0.0/24', 'via', '192.168.50.1'], { check: true });
+  await lab.startEchoServers('lan', ECHO_PORT);
+
+  const hubProcess = await startHub(lab, [...TIMING, '-client-isolation']);
+  const c1 = await startClient(lab, 'c1', '10.0.0.2', TIMING);
+  await lab.host('c1').exec('ip', ['route', 'add', '192.168.50.0/24', 'dev', 'tun0'], { check: true });
+  t.true(await lab.canReach('c1', '192.168.50.2', ECHO_PORT, { timeoutMs: 5000 }), 'isolation does not stop the hub kernel from forwarding');
+
+  const nft = NFT_BIN;
+  if (nft === undefined) return t.fail('nftables is not installed (.ci/run installs it)');
+  await hub.exec(nft, ['add', 'table', 'inet', 'lwt'], { check: true });
+  await hub.exec(nft, ['add', 'chain', 'inet', 'lwt', 'forward', '{ type filter hook forward priority 0; policy accept; }'], { check: true });
+  await hub.exec(nft, ['add', 'rule', 'inet', 'lwt', 'forward', 'iifname', 'tun0', 'drop'], { check: true });
+  const after = await lab.probeUdp('c1', '192.168.50.2', ECHO_PORT, { timeoutMs: 1000, count: 3 });
+  t.is(after.received, 0, `the rule drops it: ${JSON.stringify(after)}`);
+  await lab.startEchoServers('hub', ECHO_PORT);
+  t.true(await lab.canReach('c1', '10.0.0.1', ECHO_PORT, { timeoutMs: 4000 }), 'the hub itself is still reachable');
+  for (const p of [c1, hubProcess]) t.is((await interrupt(p)).code, 0);
 });

@@ -59,6 +59,26 @@ export function findBinary(name: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The absolute path of a system program (the sbin/bin folders only, never PATH): under npm scripts
+ * PATH starts with node_modules/.bin, where ava's @vercel/nft puts a `nft` that is not nftables.
+ */
+export function systemBinary(name: string): string | undefined {
+  for (const dir of ['/usr/sbin', '/sbin', '/usr/bin', '/bin']) {
+    const p = path.join(dir, name);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+/** nftables' `nft` (see systemBinary), or undefined when nftables is not installed. */
+export const NFT_BIN: string | undefined = systemBinary('nft');
+
 const IP_BIN = findBinary('ip') ?? 'ip';
 const TC_BIN = findBinary('tc');
 const BRIDGE_BIN = findBinary('bridge');
