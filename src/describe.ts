@@ -154,9 +154,9 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
   }
 }
 
-/** Warnings of one reason logged at once in a second before the others are only counted: enough
- * to see a few misconfigured clients one by one, few enough that a flood takes a handful of lines. */
-export const REPEATS_AT_ONCE = 5;
+/** Warnings of one reason logged at once in a second before the others are only counted (the
+ * count's line repeats the last one in full): a flood of one reason is one line per second. */
+export const REPEATS_AT_ONCE = 1;
 
 /** Events a flood of connections repeats without bound: their warnings are summarized per reason. */
 type Repeatable = Extract<ServerEvent | ClientEvent, { readonly type: 'rejected' | 'left' | 'handshake-failed' | 'refused' }>;
@@ -171,8 +171,12 @@ interface Described<E> {
 const isRepeatedWarning = <E extends ServerEvent | ClientEvent>(d: Described<E>): d is Described<E & Repeatable> =>
   d.line.level === 'warn' && REPEATABLE.has(d.event.type);
 
-/** The line that counts the warnings of one reason held back in the last second: `refused 512 more connections in the last second (ip-conflict)`. */
-export function describeHeld(e: Repeatable, count: number): LogLine {
+/**
+ * The line that counts the warnings of one reason held back in the last second, with the last of
+ * them in full: `refused 512 more connections in the last second (ip-conflict); the last: refused
+ * 10.0.0.2 from 192.0.2.9:4000: ip-conflict: ...`.
+ */
+export function describeHeld(e: Repeatable, count: number, last?: LogLine): LogLine {
   const more = `${count} more connection${count === 1 ? '' : 's'}`;
   const what =
     e.type === 'handshake-failed'
@@ -180,7 +184,7 @@ export function describeHeld(e: Repeatable, count: number): LogLine {
       : e.type === 'left'
         ? `${more} ended before joining`
         : `refused ${more}`;
-  return { level: 'warn', message: `${what} in the last second (${e.reason})`, fields: { event: e.type, reason: e.reason, repeated: count } };
+  return { level: 'warn', message: `${what} in the last second (${e.reason})${last === undefined ? '' : `; the last: ${last.message}`}`, fields: { event: e.type, reason: e.reason, repeated: count } };
 }
 
 /**
@@ -188,7 +192,7 @@ export function describeHeld(e: Repeatable, count: number): LogLine {
  * (at most one per second per place, never one per packet). Warnings a connection flood repeats
  * (refusals, failed handshakes, connections that ended before joining) are logged at once for the
  * first REPEATS_AT_ONCE of a reason in a second, then counted: while they keep coming, one line per
- * second per reason says how many more there were.
+ * second per reason says how many more there were, and shows the last of them in full.
  * Errors and completes with `events$`.
  */
 export function logLines<E extends ServerEvent | ClientEvent>(events$: Observable<E>, describe: (e: E) => LogLine | undefined): Observable<LogLine> {
@@ -210,7 +214,7 @@ export function logLines<E extends ServerEvent | ClientEvent>(events$: Observabl
               described$.pipe(
                 filter(isRepeatedWarning),
                 summarizeRepeats((d) => `${d.event.type} ${d.event.reason}`, 1000, REPEATS_AT_ONCE),
-                map((r) => (r.kind === 'event' ? r.event.line : describeHeld(r.last.event, r.count))),
+                map((r) => (r.kind === 'event' ? r.event.line : describeHeld(r.last.event, r.count, r.last.line))),
               ),
             ),
           ),
