@@ -18,10 +18,10 @@
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { FrameType, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
-import { FrameDecoder } from '../operators/wire/decoder.js';
-import { encodeControl, PROTOCOL_VERSION } from '../operators/wire/control.js';
-import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { FrameType, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/core/wire/frames.js';
+import { FrameDecoder } from '../operators/core/wire/decoder.js';
+import { encodeControl, PROTOCOL_VERSION } from '../operators/core/wire/control.js';
+import { formatIpv4, parseIpv4 } from '../operators/core/address.js';
 
 interface Options {
   host: string;

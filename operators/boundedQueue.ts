@@ -1,7 +1,7 @@
 import { Observable, take, type OperatorFunction, type Subscription } from 'rxjs';
-import type { PacketSink } from '../pipelines/ports.js';
-import type { PacketBatch } from './types.js';
-import { copyPacket } from './wire/gso.js';
+import type { PacketSink } from './core/packet.js';
+import type { PacketBatch } from './core/packet.js';
+import { copyPacket } from './core/wire/gso.js';
 
 /** Options of boundedQueue. */
 export interface BoundedQueueOptions {

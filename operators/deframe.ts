@@ -1,7 +1,7 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { FrameDecoder } from './wire/decoder.js';
-import { FrameType, MAX_BODY_SUPER, superPacketOf } from './wire/frames.js';
-import { addDrop, type DropCounts, type Inbound } from './types.js';
+import { FrameDecoder } from './core/wire/decoder.js';
+import { FrameType, MAX_BODY_SUPER, superPacketOf } from './core/wire/frames.js';
+import { addDrop, type DropCounts, type Inbound } from './core/packet.js';
 
 /** Options of deframe. */
 export interface DeframeOptions {

@@ -1,5 +1,5 @@
 import { map, type MonoTypeOperatorFunction } from 'rxjs';
-import { addDrop, type RoutedBatch } from './types.js';
+import { addDrop, type RoutedBatch } from './core/packet.js';
 
 /**
  * Client isolation: when `enabled` (a flag, or a function read per batch so the setting can change

@@ -1,7 +1,7 @@
 import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
-import { FrameType } from './wire/frames.js';
-import { ipv4Source, isIpv4 } from './wire/ipv4.js';
-import type { Inbound } from './types.js';
+import { FrameType } from './core/wire/frames.js';
+import { ipv4Source, isIpv4 } from './core/wire/ipv4.js';
+import type { Inbound } from './core/packet.js';
 
 /**
  * Source-address learning for peers that send no HELLO (2.x clients). Passes every item through;

@@ -1,7 +1,7 @@
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
-import { ipv4Destination, isIpv4, parseIpv4, subnetBroadcast } from './wire/ipv4.js';
-import type { DropCounts, DropReason, Routed } from './types.js';
-import type { Ipv4Prefix } from './routeTable.js';
+import { ipv4Destination, isIpv4 } from './core/wire/ipv4.js';
+import type { DropCounts, DropReason, Routed } from './core/packet.js';
+import { broadcastAddress, parseIpv4, type Ipv4Prefix } from './core/address.js';
 
 /** The drop reason this operator adds: a sender went over its broadcast/multicast packets-per-second limit. */
 export type BroadcastLimitDrop = Extract<DropReason, 'broadcast-limit'>;
@@ -82,7 +82,7 @@ export function replicate<T>(options: ReplicateOptions<T>): OperatorFunction<Rep
   if (!(burst >= 1)) throw new RangeError(`replicate: burst ${burst} must be at least 1`);
   const scheduler = options.scheduler ?? asyncScheduler;
   const groups = new Set(options.groups ?? DEFAULT_GROUPS);
-  const directed = subnetBroadcast(options.subnet.address, options.subnet.prefix);
+  const directed = broadcastAddress(options.subnet);
   const capacity = burst * 1000;
   const replicable = (dst: number): boolean => dst === directed || dst === 0xffffffff || groups.has(dst);
 

@@ -1,6 +1,6 @@
 import { map, type OperatorFunction } from 'rxjs';
-import { ipv4Destination, ipv4Problem } from './wire/ipv4.js';
-import { addDrop, type DropReason, type PacketBatch, type Routed, type RoutedBatch } from './types.js';
+import { ipv4Destination, ipv4Problem } from './core/wire/ipv4.js';
+import { addDrop, type DropReason, type PacketBatch, type Routed, type RoutedBatch } from './core/packet.js';
 
 /** Decides where `packet` (to `destination`) goes: a target, or the reason it is dropped. Must be O(1). */
 export type RouteDecision<T extends object> = (destination: number, packet: Uint8Array) => T | DropReason;

@@ -1,6 +1,6 @@
 import { asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
 import { keyedWindows } from './keyedWindows.js';
-import { addDrops, type DropCounts } from './types.js';
+import { addDrops, type DropCounts } from './core/packet.js';
 
 /** Drops attributed to one key (a member, or the hub itself). */
 export interface DropReport<K> {

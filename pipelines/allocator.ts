@@ -1,7 +1,7 @@
 // The hub's address allocator: which tunnel address a member without `-t` gets, and whether a
+import { broadcastAddress, formatIpv4, prefixHas, prefixMask } from '../operators/core/address.js';
 // static request may have the one it asks for. Pure bookkeeping, never on the packet path; the hub
 // owns one per subscription (built inside its `defer`), so two hubs in one process never share one.
-import { formatIpv4, inSubnet, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
 
 /** Where addresses come from: the hub's subnet and, optionally, a narrower pool inside it. */
 export interface AllocatorOptions {
@@ -55,12 +55,12 @@ export function allocatorOptionsProblem(options: AllocatorOptions): string | und
   if (!isU32(hub)) return `hub ${hub} is not an IPv4 address`;
   const net = (network & prefixMask(prefix)) >>> 0;
   const lan = `${formatIpv4(net)}/${prefix}`;
-  if (!inSubnet(hub, net, prefix)) return `the hub address ${formatIpv4(hub)} is outside ${lan}`;
+  if (!prefixHas({ address: net, prefix: prefix }, hub)) return `the hub address ${formatIpv4(hub)} is outside ${lan}`;
   if (pool === undefined) return undefined;
   if (!isU32(pool.first) || !isU32(pool.last)) return `the pool ${pool.first}..${pool.last} is not a range of IPv4 addresses`;
   const range = `${formatIpv4(pool.first)}-${formatIpv4(pool.last)}`;
   if (pool.first > pool.last) return `the pool ${range} is empty (first above last)`;
-  if (!inSubnet(pool.first, net, prefix) || !inSubnet(pool.last, net, prefix)) return `the pool ${range} is not inside ${lan}`;
+  if (!prefixHas({ address: net, prefix: prefix }, pool.first) || !prefixHas({ address: net, prefix: prefix }, pool.last)) return `the pool ${range} is not inside ${lan}`;
   return undefined;
 }
 
@@ -92,7 +92,7 @@ export class AddressAllocator {
     if (problem !== undefined) throw new AllocatorConfigError(problem);
     this.#prefix = options.prefix;
     this.#network = (options.network & prefixMask(options.prefix)) >>> 0;
-    this.#broadcast = subnetBroadcast(this.#network, options.prefix);
+    this.#broadcast = broadcastAddress({ address: this.#network, prefix: options.prefix });
     this.#hub = options.hub;
     this.#first = options.pool?.first ?? this.#network + 1;
     this.#last = options.pool?.last ?? this.#broadcast - 1;
@@ -136,7 +136,7 @@ export class AddressAllocator {
   claimStatic(identity: string | undefined, address: number): StaticClaim {
     const text = formatIpv4(address);
     const lan = `${formatIpv4(this.#network)}/${this.#prefix}`;
-    if (!isU32(address) || !inSubnet(address, this.#network, this.#prefix)) {
+    if (!isU32(address) || !prefixHas({ address: this.#network, prefix: this.#prefix }, address)) {
       return { ok: false, reason: 'outside-subnet', detail: `${text} is outside the hub's network ${lan}` };
     }
     if (address === this.#network || address === this.#broadcast) {

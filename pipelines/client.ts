@@ -22,8 +22,8 @@ import {
 } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { reconnect } from '../operators/reconnect.js';
-import type { DropCounts, Inbound, PacketBatch } from '../operators/types.js';
-import { addDrop } from '../operators/types.js';
+import type { DropCounts, Inbound, PacketBatch } from '../operators/core/packet.js';
+import { addDrop } from '../operators/core/packet.js';
 import {
   CAPABILITIES,
   GSO_CAPABILITY,
@@ -36,16 +36,16 @@ import {
   decodeControl,
   encodeControl,
   type LanRoute,
-} from '../operators/wire/control.js';
-import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/frames.js';
-import { fitPackets } from '../operators/wire/fragment.js';
-import { formatIpv4, ipv4Problem, parseIpv4 } from '../operators/wire/ipv4.js';
-import { formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
+} from '../operators/core/wire/control.js';
+import { FrameType, encodeFrame, type PacketEncoding } from '../operators/core/wire/frames.js';
+import { fitPackets } from '../operators/core/wire/fragment.js';
+import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type RefusedRoute, type SessionStats } from './events.js';
 import type { ConnectionPort, DialerPort, HostNetworkPort, RoutesPort, TunPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
+import { formatIpv4, formatPrefix, normalizePrefix, parseIpv4, parsePrefix, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** What a client is built from. */
 export interface ClientPorts {

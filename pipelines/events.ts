@@ -1,9 +1,9 @@
 // What the pipelines report. Log lines, status and metrics are all derived from these events.
-import type { DropCounts } from '../operators/types.js';
+import type { DropCounts } from '../operators/core/packet.js';
 import type { HandshakeFailure, KernelRouteEvent, PendingRefusal } from './ports.js';
-import type { LanRoute, RejectReason } from '../operators/wire/control.js';
+import type { LanRoute, RejectReason } from '../operators/core/wire/control.js';
 import { IdleError } from '../operators/detectIdle.js';
-import { FrameError } from '../operators/wire/decoder.js';
+import { FrameError } from '../operators/core/wire/decoder.js';
 
 /** Why a session ended. */
 export type SessionEndReason =

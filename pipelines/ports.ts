@@ -1,31 +1,12 @@
 // The ports a pipeline is built from. Drivers in src/ implement them over Node objects; tests implement
 // them with Subjects. Nothing here performs I/O.
 import type { Observable } from 'rxjs';
+import type { PacketBatch, PacketSink } from '../operators/core/packet.js';
+
+export type { PacketBatch, PacketSink };
 import type { LeaseTable } from './allocator.js';
-import type { Ipv4Cidr } from './settings.js';
 import type { GuardedPrefix } from './routeGuard.js';
-
-/**
- * A batch of raw IPv4 packets (no packet-information header); some may be SuperPackets when offload
- * is negotiated. Elements may be views into a buffer
- * that the producer reuses: they are valid only during the synchronous emission that carries them.
- * A consumer that keeps a packet past that emission copies it.
- */
-export type PacketBatch = readonly Uint8Array[];
-
-/**
- * A packet sink with explicit backpressure. `write` accepts a prefix of `packets` and returns its
- * length: all of them while the sink has room, fewer (possibly 0) once it is full. After a short
- * write, `ready$` emits when the sink accepts packets again. A sink never keeps a reference to a
- * packet it did not accept, and copies (or fully consumes) the ones it did accept before returning.
- */
-export interface PacketSink {
-  write(packets: PacketBatch): number;
-  readonly ready$: Observable<void>;
-  /** Packets `write` accepted but the device refused (malformed, interface down), counted since it
-   * opened; absent for sinks that never refuse. */
-  readonly rejected?: () => number;
-}
+import { type Ipv4Prefix } from '../operators/core/address.js';
 
 /** The local TUN device, seen as a stream of read batches plus a packet sink. */
 export interface TunPort {
@@ -76,7 +57,7 @@ export interface KernelRouteEvent {
  * errors). Routes through the device also disappear with the device itself.
  */
 export interface RoutesPort {
-  set(prefixes: readonly Ipv4Cidr[]): void;
+  set(prefixes: readonly Ipv4Prefix[]): void;
   readonly events$: Observable<KernelRouteEvent>;
 }
 
@@ -159,7 +140,7 @@ export type AuthDecision =
       /** The address this client is pinned to, if any (what it gets when it asks to be assigned one). */
       readonly pinned?: number;
       /** The LANs this client may announce (each route must lie inside one); undefined: no limit beyond the hub's allow_routes. */
-      readonly routes?: readonly Ipv4Cidr[];
+      readonly routes?: readonly Ipv4Prefix[];
     }
   | { readonly ok: false; readonly reason: 'auth-failed' | 'address-not-allowed'; readonly detail: string };
 

@@ -2,8 +2,7 @@
 // never cover the host's own addresses and networks, its gateways, the hub, or the address a member
 // connects from. Otherwise the tunnel's own packets (and everything else the host sends there) are
 // pulled into the tunnel, every session dies and stays dead (issue 10's route hijack). Pure.
-import { prefixesOverlap, type Ipv4Prefix } from '../operators/core/address.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { parseIpv4, prefixesOverlap, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** A prefix no route through the TUN device may overlap, and what it is (for refusals and logs). */
 export interface GuardedPrefix {

@@ -21,14 +21,13 @@ import {
   type SchedulerLike,
 } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
-import { prefixContains, prefixesOverlap } from '../operators/core/address.js';
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operators/replicate.js';
 import { route, type RouteDecision } from '../operators/route.js';
-import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
-import { addDrops, type DropCounts, type DropReason, type Inbound, type PacketBatch, type Routed, type RoutedBatch } from '../operators/types.js';
-import { fitPackets } from '../operators/wire/fragment.js';
+import { RouteTable } from '../operators/core/routeTable.js';
+import { addDrops, type DropCounts, type DropReason, type Inbound, type PacketBatch, type Routed, type RoutedBatch } from '../operators/core/packet.js';
+import { fitPackets } from '../operators/core/wire/fragment.js';
 import {
   CAPABILITIES,
   GSO_CAPABILITY,
@@ -40,9 +39,9 @@ import {
   ControlDecodeError,
   type LanRoute,
   type RejectReason,
-} from '../operators/wire/control.js';
-import { FrameType, encodeFrame, type PacketEncoding } from '../operators/wire/frames.js';
-import { formatIpv4, inSubnet, ipv4Destination, ipv4Source, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+} from '../operators/core/wire/control.js';
+import { FrameType, encodeFrame, type PacketEncoding } from '../operators/core/wire/frames.js';
+import { ipv4Destination, ipv4Source } from '../operators/core/wire/ipv4.js';
 import { AddressAllocator, type LeaseTable } from './allocator.js';
 import { SessionEnd, endReason, type LeaseInfo, type ServerEvent, type SessionStats } from './events.js';
 import type { Authenticator, ConnectionPort, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
@@ -50,6 +49,7 @@ import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from 
 import { REPLACE_WINDOW_MS, ReplacementTracker } from './replacements.js';
 import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ServerSettings } from './settings.js';
+import { broadcastAddress, formatIpv4, formatPrefix, normalizePrefix, parseIpv4, parsePrefix, prefixContains, prefixesOverlap, prefixHas, prefixMask, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** What the hub is built from. */
 export interface ServerPorts {
@@ -162,7 +162,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const scheduler = ports.scheduler ?? asyncScheduler;
     const hubAddress = settings.tunnel.address;
     const prefix = settings.tunnel.prefix;
-    const broadcast = subnetBroadcast(hubAddress, prefix);
+    const broadcast = broadcastAddress(settings.tunnel);
     const network = (hubAddress & prefixMask(prefix)) >>> 0;
     /** The route table: tunnel address → member. */
     const members = new Map<number, Member>();
@@ -238,7 +238,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       const m = members.get(dst);
       if (m !== undefined) return m;
       if (dst === hubAddress) return HUB;
-      if (!inSubnet(dst, hubAddress, prefix)) {
+      if (!prefixHas(settings.tunnel, dst)) {
         if (replicable(dst)) return REPLICATE;
         // A LAN behind a member, else beyond the virtual LAN: the hub's kernel decides.
         return lans.size === 0 ? HUB : (lans.lookup(dst) ?? HUB);
@@ -576,7 +576,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         const checkAddress = (address: number): number => {
           const text = formatIpv4(address);
           const lan = `${formatIpv4(network)}/${prefix}`;
-          if (!inSubnet(address, hubAddress, prefix)) throw new Refusal('outside-subnet', `${text} is outside the hub's network ${lan}`, text);
+          if (!prefixHas(settings.tunnel, address)) throw new Refusal('outside-subnet', `${text} is outside the hub's network ${lan}`, text);
           if (address === network || address === broadcast) throw new Refusal('outside-subnet', `${text} is the network or broadcast address of ${lan}`, text);
           if (address === hubAddress) throw new Refusal('hub-address', `${text} is the hub's own address`, text);
           return address;

@@ -4,8 +4,8 @@ import type { TunStats } from './events.js';
 import { deframe } from '../operators/deframe.js';
 import { detectIdle } from '../operators/detectIdle.js';
 import { keepalive } from '../operators/keepalive.js';
-import type { DropCounts, Inbound } from '../operators/types.js';
-import { FrameType, encodeFrame, encodePackets, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, type PacketEncoding } from '../operators/wire/frames.js';
+import type { DropCounts, Inbound } from '../operators/core/packet.js';
+import { FrameType, encodeFrame, encodePackets, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, type PacketEncoding } from '../operators/core/wire/frames.js';
 import type { ConnectionPort, PacketBatch, PacketSink } from './ports.js';
 import type { CommonSettings } from './settings.js';
 

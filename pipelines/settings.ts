@@ -1,10 +1,5 @@
 // Typed settings the pipelines run on. The CLI decodes user input (flags, JSON) into these.
-
-/** An IPv4 address as an unsigned 32-bit integer plus a prefix length. */
-export interface Ipv4Cidr {
-  readonly address: number;
-  readonly prefix: number;
-}
+import type { Ipv4Prefix } from '../operators/core/address.js';
 
 /** Settings both sides share. Times are in milliseconds. */
 export interface CommonSettings {
@@ -24,11 +19,11 @@ export interface CommonSettings {
 
 export interface ServerSettings extends CommonSettings {
   /** The hub's tunnel address and the virtual LAN's prefix. */
-  readonly tunnel: Ipv4Cidr;
+  readonly tunnel: Ipv4Prefix;
   /** Addresses handed to clients that ask for one (inclusive); the whole subnet when absent. */
   readonly pool?: { readonly first: number; readonly last: number };
   /** LANs members may announce: each announced route must lie inside one of these; none when absent or empty. */
-  readonly allowRoutes?: readonly Ipv4Cidr[];
+  readonly allowRoutes?: readonly Ipv4Prefix[];
   /** Broadcast and multicast replication; off (directed broadcasts dropped as `broadcast`) when absent. */
   readonly broadcast?: {
     /** Multicast groups replicated besides the subnet broadcast and 255.255.255.255. */
@@ -48,11 +43,11 @@ export interface ServerSettings extends CommonSettings {
 
 export interface ClientSettings extends CommonSettings {
   /** This client's tunnel address and prefix (its `-t`), or undefined: the hub assigns one. */
-  readonly tunnel: Ipv4Cidr | undefined;
+  readonly tunnel: Ipv4Prefix | undefined;
   /** The client-generated identity sent in HELLO `id` (32 hex digits); required when `tunnel` is undefined. */
   readonly clientId?: string;
   /** LANs behind this client, announced in HELLO `routes`. */
-  readonly routes?: readonly Ipv4Cidr[];
+  readonly routes?: readonly Ipv4Prefix[];
   /** With an assigned address: how long a session waits for WELCOME (a 2.x hub never sends one). */
   readonly welcomeTimeoutMs?: number;
   /** The hub to dial; the name is resolved again on every attempt. */

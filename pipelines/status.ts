@@ -1,7 +1,7 @@
 // The status model: a pure fold of the pipelines' events into what /status and /metrics show.
 // No I/O and no clock: the caller passes the time each event was seen (`now`), so the same events
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
-import type { DropCounts, DropReason } from '../operators/types.js';
+import type { DropCounts, DropReason } from '../operators/core/packet.js';
 import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, TunStats } from './events.js';
 import type { PendingRefusal } from './ports.js';
 

@@ -3,10 +3,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { AuthDecision, AuthRequest, Authenticator } from '../pipelines/ports.js';
 import { AddressAllocator } from '../pipelines/allocator.js';
-import { formatCidr, formatIpv4, parseIpv4, type Ipv4Cidr } from './net/ipv4.js';
 import { closestMatch, renderValue } from './config/decode.js';
 import { parseJson, formatJsonPath } from './config/json.js';
 import { CidrList, KEY_INFO } from './config/schema.js';
+import { formatIpv4, formatPrefix, parseIpv4, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** One named client of a tokens file. */
 export interface ClientToken {
@@ -15,7 +15,7 @@ export interface ClientToken {
   /** When set, this client may only use this address (and gets it when it asks to be assigned one). */
   readonly address?: number;
   /** When set, the only LANs this client may announce (each route must lie inside one of these). */
-  readonly routes?: readonly Ipv4Cidr[];
+  readonly routes?: readonly Ipv4Prefix[];
 }
 
 /** What the hub requires. At least one of the three is set when a hub has an authenticator. */
@@ -112,7 +112,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * network or broadcast address, the hub's own) or that two clients share, routes that are not
  * network prefixes, and a file without clients.
  */
-export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): Either<string[], readonly ClientToken[]> {
+export function parseTokensFile(text: string, path: string, tunnel: Ipv4Prefix): Either<string[], readonly ClientToken[]> {
   const problem = (where: string, what: string): string => `tokens_file: ${path}: ${where === '' ? '' : `${where}: `}${what}`;
   const json = parseJson(text);
   if (isLeft(json)) return left([problem('', json.left.message)]);
@@ -125,7 +125,7 @@ export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): E
   const pinOwner = new Map<number, string>();
   const pinProblem = (name: string, address: number): string | undefined => {
     const claim = hub.claimStatic(name, address);
-    if (!claim.ok) return `${claim.detail} (tunnel_addr ${formatCidr(tunnel)})`;
+    if (!claim.ok) return `${claim.detail} (tunnel_addr ${formatPrefix(tunnel)})`;
     const other = pinOwner.get(address);
     if (other !== undefined) return `${formatIpv4(address)} is already pinned to ${other}; an address belongs to one client`;
     pinOwner.set(address, name);
@@ -160,7 +160,7 @@ export function parseTokensFile(text: string, path: string, tunnel: Ipv4Cidr): E
       const why = address === undefined ? `expected an IPv4 address, got ${renderValue(addressText)}` : pinProblem(name, address);
       if (why !== undefined) errors.push(problem(at('address'), why));
     }
-    let routes: readonly Ipv4Cidr[] | undefined;
+    let routes: readonly Ipv4Prefix[] | undefined;
     if (routesValue !== undefined) {
       // The same decoder as the `routes` config key, so both accept and refuse the same prefixes.
       const decoded = CidrList.decode(routesValue);

@@ -2,7 +2,7 @@
 import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
 import { summarizeDrops } from '../operators/summarizeDrops.js';
 import { summarizeRepeats } from '../operators/summarizeRepeats.js';
-import type { DropCounts } from '../operators/types.js';
+import type { DropCounts } from '../operators/core/packet.js';
 import type { ClientEvent, DropsEvent, KernelRouteEvent, LanRoute, ServerEvent } from '../pipelines/events.js';
 import type { Level, LogFields } from './log.js';
 

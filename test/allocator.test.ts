@@ -1,7 +1,7 @@
 // AddressAllocator (pipelines/allocator.ts): lowest free address, sticky leases, static checks.
 import test from 'ava';
 import { AddressAllocator, AllocatorConfigError, allocatorOptionsProblem, type AllocatorOptions, type LeaseTable } from '../pipelines/allocator.js';
-import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import { formatIpv4, parseIpv4 } from '../operators/core/address.js';
 
 const ip = (s: string): number => parseIpv4(s)!;
 const lan24: AllocatorOptions = { network: ip('10.0.0.0'), prefix: 24, hub: ip('10.0.0.1') };

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { isLeft, right } from 'fp-ts/lib/Either.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from '../src/auth.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const A2 = parseIpv4('10.0.0.2')!;
 const A3 = parseIpv4('10.0.0.3')!;

@@ -6,11 +6,11 @@ import { clientPipeline } from '../pipelines/client.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, type ClientEvent } from '../pipelines/events.js';
 import type { HostNetworkPort, RoutesPort } from '../pipelines/ports.js';
 import type { ClientSettings } from '../pipelines/settings.js';
-import { FrameType } from '../operators/wire/frames.js';
-import { encodeControl } from '../operators/wire/control.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { FrameType } from '../operators/core/wire/frames.js';
+import { encodeControl } from '../operators/core/wire/control.js';
 import { FakeRoutes, connectError, fakes, type DialOutcome, type FakeConnection, type FakeDialer, type FakeTun } from './helpers/fake-ports.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const SETTINGS: ClientSettings = {
   tunnel: { address: parseIpv4('10.0.0.2')!, prefix: 24 },

@@ -14,9 +14,9 @@ import {
   type Hello,
   type Reject,
   type Welcome,
-} from '../operators/wire/control.js';
-import { FrameDecoder } from '../operators/wire/decoder.js';
-import { FrameType, HEADER_BYTES, MAX_BODY_COMPAT } from '../operators/wire/frames.js';
+} from '../operators/core/wire/control.js';
+import { FrameDecoder } from '../operators/core/wire/decoder.js';
+import { FrameType, HEADER_BYTES, MAX_BODY_COMPAT } from '../operators/core/wire/frames.js';
 
 type ControlType = (typeof FrameType)['Hello' | 'Welcome' | 'Reject'];
 

@@ -5,10 +5,10 @@
 import test from 'ava';
 import { from, type Observable } from 'rxjs';
 import { deframe } from '../operators/deframe.js';
-import type { DropCounts, Inbound } from '../operators/types.js';
-import { FrameError } from '../operators/wire/decoder.js';
-import { MAX_BODY_SUPER } from '../operators/wire/frames.js';
-import { SuperPacket } from '../operators/wire/gso.js';
+import type { DropCounts, Inbound } from '../operators/core/packet.js';
+import { FrameError } from '../operators/core/wire/decoder.js';
+import { MAX_BODY_SUPER } from '../operators/core/wire/frames.js';
+import { SuperPacket } from '../operators/core/wire/gso.js';
 import { marbles } from './helpers/marbles.js';
 import { ACK, DEFAULT_FLOW, streamBytes, superPacketBytes, tcpSegment, timestampOption } from './helpers/tcp-reference.js';
 

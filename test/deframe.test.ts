@@ -2,9 +2,9 @@
 import test from 'ava';
 import { of } from 'rxjs';
 import { deframe } from '../operators/deframe.js';
-import type { DropCounts, Inbound } from '../operators/types.js';
-import { FrameError } from '../operators/wire/decoder.js';
-import { FrameType, encodeFrame } from '../operators/wire/frames.js';
+import type { DropCounts, Inbound } from '../operators/core/packet.js';
+import { FrameError } from '../operators/core/wire/decoder.js';
+import { FrameType, encodeFrame } from '../operators/core/wire/frames.js';
 import { bytes, marbles } from './helpers/marbles.js';
 
 function concat(...parts: Uint8Array[]): Uint8Array {

@@ -2,10 +2,10 @@
 // 1191, 1812) and fitPackets, checked field by field and by reassembling with an independent
 // reference (the checksum verifier is test/helpers/forge.ts's own RFC 1071 implementation).
 import test from 'ava';
-import { fitPackets, fragmentIpv4, icmpFragmentationNeeded } from '../operators/wire/fragment.js';
-import { SuperPacket } from '../operators/wire/gso.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { fitPackets, fragmentIpv4, icmpFragmentationNeeded } from '../operators/core/wire/fragment.js';
+import { SuperPacket } from '../operators/core/wire/gso.js';
 import { internetChecksum, udpPacket } from './helpers/forge.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const HUB = parseIpv4('10.0.0.1')!;
 

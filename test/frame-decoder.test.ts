@@ -1,7 +1,7 @@
 // FrameDecoder (operators/wire/decoder.ts): table tests, then the chunking matrix.
 import test from 'ava';
-import { FrameDecoder, FrameError } from '../operators/wire/decoder.js';
-import type { Frame } from '../operators/wire/frames.js';
+import { FrameDecoder, FrameError } from '../operators/core/wire/decoder.js';
+import type { Frame } from '../operators/core/wire/frames.js';
 
 /** A frame as the tests describe it; `type` undefined means a zero-length body (no type byte). */
 interface Spec {

@@ -4,10 +4,10 @@
 // talking through it. Every run uses a fixed seed and one derived from the clock; set FUZZ_SEED to
 // replay one seed (it is printed in every failure message).
 import test from 'ava';
-import { ControlDecodeError, HelloCodec, REJECT_REASONS, RejectCodec, WelcomeCodec, decodeControl } from '../operators/wire/control.js';
-import { FrameDecoder, FrameError } from '../operators/wire/decoder.js';
+import { ControlDecodeError, HelloCodec, REJECT_REASONS, RejectCodec, WelcomeCodec, decodeControl } from '../operators/core/wire/control.js';
+import { FrameDecoder, FrameError } from '../operators/core/wire/decoder.js';
 import type { SessionEndReason } from '../pipelines/events.js';
-import type { Frame } from '../operators/wire/frames.js';
+import type { Frame } from '../operators/core/wire/frames.js';
 import { DOCUMENTED_END_REASONS, GoodClient, WireClient, sleep, startLiveHub, waitUntil, type SessionRecord } from './helpers/live-hub.js';
 import {
   FIXED_SEED,

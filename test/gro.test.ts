@@ -1,6 +1,6 @@
 import test from 'ava';
-import { coalesce } from '../operators/wire/gro.js';
-import { SuperPacket, segmentSuper } from '../operators/wire/gso.js';
+import { coalesce } from '../operators/core/wire/gro.js';
+import { SuperPacket, segmentSuper } from '../operators/core/wire/gso.js';
 
 // An independent TCPv4 segment builder (complete checksums), so the expectations do not lean on
 // the code under test.

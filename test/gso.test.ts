@@ -2,8 +2,8 @@
 // (encodePackets, superPacketOf in operators/wire/frames.ts). Every expectation is built by the
 // independent reference in helpers/tcp-reference.ts (own header builder, own checksum).
 import test from 'ava';
-import { MIN_GSO_SIZE, SuperPacket, copyPacket, segmentCount, segmentSuper, tcpHeaderBytes } from '../operators/wire/gso.js';
-import { FrameType, MAX_PACKET_COMPAT, encodeFrames, encodePackets, superPacketOf } from '../operators/wire/frames.js';
+import { MIN_GSO_SIZE, SuperPacket, copyPacket, segmentCount, segmentSuper, tcpHeaderBytes } from '../operators/core/wire/gso.js';
+import { FrameType, MAX_PACKET_COMPAT, encodeFrames, encodePackets, superPacketOf } from '../operators/core/wire/frames.js';
 import {
   ACK,
   CWR,

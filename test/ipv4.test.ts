@@ -1,19 +1,5 @@
 import test from 'ava';
-import {
-  broadcastAddress,
-  cidrContains,
-  formatCidr,
-  formatHostPort,
-  formatIpv4,
-  networkAddress,
-  parseCidr,
-  parseHost,
-  parseHostPort,
-  parseIpv4,
-  parsePort,
-  prefixMask,
-  type HostPort,
-} from '../src/net/ipv4.js';
+import { broadcastAddress, formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHost, parseHostPort, parseIpv4, parsePort, parsePrefix, prefixHas, prefixMask, type HostPort } from '../operators/core/address.js';
 
 const parsesIpv4 = test.macro({
   exec(t, text: string, expected: number | undefined) {
@@ -63,10 +49,10 @@ test('formatIpv4 takes its argument modulo 2^32', (t) => {
 
 const parsesCidr = test.macro({
   exec(t, text: string, expected: { address: number; prefix: number } | undefined) {
-    t.deepEqual(parseCidr(text), expected);
+    t.deepEqual(parsePrefix(text), expected);
   },
   title: (_, text: string, expected: { address: number; prefix: number } | undefined) =>
-    expected === undefined ? `parseCidr refuses ${JSON.stringify(text)}` : `parseCidr reads ${JSON.stringify(text)}`,
+    expected === undefined ? `parsePrefix refuses ${JSON.stringify(text)}` : `parsePrefix reads ${JSON.stringify(text)}`,
 });
 
 test(parsesCidr, '10.0.0.1/24', { address: 0x0a000001, prefix: 24 });
@@ -81,8 +67,8 @@ test(parsesCidr, '10.0.0.1/24/8', undefined);
 test(parsesCidr, '10.0.0.256/24', undefined);
 test(parsesCidr, '/24', undefined);
 
-test('formatCidr writes address/prefix and keeps the host bits', (t) => {
-  t.is(formatCidr({ address: 0x0a000002, prefix: 24 }), '10.0.0.2/24');
+test('formatPrefix writes address/prefix and keeps the host bits', (t) => {
+  t.is(formatPrefix({ address: 0x0a000002, prefix: 24 }), '10.0.0.2/24');
 });
 
 test('prefixMask, networkAddress and broadcastAddress cover the edges of the prefix range', (t) => {
@@ -97,11 +83,11 @@ test('prefixMask, networkAddress and broadcastAddress cover the edges of the pre
   t.is(formatIpv4(networkAddress({ address: 0xc0a80001, prefix: 32 })), '192.168.0.1');
 });
 
-test('cidrContains tells addresses inside the block from those outside', (t) => {
+test('prefixHas tells addresses inside the block from those outside', (t) => {
   const lan = { address: 0x0a000001, prefix: 24 };
-  t.true(cidrContains(lan, 0x0a0000fe));
-  t.false(cidrContains(lan, 0x0a000100));
-  t.true(cidrContains({ address: 0, prefix: 0 }, 0xffffffff));
+  t.true(prefixHas(lan, 0x0a0000fe));
+  t.false(prefixHas(lan, 0x0a000100));
+  t.true(prefixHas({ address: 0, prefix: 0 }, 0xffffffff));
 });
 
 test('parsePort accepts 0 to 65535 and nothing else', (t) => {

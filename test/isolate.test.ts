@@ -1,7 +1,7 @@
 // isolate (operators/isolate.ts): client isolation on routed batches.
 import test from 'ava';
 import { isolate, isolateBatch } from '../operators/isolate.js';
-import type { RoutedBatch } from '../operators/types.js';
+import type { RoutedBatch } from '../operators/core/packet.js';
 import { bytes, marbles } from './helpers/marbles.js';
 
 interface Target {

@@ -1,7 +1,7 @@
 // keepalive (operators/keepalive.ts): a tick every period while the source is active.
 import test from 'ava';
 import { keepalive } from '../operators/keepalive.js';
-import type { Inbound } from '../operators/types.js';
+import type { Inbound } from '../operators/core/packet.js';
 import { marbles as runMarbles, recordingScheduler } from './helpers/marbles.js';
 
 /** The marble helper with a bound on virtual time: a timer that is never torn down fails the test

@@ -1,10 +1,10 @@
 // learnSource (operators/learnSource.ts): a 2.x peer's address from its first IPv4 packet.
 import test from 'ava';
 import { learnSource } from '../operators/learnSource.js';
-import type { Inbound } from '../operators/types.js';
-import { FrameType } from '../operators/wire/frames.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import type { Inbound } from '../operators/core/packet.js';
+import { FrameType } from '../operators/core/wire/frames.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const from2 = ipv4Packet('10.0.0.2', '10.0.0.1');
 const from3 = ipv4Packet('10.0.0.3', '10.0.0.1');

@@ -161,7 +161,23 @@ const IMPORT_FORMS = [
 const BUILTINS = new Set(builtinModules);
 const NATIVE = new Set(['bindings', 'node-gyp-build', 'node-addon-api']);
 
-/** Why importing `spec` from `file` (absolute) breaks the pure core, or undefined when it does not. */
+/**
+ * The layers, bottom up: the shared core (operators/core: wire codecs, packet types, addresses),
+ * the operators, the pipelines, the drivers and CLI (src). Imports point down, never up.
+ */
+const LAYERS = ['operators/core', 'operators', 'pipelines', 'src'] as const;
+
+/** The index in LAYERS of the layer `path` (absolute) belongs to, or undefined outside them. */
+function layerOf(path: string, root: string): number | undefined {
+  const rel = relative(root, path).split(sep).join('/');
+  let found: number | undefined;
+  LAYERS.forEach((layer, i) => {
+    if ((rel === layer || rel.startsWith(`${layer}/`)) && (found === undefined || layer.length > LAYERS[found]!.length)) found = i;
+  });
+  return found;
+}
+
+/** Why importing `spec` from `file` (absolute) breaks the pure core or the layering, or undefined when it does not. */
 function badImport(spec: string, file: string, root: string): string | undefined {
   if (spec.startsWith('node:')) return `imports the Node built-in '${spec}'`;
   if (BUILTINS.has(spec) || BUILTINS.has(spec.split('/')[0]!)) return `imports the Node built-in '${spec}'`;
@@ -171,6 +187,9 @@ function badImport(spec: string, file: string, root: string): string | undefined
     const src = join(root, 'src');
     if (target === src || target.startsWith(src + sep)) return `imports the driver module '${spec}' from src/`;
     if (target.startsWith(join(root, 'native') + sep)) return `imports the native addon ('${spec}')`;
+    const from = layerOf(file, root);
+    const to = layerOf(target, root);
+    if (from !== undefined && to !== undefined && to > from) return `imports '${spec}' from ${LAYERS[to]}/, a layer above ${LAYERS[from]}/ (imports point down: ${LAYERS.join(' ← ')})`;
   }
   return undefined;
 }
@@ -274,7 +293,7 @@ const SOURCES: SourceFile[] = SCANNED.flatMap((area) => (existsSync(join(ROOT, a
 
 test('the scan covers the operators, the wire codec and the pipelines', (t) => {
   const rel = SOURCES.map((s) => relative(ROOT, s.file).split(sep).join('/'));
-  for (const expected of ['operators/deframe.ts', 'operators/route.ts', 'operators/types.ts', 'operators/wire/decoder.ts', 'operators/wire/frames.ts', 'pipelines/ports.ts']) {
+  for (const expected of ['operators/deframe.ts', 'operators/route.ts', 'operators/core/packet.ts', 'operators/core/address.ts', 'operators/core/wire/decoder.ts', 'operators/core/wire/frames.ts', 'pipelines/ports.ts']) {
     t.true(rel.includes(expected), `${expected} was not scanned (root ${ROOT})`);
   }
   t.true(SOURCES.length >= 15, `only ${SOURCES.length} files scanned`);
@@ -343,7 +362,17 @@ test('flags a built-in subpath import', flags, 'pipelines/a.ts', "import { readF
 test('flags a type-only import from a built-in', flags, 'pipelines/a.ts', "import type { Socket } from 'net';", ['pipelines/a.ts:1']);
 test('flags a multi-line import on the line of its specifier', flags, 'operators/a.ts', "import {\n  createServer,\n  Socket,\n} from 'node:net';", ['operators/a.ts:4']);
 test('flags a re-export from a built-in', flags, 'operators/a.ts', "export { EventEmitter } from 'events';", ['operators/a.ts:1']);
-test('flags an import from src/', flags, 'operators/wire/a.ts', "import { openTun } from '../../src/tun/device.js';", ['operators/wire/a.ts:1']);
+test('flags an import from src/', flags, 'operators/core/a.ts', "import { openTun } from '../../src/tun/device.js';", ['operators/core/a.ts:1']);
+test('flags the shared core importing an operator', flags, 'operators/core/wire/a.ts', "import { route } from '../../route.js';", ['operators/core/wire/a.ts:1']);
+test('flags an operator importing a pipeline module', flags, 'operators/a.ts', "import type { ServerPorts } from '../pipelines/server.js';", ['operators/a.ts:1']);
+test('lets a pipeline import operators and the core, and an operator the core', (t) => {
+  const ok = [
+    ['pipelines/a.ts', "import { route } from '../operators/route.js';\nimport type { DropReason } from '../operators/core/packet.js';"],
+    ['operators/a.ts', "import { FrameType } from './core/wire/frames.js';"],
+    ['operators/core/wire/a.ts', "import type { Ipv4Prefix } from '../address.js';"],
+  ] as const;
+  for (const [file, text] of ok) t.deepEqual(importRule(join(FAKE_ROOT, file), text, FAKE_ROOT), [], file);
+});
 test('flags the native addon', flags, 'pipelines/a.ts', "import addon from '../build/Release/tun.node';\nconst b = require('bindings')('tun');", ['pipelines/a.ts:1', 'pipelines/a.ts:2']);
 test('flags a dynamic import and its await', flags, 'operators/a.ts', "const fs = await import('node:fs');", ['operators/a.ts:1', 'operators/a.ts:1']);
 test('flags Date.now', flags, 'operators/a.ts', 'const a = 1;\nconst t = Date.now();', ['operators/a.ts:2']);

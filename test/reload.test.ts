@@ -4,9 +4,9 @@ import { Subject, tap } from 'rxjs';
 import type { ServerEvent } from '../pipelines/events.js';
 import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js';
 import type { ServerSettings } from '../pipelines/settings.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
 import { fakes } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const HUB: ServerSettings = {
   tunnel: { address: parseIpv4('10.0.0.1')!, prefix: 24 },

@@ -3,8 +3,8 @@
 import test from 'ava';
 import { Subject } from 'rxjs';
 import { DEFAULT_GROUPS, replicate, type ReplicateInput, type ReplicateOptions, type ReplicatedBatch } from '../operators/replicate.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 interface Member {
   readonly name: string;

@@ -1,9 +1,9 @@
 // route (operators/route.ts): one RoutedBatch per batch, grouped per target, drops counted.
 import test from 'ava';
 import { route, routeBatch, type RouteDecision } from '../operators/route.js';
-import type { DropReason, RoutedBatch } from '../operators/types.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import type { DropReason, RoutedBatch } from '../operators/core/packet.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 interface Member {
   readonly name: string;

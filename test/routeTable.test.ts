@@ -1,7 +1,7 @@
 // RouteTable (operators/routeTable.ts): longest-prefix match, overlap refusals, removal.
 import test from 'ava';
-import { RouteTable, formatPrefix, normalizePrefix, parsePrefix, type Ipv4Prefix } from '../operators/routeTable.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { RouteTable } from '../operators/core/routeTable.js';
+import { formatPrefix, normalizePrefix, parseIpv4, parsePrefix, type Ipv4Prefix } from '../operators/core/address.js';
 
 interface Target {
   readonly name: string;

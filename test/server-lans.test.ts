@@ -8,17 +8,17 @@ import type { LeaseTable } from '../pipelines/allocator.js';
 import type { ServerEvent } from '../pipelines/events.js';
 import type { Authenticator, HostNetworkPort, LeaseStore, RoutesPort } from '../pipelines/ports.js';
 import { serverPipeline } from '../pipelines/server.js';
-import type { Ipv4Cidr, ServerSettings } from '../pipelines/settings.js';
-import { FrameType } from '../operators/wire/frames.js';
-import { RoutesCodec, decodeControl, type Hello, type Routes } from '../operators/wire/control.js';
-import { formatIpv4, parseIpv4 } from '../operators/wire/ipv4.js';
+import type { ServerSettings } from '../pipelines/settings.js';
+import { FrameType } from '../operators/core/wire/frames.js';
+import { RoutesCodec, decodeControl, type Hello, type Routes } from '../operators/core/wire/control.js';
 import { makeAuthenticator } from '../src/auth.js';
 import { FakeRoutes, fakes, type FakeConnection, type FakeTun } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
 import { hubSettings } from './helpers/settings.js';
+import { formatIpv4, parseIpv4, type Ipv4Prefix } from '../operators/core/address.js';
 
 const ip = (s: string): number => parseIpv4(s)!;
-const cidr = (s: string): Ipv4Cidr => {
+const cidr = (s: string): Ipv4Prefix => {
   const [a, p] = s.split('/');
   return { address: ip(a!), prefix: Number(p) };
 };

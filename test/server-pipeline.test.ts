@@ -5,10 +5,10 @@ import type { TestScheduler } from 'rxjs/testing';
 import { serverPipeline } from '../pipelines/server.js';
 import type { ServerEvent } from '../pipelines/events.js';
 import type { ServerSettings } from '../pipelines/settings.js';
-import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { FrameType, encodeFrame } from '../operators/core/wire/frames.js';
 import { fakes, type FakeConnection, type FakeListener, type FakeTun } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const SETTINGS: ServerSettings = {
   tunnel: { address: parseIpv4('10.0.0.1')!, prefix: 24 },

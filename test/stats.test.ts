@@ -5,10 +5,10 @@ import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { clientPipeline } from '../pipelines/client.js';
 import { serverPipeline } from '../pipelines/server.js';
 import type { ClientSettings, ServerSettings } from '../pipelines/settings.js';
-import { FrameType, encodeFrame } from '../operators/wire/frames.js';
-import { parseIpv4 } from '../operators/wire/ipv4.js';
+import { FrameType, encodeFrame } from '../operators/core/wire/frames.js';
 import { fakes } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
+import { parseIpv4 } from '../operators/core/address.js';
 
 const COMMON = {
   tunnel: { address: parseIpv4('10.0.0.1')!, prefix: 24 },

@@ -1,7 +1,8 @@
 // IPv4 helpers (operators/wire/ipv4.ts): parsing, formatting, subnets, header fields.
 import test from 'ava';
-import { formatIpv4, inSubnet, ipv4Destination, ipv4Problem, ipv4Source, isIpv4, parseIpv4, prefixMask, subnetBroadcast } from '../operators/wire/ipv4.js';
+import { ipv4Destination, ipv4Problem, ipv4Source, isIpv4 } from '../operators/core/wire/ipv4.js';
 import { ipv4Packet } from './helpers/marbles.js';
+import { broadcastAddress, formatIpv4, parseIpv4, prefixHas, prefixMask } from '../operators/core/address.js';
 
 const parses = test.macro({
   exec(t, text: string, expected: number | undefined) {
@@ -72,7 +73,7 @@ test(masks, 32, 0xffffffff);
 
 const within = test.macro({
   exec(t, address: string, network: string, prefix: number, expected: boolean) {
-    t.is(inSubnet(parseIpv4(address)!, parseIpv4(network)!, prefix), expected);
+    t.is(prefixHas({ address: parseIpv4(network)!, prefix }, parseIpv4(address)!), expected);
   },
   title: (provided, address: string, network: string, prefix: number, expected: boolean) => provided ?? `${address} is ${expected ? '' : 'not '}in ${network}/${prefix}`,
 });
@@ -93,7 +94,7 @@ test(within, '100.0.0.1', '200.0.0.0', 1, false);
 
 const broadcasts = test.macro({
   exec(t, address: string, prefix: number, expected: string) {
-    const b = subnetBroadcast(parseIpv4(address)!, prefix);
+    const b = broadcastAddress({ address: parseIpv4(address)!, prefix: prefix });
     t.true(b >= 0, 'unsigned');
     t.is(formatIpv4(b), expected);
   },

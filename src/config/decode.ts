@@ -8,7 +8,6 @@ import * as t from 'io-ts';
 import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { ClientSettings, CommonSettings, ServerSettings } from '../../pipelines/settings.js';
 import { allocatorOptionsProblem } from '../../pipelines/allocator.js';
-import { formatCidr, networkAddress } from '../net/ipv4.js';
 import { parseJson } from './json.js';
 import {
   ConfigError,
@@ -26,6 +25,10 @@ import {
   type ConfigValues,
 } from './schema.js';
 import type { PendingLimits } from '../drivers/pending.js';
+import { formatPrefix, normalizePrefix, prefixesOverlap, type Ipv4Prefix } from '../../operators/core/address.js';
+import { decodeErrorLine, renderValue } from '../../operators/core/codecs.js';
+
+export { renderValue };
 
 /** One decoded source of settings: only the keys it sets, plus what it warns about. */
 export interface ConfigLayer {
@@ -47,19 +50,6 @@ export const CLIENT_BACKOFF = { initialMs: 1000, maxMs: 30_000 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
-
-const MAX_RENDERED = 80;
-
-/** A value as JSON for an error line, shortened when long. */
-export const renderValue = (value: unknown): string => {
-  let text: string;
-  try {
-    text = value === undefined ? 'nothing' : (JSON.stringify(value) ?? String(value));
-  } catch {
-    text = String(value);
-  }
-  return text.length > MAX_RENDERED ? `${text.slice(0, MAX_RENDERED - 1)}…` : text;
-};
 
 /** Edit distance counting a swap of neighbours as one edit ("mut" is 1 from "mtu"). */
 const editDistance = (a: string, b: string): number => {
@@ -122,7 +112,7 @@ export const decodeLayer = (
     const entry = error.context[1];
     if (entry === undefined || !isConfigKey(entry.key) || byKey.has(entry.key)) continue;
     const expected = error.message ?? KEY_INFO[entry.key].expected;
-    byKey.set(entry.key, new ConfigError(pathOf(entry.key), `expected ${expected}, got ${renderValue(entry.actual)}`));
+    byKey.set(entry.key, new ConfigError(pathOf(entry.key), decodeErrorLine('', expected, entry.actual)));
   }
   // Report in the order the user wrote the keys.
   return left(Object.keys(raw).flatMap((key) => (isConfigKey(key) ? (byKey.get(key) ?? []) : [])));
@@ -226,26 +216,23 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
     errors.push(new ConfigError('token_file', 'give the token either with -token or with -token-file, not both'));
   }
   const setByUser = new Set<ConfigKey>(layers.flatMap((l) => Object.keys(l.values).filter(isConfigKey)));
-  const tunnelNet = { address: networkAddress(merged.tunnel_addr), prefix: merged.tunnel_addr.prefix };
-  const overlapsTunnel = (c: { address: number; prefix: number }): boolean => {
-    const p = Math.min(c.prefix, tunnelNet.prefix);
-    return networkAddress({ address: c.address, prefix: p }) === networkAddress({ address: tunnelNet.address, prefix: p });
-  };
+  const tunnelNet = normalizePrefix(merged.tunnel_addr);
+  const overlapsTunnel = (c: Ipv4Prefix): boolean => prefixesOverlap(c, tunnelNet);
   const assign = merged.mode === 'client' && !setByUser.has('tunnel_addr');
   if (merged.mode === 'server' && merged.pool !== undefined) {
     const problem = allocatorOptionsProblem({ network: merged.tunnel_addr.address, prefix: merged.tunnel_addr.prefix, hub: merged.tunnel_addr.address, pool: merged.pool });
-    if (problem !== undefined) errors.push(new ConfigError('pool', `expected a range inside the tunnel network ${formatCidr(tunnelNet)}: ${problem}`));
+    if (problem !== undefined) errors.push(new ConfigError('pool', `expected a range inside the tunnel network ${formatPrefix(tunnelNet)}: ${problem}`));
   }
   if (merged.mode === 'server') {
     for (const c of merged.allow_routes) {
-      if (overlapsTunnel(c)) errors.push(new ConfigError('allow_routes', `${formatCidr(c)} overlaps the tunnel network ${formatCidr(tunnelNet)}`));
+      if (overlapsTunnel(c)) errors.push(new ConfigError('allow_routes', `${formatPrefix(c)} overlaps the tunnel network ${formatPrefix(tunnelNet)}`));
     }
   }
   if (merged.mode === 'client') {
     if (merged.routes.length > MAX_ROUTES) errors.push(new ConfigError('routes', `expected at most ${MAX_ROUTES} routes, got ${merged.routes.length}`));
     if (!assign) {
       for (const c of merged.routes) {
-        if (overlapsTunnel(c)) errors.push(new ConfigError('routes', `${formatCidr(c)} overlaps the tunnel network ${formatCidr(tunnelNet)}`));
+        if (overlapsTunnel(c)) errors.push(new ConfigError('routes', `${formatPrefix(c)} overlaps the tunnel network ${formatPrefix(tunnelNet)}`));
       }
     }
   }

@@ -39,7 +39,7 @@ export {
   type ConfigKey,
   type ConfigValues,
   type HostPort,
-  type Ipv4Cidr,
+  type Ipv4Prefix,
   type KeyGroup,
   type KeyInfo,
   type ServerConfig,

@@ -13,20 +13,10 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { DEFAULT_PENDING_LIMITS } from '../drivers/pending.js';
-import {
-  broadcastAddress,
-  formatCidr,
-  formatHostPort,
-  formatIpv4,
-  networkAddress,
-  parseCidr,
-  parseHost,
-  parseHostPort,
-  type HostPort,
-  type Ipv4Cidr,
-} from '../net/ipv4.js';
+import { broadcastAddress, formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHost, parseHostPort, parsePrefix, type HostPort, type Ipv4Prefix } from '../../operators/core/address.js';
+import { PrefixCodec, networkPrefix } from '../../operators/core/codecs.js';
 
-export type { HostPort, Ipv4Cidr };
+export type { HostPort, Ipv4Prefix };
 
 /** The port used when an address leaves it out. */
 export const DEFAULT_PORT = 9000;
@@ -115,11 +105,11 @@ export type Seconds = t.TypeOf<typeof Seconds>;
 export const Mode = t.keyof({ server: null, client: null }, 'Mode');
 export type Mode = t.TypeOf<typeof Mode>;
 
-const isCidrValue = (u: unknown): u is Ipv4Cidr =>
+const isCidrValue = (u: unknown): u is Ipv4Prefix =>
   typeof u === 'object' &&
   u !== null &&
-  isIntIn((u as Ipv4Cidr).address, 0, 0xffffffff) &&
-  isIntIn((u as Ipv4Cidr).prefix, 0, 32);
+  isIntIn((u as Ipv4Prefix).address, 0, 0xffffffff) &&
+  isIntIn((u as Ipv4Prefix).prefix, 0, 32);
 
 const isHostPortValue = (u: unknown): u is HostPort =>
   typeof u === 'object' &&
@@ -127,23 +117,15 @@ const isHostPortValue = (u: unknown): u is HostPort =>
   typeof (u as HostPort).host === 'string' &&
   isIntIn((u as HostPort).port, 0, 65535);
 
-/** "a.b.c.d/p" (strict dotted quad, prefix 0..32) ⇄ {address, prefix}. */
-export const Cidr = new t.Type<Ipv4Cidr, string, unknown>(
-  'Cidr',
-  isCidrValue,
-  (u, c) => {
-    const cidr = typeof u === 'string' ? parseCidr(u) : undefined;
-    return cidr === undefined ? t.failure(u, c) : t.success(cidr);
-  },
-  formatCidr,
-);
+/** "a.b.c.d/p" (strict dotted quad, prefix 0..32) ⇄ {address, prefix}: the shared PrefixCodec. */
+export const Cidr = PrefixCodec;
 
 /** Why a valid CIDR cannot be a tunnel address, or undefined when it can. */
-const tunnelAddrProblem = (cidr: Ipv4Cidr): string | undefined => {
+const tunnelAddrProblem = (cidr: Ipv4Prefix): string | undefined => {
   if (cidr.prefix < MIN_TUNNEL_PREFIX || cidr.prefix > MAX_TUNNEL_PREFIX) {
     return `a prefix length from /${MIN_TUNNEL_PREFIX} to /${MAX_TUNNEL_PREFIX}`;
   }
-  const block = formatCidr({ address: networkAddress(cidr), prefix: cidr.prefix });
+  const block = formatPrefix({ address: networkAddress(cidr), prefix: cidr.prefix });
   if (cidr.address === networkAddress(cidr)) {
     return `a host address inside ${block} (${formatIpv4(cidr.address)} is its network address)`;
   }
@@ -154,16 +136,16 @@ const tunnelAddrProblem = (cidr: Ipv4Cidr): string | undefined => {
 };
 
 /** A Cidr that is a host address of a /8../30 block: this side's address on the virtual LAN. */
-export const TunnelAddr = new t.Type<Ipv4Cidr, string, unknown>(
+export const TunnelAddr = new t.Type<Ipv4Prefix, string, unknown>(
   'TunnelAddr',
-  (u): u is Ipv4Cidr => isCidrValue(u) && tunnelAddrProblem(u) === undefined,
+  (u): u is Ipv4Prefix => isCidrValue(u) && tunnelAddrProblem(u) === undefined,
   (u, c) => {
-    const cidr = typeof u === 'string' ? parseCidr(u) : undefined;
+    const cidr = typeof u === 'string' ? parsePrefix(u) : undefined;
     if (cidr === undefined) return t.failure(u, c);
     const problem = tunnelAddrProblem(cidr);
     return problem === undefined ? t.success(cidr) : t.failure(u, c, problem);
   },
-  formatCidr,
+  formatPrefix,
 );
 
 /** "host:port", "[v6]:port", "host" or "[v6]" (port 9000) into {host, port}; undefined if none fits. */
@@ -269,17 +251,17 @@ const listOf = <A>(name: string, item: (s: string) => A | string, is: (u: unknow
 /** The most LAN routes a client may announce (the hub refuses more in one HELLO). */
 export const MAX_ROUTES = 16;
 
-/** Why `s` is not a network prefix, or the prefix. */
-const networkPrefix = (s: string): Ipv4Cidr | string => {
-  const cidr = parseCidr(s);
-  if (cidr === undefined) return `CIDRs like "192.168.10.0/24", separated by commas (${JSON.stringify(s)} is not one)`;
-  const net = networkAddress(cidr);
-  if (net !== cidr.address) return `network prefixes without host bits (${s} is ${formatCidr({ address: net, prefix: cidr.prefix })})`;
-  return cidr;
-};
-
 /** `routes`, `allow_routes`: network prefixes, "a,b" or ["a", "b"]. */
-export const CidrList = listOf<Ipv4Cidr>('CidrList', networkPrefix, isCidrValue, formatCidr);
+export const CidrList = listOf<Ipv4Prefix>(
+  'CidrList',
+  (s) => {
+    const p = networkPrefix(s);
+    // A list is written "a,b": say so when the item is not a CIDR at all.
+    return typeof p === 'string' && p.startsWith('CIDRs like') ? p.replace('/24" (', '/24", separated by commas (') : p;
+  },
+  isCidrValue,
+  formatPrefix,
+);
 
 const MULTICAST_FIRST = 0xe0000000;
 const MULTICAST_LAST = 0xefffffff;
@@ -288,7 +270,7 @@ const MULTICAST_LAST = 0xefffffff;
 export const MulticastList = listOf<number>(
   'MulticastList',
   (s) => {
-    const cidr = parseCidr(`${s}/32`);
+    const cidr = parsePrefix(`${s}/32`);
     if (cidr === undefined || cidr.address < MULTICAST_FIRST || cidr.address > MULTICAST_LAST) {
       return `IPv4 multicast addresses (224.0.0.0 to 239.255.255.255) separated by commas (${JSON.stringify(s)} is not one)`;
     }
@@ -312,8 +294,8 @@ export const PoolFromString = new t.Type<AddressPool | undefined, string, unknow
     if (u === '') return t.success(undefined);
     if (typeof u !== 'string') return t.failure(u, c);
     const [a, b, ...rest] = u.split('-').map((p) => p.trim());
-    const first = a === undefined ? undefined : parseCidr(`${a}/32`)?.address;
-    const last = b === undefined ? undefined : parseCidr(`${b}/32`)?.address;
+    const first = a === undefined ? undefined : parsePrefix(`${a}/32`)?.address;
+    const last = b === undefined ? undefined : parsePrefix(`${b}/32`)?.address;
     if (first === undefined || last === undefined || rest.length > 0) return t.failure(u, c);
     return first <= last ? t.success({ first, last }) : t.failure(u, c, `a range whose first address is not above its last, like "10.0.0.100-10.0.0.199"`);
   },

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { HostNetworkPort } from '../../pipelines/ports.js';
 import type { GuardedPrefix } from '../../pipelines/routeGuard.js';
-import { formatIpv4, networkAddress, parseCidr, parseIpv4 } from '../net/ipv4.js';
+import { formatIpv4, networkAddress, parseIpv4, parsePrefix } from '../../operators/core/address.js';
 
 /** Options of makeHostNetwork. */
 export interface HostNetworkOptions {
@@ -41,7 +41,7 @@ export function makeHostNetwork(options: HostNetworkOptions): HostNetworkPort {
           const address = parseIpv4(info.address);
           if (address === undefined) continue;
           out.push({ prefix: { address, prefix: 32 }, what: `address ${info.address} on ${name}` });
-          const cidr = info.cidr === null ? undefined : parseCidr(info.cidr);
+          const cidr = info.cidr === null ? undefined : parsePrefix(info.cidr);
           if (cidr !== undefined && cidr.prefix < 32) out.push({ prefix: cidr, what: `network ${formatIpv4(networkAddress(cidr))}/${cidr.prefix} on ${name}` });
         }
       }

@@ -4,7 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { AtomicWriteError, writeFileAtomically } from './atomic-file.js';
 import type { LeaseTable } from '../../pipelines/allocator.js';
-import { formatIpv4, parseIpv4 } from '../../operators/wire/ipv4.js';
+import { isLeft } from 'fp-ts/lib/Either.js';
+import { formatIpv4 } from '../../operators/core/address.js';
+import { AddressCodec, decodeErrorLine } from '../../operators/core/codecs.js';
 
 /** The version of the file format this driver reads and writes. */
 export const LEASE_FILE_SCHEMA = 1;
@@ -21,7 +23,6 @@ export class LeaseFileError extends Error {
   }
 }
 
-const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' ? 'an object' : String(v));
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The lease table in `path`: empty when the file does not exist; throws LeaseFileError when it cannot be read or is not a valid lease file. */
@@ -43,7 +44,7 @@ export function loadLeases(path: string): LeaseTable {
 }
 
 function decode(path: string, json: unknown): LeaseTable {
-  const bad = (where: string, expected: string, got: unknown): LeaseFileError => new LeaseFileError(path, `${where}: expected ${expected}, got ${describe(got)}`);
+  const bad = (where: string, expected: string, got: unknown): LeaseFileError => new LeaseFileError(path, decodeErrorLine(where, expected, got));
   if (!isRecord(json)) throw bad('(root)', 'an object', json);
   const unknown = Object.keys(json).filter((k) => k !== 'schema' && k !== 'leases');
   if (unknown.length > 0) throw new LeaseFileError(path, `unknown key(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
@@ -51,9 +52,9 @@ function decode(path: string, json: unknown): LeaseTable {
   if (!isRecord(json.leases)) throw bad('leases', 'an object of identity: address', json.leases);
   const entries: [string, number][] = [];
   for (const [identity, text] of Object.entries(json.leases)) {
-    const address = typeof text === 'string' ? parseIpv4(text) : undefined;
-    if (address === undefined) throw bad(`leases.${JSON.stringify(identity)}`, 'an IPv4 address', text);
-    entries.push([identity, address]);
+    const address = AddressCodec.decode(text);
+    if (isLeft(address)) throw bad(`leases.${JSON.stringify(identity)}`, AddressCodec.name, text);
+    entries.push([identity, address.right]);
   }
   // fromEntries defines own properties, so an identity such as "__proto__" stays a plain key.
   return Object.freeze(Object.fromEntries(entries));

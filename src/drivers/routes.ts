@@ -4,8 +4,7 @@
 import { execFile } from 'node:child_process';
 import { Subject } from 'rxjs';
 import type { KernelRouteEvent, RoutesPort } from '../../pipelines/ports.js';
-import type { Ipv4Cidr } from '../../pipelines/settings.js';
-import { formatCidr } from '../net/ipv4.js';
+import { formatPrefix, type Ipv4Prefix } from '../../operators/core/address.js';
 
 /** How long one `ip route` command may take before it is killed and reported as failed. */
 export const ROUTE_COMMAND_TIMEOUT_MS = 5000;
@@ -72,8 +71,8 @@ export function makeRoutesDriver(options: RoutesDriverOptions): RoutesPort {
   };
 
   return {
-    set(prefixes: readonly Ipv4Cidr[]) {
-      wanted = new Set(prefixes.map(formatCidr));
+    set(prefixes: readonly Ipv4Prefix[]) {
+      wanted = new Set(prefixes.map(formatPrefix));
       failed = new Set();
       if (busy) return;
       busy = true;
@@ -93,7 +92,7 @@ export function makeRoutesDriver(options: RoutesDriverOptions): RoutesPort {
 export function addBroadcastRoute(device: string, address: number, prefix: number, run: RunCommand = runIp, ip = 'ip'): Promise<string | undefined> {
   if (prefix >= 31) return Promise.resolve(undefined);
   const broadcast = (address | (0xffffffff >>> prefix)) >>> 0;
-  const text = (a: number): string => formatCidr({ address: a, prefix: 32 }).replace(/\/32$/, '');
+  const text = (a: number): string => formatPrefix({ address: a, prefix: 32 }).replace(/\/32$/, '');
   return run(ip, ['route', 'replace', 'broadcast', text(broadcast), 'dev', device, 'table', 'local', 'proto', 'kernel', 'scope', 'link', 'src', text(address)], ROUTE_COMMAND_TIMEOUT_MS).catch((e: unknown) =>
     e instanceof Error ? e.message : String(e),
   );

@@ -2,7 +2,7 @@
 import { Observable } from 'rxjs';
 import type { PacketBatch, TunPort } from '../../pipelines/ports.js';
 import type { TunDevice } from '../tun/device.js';
-import { coalesce } from '../../operators/wire/gro.js';
+import { coalesce } from '../../operators/core/wire/gro.js';
 
 /**
  * Wraps an open TunDevice. `packets$` reads while subscribed (one subscriber at a time) and errors

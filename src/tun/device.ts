@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SuperPacket, MAX_SUPER_PACKET } from '../../operators/wire/gso.js';
+import { SuperPacket, MAX_SUPER_PACKET } from '../../operators/core/wire/gso.js';
 import { TunError, toTunError } from './errors.js';
 
 /** Options of TunDevice.open. */

@@ -3,8 +3,6 @@
 // virtual time (`scheduler.now()`) at which it happened, and nothing here touches a real socket.
 import { Observable, Subject, defer, mergeMap, of, throwError, timer, NEVER, type SchedulerLike, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, KernelRouteEvent, ListenerEvent, ListenerPort, PacketBatch, PendingRefusal, PacketSink, RoutesPort, TunPort } from '../../pipelines/ports.js';
-import type { Ipv4Cidr } from '../../pipelines/settings.js';
-import { formatIpv4 } from '../../operators/wire/ipv4.js';
 import {
   HelloCodec,
   PROTOCOL_VERSION,
@@ -15,9 +13,10 @@ import {
   type Hello,
   type Reject,
   type Welcome,
-} from '../../operators/wire/control.js';
-import { FrameDecoder } from '../../operators/wire/decoder.js';
-import { FrameType, encodeFrame, encodeFrames } from '../../operators/wire/frames.js';
+} from '../../operators/core/wire/control.js';
+import { FrameDecoder } from '../../operators/core/wire/decoder.js';
+import { FrameType, encodeFrame, encodeFrames } from '../../operators/core/wire/frames.js';
+import { formatIpv4, type Ipv4Prefix } from '../../operators/core/address.js';
 
 /** A frame the code under test wrote, decoded, with the virtual time of the write. */
 export interface WrittenFrame {
@@ -307,7 +306,7 @@ export class FakeTun implements TunPort {
 export class FakeRoutes implements RoutesPort {
   readonly sets: string[][] = [];
   readonly events$ = new Subject<KernelRouteEvent>();
-  set(prefixes: readonly Ipv4Cidr[]): void {
+  set(prefixes: readonly Ipv4Prefix[]): void {
     this.sets.push(prefixes.map((p) => `${formatIpv4(p.address)}/${p.prefix}`));
   }
 }

@@ -46,10 +46,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FrameType, MAX_BODY_COMPAT, MAX_BODY_SUPER, encodeFrame, encodeFrames } from '../../operators/wire/frames.js';
+import { FrameType, MAX_BODY_COMPAT, MAX_BODY_SUPER, encodeFrame, encodeFrames } from '../../operators/core/wire/frames.js';
 import { ACK, DEFAULT_FLOW, streamBytes, superPacketBytes } from './tcp-reference.js';
-import { PROTOCOL_VERSION, encodeControl } from '../../operators/wire/control.js';
-import { FrameDecoder } from '../../operators/wire/decoder.js';
+import { PROTOCOL_VERSION, encodeControl } from '../../operators/core/wire/control.js';
+import { FrameDecoder } from '../../operators/core/wire/decoder.js';
 
 /** Absolute path of the compiled script (dist/test/helpers/forge.js), to run in a namespace. */
 export const FORGE_SCRIPT: string = fileURLToPath(import.meta.url);

@@ -8,12 +8,12 @@ import { serverPipeline } from '../../pipelines/server.js';
 import type { ServerEvent, SessionEndReason } from '../../pipelines/events.js';
 import type { Authenticator, PacketBatch, PacketSink, TunPort } from '../../pipelines/ports.js';
 import type { ServerSettings } from '../../pipelines/settings.js';
-import type { DropCounts } from '../../operators/types.js';
-import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, encodeControl, type Hello, type Reject, type Welcome } from '../../operators/wire/control.js';
-import { FrameDecoder } from '../../operators/wire/decoder.js';
-import { FrameType, MAX_BODY_COMPAT, encodeFrames } from '../../operators/wire/frames.js';
-import { parseIpv4 } from '../../operators/wire/ipv4.js';
+import type { DropCounts } from '../../operators/core/packet.js';
+import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, encodeControl, type Hello, type Reject, type Welcome } from '../../operators/core/wire/control.js';
+import { FrameDecoder } from '../../operators/core/wire/decoder.js';
+import { FrameType, MAX_BODY_COMPAT, encodeFrames } from '../../operators/core/wire/frames.js';
 import { makeNetListener } from '../../src/drivers/net.js';
+import { parseIpv4 } from '../../operators/core/address.js';
 
 /** Only loopback: these tests never leave the machine. */
 export const LOOPBACK = '127.0.0.1';

@@ -1,7 +1,7 @@
 // The settings the pipeline scenario tests start from: a hub at 10.0.0.1/24 and a client at
 // 10.0.0.2/24 with the CLI's defaults, and small queues (tests override what they exercise).
-import { parseIpv4 } from '../../operators/wire/ipv4.js';
 import type { ClientSettings, ServerSettings } from '../../pipelines/settings.js';
+import { parseIpv4 } from '../../operators/core/address.js';
 
 /** A hub with the defaults and queues of `queue` packets. */
 export function hubSettings(queue: number, overrides: Partial<ServerSettings> = {}): ServerSettings {

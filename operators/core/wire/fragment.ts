@@ -3,7 +3,7 @@
 // carrying the next-hop MTU back to the sender, so its kernel lowers the path MTU. Pure: no I/O.
 import { SuperPacket } from './gso.js';
 import { fillIpv4HeaderChecksum, foldSum, ipv4Problem, onesSum } from './ipv4.js';
-import type { DropCounts } from '../types.js';
+import type { DropCounts } from '../packet.js';
 
 const DF = 0x40; // in byte 6
 const MF = 0x20; // in byte 6

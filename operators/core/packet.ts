@@ -1,5 +1,29 @@
-// Value types that flow between operators.
-import type { PacketBatch } from '../pipelines/ports.js';
+// Value types that flow between every layer: packet batches, packet sinks, drop reasons, what a
+// session reads and what routing makes of a batch.
+import type { Observable } from 'rxjs';
+
+/**
+ * A batch of raw IPv4 packets (no packet-information header); some may be SuperPackets when offload
+ * is negotiated. Elements may be views into a buffer
+ * that the producer reuses: they are valid only during the synchronous emission that carries them.
+ * A consumer that keeps a packet past that emission copies it.
+ */
+export type PacketBatch = readonly Uint8Array[];
+
+/**
+ * A packet sink with explicit backpressure. `write` accepts a prefix of `packets` and returns its
+ * length: all of them while the sink has room, fewer (possibly 0) once it is full. After a short
+ * write, `ready$` emits when the sink accepts packets again. A sink never keeps a reference to a
+ * packet it did not accept, and copies (or fully consumes) the ones it did accept before returning.
+ */
+export interface PacketSink {
+  write(packets: PacketBatch): number;
+  readonly ready$: Observable<void>;
+  /** Packets `write` accepted but the device refused (malformed, interface down), counted since it
+   * opened; absent for sinks that never refuse. */
+  readonly rejected?: () => number;
+}
+
 
 /** Why a packet or frame was not delivered. Every drop is counted under one of these. */
 export type DropReason =
@@ -62,4 +86,3 @@ export interface RoutedBatch<T> {
   drops: DropCounts | undefined;
 }
 
-export type { PacketBatch };

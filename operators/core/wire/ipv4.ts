@@ -28,42 +28,6 @@ export function ipv4Source(p: Uint8Array): number {
   return ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
 }
 
-/** Dotted-quad text of an unsigned 32-bit address. */
-export function formatIpv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
-
-/** Dotted-quad text to an unsigned 32-bit address, or undefined when it is not exactly four 0..255 decimals. */
-export function parseIpv4(s: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (m === null) return undefined;
-  let a = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    if (part.length > 1 && part[0] === '0') return undefined;
-    const n = Number(part);
-    if (n > 255) return undefined;
-    a = a * 256 + n;
-  }
-  return a;
-}
-
-/** The netmask of a prefix length (clamped to 0..32) as an unsigned 32-bit integer: 24 gives 0xffffff00. */
-export function prefixMask(prefix: number): number {
-  return prefix <= 0 ? 0 : prefix >= 32 ? 0xffffffff : (0xffffffff << (32 - prefix)) >>> 0;
-}
-
-/** True when `a` lies in `network/prefix`. */
-export function inSubnet(a: number, network: number, prefix: number): boolean {
-  const m = prefixMask(prefix);
-  return ((a & m) >>> 0) === ((network & m) >>> 0);
-}
-
-/** The directed broadcast address of `address/prefix`. */
-export function subnetBroadcast(address: number, prefix: number): number {
-  return (address | ~prefixMask(prefix)) >>> 0;
-}
-
 /**
  * The unfolded one's-complement sum of the big-endian 16-bit words of `b[from..to)` (an odd last
  * byte is padded with zero), added to `sum`. Fold it with foldSum; summing into a double stays exact

@@ -1,9 +1,7 @@
-// The frame operator (operators/frame.ts) and the byte layout it writes (operators/wire/frames.ts).
+// The frame byte layout (operators/core/wire/frames.ts): encodeFrames, encodeFrame, KEEPALIVE_FRAME.
 import test from 'ava';
-import { of } from 'rxjs';
-import { frame } from '../operators/frame.js';
-import { FrameType, HEADER_BYTES, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, encodeFrame, encodeFrames } from '../operators/wire/frames.js';
-import { bytes, marbles } from './helpers/marbles.js';
+import { FrameType, HEADER_BYTES, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, encodeFrame, encodeFrames } from '../operators/core/wire/frames.js';
+import { bytes } from './helpers/marbles.js';
 
 /** Bytes from hex text (spaces ignored), as the Buffer the encoder returns. */
 function hex(text: string): Buffer {
@@ -63,47 +61,4 @@ test('the encoder copies: the output does not change when an input payload does'
   const out = encodeFrames(FrameType.Data, [p]);
   p.fill(0);
   t.deepEqual(out, hex('00000004 01 010203'));
-});
-
-// ---------------------------------------------------------------------------------------------
-// The operator
-
-test('frame encodes each batch into one buffer and skips empty batches', (t) => {
-  marbles(t, ({ cold, expectObservable, expectSubscriptions }) => {
-    const batches = cold('-a--b--c-|', { a: [bytes(1), bytes(2, 2)], b: [], c: [bytes(3)] });
-    const expected = '    -A-----C-|';
-    const sub = '         ^--------!';
-    expectObservable(batches.pipe(frame(FrameType.Data))).toBe(expected, {
-      A: hex('00000002 01 01  00000003 01 0202'),
-      C: hex('00000002 01 03'),
-    });
-    expectSubscriptions(batches.subscriptions).toBe(sub);
-  });
-});
-
-test('frame writes the type it was given', (t) => {
-  marbles(t, ({ cold, expectObservable }) => {
-    const batches = cold('-a-|', { a: [bytes(5)] });
-    const expected = '    -K-|';
-    expectObservable(batches.pipe(frame(0x33))).toBe(expected, { K: hex('00000002 33 05') });
-  });
-});
-
-test('frame mirrors an error', (t) => {
-  marbles(t, ({ cold, expectObservable }) => {
-    const err = new Error('tun failed');
-    const batches = cold('-a-#', { a: [bytes(1)] }, err);
-    const expected = '    -A-#';
-    expectObservable(batches.pipe(frame(FrameType.Data))).toBe(expected, { A: hex('00000002 01 01') }, err);
-  });
-});
-
-test('frame output outlives a reused input buffer', (t) => {
-  const reused = bytes(1, 2, 3, 4);
-  const out: Uint8Array[] = [];
-  of([reused.subarray(0, 2), reused.subarray(2)])
-    .pipe(frame(FrameType.Data))
-    .subscribe((b) => out.push(b));
-  reused.fill(0xee);
-  t.deepEqual(out, [hex('00000003 01 0102  00000003 01 0304')]);
 });

@@ -1,9 +1,6 @@
 // The hub's longest-prefix-match table: member addresses (/32), LANs announced behind members, and
 // covering entries such as the tunnel subnet or a 0/0 default. Pure data structure, no time, no I/O.
-import type { Ipv4Prefix } from './core/address.js';
-import { formatIpv4, parseIpv4, prefixMask } from './wire/ipv4.js';
-
-export type { Ipv4Prefix };
+import { normalizePrefix, prefixMask, type Ipv4Prefix } from './address.js';
 
 /** One entry of a RouteTable; `prefix.address` is always the network (host bits cleared). */
 export interface RouteEntry<T> {
@@ -34,26 +31,6 @@ export interface RouteAddOptions {
 }
 
 const OK: RouteAddResult = { ok: true };
-
-/** A prefix with its host bits cleared; throws RangeError when the length is not an integer 0..32. */
-export function normalizePrefix(p: Ipv4Prefix): Ipv4Prefix {
-  if (!Number.isInteger(p.prefix) || p.prefix < 0 || p.prefix > 32) throw new RangeError(`prefix length ${p.prefix} is not an integer 0..32`);
-  return { address: (p.address & prefixMask(p.prefix)) >>> 0, prefix: p.prefix };
-}
-
-/** The prefix `a.b.c.d/n` says, host bits as written (normalizePrefix clears them), or undefined when it is not one. */
-export function parsePrefix(text: string): Ipv4Prefix | undefined {
-  const slash = text.indexOf('/');
-  if (slash < 0 || !/^\d{1,2}$/.test(text.slice(slash + 1))) return undefined;
-  const address = parseIpv4(text.slice(0, slash));
-  const prefix = Number(text.slice(slash + 1));
-  return address === undefined || prefix > 32 ? undefined : { address, prefix };
-}
-
-/** `a.b.c.d/n` text of a prefix, for logs and refusal messages. */
-export function formatPrefix(p: Ipv4Prefix): string {
-  return `${formatIpv4(p.address >>> 0)}/${p.prefix}`;
-}
 
 /**
  * Longest-prefix match over IPv4, one Map per prefix length (keyed by the network as a u32).
