@@ -16,11 +16,12 @@
  * Only ever connects to the address it is given; the benchmark runs it inside its own namespace
  * against a hub in another namespace of the same lab.
  */
+import { jsonFrame } from '../test/helpers/wire.js';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { FrameType, KEEPALIVE_FRAME, MAX_BODY_COMPAT } from '../operators/core/wire/frames.js';
 import { FrameDecoder } from '../operators/core/wire/decoder.js';
-import { encodeControl, PROTOCOL_VERSION } from '../operators/core/wire/control.js';
+import { PROTOCOL_VERSION } from '../operators/core/wire/control.js';
 import { formatIpv4, parseIpv4 } from '../operators/core/address.js';
 
 interface Options {
@@ -145,7 +146,7 @@ function main(): void {
     });
     socket.on('connect', () => {
       s.state = 'hello-sent';
-      socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: o.prefix, mtu: 1400, caps: [] }));
+      socket.write(jsonFrame(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: o.prefix, mtu: 1400, caps: [] }));
     });
     socket.on('data', (chunk: Buffer) => {
       let frames;

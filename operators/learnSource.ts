@@ -1,7 +1,12 @@
-import { Observable, type MonoTypeOperatorFunction } from 'rxjs';
+import { Observable, type OperatorFunction } from 'rxjs';
 import { FrameType } from './core/wire/frames.js';
 import { ipv4Source, isIpv4 } from './core/wire/ipv4.js';
 import type { Inbound } from './core/packet.js';
+
+/** The item learnSource adds. */
+export type Learned = Extract<Inbound, { readonly kind: 'learned' }>;
+
+type Item = { readonly kind: string; readonly type?: number; readonly packets?: readonly Uint8Array[] };
 
 /**
  * Source-address learning for peers that send no HELLO (2.x clients). Passes every item through;
@@ -12,16 +17,17 @@ import type { Inbound } from './core/packet.js';
  *   in:  -d1--d2-|      d1 = data from 10.0.0.2
  *   out: -(ld1)-d2-|    l = learned 10.0.0.2
  */
-export function learnSource(): MonoTypeOperatorFunction<Inbound> {
+export function learnSource<T extends { readonly kind: string } = Inbound>(): OperatorFunction<T, T | Learned> {
   return (source) =>
-    new Observable<Inbound>((subscriber) => {
+    new Observable<T | Learned>((subscriber) => {
       let done = false;
       return source.subscribe({
         next(item) {
           if (!done) {
-            if (item.kind === 'control' && item.type === FrameType.Hello) done = true;
-            else if (item.kind === 'data') {
-              const first = item.packets.find(isIpv4);
+            const i = item as Item;
+            if (i.kind === 'control' && i.type === FrameType.Hello) done = true;
+            else if (i.kind === 'data' && i.packets !== undefined) {
+              const first = i.packets.find(isIpv4);
               if (first !== undefined) {
                 done = true;
                 subscriber.next({ kind: 'learned', address: ipv4Source(first) });

@@ -36,12 +36,8 @@ export interface ReplicatedBatch<T> {
 export interface ReplicateOptions<T> {
   /** The tunnel subnet; its directed broadcast address is replicated (the network address is not). */
   readonly subnet: Ipv4Prefix;
-  /** The hub's own target (its TUN device): a receiver of every member's broadcasts, also under isolation. */
-  readonly hub: T;
-  /** The current members other than the hub, read once per batch that has something to replicate. */
-  readonly members: () => Iterable<T>;
-  /** Client isolation, read per batch: when true, a member's broadcasts reach only the hub. */
-  readonly isolation: () => boolean;
+  /** Who gets a copy of a broadcast from `sender` (the hub's forwarding policy decides: isolation, the hub itself); read once per batch that has something to replicate. */
+  readonly receivers: (sender: T) => Iterable<T>;
   /** Multicast groups (u32) to replicate; others pass through. Defaults to DEFAULT_GROUPS. */
   readonly groups?: Iterable<number>;
   /** Replicated packets per second allowed per sender (the bucket's refill rate), > 0. */
@@ -64,10 +60,9 @@ interface Bucket {
  * Broadcast and multicast at the hub. For each batch of one sender, emits one ReplicatedBatch: the
  * packets to the subnet broadcast address, 255.255.255.255 or an allowed multicast group (IPv4 only)
  * are copied to every receiver, the rest are handed back untouched in `passed` for `route` (not this
- * operator's business: unlisted multicast, unicast, non-IPv4). Receivers: the hub and every member
- * except the sender; only the hub when `isolation()` is on and the sender is a member; every member
- * when the sender is the hub. Copies under isolation are simply not made (they were never addressed
- * to a peer), so they are not counted as drops. Each sender has a token bucket (`rate` per second,
+ * operator's business: unlisted multicast, unicast, non-IPv4). The receivers are whoever
+ * `receivers(sender)` names (the forwarding policy: the hub and the other members, only the hub
+ * under isolation); copies not made are not drops. Each sender has a token bucket (`rate` per second,
  * `burst` deep, in the scheduler's time): a replicable packet that finds it empty is dropped and
  * counted as `broadcast-limit`. State: one bucket per sender, removed via `forget$` or with the
  * subscription. Mirrors the source's completion and errors (and `forget$`'s errors).
@@ -76,7 +71,7 @@ interface Bucket {
  *   out:     -{A; passed:[u]; hub:[bc1,bc2], B:[bc1,bc2], C:[bc1,bc2]; broadcast-limit 1}-|
  */
 export function replicate<T>(options: ReplicateOptions<T>): OperatorFunction<ReplicateInput<T>, ReplicatedBatch<T>> {
-  const { hub, members, isolation, rate } = options;
+  const { receivers, rate } = options;
   if (!(rate > 0)) throw new RangeError(`replicate: rate ${rate} must be above 0`);
   const burst = options.burst ?? rate;
   if (!(burst >= 1)) throw new RangeError(`replicate: burst ${burst} must be at least 1`);
@@ -130,12 +125,7 @@ export function replicate<T>(options: ReplicateOptions<T>): OperatorFunction<Rep
             (copies ??= []).push(p);
           }
           const routes: Routed<T>[] = [];
-          if (copies !== undefined) {
-            if (sender !== hub) routes.push({ target: hub, packets: copies.slice() });
-            if (sender === hub || !isolation()) {
-              for (const m of members()) if (m !== sender && m !== hub) routes.push({ target: m, packets: copies.slice() });
-            }
-          }
+          if (copies !== undefined) for (const r of receivers(sender)) if (r !== sender) routes.push({ target: r, packets: copies.slice() });
           subscriber.next({ sender, passed, routes, drops });
         },
         error: (e) => subscriber.error(e),

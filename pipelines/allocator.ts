@@ -1,7 +1,8 @@
 // The hub's address allocator: which tunnel address a member without `-t` gets, and whether a
+// static request may have the one it asks for. Bookkeeping, never on the packet path. The membership
+// module (membership.ts) owns it: its reducer clones the allocator before applying a join or a leave,
+// so every membership state keeps its own, and admission only asks (peek, claimStatic).
 import { broadcastAddress, formatIpv4, prefixHas, prefixMask } from '../operators/core/address.js';
-// static request may have the one it asks for. Pure bookkeeping, never on the packet path; the hub
-// owns one per subscription (built inside its `defer`), so two hubs in one process never share one.
 
 /** Where addresses come from: the hub's subnet and, optionally, a narrower pool inside it. */
 export interface AllocatorOptions {
@@ -71,23 +72,27 @@ export function allocatorOptionsProblem(options: AllocatorOptions): string | und
  * table removes them. Mutable, so never shared: one hub subscription owns it.
  */
 export class AddressAllocator {
-  readonly #network: number;
-  readonly #broadcast: number;
-  readonly #prefix: number;
-  readonly #hub: number;
-  readonly #first: number;
-  readonly #last: number;
-  readonly #byIdentity = new Map<string, number>();
-  readonly #byAddress = new Map<number, string>();
+  #network = 0;
+  #broadcast = 0;
+  #prefix = 0;
+  #hub = 0;
+  #first = 0;
+  #last = 0;
+  #byIdentity = new Map<string, number>();
+  #byAddress = new Map<number, string>();
   /** Live members per address: markInUse and release pair up, so a replaced session's late release does not free its successor's address. */
-  readonly #inUse = new Map<number, number>();
+  #inUse = new Map<number, number>();
   /** Every pool address below this one is taken (leased, in use or the hub's). */
-  #lowestMaybeFree: number;
+  #lowestMaybeFree = 0;
   /** Leases of the initial table that were dropped, for the hub to log once. */
-  readonly discarded: readonly DiscardedLease[];
+  readonly discarded: readonly DiscardedLease[] = [];
 
-  /** Builds the allocator over `options` with the leases of `initial` (invalid ones end up in `discarded`); throws AllocatorConfigError on bad options. */
-  constructor(options: AllocatorOptions, initial: LeaseTable = {}) {
+  /** Builds the allocator over `options` with the leases of `initial` (invalid ones end up in `discarded`), or a copy of another allocator; throws AllocatorConfigError on bad options. */
+  constructor(options: AllocatorOptions | AddressAllocator, initial: LeaseTable = {}) {
+    if (options instanceof AddressAllocator) {
+      this.#copyFrom(options);
+      return;
+    }
     const problem = allocatorOptionsProblem(options);
     if (problem !== undefined) throw new AllocatorConfigError(problem);
     this.#prefix = options.prefix;
@@ -113,23 +118,54 @@ export class AddressAllocator {
       if (why !== undefined) discarded.push({ identity, address, why });
       else this.#lease(identity, address);
     }
-    this.discarded = Object.freeze(discarded);
+    (this as { discarded: readonly DiscardedLease[] }).discarded = Object.freeze(discarded);
   }
 
   /** The identity's sticky lease when it has one, else a new lease on the lowest free pool address, or `pool-exhausted`. */
   assign(identity: string): Assignment {
+    const a = this.peek(identity);
+    if (a.ok && !a.sticky) this.#lease(identity, a.address);
+    return a;
+  }
+
+  /** What `assign` would answer, without leasing anything (admission asks this; the join applies it with `lease`). */
+  peek(identity: string): Assignment {
     const held = this.#byIdentity.get(identity);
     // A live session on the held address may be this identity's previous one: the route table decides.
     if (held !== undefined) return { ok: true, address: held, sticky: true };
     let a = this.#lowestMaybeFree;
     while (a <= this.#last && this.#taken(a)) a++;
-    this.#lowestMaybeFree = a + 1;
+    // Everything below `a` is taken: later scans start there (taken addresses stay taken until released).
+    this.#lowestMaybeFree = Math.min(a, this.#last + 1);
     if (a > this.#last) {
-      this.#lowestMaybeFree = this.#last + 1;
       return { ok: false, reason: 'pool-exhausted', detail: `no free address in ${this.#poolText()} (${this.#byIdentity.size} leased, ${this.#inUse.size} in use)` };
     }
-    this.#lease(identity, a);
     return { ok: true, address: a, sticky: false };
+  }
+
+  /** Leases `address` to `identity` (the address `peek` offered it). */
+  lease(identity: string, address: number): void {
+    if (this.#byIdentity.get(identity) === address) return;
+    this.#lease(identity, address);
+  }
+
+  /** An independent copy: changing one never changes the other. */
+  clone(): AddressAllocator {
+    return new AddressAllocator(this);
+  }
+
+  #copyFrom(o: AddressAllocator): void {
+    (this as { discarded: readonly DiscardedLease[] }).discarded = o.discarded;
+    this.#network = o.#network;
+    this.#broadcast = o.#broadcast;
+    this.#prefix = o.#prefix;
+    this.#hub = o.#hub;
+    this.#first = o.#first;
+    this.#last = o.#last;
+    this.#byIdentity = new Map(o.#byIdentity);
+    this.#byAddress = new Map(o.#byAddress);
+    this.#inUse = new Map(o.#inUse);
+    this.#lowestMaybeFree = o.#lowestMaybeFree;
   }
 
   /** Whether a member asking for `address` with `-t` may have it: inside the subnet, not the hub's, not leased to another identity. Live conflicts are the route table's to judge. */

@@ -1,51 +1,21 @@
-// The client: keeps one session to the hub alive (reconnecting forever with backoff) and forwards
-// packets between the local TUN device and that session.
-import {
-  Observable,
-  Subject,
-  asyncScheduler,
-  EMPTY,
-  catchError,
-  concat,
-  concatWith,
-  defer,
-  finalize,
-  map,
-  merge,
-  mergeMap,
-  of,
-  switchMap,
-  tap,
-  throwError,
-  timer,
-  type SchedulerLike,
-} from 'rxjs';
+// The client: keeps a session to the hub alive (reconnecting forever with backoff) and forwards
+// packets between the local TUN device and it. A session is a peer session (peer.ts) plus what only
+// a client does: HELLO first, WELCOME (its address, the hub's capabilities), ROUTES, REJECT. The
+// live session is a stream (`session$`), so the TUN side always sends through the latest one.
+import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
-import { reconnect } from '../operators/reconnect.js';
-import type { DropCounts, Inbound, PacketBatch } from '../operators/core/packet.js';
-import { addDrop } from '../operators/core/packet.js';
-import {
-  CAPABILITIES,
-  GSO_CAPABILITY,
-  ControlDecodeError,
-  FATAL_REJECT_REASONS,
-  PROTOCOL_VERSION,
-  RejectCodec,
-  RoutesCodec,
-  WelcomeCodec,
-  decodeControl,
-  encodeControl,
-  type LanRoute,
-} from '../operators/core/wire/control.js';
-import { FrameType, encodeFrame, type PacketEncoding } from '../operators/core/wire/frames.js';
+import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../operators/core/address.js';
+import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
+import { CAPABILITIES, ControlDecodeError, FATAL_REJECT_REASONS, GSO_CAPABILITY, PROTOCOL_VERSION, RejectCodec, RoutesCodec, WelcomeCodec, decodeControl, encodeControl, type AnnouncedRoute } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
+import { FrameType } from '../operators/core/wire/frames.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
-import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, endReason, type ClientEvent, type RefusedRoute, type SessionStats } from './events.js';
+import { reconnect } from '../operators/reconnect.js';
+import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, displayRoute, endReason, type ClientEvent, type RefusedRoute } from './events.js';
+import { count, counter, countingSink, negotiate, peerSession, reportingRejections, statsTicks, tunStats, type Peer, type PeerItem } from './peer.js';
 import type { ConnectionPort, DialerPort, HostNetworkPort, RoutesPort, TunPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
-import { compatEncoding, count, counter, countingSink, encodePing, frameSink, negotiate, inboundItems, reportingRejections, rttOf, sendKeepalive, statsTicks, tunStats } from './session.js';
 import type { ClientSettings } from './settings.js';
-import { formatIpv4, formatPrefix, normalizePrefix, parseIpv4, parsePrefix, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** What a client is built from. */
 export interface ClientPorts {
@@ -64,6 +34,16 @@ export interface ClientPorts {
 /** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
 export const WELCOME_TIMEOUT_MS = 10_000;
 
+/** A session to the hub while it lives. */
+interface LiveSession {
+  readonly peer: Peer;
+  /** The hub's tunnel address, once its WELCOME told it (ICMP answers come from it). */
+  hub: number | undefined;
+  /** This side's address as the hub welcomed it. */
+  address: string | undefined;
+}
+
+const dropsEvent = (who: string, drops: DropCounts): ClientEvent => ({ type: 'drops', who, drops });
 
 /**
  * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
@@ -80,45 +60,42 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const remoteText = `${host}:${port}`;
     /** The TUN device offloads segmentation: offer `gso` to the hub. */
     const offload = ports.tun.offload === true;
-    /** The live session: its outbound packets, how the hub takes them, and the hub's tunnel address once welcomed. */
-    let current: { readonly outbound: Subject<PacketBatch>; readonly encoding: PacketEncoding; hub: number | undefined } | undefined;
-    /** The live session's counters, when there is one. */
-    let currentStats: (() => SessionStats) | undefined;
+    /** The live session, when there is one. */
+    const session$ = new BehaviorSubject<LiveSession | undefined>(undefined);
     /** The address the TUN device has: the static one, or the last one the hub assigned. */
-    let address: { readonly address: number; readonly prefix: number } | undefined = settings.tunnel;
-    /** A session was welcomed since the pipeline started (then a missing WELCOME is not a 2.x hub). */
+    let address: Ipv4Prefix | undefined = settings.tunnel;
+    /** A session was welcomed since the pipeline started (then a missing WELCOME is not a 0.0.1-era hub). */
     let everWelcomed = false;
     const welcomeTimeoutMs = settings.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
     const ownRoutes = (settings.routes ?? []).map(formatPrefix);
     /** The kernel route set last asked for is not empty (a WELCOME without routes must then clear it). */
     let routing = false;
+
     /**
      * The kernel should route these LANs (other members') through the TUN device, except those that
      * would cover this host's own underlay or the hub it reaches (`hubRemote`): those are never
      * installed (routeGuard), so a hostile or mistaken announcement cannot cut this side off.
      */
-    const applyRoutes = (routes: readonly LanRoute[], hubRemote: string): ClientEvent[] => {
+    const applyRoutes = (routes: readonly AnnouncedRoute[], hubRemote: string): ClientEvent[] => {
       const guards: GuardedPrefix[] = [...RESERVED_RANGES, ...(ports.hostNetwork?.guarded() ?? [])];
       const hub = endpointGuard(hubRemote, `the hub's address (${hubRemote})`);
       if (hub !== undefined) guards.push(hub);
       const prefixes: Ipv4Prefix[] = [];
       const refused: RefusedRoute[] = [];
       for (const r of routes) {
-        const parsed = parsePrefix(r.cidr);
-        const p = parsed === undefined ? undefined : normalizePrefix(parsed);
-        if (p === undefined || ownRoutes.includes(formatPrefix(p))) continue;
-        const hazard = routeHazard(p, guards);
-        if (hazard === undefined) prefixes.push(p);
-        else refused.push({ cidr: r.cidr, via: r.via, why: `it covers ${hazard.what}` });
+        if (ownRoutes.includes(formatPrefix(r.cidr))) continue;
+        const hazard = routeHazard(r.cidr, guards);
+        if (hazard === undefined) prefixes.push(r.cidr);
+        else refused.push({ ...displayRoute(r), why: `it covers ${hazard.what}` });
       }
       ports.routes?.set(prefixes);
       routing = prefixes.length > 0;
-      return [{ type: 'routes', routes, ...(refused.length === 0 ? {} : { refused }) }];
+      return [{ type: 'routes', routes: routes.map(displayRoute), ...(refused.length === 0 ? {} : { refused }) }];
     };
+
     const tunRead = counter();
     const tunWritten = counter();
     const tunGauge = { depth: 0 };
-
     const toTun = new Subject<PacketBatch>();
     const tunRefusals$ = new Subject<ClientEvent>();
     const tunSink = reportingRejections(countingSink(ports.tun.sink, tunWritten), (d) => tunRefusals$.next(dropsEvent('tun', d)));
@@ -131,16 +108,17 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     );
     const tunReads$ = ports.tun.packets$.pipe(
       tap((batch) => count(tunRead, batch)),
-      mergeMap((batch): ClientEvent[] => {
-        if (current === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
+      withLatestFrom(session$),
+      mergeMap(([batch, live]): ClientEvent[] => {
+        if (live === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
         // Packets larger than the hub takes are fragmented, or answered with ICMP fragmentation-needed
         // from the hub's address (this side's kernel then lowers its path MTU), as a router would.
-        const fitted = fitPackets(batch, current.encoding.maxPacket, current.hub);
+        const fitted = fitPackets(batch, live.peer.encoding.maxPacket, live.hub);
         if (fitted === undefined) {
-          current.outbound.next(batch);
+          live.peer.send(batch);
           return [];
         }
-        if (fitted.packets.length > 0) current.outbound.next(fitted.packets);
+        if (fitted.packets.length > 0) live.peer.send(fitted.packets);
         if (fitted.answers.length > 0) toTun.next(fitted.answers);
         return Object.keys(fitted.drops).length === 0 ? [] : [dropsEvent('tun', fitted.drops)];
       }),
@@ -148,57 +126,66 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
 
     const session = (conn: ConnectionPort): Observable<ClientEvent> =>
       defer(() => {
-        const outbound = new Subject<PacketBatch>();
         const drops$ = new Subject<ClientEvent>();
         let heard = false;
         let welcomed = false;
-        /** How packets are encoded for the hub: SUPER frames once its WELCOME offered `gso` too. */
-        const encoding = compatEncoding();
-        const live = { outbound, encoding, hub: undefined as number | undefined };
-        current = live;
-        const connectedAt = scheduler.now();
-        let lastSeen = connectedAt;
-        const rx = counter();
-        const tx = counter();
-        const gauge = { depth: 0 };
-        let rttMs: number | undefined;
-        let welcomedAs: string | undefined;
-        /** The hub answers PING (it offered the `rtt` capability in its WELCOME). */
-        let hubPings = false;
-        const stats = (): SessionStats => ({
-          id: conn.id,
-          remote: conn.remote,
-          address: welcomedAs,
-          connectedAt,
-          lastSeen,
-          rx: { packets: rx.packets, bytes: rx.bytes },
-          tx: { packets: tx.packets, bytes: tx.bytes },
-          queued: gauge.depth,
-          rttMs,
-        });
-        currentStats = stats;
-
         const tunnel = settings.tunnel;
-        conn.write(
-          encodeControl(FrameType.Hello, {
+        const peer = peerSession(conn, {
+          settings,
+          scheduler,
+          onDrops: (d) => drops$.next(dropsEvent('hub', d)),
+          // Having offered `gso`, this side takes SUPER frames from the start: a hub sends them only
+          // after its WELCOME said it offloads too.
+          superFrames: () => offload,
+          first: encodeControl(FrameType.Hello, {
             version: PROTOCOL_VERSION,
-            ...(tunnel === undefined ? { assign: true } : { address: formatIpv4(tunnel.address), prefix: tunnel.prefix }),
+            ...(tunnel === undefined ? { assign: true } : { address: tunnel.address, prefix: tunnel.prefix }),
             mtu: settings.mtu,
             caps: offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES],
             ...(settings.token === undefined ? {} : { token: settings.token }),
             ...(settings.clientId === undefined ? {} : { id: settings.clientId }),
-            ...(ownRoutes.length === 0 ? {} : { routes: ownRoutes }),
+            ...(settings.routes === undefined || settings.routes.length === 0 ? {} : { routes: [...settings.routes] }),
           }),
-        );
+          closedDetail: 'the hub closed the connection',
+        });
+        const live: LiveSession = { peer, hub: undefined, address: undefined };
 
-        /** The first DATA or KEEPALIVE from a hub that sent no WELCOME means the session works (2.x hub). */
+        /** The first DATA or KEEPALIVE from a hub that sent no WELCOME means the session works (a 0.0.1-era hub). */
         const established = (): ClientEvent[] => {
           if (heard) return [];
           heard = true;
           return [{ type: 'established', remote: conn.remote }];
         };
 
-        const onItem = (item: Inbound): ClientEvent[] => {
+        const onWelcome = (payload: Uint8Array): ClientEvent[] => {
+          const w = decodeControl(FrameType.Welcome, WelcomeCodec, payload);
+          if (w instanceof ControlDecodeError) return [dropsEvent('hub', { 'unexpected-control': 1 })];
+          heard = true;
+          live.address = formatIpv4(w.address);
+          live.hub = w.hub;
+          peer.pings = w.caps?.includes('rtt') === true;
+          const assigned = settings.tunnel === undefined;
+          if (assigned && (address === undefined || address.address !== w.address || address.prefix !== w.prefix)) {
+            const text = `${formatIpv4(w.address)}/${w.prefix}`;
+            if (ports.tun.setIpv4 === undefined) throw new AddressSetupError(text, 'this TUN device cannot change its address');
+            try {
+              ports.tun.setIpv4(w.address, w.prefix);
+            } catch (err) {
+              throw new AddressSetupError(text, err instanceof Error ? err.message : String(err));
+            }
+            address = { address: w.address, prefix: w.prefix };
+          }
+          negotiate(peer.encoding, offload && w.caps?.includes(GSO_CAPABILITY) === true, w.mtu);
+          everWelcomed = true;
+          welcomed = true;
+          const out: ClientEvent[] = [{ type: 'welcomed', address: formatIpv4(w.address), prefix: w.prefix, hub: formatIpv4(w.hub), ...(assigned ? { assigned } : {}) }];
+          // A WELCOME without routes clears what an earlier session installed (the hub restarted
+          // without the member behind them): no stale route outlives its member.
+          if ((w.routes !== undefined && w.routes.length > 0) || routing) out.push(...applyRoutes(w.routes ?? [], conn.remote));
+          return out;
+        };
+
+        const onItem = (item: PeerItem): ClientEvent[] => {
           switch (item.kind) {
             case 'data': {
               let drops: DropCounts | undefined;
@@ -210,51 +197,21 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   return problem === undefined;
                 });
               }
-              count(rx, item.packets);
               if (packets.length > 0) toTun.next(packets);
               const out = established();
               if (drops !== undefined) out.push(dropsEvent(address === undefined ? 'hub' : formatIpv4(address.address), drops));
               return out;
             }
-            case 'tick':
-              sendKeepalive(conn);
-              if (hubPings && !conn.needsDrain) conn.write(encodePing(scheduler.now()));
-              return [];
+            case 'queue-full':
+              return item.count > 0 ? [dropsEvent('hub', { 'queue-full': item.count })] : [];
             case 'learned':
               return [];
             case 'control':
               switch (item.type) {
                 case FrameType.Keepalive:
                   return established();
-                case FrameType.Welcome: {
-                  const w = decodeControl(FrameType.Welcome, WelcomeCodec, item.payload);
-                  if (w instanceof ControlDecodeError) return [dropsEvent('hub', { 'unexpected-control': 1 })];
-                  heard = true;
-                  welcomedAs = w.address;
-                  live.hub = parseIpv4(w.hub);
-                  hubPings = w.caps?.includes('rtt') === true;
-                  const assigned = settings.tunnel === undefined;
-                  if (assigned) {
-                    const a = parseIpv4(w.address)!;
-                    if (address === undefined || address.address !== a || address.prefix !== w.prefix) {
-                      if (ports.tun.setIpv4 === undefined) throw new AddressSetupError(`${w.address}/${w.prefix}`, 'this TUN device cannot change its address');
-                      try {
-                        ports.tun.setIpv4(a, w.prefix);
-                      } catch (err) {
-                        throw new AddressSetupError(`${w.address}/${w.prefix}`, err instanceof Error ? err.message : String(err));
-                      }
-                      address = { address: a, prefix: w.prefix };
-                    }
-                  }
-                  negotiate(encoding, offload && w.caps?.includes(GSO_CAPABILITY) === true, w.mtu);
-                  everWelcomed = true;
-                  welcomed = true;
-                  const out: ClientEvent[] = [{ type: 'welcomed', address: w.address, prefix: w.prefix, hub: w.hub, ...(assigned ? { assigned } : {}) }];
-                  // A WELCOME without routes clears what an earlier session installed (the hub restarted
-                  // without the member behind them): no stale route outlives its member.
-                  if ((w.routes !== undefined && w.routes.length > 0) || routing) out.push(...applyRoutes(w.routes ?? [], conn.remote));
-                  return out;
-                }
+                case FrameType.Welcome:
+                  return onWelcome(item.payload);
                 case FrameType.Routes: {
                   const r = decodeControl(FrameType.Routes, RoutesCodec, item.payload);
                   if (r instanceof ControlDecodeError || !welcomed) return [dropsEvent('hub', { 'unexpected-control': 1 })];
@@ -265,47 +222,13 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   if (r instanceof ControlDecodeError) throw new SessionEnd('closed', `the hub sent an unreadable REJECT (${r.detail})`);
                   throw new RejectedError(r.reason, r.message ?? '');
                 }
-                case FrameType.Ping:
-                  if (item.payload.length !== 8) return [dropsEvent('hub', { 'unexpected-control': 1 })];
-                  if (!conn.needsDrain) conn.write(encodeFrame(FrameType.Pong, item.payload));
-                  return [];
-                case FrameType.Pong: {
-                  const rtt = hubPings ? rttOf(item.payload, scheduler.now()) : undefined;
-                  if (rtt === undefined) return [dropsEvent('hub', { 'unexpected-control': 1 })];
-                  rttMs = rtt;
-                  return [];
-                }
-                case FrameType.Hello:
-                  return [dropsEvent('hub', { 'unexpected-control': 1 })];
                 default:
-                  return [dropsEvent('hub', { 'unknown-type': 1 })];
+                  return [dropsEvent('hub', { 'unexpected-control': 1 })];
               }
           }
         };
 
-        const inbound$ = inboundItems(
-          conn,
-          settings,
-          {
-            onDrops: (d) => drops$.next(dropsEvent('hub', d)),
-            onChunk: () => {
-              lastSeen = scheduler.now();
-            },
-            // Having offered `gso`, this side takes SUPER frames from the start: a hub sends them
-            // only after its WELCOME said it offloads too.
-            superFrames: () => offload,
-          },
-          scheduler,
-        ).pipe(
-          mergeMap(onItem),
-          concatWith(throwError(() => new SessionEnd('closed', 'the hub closed the connection'))),
-        );
-        const sendDrops$ = outbound.pipe(
-          boundedQueue({ limit: settings.sendQueueSize, sink: countingSink(frameSink(conn, encoding), tx), gauge }),
-          map((n) => dropsEvent('hub', { 'queue-full': n })),
-        );
-
-        // A client that asks for its address cannot work without a WELCOME (a 2.x hub never sends one).
+        // A client that asks for its address cannot work without a WELCOME (a 0.0.1-era hub never sends one).
         const welcomeDeadline$: Observable<ClientEvent> =
           settings.tunnel !== undefined
             ? EMPTY
@@ -317,21 +240,19 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                 }),
               );
 
-        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), inbound$, sendDrops$, drops$, welcomeDeadline$).pipe(
+        session$.next(live);
+        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), peer.items$.pipe(mergeMap(onItem)), drops$, welcomeDeadline$).pipe(
           catchError((err: unknown) => {
             const { reason, detail } = endReason(err);
             const out: ClientEvent[] = [];
             if (err instanceof RejectedError) out.push({ type: 'rejected', reason: err.reason, message: err.detail });
             out.push({ type: 'disconnected', remote: conn.remote, reason, detail });
-            // A fatal refusal ends the client: pass the error on after reporting it.
+            // A fatal refusal ends the client, a pushback waits long: pass those errors on as they are.
             const tail = isFatal(err) || isPushback(err) ? throwError(() => err) : throwError(() => new SessionEnd(reason, detail));
             return concat(of(...out), tail);
           }),
           finalize(() => {
-            if (current === live) current = undefined;
-            if (currentStats === stats) currentStats = undefined;
-            outbound.complete();
-            conn.close();
+            if (session$.value === live) session$.next(undefined);
           }),
         );
       });
@@ -354,14 +275,17 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       }),
     );
 
-    const stats$ = statsTicks<ClientEvent>(settings.statsIntervalMs, scheduler, (at) => ({
-      type: 'stats',
-      at,
-      session: currentStats?.(),
-      tun: tunStats(tunRead, tunWritten, tunGauge),
-    }));
+    const stats$ = statsTicks(settings.statsIntervalMs, scheduler, (at) => at).pipe(
+      withLatestFrom(session$),
+      map(([at, live]): ClientEvent => ({ type: 'stats', at, session: live?.peer.stats(live.address), tun: tunStats(tunRead, tunWritten, tunGauge) })),
+    );
 
-    return merge(sessions$, tunReads$, tunWrites$, stats$, ports.routes?.events$ ?? EMPTY).pipe(finalize(() => ports.routes?.set([])));
+    return merge(sessions$, tunReads$, tunWrites$, stats$, ports.routes?.events$ ?? EMPTY).pipe(
+      finalize(() => {
+        session$.complete();
+        ports.routes?.set([]);
+      }),
+    );
   });
 }
 
@@ -380,8 +304,3 @@ function describeCause(cause: unknown): string {
   if (cause instanceof SessionEnd) return cause.reason;
   return endReason(cause).detail;
 }
-
-function dropsEvent(who: string, drops: DropCounts): ClientEvent {
-  return { type: 'drops', who, drops };
-}
-

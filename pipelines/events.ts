@@ -1,7 +1,8 @@
 // What the pipelines report. Log lines, status and metrics are all derived from these events.
 import type { DropCounts } from '../operators/core/packet.js';
 import type { HandshakeFailure, KernelRouteEvent, PendingRefusal } from './ports.js';
-import type { LanRoute, RejectReason } from '../operators/core/wire/control.js';
+import type { AnnouncedRoute, RejectReason } from '../operators/core/wire/control.js';
+import { formatIpv4, formatPrefix } from '../operators/core/address.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/core/wire/decoder.js';
 
@@ -106,7 +107,18 @@ export interface RefusedRoute {
   readonly why: string;
 }
 
-export type { KernelRouteEvent, LanRoute };
+export type { KernelRouteEvent };
+
+/** A LAN route as events, logs and the status show it: `cidr` is reached through the member `via`. */
+export interface LanRoute {
+  readonly cidr: string;
+  readonly via: string;
+}
+
+/** The text form of an announced route, for events. */
+export function displayRoute(r: AnnouncedRoute): LanRoute {
+  return { cidr: formatPrefix(r.cidr), via: formatIpv4(r.via) };
+}
 
 /** Traffic counters of one direction. */
 export interface Traffic {

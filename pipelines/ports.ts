@@ -1,9 +1,9 @@
 // The ports a pipeline is built from. Drivers in src/ implement them over Node objects; tests implement
 // them with Subjects. Nothing here performs I/O.
 import type { Observable } from 'rxjs';
-import type { PacketBatch, PacketSink } from '../operators/core/packet.js';
+import type { ByteSink, PacketBatch, PacketSink } from '../operators/core/packet.js';
 
-export type { PacketBatch, PacketSink };
+export type { ByteSink, PacketBatch, PacketSink };
 import type { LeaseTable } from './allocator.js';
 import type { GuardedPrefix } from './routeGuard.js';
 import { type Ipv4Prefix } from '../operators/core/address.js';
@@ -70,8 +70,13 @@ export interface HostNetworkPort {
   guarded(): readonly GuardedPrefix[];
 }
 
-/** One byte-stream connection (TCP or TLS), already established. */
-export interface ConnectionPort {
+/**
+ * One byte-stream connection (TCP or TLS), already established: the transport behind a session.
+ * A session needs only this: chunks in (`data$`), bytes out with backpressure (ByteSink), close.
+ * A datagram transport (UDP, later) implements the same session seam one level up, as frames in
+ * and frames out (see pipelines/peer.ts).
+ */
+export interface ConnectionPort extends ByteSink {
   /** Unique per driver instance, for log lines and maps. */
   readonly id: number;
   /** The peer's endpoint as `ip:port`. */
@@ -80,16 +85,6 @@ export interface ConnectionPort {
    * every connection into one reused buffer): a consumer that keeps bytes copies them. Subscribe once. Completes when the peer ends the stream, errors on a
    * socket error. Unsubscribing destroys the connection. */
   readonly data$: Observable<Uint8Array>;
-  /** Queues bytes for sending; the connection keeps (does not copy) `chunk`. Returns false when the
-   * connection's buffer is above its high-water mark (see `needsDrain` and `drain$`). */
-  write(chunk: Uint8Array): boolean;
-  /** True while the send buffer is above its high-water mark. */
-  readonly needsDrain: boolean;
-  /** Bytes written but not yet handed to the kernel; 0 means the connection references no chunk
-   * it was given (their memory may be reused). Absent: unknown (chunks are never reused). */
-  readonly pendingBytes?: number;
-  /** Emits each time the send buffer has drained below its high-water mark. */
-  readonly drain$: Observable<void>;
   /** Flushes what is queued, then ends the stream; destroys it if that takes longer than a bound. */
   close(): void;
   /** The identity the transport verified (a client certificate's common name under mutual TLS). */

@@ -568,7 +568,7 @@ test('routes from WELCOME and ROUTES become the kernel route set (without its ow
     const conn = cl.connection();
     cl.dialer.then({ connect: conn });
     cl.at(1, () => conn.sendWelcome({ ...WELCOME, routes: [{ cidr: '192.168.77.0/24', via: '10.0.0.3' }, { cidr: '192.168.1.0/24', via: '10.0.0.2' }] }));
-    cl.at(2, () => conn.push(encodeControl(FrameType.Routes, { version: 1, routes: [{ cidr: '192.168.88.0/24', via: '10.0.0.4' }] })));
+    cl.at(2, () => conn.sendRoutes([{ cidr: '192.168.88.0/24', via: '10.0.0.4' }]));
     cl.at(3, () => routes.events$.next({ type: 'kernel-route', action: 'add', cidr: '192.168.88.0/24', ok: true }));
   });
   t.deepEqual(routes.sets, [['192.168.77.0/24'], ['192.168.88.0/24'], []]);

@@ -1,5 +1,6 @@
 // Control messages (operators/wire/control.ts): HELLO, WELCOME, REJECT through the real frame codec.
 import test from 'ava';
+import { parseIpv4 } from '../operators/core/address.js';
 import type * as t from 'io-ts';
 import {
   ControlDecodeError,
@@ -34,7 +35,8 @@ function encode(type: ControlType, msg: Hello | Welcome | Reject): Buffer {
 const roundTrips = test.macro({
   exec(t, type: ControlType, msg: Hello | Welcome | Reject) {
     const wire = encode(type, msg);
-    const json = Buffer.from(JSON.stringify(msg), 'utf8');
+    // On the wire, addresses and prefixes are text: the codec's JSON form.
+    const json = Buffer.from(JSON.stringify((CODECS[type] as unknown as { encode(m: unknown): unknown }).encode(msg)), 'utf8');
     t.is(wire.readUInt32BE(0), json.length + 1, 'the length counts the type byte and the UTF-8 JSON');
     t.is(wire[HEADER_BYTES], type);
     const decoder = new FrameDecoder(MAX_BODY_COMPAT);
@@ -48,8 +50,8 @@ const roundTrips = test.macro({
 });
 
 test('a minimal HELLO round-trips', roundTrips, FrameType.Hello, { version: PROTOCOL_VERSION });
-test('a full HELLO round-trips', roundTrips, FrameType.Hello, { version: 1, address: '10.0.0.7', prefix: 24, mtu: 1400, caps: ['batch', 'x'] });
-test('a WELCOME round-trips', roundTrips, FrameType.Welcome, { version: 1, address: '10.0.0.2', prefix: 24, hub: '10.0.0.1', mtu: 1400, keepalive: 10, timeout: 30 });
+test('a full HELLO round-trips', roundTrips, FrameType.Hello, { version: 1, address: parseIpv4('10.0.0.7')!, prefix: 24, mtu: 1400, caps: ['batch', 'x'], routes: [{ address: parseIpv4('192.168.7.0')!, prefix: 24 }] });
+test('a WELCOME round-trips', roundTrips, FrameType.Welcome, { version: 1, address: parseIpv4('10.0.0.2')!, prefix: 24, hub: parseIpv4('10.0.0.1')!, mtu: 1400, keepalive: 10, timeout: 30, routes: [{ cidr: { address: parseIpv4('192.168.7.0')!, prefix: 24 }, via: parseIpv4('10.0.0.3')! }] });
 test('a REJECT round-trips', roundTrips, FrameType.Reject, { version: 1, reason: 'ip-conflict', message: 'address 10.0.0.2 is taken' });
 test('a REJECT with non-ASCII text round-trips', roundTrips, FrameType.Reject, { version: 1, reason: 'shutting-down', message: 'au revoir — 再见 ✓' });
 for (const reason of REJECT_REASONS) {
@@ -86,14 +88,14 @@ test('truncated JSON is refused', refuses, FrameType.Hello, '{"version":1', 'not
 test('an empty body is refused', refuses, FrameType.Hello, '', 'not UTF-8 JSON');
 test('bytes that are not UTF-8 are refused', refuses, FrameType.Hello, Uint8Array.of(0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d), 'not UTF-8 JSON');
 test('a lone UTF-8 continuation byte inside a string is refused', refuses, FrameType.Reject, Uint8Array.of(...Buffer.from('{"version":1,"reason":"max-clients","message":"'), 0x80, 0x22, 0x7d), 'not UTF-8 JSON');
-test('a version given as a string is refused', refuses, FrameType.Hello, '{"version":"1"}', 'version: expected integer');
-test('a fractional version is refused', refuses, FrameType.Hello, '{"version":1.5}', 'version: expected integer');
-test('a missing version is refused', refuses, FrameType.Hello, '{"address":"10.0.0.2"}', 'version: expected integer');
-test('a malformed address is refused', refuses, FrameType.Hello, '{"version":1,"address":"10.0.0"}', 'address: expected IPv4 address');
-test('a prefix above 32 is refused', refuses, FrameType.Hello, '{"version":1,"prefix":33}', 'prefix: expected prefix length');
-test('caps that are not strings are refused', refuses, FrameType.Hello, '{"version":1,"caps":["a",2]}', 'caps: expected string');
-test('a WELCOME without the hub address is refused', refuses, FrameType.Welcome, '{"version":1,"address":"10.0.0.2","prefix":24}', 'hub: expected IPv4 address');
-test('a WELCOME with a string keepalive is refused', refuses, FrameType.Welcome, '{"version":1,"address":"10.0.0.2","prefix":24,"hub":"10.0.0.1","keepalive":"10"}', 'keepalive: expected integer');
+test('a version given as a string is refused', refuses, FrameType.Hello, '{"version":"1"}', 'version: expected integer, got "1"');
+test('a fractional version is refused', refuses, FrameType.Hello, '{"version":1.5}', 'version: expected integer, got 1.5');
+test('a missing version is refused', refuses, FrameType.Hello, '{"address":"10.0.0.2"}', 'version: expected integer, got nothing');
+test('a malformed address is refused', refuses, FrameType.Hello, '{"version":1,"address":"10.0.0"}', 'address: expected an IPv4 address like 10.0.0.2, got "10.0.0"');
+test('a prefix above 32 is refused', refuses, FrameType.Hello, '{"version":1,"prefix":33}', 'prefix: expected prefix length, got 33');
+test('caps that are not strings are refused', refuses, FrameType.Hello, '{"version":1,"caps":["a",2]}', 'caps: expected string, got 2');
+test('a WELCOME without the hub address is refused', refuses, FrameType.Welcome, '{"version":1,"address":"10.0.0.2","prefix":24}', 'hub: expected an IPv4 address like 10.0.0.2, got nothing');
+test('a WELCOME with a string keepalive is refused', refuses, FrameType.Welcome, '{"version":1,"address":"10.0.0.2","prefix":24,"hub":"10.0.0.1","keepalive":"10"}', 'keepalive: expected integer, got "10"');
 test('an unknown REJECT reason is refused', refuses, FrameType.Reject, '{"version":1,"reason":"bored"}', /^reason: expected .*"max-clients"/);
 test('a JSON value that is not an object is refused', refuses, FrameType.Hello, '42', /^message: expected /);
 test('JSON null is refused', refuses, FrameType.Welcome, 'null', /^message: expected /);

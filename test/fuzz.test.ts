@@ -319,9 +319,10 @@ const CODECS = [
   { name: 'REJECT', type: TYPE.reject, codec: RejectCodec },
 ] as const;
 
-const IPV4_TEXT = /^\d{1,3}(\.\d{1,3}){3}$/;
 
 /** What a successfully decoded control message must look like, whatever the input was. */
+const isU32 = (a: unknown): boolean => Number.isInteger(a) && (a as number) >= 0 && (a as number) <= 0xffffffff;
+
 function conforms(name: string, v: unknown): string | undefined {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object';
   const o = v as Record<string, unknown>;
@@ -333,11 +334,12 @@ function conforms(name: string, v: unknown): string | undefined {
   const prefixOk = (p: unknown): boolean => Number.isInteger(p) && (p as number) >= 0 && (p as number) <= 32;
   switch (name) {
     case 'HELLO':
-      if ('address' in o && o['address'] !== undefined && !(typeof o['address'] === 'string' && IPV4_TEXT.test(o['address']))) return 'address';
+      // Decoded addresses are unsigned 32-bit integers (the codec parsed the dotted quad).
+      if ('address' in o && o['address'] !== undefined && !isU32(o['address'])) return 'address';
       if ('prefix' in o && o['prefix'] !== undefined && !prefixOk(o['prefix'])) return 'prefix';
       return undefined;
     case 'WELCOME':
-      if (typeof o['address'] !== 'string' || !IPV4_TEXT.test(o['address']) || typeof o['hub'] !== 'string' || !IPV4_TEXT.test(o['hub'])) return 'address/hub';
+      if (!isU32(o['address']) || !isU32(o['hub'])) return 'address/hub';
       return prefixOk(o['prefix']) ? undefined : 'prefix';
     default:
       if (!(REJECT_REASONS as readonly unknown[]).includes(o['reason'])) return `reason ${String(o['reason'])}`;

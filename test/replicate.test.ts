@@ -17,8 +17,14 @@ const C: Member = { name: 'C' };
 const SUBNET = { address: parseIpv4('10.0.0.0')!, prefix: 24 };
 
 /** Options for a hub with members A, B, C; isolation off; 1000 packets/s so the limit stays out of the way. */
-function options(over: Partial<ReplicateOptions<Member>> = {}): ReplicateOptions<Member> {
-  return { subnet: SUBNET, hub: HUB, members: () => [A, B, C], isolation: () => false, rate: 1000, ...over };
+/** The test's knobs: the options, plus the members and isolation the receivers come from. */
+type Over = Partial<ReplicateOptions<Member>> & { readonly members?: () => Iterable<Member>; readonly isolation?: () => boolean };
+
+function options(over: Over = {}): ReplicateOptions<Member> {
+  const { members = () => [A, B, C], isolation = () => false, ...rest } = over;
+  // The hub's rule (pipelines/forwarding.ts), spelled out for these targets.
+  const receivers = (sender: Member): Member[] => [...(sender === HUB ? [] : [HUB]), ...(sender !== HUB && isolation() ? [] : [...members()].filter((m) => m !== HUB))];
+  return { subnet: SUBNET, receivers, rate: 1000, ...rest };
 }
 
 const bc = (n: number): Uint8Array => ipv4Packet('10.0.0.2', '10.0.0.255', bytes(n));

@@ -10,7 +10,7 @@ import type { Authenticator, HostNetworkPort, LeaseStore, RoutesPort } from '../
 import { serverPipeline } from '../pipelines/server.js';
 import type { ServerSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/core/wire/frames.js';
-import { RoutesCodec, decodeControl, type Hello, type Routes } from '../operators/core/wire/control.js';
+import { RoutesCodec, decodeControl, type HelloJson, type RoutesJson } from '../operators/core/wire/control.js';
 import { makeAuthenticator } from '../src/auth.js';
 import { FakeRoutes, fakes, type FakeConnection, type FakeTun } from './helpers/fake-ports.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
@@ -44,7 +44,7 @@ interface Scenario {
   readonly tun: FakeTun;
   at(ms: number, fn: () => void): void;
   /** A connection (from `remote`, when given) accepted at `ms` that sends `hello` in the same frame. */
-  hello(ms: number, hello: Partial<Hello>, remote?: string): FakeConnection;
+  hello(ms: number, hello: Partial<HelloJson>, remote?: string): FakeConnection;
   events<K extends ServerEvent['type']>(type: K): Array<Extract<ServerEvent, { type: K }>>;
 }
 
@@ -96,7 +96,7 @@ function scenario(t: ExecutionContext, options: Options, body: (s: Scenario) => 
   });
 }
 
-function encodeHello(hello: Partial<Hello>): Uint8Array {
+function encodeHello(hello: Partial<HelloJson>): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify({ version: 1, caps: ['rtt', 'routes'], ...hello }));
   const frame = new Uint8Array(5 + body.length);
   new DataView(frame.buffer).setUint32(0, body.length + 1);
@@ -113,11 +113,12 @@ const rejectReason = (c: FakeConnection): string | undefined => {
   const r = c.rejects()[0];
   return r === undefined || r instanceof Error ? undefined : r.reason;
 };
-const routesFrames = (c: FakeConnection): Routes['routes'][] =>
+/** The ROUTES frames a connection got, as their JSON (checked by the codec first). */
+const routesFrames = (c: FakeConnection): RoutesJson['routes'][] =>
   c.frames.filter((f) => f.type === FrameType.Routes).map((f) => {
     const r = decodeControl(FrameType.Routes, RoutesCodec, f.payload);
     if (r instanceof Error) throw r;
-    return r.routes;
+    return RoutesCodec.encode(r).routes;
   });
 
 // ---------------------------------------------------------------------------------------------

@@ -82,14 +82,14 @@ export function decodeErrorLine(path: string, expected: string, actual: unknown)
 
 /**
  * The error line of the first io-ts error: its path (object keys joined by dots, array indices
- * left out), what the innermost codec expected (a failure's message wins over the codec's name),
- * and the value found there.
+ * left out; `root` when the whole value is wrong), what the innermost codec expected (a failure's
+ * message wins over the codec's name), and the value found there.
  */
 export function firstErrorLine(errors: t.Errors, root = ''): string {
   const first = errors[0];
   if (first === undefined) return decodeErrorLine(root, 'a valid value', undefined);
   const keys = first.context.map((c) => c.key).filter((k) => k !== '' && !/^\d+$/.test(k));
-  const path = [root, ...keys].filter((k) => k !== '').join('.');
+  const path = keys.length > 0 ? keys.join('.') : root;
   const expected = first.message ?? first.context.at(-1)?.type.name ?? 'a valid value';
   return decodeErrorLine(path, expected, first.value);
 }

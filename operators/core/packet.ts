@@ -25,6 +25,21 @@ export interface PacketSink {
 }
 
 
+/**
+ * Where a session's bytes go (a connection's send side). `write` queues bytes and keeps (does not
+ * copy) `chunk`; it returns false once the buffer is above its high-water mark (`needsDrain`), and
+ * `drain$` emits each time it falls below again.
+ */
+export interface ByteSink {
+  write(chunk: Uint8Array): boolean;
+  /** True while the send buffer is above its high-water mark. */
+  readonly needsDrain: boolean;
+  /** Bytes written but not yet handed to the kernel; 0 means no chunk it was given is still referenced. Absent: unknown. */
+  readonly pendingBytes?: number;
+  /** Emits each time the send buffer has drained below its high-water mark. */
+  readonly drain$: Observable<void>;
+}
+
 /** Why a packet or frame was not delivered. Every drop is counted under one of these. */
 export type DropReason =
   | 'no-route' // destination is in the tunnel subnet but no member has it

@@ -86,6 +86,14 @@ export class RouteTable<T> {
     return OK;
   }
 
+  /** The entry that `add(prefix, target)` would be refused for (same prefix or an overlap with another target), or undefined; changes nothing. `target` undefined: a newcomer without entries. */
+  conflict(prefix: Ipv4Prefix, target: T | undefined): RouteEntry<T> | undefined {
+    const p = normalizePrefix(prefix);
+    const same = this.#byLength.get(p.prefix)?.get(p.address);
+    if (same !== undefined) return same.target === target ? undefined : same;
+    return this.#overlapping(p, target);
+  }
+
   /** Removes exactly `prefix` (host bits ignored); returns the target it had, or undefined when absent. */
   remove(prefix: Ipv4Prefix): T | undefined {
     const p = normalizePrefix(prefix);
@@ -107,6 +115,23 @@ export class RouteTable<T> {
     for (const e of this.entries()) if (e.target === target) removed.push(e.prefix);
     for (const p of removed) this.remove(p);
     return removed;
+  }
+
+  /** An independent copy (O(entries)): changing one never changes the other. */
+  clone(): RouteTable<T> {
+    const c = new RouteTable<T>();
+    for (const [len, level] of this.#byLength) c.#byLength.set(len, new Map(level));
+    c.#lengths = [...this.#lengths];
+    c.#masks = [...this.#masks];
+    c.#size = this.#size;
+    return c;
+  }
+
+  /** A copy without any prefix of `target` (this table unchanged). */
+  without(target: T): RouteTable<T> {
+    const c = this.clone();
+    c.removeTarget(target);
+    return c;
   }
 
   /** The target of the longest prefix containing `address` (a u32), or undefined. Allocates nothing. */
@@ -132,7 +157,7 @@ export class RouteTable<T> {
   }
 
   /** A non-fallback entry of another target that contains or lies inside `p`, shortest first. */
-  #overlapping(p: Ipv4Prefix, target: T): RouteEntry<T> | undefined {
+  #overlapping(p: Ipv4Prefix, target: T | undefined): RouteEntry<T> | undefined {
     // Prefixes are nested or disjoint: `p` overlaps a shorter entry only by lying in it (one get per
     // shorter length), and a longer entry only by containing it (a walk over that length's entries).
     for (let i = this.#lengths.length - 1; i >= 0; i--) {

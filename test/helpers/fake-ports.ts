@@ -10,11 +10,15 @@ import {
   WelcomeCodec,
   decodeControl,
   encodeControl,
-  type Hello,
+  type HelloJson,
   type Reject,
-  type Welcome,
+  type WelcomeJson,
+  type RoutesJson,
 } from '../../operators/core/wire/control.js';
 import { FrameDecoder } from '../../operators/core/wire/decoder.js';
+import { jsonFrame } from './wire.js';
+
+export { jsonFrame };
 import { FrameType, encodeFrame, encodeFrames } from '../../operators/core/wire/frames.js';
 import { formatIpv4, type Ipv4Prefix } from '../../operators/core/address.js';
 
@@ -126,14 +130,19 @@ export class FakeConnection implements ConnectionPort {
     this.push(encodeFrame(FrameType.Keepalive));
   }
 
-  /** Delivers a HELLO (version 1, prefix 24 unless overridden). */
-  sendHello(address: string, extra: Partial<Hello> = {}): void {
-    this.push(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: 24, ...extra }));
+  /** Delivers a HELLO as JSON (version 1, prefix 24 unless overridden). */
+  sendHello(address: string, extra: Partial<HelloJson> = {}): void {
+    this.push(jsonFrame(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: 24, ...extra }));
   }
 
-  /** Delivers a WELCOME. */
-  sendWelcome(msg: Omit<Welcome, 'version'>): void {
-    this.push(encodeControl(FrameType.Welcome, { version: PROTOCOL_VERSION, ...msg }));
+  /** Delivers a WELCOME as JSON. */
+  sendWelcome(msg: Omit<WelcomeJson, 'version'>): void {
+    this.push(jsonFrame(FrameType.Welcome, { version: PROTOCOL_VERSION, ...msg }));
+  }
+
+  /** Delivers a ROUTES as JSON. */
+  sendRoutes(routes: RoutesJson['routes']): void {
+    this.push(jsonFrame(FrameType.Routes, { version: PROTOCOL_VERSION, routes }));
   }
 
   /** Delivers a REJECT. */
@@ -199,20 +208,25 @@ export class FakeConnection implements ConnectionPort {
     return this.frames.filter((f) => f.type === FrameType.Keepalive).map((f) => f.at);
   }
 
-  /** HELLO messages written (decoded; a broken one fails the decode and is returned as an Error). */
-  hellos(): Array<Hello | Error> {
-    return this.frames.filter((f) => f.type === FrameType.Hello).map((f) => decodeControl(FrameType.Hello, HelloCodec, f.payload));
+  /** HELLO messages written, as their JSON (checked by the codec first: a broken one is returned as an Error). */
+  hellos(): Array<HelloJson | Error> {
+    return this.frames.filter((f) => f.type === FrameType.Hello).map((f) => asJson(decodeControl(FrameType.Hello, HelloCodec, f.payload), HelloCodec));
   }
 
-  /** WELCOME messages written. */
-  welcomes(): Array<Welcome | Error> {
-    return this.frames.filter((f) => f.type === FrameType.Welcome).map((f) => decodeControl(FrameType.Welcome, WelcomeCodec, f.payload));
+  /** WELCOME messages written, as their JSON. */
+  welcomes(): Array<WelcomeJson | Error> {
+    return this.frames.filter((f) => f.type === FrameType.Welcome).map((f) => asJson(decodeControl(FrameType.Welcome, WelcomeCodec, f.payload), WelcomeCodec));
   }
 
   /** REJECT messages written. */
   rejects(): Array<Reject | Error> {
     return this.frames.filter((f) => f.type === FrameType.Reject).map((f) => decodeControl(FrameType.Reject, RejectCodec, f.payload));
   }
+}
+
+/** A decoded control message back in its JSON form (errors pass through). */
+function asJson<A, O>(decoded: A | Error, codec: { encode(a: A): O }): O | Error {
+  return decoded instanceof Error ? decoded : codec.encode(decoded);
 }
 
 /**

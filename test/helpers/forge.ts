@@ -41,6 +41,7 @@
  *     (via ADDR, default 10.0.0.9), prints `hello ADDR`, and sends a KEEPALIVE every second, until
  *     killed.
  */
+import { jsonFrame } from './wire.js';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -48,7 +49,7 @@ import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FrameType, MAX_BODY_COMPAT, MAX_BODY_SUPER, encodeFrame, encodeFrames } from '../../operators/core/wire/frames.js';
 import { ACK, DEFAULT_FLOW, streamBytes, superPacketBytes } from './tcp-reference.js';
-import { PROTOCOL_VERSION, encodeControl } from '../../operators/core/wire/control.js';
+import { PROTOCOL_VERSION } from '../../operators/core/wire/control.js';
 import { FrameDecoder } from '../../operators/core/wire/decoder.js';
 
 /** Absolute path of the compiled script (dist/test/helpers/forge.js), to run in a namespace. */
@@ -291,7 +292,7 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
 
   if (o.hello !== undefined) {
     const token = o.tokens[Math.min(n, o.tokens.length) - 1];
-    socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address: o.hello, prefix: 24, mtu: o.mtu, caps: o.caps, ...(token === undefined ? {} : { token }) }));
+    socket.write(jsonFrame(FrameType.Hello, { version: PROTOCOL_VERSION, address: o.hello, prefix: 24, mtu: o.mtu, caps: o.caps, ...(token === undefined ? {} : { token }) }));
     await Promise.race([new Promise<void>((r) => (answered = r)), sleep(o.waitMs)]);
     answered = undefined;
   }
@@ -390,7 +391,7 @@ function fakeHub(args: string[]): void {
         const address = hello.address ?? '10.0.0.50';
         out(`hello ${address}`);
         socket.write(
-          encodeControl(FrameType.Welcome, {
+          jsonFrame(FrameType.Welcome, {
             version: PROTOCOL_VERSION,
             address,
             prefix: 24,

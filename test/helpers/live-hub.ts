@@ -2,6 +2,7 @@
 // 127.0.0.1 (ephemeral port), over a recording TUN port (never a real device), with every event
 // folded into per-session records. Plus real-socket clients: a raw WireClient (any bytes, FIN or RST)
 // and a GoodClient that says HELLO and exchanges sequence-numbered DATA with a peer through the hub.
+import { jsonFrame } from './wire.js';
 import * as net from 'node:net';
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { serverPipeline } from '../../pipelines/server.js';
@@ -9,7 +10,7 @@ import type { ServerEvent, SessionEndReason } from '../../pipelines/events.js';
 import type { Authenticator, PacketBatch, PacketSink, TunPort } from '../../pipelines/ports.js';
 import type { ServerSettings } from '../../pipelines/settings.js';
 import type { DropCounts } from '../../operators/core/packet.js';
-import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, encodeControl, type Hello, type Reject, type Welcome } from '../../operators/core/wire/control.js';
+import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, type Hello, type Reject, type Welcome } from '../../operators/core/wire/control.js';
 import { FrameDecoder } from '../../operators/core/wire/decoder.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrames } from '../../operators/core/wire/frames.js';
 import { makeNetListener } from '../../src/drivers/net.js';
@@ -344,7 +345,7 @@ export class WireClient {
 
   /** Sends HELLO for `address`. */
   hello(address: string, extra: Partial<Hello> = {}): void {
-    this.socket.write(encodeControl(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: 24, mtu: 1400, caps: [], ...extra }));
+    this.socket.write(jsonFrame(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: 24, mtu: 1400, caps: [], ...extra }));
   }
 
   /** Resolves with the hub's WELCOME; rejects on REJECT, close or timeout. */

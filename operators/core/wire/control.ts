@@ -3,6 +3,7 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
+import { AddressCodec, NetworkPrefixCodec, firstErrorLine } from '../codecs.js';
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -55,11 +56,9 @@ export const FATAL_REJECT_REASONS: ReadonlySet<RejectReason> = new Set<RejectRea
 ]);
 
 const Int = t.refinement(t.number, (n) => Number.isInteger(n), 'integer');
-const Ipv4Text = t.refinement(t.string, (s) => /^\d{1,3}(\.\d{1,3}){3}$/.test(s), 'IPv4 address');
 const Prefix = t.refinement(Int, (n) => n >= 0 && n <= 32, 'prefix length');
 const Reason = t.keyof(Object.fromEntries(REJECT_REASONS.map((r) => [r, null])) as Record<RejectReason, null>);
 
-const CidrText = t.refinement(t.string, (s) => /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(s), 'CIDR');
 /** A client-generated identity: 32 lowercase hex digits (128 random bits). */
 const ClientId = t.refinement(t.string, (s) => /^[0-9a-f]{32}$/.test(s), 'client id');
 
@@ -70,7 +69,7 @@ export const MAX_ANNOUNCED_ROUTES = 16;
 export const HelloCodec = t.intersection([
   t.type({ version: Int }),
   t.partial({
-    address: Ipv4Text,
+    address: AddressCodec,
     prefix: Prefix,
     mtu: Int,
     caps: t.array(t.string),
@@ -78,25 +77,32 @@ export const HelloCodec = t.intersection([
     /** true: the hub picks the address (then `address` is absent). */
     assign: t.boolean,
     id: ClientId,
-    routes: t.array(CidrText),
+    routes: t.array(NetworkPrefixCodec),
   }),
 ]);
+/** A HELLO as the pipelines see it (addresses as u32, routes as prefixes). */
 export type Hello = t.TypeOf<typeof HelloCodec>;
+/** A HELLO as JSON on the wire (addresses and prefixes as text). */
+export type HelloJson = t.OutputOf<typeof HelloCodec>;
 
 /** A LAN behind a member, as the hub announces it: `cidr` is reached through the member `via`. */
-export const LanRouteCodec = t.type({ cidr: CidrText, via: Ipv4Text });
-export type LanRoute = t.TypeOf<typeof LanRouteCodec>;
+export const LanRouteCodec = t.type({ cidr: NetworkPrefixCodec, via: AddressCodec });
+export type AnnouncedRoute = t.TypeOf<typeof LanRouteCodec>;
 
 /** The hub's WELCOME: the client is a member with this address. */
 export const WelcomeCodec = t.intersection([
-  t.type({ version: Int, address: Ipv4Text, prefix: Prefix, hub: Ipv4Text }),
+  t.type({ version: Int, address: AddressCodec, prefix: Prefix, hub: AddressCodec }),
   t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string), routes: t.array(LanRouteCodec) }),
 ]);
 export type Welcome = t.TypeOf<typeof WelcomeCodec>;
+/** A WELCOME as JSON on the wire. */
+export type WelcomeJson = t.OutputOf<typeof WelcomeCodec>;
 
 /** The hub's ROUTES: the complete current set of the other members' LAN routes (replaces the last one). */
 export const RoutesCodec = t.type({ version: Int, routes: t.array(LanRouteCodec) });
 export type Routes = t.TypeOf<typeof RoutesCodec>;
+/** A ROUTES as JSON on the wire. */
+export type RoutesJson = t.OutputOf<typeof RoutesCodec>;
 
 /** The hub's REJECT: the connection closes after it. */
 export const RejectCodec = t.intersection([
@@ -128,21 +134,24 @@ export function decodeControl<A>(frameType: number, codec: t.Decoder<unknown, A>
     return new ControlDecodeError(frameType, 'not UTF-8 JSON');
   }
   const result = codec.decode(json);
-  if (isLeft(result)) {
-    const first = result.left[0];
-    const path = first ? first.context.map((c) => c.key).filter((k) => k !== '' && !/^\d+$/.test(k)).join('.') : '';
-    return new ControlDecodeError(frameType, `${path || 'message'}: expected ${first?.context.at(-1)?.type.name ?? 'a valid value'}`);
-  }
-  return result.right;
+  return isLeft(result) ? new ControlDecodeError(frameType, firstErrorLine(result.left, 'message')) : result.right;
 }
 
-/** Encodes a control message as one frame. Throws RangeError if it would not fit a 2.x body. */
+const CODECS = {
+  [FrameType.Hello]: HelloCodec,
+  [FrameType.Welcome]: WelcomeCodec,
+  [FrameType.Reject]: RejectCodec,
+  [FrameType.Routes]: RoutesCodec,
+} as const;
+
+/** Encodes a control message as one frame (its codec turns addresses and prefixes into text). Throws RangeError if it would not fit a 2.x body. */
 export function encodeControl(type: typeof FrameType.Hello, msg: Hello): Buffer;
 export function encodeControl(type: typeof FrameType.Welcome, msg: Welcome): Buffer;
 export function encodeControl(type: typeof FrameType.Reject, msg: Reject): Buffer;
 export function encodeControl(type: typeof FrameType.Routes, msg: Routes): Buffer;
-export function encodeControl(type: number, msg: Hello | Welcome | Reject | Routes): Buffer {
-  const body = encoder.encode(JSON.stringify(msg));
+export function encodeControl(type: keyof typeof CODECS, msg: Hello | Welcome | Reject | Routes): Buffer {
+  const json = (CODECS[type] as t.Encoder<Hello | Welcome | Reject | Routes, unknown>).encode(msg);
+  const body = encoder.encode(JSON.stringify(json));
   if (body.length + 1 > MAX_BODY_COMPAT) throw new RangeError(`control message of ${body.length} bytes is too long`);
   return encodeFrame(type, body);
 }

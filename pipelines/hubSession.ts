@@ -1,0 +1,256 @@
+// One connection at the hub: a peer session (peer.ts) that becomes a member when admission
+// (admission.ts) says so, and then forwards its packets as the forwarding policy (forwarding.ts)
+// decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
+// admission deadline) is one `left` event, and membership hears it once.
+import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { formatIpv4, formatPrefix } from '../operators/core/address.js';
+import type { DropCounts, RoutedBatch } from '../operators/core/packet.js';
+import { FrameType } from '../operators/core/wire/frames.js';
+import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, type RejectReason } from '../operators/core/wire/control.js';
+import { isolate } from '../operators/isolate.js';
+import { learnSource } from '../operators/learnSource.js';
+import type { ReplicateInput } from '../operators/replicate.js';
+import { route } from '../operators/route.js';
+import { admit, type AdmissionSettings, type Claim } from './admission.js';
+import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
+import { REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
+import type { HubEvent, HubState } from './hubState.js';
+import { routesFor, type MemberRecord } from './membership.js';
+import { negotiate, peerSession, type PeerItem } from './peer.js';
+import type { Authenticator, ConnectionPort, HostNetworkPort } from './ports.js';
+import type { ServerSettings } from './settings.js';
+import type { Store } from './store.js';
+
+/** What every session of one hub shares. */
+export interface HubContext {
+  readonly settings: ServerSettings;
+  readonly scheduler: SchedulerLike;
+  readonly store: Store<HubState, HubEvent>;
+  readonly policy: ForwardingPolicy;
+  /** The admission settings now (max_clients changes on reload). */
+  readonly admission: () => AdmissionSettings;
+  /** How long a connection may take to become a member. */
+  readonly admissionMs: number;
+  readonly authenticator?: Authenticator;
+  readonly hostNetwork?: HostNetworkPort;
+  /** The capabilities the hub offers in WELCOME. */
+  readonly caps: readonly string[];
+  /** Hands routed packets to their targets (and adds what it drops to the batch). */
+  readonly deliver: (rb: { readonly routes: readonly { readonly target: Target; readonly packets: Uint8Array[] }[]; drops: DropCounts | undefined }) => void;
+  /** The sender's replication stage (one token bucket per sender), as drop events. */
+  readonly replicating: (input$: Observable<ReplicateInput<Target>>, who: () => string) => Observable<ServerEvent>;
+  /** Where sessions register how to read their counters (for stats events). */
+  readonly sessionStats: Map<number, () => SessionStats>;
+}
+
+/** A refusal on its way out of the session (the REJECT was already written). */
+class Refusal extends Error {
+  override readonly name = 'Refusal';
+  constructor(
+    readonly reason: RejectReason,
+    readonly logDetail: string,
+    readonly address: string | undefined,
+  ) {
+    super(logDetail);
+  }
+}
+
+const dropsEvent = (who: string, drops: DropCounts): ServerEvent => ({ type: 'drops', who, drops });
+
+/**
+ * The session of one accepted connection: emits connected, then joined (or rejected), drops, and
+ * exactly one left event; completes after it. Unsubscribing closes the connection.
+ */
+export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<ServerEvent> {
+  return defer(() => {
+    const { settings, scheduler, store, policy } = ctx;
+    const id = conn.id;
+    let member: MemberRecord | undefined;
+    const drops$ = new Subject<ServerEvent>();
+    const ended$ = new Subject<never>();
+    const broadcasts$ = new Subject<ReplicateInput<Target>>();
+    const who = (): string => member?.addressText ?? conn.remote;
+    const peer = peerSession(conn, {
+      settings,
+      scheduler,
+      onDrops: (d) => drops$.next(dropsEvent(who(), d)),
+      superFrames: () => peer.encoding.superFrames,
+      closedDetail: 'the peer closed the connection',
+    });
+    ctx.sessionStats.set(id, () => peer.stats(member?.addressText, member?.identity));
+
+    const reject = (reason: RejectReason, message: string): void => peer.control(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason, message }));
+
+    /** A HELLO or a first packet: admission decides; the state hears what it decided. */
+    const onClaim = (claim: Claim): ServerEvent[] => {
+      const verdict = admit(claim, { remote: conn.remote, peerIdentity: conn.peerIdentity, now: scheduler.now() }, store.state, ctx.admission(), {
+        ...(ctx.authenticator === undefined ? {} : { authenticator: ctx.authenticator }),
+        underlay: ctx.hostNetwork?.guarded() ?? [],
+      });
+      if (!verdict.ok) {
+        store.dispatch(verdict.events);
+        reject(verdict.reason, verdict.detail);
+        throw new Refusal(verdict.reason, verdict.logDetail, verdict.address);
+      }
+      negotiate(peer.encoding, verdict.gso, verdict.mtu);
+      peer.pings = verdict.pings;
+      const text = formatIpv4(verdict.address);
+      const record: MemberRecord = {
+        id,
+        remote: conn.remote,
+        address: verdict.address,
+        addressText: text,
+        identity: verdict.identity,
+        exclusive: verdict.exclusive,
+        lease: verdict.lease,
+        routes: verdict.routes,
+        takesRoutes: verdict.takesRoutes,
+        session: {
+          send: peer.send,
+          control: peer.control,
+          encoding: peer.encoding,
+          lastSeen: peer.lastSeen,
+          end: (err) => {
+            // A replaced member hears why (a clone then backs off instead of flapping).
+            if (err.reason === 'replaced') reject('replaced', err.told);
+            ended$.error(err);
+          },
+        },
+      };
+      verdict.replaces?.member.session.end(new SessionEnd('replaced', verdict.replaces.detail, verdict.replaces.told));
+      store.dispatch([...verdict.events, { type: 'joined', member: record, ...(verdict.newLease && verdict.lease !== undefined ? { lease: { identity: verdict.lease, address: verdict.address } } : {}) }]);
+      member = record;
+      conn.admitted?.();
+      if (verdict.via === 'hello') {
+        const routes = routesFor(store.state.membership, record);
+        peer.control(
+          encodeControl(FrameType.Welcome, {
+            version: PROTOCOL_VERSION,
+            address: verdict.address,
+            prefix: settings.tunnel.prefix,
+            hub: settings.tunnel.address,
+            mtu: settings.mtu,
+            keepalive: Math.round(settings.keepaliveMs / 1000),
+            timeout: Math.round(settings.timeoutMs / 1000),
+            caps: [...ctx.caps],
+            ...(routes.length === 0 ? {} : { routes }),
+          }),
+        );
+      }
+      return [
+        {
+          type: 'joined',
+          id,
+          remote: conn.remote,
+          address: text,
+          via: verdict.via,
+          members: store.state.membership.members.size,
+          ...(verdict.identity === undefined ? {} : { identity: verdict.identity }),
+          ...(verdict.assigned ? { assigned: true } : {}),
+          ...(verdict.routes.length === 0 ? {} : { routes: verdict.routes.map(formatPrefix) }),
+        },
+      ];
+    };
+
+    /** Frames of the protocol that are not data: a HELLO before joining is a claim, the rest are out of place. */
+    const onControl = (item: Extract<PeerItem, { kind: 'control' }>): ServerEvent[] => {
+      switch (item.type) {
+        case FrameType.Keepalive:
+          return [];
+        case FrameType.Hello:
+          return member === undefined ? onClaim({ kind: 'hello', hello: decodeControl(FrameType.Hello, HelloCodec, item.payload) }) : [dropsEvent(who(), { 'unexpected-control': 1 })];
+        case FrameType.Welcome:
+        case FrameType.Reject:
+          return [dropsEvent(who(), { 'unexpected-control': 1 })];
+        default:
+          // ROUTES is a hub's frame: from a client it is as unknown as any other type.
+          return [dropsEvent(who(), { 'unknown-type': 1 })];
+      }
+    };
+
+    const items$ = peer.items$.pipe(
+      learnSource<PeerItem>(),
+      connect((shared$) =>
+        merge(
+          shared$.pipe(
+            filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
+            map((i) => i.packets),
+            route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
+            map((rb) => takeReplicable(rb, member, broadcasts$)),
+            isolate<Target>(policy.isolating, policy.isPeer),
+            tap((rb) => ctx.deliver(rb)),
+            filter((rb) => rb.drops !== undefined),
+            map((rb) => dropsEvent(who(), rb.drops!)),
+          ),
+          shared$.pipe(
+            mergeMap((i): ServerEvent[] => {
+              switch (i.kind) {
+                case 'learned':
+                  return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
+                case 'control':
+                  return onControl(i);
+                case 'queue-full':
+                  return i.count > 0 ? [dropsEvent(who(), { 'queue-full': i.count })] : [];
+                case 'data':
+                  return [];
+              }
+            }),
+          ),
+        ),
+      ),
+    );
+
+    // A connection must become a member within its admission deadline: one that never says HELLO
+    // or sends a packet (idle, trickling, only KEEPALIVEs) holds no state for long.
+    const admissionDeadline$ = timer(ctx.admissionMs, scheduler).pipe(
+      mergeMap(() =>
+        member !== undefined
+          ? ended$
+          : throwError(() => new SessionEnd('handshake-timeout', ctx.authenticator === undefined ? `no HELLO and no packet within ${ctx.admissionMs / 1000} s` : `no HELLO within ${ctx.admissionMs / 1000} s`)),
+      ),
+    );
+
+    const leave = (): void => {
+      const m = member;
+      member = undefined;
+      if (m !== undefined) store.dispatch([{ type: 'left', member: m }]);
+    };
+
+    const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
+    return merge(of(connected), ctx.replicating(broadcasts$, who), items$, drops$, ended$, admissionDeadline$).pipe(
+      catchError((err: unknown) => {
+        const members = (): number => store.state.membership.members.size;
+        if (err instanceof Refusal) {
+          leave();
+          const events: ServerEvent[] = [
+            { type: 'rejected', id, remote: conn.remote, address: err.address, reason: err.reason, message: err.logDetail },
+            { type: 'left', id, remote: conn.remote, address: undefined, reason: 'rejected', detail: err.reason, members: members() },
+          ];
+          return of(...events);
+        }
+        const { reason, detail } = endReason(err);
+        const address = member?.addressText;
+        leave();
+        const left: ServerEvent = { type: 'left', id, remote: conn.remote, address, reason, detail, members: members() };
+        return of(left);
+      }),
+      finalize(() => {
+        leave();
+        ctx.sessionStats.delete(id);
+        broadcasts$.complete();
+      }),
+    );
+  });
+}
+
+/** Moves a routed batch's REPLICATE share (if any) out of it and into `into` (for the sender's replication stage). */
+export function takeReplicable(rb: RoutedBatch<Decision>, sender: Target | undefined, into: Subject<ReplicateInput<Target>>): RoutedBatch<Target> {
+  const routes = rb.routes;
+  for (let i = 0; i < routes.length; i++) {
+    if (routes[i]!.target !== REPLICATE) continue;
+    const [r] = routes.splice(i, 1);
+    if (sender !== undefined) into.next({ sender, packets: r!.packets });
+    break;
+  }
+  return rb as RoutedBatch<Target>;
+}
