@@ -10,7 +10,7 @@ import type { ServerEvent, SessionEndReason } from '../../pipelines/events.js';
 import type { Authenticator, PacketBatch, PacketSink, TunPort } from '../../pipelines/ports.js';
 import type { ServerSettings } from '../../pipelines/settings.js';
 import type { DropCounts } from '../../operators/core/packet.js';
-import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, type Hello, type Reject, type Welcome } from '../../operators/core/wire/control.js';
+import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, WelcomeCodec, decodeControl, type HelloJson, type Reject, type Welcome } from '../../operators/core/wire/control.js';
 import { FrameDecoder } from '../../operators/core/wire/decoder.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrames } from '../../operators/core/wire/frames.js';
 import { makeNetListener } from '../../src/drivers/net.js';
@@ -288,6 +288,8 @@ export class WireClient {
   closed = false;
   /** Called with every DATA payload (a view valid during the call). */
   onData: ((payload: Uint8Array) => void) | undefined;
+  /** Called with every other frame (type and a payload view valid during the call). */
+  onControl: ((type: number, payload: Uint8Array) => void) | undefined;
   readonly closed$: Promise<void>;
   private readonly decoder = new FrameDecoder(MAX_BODY_COMPAT);
 
@@ -344,7 +346,7 @@ export class WireClient {
   }
 
   /** Sends HELLO for `address`. */
-  hello(address: string, extra: Partial<Hello> = {}): void {
+  hello(address: string, extra: Partial<HelloJson> = {}): void {
     this.socket.write(jsonFrame(FrameType.Hello, { version: PROTOCOL_VERSION, address, prefix: 24, mtu: 1400, caps: [], ...extra }));
   }
 
@@ -388,7 +390,8 @@ export class WireClient {
     for (const f of frames) {
       this.received.set(f.type, (this.received.get(f.type) ?? 0) + 1);
       if (f.type === FrameType.Data) this.onData?.(f.payload);
-      else if (f.type === FrameType.Welcome) {
+      else this.onControl?.(f.type, f.payload);
+      if (f.type === FrameType.Welcome) {
         const w = decodeControl(FrameType.Welcome, WelcomeCodec, f.payload);
         if (w instanceof ControlDecodeError) this.protocolError = `bad WELCOME: ${w.message}`;
         else this.welcome = w;
@@ -438,7 +441,7 @@ export class GoodClient {
   }
 
   /** Connects to the hub on `port`, says HELLO for `address` (plus `extra`, e.g. a token) and waits for the WELCOME. */
-  static async join(port: number, address: string, nonce: Uint8Array, extra: Partial<Hello> = {}): Promise<GoodClient> {
+  static async join(port: number, address: string, nonce: Uint8Array, extra: Partial<HelloJson> = {}): Promise<GoodClient> {
     const client = await WireClient.connect(port);
     const good = new GoodClient(client, address, nonce);
     client.hello(address, extra);

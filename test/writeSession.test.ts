@@ -1,0 +1,132 @@
+// writeSession (operators/writeSession.ts): the one writer of a session, its control lane ahead of
+// data, the bounded data queue, and what happens while the connection is busy, in virtual time.
+import test from 'ava';
+import { Subject } from 'rxjs';
+import type { ByteSink } from '../operators/core/packet.js';
+import { FrameDecoder } from '../operators/core/wire/decoder.js';
+import { FrameType, encodeFrame } from '../operators/core/wire/frames.js';
+import { writeSession, type Outgoing } from '../operators/writeSession.js';
+import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+
+/** A connection's send side for tests: records the frames written (type and first payload byte), busy on demand. */
+class Sink implements ByteSink {
+  readonly written: string[] = [];
+  needsDrain = false;
+  pendingBytes = 0;
+  readonly drain$ = new Subject<void>();
+  private readonly decoder = new FrameDecoder(70_000);
+
+  write(chunk: Uint8Array): boolean {
+    for (const f of this.decoder.push(chunk)) this.written.push(f.type === FrameType.Data ? `D${f.payload[20]}` : `${f.type.toString(16)}:${f.payload[0] ?? ''}`);
+    return !this.needsDrain;
+  }
+
+  drain(): void {
+    this.needsDrain = false;
+    this.drain$.next();
+  }
+}
+
+const control = (type: number, tag: number, key?: string, whenIdle?: boolean): Outgoing => ({
+  kind: 'control',
+  frame: encodeFrame(type, bytes(tag)),
+  ...(key === undefined ? {} : { key }),
+  ...(whenIdle === undefined ? {} : { whenIdle }),
+});
+/** A DATA item whose packets carry `tags` as their first payload byte. */
+const data = (...tags: number[]): Outgoing => ({ kind: 'data', packets: tags.map((n) => ipv4Packet('10.0.0.1', '10.0.0.2', bytes(n))) });
+const encoding = { superFrames: false, maxPacket: 1495 };
+
+test('while idle, control frames and packets go out at once, in the order they come', (t) => {
+  const sink = new Sink();
+  marbles(t, ({ cold, expectObservable }) => {
+    const items = cold('-a-b-c-|', { a: control(0x15, 1), b: data(7, 8), c: control(0x11, 2) });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('-------|');
+  });
+  t.deepEqual(sink.written, ['15:1', 'D7', 'D8', '11:2']);
+});
+
+test('while busy, control waits in its lane ahead of data; packets wait up to the limit, newer ones drop; at drain control goes first', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  const gauge = { depth: 0 };
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a-b-c-d-', { a: data(1, 2), b: control(0x15, 9), c: data(3, 4), d: control(0x12, 5) });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 3, gauge }))).toBe('-----x---', { x: { 'queue-full': 1 } });
+    flush();
+    t.is(gauge.depth, 3);
+    t.deepEqual(sink.written, []);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['15:9', '12:5', 'D1', 'D2', 'D3'], 'control first, then the queued packets in order; 4 was dropped');
+  t.is(gauge.depth, 0);
+});
+
+test('a keyed control frame replaces an older one of its key while they wait (a member under load gets the latest ROUTES, not a stale one)', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a-b-c-', { a: control(0x15, 1, 'routes'), b: control(0x14, 7, 'pong'), c: control(0x15, 2, 'routes') });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('-------');
+    flush();
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['15:2', '14:7'], 'the newer ROUTES took the older one\u2019s place in the lane');
+});
+
+test('frames sent only when idle (KEEPALIVE, PING) are skipped while the connection is busy, not queued', (t) => {
+  const sink = new Sink();
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a-b-|', { a: control(0x02, 0, 'keepalive', true), b: control(0x13, 1, 'ping', true) });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('-----|');
+    flush();
+    t.deepEqual(sink.written, ['2:0', '13:1'], 'idle: sent');
+  });
+  const busy = new Sink();
+  busy.needsDrain = true;
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a-b-', { a: control(0x02, 0, 'keepalive', true), b: data(1) });
+    expectObservable(items.pipe(writeSession({ sink: busy, encoding, limit: 10 }))).toBe('-----');
+    flush();
+    busy.drain();
+  });
+  t.deepEqual(busy.written, ['D1'], 'busy: the keepalive was not needed');
+});
+
+test('control frames still waiting when the session ends are written then (a REJECT before the close); waiting data is not', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  marbles(t, ({ cold, expectObservable }) => {
+    const items = cold('-a-b-', { a: data(1), b: control(0x12, 3) });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10 })), '^---!').toBe('-----');
+  });
+  t.deepEqual(sink.written, ['12:3']);
+});
+
+test('the lane is bounded: a peer that never reads cannot make it grow (an older one-off frame gives way)', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const values: Record<string, Outgoing> = {};
+    let marble = '';
+    for (let i = 0; i < 20; i++) {
+      const k = String.fromCharCode(97 + i);
+      values[k] = control(0x12, i);
+      marble += k;
+    }
+    expectObservable(cold(`(${marble})`, values).pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('');
+    flush();
+    sink.drain();
+  });
+  t.is(sink.written.length, 16);
+  t.deepEqual(sink.written.slice(-2), ['12:18', '12:19'], 'the newest stay');
+});
+
+test('packets the sink wrote are counted through `sent`', (t) => {
+  const sink = new Sink();
+  const counted: number[] = [];
+  marbles(t, ({ cold, expectObservable }) => {
+    expectObservable(cold('-a-|', { a: data(1, 2, 3) }).pipe(writeSession({ sink, encoding, limit: 10, sent: (_p, n) => counted.push(n) }))).toBe('---|');
+  });
+  t.deepEqual(counted, [3]);
+});
