@@ -36,7 +36,7 @@ const CLK_TCK = clockTicks();
 // options
 
 /** `plain`/`tls`: every side offloads (the default CLI); `-nogso`: the clients run with
- * -offload=false, the path a 2.x peer gets (the hub still offloads, as it would in a mixed LAN). */
+ * -offload=false, the path a 0.0.1-era peer gets (the hub still offloads, as it would in a mixed LAN). */
 type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso';
 
 interface Options {
@@ -61,7 +61,7 @@ const HELP = `usage: npm run bench -- [options]
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
   --tls-workers N  give the hub -tls-workers N in the TLS modes (default 0: the flag is not given)
-  --no-offload     also measure with -offload=false on the clients (the path a 2.x peer gets)
+  --no-offload     also measure with -offload=false on the clients (the path a 0.0.1-era peer gets)
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
   --verbose        mirror the tunnel processes' log lines to stderr

@@ -9,7 +9,7 @@ export type Learned = Extract<Inbound, { readonly kind: 'learned' }>;
 type Item = { readonly kind: string; readonly type?: number; readonly packets?: readonly Uint8Array[] };
 
 /**
- * Source-address learning for peers that send no HELLO (2.x clients). Passes every item through;
+ * Source-address learning for peers that send no HELLO (0.0.1-era clients). Passes every item through;
  * if a `data` item arrives before any HELLO control frame, it first emits `{kind:'learned'}` with
  * the source address of that item's first IPv4 packet. Learns at most once; after a HELLO it never
  * learns.

@@ -41,7 +41,7 @@ export class RejectedError extends Error {
 }
 
 /** A client that asked for an address heard no WELCOME in time on its first session: the hub is
- * most likely a 2.x hub, which cannot assign addresses. Fatal: the client needs `-t`. */
+ * most likely a 0.0.1-era hub, which cannot assign addresses. Fatal: the client needs `-t`. */
 export class NoAssignmentError extends Error {
   override readonly name = 'NoAssignmentError';
   constructor(
@@ -50,7 +50,7 @@ export class NoAssignmentError extends Error {
   ) {
     super(
       `the hub ${remote} sent no WELCOME within ${waitedMs / 1000} s, so it cannot assign this client an address ` +
-        `(a 2.x hub never does): start the client with -t ADDRESS/PREFIX`,
+        `(a 0.0.1-era hub never does): start the client with -t ADDRESS/PREFIX`,
     );
   }
 }
@@ -165,7 +165,7 @@ export type ServerEvent =
       readonly id: number;
       readonly remote: string;
       readonly address: string;
-      /** 'hello' for this project's clients, 'data' when learned from a 2.x client's first packet. */
+      /** 'hello' for this project's clients, 'data' when learned from a 0.0.1-era client's first packet. */
       readonly via: 'hello' | 'data';
       readonly members: number;
       /** Who authenticated (token name or certificate name), when the hub requires authentication. */
@@ -222,7 +222,7 @@ export type ClientEvent =
       /** The hub assigned the address (the client ran without -t). */
       readonly assigned?: boolean;
     }
-  /** First frame from a hub that sent no WELCOME (a 2.x hub): the session works. */
+  /** First frame from a hub that sent no WELCOME (a 0.0.1-era hub): the session works. */
   | { readonly type: 'established'; readonly remote: string }
   | { readonly type: 'rejected'; readonly reason: RejectReason; readonly message: string }
   | { readonly type: 'disconnected'; readonly remote: string; readonly reason: SessionEndReason; readonly detail: string }

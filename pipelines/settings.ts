@@ -3,7 +3,7 @@ import type { Ipv4Prefix } from '../operators/core/address.js';
 
 /** Settings both sides share. Times are in milliseconds. */
 export interface CommonSettings {
-  /** TUN MTU; at most 1495 so that every DATA body fits the 2.x frame limit of 1496 bytes. */
+  /** TUN MTU; at most 1495 so that every DATA body fits the 0.0.1-era frame limit of 1496 bytes. */
   readonly mtu: number;
   /** Period of KEEPALIVE frames. */
   readonly keepaliveMs: number;
@@ -48,7 +48,7 @@ export interface ClientSettings extends CommonSettings {
   readonly clientId?: string;
   /** LANs behind this client, announced in HELLO `routes`. */
   readonly routes?: readonly Ipv4Prefix[];
-  /** With an assigned address: how long a session waits for WELCOME (a 2.x hub never sends one). */
+  /** With an assigned address: how long a session waits for WELCOME (a 0.0.1-era hub never sends one). */
   readonly welcomeTimeoutMs?: number;
   /** The hub to dial; the name is resolved again on every attempt. */
   readonly remote: { readonly host: string; readonly port: number };

@@ -268,7 +268,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       logger.log('info', `TLS on${config.tls_client_ca_file === '' ? '' : ', client certificates required'}${where}`);
       if (config.tls_workers > 1) logger.log('warn', `-tls-workers ${config.tls_workers}: one TLS worker thread runs (Node 20 cannot share a listening port between threads)`);
     }
-    if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 2.x clients cannot join');
+    if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 0.0.1-era clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
     events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork });

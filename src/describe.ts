@@ -69,7 +69,7 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
     case 'joined':
       return {
         level: 'info',
-        message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (2.x client, address learned from its first packet)' : ''}${e.assigned === true ? ' (address assigned)' : ''}${e.routes === undefined ? '' : ` with LANs ${e.routes.join(', ')}`}; ${plural(e.members, 'member')}`,
+        message: `member ${e.address}${e.identity === undefined ? '' : ` (${e.identity})`} joined from ${e.remote}${e.via === 'data' ? ' (0.0.1-era client, address learned from its first packet)' : ''}${e.assigned === true ? ' (address assigned)' : ''}${e.routes === undefined ? '' : ` with LANs ${e.routes.join(', ')}`}; ${plural(e.members, 'member')}`,
         fields: { event: e.type, member: e.address, remote: e.remote, identity: e.identity, connection: e.id, via: e.via, members: e.members, assigned: e.assigned, routes: e.routes?.join(',') },
       };
     case 'rejected':
@@ -122,7 +122,7 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
         fields: { event: e.type, member: e.address, prefix: e.prefix, hub: e.hub, assigned: e.assigned },
       };
     case 'established':
-      return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 2.x hub)`, fields: { event: e.type, remote: e.remote } };
+      return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 0.0.1-era hub)`, fields: { event: e.type, remote: e.remote } };
     case 'rejected':
       if (e.reason === 'replaced') return { level: 'warn', message: `the hub closed this session: replaced: ${e.message}`, fields: { event: e.type, reason: e.reason, detail: e.message } };
       return { level: 'error', message: `the hub refused this client: ${e.reason}: ${e.message}`, fields: { event: e.type, reason: e.reason, detail: e.message } };

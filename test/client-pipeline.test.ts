@@ -323,15 +323,15 @@ const backoffAfterSession = test.macro({
 
 test('starts over after a session the hub welcomed', backoffAfterSession, (conn: FakeConnection) => conn.sendWelcome(WELCOME), 'welcomed');
 test(
-  'starts over after a session with a 2.x hub that sent DATA',
+  'starts over after a session with a 0.0.1-era hub that sent DATA',
   backoffAfterSession,
   (conn: FakeConnection) => conn.sendData(ipv4Packet('10.0.0.1', '10.0.0.2')),
   'established',
 );
-test('starts over after a session with a 2.x hub that sent KEEPALIVE', backoffAfterSession, (conn: FakeConnection) => conn.sendKeepalive(), 'established');
+test('starts over after a session with a 0.0.1-era hub that sent KEEPALIVE', backoffAfterSession, (conn: FakeConnection) => conn.sendKeepalive(), 'established');
 test('keeps growing after a session that connected but never heard from the hub', backoffAfterSession, undefined, undefined);
 
-test('a 2.x hub that never answers HELLO still carries packets both ways', (t) => {
+test('a 0.0.1-era hub that never answers HELLO still carries packets both ways', (t) => {
   const early = ipv4Packet('10.0.0.2', '10.0.0.1', bytes(1));
   const fromHub = ipv4Packet('10.0.0.1', '10.0.0.2', bytes(2));
   const later = ipv4Packet('10.0.0.2', '10.0.0.3', bytes(3));
@@ -519,7 +519,7 @@ test('an assigned client reconnecting to the same address does not touch the TUN
   t.is(only(c.log, 'welcomed').length, 2);
 });
 
-test('an assigned client that hears no WELCOME on its first session stops with a clear error (a 2.x hub)', (t) => {
+test('an assigned client that hears no WELCOME on its first session stops with a clear error (a 0.0.1-era hub)', (t) => {
   let c!: Client;
   client(t, { until: 20_000, settings: ASSIGN, errors: true }, (cl) => {
     c = cl;

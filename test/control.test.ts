@@ -109,7 +109,7 @@ function rejectOfSize(size: number): Reject {
   return { version: 1, reason: 'max-clients', message: 'm'.repeat(size - base) };
 }
 
-test('a control message that fills a 2.x body exactly is accepted', (t) => {
+test('a control message that fills a 0.0.1-era body exactly is accepted', (t) => {
   const msg = rejectOfSize(MAX_BODY_COMPAT - 1);
   const wire = encodeControl(FrameType.Reject, msg);
   t.is(wire.length, HEADER_BYTES + MAX_BODY_COMPAT);

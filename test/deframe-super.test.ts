@@ -1,7 +1,7 @@
 // deframe with negotiated SUPER frames (operators/deframe.ts, the `superFrames` option): SUPER
 // frames join the data items as SuperPackets, are decoded however the stream is chunked (64 KiB
 // frames spanning chunks included), are refused beyond MAX_BODY_SUPER, and stay unknown control
-// frames with the 2.x limit while not negotiated.
+// frames with the 0.0.1-era limit while not negotiated.
 import test from 'ava';
 import { from, type Observable } from 'rxjs';
 import { deframe } from '../operators/deframe.js';
@@ -224,7 +224,7 @@ test('a length above MAX_BODY_SUPER is a FrameError even when SUPER frames are n
   ]);
 });
 
-test('without negotiation a 2000-byte DATA body is a FrameError at the 2.x limit', (t) => {
+test('without negotiation a 2000-byte DATA body is a FrameError at the 0.0.1-era limit', (t) => {
   const body = tcpSegment(FLOW, { seq: 1, id: 1, flags: ACK, payload: streamBytes(2000 - 1 - 52, 1) });
   t.deepEqual(run([data(body)], off), [{ kind: 'error', name: 'FrameError', limit: 1496, length: 2000 }]);
 });

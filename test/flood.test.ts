@@ -363,7 +363,7 @@ test.serial('with authentication, connections that never say HELLO are closed at
   }
 });
 
-// Without authentication there is no HELLO deadline (2.x clients send none); idle detection counts
+// Without authentication there is no HELLO deadline (0.0.1-era clients send none); idle detection counts
 // complete frames, so a peer that trickles bytes of a frame it never finishes is closed as idle.
 test.serial('without authentication, a connection that trickles an unfinished frame is still closed within a bounded time', async (t) => {
   t.timeout(30_000);

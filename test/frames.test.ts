@@ -28,7 +28,7 @@ test('the type byte is written as given', layout, 0x7f, [bytes(9)], undefined, '
 test('a length above 255 uses the second byte', layout, 0x01, [new Uint8Array(300)], undefined, '0000012d 01' + '00'.repeat(300));
 test('a length above 65535 uses the third byte', layout, 0x01, [new Uint8Array(70000)], undefined, '00011171 01' + '00'.repeat(70000));
 
-test('the largest 2.x body carries a 1495-byte packet', (t) => {
+test('the largest 0.0.1-era body carries a 1495-byte packet', (t) => {
   const out = encodeFrames(FrameType.Data, [new Uint8Array(MAX_PACKET_COMPAT).fill(7)]);
   t.is(out.length, HEADER_BYTES + MAX_BODY_COMPAT);
   t.deepEqual(out.subarray(0, 5), hex('000005d8 01'));
@@ -45,13 +45,13 @@ test('KEEPALIVE_FRAME is the five bytes of an empty type-2 frame', (t) => {
   t.deepEqual(Buffer.from(KEEPALIVE_FRAME), encodeFrame(FrameType.Keepalive));
 });
 
-test('the frame types and limits are those of the 2.x wire format', (t) => {
+test('the frame types and limits are those of the 0.0.1-era wire format', (t) => {
   t.is(FrameType.Data, 0x01);
   t.is(FrameType.Keepalive, 0x02);
   t.is(HEADER_BYTES, 4);
   t.is(MAX_BODY_COMPAT, 1496);
   t.is(MAX_PACKET_COMPAT, 1495);
-  // Control frames must be of types a 2.x peer ignores.
+  // Control frames must be of types a 0.0.1-era peer ignores.
   const twoX: number[] = [0x01, 0x02];
   for (const type of [FrameType.Hello, FrameType.Welcome, FrameType.Reject]) t.false(twoX.includes(type), `0x${type.toString(16)}`);
 });

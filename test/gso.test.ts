@@ -107,7 +107,7 @@ test('with one segment FIN, PSH and CWR all stay on it', segments, { flow: TS, f
 test('sequence numbers wrap past 2^32', segments, { flow: TS, seq: 2 ** 32 - 2000, payloadBytes: 6000, gso: 1448, maxPacket: 1500, mss: 1448 });
 test('IP ids wrap at 0xffff', segments, { flow: TS, id: 0xfffe, payloadBytes: 5 * 1448, gso: 1448, maxPacket: 1500, mss: 1448 });
 test('a maxPacket below header + gso lowers the segment size to fit', segments, { flow: TS, payloadBytes: 10_000, gso: 1448, maxPacket: 1000, mss: 1000 - 52 });
-test('the 2.x packet limit (1495) as maxPacket lowers gso 1448 to 1443 with 52 header bytes', segments, { flow: TS, payloadBytes: 10_000, gso: 1448, maxPacket: MAX_PACKET_COMPAT, mss: 1443 });
+test('the 0.0.1-era packet limit (1495) as maxPacket lowers gso 1448 to 1443 with 52 header bytes', segments, { flow: TS, payloadBytes: 10_000, gso: 1448, maxPacket: MAX_PACKET_COMPAT, mss: 1443 });
 test('a maxPacket of header + 1 gives one payload byte per segment', segments, { payloadBytes: 7, gso: 1448, maxPacket: 41, mss: 1 });
 
 test('whatever the super-packet checksum fields hold, the segments get complete checksums', (t) => {
@@ -238,7 +238,7 @@ test('a super-packet for a peer without SUPER frames becomes DATA frames of its 
   );
 });
 
-test('without SUPER frames segments never exceed the 2.x packet limit, whatever maxPacket says', (t) => {
+test('without SUPER frames segments never exceed the 0.0.1-era packet limit, whatever maxPacket says', (t) => {
   const big = asSuper(SUPER_BYTES, 8000);
   const buf = encodePackets([big], { superFrames: false, maxPacket: 9000 })!;
   t.deepEqual(

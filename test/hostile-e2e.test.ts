@@ -1,7 +1,7 @@
 // End to end (issue 10): what an authenticated but hostile member (or a careless admin) could do to
 // the others, tried with real CLI processes and a scripted member (helpers/forge.ts) in lab
 // namespaces: a LAN route that covers the underlay (the route hijack), a hub that pushes one,
-// routes that outlive their member, oversize DATA towards 2.x-sized members, and SUPER frames that
+// routes that outlive their member, oversize DATA towards 0.0.1-era members, and SUPER frames that
 // would multiply into 65,000 packets. Every route the tests see is inside the lab's namespaces.
 import test from 'ava';
 import { FORGE_SCRIPT } from './helpers/forge.js';
@@ -114,7 +114,7 @@ test('LAN routes disappear everywhere when their member crashes, and after a hub
   for (const p of [c2, hub]) t.is((await interrupt(p)).code, 0);
 });
 
-test('oversize DATA from a gso member never reaches a 2.x-sized member: DF packets are dropped as too-big and answered with ICMP, others arrive as fragments', async (t) => {
+test('oversize DATA from a gso member never reaches a 0.0.1-era member: DF packets are dropped as too-big and answered with ICMP, others arrive as fragments', async (t) => {
   const lab = await Lab.create({ hosts: ['hub', 'c1', 'mallory'] });
   t.teardown(() => lab.dispose());
   const hub = await startHub(lab, TIMING);

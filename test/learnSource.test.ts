@@ -1,4 +1,4 @@
-// learnSource (operators/learnSource.ts): a 2.x peer's address from its first IPv4 packet.
+// learnSource (operators/learnSource.ts): a 0.0.1-era peer's address from its first IPv4 packet.
 import test from 'ava';
 import { learnSource } from '../operators/learnSource.js';
 import type { Inbound } from '../operators/core/packet.js';

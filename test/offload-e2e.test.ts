@@ -105,7 +105,7 @@ test('the CLI carries TCP streams intact between an offloading client, a client 
   t.true(perPacket(m1.rx) > 3 * 1400, 'c1 sent the hub super-packets (bytes per packet well above the MTU)');
   t.true(perPacket(st1.members[0]!.tx) > 3 * 1400, 'c1 counts super-packets sent');
   t.true(perPacket(m2.rx) <= 1400, 'c2 sends packets of at most its MTU');
-  // c2 takes only 2.x-sized frames: a larger one would have ended its session (FrameError).
+  // c2 takes only 0.0.1-era frames: a larger one would have ended its session (FrameError).
   t.true(perPacket(st2.members[0]!.rx) <= 1400, 'c2 got packets of at most its MTU from the hub');
   t.true(perPacket(st2.tun!.written) <= 1400, 'c2 wrote packets of at most its MTU to its TUN');
   t.true(st2.members[0]!.rx.packets >= MB / 1400, 'c2 received the stream as MTU-sized packets');

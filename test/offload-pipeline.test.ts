@@ -162,7 +162,7 @@ test('a member that does not offer gso gets TUN super-packets as byte-correct se
   t.deepEqual(log.filter((e) => e.type === 'drops'), []);
 });
 
-test('a 2.x member (no HELLO) gets TUN super-packets as segments of at most 1495 bytes', (t) => {
+test('a 0.0.1-era member (no HELLO) gets TUN super-packets as segments of at most 1495 bytes', (t) => {
   const f = flow('10.0.0.1', '10.0.0.2');
   const fs = fields(20_000, 4);
   let a!: FakeConnection;
@@ -171,9 +171,9 @@ test('a 2.x member (no HELLO) gets TUN super-packets as segments of at most 1495
     h.at(2, () => a.sendData(tcpSegment(flow('10.0.0.2', '10.0.0.1'), fields(10, 9))));
     h.at(5, () => h.tun.read(asSuper(superPacketBytes(f, fs), 1448)));
   });
-  t.deepEqual(a.welcomes(), [], 'a 2.x member gets no WELCOME');
+  t.deepEqual(a.welcomes(), [], 'a 0.0.1-era member gets no WELCOME');
   t.deepEqual(received(a), dataFrames(expectedSegments(f, fs, 1495 - 52)));
-  t.true(a.frames.every((fr) => fr.payload.length + 1 <= 1496), 'every frame fits the 2.x body limit');
+  t.true(a.frames.every((fr) => fr.payload.length + 1 <= 1496), 'every frame fits the 0.0.1-era body limit');
 });
 
 test('a member with a small MTU and no gso gets segments that fit its MTU', (t) => {
@@ -311,7 +311,7 @@ test('a hub without offload never offers gso, treats SUPER frames as unknown-typ
   t.deepEqual(received(a), [{ type: FrameType.Data, packet: hex(plain) }]);
 });
 
-test('a hub without offload refuses a SUPER frame larger than the 2.x limit by ending that session', (t) => {
+test('a hub without offload refuses a SUPER frame larger than the 0.0.1-era limit by ending that session', (t) => {
   const sp = superPacketBytes(flow('10.0.0.2', '10.0.0.1'), fields(3000, 13));
   let a!: FakeConnection;
   const { log } = hub(t, { offload: false }, (h) => {
@@ -420,7 +420,7 @@ test('a client without offload treats a SUPER frame as unknown-type and writes n
 });
 
 // ---------------------------------------------------------------------------------------------
-// Oversize plain packets (issue 10): a gso member's body limit is 64 KiB, a 2.x-sized member's 1496
+// Oversize plain packets (issue 10): a gso member's body limit is 64 KiB, a 0.0.1-era member's 1496
 
 /** A UDP packet of `size` bytes from `src` to `dst`, DF as given, with a valid header checksum. */
 function udpOf(src: string, dst: string, size: number, df: boolean): Uint8Array {

@@ -241,7 +241,7 @@ test('fatal errors end the CLI with exit 1, one clear line and no stack trace: p
 // ---------------------------------------------------------------------------
 // 4. Network token
 
-test('network token: the right token joins; wrong or no token is refused for good; a 2.x client is refused and forwards nothing; repeated failures are rate-limited', async (t) => {
+test('network token: the right token joins; wrong or no token is refused for good; a 0.0.1-era client is refused and forwards nothing; repeated failures are rate-limited', async (t) => {
   const lab = await newLab(t, ['hub', 'good', 'bad', 'none', 'old', 'att']);
   const secret = tempFiles(t, { token: 'open-sesame-42\n' });
   const hub = await startHub(lab, ['-token-file', secret.token!, ...TIMING]);
@@ -260,7 +260,7 @@ test('network token: the right token joins; wrong or no token is refused for goo
   await hub.waitForLine(new RegExp(`refused 10\\.0\\.0\\.3 from ${ip('bad')}:\\d+: auth-failed: wrong token`), 5000);
   await hub.waitForLine(new RegExp(`refused 10\\.0\\.0\\.4 from ${ip('none')}:\\d+: auth-failed: this hub requires a token`), 5000);
 
-  // A 2.x client (DATA without HELLO) is refused, and its packets reach nobody.
+  // A 0.0.1-era client (DATA without HELLO) is refused, and its packets reach nobody.
   const sink = await udpSink(lab, 'good');
   const old = await forge(lab, 'old', ['--src', '10.0.0.7', '--dst', '10.0.0.2', '--count', '5', '--interval', '5', '--linger', '500']);
   t.true(old.some((l) => /reject auth-required: /.test(l)), old.join('\n'));
@@ -285,7 +285,7 @@ test('network token: the right token joins; wrong or no token is refused for goo
   const later = await forge(lab, 'att', ['--hello', '10.0.0.9', '--token', 'open-sesame-42', '--linger', '0']);
   t.true(later.some((l) => /welcome /.test(l)), later.join('\n'));
 
-  // The member was never disturbed and received none of the 2.x client's packets.
+  // The member was never disturbed and received none of the 0.0.1-era client's packets.
   await lab.startEchoServers('hub', ECHO_PORT);
   t.true(await lab.canReach('good', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 4000 }));
   t.deepEqual(received(sink), []);

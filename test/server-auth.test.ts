@@ -118,7 +118,7 @@ test('a wrong token gets REJECT auth-failed, and the same source is then refused
   });
 });
 
-test('a client without HELLO (2.x) is refused as auth-required and its packet is not forwarded', (t) => {
+test('a client without HELLO (0.0.1-era) is refused as auth-required and its packet is not forwarded', (t) => {
   scenario(t, TOKENS, 100, (s) => {
     const legacy = s.connect(1, '192.0.2.30:1', (c) => c.sendData(ipv4Packet('10.0.0.5', '10.0.0.1')));
     s.at(50, () => {

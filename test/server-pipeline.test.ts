@@ -139,7 +139,7 @@ test('a client that sends HELLO gets a WELCOME and joins via hello', (t) => {
   t.is(a.closedAt, 100, 'closed only by the teardown');
 });
 
-test('a 2.x client joins via its first DATA packet, which is delivered, and gets no WELCOME', (t) => {
+test('a 0.0.1-era client joins via its first DATA packet, which is delivered, and gets no WELCOME', (t) => {
   const first = ipv4Packet('10.0.0.5', '10.0.0.1', payload(7, 7));
   const back = ipv4Packet('10.0.0.1', '10.0.0.5', payload(8));
   let legacy!: FakeConnection;
@@ -584,7 +584,7 @@ test('an oversize frame length ends the session with reason frame-error', (t) =>
   t.is(a.closedAt, 5);
 });
 
-test('a frame of exactly the 2.x limit is accepted', (t) => {
+test('a frame of exactly the 0.0.1-era limit is accepted', (t) => {
   const p = ipv4Packet('10.0.0.2', '10.0.0.1', new Uint8Array(1495 - 20));
   let tun!: FakeTun;
   hub(t, { until: 100 }, (h) => {
@@ -703,7 +703,7 @@ test('a failing listener errors the hub pipeline', (t) => {
   });
 });
 
-test('without authentication, a connection that sends no HELLO and no packet (only KEEPALIVEs) is closed at keepalive + 5 s; a 2.x client whose first packet comes in time joins', (t) => {
+test('without authentication, a connection that sends no HELLO and no packet (only KEEPALIVEs) is closed at keepalive + 5 s; a 0.0.1-era client whose first packet comes in time joins', (t) => {
   let lurker!: FakeConnection;
   let old!: FakeConnection;
   hub(t, { until: 20_000 }, (h) => {
@@ -718,12 +718,12 @@ test('without authentication, a connection that sends no HELLO and no packet (on
     h.at(14_000, () => old.sendData(ipv4Packet('10.0.0.7', '10.0.0.1', payload(1))));
   });
   t.is(lurker.closedAt, 15_001, 'closed at 10 s + 5 s');
-  t.is(old.closedAt, 20_000, 'the 2.x client stays until the teardown');
+  t.is(old.closedAt, 20_000, 'the 0.0.1-era client stays until the teardown');
 });
 
 // ---------------------------------------------------------------- pending connections (issue 10)
 
-test('the listener hears admitted() once a connection becomes a member (HELLO or a 2.x first packet), never for a refused one', (t) => {
+test('the listener hears admitted() once a connection becomes a member (HELLO or a 0.0.1-era first packet), never for a refused one', (t) => {
   let a!: FakeConnection;
   let b!: FakeConnection;
   let legacy!: FakeConnection;

@@ -175,7 +175,7 @@ test('welcomed is ready, with the tunnel address and the hub as the one member',
   members: [{ address: '10.0.0.1', remote: '192.0.2.1:9000' } as never],
 });
 
-test('established (a 2.x hub) is ready too', clientFold, [[0, connecting], [10, connected], [20, { type: 'established', remote: '192.0.2.1:9000' }]], {
+test('established (a 0.0.1-era hub) is ready too', clientFold, [[0, connecting], [10, connected], [20, { type: 'established', remote: '192.0.2.1:9000' }]], {
   ready: true,
   members: [{ address: 'hub' } as never],
 });

@@ -209,7 +209,7 @@ test('dialer: a plaintext hub is reported with the hint that it runs without -tl
     s.on('error', () => undefined);
     s.once('data', () => s.destroy());
   });
-  // A 2.x hub that speaks first (a KEEPALIVE frame): not a TLS record at all.
+  // A 0.0.1-era hub that speaks first (a KEEPALIVE frame): not a TLS record at all.
   const chatty = net.createServer((s) => {
     s.on('error', () => undefined);
     s.write(Buffer.from([0, 0, 0, 1, 2]));

@@ -54,8 +54,8 @@ export type DropReason =
   | 'not-connected' // client: no session to the hub at the moment
   | 'broadcast' // subnet broadcast, which the hub does not replicate (it runs without -broadcast)
   | 'broadcast-limit' // a sender went over its broadcast/multicast packets-per-second limit
-  | 'unknown-type' // a frame type this side does not know (ignored, as 2.x does)
-  | 'empty-frame' // a zero-length frame body (ignored, as 2.x does)
+  | 'unknown-type' // a frame type this side does not know (ignored, as the Go program does)
+  | 'empty-frame' // a zero-length frame body (ignored, as the Go program does)
   | 'unexpected-control' // a control frame that makes no sense in this direction or state
   | 'tun-write-error' // the TUN device refused a packet
   | 'malformed-super'; // a SUPER frame that does not carry a TCPv4 super-packet
@@ -84,7 +84,7 @@ export type Inbound =
   | { readonly kind: 'data'; readonly packets: Uint8Array[] }
   /** Any other non-empty frame. */
   | { readonly kind: 'control'; readonly type: number; readonly payload: Uint8Array }
-  /** Added by learnSource: the peer's address, taken from its first IPv4 packet (2.x peers send no HELLO). */
+  /** Added by learnSource: the peer's address, taken from its first IPv4 packet (0.0.1-era peers send no HELLO). */
   | { readonly kind: 'learned'; readonly address: number }
   /** Added by keepalive: time to send a KEEPALIVE. */
   | { readonly kind: 'tick' };

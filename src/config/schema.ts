@@ -559,7 +559,7 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     metavar: undefined,
     valueType: 'bool',
     expected: 'true or false',
-    meaning: 'TCP segmentation offload on the TUN device: 64 KiB super-packets travel whole between sides that both offload (2.x peers get normal packets). -offload=false turns it off.',
+    meaning: 'TCP segmentation offload on the TUN device: 64 KiB super-packets travel whole between sides that both offload (0.0.1-era peers get normal packets). -offload=false turns it off.',
     appliesTo: 'both',
     group: 'Tunnel',
   },

@@ -4,7 +4,7 @@
  * with attempts). Runs inside a lab namespace:
  *
  *   node forge.js session --hub HOST:PORT [options]
- *     --hello ADDR          send a HELLO asking for ADDR (without it: a 2.x client, DATA only)
+ *     --hello ADDR          send a HELLO asking for ADDR (without it: a 0.0.1-era client, DATA only)
  *     --token SECRET        put this token in the HELLO; repeated, attempt I uses the I-th
  *                           (the last one for the attempts beyond)
  *     --tls                 speak TLS; with --ca FILE, --server-name NAME, --skip-verify,

@@ -1,5 +1,5 @@
 // Control messages of this project (HELLO, WELCOME, REJECT): UTF-8 JSON bodies in frame types that a
-// 2.x peer ignores. Decoded once with io-ts into typed values.
+// 0.0.1-era peer ignores. Decoded once with io-ts into typed values.
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
@@ -144,7 +144,7 @@ const CODECS = {
   [FrameType.Routes]: RoutesCodec,
 } as const;
 
-/** Encodes a control message as one frame (its codec turns addresses and prefixes into text). Throws RangeError if it would not fit a 2.x body. */
+/** Encodes a control message as one frame (its codec turns addresses and prefixes into text). Throws RangeError if it would not fit a 0.0.1-era body. */
 export function encodeControl(type: typeof FrameType.Hello, msg: Hello): Buffer;
 export function encodeControl(type: typeof FrameType.Welcome, msg: Welcome): Buffer;
 export function encodeControl(type: typeof FrameType.Reject, msg: Reject): Buffer;

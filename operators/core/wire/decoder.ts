@@ -34,7 +34,7 @@ const REUSE_MIN = 4096;
  * Turns a byte stream into frames. Payloads are views into the pushed chunks when a frame lies
  * within one chunk, and into a buffer of exactly the announced size (never more than `maxBody`)
  * when it spans chunks. A length above `maxBody` throws FrameError before anything is allocated.
- * Zero-length bodies (which 2.x ignores) are skipped and counted in `emptyFrames`.
+ * Zero-length bodies (which the Go program ignores) are skipped and counted in `emptyFrames`.
  * With `reuse`, spanning bodies of REUSE_MIN bytes or more are assembled in two buffers that the
  * decoder keeps and alternates between: a payload is then valid only until the next push (the
  * frames of one push are consumed before the next), and a stream of 64 KiB SUPER frames allocates

@@ -1,8 +1,8 @@
-// The lightweight-tunnel frame format (compatible with 2.x): a 4-byte big-endian body length, then
+// The lightweight-tunnel frame format (compatible with the Go program's TCP builds of December 2025): a 4-byte big-endian body length, then
 // the body; the body's first byte is the frame type. See docs/protocol.md.
 import { SUPER_PREFIX, MAX_SUPER_PACKET, MIN_GSO_SIZE, SuperPacket, segmentSuper, tcpHeaderBytes } from './gso.js';
 
-/** Frame types. 0x01 and 0x02 are 2.x's; the 0x10 range is ignored by 2.x peers. */
+/** Frame types. 0x01 and 0x02 are the Go program's; the 0x10 range is ignored by 0.0.1-era peers. */
 export const FrameType = {
   Data: 0x01,
   Keepalive: 0x02,
@@ -21,7 +21,7 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 /** Bytes of the length prefix. */
 export const HEADER_BYTES = 4;
-/** The largest body a 2.x peer accepts; it closes the connection on anything longer. */
+/** The largest body a 0.0.1-era peer accepts; it closes the connection on anything longer. */
 export const MAX_BODY_COMPAT = 1496;
 /** The largest IPv4 packet a DATA frame can carry within MAX_BODY_COMPAT. */
 export const MAX_PACKET_COMPAT = MAX_BODY_COMPAT - 1;

@@ -1,6 +1,6 @@
 // Receive coalescing (GRO) for an offloading TUN device: consecutive TCP segments of one flow in a
 // batch become one SuperPacket, so the kernel takes one 64 KiB write instead of dozens of small
-// ones. This is what lets a peer without offload (a 2.x client, -offload=false) profit from the
+// ones. This is what lets a peer without offload (a 0.0.1-era client, -offload=false) profit from the
 // hub's offloading device. Pure: no I/O.
 import { MAX_SUPER_PACKET, SuperPacket } from './gso.js';
 import { fillIpv4HeaderChecksum, foldSum, onesSum } from './ipv4.js';
