@@ -2,9 +2,10 @@
 // (admission.ts) says so, and then forwards its packets as the forwarding policy (forwarding.ts)
 // decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
 // admission deadline) is one `left` event, and membership hears it once.
-import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix } from '../operators/core/address.js';
-import type { DropCounts, RoutedBatch } from '../operators/core/packet.js';
+import { addDrop, type DropCounts, type RoutedBatch } from '../operators/core/packet.js';
+import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, type RejectReason } from '../operators/core/wire/control.js';
 import { isolate } from '../operators/isolate.js';
@@ -57,6 +58,13 @@ class Refusal extends Error {
 
 const dropsEvent = (who: string, drops: DropCounts): ServerEvent => ({ type: 'drops', who, drops });
 
+/** Drops of packets from a connection that is not a member: `unregistered`, or why they are not IPv4 at all (as routing would count them). */
+function unregistered(packets: readonly Uint8Array[]): DropCounts {
+  let drops: DropCounts | undefined;
+  for (const p of packets) drops = addDrop(drops, ipv4Problem(p) ?? 'unregistered');
+  return drops ?? {};
+}
+
 /**
  * The session of one accepted connection: emits connected, then joined (or rejected), drops, and
  * exactly one left event; completes after it. Unsubscribing closes the connection.
@@ -69,6 +77,8 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     const drops$ = new Subject<ServerEvent>();
     const ended$ = new Subject<never>();
     const broadcasts$ = new Subject<ReplicateInput<Target>>();
+    /** Emits once, when the connection becomes a member. */
+    const joined$ = new Subject<void>();
     const who = (): string => member?.addressText ?? conn.remote;
     const peer = peerSession(conn, {
       settings,
@@ -120,6 +130,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       verdict.replaces?.member.session.end(new SessionEnd('replaced', verdict.replaces.detail, verdict.replaces.told));
       store.dispatch([...verdict.events, { type: 'joined', member: record, ...(verdict.newLease && verdict.lease !== undefined ? { lease: { identity: verdict.lease, address: verdict.address } } : {}) }]);
       member = record;
+      joined$.next();
       conn.admitted?.();
       if (verdict.via === 'hello') {
         const routes = routesFor(store.state.membership, record);
@@ -168,19 +179,30 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       }
     };
 
+    // The member's data path is built when it joins: a connection that never becomes a member
+    // (most of a flood) costs only its peer session and the small handler below. Data before the
+    // join is `unregistered` (a 0.0.1-era client's first packet joins it first, via learnSource).
     const items$ = peer.items$.pipe(
       learnSource<PeerItem>(),
       connect((shared$) =>
         merge(
-          shared$.pipe(
-            filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
-            map((i) => i.packets),
-            route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
-            map((rb) => takeReplicable(rb, member, broadcasts$)),
-            isolate<Target>(policy.isolating, policy.isPeer),
-            tap((rb) => ctx.deliver(rb)),
-            filter((rb) => rb.drops !== undefined),
-            map((rb) => dropsEvent(who(), rb.drops!)),
+          joined$.pipe(
+            take(1),
+            switchMap(() =>
+              merge(
+                shared$.pipe(
+                  filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
+                  map((i) => i.packets),
+                  route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
+                  map((rb) => takeReplicable(rb, member, broadcasts$)),
+                  isolate<Target>(policy.isolating, policy.isPeer),
+                  tap((rb) => ctx.deliver(rb)),
+                  filter((rb) => rb.drops !== undefined),
+                  map((rb) => dropsEvent(who(), rb.drops!)),
+                ),
+                ctx.replicating(broadcasts$, who),
+              ),
+            ),
           ),
           shared$.pipe(
             mergeMap((i): ServerEvent[] => {
@@ -192,7 +214,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
                 case 'queue-full':
                   return i.count > 0 ? [dropsEvent(who(), { 'queue-full': i.count })] : [];
                 case 'data':
-                  return [];
+                  return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : [];
               }
             }),
           ),
@@ -217,7 +239,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     };
 
     const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-    return merge(of(connected), ctx.replicating(broadcasts$, who), items$, drops$, ended$, admissionDeadline$).pipe(
+    return merge(of(connected), items$, drops$, ended$, admissionDeadline$).pipe(
       catchError((err: unknown) => {
         const members = (): number => store.state.membership.members.size;
         if (err instanceof Refusal) {
