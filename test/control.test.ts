@@ -1,4 +1,4 @@
-// Control messages (operators/wire/control.ts): HELLO, WELCOME, REJECT through the real frame codec.
+// Control messages (operators/core/wire/control.ts): HELLO, WELCOME, REJECT through the real frame codec.
 import test from 'ava';
 import { parseIpv4 } from '../operators/core/address.js';
 import type * as t from 'io-ts';

@@ -1,4 +1,4 @@
-// FrameDecoder (operators/wire/decoder.ts): table tests, then the chunking matrix.
+// FrameDecoder (operators/core/wire/decoder.ts): table tests, then the chunking matrix.
 import test from 'ava';
 import { FrameDecoder, FrameError } from '../operators/core/wire/decoder.js';
 import type { Frame } from '../operators/core/wire/frames.js';

@@ -1,5 +1,5 @@
-// Software segmentation of super-packets (operators/wire/gso.ts) and their framing
-// (encodePackets, superPacketOf in operators/wire/frames.ts). Every expectation is built by the
+// Software segmentation of super-packets (operators/core/wire/gso.ts) and their framing
+// (encodePackets, superPacketOf in operators/core/wire/frames.ts). Every expectation is built by the
 // independent reference in helpers/tcp-reference.ts (own header builder, own checksum).
 import test from 'ava';
 import { MIN_GSO_SIZE, SuperPacket, copyPacket, segmentCount, segmentSuper, tcpHeaderBytes } from '../operators/core/wire/gso.js';

@@ -1,4 +1,4 @@
-// RouteTable (operators/routeTable.ts): longest-prefix match, overlap refusals, removal.
+// RouteTable (operators/core/routeTable.ts): longest-prefix match, overlap refusals, removal.
 import test from 'ava';
 import { RouteTable } from '../operators/core/routeTable.js';
 import { formatPrefix, normalizePrefix, parseIpv4, parsePrefix, type Ipv4Prefix } from '../operators/core/address.js';

@@ -1,4 +1,4 @@
-// IPv4 helpers (operators/wire/ipv4.ts): parsing, formatting, subnets, header fields.
+// IPv4 helpers (operators/core/wire/ipv4.ts): parsing, formatting, subnets, header fields.
 import test from 'ava';
 import { ipv4Destination, ipv4Problem, ipv4Source, isIpv4 } from '../operators/core/wire/ipv4.js';
 import { ipv4Packet } from './helpers/marbles.js';

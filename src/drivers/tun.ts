@@ -8,7 +8,7 @@ import { coalesce } from '../../operators/core/wire/gro.js';
  * Wraps an open TunDevice. `packets$` reads while subscribed (one subscriber at a time) and errors
  * if the device fails; `setIpv4` changes the device's address; the sink writes directly (a short
  * write means EAGAIN) and `ready$` emits once the device is writable again. On an offloading device
- * the sink first coalesces runs of one TCP flow into super-packets (operators/wire/gro.ts), so plain
+ * the sink first coalesces runs of one TCP flow into super-packets (operators/core/wire/gro.ts), so plain
  * segments from peers without offload cost one write per run instead of one per segment. The device
  * itself is released by its owner.
  */
