@@ -3,10 +3,11 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { AuthDecision, AuthRequest, Authenticator } from '../pipelines/ports.js';
 import { AddressAllocator } from '../pipelines/allocator.js';
-import { closestMatch, renderValue } from './config/decode.js';
+import { closestMatch } from './config/decode.js';
 import { parseJson, formatJsonPath } from './config/json.js';
 import { CidrList, KEY_INFO } from './config/schema.js';
-import { formatIpv4, formatPrefix, parseIpv4, type Ipv4Prefix } from '../operators/core/address.js';
+import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../operators/core/address.js';
+import { AddressCodec, decodeErrorLine } from '../operators/core/codecs.js';
 
 /** One named client of a tokens file. */
 export interface ClientToken {
@@ -156,15 +157,16 @@ export function parseTokensFile(text: string, path: string, tunnel: Ipv4Prefix):
     }
     let address: number | undefined;
     if (addressText !== undefined) {
-      address = typeof addressText === 'string' ? parseIpv4(addressText) : undefined;
-      const why = address === undefined ? `expected an IPv4 address, got ${renderValue(addressText)}` : pinProblem(name, address);
+      const decoded = AddressCodec.decode(addressText);
+      address = isLeft(decoded) ? undefined : decoded.right;
+      const why = address === undefined ? decodeErrorLine('', AddressCodec.name, addressText) : pinProblem(name, address);
       if (why !== undefined) errors.push(problem(at('address'), why));
     }
     let routes: readonly Ipv4Prefix[] | undefined;
     if (routesValue !== undefined) {
       // The same decoder as the `routes` config key, so both accept and refuse the same prefixes.
       const decoded = CidrList.decode(routesValue);
-      if (isLeft(decoded)) errors.push(problem(at('routes'), `expected ${decoded.left[0]?.message ?? KEY_INFO.routes.expected}, got ${renderValue(routesValue)}`));
+      if (isLeft(decoded)) errors.push(problem(at('routes'), decodeErrorLine('', decoded.left[0]?.message ?? KEY_INFO.routes.expected, routesValue)));
       else routes = decoded.right;
     }
     clients.push({ name, token: typeof token === 'string' ? token : '', ...(address === undefined ? {} : { address }), ...(routes === undefined ? {} : { routes }) });

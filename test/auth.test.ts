@@ -24,7 +24,7 @@ test('a bad tokens file is reported line by line, naming the file, the client an
   t.deepEqual(tokens('{"a": {"token": "short"}, "b": {"token": "same-token"}, "c": {"token": "same-token", "address": "10.0.0.300"}}'), [
     'tokens_file: t.json: a.token: expected at least 8 characters, got 5',
     'tokens_file: t.json: c.token: the same token as b; each client needs its own',
-    'tokens_file: t.json: c.address: expected an IPv4 address, got "10.0.0.300"',
+    'tokens_file: t.json: c.address: expected an IPv4 address like 10.0.0.2, got "10.0.0.300"',
   ]);
   t.deepEqual(tokens('{"a": '), ['tokens_file: t.json: invalid JSON at position 6 (line 1, column 7): unexpected end of input']);
   t.deepEqual(tokens('{}'), ['tokens_file: t.json: no clients listed']);
