@@ -270,7 +270,9 @@ function roomProblem(state: HubState, settings: AdmissionSettings, replaced: Mem
   const others = members.size - (replaced !== undefined && members.get(replaced.address) === replaced ? 1 : 0);
   if (!settings.multiClient && others >= 1) {
     const holder = [...members.values()].find((m) => m !== replaced)!;
-    return refuse('single-client', `the hub serves one client at a time (multi_client is false) and ${holder.remote} is connected`, text);
+    // The newcomer learns that the hub is taken, never who holds it.
+    const busy = 'the hub serves one client at a time (multi_client is false) and';
+    return refuse('single-client', `${busy} another client is connected`, text, { logDetail: `${busy} ${holder.remote} is connected` });
   }
   if (others >= settings.maxClients) return refuse('max-clients', `the hub already has ${others} members (max_clients ${settings.maxClients})`, text);
   return undefined;

@@ -354,7 +354,6 @@ const REFUSALS: readonly RefusalCase[] = [
     detail: 'the hub serves one client at a time (multi_client is false) and another client is connected',
     logDetail: 'the hub serves one client at a time (multi_client is false) and 198.51.100.2:40000 is connected',
     address: '10.0.0.5',
-    failing: true,
   },
   {
     title: 'a static client beyond max_clients is refused as max-clients',
