@@ -165,6 +165,8 @@ function admitHello(hello: Hello | ControlDecodeError, facts: ConnectionFacts, s
     if (penalty !== undefined) events.push({ type: 'auth-passed', host });
     decision = d;
   }
+  // Whatever is refused from here on, the source did authenticate: its penalty goes all the same.
+  const after = (r: Refused): Refused => (events.length === 0 ? r : { ...r, events: [...events, ...r.events] });
 
   const allocator = state.membership.allocator;
   const lease = leaseKey(decision, hello.id);
@@ -173,23 +175,23 @@ function admitHello(hello: Hello | ControlDecodeError, facts: ConnectionFacts, s
   if (address === undefined) {
     if (decision?.pinned !== undefined) address = decision.pinned;
     else {
-      if (lease === undefined) return refuse('bad-hello', 'a HELLO that asks for an address must carry an "id" (or authenticate as a named client)', undefined);
+      if (lease === undefined) return after(refuse('bad-hello', 'a HELLO that asks for an address must carry an "id" (or authenticate as a named client)', undefined));
       // A client without a lease yet needs room before it takes an address out of the pool.
       if (allocator.leaseOf(lease) === undefined) {
         const room = roomProblem(state, settings, undefined);
-        if (room !== undefined) return room;
+        if (room !== undefined) return after(room);
       }
       const a = allocator.peek(lease);
-      if (!a.ok) return refuse(a.reason, a.detail, undefined);
+      if (!a.ok) return after(refuse(a.reason, a.detail, undefined));
       address = a.address;
       newLease = !a.sticky;
     }
   }
   const text = formatIpv4(address);
   const claim = allocator.claimStatic(lease, address);
-  if (!claim.ok) return refuse(claim.reason, claim.detail, text);
+  if (!claim.ok) return after(refuse(claim.reason, claim.detail, text));
   const routes = checkRoutes(hello.routes ?? [], decision?.routes, text, facts, state, settings, ports);
-  if (!Array.isArray(routes)) return routes as Refused;
+  if (!Array.isArray(routes)) return after(routes as Refused);
   return place(
     {
       address,
