@@ -221,6 +221,8 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
   const text = formatIpv4(c.address);
   const existing = state.membership.members.get(c.address);
   let replaces: Admitted['replaces'];
+  /** Recorded only when the newcomer is admitted: a refused one replaced nobody. */
+  let replacedLive: HubEvent | undefined;
   if (existing !== undefined) {
     const silentMs = facts.now - existing.session.lastSeen();
     const sameClient = (c.exclusive && existing.exclusive && existing.identity === c.identity) || (c.lease !== undefined && existing.lease === c.lease);
@@ -241,7 +243,7 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
             },
           );
         }
-        events.push({ type: 'replaced-live', identity: name, now: facts.now });
+        replacedLive = { type: 'replaced-live', identity: name, now: facts.now };
       }
       replaces = { member: existing, detail: `${name} reconnected from ${facts.remote}`, told: `a newer session of this client's identity (${name}) took over its address` };
     } else {
@@ -263,7 +265,7 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
       if (clash !== undefined) return refuse('route-overlap', `${formatPrefix(p)} overlaps ${formatPrefix(clash.prefix)} behind ${clash.target.addressText}`, text, { events });
     }
   }
-  return { ok: true, ...c, ...(replaces === undefined ? {} : { replaces }), events };
+  return { ok: true, ...c, ...(replaces === undefined ? {} : { replaces }), events: replacedLive === undefined ? events : [...events, replacedLive] };
 }
 
 /** single-client or max-clients when there is no room for one more member (the replaced one does not count). */
