@@ -10,7 +10,7 @@ import type { GuardedPrefix } from '../pipelines/routeGuard.js';
 import { ControlDecodeError, REJECT_REASONS, type Hello, type RejectReason } from '../operators/core/wire/control.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { makeAuthenticator, type AuthPolicy } from '../src/auth.js';
-import { ADMISSION, cidr, hubState, ip, member, snapshot, type HubStateOptions } from './helpers/hub-state.js';
+import { ADMISSION, SPACE, cidr, hubState, ip, member, snapshot, type HubStateOptions } from './helpers/hub-state.js';
 
 /** scheduler.now() of every claim. */
 const NOW = 100_000;
@@ -39,6 +39,11 @@ const reconnected = (name: string): { detail: string; told: string } => ({ detai
 
 const NETWORK_TOKEN: AuthPolicy = { networkToken: 'network-secret', requireClientCert: false };
 const ALICE_PINNED: AuthPolicy = { clients: [{ name: 'alice', token: 'alice-secret', address: ip('10.0.0.7') }], networkToken: 'network-secret', requireClientCert: false };
+/** A network-token hub that blocked the claimant's host for 1 s, 1 s ago; and what forgets that penalty. */
+const BLOCK_RAN_OUT: Pick<Claimed, 'auth' | 'state'> = { auth: NETWORK_TOKEN, state: { events: [{ type: 'auth-failed', host: HOST, now: NOW - 1_000 }] } };
+const FORGIVEN: Refused['events'] = [{ type: 'auth-passed', host: HOST }];
+/** A hub where alice (token alice-secret) is pinned to 10.0.0.7, and others use the network token. */
+const ALICE_HUB: Pick<Claimed, 'auth' | 'state'> = { auth: ALICE_PINNED, state: { reserved: ALICE_PIN } };
 const ALICE_LIMITED: AuthPolicy = { clients: [{ name: 'alice', token: 'alice-secret', routes: [cidr('192.168.10.0/24')] }], requireClientCert: false };
 
 /** A HELLO of protocol version 1 with `fields`. */
@@ -179,8 +184,7 @@ const REFUSALS: readonly RefusalCase[] = [
   {
     title: 'a source whose block has run out is asked again, and a wrong token penalizes it again',
     claim: hello({ address: ip('10.0.0.5'), token: 'guess' }),
-    state: { events: [{ type: 'auth-failed', host: HOST, now: NOW - 1_000 }] },
-    auth: NETWORK_TOKEN,
+    ...BLOCK_RAN_OUT,
     authCalls: 1,
     reason: 'auth-failed',
     detail: 'wrong token',
@@ -199,8 +203,7 @@ const REFUSALS: readonly RefusalCase[] = [
   {
     title: 'a client pinned to one address asking for another is refused as address-not-allowed (and penalized)',
     claim: hello({ address: ip('10.0.0.8'), token: 'alice-secret' }),
-    auth: ALICE_PINNED,
-    state: { reserved: ALICE_PIN },
+    ...ALICE_HUB,
     reason: 'address-not-allowed',
     detail: 'client alice may only use 10.0.0.7, not 10.0.0.8',
     address: '10.0.0.8',
@@ -209,8 +212,7 @@ const REFUSALS: readonly RefusalCase[] = [
   {
     title: 'an address pinned to another client is refused as address-not-allowed',
     claim: hello({ address: ip('10.0.0.7'), token: 'network-secret' }),
-    auth: ALICE_PINNED,
-    state: { reserved: ALICE_PIN },
+    ...ALICE_HUB,
     reason: 'address-not-allowed',
     detail: '10.0.0.7 is reserved for client alice',
     address: '10.0.0.7',
@@ -243,25 +245,23 @@ const REFUSALS: readonly RefusalCase[] = [
     address: undefined,
   },
   {
-    title: 'a source that authenticated is forgotten its penalty even when its address is refused',
+    title: 'a source that authenticates has its penalty forgotten even when its address is refused',
     claim: hello({ address: ip('10.0.1.5'), token: 'network-secret' }),
-    auth: NETWORK_TOKEN,
+    ...BLOCK_RAN_OUT,
     authCalls: 1,
-    state: { events: [{ type: 'auth-failed', host: HOST, now: NOW - 1_000 }] },
     reason: 'outside-subnet',
     detail: "10.0.1.5 is outside the hub's network 10.0.0.0/24",
     address: '10.0.1.5',
-    events: [{ type: 'auth-passed', host: HOST }],
+    events: FORGIVEN,
   },
   {
-    title: 'a source that authenticated is forgotten its penalty even when its LANs are refused',
+    title: 'a source that authenticates has its penalty forgotten even when its LANs are refused',
     claim: hello({ address: ip('10.0.0.5'), token: 'network-secret', routes: routes('172.16.0.0/24') }),
-    auth: NETWORK_TOKEN,
-    state: { events: [{ type: 'auth-failed', host: HOST, now: NOW - 1_000 }] },
+    ...BLOCK_RAN_OUT,
     reason: 'route-not-allowed',
     detail: '172.16.0.0/24 is not allowed (allowed: 192.168.0.0/16)',
     address: '10.0.0.5',
-    events: [{ type: 'auth-passed', host: HOST }],
+    events: FORGIVEN,
   },
   {
     title: "an address outside the hub's network is refused as outside-subnet",
@@ -317,8 +317,7 @@ const REFUSALS: readonly RefusalCase[] = [
   {
     title: 'a client asking for an address when every pool address is leased or in use is refused as pool-exhausted',
     claim: hello({ assign: true, id: IDB }),
-    settings: { maxClients: 5 },
-    state: { space: { network: ip('10.0.0.0'), prefix: 24, hub: ip('10.0.0.1'), pool: { first: ip('10.0.0.2'), last: ip('10.0.0.3') } }, leases: { [LEASE_A]: '10.0.0.2' }, members: [member('10.0.0.3')] },
+    state: { space: { ...SPACE, pool: { first: ip('10.0.0.2'), last: ip('10.0.0.3') } }, leases: { [LEASE_A]: '10.0.0.2' }, members: [member('10.0.0.3')] },
     reason: 'pool-exhausted',
     detail: 'no free address in 10.0.0.2-10.0.0.3 (1 leased, 1 in use)',
     address: undefined,
@@ -601,9 +600,8 @@ const ADMITS: readonly AdmitCase[] = [
   {
     title: 'a pinned token client asking for an address gets its pin, under its name',
     claim: hello({ assign: true, token: 'alice-secret' }),
-    auth: ALICE_PINNED,
+    ...ALICE_HUB,
     authCalls: 1,
-    state: { reserved: ALICE_PIN },
     admitted: { address: '10.0.0.7', identity: 'alice', exclusive: true, lease: 'token:alice', assigned: true },
   },
   {
@@ -616,10 +614,9 @@ const ADMITS: readonly AdmitCase[] = [
   {
     title: 'a source that authenticates after its block ran out is admitted and its penalty forgotten',
     claim: hello({ address: ip('10.0.0.5'), token: 'network-secret' }),
-    auth: NETWORK_TOKEN,
+    ...BLOCK_RAN_OUT,
     authCalls: 1,
-    state: { events: [{ type: 'auth-failed', host: HOST, now: NOW - 1_000 }] },
-    admitted: { address: '10.0.0.5', events: [{ type: 'auth-passed', host: HOST }] },
+    admitted: { address: '10.0.0.5', events: FORGIVEN },
   },
   {
     title: 'the same client id replaces its stale session without counting a live replacement',
