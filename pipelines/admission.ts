@@ -165,6 +165,8 @@ function admitHello(hello: Hello | ControlDecodeError, facts: ConnectionFacts, s
     if (penalty !== undefined) events.push({ type: 'auth-passed', host });
     decision = d;
   }
+  // Whatever is refused from here on, the source did authenticate: its penalty goes all the same.
+  const after = (r: Refused): Refused => (events.length === 0 ? r : { ...r, events: [...events, ...r.events] });
 
   const allocator = state.membership.allocator;
   const lease = leaseKey(decision, hello.id);
@@ -173,23 +175,23 @@ function admitHello(hello: Hello | ControlDecodeError, facts: ConnectionFacts, s
   if (address === undefined) {
     if (decision?.pinned !== undefined) address = decision.pinned;
     else {
-      if (lease === undefined) return refuse('bad-hello', 'a HELLO that asks for an address must carry an "id" (or authenticate as a named client)', undefined);
+      if (lease === undefined) return after(refuse('bad-hello', 'a HELLO that asks for an address must carry an "id" (or authenticate as a named client)', undefined));
       // A client without a lease yet needs room before it takes an address out of the pool.
       if (allocator.leaseOf(lease) === undefined) {
         const room = roomProblem(state, settings, undefined);
-        if (room !== undefined) return room;
+        if (room !== undefined) return after(room);
       }
       const a = allocator.peek(lease);
-      if (!a.ok) return refuse(a.reason, a.detail, undefined);
+      if (!a.ok) return after(refuse(a.reason, a.detail, undefined));
       address = a.address;
       newLease = !a.sticky;
     }
   }
   const text = formatIpv4(address);
   const claim = allocator.claimStatic(lease, address);
-  if (!claim.ok) return refuse(claim.reason, claim.detail, text);
+  if (!claim.ok) return after(refuse(claim.reason, claim.detail, text));
   const routes = checkRoutes(hello.routes ?? [], decision?.routes, text, facts, state, settings, ports);
-  if (!Array.isArray(routes)) return routes as Refused;
+  if (!Array.isArray(routes)) return after(routes as Refused);
   return place(
     {
       address,
@@ -219,6 +221,8 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
   const text = formatIpv4(c.address);
   const existing = state.membership.members.get(c.address);
   let replaces: Admitted['replaces'];
+  /** Recorded only when the newcomer is admitted: a refused one replaced nobody. */
+  let replacedLive: HubEvent | undefined;
   if (existing !== undefined) {
     const silentMs = facts.now - existing.session.lastSeen();
     const sameClient = (c.exclusive && existing.exclusive && existing.identity === c.identity) || (c.lease !== undefined && existing.lease === c.lease);
@@ -239,7 +243,7 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
             },
           );
         }
-        events.push({ type: 'replaced-live', identity: name, now: facts.now });
+        replacedLive = { type: 'replaced-live', identity: name, now: facts.now };
       }
       replaces = { member: existing, detail: `${name} reconnected from ${facts.remote}`, told: `a newer session of this client's identity (${name}) took over its address` };
     } else {
@@ -261,7 +265,7 @@ function place(c: Candidate, events: HubEvent[], facts: ConnectionFacts, state: 
       if (clash !== undefined) return refuse('route-overlap', `${formatPrefix(p)} overlaps ${formatPrefix(clash.prefix)} behind ${clash.target.addressText}`, text, { events });
     }
   }
-  return { ok: true, ...c, ...(replaces === undefined ? {} : { replaces }), events };
+  return { ok: true, ...c, ...(replaces === undefined ? {} : { replaces }), events: replacedLive === undefined ? events : [...events, replacedLive] };
 }
 
 /** single-client or max-clients when there is no room for one more member (the replaced one does not count). */
@@ -270,7 +274,9 @@ function roomProblem(state: HubState, settings: AdmissionSettings, replaced: Mem
   const others = members.size - (replaced !== undefined && members.get(replaced.address) === replaced ? 1 : 0);
   if (!settings.multiClient && others >= 1) {
     const holder = [...members.values()].find((m) => m !== replaced)!;
-    return refuse('single-client', `the hub serves one client at a time (multi_client is false) and ${holder.remote} is connected`, text);
+    // The newcomer learns that the hub is taken, never who holds it.
+    const busy = 'the hub serves one client at a time (multi_client is false) and';
+    return refuse('single-client', `${busy} another client is connected`, text, { logDetail: `${busy} ${holder.remote} is connected` });
   }
   if (others >= settings.maxClients) return refuse('max-clients', `the hub already has ${others} members (max_clients ${settings.maxClients})`, text);
   return undefined;
