@@ -1,4 +1,4 @@
-import { Observable, type OperatorFunction, type Subscription } from 'rxjs';
+import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, type Subscription } from 'rxjs';
 import type { ByteSink, DropCounts, PacketBatch } from './core/packet.js';
 import { encodePackets, type PacketEncoding } from './core/wire/frames.js';
 import { copyPacket } from './core/wire/gso.js';
@@ -26,7 +26,21 @@ export interface WriteSessionOptions {
   readonly gauge?: { depth: number };
   /** Called with the number of packets each successful data write handed to the connection. */
   readonly sent?: (packets: PacketBatch, count: number) => void;
+  /**
+   * Bounds the queue by time as well (CoDel, RFC 8289): once packets have waited longer than
+   * `targetMs` for a whole `intervalMs`, the oldest are dropped (as `queue-delay`) at a rising
+   * rate until the wait falls below the target. Default 5 ms and 100 ms; `false` turns it off.
+   */
+  readonly codel?: { readonly targetMs: number; readonly intervalMs: number } | false;
+  /** Whose clock times the queue (CoDel); asyncScheduler by default. */
+  readonly scheduler?: SchedulerLike;
 }
+
+/** CoDel's defaults (RFC 8289): the acceptable standing delay, and how long it may be exceeded. */
+export const CODEL_TARGET_MS = 5;
+export const CODEL_INTERVAL_MS = 100;
+/** Packets written per step of a flush: what waits beyond the connection's high-water mark waits here, timed. */
+const FLUSH_CHUNK = 64;
 
 /** Control frames that may wait at once: one per key plus the few one-off frames of a session. */
 const MAX_CONTROL_WAITING = 16;
@@ -38,21 +52,30 @@ const MAX_CONTROL_WAITING = 16;
  * a stale one; the lane holds at most 16, and an unkeyed frame beyond that replaces the oldest unkeyed one);
  * packets go out only when no control frame waits, else wait in a queue of `limit` packets
  * (copied, since views may point into reused buffers) where newer ones are dropped when it is full
- * (tail drop). Nothing is written while the connection is above its high-water mark; everything
- * waiting goes out, control first, as `drain$` fires; control frames still waiting at unsubscribe are
- * written then (a REJECT before the close). Large batches are encoded into a reused slab,
- * freed as soon as the connection holds none of it (`pendingBytes`). Emits the packets dropped per
- * input batch that lost any (as `queue-full`); completes with the source.
+ * (tail drop), and are bounded by time too (CoDel: a queue that stands above 5 ms for 100 ms
+ * loses its oldest packets, counted as `queue-delay`, until it stops standing). Nothing is written
+ * while the connection is above its high-water mark; what waits goes out as `drain$` fires,
+ * control first, data in chunks of 64 packets for as long as the connection takes them (so a
+ * standing queue stays here, where it is timed, not in the socket's buffer); control frames still
+ * waiting at unsubscribe are written then (a REJECT before the close). Large batches are encoded into a reused slab,
+ * freed as soon as the connection holds none of it (`pendingBytes`). Emits the packets dropped (as
+ * `queue-full` per input batch that lost any, as `queue-delay` per flush that dropped any);
+ * completes with the source.
  *
  *   in:   -c1-[a,b]-c2-[c]--D--|    connection busy from the start; D = drain; limit 2
  *   out:  ------------------(x)|   at D: c1, c2 written, then a, b; c was dropped (x = queue-full 1)
  */
 export function writeSession(options: WriteSessionOptions): OperatorFunction<Outgoing, DropCounts> {
   const { sink, encoding, limit, gauge, sent } = options;
+  const scheduler = options.scheduler ?? asyncScheduler;
+  const codel = options.codel === false ? undefined : (options.codel ?? { targetMs: CODEL_TARGET_MS, intervalMs: CODEL_INTERVAL_MS });
   return (source) =>
     new Observable<DropCounts>((subscriber) => {
       const lane: { frame: Uint8Array; key: string | undefined }[] = [];
       let queue: Uint8Array[] = [];
+      /** When each queued packet arrived (scheduler time), parallel to `queue`. */
+      let arrived: number[] = [];
+      const state = { firstAbove: 0, dropNext: 0, count: 0, lastCount: 0, dropping: false };
       const slab = new Slab(() => sink.pendingBytes === 0);
       let drains: Subscription | undefined;
 
@@ -61,13 +84,55 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         if (bytes !== undefined) sink.write(bytes);
         sent?.(packets, packets.length);
       };
-      /** Writes what waits, control first; true when nothing waits any more. */
+      /**
+       * CoDel's verdict on the head packet (RFC 8289 section 5, `dodequeue` and the control law):
+       * true when it must be dropped because the queue has stood above the target too long.
+       */
+      const codelDrops = (now: number, sojourn: number): boolean => {
+        if (codel === undefined) return false;
+        let okToDrop = false;
+        if (sojourn < codel.targetMs || queue.length <= 1) state.firstAbove = 0;
+        else if (state.firstAbove === 0) state.firstAbove = now + codel.intervalMs;
+        else if (now >= state.firstAbove) okToDrop = true;
+        if (state.dropping) {
+          if (!okToDrop) {
+            state.dropping = false;
+            return false;
+          }
+          if (now < state.dropNext) return false;
+          state.count++;
+          state.dropNext += codel.intervalMs / Math.sqrt(state.count);
+          return true;
+        }
+        if (!okToDrop) return false;
+        state.dropping = true;
+        const delta = state.count - state.lastCount;
+        state.count = delta > 1 && now - state.dropNext < 16 * codel.intervalMs ? delta : 1;
+        state.lastCount = state.count;
+        state.dropNext = now + codel.intervalMs / Math.sqrt(state.count);
+        return true;
+      };
+      /** Takes up to `max` packets from the head of the queue, dropping those CoDel says to (counted). */
+      const dequeue = (max: number): Uint8Array[] => {
+        const now = scheduler.now();
+        const out: Uint8Array[] = [];
+        let dropped = 0;
+        let i = 0;
+        for (; i < queue.length && out.length < max; i++) {
+          if (codelDrops(now, now - arrived[i]!)) dropped++;
+          else out.push(queue[i]!);
+        }
+        queue = i === queue.length ? [] : queue.slice(i);
+        arrived = i === arrived.length ? [] : arrived.slice(i);
+        if (dropped > 0) subscriber.next({ 'queue-delay': dropped });
+        return out;
+      };
+      /** Writes what waits, control first, data in chunks while the connection takes it; true when nothing waits any more. */
       const flush = (): boolean => {
         while (lane.length > 0 && !sink.needsDrain) sink.write(lane.shift()!.frame);
-        if (lane.length === 0 && queue.length > 0 && !sink.needsDrain) {
-          const batch = queue;
-          queue = [];
-          writeData(batch);
+        while (lane.length === 0 && queue.length > 0 && !sink.needsDrain) {
+          const batch = dequeue(FLUSH_CHUNK);
+          if (batch.length > 0) writeData(batch);
         }
         if (gauge !== undefined) gauge.depth = queue.length;
         return lane.length === 0 && queue.length === 0;
@@ -115,7 +180,11 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
           }
           const room = limit - queue.length;
           const keep = Math.max(0, Math.min(room, packets.length));
-          for (let i = 0; i < keep; i++) queue.push(copyPacket(packets[i]!));
+          const now = scheduler.now();
+          for (let i = 0; i < keep; i++) {
+            queue.push(copyPacket(packets[i]!));
+            arrived.push(now);
+          }
           if (gauge !== undefined) gauge.depth = queue.length;
           awaitDrain();
           if (keep < packets.length) subscriber.next({ 'queue-full': packets.length - keep });
@@ -131,6 +200,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         // the owner closes it.
         for (const w of lane.splice(0)) sink.write(w.frame);
         queue = [];
+        arrived = [];
         if (gauge !== undefined) gauge.depth = 0;
       };
     });

@@ -202,8 +202,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
               if (drops !== undefined) out.push(dropsEvent(address === undefined ? 'hub' : formatIpv4(address.address), drops));
               return out;
             }
-            case 'queue-full':
-              return item.count > 0 ? [dropsEvent('hub', { 'queue-full': item.count })] : [];
+            case 'send-drops':
+              return [dropsEvent('hub', item.drops)];
             case 'learned':
               return [];
             case 'control':

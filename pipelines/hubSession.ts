@@ -211,8 +211,8 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
                   return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
                 case 'control':
                   return onControl(i);
-                case 'queue-full':
-                  return i.count > 0 ? [dropsEvent(who(), { 'queue-full': i.count })] : [];
+                case 'send-drops':
+                  return [dropsEvent(who(), i.drops)];
                 case 'data':
                   return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : [];
               }

@@ -59,8 +59,8 @@ export function count(c: Counter, packets: PacketBatch, from = 0, to = packets.l
 /** What a peer session hands the side that owns it (KEEPALIVE, PING, PONG and ticks it handles itself). */
 export type PeerItem =
   | Exclude<Inbound, { readonly kind: 'tick' }>
-  /** The writer dropped packets because the data queue was full. */
-  | { readonly kind: 'queue-full'; readonly count: number };
+  /** The writer dropped packets for the peer: its data queue was full (`queue-full`) or stood too long (`queue-delay`). */
+  | { readonly kind: 'send-drops'; readonly drops: DropCounts };
 
 /** What peerSession needs besides the connection. */
 export interface PeerOptions {
@@ -80,7 +80,7 @@ export interface PeerOptions {
 export interface Peer {
   /** Sends a control frame through the session's one writer (never dropped; a keyed one replaces an older unsent one of its key). */
   control(frame: Uint8Array, key?: string): void;
-  /** Queues packets for the peer (bounded by send_queue_size; the overflow comes out of `items$` as queue-full). */
+  /** Queues packets for the peer (bounded by send_queue_size and by time; what is dropped comes out of `items$` as send-drops). */
   send(packets: PacketBatch): void;
   /** How packets are encoded for the peer; negotiate() updates it. */
   readonly encoding: PacketEncoding;
@@ -92,7 +92,7 @@ export interface Peer {
   stats(address: string | undefined, identity?: string): SessionStats;
   /**
    * The session's life; subscribe once. Emits what the owner handles (data, learned, KEEPALIVE,
-   * HELLO, WELCOME, REJECT and ROUTES frames, queue-full counts); handles ticks (KEEPALIVE, and PING
+   * HELLO, WELCOME, REJECT and ROUTES frames, the writer's drops); handles ticks (KEEPALIVE, and PING
    * when the peer pings), PING (answered with PONG) and PONG (the round-trip time) itself, and counts
    * unknown frame types. Errors with why it ended (IdleError, FrameError, SessionEnd 'closed', a
    * socket error). Unsubscribing stops the writer and closes the connection.
@@ -166,8 +166,8 @@ export function peerSession(conn: ConnectionPort, o: PeerOptions): Peer {
       // The writer first: frames the inbound side sends while subscribing must not be lost.
       const written$ = outgoing.pipe(
         o.first === undefined ? (s: Observable<Outgoing>) => s : startWith<Outgoing>({ kind: 'control', frame: o.first }),
-        writeSession({ sink: conn, encoding, limit: settings.sendQueueSize, gauge, sent: (packets, n) => count(tx, packets, 0, n) }),
-        map((d): PeerItem => ({ kind: 'queue-full', count: d['queue-full'] ?? 0 })),
+        writeSession({ sink: conn, encoding, limit: settings.sendQueueSize, gauge, sent: (packets, n) => count(tx, packets, 0, n), scheduler }),
+        map((drops): PeerItem => ({ kind: 'send-drops', drops })),
       );
       const inbound$ = conn.data$.pipe(
         deframe({ maxBody: MAX_BODY_COMPAT, onDrops: o.onDrops, superFrames: o.superFrames }),
@@ -246,5 +246,3 @@ export function reportingRejections(inner: PacketSink, onDrops: (drops: DropCoun
   };
 }
 
-/** The `queue-full` items of a peer as drop counts, others dropped (for a session's output). */
-export const queueFullDrops = (item: PeerItem): DropCounts[] => (item.kind === 'queue-full' && item.count > 0 ? [{ 'queue-full': item.count }] : []);

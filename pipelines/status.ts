@@ -11,6 +11,7 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   isolation: true,
   'spoofed-source': true,
   'queue-full': true,
+  'queue-delay': true,
   'not-ipv4': true,
   'malformed-ipv4': true,
   'too-big': true,

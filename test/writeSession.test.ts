@@ -130,3 +130,42 @@ test('packets the sink wrote are counted through `sent`', (t) => {
   });
   t.deepEqual(counted, [3]);
 });
+
+/** A sink that takes one write per drain (busy again after each), like a link slower than the arrivals. */
+class SlowSink extends Sink {
+  override write(chunk: Uint8Array): boolean {
+    super.write(chunk);
+    this.needsDrain = true;
+    return false;
+  }
+}
+
+/** Feeds 100 packets every 10 ms and lets the sink take one chunk every 10 ms, until `until`; returns the drops seen and their times. */
+function standingQueue(t: Parameters<typeof marbles>[0], codel: boolean, until: number): { at: number; drops: Record<string, number> }[] {
+  const seen: { at: number; drops: Record<string, number> }[] = [];
+  marbles(t, (_h, scheduler) => {
+    const sink = new SlowSink();
+    sink.needsDrain = true;
+    const items = new Subject<Outgoing>();
+    const sub = items.pipe(writeSession({ sink, encoding, limit: 100_000, scheduler, ...(codel ? {} : { codel: false }) })).subscribe((d) => seen.push({ at: scheduler.now(), drops: d }));
+    for (let ms = 0; ms < until; ms += 10) {
+      scheduler.schedule(() => items.next(data(...Array.from({ length: 100 }, (_, i) => i))), ms);
+      scheduler.schedule(() => sink.drain(), ms + 5);
+    }
+    scheduler.schedule(() => sub.unsubscribe(), until);
+    scheduler.flush();
+  });
+  return seen;
+}
+
+test('CoDel: a queue that stands above 5 ms for 100 ms loses its oldest packets as queue-delay; nothing is dropped before that', (t) => {
+  const seen = standingQueue(t, true, 400);
+  const delayDrops = seen.filter((s) => (s.drops['queue-delay'] ?? 0) > 0);
+  t.true(delayDrops.length > 0, 'CoDel dropped');
+  t.true(delayDrops[0]!.at >= 100, `not before the interval: first at ${delayDrops[0]!.at}`);
+  t.deepEqual(seen.filter((s) => s.drops['queue-full'] !== undefined), [], 'the packet limit was never reached');
+});
+
+test('CoDel off: the same standing queue only grows (no queue-delay drops)', (t) => {
+  t.deepEqual(standingQueue(t, false, 400), []);
+});

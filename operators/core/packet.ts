@@ -46,6 +46,7 @@ export type DropReason =
   | 'isolation' // client-to-client traffic while client isolation is on
   | 'spoofed-source' // a member sent a packet whose source is not its own address
   | 'queue-full' // a bounded queue was full
+  | 'queue-delay' // a queue stood above its delay target too long (CoDel dropped the oldest)
   | 'not-ipv4' // not an IPv4 packet, or shorter than an IPv4 header
   | 'malformed-ipv4' // an IPv4 header whose length fields lie past the packet's bytes
   | 'too-big' // larger than the receiver takes, with DF set (the sender gets ICMP fragmentation-needed)
