@@ -23,6 +23,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -127,36 +129,9 @@ void HeaderFor(const uint8_t* pkt, size_t len, uint32_t gsoSize, struct virtio_n
   h->csum_offset = 16;
 }
 
-// Builds an Error shaped like Node's system errors: message, code, errno (negative), syscall.
-Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
-  char name[64];
-  char text[256];
-  uv_err_name_r(-err, name, sizeof name);
-  uv_strerror_r(-err, text, sizeof text);
-  std::string message = std::string(syscall) + " failed";
-  if (!subject.empty()) message += " for " + subject;
-  message += ": ";
-  message += text;
-  message += " (";
-  message += name;
-  message += ")";
-  Napi::Error error = Napi::Error::New(env, message);
-  Napi::Object obj = error.Value();
-  obj.Set("code", Napi::String::New(env, name));
-  obj.Set("errno", Napi::Number::New(env, -err));
-  obj.Set("syscall", Napi::String::New(env, syscall));
-  return error;
-}
-
-Napi::Value ThrowSystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
-  SystemError(env, err, syscall, subject).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-Napi::Value ThrowType(Napi::Env env, const char* message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+using lwt::SystemError;
+using lwt::ThrowSystemError;
+using lwt::ThrowType;
 
 // Reads an interface name argument; false (with a pending exception) when it is not a string.
 // The length check is the caller's: it reports EINVAL like the kernel would.
@@ -491,15 +466,9 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     for (; i < length; i++) {
       napi_value element;
       if (napi_get_element(e, array, i, &element) != napi_ok) break;
-      napi_typedarray_type type;
+      uint8_t* data;
       size_t count;
-      void* data;
-      if (napi_get_typedarray_info(e, element, &type, &count, &data, nullptr, nullptr) != napi_ok ||
-          (type != napi_uint8_array && type != napi_int8_array && type != napi_uint8_clamped_array)) {
-        if (env.IsExceptionPending()) env.GetAndClearPendingException();
-        ThrowType(env, "every packet must be a Uint8Array");
-        return env.Undefined();
-      }
+      if (!lwt::ByteView(e, element, &data, &count)) return ThrowType(env, "every packet must be a Uint8Array");
       ssize_t n;
       if (vnet_) {
         struct virtio_net_hdr h;
@@ -557,72 +526,23 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
   Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
   Napi::Value GetRejected(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rejected_); }
 
-  // Brings the poll handle in line with reading_/writeArmed_, and pins the JS object while the
-  // handle is active. Returns 0 or a libuv error.
-  int UpdatePoll() {
-    int events = (reading_ ? UV_READABLE : 0) | (writeArmed_ ? UV_WRITABLE : 0);
-    int err = 0;
-    if (events == 0) {
-      if (poll_ != nullptr) uv_poll_stop(poll_);
-    } else {
-      if (poll_ == nullptr) {
-        uv_loop_t* loop = nullptr;
-        if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return UV_EINVAL;
-        uv_poll_t* handle = new uv_poll_t;
-        err = uv_poll_init(loop, handle, fd_);
-        if (err != 0) {
-          delete handle;  // never registered with the loop
-          return err;
-        }
-        handle->data = this;
-        poll_ = handle;
-      }
-      err = uv_poll_start(poll_, events, &TunQueue::OnPoll);
-      if (err != 0) uv_poll_stop(poll_);
-    }
-    bool active = err == 0 && events != 0;
-    if (active && !pinned_) {
-      Ref();
-      pinned_ = true;
-    } else if (!active && pinned_) {
-      Unref();
-      pinned_ = false;
-    }
-    return err;
-  }
+  // Brings the poll handle in line with reading_/writeArmed_ (pinning the JS object while it is
+  // active). Returns 0 or a libuv error.
+  int UpdatePoll() { return poll_.Update(env_, this, fd_, (reading_ ? UV_READABLE : 0) | (writeArmed_ ? UV_WRITABLE : 0)); }
 
   // Releases the handle and the fd. fromJs is false in the finalizer, where the JS reference must
   // not be touched.
   void Shutdown(bool fromJs) {
     reading_ = false;
     writeArmed_ = false;
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);  // deregisters the fd from epoll right away
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-      poll_ = nullptr;
-    }
+    poll_.Close(this, fromJs);
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
     }
-    if (fromJs && pinned_) {
-      Unref();
-      pinned_ = false;
-    }
   }
 
-  bool IsDetached(const Napi::Reference<Napi::ArrayBuffer>& ref) {
-    bool detached = false;
-    return napi_is_detached_arraybuffer(env_, ref.Value(), &detached) != napi_ok || detached;
-  }
-
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    TunQueue* self = static_cast<TunQueue*>(handle->data);
-    if (self != nullptr) self->HandlePoll(status, events);
-  }
-
+ public:
   void HandlePoll(int status, int events) {
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
@@ -642,11 +562,7 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     if ((events & UV_READABLE) != 0 && reading_ && fd_ >= 0) {
       // A view handed to JS could have had its ArrayBuffer transferred (postMessage); never write
       // into memory that is no longer ours.
-      bool detached = false;
-      bool lengthsDetached = false;
-      if (napi_is_detached_arraybuffer(env_, arenaRef_.Value(), &detached) != napi_ok ||
-          napi_is_detached_arraybuffer(env_, lengthsRef_.Value(), &lengthsDetached) != napi_ok || detached ||
-          lengthsDetached || IsDetached(gsoRef_)) {
+      if (lwt::IsDetached(env_, arenaRef_) || lwt::IsDetached(env_, lengthsRef_) || lwt::IsDetached(env_, gsoRef_)) {
         Fail(EFAULT, "read", "TUN queue (its read buffer was transferred away)");
         return;
       }
@@ -682,6 +598,7 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     }
   }
 
+ private:
   // Stops reading and reports err to onError.
   void Fail(int err, const char* syscall, const char* subject) {
     Napi::Env env(env_);
@@ -695,16 +612,8 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     if (!cb.IsEmpty()) Call(cb, {SystemError(env, err, syscall, subject).Value()});
   }
 
-  // Calls into JS like a socket event would (async hooks, then the nextTick and microtask
-  // queues). A throw becomes an uncaught exception, as it would from an EventEmitter listener.
   void Call(Napi::Function cb, const std::initializer_list<napi_value>& args) {
-    if (cb.IsEmpty()) return;
-    Napi::Env env(env_);
-    cb.MakeCallback(Value(), args, *async_);
-    if (env.IsExceptionPending()) {
-      Napi::Error error = env.GetAndClearPendingException();
-      napi_fatal_exception(env_, error.Value());
-    }
+    lwt::CallAsEvent(env_, cb, Value(), *async_, args);
   }
 
   napi_env env_;
@@ -718,10 +627,9 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
   Napi::Reference<Napi::ArrayBuffer> gsoRef_;
   uint32_t* gso_ = nullptr;
   bool vnet_ = false;
-  uv_poll_t* poll_ = nullptr;
+  lwt::PollHandle<TunQueue> poll_;
   bool reading_ = false;
   bool writeArmed_ = false;
-  bool pinned_ = false;
   double rejected_ = 0;
   Napi::FunctionReference onRead_;
   Napi::FunctionReference onError_;
