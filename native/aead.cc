@@ -52,6 +52,8 @@ Napi::Function AeadKey::Define(Napi::Env env) {
                          InstanceMethod<&AeadKey::Seal>("seal"),
                          InstanceMethod<&AeadKey::Open>("open"),
                          InstanceMethod<&AeadKey::Destroy>("destroy"),
+                         InstanceMethod<&AeadKey::SealRaw>("sealRaw"),
+                         InstanceMethod<&AeadKey::OpenRaw>("openRaw"),
                          InstanceAccessor<&AeadKey::GetNextCounter>("nextCounter"),
                          InstanceAccessor<&AeadKey::GetCipher>("cipher"),
                          InstanceAccessor<&AeadKey::GetDestroyed>("destroyed"),
@@ -83,6 +85,7 @@ AeadKey::AeadKey(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AeadKey>(inf
     ThrowCoded(env, "EINVAL", "AeadKey", "unknown cipher " + name + " (aes-256-gcm or chacha20-poly1305)");
     return;
   }
+  rawOnly_ = info.Length() > 2 && info[2].ToBoolean().Value();
   uint8_t* key = nullptr;
   size_t keyLength = 0;
   if (!ByteView(env, info[1], &key, &keyLength) || keyLength != kKeyBytes) {
@@ -113,10 +116,18 @@ void AeadKey::Free() {
   open_ = nullptr;
 }
 
-bool AeadKey::Live(Napi::Env env, const char* operation) {
-  if (seal_ != nullptr) return true;
-  ThrowCoded(env, "EDESTROYED", operation, std::string("the ") + cipherName_ + " key was destroyed");
-  return false;
+bool AeadKey::Live(Napi::Env env, const char* operation, bool raw) {
+  if (seal_ == nullptr) {
+    ThrowCoded(env, "EDESTROYED", operation, std::string("the ") + cipherName_ + " key was destroyed");
+    return false;
+  }
+  if (raw != rawOnly_) {
+    ThrowCoded(env, "EINVAL", operation,
+               raw ? "only a vector key (made with rawOnly) takes caller-chosen nonces"
+                   : "a vector key (made with rawOnly) seals and opens single messages only");
+    return false;
+  }
+  return true;
 }
 
 bool AeadKey::SealArgs(const Napi::CallbackInfo& info, size_t at, SealHeader* header, uint64_t* counter) {
@@ -143,34 +154,32 @@ bool AeadKey::SealArgs(const Napi::CallbackInfo& info, size_t at, SealHeader* he
   return true;
 }
 
-bool AeadKey::SealOne(const uint8_t* header, const uint8_t* in, size_t length, uint8_t* out) {
-  uint8_t nonce[kNonceBytes];
-  NonceOf(header, nonce);
+// Encrypts `length` bytes of `in` into `out` (the tag goes to out + length) under `nonce`,
+// authenticating `aad`.
+bool AeadKey::SealOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* in, size_t length,
+                      uint8_t* out) {
   int n = 0;
   int tail = 0;
   if (EVP_EncryptInit_ex(seal_, nullptr, nullptr, nullptr, nonce) != 1) return false;
-  if (EVP_EncryptUpdate(seal_, nullptr, &n, header, kHeaderBytes) != 1) return false;
+  if (aadLength > 0 && EVP_EncryptUpdate(seal_, nullptr, &n, aad, static_cast<int>(aadLength)) != 1) return false;
+  n = 0;
   if (length > 0 && EVP_EncryptUpdate(seal_, out, &n, in, static_cast<int>(length)) != 1) return false;
-  if (length == 0) n = 0;
   if (static_cast<size_t>(n) != length) return false;
   if (EVP_EncryptFinal_ex(seal_, out + n, &tail) != 1 || tail != 0) return false;
   return EVP_CIPHER_CTX_ctrl(seal_, EVP_CTRL_AEAD_GET_TAG, kTagBytes, out + length) == 1;
 }
 
-// Authenticates and decrypts one well-formed datagram in place. On failure the keystream is
-// applied once more, which turns the bytes back into exactly what arrived: a forged datagram costs
-// a second pass and no allocation, and leaves no unauthenticated plaintext behind.
-uint8_t AeadKey::OpenOne(uint8_t* datagram, size_t length) {
-  uint8_t nonce[kNonceBytes];
-  NonceOf(datagram, nonce);
-  uint8_t* body = datagram + kHeaderBytes;
-  const int bodyLength = static_cast<int>(length - kSealOverhead);
+// Authenticates and decrypts `bodyLength` bytes in place, the tag following them. On failure the
+// keystream is applied once more, which turns the bytes back into exactly what arrived: a forged
+// datagram costs a second pass and no allocation, and leaves no unauthenticated plaintext behind.
+uint8_t AeadKey::OpenOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, uint8_t* body, size_t length) {
+  const int bodyLength = static_cast<int>(length);
   uint8_t* tag = body + bodyLength;
   int n = 0;
   int tail = 0;
   bool decrypted = false;
   bool ok = EVP_DecryptInit_ex(open_, nullptr, nullptr, nullptr, nonce) == 1 &&
-            EVP_DecryptUpdate(open_, nullptr, &n, datagram, kHeaderBytes) == 1;
+            (aadLength == 0 || EVP_DecryptUpdate(open_, nullptr, &n, aad, static_cast<int>(aadLength)) == 1);
   if (ok && bodyLength > 0) {
     ok = EVP_DecryptUpdate(open_, body, &n, body, bodyLength) == 1 && n == bodyLength;
     decrypted = ok;
@@ -192,7 +201,7 @@ uint8_t AeadKey::OpenOne(uint8_t* datagram, size_t length) {
 
 int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, const SealHeader& header,
                            uint64_t counter, DatagramBatch* out, uint32_t max) {
-  if (!Live(env, "seal")) return -1;
+  if (!Live(env, "seal", false)) return -1;
   if (!out->Usable()) {
     ThrowCoded(env, "EFAULT", "seal", "the output batch's buffers were transferred away");
     return -1;
@@ -249,7 +258,9 @@ int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, co
     d[3] = 0;
     WriteBe32(d + 4, header.receiver);
     WriteBe64(d + 8, c);
-    if (!SealOne(d, payload, payloadLength, d + kHeaderBytes)) {
+    uint8_t nonce[kNonceBytes];
+    NonceOf(d, nonce);
+    if (!SealOne(nonce, d, kHeaderBytes, payload, payloadLength, d + kHeaderBytes)) {
       ClearOpenSslErrors();
       failure = "OpenSSL failed to seal";
       code = "ECRYPTO";
@@ -302,7 +313,7 @@ Napi::Value AeadKey::Open(const Napi::CallbackInfo& info) {
   }
   DatagramBatch* b = DatagramBatch::From(env, info[0]);
   if (b == nullptr) return ThrowType(env, "batch must be a DatagramBatch");
-  if (!Live(env, "open")) return env.Undefined();
+  if (!Live(env, "open", false)) return env.Undefined();
   if (!b->Usable()) return ThrowCoded(env, "EFAULT", "open", "the batch's buffers were transferred away");
   const uint32_t rid = static_cast<uint32_t>(receiver);
   const uint32_t end = static_cast<uint32_t>(std::min<double>(to, b->capacity));
@@ -322,7 +333,9 @@ Napi::Value AeadKey::Open(const Napi::CallbackInfo& info) {
       b->status[i] = kMalformed;
       continue;
     }
-    const uint8_t result = OpenOne(d, length);
+    uint8_t nonce[kNonceBytes];
+    NonceOf(d, nonce);
+    const uint8_t result = OpenOne(nonce, d, kHeaderBytes, d + kHeaderBytes, length - kSealOverhead);
     b->status[i] = result;
     if (result != kOpened) continue;
     b->counters[i] = static_cast<double>(counter);
@@ -331,6 +344,38 @@ Napi::Value AeadKey::Open(const Napi::CallbackInfo& info) {
     opened++;
   }
   return Napi::Number::New(env, opened);
+}
+
+// sealRaw(nonce: Uint8Array(12), aad: Uint8Array, plaintext: Uint8Array) => Uint8Array (ciphertext + tag)
+// openRaw(nonce, aad, sealed) => Uint8Array (plaintext) | null
+// Single messages under caller-chosen nonces, for published test vectors: only a key made with
+// rawOnly, which refuses the batch calls, so a data-path key never takes a nonce from outside.
+Napi::Value AeadKey::SealRaw(const Napi::CallbackInfo& info) { return Raw(info, true); }
+Napi::Value AeadKey::OpenRaw(const Napi::CallbackInfo& info) { return Raw(info, false); }
+
+Napi::Value AeadKey::Raw(const Napi::CallbackInfo& info, bool seal) {
+  Napi::Env env = info.Env();
+  uint8_t *nonce = nullptr, *aad = nullptr, *in = nullptr;
+  size_t nonceLength = 0, aadLength = 0, length = 0;
+  if (info.Length() < 3 || !ByteView(env, info[0], &nonce, &nonceLength) || nonceLength != kNonceBytes ||
+      !ByteView(env, info[1], &aad, &aadLength) || !ByteView(env, info[2], &in, &length) || aadLength > kMaxUdpPayload ||
+      length > kMaxUdpPayload || (!seal && length < kTagBytes)) {
+    return ThrowType(env, "(nonce: Uint8Array(12), aad: Uint8Array, data: Uint8Array), at most 65507 bytes each");
+  }
+  if (!Live(env, seal ? "sealRaw" : "openRaw", true)) return env.Undefined();
+  if (seal) {
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, length + kTagBytes);
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (!SealOne(nonce, aad, aadLength, in, length, out.Data())) {
+      ClearOpenSslErrors();
+      return ThrowCoded(env, "ECRYPTO", "sealRaw", "OpenSSL failed to seal");
+    }
+    return out;
+  }
+  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::Copy(env, in, length);
+  if (env.IsExceptionPending()) return env.Undefined();
+  if (OpenOne(nonce, aad, aadLength, out.Data(), length - kTagBytes) != kOpened) return env.Null();
+  return Napi::Buffer<uint8_t>::Copy(env, out.Data(), length - kTagBytes);
 }
 
 // destroy(): frees both contexts (wiping the key schedule); later seal/open throw EDESTROYED.

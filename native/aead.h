@@ -30,7 +30,8 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   // The AeadKey wrapped by `value`, or nullptr when it is anything else.
   static AeadKey* From(Napi::Env env, Napi::Value value);
 
-  // new AeadKey(cipher: 'aes-256-gcm' | 'chacha20-poly1305', key: Uint8Array(32))
+  // new AeadKey(cipher: 'aes-256-gcm' | 'chacha20-poly1305', key: Uint8Array(32), rawOnly = false)
+  // A rawOnly key takes only sealRaw/openRaw (test vectors); any other key only the batch calls.
   explicit AeadKey(const Napi::CallbackInfo& info);
   ~AeadKey() override;
 
@@ -42,6 +43,8 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   // fit in `out` and at most `max`; datagram i gets counter + i. Refuses (ECOUNTER) a counter below
   // the next unused one, so no nonce is ever used twice under this key. Returns how many were
   // sealed (out's offsets/lengths describe them), or -1 with a pending exception.
+  uint64_t NextCounter() const { return next_; }
+
   int64_t SealArray(Napi::Env env, napi_value payloads, uint32_t from, const SealHeader& header, uint64_t counter,
                     DatagramBatch* out, uint32_t max);
 
@@ -53,15 +56,20 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value GetCipher(const Napi::CallbackInfo& info);
   Napi::Value GetDestroyed(const Napi::CallbackInfo& info);
 
-  bool Live(Napi::Env env, const char* operation);
-  bool SealOne(const uint8_t* header, const uint8_t* in, size_t length, uint8_t* out);
-  uint8_t OpenOne(uint8_t* datagram, size_t length);
+  Napi::Value SealRaw(const Napi::CallbackInfo& info);
+  Napi::Value OpenRaw(const Napi::CallbackInfo& info);
+  Napi::Value Raw(const Napi::CallbackInfo& info, bool seal);
+
+  bool Live(Napi::Env env, const char* operation, bool raw);
+  bool SealOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* in, size_t length, uint8_t* out);
+  uint8_t OpenOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, uint8_t* body, size_t length);
   void Free();
 
   EVP_CIPHER_CTX* seal_ = nullptr;
   EVP_CIPHER_CTX* open_ = nullptr;
   const char* cipherName_ = "";
   uint64_t next_ = 0;
+  bool rawOnly_ = false;
 };
 
 }  // namespace lwt

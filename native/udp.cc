@@ -358,7 +358,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       }
       entries_[n] = {b->arena + b->offsets[i], b->lengths[i], b->addrs[i], b->ports[i]};
     }
-    return Result(env, Transmit(env, n));
+    stats_[kLastRejected] = 0;
+    return Result(env, Transmit(env, n, 0));
   }
 
   // send(datagrams: Uint8Array[], from, address: u32, port) => number
@@ -389,14 +390,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       if (size > kMaxUdpPayload) return ThrowSystemError(env, EMSGSIZE, "sendmmsg", "a datagram over 65507 bytes");
       entries_[n] = {data, static_cast<uint32_t>(size), addr, port};
     }
-    return Result(env, Transmit(env, n));
+    stats_[kLastRejected] = 0;
+    return Result(env, Transmit(env, n, 0));
   }
 
   // sealAndSend(key: AeadKey, payloads: Uint8Array[], from, type, epoch, receiverId, counter, address, port)
   //   => number
-  // Seals payloads[from..] (as many as the send arena holds, at most 1024) straight into the
-  // socket's send batch and sends them to one destination. Every counter used is spent, also for
-  // datagrams that EAGAIN kept from leaving.
+  // Seals payloads[from..] (at most 1024) straight into the socket's send batch and sends them to
+  // one destination; returns how many were consumed, fewer only at EAGAIN. Every counter sealed
+  // with is spent, also those of datagrams that EAGAIN kept from leaving.
   Napi::Value SealAndSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     double from = 0;
@@ -408,13 +410,28 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     }
     SealHeader header;
     uint64_t counter = 0;
+    uint32_t length = 0;
     if (!key->SealArgs(info, 3, &header, &counter)) return env.Undefined();
+    if (napi_get_array_length(env, info[1], &length) != napi_ok) return ThrowType(env, "payloads must be an array");
     if (!Writable(env, "sendmmsg")) return env.Undefined();
-    int64_t sealed = key->SealArray(env, info[1], static_cast<uint32_t>(from), header, counter, send_, kMaxSend);
-    if (sealed < 0) return env.Undefined();
-    const uint32_t n = static_cast<uint32_t>(sealed);
-    for (uint32_t i = 0; i < n; i++) entries_[i] = {send_->arena + send_->offsets[i], send_->lengths[i], addr, port};
-    return Result(env, Transmit(env, n));
+    stats_[kLastRejected] = 0;
+    const uint32_t first = static_cast<uint32_t>(from);
+    const uint32_t want = first < length ? std::min(length - first, kMaxSend) : 0;
+    // The send arena holds ~180 sealed 1400-byte payloads: seal and send chunk by chunk, so that
+    // fewer than `want` consumed always means EAGAIN.
+    uint32_t done = 0;
+    while (done < want) {
+      int64_t sealed = key->SealArray(env, info[1], first + done, header, done == 0 ? counter : key->NextCounter(), send_,
+                                      want - done);
+      if (sealed < 0) return env.Undefined();
+      const uint32_t n = static_cast<uint32_t>(sealed);
+      for (uint32_t i = 0; i < n; i++) entries_[i] = {send_->arena + send_->offsets[i], send_->lengths[i], addr, port};
+      int64_t sent = Transmit(env, n, done);
+      if (sent < 0) return env.Undefined();
+      done += static_cast<uint32_t>(sent);
+      if (sent < n || n == 0) break;
+    }
+    return Napi::Number::New(env, done);
   }
 
   // onWritable(cb): calls cb once, the next time the socket is writable. A second call before that
@@ -518,13 +535,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return j - e;
   }
 
-  void MarkSent(uint32_t first, uint32_t count) {
-    for (uint32_t i = first; i < first + count; i++) sendErrors_[i] = 0;
+  // sendErrors is indexed from the start of the JS call: entry i of a chunk starting at `base` is
+  // sendErrors[base + i].
+  void MarkSent(uint32_t base, uint32_t first, uint32_t count) {
+    for (uint32_t i = first; i < first + count; i++) sendErrors_[base + i] = 0;
     stats_[kSent] += count;
   }
 
-  void MarkRejected(uint32_t i, int err) {
-    sendErrors_[i] = static_cast<uint16_t>(err);
+  void MarkRejected(uint32_t base, uint32_t i, int err) {
+    sendErrors_[base + i] = static_cast<uint16_t>(err);
     stats_[err == EMSGSIZE ? kTooBig : kSendRejected] += 1;
     stats_[kLastRejected] += 1;
   }
@@ -532,7 +551,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   // Sends entries_[first..first+count) one message each (after the kernel refused them as one
   // UDP_SEGMENT message). Returns how many were consumed before an EAGAIN (count when none), or -1
   // with a pending exception; *tooBig counts the EMSGSIZE refusals.
-  int64_t SendEach(Napi::Env env, uint32_t first, uint32_t count, uint32_t* tooBig) {
+  int64_t SendEach(Napi::Env env, uint32_t base, uint32_t first, uint32_t count, uint32_t* tooBig) {
     for (uint32_t i = first; i < first + count; i++) {
       const Entry& e = entries_[i];
       struct sockaddr_in sin;
@@ -549,7 +568,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         r = sendmsg(fd_, &h, MSG_DONTWAIT);
       } while (r < 0 && errno == EINTR);
       if (r >= 0) {
-        MarkSent(i, 1);
+        MarkSent(base, i, 1);
         continue;
       }
       const int err = errno;
@@ -559,16 +578,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         return -1;
       }
       if (err == EMSGSIZE) *tooBig += 1;
-      MarkRejected(i, err);
+      MarkRejected(base, i, err);
     }
     return count;
   }
 
   // Sends entries_[0..n) with as few sendmmsg calls as it takes. Returns how many datagrams were
-  // consumed (sent, or refused on their own: sendErrors[i] holds the errno, 0 when sent) before
-  // the kernel said EAGAIN, or -1 with a pending exception for an error of the socket itself.
-  int64_t Transmit(Napi::Env env, uint32_t n) {
-    stats_[kLastRejected] = 0;
+  // consumed (sent, or refused on their own: sendErrors[base + i] holds the errno, 0 when sent)
+  // before the kernel said EAGAIN, or -1 with a pending exception for an error of the socket itself.
+  int64_t Transmit(Napi::Env env, uint32_t n, uint32_t base) {
     uint32_t m = 0;
     for (uint32_t e = 0; e < n; m++) {
       const uint32_t run = RunAt(e, n);
@@ -605,7 +623,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       int r = sendmmsg(fd_, &sendMsgs_[k], m - k, MSG_DONTWAIT);
       if (r > 0) {
         for (uint32_t j = k; j < k + static_cast<uint32_t>(r); j++) {
-          MarkSent(msgFirst_[j], msgCount_[j]);
+          MarkSent(base, msgFirst_[j], msgCount_[j]);
           if (msgCount_[j] > 1) stats_[kGsoMessages] += 1;
         }
         k += r;
@@ -628,7 +646,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       if (msgCount_[k] > 1) {
         stats_[kGsoFallbacks] += 1;
         uint32_t tooBig = 0;
-        int64_t done = SendEach(env, msgFirst_[k], msgCount_[k], &tooBig);
+        int64_t done = SendEach(env, base, msgFirst_[k], msgCount_[k], &tooBig);
         if (done < 0) return -1;
         if (static_cast<uint32_t>(done) < msgCount_[k]) {
           stats_[kSendBlocked] += 1;
@@ -636,7 +654,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         }
         if (tooBig == 0 && err != EMSGSIZE) gso_ = false;
       } else {
-        MarkRejected(msgFirst_[k], err);
+        MarkRejected(base, msgFirst_[k], err);
       }
       k++;
     }
