@@ -146,7 +146,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   //                 receive: DatagramBatch, send: DatagramBatch })
   // receive needs slots * slotSize bytes and room for slots (slots * 64 with GRO) datagrams; send
   // at least 64 KiB. Both stay owned by the socket's JS object.
-  explicit UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocket>(info), env_(info.Env()) {
+  explicit UdpSocket(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<UdpSocket>(info), env_(info.Env()), watch_(info.Env(), this) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) {
       ThrowType(env, "new UdpSocket(options: object)");
@@ -266,77 +267,64 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         Napi::PropertyDescriptor::Value("gsoSupported", Napi::Boolean::New(env, gsoSupported_), napi_enumerable),
         Napi::PropertyDescriptor::Value("maxSend", Napi::Number::New(env, kMaxSend), napi_enumerable),
     });
-    if (env.IsExceptionPending()) return;
-    async_ = new Napi::AsyncContext(env, "UdpSocket");
-    if (env.IsExceptionPending()) return;
-    fd_ = sock.Release();  // nothing below can fail
+    if (env.IsExceptionPending() || !watch_.Init(env, "UdpSocket")) return;
+    watch_.Adopt(sock.Release());  // nothing below can fail
   }
 
-  ~UdpSocket() override {
-    Shutdown(false);
-    delete async_;
+  ~UdpSocket() override { watch_.Shutdown(false); }
+
+  // Called by the watch (see lwt::FdWatch). libuv stops the handle on EPOLLERR; for a UDP socket
+  // that is a pending soft error (SO_ERROR, e.g. from an ICMP message): clear it, count it, go on.
+  void OnPollError(int status) {
+    int soft = 0;
+    socklen_t len = sizeof soft;
+    const int fd = watch_.fd();
+    if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soft, &len) == 0 && (soft == 0 || IsIgnorableRecvError(soft))) {
+      stats_[kRecvErrors] += 1;
+      int err = watch_.Resume();
+      if (err == 0) return;
+      status = err;
+    }
+    watch_.Fail(-status, "poll", "UDP socket");
   }
 
-  // Called by the poll handle on the loop thread.
-  void HandlePoll(int status, int events) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    if (status < 0) {
-      // libuv stops the handle on EPOLLERR. For a UDP socket that is a pending soft error
-      // (SO_ERROR, e.g. from an ICMP message): clear it, count it and go on.
-      int soft = 0;
-      socklen_t len = sizeof soft;
-      if (fd_ >= 0 && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soft, &len) == 0 && (soft == 0 || IsIgnorableRecvError(soft))) {
-        stats_[kRecvErrors] += 1;
-        int err = UpdatePoll();
-        if (err == 0) return;
-        status = err;
-      }
-      Fail(-status, "poll", "UDP socket");
+  // One recvmmsg (retried after an ignorable error) into the slots, then one JS call per batch.
+  void OnReadable() {
+    if (!receive_->Usable() || IsDetached(env_, statsRef_)) {
+      watch_.Fail(EFAULT, "recvmmsg", "UDP socket (its receive buffers were transferred away)");
       return;
     }
-    if ((events & UV_WRITABLE) != 0 && writeArmed_) {
-      writeArmed_ = false;
-      UpdatePoll();
-      Napi::Function cb = onWritable_.Value();
-      onWritable_.Reset();
-      Call(cb, {});
+    int n = -1;
+    for (int attempt = 0; attempt < 8; attempt++) {
+      for (uint32_t k = 0; k < slots_; k++) {
+        struct msghdr& h = recvMsgs_[k].msg_hdr;
+        h.msg_namelen = sizeof(struct sockaddr_in);
+        h.msg_control = gro_ ? &recvControl_[static_cast<size_t>(k) * kGroControl] : nullptr;
+        h.msg_controllen = gro_ ? kGroControl : 0;
+        h.msg_flags = 0;
+      }
+      stats_[kRecvCalls] += 1;
+      n = recvmmsg(watch_.fd(), recvMsgs_.data(), slots_, MSG_DONTWAIT, nullptr);
+      if (n >= 0) break;
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (!IsIgnorableRecvError(err)) {
+        watch_.Fail(err, "recvmmsg", "UDP socket");
+        return;
+      }
+      stats_[kRecvErrors] += 1;
     }
-    if ((events & UV_READABLE) != 0 && reading_ && fd_ >= 0) Receive();
+    if (n > 0) Deliver(static_cast<uint32_t>(n));
   }
 
  private:
-  // start(onBatch: (count) => void, onError: (err) => void): begins (or re-targets) reading.
-  Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
-      return ThrowType(env, "start(onBatch: function, onError: function)");
-    }
-    if (fd_ < 0) return ThrowSystemError(env, EBADF, "start", "closed UDP socket");
-    onRead_ = Napi::Persistent(info[0].As<Napi::Function>());
-    onError_ = Napi::Persistent(info[1].As<Napi::Function>());
-    reading_ = true;
-    int err = UpdatePoll();
-    if (err != 0) {
-      reading_ = false;
-      onRead_.Reset();
-      onError_.Reset();
-      UpdatePoll();
-      return ThrowSystemError(env, -err, "uv_poll_start", "UDP socket");
-    }
-    return env.Undefined();
-  }
-
-  // stop(): stops reading; idempotent.
-  Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (reading_) {
-      reading_ = false;
-      UpdatePoll();
-    }
-    onRead_.Reset();
-    onError_.Reset();
-    return info.Env().Undefined();
-  }
+  // start(onBatch: (count) => void, onError: (err) => void), stop(), onWritable(cb), close(): see
+  // lwt::FdWatch.
+  Napi::Value Start(const Napi::CallbackInfo& info) { return watch_.Start(info, "UDP socket"); }
+  Napi::Value Stop(const Napi::CallbackInfo& info) { return watch_.Stop(info); }
+  Napi::Value OnWritable(const Napi::CallbackInfo& info) { return watch_.OnWritable(info, "UDP socket"); }
+  Napi::Value Close(const Napi::CallbackInfo& info) { return watch_.Close(info); }
 
   // sendBatch(batch: DatagramBatch, from, to) => number
   // Sends batch[from..to) (at most 1024), datagram i to batch.addrs[i]:batch.ports[i].
@@ -434,24 +422,6 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return Napi::Number::New(env, done);
   }
 
-  // onWritable(cb): calls cb once, the next time the socket is writable. A second call before that
-  // replaces the callback.
-  Napi::Value OnWritable(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "onWritable(cb: function)");
-    if (fd_ < 0) return ThrowSystemError(env, EBADF, "onWritable", "closed UDP socket");
-    onWritable_ = Napi::Persistent(info[0].As<Napi::Function>());
-    writeArmed_ = true;
-    int err = UpdatePoll();
-    if (err != 0) {
-      writeArmed_ = false;
-      onWritable_.Reset();
-      UpdatePoll();
-      return ThrowSystemError(env, -err, "uv_poll_start", "UDP socket");
-    }
-    return env.Undefined();
-  }
-
   // pathMtu(address: u32, port) => number: the MTU the kernel knows for the path to a destination
   // (the device MTU, or less after ICMP "fragmentation needed"), through a throwaway connected
   // socket: an unconnected one cannot ask (IP_MTU). Meant for the rare EMSGSIZE answer.
@@ -476,17 +446,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return Napi::Number::New(env, mtu);
   }
 
-  // close(): idempotent; frees the port at once.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown(true);
-    onRead_.Reset();
-    onError_.Reset();
-    onWritable_.Reset();
-    return info.Env().Undefined();
-  }
-
   Napi::Value GetGso(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gso_); }
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), watch_.fd() < 0); }
 
   bool Destination(const Napi::CallbackInfo& info, size_t at, uint32_t* addr, uint16_t* port) {
     double a = 0, p = 0;
@@ -497,8 +458,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   }
 
   bool Writable(Napi::Env env, const char* syscall) {
-    if (fd_ >= 0 && !IsDetached(env_, statsRef_) && !IsDetached(env_, errorsRef_)) return true;
-    if (fd_ < 0) {
+    if (watch_.fd() >= 0 && !IsDetached(env_, statsRef_) && !IsDetached(env_, errorsRef_)) return true;
+    if (watch_.fd() < 0) {
       ThrowSystemError(env, EBADF, syscall, "closed UDP socket");
     } else {
       ThrowCoded(env, "EFAULT", syscall, "the socket's stats or sendErrors buffer was transferred away");
@@ -565,7 +526,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       ssize_t r;
       do {
         stats_[kSendCalls] += 1;
-        r = sendmsg(fd_, &h, MSG_DONTWAIT);
+        r = sendmsg(watch_.fd(), &h, MSG_DONTWAIT);
       } while (r < 0 && errno == EINTR);
       if (r >= 0) {
         MarkSent(base, i, 1);
@@ -620,7 +581,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     uint32_t k = 0;
     while (k < m) {
       stats_[kSendCalls] += 1;
-      int r = sendmmsg(fd_, &sendMsgs_[k], m - k, MSG_DONTWAIT);
+      int r = sendmmsg(watch_.fd(), &sendMsgs_[k], m - k, MSG_DONTWAIT);
       if (r > 0) {
         for (uint32_t j = k; j < k + static_cast<uint32_t>(r); j++) {
           MarkSent(base, msgFirst_[j], msgCount_[j]);
@@ -659,36 +620,6 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       k++;
     }
     return n;
-  }
-
-  // One recvmmsg (retried after an ignorable error) into the slots, then one JS call per batch.
-  void Receive() {
-    if (!receive_->Usable() || IsDetached(env_, statsRef_)) {
-      Fail(EFAULT, "recvmmsg", "UDP socket (its receive buffers were transferred away)");
-      return;
-    }
-    int n = -1;
-    for (int attempt = 0; attempt < 8; attempt++) {
-      for (uint32_t k = 0; k < slots_; k++) {
-        struct msghdr& h = recvMsgs_[k].msg_hdr;
-        h.msg_namelen = sizeof(struct sockaddr_in);
-        h.msg_control = gro_ ? &recvControl_[static_cast<size_t>(k) * kGroControl] : nullptr;
-        h.msg_controllen = gro_ ? kGroControl : 0;
-        h.msg_flags = 0;
-      }
-      stats_[kRecvCalls] += 1;
-      n = recvmmsg(fd_, recvMsgs_.data(), slots_, MSG_DONTWAIT, nullptr);
-      if (n >= 0) break;
-      const int err = errno;
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
-      if (!IsIgnorableRecvError(err)) {
-        Fail(err, "recvmmsg", "UDP socket");
-        return;
-      }
-      stats_[kRecvErrors] += 1;
-    }
-    if (n > 0) Deliver(static_cast<uint32_t>(n));
   }
 
   // The GRO segment size the kernel attached to message k, or 0.
@@ -754,39 +685,11 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   bool Flush(uint32_t count) {
     stats_[kReceived] += count;
     stats_[kBatches] += 1;
-    Call(onRead_.Value(), {Napi::Number::New(Napi::Env(env_), count)});
-    return reading_ && fd_ >= 0 && receive_->Usable();
+    watch_.CallRead(count);
+    return watch_.reading() && receive_->Usable() && !IsDetached(env_, statsRef_);
   }
-
-  int UpdatePoll() { return poll_.Update(env_, this, fd_, (reading_ ? UV_READABLE : 0) | (writeArmed_ ? UV_WRITABLE : 0)); }
-
-  void Shutdown(bool fromJs) {
-    reading_ = false;
-    writeArmed_ = false;
-    poll_.Close(this, fromJs);
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-
-  // Stops reading and reports err to onError.
-  void Fail(int err, const char* syscall, const char* subject) {
-    Napi::Env env(env_);
-    Napi::Function cb = onError_.IsEmpty() ? Napi::Function() : onError_.Value();
-    reading_ = false;
-    writeArmed_ = false;
-    onRead_.Reset();
-    onError_.Reset();
-    onWritable_.Reset();
-    UpdatePoll();
-    if (!cb.IsEmpty()) Call(cb, {SystemError(env, err, syscall, subject).Value()});
-  }
-
-  void Call(Napi::Function cb, const std::initializer_list<napi_value>& args) { CallAsEvent(env_, cb, Value(), *async_, args); }
 
   napi_env env_;
-  int fd_ = -1;
   uint32_t slots_ = 0;
   uint32_t slotSize_ = 0;
   bool gro_ = false;
@@ -811,13 +714,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   std::vector<uint8_t> sendControl_;
   std::vector<uint32_t> msgFirst_;
   std::vector<uint32_t> msgCount_;
-  PollHandle<UdpSocket> poll_;
-  bool reading_ = false;
-  bool writeArmed_ = false;
-  Napi::FunctionReference onRead_;
-  Napi::FunctionReference onError_;
-  Napi::FunctionReference onWritable_;
-  Napi::AsyncContext* async_ = nullptr;
+  FdWatch<UdpSocket> watch_;
 };
 
 }  // namespace lwt
