@@ -189,6 +189,23 @@ async function sealAndSend(a: Args, cipher: AeadCipher, gso: boolean): Promise<R
   return { phase: 'seal+send', cipher, variant: `GSO ${gso ? 'on' : 'off'} (${(stats.sent / Math.max(1, stats.sendCalls)).toFixed(0)} dgrams/syscall)`, ...r, payload: a.payload };
 }
 
+/** Floods `port` from a sender process and measures this process over `duration` seconds of it
+ * (after 300 ms to reach a steady state); `counting(true/false)` brackets the window. */
+async function whileFlooded(a: Args, cipher: AeadCipher, secret: Buffer, port: number, counting: (on: boolean) => void): Promise<{ wall: number; cpu: number }> {
+  const sender = child(['--role', 'sender', '--port', String(port), '--cipher', cipher, '--key', secret.toString('hex'), '--payload', String(a.payload), '--batch', String(a.batch)]);
+  await firstLine(sender);
+  await sleep(300);
+  counting(true);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(a.duration * 1000);
+  const cpu = cpuSeconds(cpu0);
+  const wall = (performance.now() - t0) / 1000;
+  counting(false);
+  await stop(sender);
+  return { wall, cpu };
+}
+
 async function recvAndOpen(a: Args, cipher: AeadCipher, gro: boolean): Promise<Row> {
   const secret = randomBytes(32);
   const key = AeadKey.create(cipher, secret);
@@ -213,18 +230,8 @@ async function recvAndOpen(a: Args, cipher: AeadCipher, gro: boolean): Promise<R
       throw err;
     },
   );
-  const sender = child(['--role', 'sender', '--port', String(socket.localPort), '--cipher', cipher, '--key', secret.toString('hex'), '--payload', String(a.payload), '--batch', String(a.batch)]);
-  await firstLine(sender);
-  await sleep(300); // let the flood reach a steady state
-  counting = true;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await sleep(a.duration * 1000);
-  const cpu = cpuSeconds(cpu0);
-  const wall = (performance.now() - t0) / 1000;
-  counting = false;
+  const { wall, cpu } = await whileFlooded(a, cipher, secret, socket.localPort, (on) => (counting = on));
   const packets = opened;
-  await stop(sender);
   const stats = socket.stats();
   socket.close();
   if (bytes !== packets * a.payload) throw new Error('opened lengths do not add up');
@@ -279,18 +286,8 @@ async function nodeRecvAndOpen(a: Args, cipher: AeadCipher): Promise<Row> {
     d.final();
     if (counting) opened++;
   });
-  const sender = child(['--role', 'sender', '--port', String(socket.address().port), '--cipher', cipher, '--key', secret.toString('hex'), '--payload', String(a.payload), '--batch', String(a.batch)]);
-  await firstLine(sender);
-  await sleep(300);
-  counting = true;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await sleep(a.duration * 1000);
-  const cpu = cpuSeconds(cpu0);
-  const wall = (performance.now() - t0) / 1000;
-  counting = false;
+  const { wall, cpu } = await whileFlooded(a, cipher, secret, socket.address().port, (on) => (counting = on));
   const packets = opened;
-  await stop(sender);
   socket.close();
   return { phase: 'node recv+open', cipher, variant: "dgram 'message' + createDecipheriv, per packet", packets, wall, cpu, payload: a.payload };
 }

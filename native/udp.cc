@@ -346,8 +346,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       }
       entries_[n] = {b->arena + b->offsets[i], b->lengths[i], b->addrs[i], b->ports[i]};
     }
-    stats_[kLastRejected] = 0;
-    return Result(env, Transmit(env, n, 0));
+    return SendEntries(env, n);
   }
 
   // send(datagrams: Uint8Array[], from, address: u32, port) => number
@@ -378,8 +377,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       if (size > kMaxUdpPayload) return ThrowSystemError(env, EMSGSIZE, "sendmmsg", "a datagram over 65507 bytes");
       entries_[n] = {data, static_cast<uint32_t>(size), addr, port};
     }
-    stats_[kLastRejected] = 0;
-    return Result(env, Transmit(env, n, 0));
+    return SendEntries(env, n);
   }
 
   // sealAndSend(key: AeadKey, payloads: Uint8Array[], from, type, epoch, receiverId, counter, address, port)
@@ -467,7 +465,10 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return false;
   }
 
-  Napi::Value Result(Napi::Env env, int64_t consumed) {
+  // Sends entries_[0..n) for one JS call: the count consumed, or undefined with a pending exception.
+  Napi::Value SendEntries(Napi::Env env, uint32_t n) {
+    stats_[kLastRejected] = 0;
+    const int64_t consumed = Transmit(env, n, 0);
     if (consumed < 0) return env.Undefined();
     return Napi::Number::New(env, static_cast<double>(consumed));
   }

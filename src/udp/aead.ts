@@ -56,13 +56,8 @@ export interface OpenSelector {
   readonly epoch?: number;
 }
 
-/**
- * A reused arena of datagrams with one row per datagram in typed-array columns. A UdpSocket reads
- * into one (rows = received datagrams, GRO already split), AeadKey.seal writes one (rows = sealed
- * datagrams, packed from byte 0), AeadKey.open opens rows in place, UdpSocket.sendBatch sends rows.
- * Per-datagram work in JS is array reads: `new Uint8Array(batch.buffer, batch.offsets[i], batch.lengths[i])`.
- */
-export class DatagramBatch {
+/** The arena and per-row columns of a DatagramBatch (typed arrays over memory the addon owns). */
+export interface DatagramColumns {
   /** The arena the offsets point into. */
   readonly buffer: ArrayBuffer;
   /** Most rows. */
@@ -85,23 +80,25 @@ export class DatagramBatch {
   readonly status: Uint8Array;
   /** Counter of row i once opened (of a sealed row: the counter it was sealed with). */
   readonly counters: Float64Array;
+}
+
+/**
+ * A reused arena of datagrams with one row per datagram in typed-array columns (DatagramColumns).
+ * A UdpSocket reads into one (rows = received datagrams, GRO already split), AeadKey.seal writes
+ * one (rows = sealed datagrams, packed from byte 0), AeadKey.open opens rows in place,
+ * UdpSocket.sendBatch sends rows. Per-datagram work in JS is array reads:
+ * `new Uint8Array(batch.buffer, batch.offsets[i], batch.lengths[i])`.
+ */
+// The columns are the native object's own properties, copied onto the instance (declaration merging).
+export interface DatagramBatch extends DatagramColumns {}
+export class DatagramBatch {
   /** @internal */
   readonly native: NativeDatagramBatch;
 
   /** @internal Wraps a native batch (UdpSocket's receive batch). */
   constructor(native: NativeDatagramBatch) {
     this.native = native;
-    this.buffer = native.buffer;
-    this.capacity = native.capacity;
-    this.offsets = native.offsets;
-    this.lengths = native.lengths;
-    this.addrs = native.addrs;
-    this.ports = native.ports;
-    this.segments = native.segments;
-    this.types = native.types;
-    this.receivers = native.receivers;
-    this.status = native.status;
-    this.counters = native.counters;
+    Object.assign(this, native);
   }
 
   /** A batch of at most `capacity` rows (1..65536) over an arena of `bytes` (1..256 MiB). */
@@ -130,39 +127,52 @@ function nativeKey(cipher: AeadCipher, key: Uint8Array, rawOnly: boolean): Nativ
   }
 }
 
+/** What both kinds of key share: the cipher and the native key, destroyed once. */
+abstract class NativeKeyHolder {
+  /** The cipher. */
+  readonly cipher: AeadCipher;
+  /** @internal */
+  protected readonly handle: NativeAeadKey;
+
+  protected constructor(cipher: AeadCipher, rawOnly: boolean, key: Uint8Array) {
+    this.cipher = cipher;
+    this.handle = nativeKey(cipher, key, rawOnly);
+  }
+
+  /** True once destroy() was called. */
+  get destroyed(): boolean {
+    return this.handle.destroyed;
+  }
+
+  /** Frees the OpenSSL contexts (wiping the key schedule); later calls throw EDESTROYED. Idempotent. */
+  destroy(): void {
+    this.handle.destroy();
+  }
+}
+
 /**
  * One AEAD key with a reusable OpenSSL context per direction. A key must seal in one direction
  * only (the protocol derives one key per direction): seal refuses any counter it already used,
  * but cannot know what the peer sealed with the same key.
  */
-export class AeadKey {
-  /** The cipher. */
-  readonly cipher: AeadCipher;
-  readonly #native: NativeAeadKey;
-
-  private constructor(cipher: AeadCipher, native: NativeAeadKey) {
-    this.cipher = cipher;
-    this.#native = native;
+export class AeadKey extends NativeKeyHolder {
+  private constructor(cipher: AeadCipher, key: Uint8Array) {
+    super(cipher, false, key);
   }
 
   /** A key from 32 bytes (the caller should wipe its copy afterwards); throws AeadError EINVAL. */
   static create(cipher: AeadCipher, key: Uint8Array): AeadKey {
-    return new AeadKey(cipher, nativeKey(cipher, key, false));
+    return new AeadKey(cipher, key);
   }
 
   /** @internal */
   static native(key: AeadKey): NativeAeadKey {
-    return key.#native;
+    return key.handle;
   }
 
   /** The lowest counter seal() still accepts (every lower one was used). */
   get nextCounter(): number {
-    return this.#native.nextCounter;
-  }
-
-  /** True once destroy() was called. */
-  get destroyed(): boolean {
-    return this.#native.destroyed;
+    return this.handle.nextCounter;
   }
 
   /**
@@ -174,7 +184,7 @@ export class AeadKey {
    */
   seal(payloads: readonly Uint8Array[], header: SealHeader, out: DatagramBatch, from = 0, counter = -1): number {
     try {
-      return this.#native.seal(payloads, from, header.type, header.epoch, header.receiverId, counter, out.native);
+      return this.handle.seal(payloads, from, header.type, header.epoch, header.receiverId, counter, out.native);
     } catch (err) {
       throw toAeadError(err);
     }
@@ -188,16 +198,12 @@ export class AeadKey {
    */
   open(batch: DatagramBatch, selector: OpenSelector, from = 0, to = batch.capacity): number {
     try {
-      return this.#native.open(batch.native, from, to, selector.type ?? -1, selector.epoch ?? -1, selector.receiverId);
+      return this.handle.open(batch.native, from, to, selector.type ?? -1, selector.epoch ?? -1, selector.receiverId);
     } catch (err) {
       throw toAeadError(err);
     }
   }
 
-  /** Frees the OpenSSL contexts (wiping the key schedule); seal/open then throw EDESTROYED. Idempotent. */
-  destroy(): void {
-    this.#native.destroy();
-  }
 }
 
 /**
@@ -205,25 +211,20 @@ export class AeadKey {
  * caller-chosen nonces and AAD, through the same OpenSSL calls the batches use. Its native key
  * refuses the batch calls, and AeadKey's refuses these: a data-path key never takes a nonce from outside.
  */
-export class AeadVectorKey {
-  /** The cipher. */
-  readonly cipher: AeadCipher;
-  readonly #native: NativeAeadKey;
-
-  private constructor(cipher: AeadCipher, native: NativeAeadKey) {
-    this.cipher = cipher;
-    this.#native = native;
+export class AeadVectorKey extends NativeKeyHolder {
+  private constructor(cipher: AeadCipher, key: Uint8Array) {
+    super(cipher, true, key);
   }
 
   /** A vector key from 32 bytes; throws AeadError EINVAL. */
   static create(cipher: AeadCipher, key: Uint8Array): AeadVectorKey {
-    return new AeadVectorKey(cipher, nativeKey(cipher, key, true));
+    return new AeadVectorKey(cipher, key);
   }
 
   /** Ciphertext followed by the 16-byte tag of `plaintext` under a 12-byte nonce, authenticating `aad`. */
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
     try {
-      return this.#native.sealRaw(nonce, aad, plaintext);
+      return this.handle.sealRaw(nonce, aad, plaintext);
     } catch (err) {
       throw toAeadError(err);
     }
@@ -232,14 +233,10 @@ export class AeadVectorKey {
   /** The plaintext of `sealed` (ciphertext + tag), or null when it does not authenticate. */
   open(nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array | null {
     try {
-      return this.#native.openRaw(nonce, aad, sealed);
+      return this.handle.openRaw(nonce, aad, sealed);
     } catch (err) {
       throw toAeadError(err);
     }
   }
 
-  /** Frees the OpenSSL contexts; idempotent. */
-  destroy(): void {
-    this.#native.destroy();
-  }
 }

@@ -6,10 +6,8 @@
  * key), EFAULT (a batch's buffer was transferred away), ENOADDON (the addon is not built). */
 export type AeadErrorCode = 'ECOUNTER' | 'EDESTROYED' | 'ECRYPTO' | 'EMSGSIZE' | 'EINVAL' | 'EFAULT' | 'ENOADDON' | (string & {});
 
-/** A failure of the UDP socket: `code` is an errno name ('EADDRINUSE', 'EBADF', ...) or ENOADDON,
- * `syscall` the failing call ('bind', 'sendmmsg', 'recvmmsg', ...). */
-export class UdpError extends Error {
-  override readonly name = 'UdpError';
+/** An error of the lwt_udp layer: `code` names what went wrong, `syscall` the failing call. */
+abstract class UdpLayerError extends Error {
   readonly code: string;
   readonly syscall: string;
 
@@ -20,17 +18,16 @@ export class UdpError extends Error {
   }
 }
 
-/** A refusal of an AEAD key (see AeadErrorCode); `operation` is 'seal', 'open', 'AeadKey' or 'load'. */
-export class AeadError extends Error {
-  override readonly name = 'AeadError';
-  readonly code: AeadErrorCode;
-  readonly operation: string;
+/** A failure of the UDP socket: `code` is an errno name ('EADDRINUSE', 'EBADF', ...), EINVAL for
+ * rejected options or ENOADDON; `syscall` the failing call ('bind', 'sendmmsg', 'recvmmsg', ...). */
+export class UdpError extends UdpLayerError {
+  override readonly name = 'UdpError';
+}
 
-  constructor(message: string, code: AeadErrorCode, operation: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.operation = operation;
-  }
+/** A refusal of an AEAD key (see AeadErrorCode); `syscall` is 'seal', 'open', 'AeadKey' or 'load'. */
+export class AeadError extends UdpLayerError {
+  override readonly name = 'AeadError';
+  declare readonly code: AeadErrorCode;
 }
 
 /** Shape of the errors the addon throws (`code` and `syscall` set; TypeError/RangeError have none). */

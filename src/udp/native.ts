@@ -1,22 +1,11 @@
 // The lwt_udp addon's surface (see native/udp.cc, aead.cc, datagrams.cc), loaded on first use so
 // that importing the driver never fails on a machine without it.
 import { loadAddon } from '../addon.js';
+import type { DatagramColumns } from './aead.js';
 import { UdpError } from './errors.js';
 
-/** @internal */
-export interface NativeDatagramBatch {
-  readonly buffer: ArrayBuffer;
-  readonly capacity: number;
-  readonly offsets: Uint32Array;
-  readonly lengths: Uint32Array;
-  readonly addrs: Uint32Array;
-  readonly ports: Uint16Array;
-  readonly segments: Uint16Array;
-  readonly types: Uint8Array;
-  readonly receivers: Uint32Array;
-  readonly status: Uint8Array;
-  readonly counters: Float64Array;
-}
+/** @internal The native batch: its columns are its own (enumerable) properties. */
+export type NativeDatagramBatch = DatagramColumns;
 
 /** @internal */
 export interface NativeAeadKey {
