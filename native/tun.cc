@@ -23,6 +23,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -127,36 +129,9 @@ void HeaderFor(const uint8_t* pkt, size_t len, uint32_t gsoSize, struct virtio_n
   h->csum_offset = 16;
 }
 
-// Builds an Error shaped like Node's system errors: message, code, errno (negative), syscall.
-Napi::Error SystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
-  char name[64];
-  char text[256];
-  uv_err_name_r(-err, name, sizeof name);
-  uv_strerror_r(-err, text, sizeof text);
-  std::string message = std::string(syscall) + " failed";
-  if (!subject.empty()) message += " for " + subject;
-  message += ": ";
-  message += text;
-  message += " (";
-  message += name;
-  message += ")";
-  Napi::Error error = Napi::Error::New(env, message);
-  Napi::Object obj = error.Value();
-  obj.Set("code", Napi::String::New(env, name));
-  obj.Set("errno", Napi::Number::New(env, -err));
-  obj.Set("syscall", Napi::String::New(env, syscall));
-  return error;
-}
-
-Napi::Value ThrowSystemError(Napi::Env env, int err, const char* syscall, const std::string& subject) {
-  SystemError(env, err, syscall, subject).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-Napi::Value ThrowType(Napi::Env env, const char* message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+using lwt::SystemError;
+using lwt::ThrowSystemError;
+using lwt::ThrowType;
 
 // Reads an interface name argument; false (with a pending exception) when it is not a string.
 // The length check is the caller's: it reports EINVAL like the kernel would.
@@ -361,7 +336,8 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
 
   // new TunQueue(fd, slotSize, slots, vnetHdr = false): takes ownership of fd. With vnetHdr, each
   // slot holds the 10-byte virtio_net_hdr followed by the packet (at offset `headerBytes`).
-  explicit TunQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TunQueue>(info), env_(info.Env()) {
+  explicit TunQueue(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<TunQueue>(info), env_(info.Env()), watch_(info.Env(), this) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
       ThrowType(env, "new TunQueue(fd: number, slotSize: number, slots: number, vnetHdr?: boolean)");
@@ -409,52 +385,61 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
         Napi::PropertyDescriptor::Value("slotSize", Napi::Number::New(env, slotSize_), napi_enumerable),
         Napi::PropertyDescriptor::Value("slots", Napi::Number::New(env, slots_), napi_enumerable),
     });
-    if (env.IsExceptionPending()) return;
-    async_ = new Napi::AsyncContext(env, "TunQueue");
-    if (env.IsExceptionPending()) return;
+    if (env.IsExceptionPending() || !watch_.Init(env, "TunQueue")) return;
 
     // Owned from here on: nothing below can fail, so a failed construction never closes the fd
     // (the caller still owns it then).
-    fd_ = fd;
+    watch_.Adopt(fd);
   }
 
-  ~TunQueue() override {
-    Shutdown(false);
-    delete async_;
+  ~TunQueue() override { watch_.Shutdown(false); }
+
+  // Called by the watch (see lwt::FdWatch).
+  void OnReadable() {
+    // A view handed to JS could have had its ArrayBuffer transferred (postMessage); never write
+    // into memory that is no longer ours.
+    if (lwt::IsDetached(env_, arenaRef_) || lwt::IsDetached(env_, lengthsRef_) || lwt::IsDetached(env_, gsoRef_)) {
+      watch_.Fail(EFAULT, "read", "TUN queue (its read buffer was transferred away)");
+      return;
+    }
+    const int fd = watch_.fd();
+    uint32_t count = 0;
+    int err = 0;
+    while (count < slots_) {
+      uint8_t* slot = arena_ + static_cast<size_t>(count) * slotSize_;
+      ssize_t n = read(fd, slot, slotSize_);
+      if (n >= 0) {
+        if (!vnet_) {
+          gso_[count] = 0;
+          lengths_[count++] = static_cast<uint32_t>(n);
+        } else if (static_cast<size_t>(n) > kVnetHdr) {
+          struct virtio_net_hdr h;
+          memcpy(&h, slot, kVnetHdr);
+          size_t len = static_cast<size_t>(n) - kVnetHdr;
+          gso_[count] = PrepareRead(h, slot + kVnetHdr, len);
+          lengths_[count++] = static_cast<uint32_t>(len);
+        }
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    if (count > 0) watch_.CallRead(count);
+    if (err != 0 && watch_.reading()) watch_.Fail(err, "read", "TUN queue");
   }
+
+  // libuv reports EPOLLERR as UV_EBADF and stops the handle; for a TUN fd this means the device was
+  // detached (deleted) underneath us.
+  void OnPollError(int status) { watch_.Fail(-status, "poll", "TUN queue"); }
 
  private:
-  // start(onRead: (count) => void, onError: (err) => void): begins (or re-targets) reading.
-  Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) {
-      return ThrowType(env, "start(onRead: function, onError: function)");
-    }
-    if (fd_ < 0) return ThrowSystemError(env, EBADF, "start", "closed TUN queue");
-    onRead_ = Napi::Persistent(info[0].As<Napi::Function>());
-    onError_ = Napi::Persistent(info[1].As<Napi::Function>());
-    reading_ = true;
-    int err = UpdatePoll();
-    if (err != 0) {
-      reading_ = false;
-      onRead_.Reset();
-      onError_.Reset();
-      UpdatePoll();
-      return ThrowSystemError(env, -err, "uv_poll_start", "TUN queue");
-    }
-    return env.Undefined();
-  }
-
-  // stop(): stops reading; idempotent.
-  Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (reading_) {
-      reading_ = false;
-      UpdatePoll();
-    }
-    onRead_.Reset();
-    onError_.Reset();
-    return info.Env().Undefined();
-  }
+  // start(onRead: (count) => void, onError: (err) => void), stop(), onWritable(cb), close(): see
+  // lwt::FdWatch.
+  Napi::Value Start(const Napi::CallbackInfo& info) { return watch_.Start(info, "TUN queue"); }
+  Napi::Value Stop(const Napi::CallbackInfo& info) { return watch_.Stop(info); }
+  Napi::Value OnWritable(const Napi::CallbackInfo& info) { return watch_.OnWritable(info, "TUN queue"); }
+  Napi::Value Close(const Napi::CallbackInfo& info) { return watch_.Close(info); }
 
   // writeMany(packets: Uint8Array[], from = 0, gso?: Uint32Array) => number
   // Writes packets[from..] with one write(2) each; on a vnetHdr queue each goes behind a
@@ -466,7 +451,8 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
   Napi::Value WriteMany(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsArray()) return ThrowType(env, "writeMany(packets: Uint8Array[], from?: number)");
-    if (fd_ < 0) return ThrowSystemError(env, EBADF, "write", "closed TUN queue");
+    const int fd = watch_.fd();
+    if (fd < 0) return ThrowSystemError(env, EBADF, "write", "closed TUN queue");
     napi_env e = env;
     napi_value array = info[0];
     uint32_t length = 0;
@@ -491,26 +477,20 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     for (; i < length; i++) {
       napi_value element;
       if (napi_get_element(e, array, i, &element) != napi_ok) break;
-      napi_typedarray_type type;
+      uint8_t* data;
       size_t count;
-      void* data;
-      if (napi_get_typedarray_info(e, element, &type, &count, &data, nullptr, nullptr) != napi_ok ||
-          (type != napi_uint8_array && type != napi_int8_array && type != napi_uint8_clamped_array)) {
-        if (env.IsExceptionPending()) env.GetAndClearPendingException();
-        ThrowType(env, "every packet must be a Uint8Array");
-        return env.Undefined();
-      }
+      if (!lwt::ByteView(e, element, &data, &count)) return ThrowType(env, "every packet must be a Uint8Array");
       ssize_t n;
       if (vnet_) {
         struct virtio_net_hdr h;
         HeaderFor(static_cast<const uint8_t*>(data), count, gso != nullptr && i < gsoCount ? gso[i] : 0, &h);
         struct iovec iov[2] = {{&h, kVnetHdr}, {data, count}};
         do {
-          n = writev(fd_, iov, 2);
+          n = writev(fd, iov, 2);
         } while (n < 0 && errno == EINTR);
       } else {
         do {
-          n = write(fd_, data, count);
+          n = write(fd, data, count);
         } while (n < 0 && errno == EINTR);
       }
       if (n >= 0) continue;
@@ -526,189 +506,11 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
     return Napi::Number::New(env, i - from);
   }
 
-  // onWritable(cb): calls cb once, the next time the fd is writable. A second call before that
-  // replaces the callback.
-  Napi::Value OnWritable(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "onWritable(cb: function)");
-    if (fd_ < 0) return ThrowSystemError(env, EBADF, "onWritable", "closed TUN queue");
-    onWritable_ = Napi::Persistent(info[0].As<Napi::Function>());
-    writeArmed_ = true;
-    int err = UpdatePoll();
-    if (err != 0) {
-      writeArmed_ = false;
-      onWritable_.Reset();
-      UpdatePoll();
-      return ThrowSystemError(env, -err, "uv_poll_start", "TUN queue");
-    }
-    return env.Undefined();
-  }
-
-  // close(): idempotent.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown(true);
-    onRead_.Reset();
-    onError_.Reset();
-    onWritable_.Reset();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
-  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), watch_.fd()); }
+  Napi::Value GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), watch_.fd() < 0); }
   Napi::Value GetRejected(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), rejected_); }
 
-  // Brings the poll handle in line with reading_/writeArmed_, and pins the JS object while the
-  // handle is active. Returns 0 or a libuv error.
-  int UpdatePoll() {
-    int events = (reading_ ? UV_READABLE : 0) | (writeArmed_ ? UV_WRITABLE : 0);
-    int err = 0;
-    if (events == 0) {
-      if (poll_ != nullptr) uv_poll_stop(poll_);
-    } else {
-      if (poll_ == nullptr) {
-        uv_loop_t* loop = nullptr;
-        if (napi_get_uv_event_loop(env_, &loop) != napi_ok || loop == nullptr) return UV_EINVAL;
-        uv_poll_t* handle = new uv_poll_t;
-        err = uv_poll_init(loop, handle, fd_);
-        if (err != 0) {
-          delete handle;  // never registered with the loop
-          return err;
-        }
-        handle->data = this;
-        poll_ = handle;
-      }
-      err = uv_poll_start(poll_, events, &TunQueue::OnPoll);
-      if (err != 0) uv_poll_stop(poll_);
-    }
-    bool active = err == 0 && events != 0;
-    if (active && !pinned_) {
-      Ref();
-      pinned_ = true;
-    } else if (!active && pinned_) {
-      Unref();
-      pinned_ = false;
-    }
-    return err;
-  }
-
-  // Releases the handle and the fd. fromJs is false in the finalizer, where the JS reference must
-  // not be touched.
-  void Shutdown(bool fromJs) {
-    reading_ = false;
-    writeArmed_ = false;
-    if (poll_ != nullptr) {
-      uv_poll_stop(poll_);  // deregisters the fd from epoll right away
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-    if (fromJs && pinned_) {
-      Unref();
-      pinned_ = false;
-    }
-  }
-
-  bool IsDetached(const Napi::Reference<Napi::ArrayBuffer>& ref) {
-    bool detached = false;
-    return napi_is_detached_arraybuffer(env_, ref.Value(), &detached) != napi_ok || detached;
-  }
-
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    TunQueue* self = static_cast<TunQueue*>(handle->data);
-    if (self != nullptr) self->HandlePoll(status, events);
-  }
-
-  void HandlePoll(int status, int events) {
-    Napi::Env env(env_);
-    Napi::HandleScope scope(env);
-    if (status < 0) {
-      // libuv reports EPOLLERR as UV_EBADF and stops the handle; for a TUN fd this means the
-      // device was detached (deleted) underneath us.
-      Fail(-status, "poll", "TUN queue");
-      return;
-    }
-    if ((events & UV_WRITABLE) != 0 && writeArmed_) {
-      writeArmed_ = false;
-      UpdatePoll();
-      Napi::Function cb = onWritable_.Value();
-      onWritable_.Reset();
-      Call(cb, {});
-    }
-    if ((events & UV_READABLE) != 0 && reading_ && fd_ >= 0) {
-      // A view handed to JS could have had its ArrayBuffer transferred (postMessage); never write
-      // into memory that is no longer ours.
-      bool detached = false;
-      bool lengthsDetached = false;
-      if (napi_is_detached_arraybuffer(env_, arenaRef_.Value(), &detached) != napi_ok ||
-          napi_is_detached_arraybuffer(env_, lengthsRef_.Value(), &lengthsDetached) != napi_ok || detached ||
-          lengthsDetached || IsDetached(gsoRef_)) {
-        Fail(EFAULT, "read", "TUN queue (its read buffer was transferred away)");
-        return;
-      }
-      uint32_t count = 0;
-      int err = 0;
-      while (count < slots_) {
-        uint8_t* slot = arena_ + static_cast<size_t>(count) * slotSize_;
-        ssize_t n = read(fd_, slot, slotSize_);
-        if (n >= 0) {
-          if (!vnet_) {
-            gso_[count] = 0;
-            lengths_[count++] = static_cast<uint32_t>(n);
-          } else if (static_cast<size_t>(n) > kVnetHdr) {
-            struct virtio_net_hdr h;
-            memcpy(&h, slot, kVnetHdr);
-            size_t len = static_cast<size_t>(n) - kVnetHdr;
-            gso_[count] = PrepareRead(h, slot + kVnetHdr, len);
-            lengths_[count++] = static_cast<uint32_t>(len);
-          }
-          continue;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
-        break;
-      }
-      // A full batch leaves the fd readable; the level-triggered poll wakes us again on the next
-      // loop turn, after other handles had their share.
-      if (count > 0) {
-        Napi::Function cb = onRead_.Value();
-        Call(cb, {Napi::Number::New(env, count)});
-      }
-      if (err != 0 && reading_) Fail(err, "read", "TUN queue");
-    }
-  }
-
-  // Stops reading and reports err to onError.
-  void Fail(int err, const char* syscall, const char* subject) {
-    Napi::Env env(env_);
-    Napi::Function cb = onError_.IsEmpty() ? Napi::Function() : onError_.Value();
-    reading_ = false;
-    writeArmed_ = false;
-    onRead_.Reset();
-    onError_.Reset();
-    onWritable_.Reset();
-    UpdatePoll();
-    if (!cb.IsEmpty()) Call(cb, {SystemError(env, err, syscall, subject).Value()});
-  }
-
-  // Calls into JS like a socket event would (async hooks, then the nextTick and microtask
-  // queues). A throw becomes an uncaught exception, as it would from an EventEmitter listener.
-  void Call(Napi::Function cb, const std::initializer_list<napi_value>& args) {
-    if (cb.IsEmpty()) return;
-    Napi::Env env(env_);
-    cb.MakeCallback(Value(), args, *async_);
-    if (env.IsExceptionPending()) {
-      Napi::Error error = env.GetAndClearPendingException();
-      napi_fatal_exception(env_, error.Value());
-    }
-  }
-
   napi_env env_;
-  int fd_ = -1;
   uint32_t slotSize_ = 0;
   uint32_t slots_ = 0;
   uint8_t* arena_ = nullptr;
@@ -718,15 +520,8 @@ class TunQueue : public Napi::ObjectWrap<TunQueue> {
   Napi::Reference<Napi::ArrayBuffer> gsoRef_;
   uint32_t* gso_ = nullptr;
   bool vnet_ = false;
-  uv_poll_t* poll_ = nullptr;
-  bool reading_ = false;
-  bool writeArmed_ = false;
-  bool pinned_ = false;
   double rejected_ = 0;
-  Napi::FunctionReference onRead_;
-  Napi::FunctionReference onError_;
-  Napi::FunctionReference onWritable_;
-  Napi::AsyncContext* async_ = nullptr;
+  lwt::FdWatch<TunQueue> watch_;
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -2,9 +2,7 @@
 // native/tun.cc by `node-gyp rebuild` at install time). This is the imperative shell: the TUN
 // driver turns a TunDevice into a TunPort.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from '../addon.js';
 import { SuperPacket, MAX_SUPER_PACKET } from '../../operators/core/wire/gso.js';
 import { TunError, toTunError } from './errors.js';
 
@@ -58,7 +56,6 @@ interface NativeTun {
   TunQueue: new (fd: number, slotSize: number, slots: number, vnetHdr: boolean) => NativeTunQueue;
 }
 
-const ADDON_RELATIVE = path.join('build', 'Release', 'lwt_tun.node');
 const IFF_UP = 0x1;
 const IFNAMSIZ = 16;
 const DEFAULT_BATCH = 64;
@@ -70,40 +67,21 @@ const VNET_HDR_BYTES = 10;
 
 let binding: NativeTun | undefined;
 
-// The package root is the nearest ancestor holding package.json (src/tun/ and dist/src/tun/ both
-// work); the first one that also holds the built addon wins.
-function findAddon(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  let firstRoot: string | undefined;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) {
-      firstRoot ??= dir;
-      const candidate = path.join(dir, ADDON_RELATIVE);
-      if (fs.existsSync(candidate)) return candidate;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
-  return path.join(firstRoot ?? process.cwd(), ADDON_RELATIVE);
-}
-
 // Loaded on first use, so that importing this module never fails on a machine without the addon.
 function loadBinding(): NativeTun {
   if (binding !== undefined) return binding;
-  const file = findAddon();
-  try {
-    binding = createRequire(import.meta.url)(file) as NativeTun;
-  } catch (err) {
-    throw new TunError(
-      `the native TUN binding ${file} cannot be loaded; build it with \`npm rebuild\` or \`npm run install\` ` +
-        `(${err instanceof Error ? err.message : String(err)})`,
-      'ENOADDON',
-      'load',
-      undefined,
-      { cause: err },
-    );
-  }
+  binding = loadAddon<NativeTun>(
+    'lwt_tun',
+    (file, err) =>
+      new TunError(
+        `the native TUN binding ${file} cannot be loaded; build it with \`npm rebuild\` or \`npm run install\` ` +
+          `(${err instanceof Error ? err.message : String(err)})`,
+        'ENOADDON',
+        'load',
+        undefined,
+        { cause: err },
+      ),
+  );
   return binding;
 }
 
