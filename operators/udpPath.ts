@@ -64,6 +64,9 @@ export function udpPath(options: UdpPathOptions): OperatorFunction<Heard, PathEv
         retry = undefined;
         state = next;
         subscriber.next({ kind: 'state', state, why });
+        // The owner may have unsubscribed on hearing it (a session that ends when its path fails):
+        // then nothing may be scheduled any more, or the timers would outlive the subscription.
+        if (subscriber.closed) return;
         if (state === 'down') {
           stopTicks();
           const delay = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures, 30));
@@ -79,6 +82,7 @@ export function udpPath(options: UdpPathOptions): OperatorFunction<Heard, PathEv
         }
       };
       const tick = (): void => {
+        if (subscriber.closed) return stopTicks();
         const now = scheduler.now();
         if (state === 'up' && now - lastHeard >= silenceMs) {
           enter('down', `no datagram from the peer for ${silenceMs / 1000} s`);

@@ -66,3 +66,17 @@ test('unsubscribing stops the ticks and the pending retry', (t) => {
     expectObservable(out, '^--!').toBe('p-k', { p: 'p', k: 'k' });
   });
 });
+
+test('an owner that unsubscribes on hearing `down` leaves nothing scheduled (no retry, no ticks)', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    const actions = (): number => (scheduler as unknown as { actions: unknown[] }).actions.length;
+    const seen: string[] = [];
+    const sub = cold<Heard>('-').pipe(udpPath({ ...OPTIONS, scheduler })).subscribe((e) => {
+      seen.push(shape(e));
+      if (e.kind === 'state' && e.state === 'down') sub.unsubscribe();
+    });
+    scheduler.flush();
+    t.deepEqual(seen, ['p', 'k', 'k', 'k', 'd']);
+    t.is(actions(), 0, 'the virtual clock has nothing left to run');
+  });
+});

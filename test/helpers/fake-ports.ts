@@ -81,6 +81,8 @@ export class FakeConnection implements ConnectionPort {
   /** Virtual times at which admitted() was called. */
   readonly admittedAt: number[] = [];
   needsDrain = false;
+  /** The TLS exporter's secret, when the test plays a TLS connection. */
+  tlsSecret: Uint8Array | undefined;
   readonly drain$ = new Subject<void>();
   readonly data$: Observable<Uint8Array>;
   private readonly incoming: Tap<Uint8Array>;
