@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -722,7 +723,29 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
 
 namespace {
 
+// setTcpNotSentLowat(fd, bytes): TCP_NOTSENT_LOWAT on a connected TCP socket, so the kernel holds at
+// most about `bytes` of data not yet sent (the rest waits in the tunnel's own queue, where its age
+// is managed). Returns the value the kernel reports back; throws a system error if it refuses.
+Napi::Value SetTcpNotSentLowat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    return lwt::ThrowType(env, "setTcpNotSentLowat(fd, bytes)");
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int bytes = info[1].As<Napi::Number>().Int32Value();
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes) < 0) {
+    return lwt::ThrowSystemError(env, errno, "setsockopt(TCP_NOTSENT_LOWAT)", "TCP socket");
+  }
+  int now = 0;
+  socklen_t len = sizeof now;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &now, &len) < 0) {
+    return lwt::ThrowSystemError(env, errno, "getsockopt(TCP_NOTSENT_LOWAT)", "TCP socket");
+  }
+  return Napi::Number::New(env, now);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("DatagramBatch", lwt::DatagramBatch::Define(env));
   exports.Set("AeadKey", lwt::AeadKey::Define(env));
   exports.Set("UdpSocket", lwt::UdpSocket::Define(env));

@@ -5,7 +5,7 @@
 import type * as tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createHubServer } from './tls.js';
-import { remoteOf, tlsSecretOf } from './net.js';
+import { limitUnsent, remoteOf, tlsSecretOf } from './net.js';
 import { PendingConnections } from './pending.js';
 import { CLOSE_GRACE_MS, MAX_DATA_MESSAGE_BYTES, READ_WINDOW_BYTES, type MainMessage, type TlsWorkerData, type WorkerMessage } from './tls-worker.js';
 
@@ -95,6 +95,7 @@ const server = createHubServer(options, {
     const c: Conn & { id: number } = { id, socket, chunks: [], chunkBytes: 0, written: 0, unread: 0, paused: false, closeTimer: undefined, admitted };
     conns.set(id, c);
     socket.setNoDelay(true);
+    limitUnsent(socket);
     let failure: Error | undefined;
     socket.on('data', (chunk: Buffer) => {
       c.chunks.push(chunk);

@@ -72,6 +72,7 @@ export interface NativeUdp {
   DatagramBatch: new (capacity: number, bytes: number) => NativeDatagramBatch;
   AeadKey: new (cipher: string, key: Uint8Array, rawOnly?: boolean) => NativeAeadKey;
   UdpSocket: new (options: NativeUdpSocketOptions) => NativeUdpSocket;
+  setTcpNotSentLowat(fd: number, bytes: number): number;
 }
 
 let binding: NativeUdp | undefined;
