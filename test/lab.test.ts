@@ -190,9 +190,18 @@ serial('LabProcess: waitForLine, exit status and captured output', async (t) => 
   // bounded line buffer
   const many = h.spawn('sh', ['-c', 'i=0; while [ $i -lt 50 ]; do echo line$i; i=$((i+1)); done'], { maxLines: 10 });
   await many.exited;
-  await many.waitForLine(/line49/, 1000);
+  t.is(await many.waitForLine(/line49/, 0), 'line49', 'exited resolves once the output is captured');
   t.is(many.stdout.length, 10);
   t.is(many.stdout[9], 'line49');
+
+  // exited resolves, and a waiter gives up, only once the output is captured: here a grandchild
+  // holds the pipe and writes after the process exited (as any process's last line may be read
+  // after its exit is reaped, when another child's SIGCHLD reaps it first).
+  const late = h.spawn('sh', ['-c', '(sleep 0.1; echo late) & echo early']);
+  t.is(await late.waitForLine(/late/), 'late');
+  const later = h.spawn('sh', ['-c', '(sleep 0.1; echo late) & echo early']);
+  await later.exited;
+  t.deepEqual(later.stdout, ['early', 'late']);
 
   // a missing command ends the process instead of hanging
   const bad = h.spawn('/nonexistent/cmd');

@@ -38,6 +38,8 @@ export const UNDERLAY_IF = 'eth0';
 const BRIDGE_IF = 'br0';
 const SWITCH_NAME = 'switch';
 const MARKER_DIR = path.join(os.tmpdir(), 'lwt-labs');
+/** How long a process's pipes may stay open after it exited (a grandchild holding them) before its output counts as complete. */
+const STDIO_GRACE_MS = 2000;
 const DEBUG = process.env.LWT_LAB_DEBUG === '1';
 
 // ---------------------------------------------------------------------------
@@ -289,7 +291,10 @@ export class LabProcess {
   readonly stdout: string[] = [];
   /** Most recent stderr lines (bounded by `maxLines`). */
   readonly stderr: string[] = [];
-  /** Resolves (never rejects) when the process has exited. */
+  /**
+   * Resolves (never rejects) once the process has exited and its output is captured (both pipes
+   * closed), so `stdout`, `stderr` and `output()` then hold every line it printed.
+   */
   readonly exited: Promise<ProcessExit>;
   readonly label: string;
   private exitInfo: ProcessExit | undefined;
@@ -315,9 +320,10 @@ export class LabProcess {
     child.stdin?.on('error', () => undefined);
     child.on('exit', (code, signal) => {
       this.finishExit({ code, signal });
-      // Give stdio a moment to drain; a grandchild holding the pipes open must
-      // not keep waiters hanging.
-      setTimeout(() => this.onClosed(), 200).unref();
+      // The pipes close right after the exit, unless a grandchild holds them open: that must not
+      // keep waiters hanging. The check runs after an I/O poll (setImmediate), so that output
+      // already in the pipes is read first, however late a loaded machine runs this timer.
+      setTimeout(() => setImmediate(() => this.onClosed()), STDIO_GRACE_MS).unref();
     });
     child.on('close', () => this.onClosed());
     child.on('error', (error) => {
@@ -449,12 +455,12 @@ export class LabProcess {
   private finishExit(e: ProcessExit): void {
     if (this.exitInfo !== undefined) return;
     this.exitInfo = e;
-    this.resolveExited(e);
   }
 
   private onClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.resolveExited(this.exitInfo ?? { code: this.child.exitCode, signal: this.child.signalCode });
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.reject(this.failure(`exited (${this.describeExit()}) without printing a line matching ${w.re}`));
