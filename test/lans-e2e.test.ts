@@ -23,7 +23,7 @@ function stateDir(t: { teardown: (f: () => void) => void }, name: string): strin
 /** Starts a client without -t; resolves with the process and the address the hub assigned. */
 async function startAssigned(lab: Lab, host: string, dir: string, extra: readonly string[] = []): Promise<{ p: LabProcess; address: string }> {
   const p = lab.host(host).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${lab.host('hub').ip}:9000`, '-state-dir', dir, ...TIMING, ...extra], { label: `${host}(client)` });
-  const line = await p.waitForLine(JOINED, 10_000);
+  const line = await p.waitForLine(JOINED);
   return { p, address: JOINED.exec(line)![1]! };
 }
 
@@ -40,7 +40,7 @@ test('three clients without -t get distinct addresses that survive a client reco
   const leases = JSON.parse(readFileSync(join(hubState, 'leases.json'), 'utf8')) as { leases: Record<string, string> };
   t.deepEqual(Object.values(leases.leases).sort(), [...addresses].sort(), 'the hub saved the three leases');
   await lab.startEchoServers('c3', ECHO_PORT);
-  t.true(await lab.canReach('c1', addresses[2]!, ECHO_PORT, { timeoutMs: 4000 }), 'assigned addresses carry traffic');
+  t.true(await lab.canReach('c1', addresses[2]!, ECHO_PORT), 'assigned addresses carry traffic');
 
   // The client restarts (a new process, the same state dir): the same address.
   t.is((await interrupt(started[0]!.p)).code, 0);
@@ -53,10 +53,11 @@ test('three clients without -t get distinct addresses that survive a client reco
   for (const a of addresses) t.regex(status.stdout, new RegExp(`id:[0-9a-f]{32}\\s+${a.replace(/\./g, '\\.')}\\s+active`));
 
   // The hub restarts: everyone comes back with the same address.
+  const clients = [again.p, started[1]!.p, started[2]!.p];
+  const marks = clients.map((p) => p.mark());
   t.is((await interrupt(hub)).code, 0);
   hub = await startHub(lab, [...TIMING, '-state-dir', hubState]);
-  const clients = [again.p, started[1]!.p, started[2]!.p];
-  const back = await Promise.all(clients.map((p) => p.waitForLine(JOINED, 8000, { fromStart: false })));
+  const back = await Promise.all(clients.map((p, i) => p.waitForLine(JOINED, undefined, { after: marks[i] })));
   t.deepEqual(back.map((l) => JOINED.exec(l)![1]), addresses);
   for (const p of [...clients, hub]) t.is((await interrupt(p)).code, 0);
 });
@@ -101,15 +102,15 @@ test('a LAN behind client 1 is reachable from client 2 by its LAN address; the r
   const hub = await startHub(lab, [...TIMING, '-allow-routes', '192.168.0.0/16']);
   const client2 = await startClient(lab, 'c2', '10.0.0.3', TIMING);
   const client1 = await startClient(lab, 'c1', '10.0.0.2', [...TIMING, '-routes', '192.168.77.0/24']);
-  await hub.waitForLine(/member 10\.0\.0\.2 .*with LANs 192\.168\.77\.0\/24/, 5000);
-  await client2.waitForLine(/kernel route 192\.168\.77\.0\/24 added/, 5000);
+  await hub.waitForLine(/member 10\.0\.0\.2 .*with LANs 192\.168\.77\.0\/24/);
+  await client2.waitForLine(/kernel route 192\.168\.77\.0\/24 added/);
   t.regex((await lab.host('c2').exec('ip', ['route', 'show', '192.168.77.0/24'])).stdout, /192\.168\.77\.0\/24 dev tun0/);
   await lab.startEchoServers('lan1', ECHO_PORT);
-  t.true(await lab.canReach('c2', '192.168.77.2', ECHO_PORT, { timeoutMs: 4000 }), 'UDP to the LAN host');
-  t.true(await lab.canReach('c2', '192.168.77.2', ECHO_PORT, { proto: 'tcp', timeoutMs: 4000 }), 'TCP to the LAN host');
+  t.true(await lab.canReach('c2', '192.168.77.2', ECHO_PORT), 'UDP to the LAN host');
+  t.true(await lab.canReach('c2', '192.168.77.2', ECHO_PORT, { proto: 'tcp' }), 'TCP to the LAN host');
 
   t.is((await interrupt(client1)).code, 0);
-  await client2.waitForLine(/kernel route 192\.168\.77\.0\/24 removed/, 6000);
+  await client2.waitForLine(/kernel route 192\.168\.77\.0\/24 removed/);
   t.is((await lab.host('c2').exec('ip', ['route', 'show', '192.168.77.0/24'])).stdout.trim(), '');
   t.is((await interrupt(client2)).code, 0);
   t.is((await lab.host('c2').exec('ip', ['route', 'show', '192.168.77.0/24'])).stdout.trim(), '');
@@ -119,7 +120,7 @@ test('a LAN behind client 1 is reachable from client 2 by its LAN address; the r
 /** Listens on `hosts` for `ms`, sends from c1 meanwhile; resolves with what each host received. */
 async function broadcastRound(lab: Lab, hosts: readonly string[], dst: string, count: number, gapMs: number, ms = 2500): Promise<Record<string, number>> {
   const listeners = hosts.map((h) => lab.host(h).spawnNode(BROADCAST_TOOL, ['listen', '7100', String(ms)], { label: `${h}:listen` }));
-  await Promise.all(listeners.map((l) => l.waitForLine(/"listening"/, 5000)));
+  await Promise.all(listeners.map((l) => l.waitForLine(/"listening"/)));
   const sent = await lab.host('c1').exec(process.execPath, [BROADCAST_TOOL, 'send', '10.0.0.2', dst, '7100', String(count), String(gapMs)], { check: true });
   if (!/"sent":/.test(sent.stdout)) throw new Error(`the sender failed: ${sent.stderr}`);
   const out: Record<string, number> = {};
@@ -141,9 +142,10 @@ test('a UDP broadcast from client 1 reaches clients 2 and 3 (10.0.0.255 and 255.
   t.deepEqual(await broadcastRound(lab, ['c2', 'c3'], '10.0.0.255', 5, 50), { c2: 5, c3: 5 });
   t.deepEqual(await broadcastRound(lab, ['c2', 'c3'], '255.255.255.255', 5, 50), { c2: 5, c3: 5 });
 
+  const marks = clients.map((c) => c.mark());
   t.is((await interrupt(hub)).code, 0);
   hub = await startHub(lab, [...TIMING, '-broadcast', '-client-isolation']);
-  await Promise.all(clients.map((c) => c.waitForLine(/joined the virtual LAN as/, 8000, { fromStart: false })));
+  await Promise.all(clients.map((c, i) => c.waitForLine(/joined the virtual LAN as/, undefined, { after: marks[i] })));
   t.deepEqual(await broadcastRound(lab, ['c2', 'c3', 'hub'], '10.0.0.255', 5, 50), { c2: 0, c3: 0, hub: 5 }, 'only the hub gets it');
 });
 
