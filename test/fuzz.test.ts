@@ -520,12 +520,16 @@ function planSession(rng: Prng, index: number): Plan {
   ]);
   const any = 'any' as const;
   const prefixLen = (): number => (rng.chance(0.2) ? 0 : rng.range(1, 2000));
+  // A held session that never joins (no HELLO, no IPv4 packet) ends by its idle timeout after its
+  // last frame, or by the admission deadline (keepalive + 5 s after the accept), whichever comes
+  // first: on a loaded machine its frames take longer to get through, and the deadline may win.
+  const heldUnjoined = new Set<SessionEndReason>(['idle', 'handshake-timeout']);
   switch (kind) {
     case 'benign': {
       const model = zeroModel();
       const specs = benignFrames(rng, rng.range(3000, 9000), model);
       const end: EndMode = rng.chance(0.85) ? 'fin' : 'hold';
-      return { index, kind, bytes: encodeSpecs(specs).bytes, frames: specs.length, end, exact: model, left: new Set([end === 'fin' ? 'closed' : 'idle']), mayJoin: false, note: '' };
+      return { index, kind, bytes: encodeSpecs(specs).bytes, frames: specs.length, end, exact: model, left: end === 'fin' ? new Set(['closed']) : heldUnjoined, mayJoin: false, note: '' };
     }
     case 'partial': {
       const model = zeroModel();
@@ -533,7 +537,7 @@ function planSession(rng: Prng, index: number): Plan {
       const whole = frameOf(unknownTypeLive(rng), rng.bytes(rng.range(1, 1495)));
       const cut = rng.range(1, whole.length - 1);
       const end: EndMode = rng.chance(0.5) ? 'fin' : 'hold';
-      return { index, kind, bytes: concat([encodeSpecs(specs).bytes, whole.subarray(0, cut)]), frames: specs.length + 1, end, exact: model, left: new Set([end === 'fin' ? 'closed' : 'idle']), mayJoin: false, note: `cut at ${cut}/${whole.length}` };
+      return { index, kind, bytes: concat([encodeSpecs(specs).bytes, whole.subarray(0, cut)]), frames: specs.length + 1, end, exact: model, left: end === 'fin' ? new Set(['closed']) : heldUnjoined, mayJoin: false, note: `cut at ${cut}/${whole.length}` };
     }
     case 'silent':
       return { index, kind, bytes: new Uint8Array(0), frames: 0, end: 'hold', exact: zeroModel(), left: new Set(['idle']), mayJoin: false, note: '' };
@@ -805,7 +809,7 @@ test.serial('live hub fuzz: hundreds of hostile sessions, over 10^6 frames, whil
     t.deepEqual(good.map((g) => g.spoofed), [0, 0], 'no packet forged with the source of a good client reached the other one');
     t.true(receivedDuring.every((n) => n > 0), `the good clients received ${receivedDuring.join('/')} packets during the fuzz`);
     t.true(receivedAfter.every((n) => n > 0), `the good clients received ${receivedAfter.join('/')} packets after the fuzz`);
-    t.true(maxGapDuring < hub.settings.timeoutMs / 2, `a good client heard nothing from its peer for ${maxGapDuring} ms during the fuzz`);
+    t.true(maxGapDuring < hub.settings.timeoutMs / 2 + SLACK_MS, `a good client heard nothing from its peer for ${maxGapDuring} ms during the fuzz`);
     t.deepEqual(
       good.map((g) => ({ lost: g.lost, misordered: g.misordered })),
       [
