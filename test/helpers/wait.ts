@@ -2,6 +2,7 @@
 // (docs/testing.md, "Under load"), so a test waits for what it waits for (a line, an event, a
 // condition) and returns the moment it happens; the deadline only tells a hang from a slow machine.
 // Bounds that a test asserts ("gone within the 3 s timeout") add SLACK_MS for the scheduler.
+import fs from 'node:fs';
 
 /** Multiplies every deadline and the slack: `LWT_TEST_TIME_SCALE=3 npm test` on a very slow machine. */
 export const TIME_SCALE: number = ((): number => {
@@ -46,3 +47,31 @@ export async function waitUntil(
   }
 }
 
+/** Microseconds in which some task of the machine waited for a CPU (Linux pressure stall information), or undefined. */
+function cpuStallUs(): number | undefined {
+  try {
+    const m = /^some .*\btotal=(\d+)$/m.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A stopwatch for a bound on how long a whole program run may take: `unloadedMs()` is the wall
+ * time since it started less the time in which some task of the machine waited for a CPU
+ * (/proc/pressure/cpu; without it, the plain wall time). On an idle machine that is nearly the
+ * wall time; on a loaded one it leaves out what the load cost.
+ */
+export function stopwatch(): { elapsedMs(): number; unloadedMs(): number } {
+  const started = Date.now();
+  const stalled = cpuStallUs();
+  return {
+    elapsedMs: () => Date.now() - started,
+    unloadedMs: () => {
+      const now = cpuStallUs();
+      const lost = stalled === undefined || now === undefined ? 0 : (now - stalled) / 1000;
+      return Math.max(0, Date.now() - started - lost);
+    },
+  };
+}
