@@ -35,6 +35,7 @@ import {
   readState,
   stateDirs,
   teardownState,
+  WAIT_MS,
   type Daemon,
   type LanState,
   type TeardownReport,
@@ -224,7 +225,7 @@ function startMember(l: DemoLan, m: Member): Daemon {
 }
 
 async function tunInfo(d: Daemon): Promise<{ tun: string }> {
-  const line = await d.waitFor(/TUN device \S+ up with/, 10_000);
+  const line = await d.waitFor(/TUN device \S+ up with/);
   return { tun: /TUN device (\S+) up with/.exec(line)?.[1] ?? '?' };
 }
 
@@ -235,7 +236,7 @@ interface Cell {
 }
 
 async function probe(l: DemoLan, from: Member, to: Member, count: number): Promise<ProbeResult> {
-  const r = await l.runNode(from.name, [PROBE_SCRIPT, 'udp', to.tunnel, String(ECHO_PORT), String(count), '1000'], count * 1000 + 10_000);
+  const r = await l.runNode(from.name, [PROBE_SCRIPT, 'udp', to.tunnel, String(ECHO_PORT), String(count), '1000'], count * 1000 + WAIT_MS);
   const line = r.stdout
     .split('\n')
     .reverse()
@@ -292,8 +293,8 @@ function printMatrix(cells: readonly Cell[]): boolean {
 async function throughput(l: DemoLan): Promise<BulkResult> {
   const to = MEMBERS.find((m) => m.name === BULK_TO)!;
   const receiver = l.spawnNode(BULK_TO, 'bulk-receiver', [BULK_SCRIPT, 'receive', String(BULK_PORT)]);
-  await receiver.waitFor(/^ready/, 10_000);
-  const r = await l.runNode(BULK_FROM, [BULK_SCRIPT, 'send', to.tunnel, String(BULK_PORT), String(BULK_SECONDS)], (BULK_SECONDS + 15) * 1000);
+  await receiver.waitFor(/^ready/);
+  const r = await l.runNode(BULK_FROM, [BULK_SCRIPT, 'send', to.tunnel, String(BULK_PORT), String(BULK_SECONDS)], BULK_SECONDS * 1000 + WAIT_MS);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   if (r.code !== 0 || !line.startsWith('{')) throw new Error(`the bulk transfer ${BULK_FROM} → ${BULK_TO} failed: ${r.stderr.trim() || line || `exit ${r.code}`}`);
   return JSON.parse(line) as BulkResult;
@@ -375,8 +376,8 @@ async function runDemo(keep: boolean): Promise<number> {
     async () => {
       const daemon = startMember(l, hubMember);
       const info = await tunInfo(daemon);
-      await daemon.waitFor(/listening on/, 10_000);
-      await daemon.waitFor(/status on http:\/\//, 10_000);
+      await daemon.waitFor(/listening on/);
+      await daemon.waitFor(/status on http:\/\//);
       started.set('hub', { daemon, ...info });
     },
     () => `listening on ${l.host('hub').underlay}:${HUB_PORT}, tunnel ${hubMember.tunnel}/${PREFIX_LEN}`,
@@ -389,12 +390,12 @@ async function runDemo(keep: boolean): Promise<number> {
         clients.map(async (m) => {
           const daemon = startMember(l, m);
           const info = await tunInfo(daemon);
-          await daemon.waitFor(/joined the virtual LAN as/, 10_000);
+          await daemon.waitFor(/joined the virtual LAN as/);
           started.set(m.name, { daemon, ...info });
         }),
       );
       const hub = started.get('hub')!.daemon;
-      await Promise.all(clients.map((m) => hub.waitFor(new RegExp(`member ${m.tunnel.replace(/\./g, '\\.')} joined`), 5000)));
+      await Promise.all(clients.map((m) => hub.waitFor(new RegExp(`member ${m.tunnel.replace(/\./g, '\\.')} joined`))));
     },
     () => `joined: ${clients.map((m) => m.name).join(', ')}`,
   );

@@ -8,11 +8,10 @@ import test from 'ava';
 import { parseIpv4 } from '../operators/core/address.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { RoutesCodec, decodeControl } from '../operators/core/wire/control.js';
-import { RecordingTun, WireClient, startLiveHub, waitUntil } from './helpers/live-hub.js';
+import { RecordingTun, WireClient, startLiveHub } from './helpers/live-hub.js';
+import { DEADLINE_MS, waitUntil } from './helpers/wait.js';
 import { ipv4Packet } from './helpers/marbles.js';
 
-/** How long the test waits for what it waits for (a hang, not a slow machine, should hit it). */
-const DEADLINE_MS = 30_000;
 
 test('a member with a saturated socket gets the route withdrawal within a second of draining, ahead of its queued data, and never the stale announcement', async (t) => {
   const tun = new RecordingTun();
@@ -42,12 +41,10 @@ test('a member with a saturated socket gets the route withdrawal within a second
   // Bulk traffic from the hub's TUN device to B until B's send queue overflows (the socket is full).
   const big = ipv4Packet('10.0.0.1', '10.0.0.3', new Uint8Array(1300));
   const queueFull = (): number => hub.log.dropTotals['queue-full'] ?? 0;
-  await waitUntil(
-    () => {
+  await waitUntil(() => {
       for (let i = 0; i < 20; i++) tun.read(...Array.from({ length: 32 }, () => big));
       return queueFull() > 0;
     },
-    DEADLINE_MS,
     () => `B's queue to overflow (queue-full ${queueFull()})`,
   );
 
@@ -57,13 +54,13 @@ test('a member with a saturated socket gets the route withdrawal within a second
   a.hello('10.0.0.2', { caps: ['rtt', 'routes'], routes: ['192.168.77.0/24'] });
   await a.awaitWelcome(DEADLINE_MS);
   a.end();
-  await waitUntil(() => hub.log.left >= 1, DEADLINE_MS, 'A to leave');
+  await waitUntil(() => hub.log.left >= 1, 'A to leave');
   const routesBefore = seen.filter((s) => s.type === FrameType.Routes).length;
 
   // B reads again.
   const resumedAt = Date.now();
   b.socket.resume();
-  await waitUntil(() => seen.some((s) => s.type === FrameType.Routes && s.at >= resumedAt), DEADLINE_MS, 'a ROUTES frame after B resumed reading');
+  await waitUntil(() => seen.some((s) => s.type === FrameType.Routes && s.at >= resumedAt), 'a ROUTES frame after B resumed reading');
   const routes = seen.filter((s) => s.type === FrameType.Routes);
   const withdrawal = routes.at(-1)!;
   t.deepEqual(withdrawal.routes, [], 'the latest set: the route is withdrawn');
@@ -76,6 +73,6 @@ test('a member with a saturated socket gets the route withdrawal within a second
   );
   // The data the socket and the queue held comes after it (what was in the kernel's buffers before
   // the lane filled may come first; the queued data may not).
-  await waitUntil(() => dataAfterResume > 0, DEADLINE_MS, 'data after the ROUTES');
+  await waitUntil(() => dataAfterResume > 0, 'data after the ROUTES');
   t.true(hub.log.members >= 1);
 });

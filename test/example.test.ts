@@ -12,11 +12,11 @@ test('the port-filter example client joins the LAN and drops only UDP to the blo
   t.teardown(() => lab.dispose());
   await startHub(lab);
   const filtered = lab.host('c1').spawn('node', [EXAMPLE, `${lab.host('hub').ip}:9000`, '10.0.0.2/24', String(ECHO_PORT + 1)], { label: 'c1(example)' });
-  await filtered.waitForLine(/joined the virtual LAN as 10\.0\.0\.2/, 10_000);
+  await filtered.waitForLine(/joined the virtual LAN as 10\.0\.0\.2/);
   await startClient(lab, 'c2', '10.0.0.3');
   await lab.startEchoServers('c2', ECHO_PORT);
   await lab.startEchoServers('c2', ECHO_PORT + 1);
-  t.true(await lab.canReach('c1', '10.0.0.3', ECHO_PORT, { timeoutMs: 4000 }));
-  t.true(await lab.canReach('c1', '10.0.0.3', ECHO_PORT + 1, { timeoutMs: 4000, proto: 'tcp' }), 'TCP to the port still passes');
+  t.true(await lab.canReach('c1', '10.0.0.3', ECHO_PORT));
+  t.true(await lab.canReach('c1', '10.0.0.3', ECHO_PORT + 1, { proto: 'tcp' }), 'TCP to the port still passes');
   t.false(await lab.canReach('c1', '10.0.0.3', ECHO_PORT + 1, { timeoutMs: 1500 }), 'UDP to the blocked port is dropped');
 });

@@ -8,7 +8,8 @@ import { ControlDecodeError, HelloCodec, REJECT_REASONS, RejectCodec, WelcomeCod
 import { FrameDecoder, FrameError } from '../operators/core/wire/decoder.js';
 import type { SessionEndReason } from '../pipelines/events.js';
 import type { Frame } from '../operators/core/wire/frames.js';
-import { DOCUMENTED_END_REASONS, GoodClient, WireClient, sleep, startLiveHub, waitUntil, type SessionRecord } from './helpers/live-hub.js';
+import { DOCUMENTED_END_REASONS, GoodClient, WireClient, startLiveHub, type SessionRecord } from './helpers/live-hub.js';
+import { SLACK_MS, waitUntil } from './helpers/wait.js';
 import {
   FIXED_SEED,
   Prng,
@@ -519,12 +520,16 @@ function planSession(rng: Prng, index: number): Plan {
   ]);
   const any = 'any' as const;
   const prefixLen = (): number => (rng.chance(0.2) ? 0 : rng.range(1, 2000));
+  // A held session that never joins (no HELLO, no IPv4 packet) ends by its idle timeout after its
+  // last frame, or by the admission deadline (keepalive + 5 s after the accept), whichever comes
+  // first: on a loaded machine its frames take longer to get through, and the deadline may win.
+  const heldUnjoined = new Set<SessionEndReason>(['idle', 'handshake-timeout']);
   switch (kind) {
     case 'benign': {
       const model = zeroModel();
       const specs = benignFrames(rng, rng.range(3000, 9000), model);
       const end: EndMode = rng.chance(0.85) ? 'fin' : 'hold';
-      return { index, kind, bytes: encodeSpecs(specs).bytes, frames: specs.length, end, exact: model, left: new Set([end === 'fin' ? 'closed' : 'idle']), mayJoin: false, note: '' };
+      return { index, kind, bytes: encodeSpecs(specs).bytes, frames: specs.length, end, exact: model, left: end === 'fin' ? new Set(['closed']) : heldUnjoined, mayJoin: false, note: '' };
     }
     case 'partial': {
       const model = zeroModel();
@@ -532,7 +537,7 @@ function planSession(rng: Prng, index: number): Plan {
       const whole = frameOf(unknownTypeLive(rng), rng.bytes(rng.range(1, 1495)));
       const cut = rng.range(1, whole.length - 1);
       const end: EndMode = rng.chance(0.5) ? 'fin' : 'hold';
-      return { index, kind, bytes: concat([encodeSpecs(specs).bytes, whole.subarray(0, cut)]), frames: specs.length + 1, end, exact: model, left: new Set([end === 'fin' ? 'closed' : 'idle']), mayJoin: false, note: `cut at ${cut}/${whole.length}` };
+      return { index, kind, bytes: concat([encodeSpecs(specs).bytes, whole.subarray(0, cut)]), frames: specs.length + 1, end, exact: model, left: end === 'fin' ? new Set(['closed']) : heldUnjoined, mayJoin: false, note: `cut at ${cut}/${whole.length}` };
     }
     case 'silent':
       return { index, kind, bytes: new Uint8Array(0), frames: 0, end: 'hold', exact: zeroModel(), left: new Set(['idle']), mayJoin: false, note: '' };
@@ -691,7 +696,7 @@ test.serial('live hub fuzz: hundreds of hostile sessions, over 10^6 frames, whil
     t.truthy(goodSessions[0] && goodSessions[1], 'the good clients have sessions');
     const goodIds = new Set(goodSessions.map((s) => s!.id));
     GoodClient.pair(good[0]!, good[1]!, 10, 2);
-    await waitUntil(() => good.every((g) => g.received > 20), 5000, 'traffic between the good clients');
+    await waitUntil(() => good.every((g) => g.received > 20), 'traffic between the good clients');
     for (const g of good) g.watchGaps();
     const receivedBefore = good.map((g) => g.received);
     const started = Date.now();
@@ -711,7 +716,7 @@ test.serial('live hub fuzz: hundreds of hostile sessions, over 10^6 frames, whil
       const client = await WireClient.connect(hub.port);
       let session: SessionRecord | undefined;
       try {
-        await waitUntil(() => (session = hub.log.claim(client.remote)) !== undefined, 5000, `the hub to report the connection of ${client.remote}`);
+        await waitUntil(() => (session = hub.log.claim(client.remote)) !== undefined, `the hub to report the connection of ${client.remote}`);
       } catch (err) {
         outcomes.push({ plan, client, session, failure: String(err) });
         client.destroy();
@@ -727,24 +732,24 @@ test.serial('live hub fuzz: hundreds of hostile sessions, over 10^6 frames, whil
       outcomes.push({ plan, client, session });
       // Wait for a FIN'd or reset session to end so the pool's concurrency bounds open sessions; held
       // sessions are left to the hub's idle timeout and checked at the end.
-      if (plan.end !== 'hold') await waitUntil(() => session!.left !== undefined, 10_000, 'left').catch(() => undefined);
+      if (plan.end !== 'hold') await waitUntil(() => session!.left !== undefined, 'left').catch(() => undefined);
     });
     const fuzzMs = Date.now() - started;
     const receivedDuring = good.map((g, i) => g.received - receivedBefore[i]!);
     const maxGapDuring = Math.max(...good.map((g) => g.maxGap()));
 
-    // Held sessions end by the idle timeout; give them that plus a margin, then close what is left.
-    await waitUntil(() => outcomes.every((o) => o.session === undefined || o.session.left !== undefined), hub.settings.timeoutMs + 4000, 'every hostile session to end').catch(() => undefined);
+    // Held sessions end by the idle timeout; give them that plus the scheduler's slack, then close what is left.
+    await waitUntil(() => outcomes.every((o) => o.session === undefined || o.session.left !== undefined), 'every hostile session to end', hub.settings.timeoutMs + SLACK_MS).catch(() => undefined);
     const stillOpen = outcomes.filter((o) => o.session !== undefined && o.session.left === undefined);
     for (const o of stillOpen) o.client.destroy();
-    await waitUntil(() => stillOpen.every((o) => o.session!.left !== undefined), 5000, 'closed sessions to end').catch(() => undefined);
+    await waitUntil(() => stillOpen.every((o) => o.session!.left !== undefined), 'closed sessions to end').catch(() => undefined);
 
     // After the fuzz: the members still talk; then everything they sent arrives.
     const receivedAfterFuzz = good.map((g) => g.received);
-    await sleep(500);
+    await waitUntil(() => good.every((g, i) => g.received > receivedAfterFuzz[i]!), 'the members to talk after the fuzz').catch(() => undefined);
     const receivedAfter = good.map((g, i) => g.received - receivedAfterFuzz[i]!);
     for (const g of good) g.stopSending();
-    await waitUntil(() => good[0]!.received + good[0]!.lost >= good[1]!.sent && good[1]!.received + good[1]!.lost >= good[0]!.sent, 5000, 'the last packets').catch(() => undefined);
+    await waitUntil(() => good[0]!.received + good[0]!.lost >= good[1]!.sent && good[1]!.received + good[1]!.lost >= good[0]!.sent, 'the last packets').catch(() => undefined);
 
     // ---- verdicts ----
     const failures: string[] = [];
@@ -804,7 +809,7 @@ test.serial('live hub fuzz: hundreds of hostile sessions, over 10^6 frames, whil
     t.deepEqual(good.map((g) => g.spoofed), [0, 0], 'no packet forged with the source of a good client reached the other one');
     t.true(receivedDuring.every((n) => n > 0), `the good clients received ${receivedDuring.join('/')} packets during the fuzz`);
     t.true(receivedAfter.every((n) => n > 0), `the good clients received ${receivedAfter.join('/')} packets after the fuzz`);
-    t.true(maxGapDuring < hub.settings.timeoutMs / 2, `a good client heard nothing from its peer for ${maxGapDuring} ms during the fuzz`);
+    t.true(maxGapDuring < hub.settings.timeoutMs / 2 + SLACK_MS, `a good client heard nothing from its peer for ${maxGapDuring} ms during the fuzz`);
     t.deepEqual(
       good.map((g) => ({ lost: g.lost, misordered: g.misordered })),
       [

@@ -2,6 +2,7 @@ import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cleanupLabs, Lab, listNamespacesSync } from './helpers/lab.js';
+import { DEADLINE_MS, SLACK_MS, waitUntil } from './helpers/wait.js';
 
 const LAB_MODULE = new URL('./helpers/lab.js', import.meta.url).href;
 
@@ -16,18 +17,14 @@ function alive(pid: number | undefined): boolean {
   }
 }
 
-async function waitDead(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (!alive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return !alive(pid);
+/** Resolves once `pid` is gone; rejects after DEADLINE_MS. */
+function waitDead(pid: number): Promise<void> {
+  return waitUntil(() => !alive(pid), `pid ${pid} to be gone`);
 }
 
 function runNode(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: DEADLINE_MS }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
       resolve({ code, stdout, stderr });
     });
@@ -85,11 +82,11 @@ serial('hosts reach each other over the underlay; cut/blackhole/restore; dispose
     pairs.map(async ([x, y]) => ({
       x,
       y,
-      udp: await lab.probeUdp(x, y, PORT, { count: 3, timeoutMs: 1000 }),
+      udp: await lab.probeUdp(x, y, PORT, { count: 3, timeoutMs: SLACK_MS }),
       // TCP once around the ring (a->b, b->c, c->a)
       tcp:
         lab.hostNames.indexOf(y) === (lab.hostNames.indexOf(x) + 1) % 3
-          ? await lab.probeTcp(x, lab.host(y).ip, PORT, { timeoutMs: 2000 })
+          ? await lab.probeTcp(x, lab.host(y).ip, PORT, { timeoutMs: SLACK_MS })
           : undefined,
     })),
   );
@@ -107,35 +104,35 @@ serial('hosts reach each other over the underlay; cut/blackhole/restore; dispose
   const [ab, cb, ac] = await Promise.all([
     lab.canReach('a', 'b', PORT, { timeoutMs: 600 }),
     lab.canReach('c', 'b', PORT, { timeoutMs: 600, proto: 'tcp' }),
-    lab.canReach('a', 'c', PORT, { timeoutMs: 600 }),
+    lab.canReach('a', 'c', PORT),
   ]);
   t.false(ab);
   t.false(cb);
   t.true(ac);
   await lab.restore('b');
-  await lab.waitReachable('a', 'b', PORT, 5000);
-  await lab.waitReachable('c', 'b', PORT, 5000, { proto: 'tcp' });
+  await lab.waitReachable('a', 'b', PORT);
+  await lab.waitReachable('c', 'b', PORT, undefined, { proto: 'tcp' });
 
   // blackhole: link stays up, traffic silently dropped at the switch
   await lab.blackhole('c');
   const link = await lab.host('c').exec('ip', ['-o', 'link', 'show', 'dev', 'eth0'], { check: true });
   t.regex(link.stdout, /[<,]UP[,>]/);
   t.false(await lab.canReach('a', 'c', PORT, { timeoutMs: 600 }));
-  t.true(await lab.canReach('a', 'b', PORT, { timeoutMs: 600 }));
+  t.true(await lab.canReach('a', 'b', PORT));
   await lab.restore('c');
-  await lab.waitReachable('a', 'c', PORT, 5000);
+  await lab.waitReachable('a', 'c', PORT);
 
   // tc impairment: only where tc (and the qdisc) exist
   if (lab.tcAvailable) {
     if (await lab.impair('a', { delayMs: 40 })) {
-      const r = await lab.probeUdp('a', 'b', PORT, { count: 2, timeoutMs: 1000 });
+      const r = await lab.probeUdp('a', 'b', PORT, { count: 2, timeoutMs: SLACK_MS });
       t.true(r.ok);
       t.true(Math.min(...r.rttMs) >= 35, `rtt ${r.rttMs.join(',')}`);
     } else {
       t.log('netem unavailable: delay impairment skipped');
     }
     if (await lab.impair('a', { rateKbit: 8000 })) {
-      t.true(await lab.canReach('a', 'b', PORT, { timeoutMs: 2000 }));
+      t.true(await lab.canReach('a', 'b', PORT));
     } else {
       t.log('tbf unavailable: rate impairment skipped');
     }
@@ -153,7 +150,7 @@ serial('hosts reach each other over the underlay; cut/blackhole/restore; dispose
   for (const ns of lab.namespaces) t.false(after.includes(ns), `${ns} still exists`);
   for (const p of tracked) {
     t.false(p.running);
-    t.true(await waitDead(p.pid!, 2000), `pid ${p.pid} alive`);
+    await waitDead(p.pid!);
   }
   await t.notThrowsAsync(lab.dispose());
   t.throws(() => lab.host('a').spawn('true'), { message: /disposed/ });
@@ -165,10 +162,10 @@ serial('LabProcess: waitForLine, exit status and captured output', async (t) => 
   const h = lab.host('x');
 
   const p = h.spawn('sh', ['-c', 'echo first; echo second >&2; sleep 0.2; echo third; exit 4']);
-  t.is(await p.waitForLine(/^fir/, 3000), 'first');
-  t.is(await p.waitForLine('second', 3000, { stream: 'stderr' }), 'second');
-  t.is(await p.waitForLine(/third/, 3000, { stream: 'stdout' }), 'third');
-  const err = await t.throwsAsync(p.waitForLine(/never/, 3000));
+  t.is(await p.waitForLine(/^fir/), 'first');
+  t.is(await p.waitForLine('second', undefined, { stream: 'stderr' }), 'second');
+  t.is(await p.waitForLine(/third/, undefined, { stream: 'stdout' }), 'third');
+  const err = await t.throwsAsync(p.waitForLine(/never/));
   t.regex(err.message, /exited \(code 4\)/);
   t.regex(err.message, /first/);
   t.regex(err.message, /\[err\] second/);
@@ -190,13 +187,22 @@ serial('LabProcess: waitForLine, exit status and captured output', async (t) => 
   // bounded line buffer
   const many = h.spawn('sh', ['-c', 'i=0; while [ $i -lt 50 ]; do echo line$i; i=$((i+1)); done'], { maxLines: 10 });
   await many.exited;
-  await many.waitForLine(/line49/, 1000);
+  t.is(await many.waitForLine(/line49/, 0), 'line49', 'exited resolves once the output is captured');
   t.is(many.stdout.length, 10);
   t.is(many.stdout[9], 'line49');
 
+  // exited resolves, and a waiter gives up, only once the output is captured: here a grandchild
+  // holds the pipe and writes after the process exited (as any process's last line may be read
+  // after its exit is reaped, when another child's SIGCHLD reaps it first).
+  const late = h.spawn('sh', ['-c', '(sleep 0.1; echo late) & echo early']);
+  t.is(await late.waitForLine(/late/), 'late');
+  const later = h.spawn('sh', ['-c', '(sleep 0.1; echo late) & echo early']);
+  await later.exited;
+  t.deepEqual(later.stdout, ['early', 'late']);
+
   // a missing command ends the process instead of hanging
   const bad = h.spawn('/nonexistent/cmd');
-  await t.throwsAsync(bad.waitForLine(/zzz-never/, 3000), { message: /exited/ });
+  await t.throwsAsync(bad.waitForLine(/zzz-never/), { message: /exited/ });
 });
 
 // A test that throws still gets its lab removed by t.teardown.
@@ -217,7 +223,7 @@ serial('...and its teardown removed the namespaces and processes', async (t) => 
   t.is(thrown.pids.length, 2);
   const now = listNamespacesSync();
   for (const ns of thrown.namespaces) t.false(now.includes(ns), `${ns} left behind`);
-  for (const pid of thrown.pids) t.true(await waitDead(pid, 2000), `pid ${pid} alive`);
+  for (const pid of thrown.pids) await waitDead(pid);
 });
 
 serial('a crashing process cleans up on exit; leftovers of a killed one are removed by cleanupLabs', async (t) => {
@@ -236,7 +242,7 @@ serial('a crashing process cleans up on exit; leftovers of a killed one are remo
   t.is(info.namespaces.length, 3);
   const now = listNamespacesSync();
   for (const ns of info.namespaces) t.false(now.includes(ns), `${ns} left behind`);
-  t.true(await waitDead(info.pid, 2000));
+  await waitDead(info.pid);
 
   // 2. SIGKILL -> nothing runs in the dying process; cleanupLabs removes the leftovers
   const killed = await runNode(script('lwtk', `process.kill(process.pid, 'SIGKILL');`));
@@ -249,7 +255,7 @@ serial('a crashing process cleans up on exit; leftovers of a killed one are remo
   t.deepEqual([...report.removed].sort(), [...info2.namespaces].sort());
   const after = listNamespacesSync();
   for (const ns of info2.namespaces) t.false(after.includes(ns), `${ns} left behind`);
-  t.true(await waitDead(info2.pid, 2000));
+  await waitDead(info2.pid);
 });
 
 serial('cleanupLabs leaves labs of live processes alone', async (t) => {

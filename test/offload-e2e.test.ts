@@ -5,7 +5,9 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import { Lab, type LabProcess } from './helpers/lab.js';
-import { BIN, HUB_TUNNEL, startClient, startHub } from './helpers/vpn.js';
+import type { StatusSnapshot } from '../pipelines/status.js';
+import { HUB_TUNNEL, startClient, startHub, statusOf } from './helpers/vpn.js';
+import { DEADLINE_MS, waitUntil } from './helpers/wait.js';
 import type { TunTsoResult } from './fixtures/tun-tso.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
@@ -14,7 +16,7 @@ test('an offloading TUN device delivers a local TCP transfer as super-packets th
   const lab = await Lab.create({ hosts: ['tso'] });
   t.teardown(() => lab.dispose());
   const p = lab.host('tso').spawnNode(fixture('tun-tso'), ['10.77.0.1/24', '10.77.0.2', '5201', String(2 * 1024 * 1024)]);
-  const line = await p.waitForLine(/^\{/, 15_000);
+  const line = await p.waitForLine(/^\{/);
   const r = JSON.parse(line) as TunTsoResult;
   t.log(`${r.packets} packets, ${r.superPackets} super-packets, largest ${r.largest} B, gso ${r.gsoSizes.join(',')}`);
   t.true(r.offload, 'the kernel accepted IFF_VNET_HDR + TUNSETOFFLOAD');
@@ -34,44 +36,31 @@ const MB = 4 * 1024 * 1024;
 /** Starts a tcp-sha server on `host`:`port` and resolves once it listens. */
 async function serve(lab: Lab, host: string, port: number): Promise<LabProcess> {
   const s = lab.host(host).spawnNode(fixture('tcp-sha'), ['serve', String(port)]);
-  await s.waitForLine(/^ready/, 5000);
+  await s.waitForLine(/^ready/);
   return s;
 }
 
 /** Sends `bytes` random bytes from `from` to `to`:`port`; resolves with [sent sha, received sha]. */
 async function transfer(lab: Lab, server: LabProcess, from: string, to: string, port: number, bytes: number): Promise<{ sent: string; received: string }> {
   const c = lab.host(from).spawnNode(fixture('tcp-sha'), ['send', to, String(port), String(bytes)]);
-  const sent = await c.waitForLine(/^(sent|error)/, 25_000);
+  const sent = await c.waitForLine(/^(sent|error)/);
   // Each server takes one transfer; it prints its line before closing its side.
-  const received = await server.waitForLine(/^(received|error)/, 5000);
+  const received = await server.waitForLine(/^(received|error)/);
   return { sent, received };
 }
 
-interface StatusMember {
-  readonly address: string;
-  readonly rx: { packets: number; bytes: number };
-  readonly tx: { packets: number; bytes: number };
-  readonly drops: Record<string, number>;
-}
-interface Status {
-  readonly members: StatusMember[];
-  readonly drops: Record<string, number>;
-  readonly tun: { read: { packets: number; bytes: number }; written: { packets: number; bytes: number } } | null;
-}
-
-async function status(lab: Lab, host: string): Promise<Status> {
-  const r = await lab.host(host).exec('node', [BIN, 'status', '127.0.0.1:9100', '--json'], { check: true });
-  return JSON.parse(r.stdout) as Status;
-}
+const status = (lab: Lab, host: string): Promise<StatusSnapshot> => statusOf(lab, host, '127.0.0.1:9100');
 
 const perPacket = (c: { packets: number; bytes: number }): number => (c.packets === 0 ? 0 : c.bytes / c.packets);
 
 test('the CLI carries TCP streams intact between an offloading client, a client with -offload=false and the hub; only the offloading session carries super-packets', async (t) => {
-  t.timeout(60_000);
+  t.timeout(3 * DEADLINE_MS);
   const lab = await Lab.create({ hosts: ['hub', 'c1', 'c2'] });
   t.teardown(() => lab.dispose());
   const statusFlags = ['-status', '127.0.0.1:9100'];
-  const hub = await startHub(lab, statusFlags);
+  // SUPER frames are the TCP transport's: the hub keeps every member on TCP (a UDP path carries
+  // segments; test/udp-e2e.test.ts).
+  const hub = await startHub(lab, [...statusFlags, '-transport', 'tcp']);
   const c1 = await startClient(lab, 'c1', CLIENTS.c1, statusFlags);
   const c2 = await startClient(lab, 'c2', CLIENTS.c2, ['-offload=false', ...statusFlags]);
   t.regex(hub.output(), /segmentation offload on/);
@@ -95,11 +84,27 @@ test('the CLI carries TCP streams intact between an offloading client, a client 
   // stream's hash can tell a wrong merge.
   expectIntact('c2 → hub (coalesced)', await transfer(lab, sh2, 'c2', HUB_TUNNEL, 7104, MB));
 
-  // Counters reach the status servers once a second.
-  await new Promise((resolve) => setTimeout(resolve, 2200));
-  const [hs, st1, st2] = await Promise.all([status(lab, 'hub'), status(lab, 'c1'), status(lab, 'c2')]);
-  const m1 = hs.members.find((m) => m.address === CLIENTS.c1)!;
-  const m2 = hs.members.find((m) => m.address === CLIENTS.c2)!;
+  // Counters reach the status servers once a second: wait until they hold the four transfers
+  // (c1 sent two of them through the hub, c2 two, and c2 received one).
+  let [hs, st1, st2] = await Promise.all([status(lab, 'hub'), status(lab, 'c1'), status(lab, 'c2')]);
+  const member = (s: StatusSnapshot, address: string): StatusSnapshot['members'][number] | undefined => s.members.find((m) => m.address === address);
+  await waitUntil(
+    async () => {
+      [hs, st1, st2] = await Promise.all([status(lab, 'hub'), status(lab, 'c1'), status(lab, 'c2')]);
+      return (
+        (member(hs, CLIENTS.c1)?.rx.bytes ?? 0) >= 2 * MB &&
+        (member(hs, CLIENTS.c2)?.rx.bytes ?? 0) >= 2 * MB &&
+        (st1.members[0]?.tx.bytes ?? 0) >= 2 * MB &&
+        (st2.members[0]?.rx.bytes ?? 0) >= MB &&
+        (st2.tun?.written.bytes ?? 0) >= MB
+      );
+    },
+    'the transfers in the status counters',
+    undefined,
+    250,
+  ).catch(() => undefined);
+  const m1 = member(hs, CLIENTS.c1)!;
+  const m2 = member(hs, CLIENTS.c2)!;
   t.log(`hub: from c1 ${perPacket(m1.rx).toFixed(0)} B/pkt, to c1 ${perPacket(m1.tx).toFixed(0)} B/pkt, from c2 ${perPacket(m2.rx).toFixed(0)} B/pkt`);
   t.log(`c2: from hub ${perPacket(st2.members[0]!.rx).toFixed(0)} B/pkt, TUN written ${perPacket(st2.tun!.written).toFixed(0)} B/pkt`);
   t.true(perPacket(m1.rx) > 3 * 1400, 'c1 sent the hub super-packets (bytes per packet well above the MTU)');

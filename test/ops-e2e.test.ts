@@ -22,20 +22,20 @@ test('SIGHUP turns client isolation on without dropping anyone; the hub logs JSO
   await startClient(lab, 'c1', C1);
   const c2 = await startClient(lab, 'c2', C2);
   await Promise.all(['hub', 'c2'].map((h) => lab.startEchoServers(h, ECHO_PORT)));
-  t.true(await lab.canReach('c1', C2, ECHO_PORT, { timeoutMs: 4000 }), 'c1 reaches c2 before the reload');
+  t.true(await lab.canReach('c1', C2, ECHO_PORT), 'c1 reaches c2 before the reload');
 
   // A file that does not decode: the hub says so and keeps its settings.
   writeFileSync(file, JSON.stringify({ client_isolation: 'yes' }));
   hub.kill('SIGHUP');
-  await hub.waitForLine(/reload failed, keeping the running settings: client_isolation: expected true or false/, 5000);
-  t.true(await lab.canReach('c1', C2, ECHO_PORT, { timeoutMs: 3000 }), 'c1 still reaches c2 after a failed reload');
+  await hub.waitForLine(/reload failed, keeping the running settings: client_isolation: expected true or false/);
+  t.true(await lab.canReach('c1', C2, ECHO_PORT), 'c1 still reaches c2 after a failed reload');
 
   writeFileSync(file, JSON.stringify({ client_isolation: true, keepalive: 5 }));
   hub.kill('SIGHUP');
-  await hub.waitForLine(/reloaded: client_isolation true/, 5000);
-  await hub.waitForLine(/keepalive changed: takes effect after a restart/, 1000);
+  await hub.waitForLine(/reloaded: client_isolation true/);
+  await hub.waitForLine(/keepalive changed: takes effect after a restart/);
   t.false(await lab.canReach('c1', C2, ECHO_PORT, { timeoutMs: 1000 }), 'c1 no longer reaches c2');
-  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 3000 }), 'c1 still reaches the hub');
+  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT), 'c1 still reaches the hub');
   t.true(hub.running);
   t.notRegex(hub.output(), /left/);
   t.notRegex(c2.output(), /disconnected/);

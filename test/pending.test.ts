@@ -12,8 +12,8 @@ import { makeTlsListener, type TlsListenerOptions } from '../src/drivers/tls.js'
 import { makeTlsWorkerListener } from '../src/drivers/tls-worker.js';
 import type { ConnectionPort, ListenerPort } from '../pipelines/ports.js';
 import { collect, listening, type Listening } from './helpers/listening.js';
-import { waitUntil } from './helpers/live-hub.js';
 import { createPki, type Pki } from './helpers/pki.js';
+import { waitUntil } from './helpers/wait.js';
 
 // ---------------------------------------------------------------------------------------------
 // The count
@@ -54,8 +54,6 @@ test('the map of sources never holds more entries than the total cap', (t) => {
 
 const LOOPBACK = '127.0.0.1';
 const LIMITS = { perSource: 3, total: 5 };
-/** Generous for a loaded 2-core machine; nothing here waits that long when things work. */
-const DEADLINE_MS = 5000;
 
 let pki: Pki;
 test.before(async () => {
@@ -106,14 +104,14 @@ async function member(t: ExecutionContext, kind: Kind, hub: Listening, source: s
           s.once('secureConnect', () => resolve(s));
           s.once('error', reject);
         });
-  const { connection } = await hub.next('connection', DEADLINE_MS);
+  const { connection } = await hub.next('connection');
   t.teardown(() => connection.close());
   return { client, conn: connection };
 }
 
 /** Resolves once the listener counts `n` pending connections (the worker reports its count asynchronously). */
 const pendingIs = (listener: ListenerPort, n: number): Promise<void> =>
-  waitUntil(() => listener.pending?.() === n, DEADLINE_MS, () => `${n} pending connections (the listener counts ${listener.pending?.()})`);
+  waitUntil(() => listener.pending?.() === n, () => `${n} pending connections (the listener counts ${listener.pending?.()})`);
 
 for (const kind of ['plain', 'tls', 'tls-worker'] as const) {
   test(`${kind}: the next connection from a source at its cap is closed at once and reported refused; other sources still get in`, async (t) => {
@@ -123,7 +121,7 @@ for (const kind of ['plain', 'tls', 'tls-worker'] as const) {
     await pendingIs(listener, 3);
     const over = await idle(t, hub.port, '127.0.0.2');
     await over.closed;
-    const refused = await hub.next('refused', DEADLINE_MS);
+    const refused = await hub.next('refused');
     t.is(refused.reason, 'pending-source-limit');
     t.regex(refused.remote, /^127\.0\.0\.2:\d+$/);
     t.regex(refused.detail, /max_pending_per_source 3/);
@@ -141,7 +139,7 @@ for (const kind of ['plain', 'tls', 'tls-worker'] as const) {
     await pendingIs(listener, 5);
     const over = await idle(t, hub.port, '127.0.0.6');
     await over.closed;
-    t.like(await hub.next('refused', DEADLINE_MS), { reason: 'pending-limit', detail: '5 connections are already waiting to be admitted (max_pending 5)' });
+    t.like(await hub.next('refused'), { reason: 'pending-limit', detail: '5 connections are already waiting to be admitted (max_pending 5)' });
 
     open[0]!.socket.destroy();
     await pendingIs(listener, 4);
@@ -168,7 +166,7 @@ for (const kind of ['plain', 'tls', 'tls-worker'] as const) {
     await aEnded;
     const over = await idle(t, hub.port, '127.0.0.2');
     await over.closed;
-    t.is((await hub.next('refused', DEADLINE_MS)).reason, 'pending-source-limit');
+    t.is((await hub.next('refused')).reason, 'pending-source-limit');
     t.is(listener.pending?.(), 3, 'closing an admitted connection left the count alone');
   });
 }

@@ -4,6 +4,7 @@
 import test from 'ava';
 import { Lab } from './helpers/lab.js';
 import { BIN, ECHO_PORT, HUB_TUNNEL, startClient, startHub } from './helpers/vpn.js';
+import { waitUntil } from './helpers/wait.js';
 
 const STATUS = '127.0.0.1:9100';
 const C1 = '10.0.0.2';
@@ -24,7 +25,7 @@ fetch(url).then(async (r) => console.log(JSON.stringify({ status: r.status, type
 `;
 
 async function fetchIn(lab: Lab, host: string, path: string): Promise<Answer> {
-  const r = await lab.host(host).exec(process.execPath, ['-e', FETCH, `http://${STATUS}${path}`], { timeoutMs: 5000 });
+  const r = await lab.host(host).exec(process.execPath, ['-e', FETCH, `http://${STATUS}${path}`]);
   if (r.code !== 0) throw new Error(`fetch ${path} in ${host} failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Answer;
 }
@@ -50,14 +51,10 @@ async function statusIn(lab: Lab, host: string): Promise<Status> {
 }
 
 /** Polls /status on `host` until `ok` holds (the counters are refreshed every second). */
-async function waitStatus(lab: Lab, host: string, ok: (s: Status) => boolean, what: string, timeoutMs = 5000): Promise<Status> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await statusIn(lab, host);
-    if (ok(s)) return s;
-    if (Date.now() > deadline) throw new Error(`${host}: ${what} did not happen within ${timeoutMs} ms; last status: ${JSON.stringify(s)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+async function waitStatus(lab: Lab, host: string, ok: (s: Status) => boolean, what: string): Promise<Status> {
+  let s: Status | undefined;
+  await waitUntil(async () => ok((s = await statusIn(lab, host))), () => `${host}: ${what}; last status: ${JSON.stringify(s)}`, undefined, 250);
+  return s!;
 }
 
 const member = (s: Status, address: string): Member | undefined => s.members.find((m) => m.address === address);
@@ -66,7 +63,7 @@ test('/status, /metrics and /readyz follow a live hub with isolation; traffic mo
   const lab = await Lab.create({ hosts: ['hub', 'c1', 'c2'] });
   t.teardown(() => lab.dispose());
   const hub = await startHub(lab, ['-status', STATUS, '-client-isolation']);
-  await hub.waitForLine(/status on http:\/\/127\.0\.0\.1:9100/, 5000);
+  await hub.waitForLine(/status on http:\/\/127\.0\.0\.1:9100/);
   await startClient(lab, 'c1', C1, ['-status', STATUS]);
   await startClient(lab, 'c2', C2, ['-status', STATUS]);
 
@@ -83,7 +80,7 @@ test('/status, /metrics and /readyz follow a live hub with isolation; traffic mo
 
   // Traffic to the hub moves c1's counters on the hub (rx: from c1, tx: to c1).
   await lab.startEchoServers('hub', ECHO_PORT);
-  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 4000 }));
+  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT));
   const moved = await waitStatus(
     lab,
     'hub',
@@ -120,17 +117,17 @@ test('/status, /metrics and /readyz follow a live hub with isolation; traffic mo
   t.regex(metrics.body, /^lwt_ready 1$/m);
 
   // The status command, run inside the hub's namespace.
-  const table = await lab.host('hub').exec('node', [BIN, 'status', STATUS], { timeoutMs: 5000 });
+  const table = await lab.host('hub').exec('node', [BIN, 'status', STATUS]);
   t.is(table.code, 0, table.stderr);
   t.log(table.stdout);
   t.regex(table.stdout, /server, ready, up /);
   t.regex(table.stdout, /^MEMBER\s+IDENTITY\s+REMOTE\s+SINCE\s+LAST SEEN/m);
   t.regex(table.stdout, /^10\.0\.0\.2\s.*isolation \d+/m);
   t.regex(table.stdout, /^10\.0\.0\.3\s/m);
-  const json = await lab.host('hub').exec('node', [BIN, 'status', STATUS, '--json'], { timeoutMs: 5000 });
+  const json = await lab.host('hub').exec('node', [BIN, 'status', STATUS, '--json']);
   t.is((JSON.parse(json.stdout) as Status).members.length, 2);
   // Where nothing listens: a clear error and exit 1.
-  const none = await lab.host('hub').exec('node', [BIN, 'status', '127.0.0.1:9199'], { timeoutMs: 5000 });
+  const none = await lab.host('hub').exec('node', [BIN, 'status', '127.0.0.1:9199']);
   t.is(none.code, 1);
   t.regex(none.stderr, /nothing answers on 127\.0\.0\.1:9199/);
 });
@@ -139,7 +136,7 @@ test('a -status port that is in use stops the program with one clear line and ex
   const lab = await Lab.create({ hosts: ['hub'] });
   t.teardown(() => lab.dispose());
   const squatter = lab.host('hub').spawn('node', ['-e', `require('node:net').createServer().listen(9100, '127.0.0.1', () => console.log('bound'))`], { label: 'squatter' });
-  await squatter.waitForLine(/bound/, 5000);
+  await squatter.waitForLine(/bound/);
   const hub = lab.host('hub').spawn('node', [BIN, '-m', 'server', '-l', '0.0.0.0:9000', '-t', `${HUB_TUNNEL}/24`, '-status', STATUS], { label: 'hub' });
   const exit = await hub.exited;
   t.is(exit.code, 1);

@@ -23,15 +23,15 @@ test('TLS hub with -tls-workers 1: two clients with certificates join, talk to e
   await hub.waitForLine(/TLS on, client certificates required, in a worker thread/);
   const client = (name: 'alice' | 'bob'): string[] => ['-tls', '-tls-ca', pki.ca.cert, '-tls-client-cert', pki[name].cert, '-tls-client-key', pki[name].key, ...TIMING];
   await Promise.all([startClient(lab, 'c1', '10.0.0.2', client('alice')), startClient(lab, 'c2', '10.0.0.3', client('bob'))]);
-  await hub.waitForLine(/member 10\.0\.0\.2 \(alice\) joined/, 5000);
-  await hub.waitForLine(/member 10\.0\.0\.3 \(bob\) joined/, 5000);
+  await hub.waitForLine(/member 10\.0\.0\.2 \(alice\) joined/);
+  await hub.waitForLine(/member 10\.0\.0\.3 \(bob\) joined/);
 
   await Promise.all(['hub', 'c1', 'c2'].map((h) => lab.startEchoServers(h, ECHO_PORT)));
   const [c1c2, c2c1, c1hub, hubc2] = await Promise.all([
-    lab.canReach('c1', '10.0.0.3', ECHO_PORT, { timeoutMs: 4000 }),
-    lab.canReach('c2', '10.0.0.2', ECHO_PORT, { timeoutMs: 4000 }),
-    lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 4000, proto: 'tcp' }),
-    lab.canReach('hub', '10.0.0.3', ECHO_PORT, { timeoutMs: 4000 }),
+    lab.canReach('c1', '10.0.0.3', ECHO_PORT),
+    lab.canReach('c2', '10.0.0.2', ECHO_PORT),
+    lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { proto: 'tcp' }),
+    lab.canReach('hub', '10.0.0.3', ECHO_PORT),
   ]);
   t.true(c1c2, 'c1 → c2');
   t.true(c2c1, 'c2 → c1');
@@ -39,10 +39,10 @@ test('TLS hub with -tls-workers 1: two clients with certificates join, talk to e
   t.true(hubc2, 'hub → c2');
 
   const sink = lab.host('c2').spawn(process.execPath, ['-e', SINK], { label: 'c2:sink' });
-  await sink.waitForLine(/^ready/, 5000);
-  const sent = await lab.host('c1').exec(process.execPath, ['-e', SOURCE, '10.0.0.3'], { timeoutMs: 30_000 });
+  await sink.waitForLine(/^ready/);
+  const sent = await lab.host('c1').exec(process.execPath, ['-e', SOURCE, '10.0.0.3']);
   t.is(sent.code, 0, sent.stderr);
-  const line = await sink.waitForLine(/^got /, 20_000);
+  const line = await sink.waitForLine(/^got /);
   t.is(line.replace(/^got/, 'sent').trim(), sent.stdout.trim().split('\n')[0], 'every byte arrives, in order');
   t.true(hub.running);
 });

@@ -11,6 +11,7 @@ import { SOCKET_HIGH_WATER_MARK } from '../src/drivers/net.js';
 import type { ConnectionPort } from '../pipelines/ports.js';
 import { collect, listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
+import { DEADLINE_MS, sleep, waitUntil } from './helpers/wait.js';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -30,7 +31,7 @@ function listen(t: ExecutionContext, options: Omit<TlsListenerOptions, 'host' | 
 
 
 async function dial(t: ExecutionContext, port: number, o: Partial<Parameters<typeof makeTlsDialer>[0]> = {}): Promise<ConnectionPort> {
-  const conn = await firstValueFrom(makeTlsDialer({ connectTimeoutMs: 5000, skipVerify: false, ca: pem(pki.ca.cert), ...o }).dial(LOOPBACK, port));
+  const conn = await firstValueFrom(makeTlsDialer({ connectTimeoutMs: DEADLINE_MS, skipVerify: false, ca: pem(pki.ca.cert), ...o }).dial(LOOPBACK, port));
   t.teardown(() => conn.close());
   return conn;
 }
@@ -43,15 +44,6 @@ function rawTls(t: ExecutionContext, port: number, o: tls.ConnectionOptions): Pr
     socket.once('error', (error) => resolve({ socket, error }));
   });
 }
-
-const until = async (cond: () => boolean, timeoutMs = 5000): Promise<boolean> => {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return true;
-};
 
 test('worker listener carries bytes both ways; a graceful close ends the peer stream', async (t) => {
   const hub = await listen(t, hubMaterial());
@@ -69,7 +61,7 @@ test('worker listener carries bytes both ways; a graceful close ends the peer st
   t.deepEqual(await atClient.waitFor(down.length), down);
   client.close();
   t.is(await atServer.ended, 'complete');
-  t.true(await until(() => server.pendingBytes === 0), 'everything written is reported written');
+  await waitUntil(() => server.pendingBytes === 0, 'everything written to be reported written');
 });
 
 test('a 1 MiB echo through the worker comes back byte for byte', async (t) => {
@@ -83,7 +75,7 @@ test('a 1 MiB echo through the worker comes back byte for byte', async (t) => {
   const payload = Buffer.alloc(1024 * 1024);
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + (i >> 8)) & 0xff;
   for (let at = 0; at < payload.length; at += 50_000) client.write(payload.subarray(at, at + 50_000));
-  t.true((await atClient.waitFor(payload.length, 10_000)).equals(payload));
+  t.true((await atClient.waitFor(payload.length)).equals(payload));
 });
 
 test('the sender may reuse its buffer once pendingBytes is 0 (writes are copied, never detached)', async (t) => {
@@ -135,7 +127,7 @@ test('a client certificate of an unrelated CA, or none, is refused with tls-erro
   none.socket.on('error', () => undefined);
   const failed2 = await hub.next('handshake-failed');
   t.regex(failed2.detail, /presented no certificate/);
-  await new Promise((r) => setTimeout(r, 100));
+  await sleep(100);
   t.deepEqual(hub.pending('connection'), []);
 });
 
@@ -164,20 +156,20 @@ test('backpressure: with a reader that does not read, needsDrain turns true; dra
   for (let i = 0; i < 200 && !refused; i++) {
     refused = !server.write(chunk);
     sent += chunk.length;
-    if (!refused) await new Promise((r) => setTimeout(r, 5));
+    if (!refused) await sleep(5);
   }
   t.true(refused, 'write() returns false once the peer stops reading');
   t.true(server.needsDrain);
   t.true((server.pendingBytes ?? 0) > SOCKET_HIGH_WATER_MARK);
-  await new Promise((r) => setTimeout(r, 200));
+  await sleep(200);
   t.is(drained, 0, 'no drain while the peer does not read');
   let got = 0;
   socket.on('data', (c: Buffer) => (got += c.length));
   socket.resume();
-  t.true(await until(() => drained > 0), 'drain$ emits once the peer reads');
+  await waitUntil(() => drained > 0, 'drain$ to emit once the peer reads');
   t.false(server.needsDrain);
-  t.true(await until(() => got === sent));
-  t.true(await until(() => server.pendingBytes === 0));
+  await waitUntil(() => got === sent, () => `the peer to read all ${sent} bytes (${got} so far)`);
+  await waitUntil(() => server.pendingBytes === 0, () => `pendingBytes to be 0 (${server.pendingBytes})`);
 });
 
 test('unsubscribing data$ destroys the connection; the peer sees it close', async (t) => {
@@ -188,7 +180,8 @@ test('unsubscribing data$ destroys the connection; the peer sees it close', asyn
   const { connection: server } = await hub.next('connection');
   server.data$.subscribe().unsubscribe();
   await closed;
-  t.true(await until(() => !server.write(Buffer.from('x'))), 'a closed connection refuses writes');
+  await waitUntil(() => !server.write(Buffer.from('x')), 'a closed connection to refuse writes');
+  t.false(server.write(Buffer.from('x')), 'a closed connection refuses writes');
 });
 
 test('a bad key throws TlsSetupError on subscription; a taken port errors with EADDRINUSE', async (t) => {

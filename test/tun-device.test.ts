@@ -11,6 +11,7 @@ import { TunDevice, TunError, slotSizeFor, formatIpv4Cidr } from '../src/tun/ind
 import type { TunCtlCommand, TunCtlReply } from './fixtures/tun-ctl.js';
 import type { TunEchoStats } from './fixtures/tun-echo.js';
 import type { TunUdpClientResult } from './fixtures/tun-udp-client.js';
+import { DEADLINE_MS, waitUntil } from './helpers/wait.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url));
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
@@ -84,15 +85,6 @@ function linkExists(ns: string, name: string): boolean {
   return ip('-n', ns, '-o', 'link', 'show').includes(`: ${name}:`);
 }
 
-async function eventually(check: () => boolean, ms = 2000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return true;
-}
-
 test('the slot size covers the MTU, at least 1500 bytes, in 64-byte steps', (t) => {
   t.is(slotSizeFor(1400), 1536);
   t.is(slotSizeFor(1500), 1536);
@@ -137,18 +129,18 @@ test('a device opened in a namespace has its name, address, MTU and UP flag, and
 
   t.deepEqual(await c.send({ op: 'read', id: 'a' }), { ok: true });
   t.deepEqual(await c.send({ op: 'release', id: 'a' }), { ok: true, isUp: false });
-  t.true(await eventually(() => !linkExists(env.ns, 'lwtt0')), 'lwtt0 is gone after release()');
+  await waitUntil(() => !linkExists(env.ns, 'lwtt0'), 'lwtt0 to be gone after release()', undefined, 20);
   t.true(c.child.exitCode === null, 'the process is still running');
 
   // Once it no longer reads, dropping the last reference lets the collector close the device.
   t.deepEqual(await c.send({ op: 'read', id: 'b' }), { ok: true });
   t.deepEqual(await c.send({ op: 'stop', id: 'b' }), { ok: true });
   t.deepEqual(await c.send({ op: 'drop', id: 'b' }), { ok: true });
-  t.true(await eventually(() => ip('-n', env.ns, '-o', 'link', 'show', 'type', 'tun').trim() === ''), 'no TUN device is left');
+  await waitUntil(() => ip('-n', env.ns, '-o', 'link', 'show', 'type', 'tun').trim() === '', 'no TUN device to be left', undefined, 20);
 
   // Nothing holds the loop any more: the process exits by itself.
   c.end();
-  t.is(await exited(c.child, 3000), 0);
+  t.is(await exited(c.child, DEADLINE_MS), 0);
 });
 
 test('a reading device keeps the process alive; a stopped one does not', async (t) => {
@@ -162,7 +154,7 @@ test('a reading device keeps the process alive; a stopped one does not', async (
   const idle = ctl(t, env);
   t.true((await idle.send({ op: 'open', id: 'a', options: { name: 'lwtka1', mtu: 1400 } })).ok);
   idle.end();
-  t.is(await exited(idle.child, 3000), 0);
+  t.is(await exited(idle.child, DEADLINE_MS), 0);
 });
 
 test('opening errors are TunErrors with the errno name, the call and a clear message', async (t) => {
@@ -228,7 +220,7 @@ test('UDP datagrams routed into the device are read in batches and the written r
   const client = await new Promise<{ code: number; out: string; err: string }>((resolve) => {
     execFile(
       'ip',
-      ['netns', 'exec', env.ns, process.execPath, fixture('tun-udp-client'), '10.77.0.2', '7007', '1000', '100', '3000'],
+      ['netns', 'exec', env.ns, process.execPath, fixture('tun-udp-client'), '10.77.0.2', '7007', '1000', '100', String(DEADLINE_MS)],
       (error, stdout, stderr) => resolve({ code: error === null ? 0 : Number(error.code ?? 1), out: stdout, err: stderr }),
     );
   });
@@ -245,6 +237,6 @@ test('UDP datagrams routed into the device are read in batches and the written r
   t.true(stats.multiPacketBatches > 0, 'some read callbacks carried several packets');
   t.true(stats.maxBatch > 1 && stats.maxBatch <= 64);
   // The device was released and nothing else holds the loop: the echo process exits by itself.
-  t.is(await exited(echo, 3000), 0, echoErr);
+  t.is(await exited(echo, DEADLINE_MS), 0, echoErr);
   t.false(linkExists(env.ns, 'lwte0'));
 });

@@ -3,14 +3,14 @@
 // (the endpoint listens on the namespace's loopback, which the root namespace cannot reach).
 import type { StatusSnapshot } from '../../pipelines/status.js';
 import { BIN } from '../../test/helpers/vpn.js';
-import type { DemoLan } from './lan.js';
+import { WAIT_MS, type DemoLan } from './lan.js';
 
 /** Where the demo hub's status endpoint listens, inside the hub's namespace. */
 export const HUB_STATUS_ADDR = '127.0.0.1:9100';
 
 /** The hub's /status document, fetched by the real `status` command run in `host`'s namespace. */
 export async function fetchHubStatus(lan: DemoLan, host: string, addr = HUB_STATUS_ADDR): Promise<StatusSnapshot> {
-  const r = await lan.runNode(host, [BIN, 'status', '--json', addr], 10_000);
+  const r = await lan.runNode(host, [BIN, 'status', '--json', addr], WAIT_MS);
   const body = r.stdout.trim();
   if (r.code !== 0 || !body.startsWith('{')) {
     throw new Error(`lightweight-tunnel status ${addr} in ${lan.host(host).ns} failed: ${r.stderr.trim() || body || (r.timedOut ? 'timed out' : `exit ${r.code}`)}`);
@@ -26,7 +26,7 @@ export async function hubStatusAfter(
   lan: DemoLan,
   host: string,
   flow: { from: string; to: string; bytes: number },
-  timeoutMs = 3000,
+  timeoutMs = WAIT_MS,
 ): Promise<StatusSnapshot> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -41,6 +41,12 @@ function ipBin(): string {
   return IP_BIN;
 }
 
+/**
+ * How long the demo waits for what must come: a member's log line, a status with the transfer in
+ * it, a probe's run. Ample for a loaded machine; a process that exits ends its wait at once.
+ */
+export const WAIT_MS = 60_000;
+
 /** Runs `ip ARGS`; rejects with ip's message on failure. */
 function ip(args: readonly string[], timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -319,8 +325,8 @@ export class Daemon {
     }
   }
 
-  /** Resolves with the first log line matching `re`; rejects (with the log's tail) on exit or timeout. */
-  async waitFor(re: RegExp, timeoutMs = 10_000): Promise<string> {
+  /** Resolves with the first log line matching `re`; rejects (with the log's tail) on exit or after `timeoutMs`. */
+  async waitFor(re: RegExp, timeoutMs = WAIT_MS): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.lines().find((l) => re.test(l));

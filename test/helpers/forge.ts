@@ -15,8 +15,10 @@
  *     --count N             how many packets (default 0)
  *     --interval MS         pause between packets (default 20)
  *     --linger MS           stay connected this long after the last packet (default 300)
+ *     --until-icmp N        ...or only until N ICMP packets have come from the hub in all
  *     --attempts N          repeat the whole connection N times, one after another (default 1)
- *     --wait MS             how long to wait for WELCOME/REJECT after a HELLO (default 3000)
+ *     --wait MS             how long to wait for WELCOME/REJECT after a HELLO (default DEADLINE_MS of
+ *                           helpers/wait.ts; the answer or a close ends the wait at once)
  *     --caps A,B            the HELLO's capabilities (default none); `gso` makes the hub take 64 KiB bodies
  *     --mtu N               the HELLO's MTU (default 1400)
  *     --size N              pad each UDP packet to N bytes in all (DF set unless --no-df)
@@ -51,6 +53,7 @@ import { FrameType, MAX_BODY_COMPAT, MAX_BODY_SUPER, encodeFrame, encodeFrames }
 import { ACK, DEFAULT_FLOW, streamBytes, superPacketBytes } from './tcp-reference.js';
 import { PROTOCOL_VERSION } from '../../operators/core/wire/control.js';
 import { FrameDecoder } from '../../operators/core/wire/decoder.js';
+import { DEADLINE_MS } from './wait.js';
 
 /** Absolute path of the compiled script (dist/test/helpers/forge.js), to run in a namespace. */
 export const FORGE_SCRIPT: string = fileURLToPath(import.meta.url);
@@ -115,6 +118,7 @@ interface SessionOptions {
   count: number;
   intervalMs: number;
   lingerMs: number;
+  untilIcmp: number | undefined;
   attempts: number;
   waitMs: number;
   caps: string[];
@@ -150,8 +154,9 @@ function parseSession(args: string[]): SessionOptions {
     count: 0,
     intervalMs: 20,
     lingerMs: 300,
+    untilIcmp: undefined,
     attempts: 1,
-    waitMs: 3000,
+    waitMs: DEADLINE_MS,
     caps: [],
     mtu: 1400,
     size: 0,
@@ -193,6 +198,7 @@ function parseSession(args: string[]): SessionOptions {
       case '--count': o.count = num(flag, value()); break;
       case '--interval': o.intervalMs = num(flag, value()); break;
       case '--linger': o.lingerMs = num(flag, value()); break;
+      case '--until-icmp': o.untilIcmp = num(flag, value()); break;
       case '--attempts': o.attempts = Math.max(1, num(flag, value())); break;
       case '--wait': o.waitMs = num(flag, value()); break;
       case '--caps': o.caps = value().split(',').filter((c) => c !== ''); break;
@@ -246,6 +252,8 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
   const decoder = new FrameDecoder(o.caps.includes('gso') ? MAX_BODY_SUPER : MAX_BODY_COMPAT);
   let closed = false;
   let answered: (() => void) | undefined;
+  let icmps = 0;
+  let icmpArrived: (() => void) | undefined;
   const finished = new Promise<void>((resolve) => {
     socket.on('close', () => {
       if (!closed) say('closed');
@@ -268,6 +276,8 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
       if (f.type === FrameType.Data && f.payload.length >= 28 && f.payload[9] === 1) {
         const ihl = (f.payload[0]! & 0x0f) * 4;
         say(`icmp ${f.payload[ihl]} ${f.payload[ihl + 1]} ${(f.payload[ihl + 6]! << 8) | f.payload[ihl + 7]!}`);
+        icmps++;
+        icmpArrived?.();
         continue;
       }
       const text = Buffer.from(f.payload).toString('utf8');
@@ -331,9 +341,10 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
   if (o.count > 0) say(`sent ${sent}`);
   // Linger (answering keepalive duty), then close.
   const until = Date.now() + o.lingerMs;
-  while (!closed && Date.now() < until) {
-    await sleep(Math.min(500, until - Date.now()));
-    if (!closed) socket.write(encodeFrame(FrameType.Keepalive));
+  const lingering = (): boolean => !closed && Date.now() < until && (o.untilIcmp === undefined || icmps < o.untilIcmp);
+  while (lingering()) {
+    await Promise.race([sleep(Math.min(500, until - Date.now())), new Promise<void>((r) => (icmpArrived = r))]);
+    if (lingering()) socket.write(encodeFrame(FrameType.Keepalive));
   }
   if (!closed) {
     closed = true;

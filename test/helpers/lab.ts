@@ -27,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PingSample, ProbeResult } from './probe.js';
+import { DEADLINE_MS, sleep } from './wait.js';
 
 export type { PingSample, ProbeResult } from './probe.js';
 
@@ -38,6 +39,8 @@ export const UNDERLAY_IF = 'eth0';
 const BRIDGE_IF = 'br0';
 const SWITCH_NAME = 'switch';
 const MARKER_DIR = path.join(os.tmpdir(), 'lwt-labs');
+/** How long a process's pipes may stay open after it exited (a grandchild holding them) before its output counts as complete. */
+const STDIO_GRACE_MS = 2000;
 const DEBUG = process.env.LWT_LAB_DEBUG === '1';
 
 // ---------------------------------------------------------------------------
@@ -100,7 +103,7 @@ export interface ExecOptions {
   cwd?: string;
   /** Written to stdin, which is then closed. */
   input?: string | Buffer;
-  /** Kill (SIGKILL) after this long; default 30 s. */
+  /** Kill (SIGKILL) after this long; default DEADLINE_MS. */
   timeoutMs?: number;
   /** Reject when the exit code is not 0. */
   check?: boolean;
@@ -139,7 +142,7 @@ function runCommand(
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
-    }, opts.timeoutMs ?? 30_000);
+    }, opts.timeoutMs ?? DEADLINE_MS);
     let settled = false;
     child.on('error', (err) => {
       if (settled) return;
@@ -165,15 +168,11 @@ function runCommand(
 
 /** Runs `ip ARGS` in the root namespace context (used only for `netns` and `-n NS` commands). */
 async function ip(args: readonly string[]): Promise<ExecResult> {
-  return runCommand(IP_BIN, args, { check: true, timeoutMs: 10_000 });
+  return runCommand(IP_BIN, args, { check: true, timeoutMs: DEADLINE_MS });
 }
 
 function ipSync(args: readonly string[]): string {
   return execFileSync(IP_BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function pidAlive(pid: number): boolean {
@@ -243,8 +242,12 @@ export type LineStream = 'stdout' | 'stderr' | 'any';
 export interface WaitForLineOptions {
   /** Which stream to watch; default 'any'. */
   stream?: LineStream;
-  /** Also match lines captured before the call (default true). */
-  fromStart?: boolean;
+  /**
+   * Only lines printed after `mark()` returned this (default: every line, including those captured
+   * before the call). Take the mark before causing what the line reports, so that a fast answer is
+   * not missed.
+   */
+  after?: number;
 }
 
 export interface SpawnOptions {
@@ -271,6 +274,8 @@ interface Waiter {
 interface LoggedLine {
   stream: 'stdout' | 'stderr';
   line: string;
+  /** Its number among all lines the process printed (see LabProcess.mark). */
+  seq: number;
 }
 
 function toRegExp(re: RegExp | string): RegExp {
@@ -289,12 +294,16 @@ export class LabProcess {
   readonly stdout: string[] = [];
   /** Most recent stderr lines (bounded by `maxLines`). */
   readonly stderr: string[] = [];
-  /** Resolves (never rejects) when the process has exited. */
+  /**
+   * Resolves (never rejects) once the process has exited and its output is captured (both pipes
+   * closed), so `stdout`, `stderr` and `output()` then hold every line it printed.
+   */
   readonly exited: Promise<ProcessExit>;
   readonly label: string;
   private exitInfo: ProcessExit | undefined;
   private closed = false;
   private readonly log: LoggedLine[] = [];
+  private lines = 0;
   private readonly waiters = new Set<Waiter>();
   private readonly maxLines: number;
   private readonly echo: boolean;
@@ -315,9 +324,10 @@ export class LabProcess {
     child.stdin?.on('error', () => undefined);
     child.on('exit', (code, signal) => {
       this.finishExit({ code, signal });
-      // Give stdio a moment to drain; a grandchild holding the pipes open must
-      // not keep waiters hanging.
-      setTimeout(() => this.onClosed(), 200).unref();
+      // The pipes close right after the exit, unless a grandchild holds them open: that must not
+      // keep waiters hanging. The check runs after an I/O poll (setImmediate), so that output
+      // already in the pipes is read first, however late a loaded machine runs this timer.
+      setTimeout(() => setImmediate(() => this.onClosed()), STDIO_GRACE_MS).unref();
     });
     child.on('close', () => this.onClosed());
     child.on('error', (error) => {
@@ -348,16 +358,16 @@ export class LabProcess {
 
   /**
    * Resolves with the first line matching `re` (by default including lines
-   * already captured). Rejects with the collected output when `timeoutMs`
-   * elapses or the process exits without producing a match.
+   * already captured). Rejects with the collected output when the process
+   * exits without producing a match, or when `timeoutMs` elapses (default
+   * DEADLINE_MS: only a hang takes that long).
    */
-  waitForLine(re: RegExp | string, timeoutMs = 10_000, opts: WaitForLineOptions = {}): Promise<string> {
+  waitForLine(re: RegExp | string, timeoutMs = DEADLINE_MS, opts: WaitForLineOptions = {}): Promise<string> {
     const rx = toRegExp(re);
     const stream = opts.stream ?? 'any';
-    if (opts.fromStart ?? true) {
-      for (const l of this.log) {
-        if ((stream === 'any' || l.stream === stream) && testRe(rx, l.line)) return Promise.resolve(l.line);
-      }
+    const after = opts.after ?? 0;
+    for (const l of this.log) {
+      if (l.seq > after && (stream === 'any' || l.stream === stream) && testRe(rx, l.line)) return Promise.resolve(l.line);
     }
     if (this.closed) {
       return Promise.reject(this.failure(`exited (${this.describeExit()}) without printing a line matching ${rx}`));
@@ -375,6 +385,11 @@ export class LabProcess {
       };
       this.waiters.add(waiter);
     });
+  }
+
+  /** How many lines the process has printed so far: a mark for `waitForLine(re, ms, { after })`. */
+  mark(): number {
+    return this.lines;
   }
 
   /** Sends a signal if still running; returns whether a signal was sent. */
@@ -434,7 +449,7 @@ export class LabProcess {
     const arr = this[stream];
     arr.push(line);
     if (arr.length > this.maxLines) arr.splice(0, arr.length - this.maxLines);
-    this.log.push({ stream, line });
+    this.log.push({ stream, line, seq: ++this.lines });
     if (this.log.length > 2 * this.maxLines) this.log.splice(0, this.log.length - 2 * this.maxLines);
     if (this.echo) process.stderr.write(`[${this.label}${stream === 'stderr' ? ' err' : ''}] ${line}\n`);
     for (const w of this.waiters) {
@@ -449,12 +464,12 @@ export class LabProcess {
   private finishExit(e: ProcessExit): void {
     if (this.exitInfo !== undefined) return;
     this.exitInfo = e;
-    this.resolveExited(e);
   }
 
   private onClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.resolveExited(this.exitInfo ?? { code: this.child.exitCode, signal: this.child.signalCode });
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.reject(this.failure(`exited (${this.describeExit()}) without printing a line matching ${w.re}`));
@@ -508,7 +523,10 @@ export interface ProbeOptions {
 }
 
 export interface ReachOptions {
-  /** Overall time budget; default 2000 ms. */
+  /**
+   * Overall time budget; default DEADLINE_MS (a reply ends the wait at once). A check that must
+   * NOT get a reply gives the window it watches for one.
+   */
   timeoutMs?: number;
   /** Probe protocol; default 'udp'. */
   proto?: 'udp' | 'tcp';
@@ -713,7 +731,7 @@ export class Lab {
   /** Whether interface `ifname` exists in `host`'s namespace. */
   async linkExists(host: string, ifname: string): Promise<boolean> {
     const h = this.hostImpl(host);
-    const r = await runCommand(IP_BIN, ['-n', h.ns, 'link', 'show', 'dev', ifname], { timeoutMs: 5000 });
+    const r = await runCommand(IP_BIN, ['-n', h.ns, 'link', 'show', 'dev', ifname], { timeoutMs: DEADLINE_MS });
     return r.code === 0;
   }
 
@@ -745,7 +763,7 @@ export class Lab {
     const h = this.hostImpl(host);
     if (BRIDGE_BIN !== undefined) {
       const r = await runCommand(BRIDGE_BIN, ['-n', this.switchNs, 'link', 'set', 'dev', h.bridgePort, 'state', '0'], {
-        timeoutMs: 5000,
+        timeoutMs: DEADLINE_MS,
       });
       if (r.code === 0) return;
     }
@@ -760,7 +778,7 @@ export class Lab {
     await ip(['-n', this.switchNs, 'link', 'set', h.bridgePort, 'up']);
     if (BRIDGE_BIN !== undefined) {
       await runCommand(BRIDGE_BIN, ['-n', this.switchNs, 'link', 'set', 'dev', h.bridgePort, 'state', '3'], {
-        timeoutMs: 5000,
+        timeoutMs: DEADLINE_MS,
       });
     }
   }
@@ -789,7 +807,7 @@ export class Lab {
       return this.clearImpairment(host);
     }
     const r = await runCommand(TC_BIN, ['-n', h.ns, 'qdisc', 'replace', 'dev', UNDERLAY_IF, 'root', ...qdisc], {
-      timeoutMs: 5000,
+      timeoutMs: DEADLINE_MS,
     });
     return r.code === 0;
   }
@@ -798,7 +816,7 @@ export class Lab {
   async clearImpairment(host: string): Promise<boolean> {
     if (TC_BIN === undefined) return false;
     const h = this.hostImpl(host);
-    await runCommand(TC_BIN, ['-n', h.ns, 'qdisc', 'del', 'dev', UNDERLAY_IF, 'root'], { timeoutMs: 5000 });
+    await runCommand(TC_BIN, ['-n', h.ns, 'qdisc', 'del', 'dev', UNDERLAY_IF, 'root'], { timeoutMs: DEADLINE_MS });
     return true;
   }
 
@@ -811,7 +829,7 @@ export class Lab {
   async startEchoServers(host: string, port: number): Promise<LabProcess> {
     const h = this.hostImpl(host);
     const p = h.spawnNode(PROBE_SCRIPT, ['echo-server', String(port)], { label: `${host}:echo:${port}` });
-    await Promise.all([p.waitForLine(/^ready udp/, 10_000), p.waitForLine(/^ready tcp/, 10_000)]);
+    await Promise.all([p.waitForLine(/^ready udp/), p.waitForLine(/^ready tcp/)]);
     return p;
   }
 
@@ -830,10 +848,10 @@ export class Lab {
   /**
    * Starts pinging `to`:`port` (an echo server, see startEchoServers) from `from` over UDP, one
    * datagram every `intervalMs`, until `stop()` or the lab's disposal. `samples()` are the
-   * datagrams so far: each with its round trip, or none when it was lost (no echo within 1 s).
+   * datagrams so far: each with its round trip, or none when it was lost (no echo within `timeoutMs`).
    */
-  startPinger(from: string, to: string, port: number, intervalMs = 100): { samples(): PingSample[]; stop(): Promise<void> } {
-    const p = this.hostImpl(from).spawnNode(PROBE_SCRIPT, ['udp-ping', this.address(to), String(port), String(intervalMs)], {
+  startPinger(from: string, to: string, port: number, intervalMs = 100, timeoutMs = 1000): { samples(): PingSample[]; stop(): Promise<void> } {
+    const p = this.hostImpl(from).spawnNode(PROBE_SCRIPT, ['udp-ping', this.address(to), String(port), String(intervalMs), String(timeoutMs)], {
       label: `${from}:ping:${to}`,
       maxLines: 1_000_000,
     });
@@ -856,18 +874,18 @@ export class Lab {
 
   /**
    * Whether `from` gets an echo from `to`:`port` within `timeoutMs` (default
-   * 2000), retrying short probes until the budget is spent.
+   * DEADLINE_MS), retrying probes until the budget is spent.
    */
   async canReach(from: string, to: string, port: number, o: ReachOptions = {}): Promise<boolean> {
     return (await this.reach(from, to, port, o)).ok;
   }
 
-  /** Polls until `from` reaches `to`:`port`; rejects after `timeoutMs` (default 10 s). */
+  /** Polls until `from` reaches `to`:`port`; rejects after `timeoutMs` (default DEADLINE_MS). */
   async waitReachable(
     from: string,
     to: string,
     port: number,
-    timeoutMs = 10_000,
+    timeoutMs = DEADLINE_MS,
     o: { proto?: 'udp' | 'tcp' } = {},
   ): Promise<void> {
     const r = await this.reach(from, to, port, { timeoutMs, proto: o.proto ?? 'udp' });
@@ -951,7 +969,7 @@ export class Lab {
     // Hosts first, the switch last.
     const order = [...this.created].reverse();
     for (const ns of order) {
-      const r = await runCommand(IP_BIN, ['netns', 'del', ns], { timeoutMs: 10_000 });
+      const r = await runCommand(IP_BIN, ['netns', 'del', ns], { timeoutMs: DEADLINE_MS });
       if (r.code !== 0 && listNamespacesSync().includes(ns)) destroyNamespaceSync(ns);
     }
     this.disposedFlag = true;
@@ -1038,7 +1056,8 @@ export class Lab {
     meta: { proto: 'udp' | 'tcp'; host: string; port: number; budgetMs: number },
   ): Promise<ProbeResult> {
     const h = this.hostImpl(from);
-    const r = await h.exec(process.execPath, [PROBE_SCRIPT, ...args], { timeoutMs: meta.budgetMs + 10_000 });
+    // The budget counts from the first datagram; a node process may take long to get there.
+    const r = await h.exec(process.execPath, [PROBE_SCRIPT, ...args], { timeoutMs: meta.budgetMs + DEADLINE_MS });
     const line = r.stdout
       .split('\n')
       .reverse()
@@ -1063,12 +1082,14 @@ export class Lab {
   }
 
   private async reach(from: string, to: string, port: number, o: ReachOptions): Promise<ProbeResult> {
-    const budget = o.timeoutMs ?? 2000;
+    const budget = o.timeoutMs ?? DEADLINE_MS;
     const proto = o.proto ?? 'udp';
     const deadline = Date.now() + budget;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
-      const attemptMs = Math.max(100, Math.min(500, remaining));
+      // Short at first (a first datagram may race a fresh route), then longer: on a loaded machine
+      // an echo through the tunnel's processes may take seconds.
+      const attemptMs = Math.max(100, Math.min(500 * 2 ** Math.min(attempt, 3), remaining));
       const r =
         proto === 'udp'
           ? await this.probeUdp(from, to, port, { timeoutMs: attemptMs })

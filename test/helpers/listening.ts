@@ -3,13 +3,14 @@
 import type { ExecutionContext } from 'ava';
 import type { Subscription } from 'rxjs';
 import type { ConnectionPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
+import { DEADLINE_MS } from './wait.js';
 
 export type EventOf<T extends ListenerEvent['type']> = Extract<ListenerEvent, { type: T }>;
 
 /** A running listener: its events, taken in order per type. */
 export interface Listening {
   readonly port: number;
-  /** The next event of `type` not taken yet (waits up to `timeoutMs`; rejects if the listener failed). */
+  /** The next event of `type` not taken yet (waits up to `timeoutMs`, default DEADLINE_MS; rejects if the listener failed). */
   next<T extends ListenerEvent['type']>(type: T, timeoutMs?: number): Promise<EventOf<T>>;
   /** Events of `type` not taken yet. */
   pending(type: ListenerEvent['type']): ListenerEvent[];
@@ -38,7 +39,7 @@ export async function listening(t: ExecutionContext, listener: ListenerPort): Pr
     const i = events.findIndex((e) => e.type === type);
     return i < 0 ? undefined : (events.splice(i, 1)[0] as EventOf<T>);
   };
-  const next = <T extends ListenerEvent['type']>(type: T, timeoutMs = 5000): Promise<EventOf<T>> =>
+  const next = <T extends ListenerEvent['type']>(type: T, timeoutMs = DEADLINE_MS): Promise<EventOf<T>> =>
     new Promise((resolve, reject) => {
       const check = (): void => {
         const e = take(type);
@@ -86,7 +87,7 @@ export function collect(t: ExecutionContext, conn: ConnectionPort): { bytes(): B
   return {
     bytes,
     ended,
-    waitFor: (n, timeoutMs = 5000) =>
+    waitFor: (n, timeoutMs = DEADLINE_MS) =>
       new Promise((resolve, reject) => {
         const check = (): void => {
           if (bytes().length >= n) {

@@ -15,6 +15,7 @@ import { FrameDecoder } from '../../operators/core/wire/decoder.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrames } from '../../operators/core/wire/frames.js';
 import { makeNetListener } from '../../src/drivers/net.js';
 import { parseIpv4 } from '../../operators/core/address.js';
+import { DEADLINE_MS, waitUntil } from './wait.js';
 
 /** Only loopback: these tests never leave the machine. */
 export const LOOPBACK = '127.0.0.1';
@@ -35,20 +36,6 @@ export const LIVE_SETTINGS: ServerSettings = {
 
 /** Every reason docs/protocol.md and pipelines/events.ts give for a session's end. */
 export const DOCUMENTED_END_REASONS: ReadonlySet<SessionEndReason> = new Set<SessionEndReason>(['closed', 'reset', 'idle', 'frame-error', 'rejected', 'replaced', 'handshake-timeout']);
-
-/** Resolves when `pred()` holds (polled every `pollMs`); rejects after `timeoutMs` with `what`. */
-export async function waitUntil(pred: () => boolean, timeoutMs: number, what: string | (() => string), pollMs = 10): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
-    await sleep(pollMs);
-  }
-}
-
-/** A promise of a timer. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 // ---------------------------------------------------------------------------------------------
 // TUN
@@ -248,7 +235,7 @@ export async function startLiveHub(
     },
   });
   try {
-    await waitUntil(() => log.listening !== undefined || failed, 5000, 'the hub to listen');
+    await waitUntil(() => log.listening !== undefined || failed, 'the hub to listen');
   } catch (err) {
     sub.unsubscribe();
     throw err;
@@ -301,7 +288,7 @@ export class WireClient {
   }
 
   /** Connects to the hub on 127.0.0.1:`port`. */
-  static connect(port: number, timeoutMs = 5000): Promise<WireClient> {
+  static connect(port: number, timeoutMs = DEADLINE_MS): Promise<WireClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: LOOPBACK, port });
       const timer = setTimeout(() => {
@@ -351,8 +338,8 @@ export class WireClient {
   }
 
   /** Resolves with the hub's WELCOME; rejects on REJECT, close or timeout. */
-  async awaitWelcome(timeoutMs = 5000): Promise<Welcome> {
-    await waitUntil(() => this.welcome !== undefined || this.reject !== undefined || this.closed, timeoutMs, 'WELCOME');
+  async awaitWelcome(timeoutMs = DEADLINE_MS): Promise<Welcome> {
+    await waitUntil(() => this.welcome !== undefined || this.reject !== undefined || this.closed, 'WELCOME', timeoutMs);
     if (this.welcome === undefined) throw new Error(`no WELCOME: ${this.reject ? `REJECT ${this.reject.reason}: ${this.reject.message}` : 'connection closed'}`);
     return this.welcome;
   }

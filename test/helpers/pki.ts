@@ -23,6 +23,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEADLINE_MS } from './wait.js';
 
 /** Paths of a certificate and its private key. */
 export interface CertFiles {
@@ -63,7 +64,7 @@ const RSA_KEY = ['-newkey', 'rsa:2048', '-nodes'];
 
 function openssl(args: readonly string[], cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('openssl', args, { cwd, timeout: 20_000, env: { ...process.env, OPENSSL_CONF: path.join(cwd, 'openssl.cnf') } }, (err, _stdout, stderr) => {
+    execFile('openssl', args, { cwd, timeout: DEADLINE_MS, env: { ...process.env, OPENSSL_CONF: path.join(cwd, 'openssl.cnf') } }, (err, _stdout, stderr) => {
       if (err) reject(new Error(`openssl ${args.join(' ')} failed: ${String(stderr).trim() || err.message}`));
       else resolve();
     });
