@@ -482,6 +482,9 @@ test.serial('-transport tcp on a client: its session stays on TCP and it sends n
   t.is(member(s, C1)!.transport, 'tcp');
   t.is(member(s, C1)!.udp, null);
   t.deepEqual(await nftCounter(lab, 'hub', 'lwtcount', 'udp9000'), { packets: 0, bytes: 0 }, 'no datagram reached the hub');
+  // Nothing else in c1's namespace uses UDP (the probe above was TCP): the client opened no UDP socket.
+  const sockets = await lab.host('c1').exec('ss', ['-H', '-u', '-a', '-n'], { check: true });
+  t.is(sockets.stdout.trim(), '', `no UDP socket in c1:\n${sockets.stdout}`);
   t.notRegex(c1.output(), /UDP/);
 });
 
