@@ -5,9 +5,11 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import { Lab } from './helpers/lab.js';
+import type { UdpChannelNsResult } from './fixtures/udp-channel-ns.js';
 import type { UdpNsResult } from './fixtures/udp-ns.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/udp-ns.js', import.meta.url));
+const CHANNEL_FIXTURE = fileURLToPath(new URL('./fixtures/udp-channel-ns.js', import.meta.url));
 const supported = Lab.supported();
 const labTest = supported.ok ? test.serial : test.skip;
 
@@ -57,4 +59,20 @@ labTest('EAGAIN: a tiny SO_SNDBUF behind a slow qdisc gives short counts, onWrit
   t.true(r.stats.sendBlocked >= 1, 'the kernel said EAGAIN');
   t.is(r.writable, r.consumed.length - 1, 'every short count was resumed by onWritable');
   t.deepEqual(r.refused, []);
+});
+
+labTest('a channel counts as sent only what the kernel took: a datagram refused with EMSGSIZE is a too-big drop, not UDP traffic', async (t) => {
+  const lab = await Lab.create({ hosts: ['a', 'b'], prefix: 'lwtu' });
+  t.teardown(() => lab.dispose());
+  await lab.host('a').exec('ip', ['link', 'set', 'dev', 'eth0', 'mtu', '1280'], { check: true });
+  const proc = lab.host('a').spawnNode(CHANNEL_FIXTURE, [lab.address('b'), '9']);
+  const line = await proc.waitForLine(/^RESULT /, 90_000);
+  await proc.exited;
+  const r = JSON.parse(line.slice('RESULT '.length)) as UdpChannelNsResult;
+  t.log(JSON.stringify(r));
+  t.is(r.consumed, 3, 'the refused one is consumed too (it is not to be sent again)');
+  t.deepEqual(r.drops, [{ 'too-big': 1 }]);
+  // Before the fix the refused datagram was counted as sent as well: tx {3, 3300}, so the status
+  // showed it both as UDP traffic and as a drop.
+  t.deepEqual(r.stats.tx, { packets: 2, bytes: 2000 });
 });

@@ -80,6 +80,8 @@ class Channel implements DatagramChannel {
   /** The next epoch's receive key, once a datagram claimed it (derived once, not per batch). */
   #next: ReceiveEpoch | undefined;
   #closed = false;
+  /** Indexes of the payloads the kernel refused during the send in progress (see rejected). */
+  #refused: number[] | undefined;
   readonly #rx = { packets: 0, bytes: 0 };
   readonly #tx = { packets: 0, bytes: 0 };
 
@@ -123,8 +125,9 @@ class Channel implements DatagramChannel {
     this.#drops.next(drops);
   }
 
-  /** @internal A send this channel made was refused by the kernel (EMSGSIZE: the path MTU fell). */
-  rejected(code: string): void {
+  /** @internal Payload `index` of a send this channel made was refused by the kernel (EMSGSIZE: the path MTU fell). */
+  rejected(index: number, code: string): void {
+    this.#refused?.push(index);
     this.#drops.next({ [code === 'EMSGSIZE' ? 'too-big' : 'udp-send-error']: 1 });
     if (code === 'EMSGSIZE' && this.#endpoint !== undefined) this.#setEndpoint(this.#endpoint);
   }
@@ -243,11 +246,18 @@ class Channel implements DatagramChannel {
     }
     const header = { type: type | (hearsUs ? HEARS_YOU : 0), epoch: this.#sendEpoch & 0xff, receiverId: this.#o.id };
     owners.set(this.#o.socket, this);
+    const refused: number[] = (this.#refused = []);
     const sent = this.#o.socket.sealAndSend(this.#sendKey, payloads, header, to);
     owners.delete(this.#o.socket);
+    this.#refused = undefined;
     if (type === DatagramType.Data) {
-      this.#tx.packets += sent;
-      for (let i = 0; i < sent; i++) this.#tx.bytes += payloads[i]!.length;
+      // What the kernel refused is consumed (counted as a drop by rejected()) but did not go over UDP.
+      const skip = refused.length === 0 ? undefined : new Set(refused);
+      for (let i = 0; i < sent; i++) {
+        if (skip?.has(i) === true) continue;
+        this.#tx.packets++;
+        this.#tx.bytes += payloads[i]!.length;
+      }
     }
     return sent;
   }
@@ -297,7 +307,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
       new Observable<UdpHub>((subscriber) => {
         let socket: UdpSocket;
         try {
-          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port, onRejected: (_i, code) => owners.get(socket)?.rejected(code) });
+          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port, onRejected: (i, code) => owners.get(socket)?.rejected(i, code) });
         } catch (err) {
           subscriber.error(err);
           return;
@@ -352,7 +362,7 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
         }
         let socket: UdpSocket;
         try {
-          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port: 0, onRejected: (_i, code) => owners.get(socket)?.rejected(code) });
+          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port: 0, onRejected: (i, code) => owners.get(socket)?.rejected(i, code) });
         } catch (err) {
           subscriber.error(err);
           return;

@@ -27,7 +27,8 @@
  *                           with segment size GSO (the hub must have offered gso)
  *
  *   Besides the lines below, a session prints `attempt I icmp TYPE CODE MTU` for every ICMP packet
- *   the hub sends it in a DATA frame.
+ *   the hub sends it in a DATA frame, and `attempt I udp SRC:SPORT TEXT` for every UDP packet (TEXT:
+ *   its payload as UTF-8).
  *
  *   Prints one line per event: `attempt I connected`, `attempt I welcome {json}`,
  *   `attempt I reject REASON: MESSAGE`, `attempt I sent N`, `attempt I closed`, `attempt I error MSG`,
@@ -37,6 +38,20 @@
  *     Binds UDP 0.0.0.0:PORT, prints `ready udp PORT`, then `recv SRC_IP:SRC_PORT TEXT` for every
  *     datagram, until killed.
  *
+ *   node forge.js datagrams --hub HOST:PORT --kind KIND [--receiver ID] [--count N] [--interval MS] [--size N]
+ *     Hostile datagrams for the hub's UDP data path (docs/protocol.md, "UDP data path"), sent from a
+ *     socket of its own to HOST:PORT (the hub's UDP port). KIND is one of:
+ *       forged     a well-formed header (DATA with the "I hear you" flag, epoch 0, reserved 0,
+ *                  receiver ID, a random counter below 2^48) and random ciphertext and tag, --size
+ *                  bytes in all (default 120): it cannot authenticate (the hub counts `bad-tag`)
+ *       truncated  the start of a datagram for receiver ID, 1 to 31 bytes long (datagram i is
+ *                  i modulo 31, plus 1, bytes): shorter than a header and a tag (`malformed-datagram`)
+ *       unknown    a forged datagram for receiver ID, which should be no session's (`unknown-session`)
+ *     --receiver    the header's receiver id, a u32 (default 1: the hub's first UDP session)
+ *     --count N     how many datagrams (default 100)
+ *     --interval MS pause after every 50 datagrams (default 5)
+ *     Prints `sent N` (the datagrams the kernel took) and exits 0.
+ *
  *   node forge.js fake-hub PORT --routes CIDR[,CIDR...] [--via ADDR]
  *     A hostile (or mistaken) hub: listens on TCP 0.0.0.0:PORT, prints `ready tcp PORT`, answers each
  *     HELLO with a WELCOME for the address it asked (hub 10.0.0.1, /24) carrying the given LAN routes
@@ -44,6 +59,7 @@
  *     killed.
  */
 import { jsonFrame } from './wire.js';
+import { randomBytes, randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -280,6 +296,12 @@ async function attempt(o: SessionOptions, n: number): Promise<void> {
         icmpArrived?.();
         continue;
       }
+      if (f.type === FrameType.Data && f.payload.length >= 28 && f.payload[9] === 17) {
+        const ihl = (f.payload[0]! & 0x0f) * 4;
+        const p = Buffer.from(f.payload);
+        say(`udp ${[...p.subarray(12, 16)].join('.')}:${p.readUInt16BE(ihl)} ${p.subarray(ihl + 8).toString('utf8')}`);
+        continue;
+      }
       const text = Buffer.from(f.payload).toString('utf8');
       if (f.type === FrameType.Welcome) {
         say(`welcome ${text}`);
@@ -378,6 +400,79 @@ function listenUdp(args: string[]): void {
 }
 
 // ---------------------------------------------------------------------------
+// datagrams mode
+
+/** The kinds of hostile datagram that `datagrams` sends. */
+const DATAGRAM_KINDS = ['forged', 'truncated', 'unknown'] as const;
+type DatagramKind = (typeof DATAGRAM_KINDS)[number];
+
+/** A sealed-datagram header (docs/protocol.md): type, epoch, reserved, receiver id, counter. */
+export function datagramHeader(type: number, epoch: number, receiver: number, counter: number): Buffer {
+  const h = Buffer.alloc(16);
+  h[0] = type;
+  h[1] = epoch;
+  h.writeUInt32BE(receiver >>> 0, 4);
+  h.writeUIntBE(counter, 10, 6); // bytes 8..9 stay 0: counters below 2^48
+  return h;
+}
+
+/** Datagram `i` of `kind` for `receiver`, `size` bytes where the kind has a size. */
+export function hostileDatagram(kind: DatagramKind, receiver: number, i: number, size: number): Buffer {
+  const sealed = Buffer.concat([datagramHeader(0x81, 0, receiver, randomInt(2 ** 48 - 1)), randomBytes(Math.max(0, size - 16))]);
+  return kind === 'truncated' ? sealed.subarray(0, (i % 31) + 1) : sealed;
+}
+
+async function datagrams(args: string[]): Promise<void> {
+  let host = '';
+  let port = 9000;
+  let kind: DatagramKind | undefined;
+  let receiver = 1;
+  let count = 100;
+  let intervalMs = 5;
+  let size = 120;
+  const num = (flag: string, v: string | undefined, max = Number.MAX_SAFE_INTEGER): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < 0 || n > max) usage(`${flag}: expected an integer in 0..${max}, got ${String(v)}`);
+    return n;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i]!;
+    const v = args[++i];
+    switch (flag) {
+      case '--hub': {
+        const at = (v ?? '').lastIndexOf(':');
+        if (at < 0) usage('--hub: expected HOST:PORT');
+        host = v!.slice(0, at);
+        port = num('--hub port', v!.slice(at + 1), 65535);
+        break;
+      }
+      case '--kind':
+        if (!(DATAGRAM_KINDS as readonly string[]).includes(v ?? '')) usage(`--kind: expected ${DATAGRAM_KINDS.join(' | ')}, got ${String(v)}`);
+        kind = v as DatagramKind;
+        break;
+      case '--receiver': receiver = num(flag, v, 0xffffffff); break;
+      case '--count': count = num(flag, v); break;
+      case '--interval': intervalMs = num(flag, v); break;
+      case '--size': size = num(flag, v, 65507); break;
+      default: usage(`datagrams: unknown flag ${flag}`);
+    }
+  }
+  if (host === '') usage('datagrams: --hub HOST:PORT is required');
+  if (kind === undefined) usage('datagrams: --kind is required');
+  if (kind !== 'truncated' && size < 32) usage('datagrams: --size must be at least 32 (header and tag) for this kind');
+  const sock = dgram.createSocket('udp4');
+  sock.on('error', () => undefined);
+  let sent = 0;
+  for (let i = 0; i < count; i++) {
+    const ok = await new Promise<boolean>((resolve) => sock.send(hostileDatagram(kind!, receiver, i, size), port, host, (err) => resolve(err === null || err === undefined)));
+    if (ok) sent++;
+    if (intervalMs > 0 && (i + 1) % 50 === 0) await sleep(intervalMs);
+  }
+  sock.close();
+  out(`sent ${sent}`);
+}
+
+// ---------------------------------------------------------------------------
 // fake-hub mode
 
 function fakeHub(args: string[]): void {
@@ -438,7 +533,15 @@ if (isMain) {
     listenUdp(rest);
   } else if (mode === 'fake-hub') {
     fakeHub(rest);
+  } else if (mode === 'datagrams') {
+    datagrams(rest).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`forge: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
   } else {
-    usage('expected a mode: session | listen-udp | fake-hub');
+    usage('expected a mode: session | listen-udp | datagrams | fake-hub');
   }
 }
