@@ -149,7 +149,7 @@ class NftShell {
   /** Runs one line (one transaction); resolves with the clock when it was written and when nft had done it. */
   async run(t: ExecutionContext, line: string): Promise<{ readonly before: number; readonly after: number }> {
     const errors = this.p.stderr.length;
-    const done = this.p.waitForLine(/^table inet lwtsync \{/, 10_000, { fromStart: false });
+    const done = this.p.waitForLine(/^table inet lwtsync \{/, 10_000, { after: this.p.mark() });
     const before = Date.now();
     this.p.write(`${line}\nlist table inet lwtsync\n`);
     await done;
@@ -283,8 +283,8 @@ test.serial('UDP blocked in the middle of a 24 MiB transfer: the hub moves the m
   // Paced to 3 MiB/s: about 8 s, so the block falls well inside the transfer on any machine.
   const source = bulkSource(lab, 'c1', C2, bytes, 3 * MIB);
   await receivedAtLeast(sink, 4 * MIB);
-  const tcpLine = hub.waitForLine(hubTransportLine(C1, 'tcp'), 15_000, { fromStart: false });
-  const clientLine = c1.waitForLine(/data to the hub now travels over the TCP connection/, 15_000, { fromStart: false });
+  const tcpLine = hub.waitForLine(hubTransportLine(C1, 'tcp'), 15_000, { after: hub.mark() });
+  const clientLine = c1.waitForLine(/data to the hub now travels over the TCP connection/, 15_000, { after: c1.mark() });
   const block = await shell.run(t, BLOCK_UDP);
   const atBlock = received(sink);
   // The status as polled (a poll takes a process start, so this is an upper bound).
@@ -313,7 +313,7 @@ test.serial('UDP blocked in the middle of a 24 MiB transfer: the hub moves the m
   t.notRegex(allLines(hub).join('\n'), /member 10\.0\.0\.2 .*left/, 'the session lived through it');
 
   // Unblocked: the path is probed again (1 s after it fell, doubling to 30 s) and comes back.
-  const udpLine = hub.waitForLine(hubTransportLine(C1, 'udp'), 40_000, { fromStart: false });
+  const udpLine = hub.waitForLine(hubTransportLine(C1, 'udp'), 40_000, { after: hub.mark() });
   const unblock = await shell.run(t, 'delete table inet lwtblock');
   const backAt = timeOf(await udpLine);
   t.log(`blocked for ${((unblock.before - block.before) / 1000).toFixed(1)} s; back on UDP ${backAt - unblock.before} ms after the unblock`);
