@@ -741,6 +741,11 @@ class Bench {
 
   /** wireguard-go on the hub and every client (bench/wireguard.ts), or why it cannot run. */
   private async startWireGuard(): Promise<Tunnel | string> {
+    try {
+      ensureCommands([{ cmd: 'wireguard-go', pkg: 'wireguard-go' }, { cmd: 'wg', pkg: 'wireguard-tools' }]);
+    } catch (err) {
+      return (err as Error).message;
+    }
     const missing = wireGuardUnavailable();
     if (missing !== undefined) return missing;
     say(`wireguard: starting wireguard-go on the hub and ${this.o.clients} clients`);

@@ -473,6 +473,11 @@ class WanBench {
   private async startTunnel(mode: Mode): Promise<Tunnel | string> {
     if (mode === 'underlay') return { procs: [] };
     if (mode === 'wireguard') {
+      try {
+        ensureCommands([{ cmd: 'wireguard-go', pkg: 'wireguard-go' }, { cmd: 'wg', pkg: 'wireguard-tools' }], say);
+      } catch (err) {
+        return (err as Error).message;
+      }
       const missing = wireGuardUnavailable();
       if (missing !== undefined) return missing;
       const wg = await startWireGuard({
@@ -877,7 +882,6 @@ async function main(): Promise<number> {
       { cmd: 'ping', pkg: 'iputils-ping' },
       { cmd: 'ss', pkg: 'iproute2' },
       { cmd: 'ethtool', pkg: 'ethtool' },
-      ...(o.modes.includes('wireguard') ? [{ cmd: 'wireguard-go', pkg: 'wireguard-go' }, { cmd: 'wg', pkg: 'wireguard-tools' }] : []),
     ],
     say,
   );
