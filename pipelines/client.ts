@@ -2,20 +2,21 @@
 // packets between the local TUN device and it. A session is a peer session (peer.ts) plus what only
 // a client does: HELLO first, WELCOME (its address, the hub's capabilities), ROUTES, REJECT. The
 // live session is a stream (`session$`), so the TUN side always sends through the latest one.
-import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
+import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
-import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../operators/core/address.js';
+import { formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
-import { CAPABILITIES, ControlDecodeError, FATAL_REJECT_REASONS, GSO_CAPABILITY, PROTOCOL_VERSION, RejectCodec, RoutesCodec, WelcomeCodec, decodeControl, encodeControl, type AnnouncedRoute } from '../operators/core/wire/control.js';
+import { CAPABILITIES, ControlDecodeError, FATAL_REJECT_REASONS, GSO_CAPABILITY, PROTOCOL_VERSION, RejectCodec, RoutesCodec, UDP_CAPABILITY, WelcomeCodec, decodeControl, encodeControl, type AnnouncedRoute, type UdpOffer } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { reconnect } from '../operators/reconnect.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, displayRoute, endReason, type ClientEvent, type RefusedRoute } from './events.js';
 import { count, counter, countingSink, negotiate, peerSession, reportingRejections, statsTicks, tunStats, type Peer, type PeerItem } from './peer.js';
-import type { ConnectionPort, DialerPort, HostNetworkPort, RoutesPort, TunPort } from './ports.js';
+import type { ConnectionPort, DialerPort, HostNetworkPort, PacketBatch as Packets, RoutesPort, TunPort, UdpClientPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
 import type { ClientSettings } from './settings.js';
+import { udpLink, type LinkEvent } from './udpLink.js';
 
 /** What a client is built from. */
 export interface ClientPorts {
@@ -29,6 +30,8 @@ export interface ClientPorts {
   readonly routes?: RoutesPort;
   /** This host's underlay, which no installed LAN route may cover; without it only the special ranges and the hub's address are guarded. */
   readonly hostNetwork?: HostNetworkPort;
+  /** The UDP data path: with it (and settings.transport not `tcp`) the client offers `udp` and takes up the hub's offer. */
+  readonly udp?: UdpClientPort;
 }
 
 /** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
@@ -60,6 +63,10 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const remoteText = `${host}:${port}`;
     /** The TUN device offloads segmentation: offer `gso` to the hub. */
     const offload = ports.tun.offload === true;
+    const transport = settings.transport ?? 'auto';
+    /** Offer `udp` to the hub: this side can open a UDP channel and may use it. */
+    const udpPort = transport === 'tcp' ? undefined : ports.udp;
+    const caps = [...CAPABILITIES, ...(offload ? [GSO_CAPABILITY] : []), ...(udpPort === undefined ? [] : [UDP_CAPABILITY])];
     /** The live session, when there is one. */
     const session$ = new BehaviorSubject<LiveSession | undefined>(undefined);
     /** The address the TUN device has: the static one, or the last one the hub assigned. */
@@ -113,16 +120,31 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         if (live === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
         // Packets larger than the hub takes are fragmented, or answered with ICMP fragmentation-needed
         // from the hub's address (this side's kernel then lowers its path MTU), as a router would.
-        const fitted = fitPackets(batch, live.peer.encoding.maxPacket, live.hub);
-        if (fitted === undefined) {
-          live.peer.send(batch);
-          return [];
-        }
-        if (fitted.packets.length > 0) live.peer.send(fitted.packets);
+        const path = live.peer.data;
+        const fitted = fitPackets(batch, path.maxPacket(), live.hub);
+        const linkDrops = path.send(fitted === undefined ? batch : fitted.packets);
+        const out: ClientEvent[] = linkDrops === undefined ? [] : [dropsEvent('hub', linkDrops)];
+        if (fitted === undefined) return out;
         if (fitted.answers.length > 0) toTun.next(fitted.answers);
-        return Object.keys(fitted.drops).length === 0 ? [] : [dropsEvent('tun', fitted.drops)];
+        if (Object.keys(fitted.drops).length > 0) out.push(dropsEvent('tun', fitted.drops));
+        return out;
       }),
     );
+
+    /** Packets from the hub (over TCP or UDP) into the TUN device; anything that is not a sound IPv4 packet is dropped and counted. */
+    const fromHub = (batch: Packets): ClientEvent[] => {
+      let drops: DropCounts | undefined;
+      let packets = batch;
+      if (!packets.every((p) => ipv4Problem(p) === undefined)) {
+        packets = packets.filter((p) => {
+          const problem = ipv4Problem(p);
+          if (problem !== undefined) drops = addDrop(drops, problem);
+          return problem === undefined;
+        });
+      }
+      if (packets.length > 0) toTun.next(packets);
+      return drops === undefined ? [] : [dropsEvent(address === undefined ? 'hub' : formatIpv4(address.address), drops)];
+    };
 
     const session = (conn: ConnectionPort): Observable<ClientEvent> =>
       defer(() => {
@@ -141,7 +163,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             version: PROTOCOL_VERSION,
             ...(tunnel === undefined ? { assign: true } : { address: tunnel.address, prefix: tunnel.prefix }),
             mtu: settings.mtu,
-            caps: offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES],
+            caps,
             ...(settings.token === undefined ? {} : { token: settings.token }),
             ...(settings.clientId === undefined ? {} : { id: settings.clientId }),
             ...(settings.routes === undefined || settings.routes.length === 0 ? {} : { routes: [...settings.routes] }),
@@ -179,6 +201,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           everWelcomed = true;
           welcomed = true;
           const out: ClientEvent[] = [{ type: 'welcomed', address: formatIpv4(w.address), prefix: w.prefix, hub: formatIpv4(w.hub), ...(assigned ? { assigned } : {}) }];
+          if (w.udp !== undefined && udpPort !== undefined) offers$.next(w.udp);
+          else if (transport === 'udp') throw new SessionEnd('udp-failed', 'the hub offers no UDP data path (it runs -transport tcp, could not bind UDP, or predates it) and -transport udp allows no fall back');
           // A WELCOME without routes clears what an earlier session installed (the hub restarted
           // without the member behind them): no stale route outlives its member.
           if ((w.routes !== undefined && w.routes.length > 0) || routing) out.push(...applyRoutes(w.routes ?? [], conn.remote));
@@ -187,21 +211,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
 
         const onItem = (item: PeerItem): ClientEvent[] => {
           switch (item.kind) {
-            case 'data': {
-              let drops: DropCounts | undefined;
-              let packets = item.packets;
-              if (!packets.every((p) => ipv4Problem(p) === undefined)) {
-                packets = packets.filter((p) => {
-                  const problem = ipv4Problem(p);
-                  if (problem !== undefined) drops = addDrop(drops, problem);
-                  return problem === undefined;
-                });
-              }
-              if (packets.length > 0) toTun.next(packets);
-              const out = established();
-              if (drops !== undefined) out.push(dropsEvent(address === undefined ? 'hub' : formatIpv4(address.address), drops));
-              return out;
-            }
+            case 'data':
+              return [...established(), ...fromHub(item.packets)];
             case 'send-drops':
               return [dropsEvent('hub', item.drops)];
             case 'learned':
@@ -228,6 +239,50 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           }
         };
 
+        /**
+         * The hub's UDP offer taken up: a channel to the hub's address at the offered port, keyed
+         * from the TLS session (or, without TLS, the secret in the offer); its packets join the ones
+         * over TCP. Under `auto` a channel that cannot be opened leaves the session on TCP.
+         */
+        const offers$ = new Subject<UdpOffer>();
+        const udp$: Observable<ClientEvent> = offers$.pipe(
+          take(1),
+          switchMap((offer) => {
+            const hubHost = parseHostPort(conn.remote)?.host;
+            const secret = offer.secret ?? conn.tlsSecret;
+            const unavailable = (detail: string): Observable<ClientEvent> =>
+              transport === 'udp' ? throwError(() => new SessionEnd('udp-failed', `${detail} and -transport udp allows no fall back`)) : of<ClientEvent>({ type: 'udp-unavailable', detail });
+            if (udpPort === undefined || hubHost === undefined) return unavailable(`the hub's address ${conn.remote} is not one UDP can reach`);
+            if (secret === undefined) return unavailable('the hub offered UDP without a secret on a connection without TLS');
+            return udpPort.open(hubHost, offer.port, offer.id, secret, offer.cipher).pipe(
+              switchMap((channel) => {
+                const link = udpLink(channel, { mode: transport === 'udp' ? 'udp' : 'auto', scheduler });
+                peer.link = link;
+                return link.events$.pipe(
+                  mergeMap(onLink),
+                  finalize(() => {
+                    if (peer.link === link) peer.link = undefined;
+                  }),
+                );
+              }),
+              // The socket failed (to open, or later): under `auto` the session carries on over TCP.
+              catchError((err: unknown) => (err instanceof SessionEnd ? throwError(() => err) : unavailable(`the UDP socket failed: ${err instanceof Error ? err.message : String(err)}`))),
+            );
+          }),
+        );
+
+        /** What the session's UDP link reports: the hub's packets, its drops, its transport changes. */
+        const onLink = (e: LinkEvent): ClientEvent[] => {
+          switch (e.kind) {
+            case 'packets':
+              return fromHub(e.packets);
+            case 'drops':
+              return [dropsEvent('hub', e.drops)];
+            case 'transport':
+              return [{ type: 'transport', who: 'hub', transport: e.transport, why: e.why }];
+          }
+        };
+
         // A client that asks for its address cannot work without a WELCOME (a 0.0.1-era hub never sends one).
         const welcomeDeadline$: Observable<ClientEvent> =
           settings.tunnel !== undefined
@@ -241,7 +296,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
               );
 
         session$.next(live);
-        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), peer.items$.pipe(mergeMap(onItem)), drops$, welcomeDeadline$).pipe(
+        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), peer.items$.pipe(mergeMap(onItem)), drops$, welcomeDeadline$, udp$).pipe(
           catchError((err: unknown) => {
             const { reason, detail } = endReason(err);
             const out: ClientEvent[] = [];

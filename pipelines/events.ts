@@ -14,7 +14,8 @@ export type SessionEndReason =
   | 'frame-error' // the peer broke the framing (oversize length)
   | 'rejected' // refused by the hub (see the rejected event)
   | 'replaced' // a newcomer took over this member's address (silent member, or the same identity reconnecting)
-  | 'handshake-timeout'; // the peer did not identify itself (HELLO) in time
+  | 'handshake-timeout' // the peer did not identify itself (HELLO) in time
+  | 'udp-failed'; // the UDP path failed and -transport udp allows no fall back to TCP
 
 /** Ends a session on purpose, with a reason; the session's stream turns it into a `left` event. */
 export class SessionEnd extends Error {
@@ -85,6 +86,18 @@ export interface DropsEvent {
   readonly drops: DropCounts;
 }
 
+/** How a session's data travels now, as the status and the logs say it. */
+export type Transport = 'tcp' | 'udp' | 'tcp (udp blocked)';
+
+/** A session's data moved to another transport (UDP up, UDP silent: back on TCP), and why. */
+export interface TransportEvent {
+  readonly type: 'transport';
+  /** The member's address at the hub; 'hub' at a client. */
+  readonly who: string;
+  readonly transport: Transport;
+  readonly why: string;
+}
+
 /** One lease of the hub: who (`token:NAME`, `cert:NAME` or `id:HEX`) has which address. */
 export interface LeaseInfo {
   readonly identity: string;
@@ -143,6 +156,10 @@ export interface SessionStats {
   readonly queued: number;
   /** Last round-trip time measured with PING/PONG (peers with the `rtt` capability). */
   readonly rttMs: number | undefined;
+  /** How its data travels now (`tcp` for sessions without a UDP path). */
+  readonly transport: Transport;
+  /** The share of rx/tx that went over the UDP data path (sessions that have one). */
+  readonly udp?: { readonly rx: Traffic; readonly tx: Traffic };
 }
 
 /** Counters of the local TUN device: what was read from it and written to it. */
@@ -155,6 +172,10 @@ export interface TunStats {
 /** Events of the server (hub) pipeline. */
 export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
+  /** The hub's UDP socket is bound beside the listener (`address` is ip:port). */
+  | { readonly type: 'udp-listening'; readonly address: string }
+  /** With `-transport auto`, the UDP socket could not be bound: every member stays on TCP. */
+  | { readonly type: 'udp-unavailable'; readonly detail: string }
   /** A connection that failed before it became a session (for example a TLS handshake). */
   | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
   /** A connection the listener closed at once because too many connections wait to be admitted. */
@@ -208,6 +229,7 @@ export type ServerEvent =
   | { readonly type: 'lease-error'; readonly detail: string }
   | RoutesEvent
   | KernelRouteEvent
+  | TransportEvent
   | DropsEvent;
 
 /** Events of the client pipeline. */
@@ -229,6 +251,9 @@ export type ClientEvent =
   | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
   /** Every statsIntervalMs (when set): the current session's counters (if connected) and the TUN device's. */
   | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats }
+  /** With `-transport auto`, the hub's UDP offer could not be taken up (the session stays on TCP), and why. */
+  | { readonly type: 'udp-unavailable'; readonly detail: string }
   | RoutesEvent
   | KernelRouteEvent
+  | TransportEvent
   | DropsEvent;

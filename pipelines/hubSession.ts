@@ -2,12 +2,12 @@
 // (admission.ts) says so, and then forwards its packets as the forwarding policy (forwarding.ts)
 // decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
 // admission deadline) is one `left` event, and membership hears it once.
-import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, share, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
-import { HelloCodec, PROTOCOL_VERSION, decodeControl, encodeControl, type RejectReason } from '../operators/core/wire/control.js';
+import { ControlDecodeError, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
@@ -18,9 +18,10 @@ import { REPLICATE, type Decision, type ForwardingPolicy, type Target } from './
 import type { HubEvent, HubState } from './hubState.js';
 import { routesFor, type MemberRecord } from './membership.js';
 import { negotiate, peerSession, type PeerItem } from './peer.js';
-import type { Authenticator, ConnectionPort, HostNetworkPort } from './ports.js';
+import type { Authenticator, ConnectionPort, HostNetworkPort, UdpHub } from './ports.js';
 import type { ServerSettings } from './settings.js';
 import type { Store } from './store.js';
+import { udpLink, type LinkEvent } from './udpLink.js';
 
 /** What every session of one hub shares. */
 export interface HubContext {
@@ -42,6 +43,10 @@ export interface HubContext {
   readonly replicating: (input$: Observable<ReplicateInput<Target>>, who: () => string) => Observable<ServerEvent>;
   /** Where sessions register how to read their counters (for stats events). */
   readonly sessionStats: Map<number, () => SessionStats>;
+  /** The hub's UDP socket while it is bound (members that offer `udp` get a channel on it). */
+  readonly udp: () => UdpHub | undefined;
+  /** A fresh UDP session id (never 0, unique while the hub runs). */
+  readonly nextUdpId: () => number;
 }
 
 /** A refusal on its way out of the session (the REJECT was already written). */
@@ -104,6 +109,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       }
       negotiate(peer.encoding, verdict.gso, verdict.mtu);
       peer.pings = verdict.pings;
+      const udp = claim.kind === 'hello' && !(claim.hello instanceof ControlDecodeError) && claim.hello.caps?.includes(UDP_CAPABILITY) === true ? offerUdp() : undefined;
       const text = formatIpv4(verdict.address);
       const record: MemberRecord = {
         id,
@@ -116,9 +122,12 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         routes: verdict.routes,
         takesRoutes: verdict.takesRoutes,
         session: {
-          send: peer.send,
+          send: (packets) => {
+            const dropped = peer.data.send(packets);
+            if (dropped !== undefined) drops$.next(dropsEvent(who(), dropped));
+          },
           control: peer.control,
-          encoding: peer.encoding,
+          maxPacket: () => peer.data.maxPacket(),
           lastSeen: peer.lastSeen,
           end: (err) => {
             // A replaced member hears why (a clone then backs off instead of flapping).
@@ -145,6 +154,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
             timeout: Math.round(settings.timeoutMs / 1000),
             caps: [...ctx.caps],
             ...(routes.length === 0 ? {} : { routes }),
+            ...(udp === undefined ? {} : { udp }),
           }),
         );
       }
@@ -161,6 +171,32 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
           ...(verdict.routes.length === 0 ? {} : { routes: verdict.routes.map(formatPrefix) }),
         },
       ];
+    };
+
+    /**
+     * A member that offered `udp` gets a channel on the hub's UDP socket (when it is bound and the
+     * hub's transport is not `tcp`) and the offer for its WELCOME: the session id, the port, the
+     * cipher and, without TLS to derive one from, the session secret.
+     */
+    const offerUdp = (): UdpOffer | undefined => {
+      const hub = (settings.transport ?? 'auto') === 'tcp' ? undefined : ctx.udp();
+      if (hub === undefined) return undefined;
+      const udpId = ctx.nextUdpId();
+      const secret = conn.tlsSecret ?? hub.randomSecret();
+      peer.link = udpLink(hub.channel(udpId, secret), { mode: settings.transport === 'udp' ? 'udp' : 'auto', scheduler });
+      return { id: udpId, port: hub.port, cipher: hub.cipher, ...(conn.tlsSecret === undefined ? { secret } : {}) };
+    };
+
+    /** What the member's UDP link reports besides packets: its drops and its transport changes. */
+    const onLink = (e: LinkEvent): ServerEvent[] => {
+      switch (e.kind) {
+        case 'packets':
+          return [];
+        case 'drops':
+          return [dropsEvent(who(), e.drops)];
+        case 'transport':
+          return [{ type: 'transport', who: who(), transport: e.transport, why: e.why }];
+      }
     };
 
     /** Frames of the protocol that are not data: a HELLO before joining is a claim, the rest are out of place. */
@@ -188,11 +224,20 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         merge(
           joined$.pipe(
             take(1),
-            switchMap(() =>
-              merge(
-                shared$.pipe(
-                  filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
-                  map((i) => i.packets),
+            switchMap(() => {
+              // Its packets arrive over TCP and, once its UDP path is up, over UDP: one data path.
+              const link$ = peer.link === undefined ? EMPTY : peer.link.events$.pipe(share());
+              return merge(
+                merge(
+                  shared$.pipe(
+                    filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
+                    map((i) => i.packets),
+                  ),
+                  link$.pipe(
+                    filter((e): e is Extract<LinkEvent, { kind: 'packets' }> => e.kind === 'packets'),
+                    map((e) => e.packets),
+                  ),
+                ).pipe(
                   route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
                   map((rb) => takeReplicable(rb, member, broadcasts$)),
                   isolate<Target>(policy.isolating, policy.isPeer),
@@ -200,9 +245,10 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
                   filter((rb) => rb.drops !== undefined),
                   map((rb) => dropsEvent(who(), rb.drops!)),
                 ),
+                link$.pipe(mergeMap(onLink)),
                 ctx.replicating(broadcasts$, who),
-              ),
-            ),
+              );
+            }),
           ),
           shared$.pipe(
             mergeMap((i): ServerEvent[] => {

@@ -5,19 +5,18 @@
 // Nothing else changes membership.
 import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../operators/core/address.js';
 import { RouteTable } from '../operators/core/routeTable.js';
-import type { PacketEncoding } from '../operators/core/wire/frames.js';
 import { AddressAllocator, type AllocatorOptions, type DiscardedLease, type LeaseTable } from './allocator.js';
 import type { LanRoute, LeaseInfo, SessionEnd } from './events.js';
 import type { PacketBatch } from './ports.js';
 
 /** The handle of a member's session: where packets and control frames for it go. */
 export interface MemberSession {
-  /** Packets for the member (into its session's bounded data queue). */
+  /** Packets for the member, each at most maxPacket() bytes (over UDP while its path is up, else into its session's bounded data queue). */
   send(packets: PacketBatch): void;
+  /** The largest plain packet the member takes now: its MTU (and 1495 without `gso`), and its UDP path's while that is up. */
+  maxPacket(): number;
   /** A control frame for the member (never dropped; a keyed one replaces an older unsent one). */
   control(frame: Uint8Array, key?: string): void;
-  /** How the member takes packets (its HELLO's MTU and capabilities). */
-  readonly encoding: PacketEncoding;
   /** scheduler.now() of the member's last frame. */
   lastSeen(): number;
   /** Ends the member's session with a reason (it leaves). */

@@ -17,6 +17,7 @@ import { FrameType, KEEPALIVE_FRAME, MAX_BODY_COMPAT, MAX_PACKET_COMPAT, encodeF
 import { SessionEnd, type SessionStats, type TunStats } from './events.js';
 import type { ConnectionPort, PacketBatch, PacketSink } from './ports.js';
 import type { CommonSettings } from './settings.js';
+import { dataPath, type DataPath, type UdpLink } from './udpLink.js';
 
 /** The tick value keepalive adds to a session's inbound stream. */
 const TICK: Inbound = Object.freeze({ kind: 'tick' });
@@ -80,8 +81,12 @@ export interface PeerOptions {
 export interface Peer {
   /** Sends a control frame through the session's one writer (never dropped; a keyed one replaces an older unsent one of its key). */
   control(frame: Uint8Array, key?: string): void;
-  /** Queues packets for the peer (bounded by send_queue_size and by time; what is dropped comes out of `items$` as send-drops). */
+  /** Queues packets for the peer on this connection (bounded by send_queue_size and by time; what is dropped comes out of `items$` as send-drops). */
   send(packets: PacketBatch): void;
+  /** The session's UDP link, once one is open (its owner sets it; data goes over it while its path is up). */
+  link: UdpLink | undefined;
+  /** Where the owner sends data: over the link while its path is up, else `send` on this connection. */
+  readonly data: DataPath;
   /** How packets are encoded for the peer; negotiate() updates it. */
   readonly encoding: PacketEncoding;
   /** The peer answers PING (it offered the `rtt` capability): set when that is known. */
@@ -116,21 +121,28 @@ export function peerSession(conn: ConnectionPort, o: PeerOptions): Peer {
   const peer: Peer = {
     control: (frame, key) => outgoing.next(key === undefined ? { kind: 'control', frame } : { kind: 'control', frame, key }),
     send: (packets) => outgoing.next({ kind: 'data', packets }),
+    link: undefined,
+    data: dataPath({ send: (packets) => peer.send(packets), encoding }, () => peer.link),
     encoding,
     pings: false,
     lastSeen: () => lastSeen,
-    stats: (address, identity) => ({
-      id: conn.id,
-      remote: conn.remote,
-      address,
-      ...(identity === undefined ? {} : { identity }),
-      connectedAt,
-      lastSeen,
-      rx: { ...rx },
-      tx: { ...tx },
-      queued: gauge.depth,
-      rttMs,
-    }),
+    stats: (address, identity) => {
+      const udp = peer.link?.stats();
+      return {
+        id: conn.id,
+        remote: conn.remote,
+        address,
+        ...(identity === undefined ? {} : { identity }),
+        connectedAt,
+        lastSeen,
+        rx: udp === undefined ? { ...rx } : { packets: rx.packets + udp.rx.packets, bytes: rx.bytes + udp.rx.bytes },
+        tx: udp === undefined ? { ...tx } : { packets: tx.packets + udp.tx.packets, bytes: tx.bytes + udp.tx.bytes },
+        queued: gauge.depth,
+        rttMs,
+        transport: peer.link?.transport ?? 'tcp',
+        ...(udp === undefined ? {} : { udp }),
+      };
+    },
     items$: defer(() => {
       const handle = (item: Inbound): PeerItem[] => {
         switch (item.kind) {

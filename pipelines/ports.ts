@@ -1,7 +1,7 @@
 // The ports a pipeline is built from. Drivers in src/ implement them over Node objects; tests implement
 // them with Subjects. Nothing here performs I/O.
 import type { Observable } from 'rxjs';
-import type { ByteSink, PacketBatch, PacketSink } from '../operators/core/packet.js';
+import type { ByteSink, DropCounts, PacketBatch, PacketSink } from '../operators/core/packet.js';
 
 export type { ByteSink, PacketBatch, PacketSink };
 import type { LeaseTable } from './allocator.js';
@@ -70,11 +70,67 @@ export interface HostNetworkPort {
   guarded(): readonly GuardedPrefix[];
 }
 
+/** The AEAD of the UDP data path (see docs/protocol.md, "UDP data path"). */
+export type UdpCipher = 'aes-256-gcm' | 'chacha20-poly1305';
+
+/** What arrived on a datagram channel in one read: the peer's packets (the receiver's to keep; none for a keepalive), and whether the peer says it hears us. */
+export interface Arrival {
+  readonly packets: PacketBatch;
+  readonly hearsUs: boolean;
+}
+
+/**
+ * One session's sealed-datagram channel (the UDP data path): authenticated, replay-checked arrivals
+ * in, sealed datagrams out. The driver keeps the keys (one per direction, a new epoch derived before
+ * any counter limit), the replay windows and the peer's endpoint (the source of its latest
+ * authenticated datagram, so a peer that changes address keeps its session).
+ */
+export interface DatagramChannel {
+  /** Arrivals, one emission per read that had any for this channel (hot, never errors; completes on close). */
+  readonly arrivals$: Observable<Arrival>;
+  /** Drops of this channel by reason (replay, bad-tag, malformed, too-big, send errors); hot. */
+  readonly drops$: Observable<DropCounts>;
+  /** Seals packets (each at most maxPacket()) and sends them to the peer; returns how many went (fewer: the socket is full). Nothing is sent before the peer's endpoint is known. */
+  send(packets: PacketBatch, hearsUs: boolean): number;
+  /** Sends an empty keepalive datagram (when the endpoint is known). */
+  keepalive(hearsUs: boolean): void;
+  /** The largest packet a datagram to the peer carries (the path MTU less the 60 bytes of overhead). */
+  maxPacket(): number;
+  /** Data packets and their bytes, received (authenticated) and sent (keepalives not counted). */
+  stats(): { readonly rx: { readonly packets: number; readonly bytes: number }; readonly tx: { readonly packets: number; readonly bytes: number } };
+  /** Stops the channel and forgets its keys. Idempotent. */
+  close(): void;
+}
+
+/** The hub's UDP socket, bound beside its TCP listener. */
+export interface UdpHub {
+  /** The bound UDP port (the listener's). */
+  readonly port: number;
+  readonly cipher: UdpCipher;
+  /** 32 random bytes: the session secret of a member without TLS (sent to it in WELCOME). */
+  randomSecret(): Uint8Array;
+  /** The channel of member session `id`, keyed from `secret` (the TLS exporter's, or randomSecret()'s). */
+  channel(id: number, secret: Uint8Array): DatagramChannel;
+  /** Datagrams no channel could take (unknown-session, malformed), hot. */
+  readonly drops$: Observable<DropCounts>;
+}
+
+/** Opens the hub's UDP socket. */
+export interface UdpHubPort {
+  /** Binds UDP to `port` on the listener's host: emits the socket once it is bound; errors when binding fails; unsubscribing closes it. */
+  bind(port: number): Observable<UdpHub>;
+}
+
+/** Opens a client's UDP channel to its hub. */
+export interface UdpClientPort {
+  /** A channel to the hub at `host:port` (an IPv4 address), for session `id` keyed from `secret`; emits once bound; unsubscribing closes it. */
+  open(host: string, port: number, id: number, secret: Uint8Array, cipher: UdpCipher): Observable<DatagramChannel>;
+}
+
 /**
  * One byte-stream connection (TCP or TLS), already established: the transport behind a session.
  * A session needs only this: chunks in (`data$`), bytes out with backpressure (ByteSink), close.
- * A datagram transport (UDP, later) implements the same session seam one level up, as frames in
- * and frames out (see pipelines/peer.ts).
+ * The UDP data path runs beside it (DatagramChannel): the connection keeps the control messages.
  */
 export interface ConnectionPort extends ByteSink {
   /** Unique per driver instance, for log lines and maps. */
@@ -89,6 +145,8 @@ export interface ConnectionPort extends ByteSink {
   close(): void;
   /** The identity the transport verified (a client certificate's common name under mutual TLS). */
   readonly peerIdentity?: string;
+  /** 32 bytes both ends of a TLS session derive alike (RFC 5705 exporter, label EXPORTER-lightweight-tunnel-udp); absent without TLS. */
+  readonly tlsSecret?: Uint8Array;
   /** The hub calls it once, when the connection became a member; until then the listener counts it as pending. */
   admitted?(): void;
 }

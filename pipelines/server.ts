@@ -3,9 +3,9 @@
 // (hubState.ts), read by the forwarding policy (forwarding.ts) per packet; the hub's own TUN device
 // is one more sender and receiver; effects of state changes (ROUTES to members, kernel routes, the
 // lease file) follow the store's changes.
-import { EMPTY, Observable, Subject, asyncScheduler, defer, filter, finalize, map, merge, mergeMap, of, tap, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
-import { formatIpv4, formatPrefix, networkAddress } from '../operators/core/address.js';
+import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort } from '../operators/core/address.js';
 import { addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
 import { CAPABILITIES, GSO_CAPABILITY, PROTOCOL_VERSION, encodeControl } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
@@ -20,7 +20,7 @@ import { initialHubState, reduceHub, type HubEvent, type HubState } from './hubS
 import { hubSession, takeReplicable } from './hubSession.js';
 import { initialMembership, lanRoutes, leaseInfo, routesFor, type MemberRecord } from './membership.js';
 import { count, counter, countingSink, reportingRejections, statsTicks, tunStats } from './peer.js';
-import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort } from './ports.js';
+import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort, UdpHub, UdpHubPort } from './ports.js';
 import type { ServerSettings } from './settings.js';
 import { createStore, type Change } from './store.js';
 
@@ -42,6 +42,13 @@ export interface ServerPorts {
   readonly routes?: RoutesPort;
   /** The hub host's underlay, which no announced LAN may cover (its addresses, networks, gateways); without it only the special ranges and the members' endpoints are guarded. */
   readonly hostNetwork?: HostNetworkPort;
+  /** The UDP data path: the hub binds UDP at its listener's port (unless settings.transport is `tcp`); without it every member stays on TCP. */
+  readonly udp?: UdpHubPort;
+}
+
+/** With `-transport udp`, the hub could not bind its UDP socket (the hub stops). */
+export class UdpBindError extends Error {
+  override readonly name = 'UdpBindError';
 }
 
 /** Settings a running hub can take on live. */
@@ -112,7 +119,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           continue;
         }
         const m = r.target as MemberRecord;
-        const fitted = fitPackets(r.packets, m.session.encoding.maxPacket, settings.tunnel.address);
+        const fitted = fitPackets(r.packets, m.session.maxPacket(), settings.tunnel.address);
         if (fitted === undefined) {
           m.session.send(r.packets);
           continue;
@@ -152,6 +159,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     );
 
     const sessionStats = new Map<number, () => SessionStats>();
+    const transport = settings.transport ?? 'auto';
+    let udpHub: UdpHub | undefined;
+    let udpIds = 0;
     const context = {
       settings,
       scheduler,
@@ -167,13 +177,39 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       deliver,
       replicating,
       sessionStats,
+      udp: () => udpHub,
+      nextUdpId: () => (udpIds = (udpIds % 0xffffffff) + 1),
+    };
+
+    /**
+     * The hub's UDP socket, bound at the listener's port once it listens: its refusals (datagrams of
+     * no session, malformed ones) are drops of 'udp'. A failed bind leaves every member on TCP under
+     * `auto` (one udp-unavailable event) and stops the hub under `udp`.
+     */
+    const udpSocket = (listening: string): Observable<ServerEvent> => {
+      const at = parseHostPort(listening);
+      if (ports.udp === undefined || transport === 'tcp' || at === undefined) return EMPTY;
+      return ports.udp.bind(at.port).pipe(
+        mergeMap((hub) => {
+          udpHub = hub;
+          return concat(
+            of<ServerEvent>({ type: 'udp-listening', address: formatHostPort({ host: at.host, port: hub.port }) }),
+            hub.drops$.pipe(map((d) => dropsEvent('udp', d))),
+          );
+        }),
+        finalize(() => (udpHub = undefined)),
+        catchError((err: unknown) => {
+          const detail = `cannot bind UDP port ${at.port}: ${err instanceof Error ? err.message : String(err)}`;
+          return transport === 'udp' ? throwError(() => new UdpBindError(`${detail} (-transport udp needs it)`)) : of<ServerEvent>({ type: 'udp-unavailable', detail });
+        }),
+      );
     };
 
     const sessions$ = ports.listener.events$.pipe(
       mergeMap((ev): Observable<ServerEvent> => {
         switch (ev.type) {
           case 'listening':
-            return of({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: formatPrefix(settings.tunnel) });
+            return concat(of<ServerEvent>({ type: 'listening', address: ev.address, tun: ports.tun.name, hub: formatPrefix(settings.tunnel) }), udpSocket(ev.address));
           case 'handshake-failed':
           case 'refused':
             return of(ev);

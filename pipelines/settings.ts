@@ -15,7 +15,16 @@ export interface CommonSettings {
   readonly recvQueueSize: number;
   /** When set, a `stats` event is emitted this often. */
   readonly statsIntervalMs?: number;
+  /** How data travels (default `auto`): see TransportMode. */
+  readonly transport?: TransportMode;
 }
+
+/**
+ * How a side carries data: `auto` moves it to sealed UDP datagrams when both sides offer `udp` and a
+ * probe succeeds, and falls back to the TCP connection when the UDP path goes silent; `udp` treats a
+ * failed UDP path as a failed connection; `tcp` never uses UDP. Control always stays on TCP.
+ */
+export type TransportMode = 'auto' | 'tcp' | 'udp';
 
 export interface ServerSettings extends CommonSettings {
   /** The hub's tunnel address and the virtual LAN's prefix. */

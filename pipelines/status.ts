@@ -2,7 +2,7 @@
 // No I/O and no clock: the caller passes the time each event was seen (`now`), so the same events
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/core/packet.js';
-import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, TunStats } from './events.js';
+import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
 import type { PendingRefusal } from './ports.js';
 
 /** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
@@ -25,6 +25,11 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   'unexpected-control': true,
   'tun-write-error': true,
   'malformed-super': true,
+  'bad-tag': true,
+  replay: true,
+  'unknown-session': true,
+  'malformed-datagram': true,
+  'udp-send-error': true,
 } satisfies Record<DropReason, true>) as DropReason[];
 
 /** Every reason a listener refuses a connection at accept, in a fixed order: the `reason` label of lwt_refused_connections_total. */
@@ -66,6 +71,10 @@ export interface MemberState {
   readonly tx: TrafficCount;
   readonly queued: number;
   readonly rttMs: number | undefined;
+  /** How its data travels now. */
+  readonly transport: Transport;
+  /** The share of rx/tx over UDP (sessions with a UDP path). */
+  readonly udp: { readonly rx: TrafficCount; readonly tx: TrafficCount } | undefined;
   readonly drops: DropCounts;
 }
 
@@ -124,7 +133,7 @@ function addCounts(into: DropCounts, more: DropCounts): DropCounts {
 }
 
 function newMember(id: number, address: string, remote: string, identity: string | undefined, now: number): MemberState {
-  return { id, address, identity, remote, connectedAt: now, lastSeen: now, rx: ZERO, tx: ZERO, queued: 0, rttMs: undefined, drops: {} };
+  return { id, address, identity, remote, connectedAt: now, lastSeen: now, rx: ZERO, tx: ZERO, queued: 0, rttMs: undefined, transport: 'tcp', udp: undefined, drops: {} };
 }
 
 function withStats(m: MemberState, s: SessionStats): MemberState {
@@ -138,6 +147,8 @@ function withStats(m: MemberState, s: SessionStats): MemberState {
     tx: { packets: s.tx.packets, bytes: s.tx.bytes },
     queued: s.queued,
     rttMs: s.rttMs,
+    transport: s.transport,
+    udp: s.udp === undefined ? undefined : { rx: { ...s.udp.rx }, tx: { ...s.udp.tx } },
   };
 }
 
@@ -213,6 +224,10 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       return { ...s, leases: event.leases };
     case 'routes':
       return { ...s, routes: event.routes };
+    case 'transport': {
+      const target = dropTarget(s, event.who);
+      return target === undefined ? s : { ...s, members: setMember(s.members, { ...target, transport: event.transport }) };
+    }
     case 'drops': {
       const target = dropTarget(s, event.who);
       const drops = addCounts(s.drops, event.drops);
@@ -236,6 +251,10 @@ export interface MemberSnapshot {
   readonly tx: TrafficCount;
   readonly queued: number;
   readonly rttMs: number | null;
+  /** `udp`, `tcp`, or `tcp (udp blocked)` (a UDP path that went silent or never got through). */
+  readonly transport: Transport;
+  /** The share of rx/tx that went over UDP; null without a UDP path. */
+  readonly udp: { readonly rx: TrafficCount; readonly tx: TrafficCount } | null;
   readonly drops: DropCounts;
 }
 
@@ -300,6 +319,8 @@ export function statusSnapshot(state: StatusState, now: number, gauges: StatusGa
         tx: m.tx,
         queued: m.queued,
         rttMs: m.rttMs ?? null,
+        transport: m.transport,
+        udp: m.udp ?? null,
         drops: m.drops,
       }),
     );

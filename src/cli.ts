@@ -20,6 +20,7 @@ import type { LeaseStore } from '../pipelines/ports.js';
 import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates } from './drivers/tls.js';
 import { makeTlsWorkerListener } from './drivers/tls-worker.js';
 import { tunPort } from './drivers/tun.js';
+import { makeUdpClient, makeUdpHub } from './udp/channels.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { makeSystemdNotifier } from './systemd.js';
@@ -260,6 +261,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       leases: server.leases,
       routes,
       hostNetwork,
+      udp: makeUdpHub({ host: config.local_addr.host }),
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
@@ -271,7 +273,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 0.0.1-era clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork });
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient() });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

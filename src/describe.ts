@@ -3,7 +3,7 @@ import { connect, filter, map, merge, mergeMap, type Observable } from 'rxjs';
 import { summarizeDrops } from '../operators/summarizeDrops.js';
 import { summarizeRepeats } from '../operators/summarizeRepeats.js';
 import type { DropCounts } from '../operators/core/packet.js';
-import type { ClientEvent, DropsEvent, KernelRouteEvent, LanRoute, ServerEvent } from '../pipelines/events.js';
+import type { ClientEvent, DropsEvent, KernelRouteEvent, LanRoute, ServerEvent, TransportEvent } from '../pipelines/events.js';
 import type { Level, LogFields } from './log.js';
 
 /** One log line: `message` for people, `fields` for machines (the JSON format carries both). */
@@ -49,11 +49,27 @@ function describeKernelRoute(e: KernelRouteEvent): LogLine {
     : { level: 'warn', message: `kernel route ${e.cidr} could not be ${what}: ${e.detail ?? 'unknown error'}`, fields: { event: e.type, action: e.action, route: e.cidr, detail: e.detail } };
 }
 
+/** The log line of a session's transport change (both sides): one line per change, with why. */
+function describeTransport(e: TransportEvent): LogLine {
+  const whose = e.who === 'hub' ? 'data to the hub' : `member ${e.who}'s data`;
+  return {
+    level: e.transport === 'udp' ? 'info' : 'warn',
+    message: `${whose} now travels over ${e.transport === 'udp' ? 'UDP' : 'the TCP connection'}: ${e.why}`,
+    fields: { event: e.type, ...(e.who === 'hub' ? {} : { member: e.who }), transport: e.transport, reason: e.why },
+  };
+}
+
 /** The log line for a hub event (drops are summarized elsewhere). */
 export function describeServerEvent(e: ServerEvent): LogLine | undefined {
   switch (e.type) {
     case 'listening':
       return { level: 'info', message: `hub ${e.hub} listening on ${e.address}, TUN device ${e.tun}`, fields: { event: e.type, address: e.address, hub: e.hub, tun: e.tun } };
+    case 'udp-listening':
+      return { level: 'info', message: `UDP data path listening on ${e.address}`, fields: { event: e.type, address: e.address } };
+    case 'udp-unavailable':
+      return { level: 'warn', message: `no UDP data path: ${e.detail}; every member stays on TCP`, fields: { event: e.type, detail: e.detail } };
+    case 'transport':
+      return describeTransport(e);
     case 'reloaded':
       return {
         level: 'info',
@@ -121,6 +137,10 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
         message: `joined the virtual LAN as ${e.address}/${e.prefix} (hub ${e.hub}${e.assigned === true ? ', address assigned by the hub' : ''})`,
         fields: { event: e.type, member: e.address, prefix: e.prefix, hub: e.hub, assigned: e.assigned },
       };
+    case 'udp-unavailable':
+      return { level: 'warn', message: `no UDP data path: ${e.detail}; data stays on the TCP connection`, fields: { event: e.type, detail: e.detail } };
+    case 'transport':
+      return describeTransport(e);
     case 'established':
       return { level: 'info', message: `hub ${e.remote} answers (it sent no WELCOME: a 0.0.1-era hub)`, fields: { event: e.type, remote: e.remote } };
     case 'rejected':

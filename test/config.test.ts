@@ -113,6 +113,7 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'status', value: '127.0.0.1:9100', context: [], key: 'status_addr', expected: '127.0.0.1:9100' },
   { name: 'log-level', value: 'debug', context: [], key: 'log_level', expected: 'debug' },
   { name: 'log-format', value: 'json', context: [], key: 'log_format', expected: 'json' },
+  { name: 'transport', value: 'udp', context: [], key: 'transport', expected: 'udp' },
   { name: 'state-dir', value: '/srv/lwt', context: [], key: 'state_dir', expected: '/srv/lwt' },
   { name: 'pool', value: '10.0.0.100-10.0.0.199', context: [], key: 'pool', expected: '10.0.0.100-10.0.0.199' },
   { name: 'routes', value: '192.168.10.0/24, 192.168.20.0/24', context: CLIENT, key: 'routes', expected: ['192.168.10.0/24', '192.168.20.0/24'] },
@@ -557,6 +558,13 @@ test('keys starting with // are comments: ignored, without a warning', (t) => {
   t.deepEqual(lines(decodeConfig({ '/ mtu': 1 })), ['/ mtu: unknown key']);
 });
 
+test('transport defaults to auto, takes tcp and udp from a flag or the file, and refuses anything else', (t) => {
+  t.is(json([]).transport, 'auto');
+  t.is(json(['-transport', 'tcp']).transport, 'tcp');
+  t.is(resolved({ transport: 'udp' }).config.transport, 'udp');
+  t.deepEqual(lines(decodeConfig({ transport: 'quic' })), ['transport: expected "auto", "tcp" or "udp", got "quic"']);
+});
+
 test('log_level and log_format default to info and auto and refuse other values', (t) => {
   t.like(json([]), { log_level: 'info', log_format: 'auto' });
   t.like(resolved({ log_level: 'error', log_format: 'text' }).config, { log_level: 'error', log_format: 'text' });
@@ -624,6 +632,7 @@ test('toServerSettings converts seconds to milliseconds and carries the hub limi
     timeoutMs: 45_000,
     sendQueueSize: 50,
     recvQueueSize: 1000,
+    transport: 'auto',
     clientIsolation: true,
     maxClients: 3,
     multiClient: true,
@@ -648,6 +657,7 @@ test('toClientSettings splits the remote address and sets the reconnect backoff'
     timeoutMs: 30_000,
     sendQueueSize: 1000,
     recvQueueSize: 1000,
+    transport: 'auto',
     remote: { host: 'vpn.example.com', port: 7001 },
     backoff: { initialMs: 1000, maxMs: 30_000 },
   });

@@ -30,6 +30,7 @@ const session = (id: number, address: string | undefined, extra: Partial<Session
   tx: { packets: 20 * id, bytes: 2000 * id },
   queued: id,
   rttMs: 1.5 * id,
+  transport: 'tcp',
   ...extra,
 });
 const listening: ServerEvent = { type: 'listening', address: '0.0.0.0:9000', tun: 'tun0', hub: '10.0.0.1/24' };
@@ -81,6 +82,8 @@ test('joined adds a member with its identity and connection time', serverFold, [
       tx: { packets: 0, bytes: 0 },
       queued: 0,
       rttMs: null,
+      transport: 'tcp',
+      udp: null,
       drops: {},
     },
   ],
@@ -102,10 +105,22 @@ test('stats update the counters, queue, RTT and last-seen of each member and the
       tx: { packets: 20, bytes: 2000 },
       queued: 1,
       rttMs: 1.5,
+      transport: 'tcp',
+      udp: null,
       drops: {},
     },
   ],
   tun,
+});
+
+test("a member's transport follows its transport events, and stats carry its UDP share", serverFold, [
+  [10, listening],
+  [500, joined(1, '10.0.0.2')],
+  [600, { type: 'transport', who: '10.0.0.2', transport: 'udp', why: 'the peer answers over UDP' }],
+  [2000, { type: 'stats', at: T0 + 2000, sessions: [session(1, '10.0.0.2', { transport: 'udp', udp: { rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 } } })], tun }],
+  [2100, { type: 'transport', who: '10.0.0.2', transport: 'tcp (udp blocked)', why: 'nothing over UDP for 1.5 s' }],
+], {
+  members: [{ address: '10.0.0.2', transport: 'tcp (udp blocked)', udp: { rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 } } } as never],
 });
 
 test('drops count towards the member they name and towards the totals; others only towards the totals', serverFold, [

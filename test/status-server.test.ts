@@ -98,7 +98,7 @@ test('GET /metrics is Prometheus text with per-member series that disappear when
     type: 'stats',
     at: Date.now(),
     sessions: [
-      { id: 1, remote: '192.0.2.1:40001', address: '10.0.0.2', connectedAt: Date.now(), lastSeen: Date.now(), rx: { packets: 5, bytes: 500 }, tx: { packets: 6, bytes: 600 }, queued: 2, rttMs: 4 },
+      { id: 1, remote: '192.0.2.1:40001', address: '10.0.0.2', connectedAt: Date.now(), lastSeen: Date.now(), rx: { packets: 5, bytes: 500 }, tx: { packets: 6, bytes: 600 }, queued: 2, rttMs: 4, transport: 'tcp' },
     ],
     tun: { read: { packets: 1, bytes: 84 }, written: { packets: 2, bytes: 168 }, queued: 0 },
   });

@@ -59,7 +59,12 @@ export type DropReason =
   | 'empty-frame' // a zero-length frame body (ignored, as the Go program does)
   | 'unexpected-control' // a control frame that makes no sense in this direction or state
   | 'tun-write-error' // the TUN device refused a packet
-  | 'malformed-super'; // a SUPER frame that does not carry a TCPv4 super-packet
+  | 'malformed-super' // a SUPER frame that does not carry a TCPv4 super-packet
+  | 'bad-tag' // a datagram that did not authenticate (forged, corrupted, or sealed with another key)
+  | 'replay' // a datagram whose counter was seen already, or is behind the replay window
+  | 'unknown-session' // a datagram for no session this side has
+  | 'malformed-datagram' // a datagram too short or malformed to be a sealed one, or of an unknown type
+  | 'udp-send-error'; // the kernel refused to send a datagram (other than too-big)
 
 /** Drop counts by reason. */
 export type DropCounts = Partial<Record<DropReason, number>>;

@@ -280,6 +280,7 @@ const toCommonSettings = (config: Config): CommonSettings => ({
   timeoutMs: config.timeout * 1000,
   sendQueueSize: config.send_queue_size,
   recvQueueSize: config.recv_queue_size,
+  transport: config.transport,
 });
 
 /** The hub's settings. Seconds become milliseconds. */

@@ -309,6 +309,9 @@ export const PoolFromString = new t.Type<AddressPool | undefined, string, unknow
 export const LogLevel = t.keyof({ debug: null, info: null, warn: null, error: null }, 'LogLevel');
 export type LogLevel = t.TypeOf<typeof LogLevel>;
 
+/** `transport`: how data travels (pipelines/settings.ts TransportMode). */
+export const TransportMode = t.keyof({ auto: null, tcp: null, udp: null }, 'TransportMode');
+
 /** `log_format`: text on a terminal and JSON lines otherwise (auto), or either always. */
 export const LogFormat = t.keyof({ auto: null, text: null, json: null }, 'LogFormat');
 export type LogFormat = t.TypeOf<typeof LogFormat>;
@@ -326,6 +329,7 @@ export const ConfigFields = t.type(
     send_queue_size: PositiveInt,
     recv_queue_size: PositiveInt,
     offload: t.boolean,
+    transport: TransportMode,
     multi_client: t.boolean,
     max_clients: PositiveInt,
     max_pending_per_source: PositiveInt,
@@ -388,6 +392,7 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   send_queue_size: 1000,
   recv_queue_size: 1000,
   offload: true,
+  transport: 'auto',
   multi_client: true,
   max_clients: 100,
   max_pending_per_source: DEFAULT_PENDING_LIMITS.perSource,
@@ -560,6 +565,16 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     valueType: 'bool',
     expected: 'true or false',
     meaning: 'TCP segmentation offload on the TUN device: 64 KiB super-packets travel whole between sides that both offload (0.0.1-era peers get normal packets). -offload=false turns it off.',
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  transport: {
+    flags: ['transport'],
+    metavar: 'auto|tcp|udp',
+    valueType: 'text',
+    expected: '"auto", "tcp" or "udp"',
+    meaning:
+      'How data travels. auto: over sealed UDP datagrams (the hub listens on UDP at its TCP port) when both sides offer it and a probe gets through, back to the TCP connection within 2 s when UDP goes silent; tcp: never UDP; udp: a failed UDP path is a failed connection. Control messages always use the TCP/TLS connection.',
     appliesTo: 'both',
     group: 'Tunnel',
   },

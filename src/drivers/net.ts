@@ -1,6 +1,8 @@
 // Driver: TCP sockets as ConnectionPorts, a listening server as a ListenerPort, outgoing
 // connections as a DialerPort. All Node socket handling of the project lives here.
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { TLS_EXPORTER_LABEL } from '../udp/channels.js';
 import { Observable, Subject, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
@@ -109,9 +111,11 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
       socket.destroy();
     };
   });
+  const tlsSecret = tlsSecretOf(socket);
   return {
     id,
     remote,
+    ...(tlsSecret === undefined ? {} : { tlsSecret }),
     data$,
     write: (chunk) => (socket.destroyed || !socket.writable ? false : socket.write(chunk)),
     get needsDrain() {
@@ -142,6 +146,20 @@ export function admitPending(pending: PendingConnections, socket: net.Socket, re
   socket.destroy();
   refused({ type: 'refused', remote, reason: slot.reason, detail: slot.detail });
   return undefined;
+}
+
+/**
+ * The session secret a TLS connection's two ends derive alike (RFC 5705 exporter, label
+ * TLS_EXPORTER_LABEL, no context): the UDP data path's keys come from it. Undefined for plain TCP
+ * or a TLS socket that cannot export (the hub then sends a random secret in WELCOME).
+ */
+export function tlsSecretOf(socket: net.Socket): Uint8Array | undefined {
+  if (!(socket instanceof tls.TLSSocket)) return undefined;
+  try {
+    return new Uint8Array(socket.exportKeyingMaterial(32, TLS_EXPORTER_LABEL, Buffer.alloc(0)));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Options of makeNetListener. */

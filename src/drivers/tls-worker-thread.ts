@@ -5,7 +5,7 @@
 import type * as tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createHubServer } from './tls.js';
-import { remoteOf } from './net.js';
+import { remoteOf, tlsSecretOf } from './net.js';
 import { PendingConnections } from './pending.js';
 import { CLOSE_GRACE_MS, MAX_DATA_MESSAGE_BYTES, READ_WINDOW_BYTES, type MainMessage, type TlsWorkerData, type WorkerMessage } from './tls-worker.js';
 
@@ -114,7 +114,8 @@ const server = createHubServer(options, {
       conns.delete(id);
       post({ type: 'closed', id, ...(failure === undefined ? {} : { error: { message: failure.message, ...(codeOf(failure) === undefined ? {} : { code: codeOf(failure) }) } }) });
     });
-    post({ type: 'connection', id, remote: remoteOf(socket), ...(peerIdentity === undefined ? {} : { peerIdentity }) });
+    const tlsSecret = tlsSecretOf(socket);
+    post({ type: 'connection', id, remote: remoteOf(socket), ...(peerIdentity === undefined ? {} : { peerIdentity }), ...(tlsSecret === undefined ? {} : { tlsSecret }) });
   },
   handshakeFailed(remote, reason, detail) {
     post({ type: 'handshake-failed', remote, reason, detail });

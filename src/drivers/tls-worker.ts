@@ -23,7 +23,7 @@ export type TlsWorkerData = TlsListenerOptions;
 export type WorkerMessage =
   | { readonly type: 'listening'; readonly address: string }
   | { readonly type: 'error'; readonly message: string; readonly code?: string }
-  | { readonly type: 'connection'; readonly id: number; readonly remote: string; readonly peerIdentity?: string }
+  | { readonly type: 'connection'; readonly id: number; readonly remote: string; readonly peerIdentity?: string; readonly tlsSecret?: Uint8Array }
   | { readonly type: 'handshake-failed'; readonly remote: string; readonly reason: HandshakeFailure; readonly detail: string }
   | { readonly type: 'refused'; readonly remote: string; readonly reason: PendingRefusal; readonly detail: string }
   /** The worker's count of pending connections changed (posted at most once per worker loop turn). */
@@ -93,7 +93,7 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
             pending = m.count;
             return;
           case 'connection': {
-            const c = new WorkerConnection(m.id, m.remote, m.peerIdentity, send);
+            const c = new WorkerConnection(m.id, m.remote, m.peerIdentity, send, m.tlsSecret);
             conns.set(m.id, c);
             subscriber.next({ type: 'connection', connection: c });
             return;
@@ -144,6 +144,8 @@ class WorkerConnection implements ConnectionPort {
     readonly remote: string,
     readonly peerIdentity: string | undefined,
     private readonly send: (m: MainMessage, transfer?: ArrayBuffer[]) => void,
+    /** The TLS session's exported secret (see tlsSecretOf), derived in the worker. */
+    readonly tlsSecret?: Uint8Array,
   ) {
     this.data$ = new Observable<Uint8Array>((subscriber) => {
       for (const chunk of this.early.splice(0)) {

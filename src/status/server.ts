@@ -124,6 +124,20 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   memberCounter('lwt_member_receive_bytes_total', 'Bytes of packets received from the member.', (m) => m.rx.bytes);
   memberCounter('lwt_member_transmit_packets_total', 'Packets sent to the member (client: to the hub).', (m) => m.tx.packets);
   memberCounter('lwt_member_transmit_bytes_total', 'Bytes of packets sent to the member.', (m) => m.tx.bytes);
+  memberCounter('lwt_member_udp_receive_packets_total', 'Packets received from the member over the UDP data path (part of lwt_member_receive_packets_total).', (m) => m.udp?.rx.packets ?? 0);
+  memberCounter('lwt_member_udp_receive_bytes_total', 'Bytes of packets received over the UDP data path.', (m) => m.udp?.rx.bytes ?? 0);
+  memberCounter('lwt_member_udp_transmit_packets_total', 'Packets sent to the member over the UDP data path (part of lwt_member_transmit_packets_total).', (m) => m.udp?.tx.packets ?? 0);
+  memberCounter('lwt_member_udp_transmit_bytes_total', 'Bytes of packets sent over the UDP data path.', (m) => m.udp?.tx.bytes ?? 0);
+  new Gauge({
+    name: 'lwt_member_transport',
+    help: "1 for the transport the member's data travels over now (udp, tcp, or tcp (udp blocked)).",
+    labelNames: ['member', 'transport'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of current().members) this.set({ member: m.address, transport: m.transport }, 1);
+    },
+  });
   memberGauge('lwt_member_queue_packets', "Packets waiting in the member's send queue.", (m) => m.queued);
   memberGauge('lwt_member_rtt_seconds', 'Last round-trip time measured with PING/PONG.', (m) => (m.rttMs === null ? undefined : m.rttMs / 1000));
   memberGauge('lwt_member_connected_since_seconds', 'When the member connected, in seconds since the epoch.', (m) => Date.parse(m.connectedSince) / 1000);

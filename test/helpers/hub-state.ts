@@ -38,7 +38,7 @@ export function fakeSession(lastSeen: number): MemberSession {
   return {
     send: () => undefined,
     control: () => undefined,
-    encoding: { superFrames: false, maxPacket: 1400 },
+    maxPacket: () => 1400,
     lastSeen: () => lastSeen,
     end: () => undefined,
   };

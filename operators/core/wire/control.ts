@@ -16,6 +16,8 @@ export const CAPABILITIES: readonly string[] = ['rtt', 'routes'];
 /** The capability a side offers when its TUN device does segmentation offload: it sends and takes
  * SUPER frames (bodies up to MAX_BODY_SUPER) with a peer that offered it too. */
 export const GSO_CAPABILITY = 'gso';
+/** The capability a side offers when it can carry data over sealed UDP datagrams (the UDP data path). */
+export const UDP_CAPABILITY = 'udp';
 
 /** Every reason a hub gives for refusing a client. */
 export const REJECT_REASONS = [
@@ -89,10 +91,28 @@ export type HelloJson = t.OutputOf<typeof HelloCodec>;
 export const LanRouteCodec = t.type({ cidr: NetworkPrefixCodec, via: AddressCodec });
 export type AnnouncedRoute = t.TypeOf<typeof LanRouteCodec>;
 
+/** 32 bytes in base64: a UDP session secret sent in WELCOME when there is no TLS to derive one. */
+const Secret = new t.Type<Uint8Array, string, unknown>(
+  '32 bytes in base64',
+  (u): u is Uint8Array => u instanceof Uint8Array && u.length === 32,
+  (u, c) => {
+    if (typeof u !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(u)) return t.failure(u, c);
+    return t.success(new Uint8Array(Buffer.from(u, 'base64')));
+  },
+  (b) => Buffer.from(b).toString('base64'),
+);
+
+/** The UDP data path the hub offers a member: its session id, the hub's UDP port, the cipher, and (without TLS) the session secret. */
+export const UdpOfferCodec = t.intersection([
+  t.type({ id: t.refinement(Int, (n) => n > 0 && n <= 0xffffffff, 'session id'), port: t.refinement(Int, (n) => n > 0 && n <= 65535, 'port'), cipher: t.keyof({ 'aes-256-gcm': null, 'chacha20-poly1305': null }) }),
+  t.partial({ secret: Secret }),
+]);
+export type UdpOffer = t.TypeOf<typeof UdpOfferCodec>;
+
 /** The hub's WELCOME: the client is a member with this address. */
 export const WelcomeCodec = t.intersection([
   t.type({ version: Int, address: AddressCodec, prefix: Prefix, hub: AddressCodec }),
-  t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string), routes: t.array(LanRouteCodec) }),
+  t.partial({ mtu: Int, keepalive: Int, timeout: Int, caps: t.array(t.string), routes: t.array(LanRouteCodec), udp: UdpOfferCodec }),
 ]);
 export type Welcome = t.TypeOf<typeof WelcomeCodec>;
 /** A WELCOME as JSON on the wire. */
