@@ -7,9 +7,12 @@
  * transfer; CPU seconds per GB of the tunnel processes; their peak RSS; and the hub's memory per
  * idle member (bench/idle-members.ts). The bare underlay (the same namespaces over their veth and
  * bridge) is measured in the same run, and every tunnel figure is printed with its ratio to it.
+ * Issue 14 adds the UDP data path (`-transport udp`, modes udp and udp-tls) and userspace
+ * WireGuard (wireguard-go, bench/wireguard.ts) as a baseline: with it in the run, every figure
+ * also gets its ratio to WireGuard's, and the issue's targets are checked against both.
  *
  *   npm run bench -- [--quick] [--duration S] [--repeat N] [--clients N] [--tls | --tls-only]
- *                    [--members N] [--json FILE|-] [--verbose]
+ *                    [--udp] [--wireguard] [--modes LIST] [--members N] [--json FILE|-] [--verbose]
  *
  * Traffic goes only between namespaces this script creates; nothing is configured in the root
  * namespace. Everything is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP.
@@ -23,6 +26,8 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
+import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, tcpBytesTo, transportFlags } from './tools.js';
+import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
 const PACKAGE_JSON = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -36,14 +41,22 @@ const CLK_TCK = clockTicks();
 // options
 
 /** `plain`/`tls`: every side offloads (the default CLI); `-nogso`: the clients run with
- * -offload=false, the path a 0.0.1-era peer gets (the hub still offloads, as it would in a mixed LAN). */
-type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso';
+ * -offload=false, the path a 0.0.1-era peer gets (the hub still offloads, as it would in a mixed LAN).
+ * These four pass `-transport tcp` once the CLI has the flag. `udp`/`udp-tls`: `-transport udp`
+ * (data in sealed datagrams; the control connection plain or TLS). `wireguard`: wireguard-go. */
+type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso' | 'udp' | 'udp-tls' | 'wireguard';
+type TunnelMode = Exclude<Mode, 'underlay'>;
+const TUNNEL_MODES: readonly TunnelMode[] = ['plain', 'tls', 'plain-nogso', 'tls-nogso', 'udp', 'udp-tls', 'wireguard'];
+/** WireGuard's UDP port on the hub. */
+const WG_PORT = 51820;
+/** The tunnel MTU of every mode (the CLI's default; WireGuard is given the same). */
+const TUNNEL_MTU = 1400;
 
 interface Options {
   duration: number;
   repeat: number;
   clients: number;
-  modes: Exclude<Mode, 'underlay'>[];
+  modes: TunnelMode[];
   members: number;
   json: string | undefined;
   verbose: boolean;
@@ -62,6 +75,10 @@ const HELP = `usage: npm run bench -- [options]
   --tls-only       measure TLS only (and the underlay)
   --tls-workers N  give the hub -tls-workers N in the TLS modes (default 0: the flag is not given)
   --no-offload     also measure with -offload=false on the clients (the path a 0.0.1-era peer gets)
+  --udp            also measure the UDP data path (-transport udp; with --tls/--tls-only also over TLS)
+  --wireguard      also measure userspace WireGuard (wireguard-go) as a baseline
+  --modes LIST     exactly these modes, comma-separated, instead of the above: plain, tls,
+                   plain-nogso, tls-nogso, udp, udp-tls, wireguard (the underlay always runs)
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
   --verbose        mirror the tunnel processes' log lines to stderr
@@ -79,6 +96,9 @@ function parseOptions(argv: string[]): Options {
       'tls-only': { type: 'boolean', default: false },
       'tls-workers': { type: 'string', default: '0' },
       'no-offload': { type: 'boolean', default: false },
+      udp: { type: 'boolean', default: false },
+      wireguard: { type: 'boolean', default: false },
+      modes: { type: 'string' },
       members: { type: 'string', default: '1000' },
       json: { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -101,10 +121,17 @@ function parseOptions(argv: string[]): Options {
     duration: int('duration', values.duration ?? (quick ? '2' : '10'), 1, 120),
     repeat: int('repeat', values.repeat ?? (quick ? '1' : '3'), 1, 20),
     clients: int('clients', values.clients, 1, 20),
-    modes: ((): Exclude<Mode, 'underlay'>[] => {
-      const tls: Exclude<Mode, 'underlay'>[] = values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'];
-      if (!values['no-offload']) return tls;
-      return tls.flatMap((m) => [m, m === 'tls' ? 'tls-nogso' : 'plain-nogso']);
+    modes: ((): TunnelMode[] => {
+      if (values.modes !== undefined) {
+        const list = values.modes.split(',').map((m) => m.trim()).filter((m) => m !== '');
+        const bad = list.filter((m) => !(TUNNEL_MODES as readonly string[]).includes(m));
+        if (bad.length > 0 || list.length === 0) throw new UsageError(`--modes: expected some of ${TUNNEL_MODES.join(', ')}, got ${values.modes}`);
+        return [...new Set(list as TunnelMode[])];
+      }
+      const tls: TunnelMode[] = values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'];
+      const tcp = values['no-offload'] ? tls.flatMap((m): TunnelMode[] => [m, m === 'tls' ? 'tls-nogso' : 'plain-nogso']) : tls;
+      const udp: TunnelMode[] = !values.udp ? [] : values['tls-only'] ? ['udp-tls'] : values.tls ? ['udp', 'udp-tls'] : ['udp'];
+      return [...tcp, ...udp, ...(values.wireguard ? (['wireguard'] as const) : [])];
     })(),
     members: int('members', values.members, 0, 20000),
     tlsWorkers: int('tls-workers', values['tls-workers'], 0, 8),
@@ -134,25 +161,9 @@ function say(msg: string): void {
   logSink.write(`[bench] ${msg}\n`);
 }
 
-function have(bin: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
-}
-
-/** Installs Debian packages for the commands that are missing (apt-get update first if needed). */
+/** Installs Debian packages for the commands that are missing (bench/tools.ts), reporting on stderr. */
 function ensureCommands(wanted: { cmd: string; pkg: string }[]): void {
-  const missing = wanted.filter((w) => !have(w.cmd));
-  if (missing.length === 0) return;
-  const pkgs = [...new Set(missing.map((m) => m.pkg))];
-  say(`installing ${pkgs.join(', ')} (missing: ${missing.map((m) => m.cmd).join(', ')})`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = (): boolean =>
-    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
-  if (!install()) {
-    spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
-    if (!install()) throw new Error(`could not install ${pkgs.join(', ')} with apt-get`);
-  }
-  const still = wanted.filter((w) => !have(w.cmd));
-  if (still.length > 0) throw new Error(`still missing after installing: ${still.map((s) => s.cmd).join(', ')}`);
+  ensureCommandsWith(wanted, say);
 }
 
 interface ProcSnapshot {
@@ -214,6 +225,9 @@ interface Row {
   values: number[];
   underlay: number | null;
   ratio: number | null;
+  /** WireGuard's median of the same figure in this run, and this row's ratio to it (tunnel modes, when WireGuard ran). */
+  wireguard?: number | null;
+  vsWireguard?: number | null;
   cpuSPerGB?: { median: number | null; values: number[]; hubMedian: number | null };
   retransmits?: number[];
   tunnelDrops?: number[];
@@ -261,6 +275,27 @@ function targetRows(rows: readonly Row[]): { target: string; measured: number | 
   });
 }
 
+/** The targets of issue 14: a row and which of its numbers, against the same number of a baseline row of the same run. */
+const RELATIVE_TARGETS: { id: string; of: 'median' | 'cpu'; than: string; want: 'atLeast' | 'atMost'; label: string }[] = (['udp', 'udp-tls'] as const).flatMap((m) => [
+  { id: `${m}.c2h-1`, of: 'median' as const, than: 'wireguard.c2h-1', want: 'atLeast' as const, label: `${m}, client→hub 1 stream ≥ WireGuard's` },
+  { id: `${m}.c2h-1`, of: 'median' as const, than: 'tls.c2h-1', want: 'atLeast' as const, label: `${m}, client→hub 1 stream ≥ TLS over TCP` },
+  { id: `${m}.c2h-1`, of: 'cpu' as const, than: 'wireguard.c2h-1', want: 'atMost' as const, label: `${m}, CPU s/GB client→hub ≤ WireGuard's` },
+]);
+
+/** Each issue-14 target with both measured values, the ratio and whether it is met (null: not both measured). */
+function relativeTargetRows(rows: readonly Row[]): { target: string; measured: number | null; baseline: number | null; ratio: number | null; met: boolean | null }[] {
+  const value = (id: string, of: 'median' | 'cpu'): number | null => {
+    const row = rows.find((r) => r.id === id);
+    return row === undefined ? null : of === 'cpu' ? (row.cpuSPerGB?.median ?? null) : row.median;
+  };
+  return RELATIVE_TARGETS.map((t) => {
+    const v = value(t.id, t.of);
+    const b = value(t.than, t.of);
+    if (v === null || b === null || b === 0) return { target: t.label, measured: v, baseline: b, ratio: null, met: null };
+    return { target: t.label, measured: v, baseline: b, ratio: round3(v / b), met: t.want === 'atLeast' ? v >= b : v <= b };
+  });
+}
+
 class Results {
   readonly figures = new Map<string, Figure>();
   readonly unavailable = new Map<Mode, string>();
@@ -290,6 +325,8 @@ interface Tunnel {
   hub: LabProcess;
   clients: LabProcess[];
   pids: number[];
+  /** Set for wireguard: stops wireguard-go and removes its sockets. */
+  wireguard?: WireGuardTunnel;
 }
 
 interface Addresses {
@@ -378,12 +415,14 @@ class Bench {
   }
 
   async dispose(): Promise<void> {
+    await this.wireguard?.stop(2000);
     await this.lab?.dispose();
     if (this.tmp !== undefined) fs.rmSync(this.tmp, { recursive: true, force: true });
   }
 
   /** Synchronous cleanup for signal handlers. */
   disposeSync(): void {
+    this.wireguard?.disposeSync();
     this.lab?.disposeSync();
     if (this.tmp !== undefined) fs.rmSync(this.tmp, { recursive: true, force: true });
   }
@@ -436,6 +475,8 @@ class Bench {
     const cpuBefore = t === undefined ? [] : cpuSeconds(t.pids);
     const machineBefore = machineJiffies();
     const tunBefore = t === undefined ? undefined : await this.tunCounters();
+    const tcpBefore = t === undefined || t.wireguard !== undefined ? undefined : await this.clientTcpBytes();
+    const udpBefore = await this.udpBufferErrors();
     let results: IperfResult[];
     try {
       results = await transfer();
@@ -454,6 +495,9 @@ class Bench {
     const busy = busyPct(machineBefore, machineAfter);
     this.results.addExtra(mode, key, 'machineBusyPct', busy);
     let cpuNote = '';
+    const udpErrors = (await this.udpBufferErrors()) - udpBefore;
+    this.results.addExtra(mode, key, 'udpBufferErrors', udpErrors);
+    if (udpErrors > 0) cpuNote += `, UDP buffer errors ${udpErrors}`;
     if (t !== undefined) {
       const cpuAfter = cpuSeconds(t.pids);
       const deltas = cpuAfter.map((a, i) => a - cpuBefore[i]!);
@@ -468,13 +512,22 @@ class Bench {
       const txDropped = tunAfter.txDropped - tunBefore!.txDropped;
       const rxDropped = tunAfter.rxDropped - tunBefore!.rxDropped;
       f.tunQueueDrops.push(txDropped + rxDropped);
+      if (tcpBefore !== undefined) {
+        // How much of the data the tunnel carried over its TCP connections (about 1 for the TCP
+        // transport, about 0 once the UDP path carries it).
+        const share = ((await this.clientTcpBytes()) - tcpBefore) / bytes;
+        this.results.addExtra(mode, key, 'overTcpShare', share);
+        if ((mode === 'udp' || mode === 'udp-tls') && share > 0.5) {
+          this.results.warnings.push(`${mode}: ${label}: ${Math.round(100 * share)}% of the bytes went over the TCP connection, not the UDP path`);
+        }
+      }
       this.results.addExtra(mode, key, 'tunTxDropped', txDropped);
       this.results.addExtra(mode, key, 'tunRxDropped', rxDropped);
       const perHost = Object.entries(tunAfter.byHost)
         .map(([h, n]) => [h, n - (tunBefore!.byHost[h] ?? 0)] as const)
         .filter(([, n]) => n > 0);
       for (const [h, n] of perHost) this.results.addExtra(mode, key, `tunDropped.${h}`, n);
-      cpuNote =
+      cpuNote +=
         `, CPU ${fmt(total / gb)} s/GB (hub ${fmt(deltas[0]! / gb)}), tunnel drops ${drops.total}${describeReasons(drops.byReason)}` +
         `, TUN queue drops ${txDropped + rxDropped}${perHost.length > 0 ? ` (${perHost.map(([h, n]) => `${h} ${n}`).join(', ')})` : ''}`;
     }
@@ -539,6 +592,18 @@ class Bench {
     }
   }
 
+  /** UDP datagrams dropped for want of socket buffer space so far, all lab hosts (RcvbufErrors + SndbufErrors of /proc/net/snmp). */
+  private async udpBufferErrors(): Promise<number> {
+    const outs = await Promise.all(this.hosts.map((h) => this.host(h).exec('cat', ['/proc/net/snmp'], { timeoutMs: 5000 })));
+    return outs.reduce((sum, o) => sum + udpSnmp(o.stdout, 'RcvbufErrors') + udpSnmp(o.stdout, 'SndbufErrors'), 0);
+  }
+
+  /** Bytes all clients' tunnel TCP connections carried so far (bench/tools.ts tcpBytesTo). */
+  private async clientTcpBytes(): Promise<number> {
+    const each = await Promise.all(Array.from({ length: this.o.clients }, (_, i) => tcpBytesTo(this.host(`c${i + 1}`), TUNNEL_PORT)));
+    return each.reduce((s, x) => s + x, 0);
+  }
+
   /** Kernel drop counters of every TUN device in the lab (summed over hosts). */
   private async tunCounters(): Promise<{ txDropped: number; rxDropped: number; byHost: Record<string, number> }> {
     const outs = await Promise.all(this.hosts.map((h) => this.host(h).exec('ip', ['-j', '-s', 'link', 'show', 'type', 'tun'], { timeoutMs: 5000 })));
@@ -584,18 +649,24 @@ class Bench {
 
   // -- the tunnel ----------------------------------------------------------------------------------
 
-  /** Starts the hub and the clients; returns the reason when TLS is not available. */
-  private async startTunnel(mode: Exclude<Mode, 'underlay'>): Promise<Tunnel | string> {
+  /** Starts the hub and the clients; returns the reason when the mode cannot be measured here (no TLS, no -transport, no WireGuard). */
+  private async startTunnel(mode: TunnelMode): Promise<Tunnel | string> {
+    if (mode === 'wireguard') return this.startWireGuard();
     let hubExtra: string[] = [];
     let clientExtra: string[] = [];
-    const tlsMode = mode === 'tls' || mode === 'tls-nogso';
+    const tlsMode = mode === 'tls' || mode === 'tls-nogso' || mode === 'udp-tls';
+    const udpMode = mode === 'udp' || mode === 'udp-tls';
+    const transport = transportFlags(udpMode ? 'udp' : 'tcp');
+    if (transport === undefined) return 'the CLI has no -transport flag yet (the UDP data path is not wired into it)';
     if (tlsMode) {
       const tls = this.tlsFlags();
       if (typeof tls === 'string') return tls;
       ({ hubExtra, clientExtra } = tls);
     }
     if (mode.endsWith('-nogso')) clientExtra = [...clientExtra, '-offload=false'];
-    say(`${mode}: starting the hub and ${this.o.clients} clients`);
+    hubExtra = [...transport, ...hubExtra];
+    clientExtra = [...transport, ...clientExtra];
+    say(`${mode}: starting the hub and ${this.o.clients} clients${transport.length > 0 ? ` (${transport.join(' ')})` : ''}`);
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
       process.execPath,
@@ -623,9 +694,8 @@ class Bench {
         );
       }
       await Promise.all(clients.map((c) => c.waitForLine(/joined the virtual LAN as/, 20_000)));
-      // The tunnel carries traffic both ways between every client and the hub, and client to client.
-      for (let i = 1; i <= this.o.clients; i++) await this.waitPing(`c${i}`, HUB_TUNNEL);
-      if (this.o.clients >= 2) await this.waitPing('c1', '10.0.0.3');
+      await this.waitTunnel();
+      if (udpMode) await this.waitUdpPath(mode);
       // Let the once-a-second drop summaries of the start-up (IPv6 of fresh devices, packets
       // before the session) come out before the first measurement counts them.
       await sleep(1500);
@@ -638,6 +708,76 @@ class Bench {
     return { hub, clients, pids: all().map((p) => p.pid!) };
   }
 
+  /** Waits until the tunnel carries traffic both ways between every client and the hub, and client to client. */
+  private async waitTunnel(): Promise<void> {
+    for (let i = 1; i <= this.o.clients; i++) await this.waitPing(`c${i}`, HUB_TUNNEL);
+    if (this.o.clients >= 2) await this.waitPing('c1', '10.0.0.3');
+  }
+
+  /**
+   * Waits (up to 10 s) until a burst of pings from each client to the hub no longer goes over the
+   * client's TCP connection (the UDP path is up: the session probes before it moves data); warns
+   * when it never does, and the figures then say what TCP did.
+   */
+  private async waitUdpPath(mode: TunnelMode): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (let i = 1; i <= this.o.clients; i++) {
+      const host = this.host(`c${i}`);
+      for (;;) {
+        const before = await tcpBytesTo(host, TUNNEL_PORT);
+        await host.exec('ping', ['-n', '-q', '-c', '20', '-i', '0.01', '-s', '1000', '-W', '1', HUB_TUNNEL], { timeoutMs: 10_000 });
+        const overTcp = (await tcpBytesTo(host, TUNNEL_PORT)) - before;
+        // 20 requests + 20 replies of 1028 bytes: far less than that over TCP means they took UDP.
+        if (overTcp < 4000) break;
+        if (Date.now() > deadline) {
+          this.results.warnings.push(`${mode}: c${i}'s pings still went over TCP after 10 s (${overTcp} bytes for 40 kB of pings): the UDP path did not come up`);
+          say(`  c${i}: the UDP path did not come up within 10 s`);
+          break;
+        }
+        await sleep(500);
+      }
+    }
+  }
+
+  /** wireguard-go on the hub and every client (bench/wireguard.ts), or why it cannot run. */
+  private async startWireGuard(): Promise<Tunnel | string> {
+    try {
+      ensureCommands([{ cmd: 'wireguard-go', pkg: 'wireguard-go' }, { cmd: 'wg', pkg: 'wireguard-tools' }]);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    const missing = wireGuardUnavailable();
+    if (missing !== undefined) return missing;
+    say(`wireguard: starting wireguard-go on the hub and ${this.o.clients} clients`);
+    let wg: WireGuardTunnel;
+    try {
+      wg = await startWireGuard({
+        hub: { host: this.host('hub'), address: HUB_TUNNEL },
+        hubEndpoint: this.host('hub').ip,
+        clients: Array.from({ length: this.o.clients }, (_, i) => ({ host: this.host(`c${i + 1}`), address: `10.0.0.${i + 2}` })),
+        prefix: 24,
+        port: WG_PORT,
+        mtu: TUNNEL_MTU,
+        tag: this.lab!.id,
+        echo: this.o.verbose,
+      });
+    } catch (err) {
+      return `wireguard-go did not come up: ${(err as Error).message.split('\n')[0]}`;
+    }
+    this.wireguard = wg;
+    try {
+      await this.waitTunnel();
+    } catch (err) {
+      await wg.stop(2000);
+      this.wireguard = undefined;
+      throw err;
+    }
+    return { hub: wg.hub, clients: wg.clients, pids: [wg.hub, ...wg.clients].map((p) => p.pid!), wireguard: wg };
+  }
+
+  /** The WireGuard tunnel while it runs (for the signal handlers). */
+  private wireguard: WireGuardTunnel | undefined;
+
   private async waitPing(from: string, to: string): Promise<void> {
     const deadline = Date.now() + 10_000;
     for (;;) {
@@ -649,9 +789,13 @@ class Bench {
   }
 
   private async stopTunnel(mode: Mode, t: Tunnel): Promise<void> {
-    const exits = await Promise.all([t.hub, ...t.clients].map(async (p) => ({ p, e: await p.stop(3000) })));
-    for (const { p, e } of exits) {
-      if (e.code !== 0) this.results.warnings.push(`${mode}: ${p.label} exited with ${e.signal ?? `code ${e.code}`} at shutdown`);
+    const exits =
+      t.wireguard !== undefined
+        ? await t.wireguard.stop(3000)
+        : await Promise.all([t.hub, ...t.clients].map(async (p) => ({ label: p.label, ...(await p.stop(3000)) })));
+    if (t.wireguard !== undefined) this.wireguard = undefined;
+    for (const e of exits) {
+      if (e.code !== 0) this.results.warnings.push(`${mode}: ${e.label} exited with ${e.signal ?? `code ${e.code}`} at shutdown`);
     }
     // Make sure the TUN devices are gone before the next hub claims tun0 in the same namespace.
     await sleep(200);
@@ -659,7 +803,7 @@ class Bench {
 
   /** The TLS flags for the hub and clients, or why TLS cannot be measured. */
   private tlsFlags(): { hubExtra: string[]; clientExtra: string[] } | string {
-    const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout ?? '';
+    const help = cliHelp();
     if (!/-tls\b/.test(help)) return 'the CLI has no -tls flag';
     try {
       ensureCommands([{ cmd: 'openssl', pkg: 'openssl' }]);
@@ -667,16 +811,9 @@ class Bench {
       return `no openssl to make a certificate: ${(err as Error).message}`;
     }
     this.tmp ??= fs.mkdtempSync(path.join(os.tmpdir(), 'lwt-bench-'));
-    const cert = path.join(this.tmp, 'hub.crt');
-    const key = path.join(this.tmp, 'hub.key');
-    const hubIp = this.host('hub').ip;
-    const r = spawnSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=lwt-bench-hub',
-        '-addext', `subjectAltName=IP:${hubIp}`, '-keyout', key, '-out', cert],
-      { encoding: 'utf8' },
-    );
-    if (r.status !== 0) return `openssl could not make a certificate: ${r.stderr.trim()}`;
+    const made = makeHubCert(this.tmp, this.host('hub').ip);
+    if (typeof made === 'string') return made;
+    const { cert, key } = made;
     const workers = this.o.tlsWorkers > 0 ? ['-tls-workers', String(this.o.tlsWorkers)] : [];
     const hubExtra = ['-tls', '-tls-cert', cert, '-tls-key', key, ...workers];
     // Verify the hub against the throwaway certificate when the CLI can be told about a CA;
@@ -772,6 +909,11 @@ class Bench {
           underlay: finite(u),
           ratio: finite(m / u),
         };
+        if (this.o.modes.includes('wireguard') && mode !== 'underlay' && mode !== 'wireguard') {
+          const w = median(this.results.figures.get(`wireguard.${def.key}`)?.values ?? []);
+          row.wireguard = finite(w);
+          row.vsWireguard = finite(m / w);
+        }
         if (def.throughput && f !== undefined) {
           row.retransmits = f.retransmits;
           if (mode !== 'underlay') {
@@ -835,6 +977,9 @@ class Bench {
         kernel: os.release(),
         node: process.version,
         iperf3: firstLine(spawnSync('iperf3', ['--version'], { encoding: 'utf8' }).stdout ?? '', /iperf/),
+        ...(this.o.modes.includes('wireguard')
+          ? { wireguardGo: firstLine(spawnSync('wireguard-go', ['--version'], { encoding: 'utf8' }).stdout ?? '', /wireguard-go/) }
+          : {}),
         loadavgAtStart: this.loadStart.map(round3),
         loadavgAtEnd: os.loadavg().map(round3),
         backgroundBusyPct: this.background.map(round3),
@@ -844,12 +989,14 @@ class Bench {
         repeat: this.o.repeat,
         clients: this.o.clients,
         modes: ['underlay', ...this.o.modes],
-        tunnelMtu: 1400,
+        tunnelMtu: TUNNEL_MTU,
+        cliTransportFlag: cliHasTransport(),
         idleMembers: this.o.members,
         ...(this.tlsSettings !== undefined ? { tls: this.tlsSettings } : {}),
       },
       rows: this.rows(),
       targets: targetRows(this.rows()),
+      relativeTargets: relativeTargetRows(this.rows()),
       idleMembers: this.idle ?? null,
       warnings: this.results.warnings,
     };
@@ -915,6 +1062,13 @@ function describeReasons(byReason: Record<string, number>): string {
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
 }
 
+/** A counter of the `Udp:` lines of /proc/net/snmp (0 when absent). */
+function udpSnmp(snmp: string, field: string): number {
+  const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Udp:')).map((l) => l.trim().split(/\s+/));
+  const i = names?.indexOf(field) ?? -1;
+  return i < 0 ? 0 : Number(values?.[i] ?? 0) || 0;
+}
+
 function busyPct(a: { total: number; idle: number }, b: { total: number; idle: number }): number {
   const total = b.total - a.total;
   return total > 0 ? (100 * (total - (b.idle - a.idle))) / total : Number.NaN;
@@ -924,9 +1078,11 @@ function busyPct(a: { total: number; idle: number }, b: { total: number; idle: n
 // the table
 
 function renderTable(rows: readonly Row[], o: Options): string {
-  const head = ['mode', 'figure', 'median', 'unit', 'repeats', 'underlay', '× underlay', 'CPU s/GB', 'retr', 'drops', 'TUN drops'];
+  const withWg = o.modes.includes('wireguard');
+  const head = ['mode', 'figure', 'median', 'unit', 'repeats', 'underlay', '× underlay', ...(withWg ? ['× wg'] : []), 'CPU s/GB', 'retr', 'drops', 'TUN drops'];
   const body = rows.map((r) => {
-    if (r.status === 'unavailable') return [r.mode, r.figure, 'unavailable', '', '', '', '', '', '', '', ''];
+    if (r.status === 'unavailable') return [r.mode, r.figure, 'unavailable', ...Array.from({ length: head.length - 3 }, () => '')];
+    const vsWg = withWg ? [r.vsWireguard === undefined || r.vsWireguard === null ? '' : `${fmt(r.vsWireguard)}×`] : [];
     return [
       r.mode,
       r.figure,
@@ -935,6 +1091,7 @@ function renderTable(rows: readonly Row[], o: Options): string {
       r.values.map((v) => fmt(v)).join(' '),
       r.mode === 'underlay' || r.underlay === null ? '' : fmt(r.underlay),
       r.mode === 'underlay' || r.ratio === null ? '' : `${fmt(r.ratio)}×`,
+      ...vsWg,
       r.cpuSPerGB ? fmt(r.cpuSPerGB.median) : '',
       r.retransmits ? String(median(r.retransmits)) : '',
       r.tunnelDrops ? String(r.tunnelDrops.reduce((s, d) => s + d, 0)) : '',
@@ -942,7 +1099,7 @@ function renderTable(rows: readonly Row[], o: Options): string {
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => [...b[i]!].length)));
-  const numeric = new Set([2, 5, 6, 7, 8, 9, 10]);
+  const numeric = new Set(head.map((_, i) => i).filter((i) => i === 2 || i >= 5));
   const line = (cells: string[]): string =>
     cells.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')];
@@ -957,7 +1114,8 @@ function renderTable(rows: readonly Row[], o: Options): string {
   out.push(
     '',
     `medians of ${o.repeat} repeat(s), ${o.duration} s per transfer; CPU s/GB = utime+stime of hub and client processes per 10^9 bytes delivered;`,
-        'retr = median TCP retransmissions of the sender (the inner connection); drops = packets the tunnel processes reported dropped',
+    ...(withWg ? ['× wg = ratio to WireGuard (wireguard-go) of the same figure in this run;'] : []),
+    'retr = median TCP retransmissions of the sender (the inner connection); drops = packets the tunnel processes reported dropped',
     '(not counting IPv6), all repeats; TUN drops = packets the kernel dropped at the TUN devices (reader too slow), all repeats',
     ...unavailable,
   );
@@ -1023,6 +1181,13 @@ async function main(): Promise<number> {
   for (const t of targetRows(bench.rows())) {
     const state = t.met === null ? 'not measured in this run' : t.met ? 'met' : `missed by ×${fmt(t.gap!)}`;
     tableSink.write(`  ${t.target}: ${t.measured === null ? '–' : fmt(t.measured)} — ${state}\n`);
+  }
+  if (o.modes.some((m) => m === 'udp' || m === 'udp-tls' || m === 'wireguard')) {
+    tableSink.write('\ntargets (issue 14, against baselines of this run):\n');
+    for (const t of relativeTargetRows(bench.rows())) {
+      const state = t.met === null ? 'not measured in this run' : `×${fmt(t.ratio)} — ${t.met ? 'met' : 'missed'}`;
+      tableSink.write(`  ${t.target}: ${fmt(t.measured)} against ${fmt(t.baseline)} ${state}\n`);
+    }
   }
   for (const w of bench.results.warnings) tableSink.write(`warning: ${w}\n`);
   tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s)\n`);

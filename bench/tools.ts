@@ -1,0 +1,75 @@
+// I/O helpers shared by the benches (bench/run.ts, bench/wan.ts): installing missing commands,
+// what the CLI supports, a throwaway TLS certificate, and how many bytes went over the tunnel's
+// TCP connection.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import type { LabHost } from '../test/helpers/lab.js';
+import { BIN } from '../test/helpers/vpn.js';
+
+/** Whether `bin` is on PATH. */
+export function have(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Installs Debian packages for the commands that are missing (apt-get update first if needed); throws when that fails. */
+export function ensureCommands(wanted: readonly { cmd: string; pkg: string }[], say: (msg: string) => void): void {
+  const missing = wanted.filter((w) => !have(w.cmd));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((m) => m.pkg))];
+  say(`installing ${pkgs.join(', ')} (missing: ${missing.map((m) => m.cmd).join(', ')})`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = (): boolean =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { stdio: ['ignore', 'inherit', 'inherit'], env }).status === 0;
+  if (!install()) {
+    spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+    if (!install()) throw new Error(`could not install ${pkgs.join(', ')} with apt-get`);
+  }
+  const still = wanted.filter((w) => !have(w.cmd));
+  if (still.length > 0) throw new Error(`still missing after installing: ${still.map((s) => s.cmd).join(', ')}`);
+}
+
+let helpText: string | undefined;
+
+/** The CLI's `--help` text (read once). */
+export function cliHelp(): string {
+  helpText ??= spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout ?? '';
+  return helpText;
+}
+
+/** Whether the CLI has `-transport auto|tcp|udp` (the UDP data path, issue 14). */
+export function cliHasTransport(): boolean {
+  return /(^|\s)-{1,2}transport\b/m.test(cliHelp());
+}
+
+/** The flags that pick the transport `kind` on hub and clients: none when the CLI has no -transport and `kind` is tcp; undefined when udp is asked for and the CLI cannot do it. */
+export function transportFlags(kind: 'tcp' | 'udp'): string[] | undefined {
+  if (cliHasTransport()) return ['-transport', kind];
+  return kind === 'tcp' ? [] : undefined;
+}
+
+/** A self-signed ECDSA P-256 certificate for the hub at `hubIp`, written into `dir`; the files, or why it could not be made. */
+export function makeHubCert(dir: string, hubIp: string): { cert: string; key: string } | string {
+  const cert = path.join(dir, 'hub.crt');
+  const key = path.join(dir, 'hub.key');
+  const r = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=lwt-bench-hub',
+      '-addext', `subjectAltName=IP:${hubIp}`, '-keyout', key, '-out', cert],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) return `openssl could not make a certificate: ${(r.stderr ?? '').trim()}`;
+  return { cert, key };
+}
+
+/**
+ * Bytes sent plus received so far on `host`'s established TCP connections to `port` (`ss -ti`'s
+ * bytes_sent and bytes_received): on a client, what its tunnel carried over TCP. The difference
+ * across a transfer tells whether the data took the UDP path. NaN when ss cannot tell.
+ */
+export async function tcpBytesTo(host: LabHost, port: number): Promise<number> {
+  const r = await host.exec('ss', ['-Htin', 'state', 'established', `( dport = :${port} )`], { timeoutMs: 5000 });
+  if (r.code !== 0) return Number.NaN;
+  let total = 0;
+  for (const m of r.stdout.matchAll(/\bbytes_(?:sent|received):(\d+)/g)) total += Number(m[1]);
+  return total;
+}
