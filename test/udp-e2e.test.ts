@@ -15,6 +15,7 @@ import { FORGE_SCRIPT } from './helpers/forge.js';
 import { Lab, NFT_BIN, systemBinary, type LabProcess } from './helpers/lab.js';
 import { createPki } from './helpers/pki.js';
 import { BIN, ECHO_PORT, HUB_TUNNEL, TEXT_LOGS, startClient, startHub } from './helpers/vpn.js';
+import { DEADLINE_MS, SLACK_MS, stopwatch } from './helpers/wait.js';
 
 const STATUS = '127.0.0.1:9100';
 const C1 = '10.0.0.2';
@@ -52,7 +53,7 @@ const FETCH = `fetch(process.argv[1]).then(async (r) => { if (!r.ok) process.exi
 /** The /status document of the program with -status STATUS in `host`'s namespace. */
 async function statusOf(lab: Lab, host: string): Promise<Status> {
   const url = `http://${STATUS}/status`;
-  const r = CURL === undefined ? await lab.host(host).exec(process.execPath, ['-e', FETCH, url], { timeoutMs: 10_000 }) : await lab.host(host).exec(CURL, ['-sf', '--max-time', '5', url], { timeoutMs: 10_000 });
+  const r = CURL === undefined ? await lab.host(host).exec(process.execPath, ['-e', FETCH, url], { timeoutMs: DEADLINE_MS }) : await lab.host(host).exec(CURL, ['-sf', '--max-time', '5', url], { timeoutMs: DEADLINE_MS });
   if (r.code !== 0) throw new Error(`GET ${url} in ${host} failed (code ${r.code}): ${r.stderr}`);
   return JSON.parse(r.stdout) as Status;
 }
@@ -72,7 +73,7 @@ async function eventually<T>(what: string, timeoutMs: number, check: () => Promi
 }
 
 /** Polls `host`'s /status until `ok` holds; resolves with that document. */
-async function waitStatus(lab: Lab, host: string, what: string, ok: (s: Status) => boolean, timeoutMs = 15_000): Promise<Status> {
+async function waitStatus(lab: Lab, host: string, what: string, ok: (s: Status) => boolean, timeoutMs = DEADLINE_MS): Promise<Status> {
   let seen: Status | undefined;
   return eventually(
     `${host}: ${what}`,
@@ -113,7 +114,7 @@ const hubTransportLine = (address: string, over: 'udp' | 'tcp'): RegExp => new R
 async function nft(t: ExecutionContext, lab: Lab, host: string, ruleset: string): Promise<{ readonly before: number; readonly after: number }> {
   if (NFT_BIN === undefined) throw new Error('nftables is not installed (.ci/run installs it)');
   const before = Date.now();
-  const r = await lab.host(host).exec(NFT_BIN, ['-f', '-'], { input: ruleset, timeoutMs: 10_000 });
+  const r = await lab.host(host).exec(NFT_BIN, ['-f', '-'], { input: ruleset, timeoutMs: DEADLINE_MS });
   const after = Date.now();
   if (r.code !== 0) t.fail(`nft in ${host} refused:\n${ruleset}\n${r.stderr}`);
   return { before, after };
@@ -124,7 +125,7 @@ const dropTable = (t: ExecutionContext, lab: Lab, host: string, table: string): 
 
 /** The packets and bytes of named counter `name` in table `inet table` of `host`'s namespace. */
 async function nftCounter(lab: Lab, host: string, table: string, name: string): Promise<Traffic> {
-  const r = await lab.host(host).exec(NFT_BIN ?? 'nft', ['-j', 'list', 'counter', 'inet', table, name], { timeoutMs: 10_000, check: true });
+  const r = await lab.host(host).exec(NFT_BIN ?? 'nft', ['-j', 'list', 'counter', 'inet', table, name], { timeoutMs: DEADLINE_MS, check: true });
   const doc = JSON.parse(r.stdout) as { nftables: readonly { counter?: Traffic & { name: string } }[] };
   const c = doc.nftables.find((e) => e.counter?.name === name)?.counter;
   if (c === undefined) throw new Error(`no counter ${name} in ${host}: ${r.stdout}`);
@@ -149,7 +150,7 @@ class NftShell {
   /** Runs one line (one transaction); resolves with the clock when it was written and when nft had done it. */
   async run(t: ExecutionContext, line: string): Promise<{ readonly before: number; readonly after: number }> {
     const errors = this.p.stderr.length;
-    const done = this.p.waitForLine(/^table inet lwtsync \{/, 10_000, { after: this.p.mark() });
+    const done = this.p.waitForLine(/^table inet lwtsync \{/, DEADLINE_MS, { after: this.p.mark() });
     const before = Date.now();
     this.p.write(`${line}\nlist table inet lwtsync\n`);
     await done;
@@ -168,7 +169,7 @@ const BLOCK_UDP = 'add table inet lwtblock { chain in { type filter hook input p
 /** Starts tcp-sha's server (with progress lines) on `host`:BULK_PORT; resolves once it listens. */
 async function bulkSink(lab: Lab, host: string): Promise<LabProcess> {
   const p = lab.host(host).spawnNode(TCP_SHA, ['serve', String(BULK_PORT), 'progress'], { label: `${host}:sink`, maxLines: 100_000 });
-  await p.waitForLine(/^ready/, 10_000);
+  await p.waitForLine(/^ready/);
   return p;
 }
 
@@ -186,13 +187,13 @@ function received(sink: LabProcess): number {
 }
 
 /** Waits until the sink has received at least `bytes`. */
-const receivedAtLeast = (sink: LabProcess, bytes: number, timeoutMs = 20_000): Promise<true> =>
+const receivedAtLeast = (sink: LabProcess, bytes: number, timeoutMs = DEADLINE_MS): Promise<true> =>
   eventually(`${bytes} bytes at the sink`, timeoutMs, async () => (received(sink) >= bytes ? true : undefined), () => `${received(sink)} bytes`);
 
 /** Both ends of a finished transfer: `BYTES SHA256` as the sender and the receiver saw it. */
-async function transferred(source: LabProcess, sink: LabProcess, timeoutMs = 60_000): Promise<{ readonly sent: string; readonly received: string }> {
+async function transferred(source: LabProcess, sink: LabProcess, timeoutMs = DEADLINE_MS): Promise<{ readonly sent: string; readonly received: string }> {
   const sent = await source.waitForLine(/^(sent|error)/, timeoutMs);
-  const got = await sink.waitForLine(/^(received|error)/, 10_000);
+  const got = await sink.waitForLine(/^(received|error)/);
   return { sent: sent.replace(/^sent /, ''), received: got.replace(/^received /, '') };
 }
 
@@ -221,17 +222,17 @@ async function dataMovesToUdp(t: ExecutionContext, tls: boolean): Promise<void> 
   const lab = await newLab(t, ['hub', 'c1', 'c2']);
   const flags = tls ? await tlsFlags(t, lab) : { hub: [], client: [] };
   const hub = await startHub(lab, ['-status', STATUS, ...flags.hub]);
-  await hub.waitForLine(/UDP data path listening on 0\.0\.0\.0:9000/, 5000);
+  await hub.waitForLine(/UDP data path listening on 0\.0\.0\.0:9000/);
   const [c1] = await Promise.all([startClient(lab, 'c1', C1, flags.client), startClient(lab, 'c2', C2, flags.client)]);
   const started = Date.now();
   await allOnUdp(lab, [C1, C2]);
   t.log(`both members on UDP ${Date.now() - started} ms after joining`);
-  await hub.waitForLine(hubTransportLine(C1, 'udp'), 5000);
-  await hub.waitForLine(hubTransportLine(C2, 'udp'), 5000);
-  await c1.waitForLine(/data to the hub now travels over UDP/, 5000);
+  await hub.waitForLine(hubTransportLine(C1, 'udp'));
+  await hub.waitForLine(hubTransportLine(C2, 'udp'));
+  await c1.waitForLine(/data to the hub now travels over UDP/);
 
   await lab.startEchoServers('c2', ECHO_PORT);
-  t.true(await lab.canReach('c1', C2, ECHO_PORT, { timeoutMs: 5000 }), 'c1 → c2 through the tunnel');
+  t.true(await lab.canReach('c1', C2, ECHO_PORT), 'c1 → c2 through the tunnel');
 
   // What the hub's underlay carries from here on, per protocol.
   await nft(t, lab, 'hub', `table inet lwtcount {
@@ -283,23 +284,28 @@ test.serial('UDP blocked in the middle of a 24 MiB transfer: the hub moves the m
   // Paced to 3 MiB/s: about 8 s, so the block falls well inside the transfer on any machine.
   const source = bulkSource(lab, 'c1', C2, bytes, 3 * MIB);
   await receivedAtLeast(sink, 4 * MIB);
-  const tcpLine = hub.waitForLine(hubTransportLine(C1, 'tcp'), 15_000, { after: hub.mark() });
-  const clientLine = c1.waitForLine(/data to the hub now travels over the TCP connection/, 15_000, { after: c1.mark() });
+  const tcpLine = hub.waitForLine(hubTransportLine(C1, 'tcp'), DEADLINE_MS, { after: hub.mark() });
+  const clientLine = c1.waitForLine(/data to the hub now travels over the TCP connection/, DEADLINE_MS, { after: c1.mark() });
+  const watch = stopwatch();
   const block = await shell.run(t, BLOCK_UDP);
   const atBlock = received(sink);
-  // The status as polled (a poll takes a process start, so this is an upper bound).
-  const blocked = await waitStatus(lab, 'hub', 'c1 off UDP', (s) => member(s, C1)?.transport !== 'udp', 10_000);
-  const seenAt = Date.now();
   const line = await tcpLine;
+  // Time in which some task of the machine waited for a CPU, between the block and the line: what
+  // a loaded machine adds to the hub's timers (0 on an idle one).
+  const stalledMs = watch.elapsedMs() - watch.unloadedMs();
   const loggedAt = timeOf(line);
+  // The status as polled (a poll takes a process start, so this is an upper bound).
+  const blocked = await waitStatus(lab, 'hub', 'c1 off UDP', (s) => member(s, C1)?.transport !== 'udp');
+  const seenAt = Date.now();
   const clientAt = timeOf(await clientLine);
   // The rule took effect in [before, after]: measured from `before`, the figure is an upper bound.
   const fallbackMs = loggedAt - block.before;
-  t.log(`fallback: hub logged the move ${fallbackMs} ms after the rule went to nft (${loggedAt - block.after} ms after nft confirmed it, ${block.after - block.before} ms later); client ${clientAt - block.before} ms; status poll saw "${member(blocked, C1)!.transport}" ${seenAt - block.before} ms`);
+  t.log(`fallback: hub logged the move ${fallbackMs} ms after the rule went to nft (${loggedAt - block.after} ms after nft confirmed it, ${block.after - block.before} ms later; CPU contention ${stalledMs.toFixed(0)} ms); client ${clientAt - block.before} ms; status poll saw "${member(blocked, C1)!.transport}" ${seenAt - block.before} ms`);
   t.log(line);
-  // The path goes down after 1.5 s of silence, noticed at the next 250 ms tick (≤ 1.75 s); 0.75 s
-  // on top is for a loaded 2-core machine (timers and the log line late by a few hundred ms).
-  t.true(fallbackMs <= 2500, `the hub fell back to TCP ${fallbackMs} ms after the block (at most 2.5 s)`);
+  // The path goes down after 1.5 s of silence, noticed at the next 250 ms tick (≤ 1.75 s): within
+  // the 2 s the issue asks, with 0.25 s for timers and the log line. A loaded machine's CPU
+  // contention in the window is not the hub's doing and is left out.
+  t.true(fallbackMs - stalledMs <= 2000, `the hub fell back to TCP ${fallbackMs} ms after the block (${stalledMs.toFixed(0)} ms of it CPU contention; at most 2 s without it)`);
   t.is(member(blocked, C1)!.transport, 'tcp (udp blocked)');
   t.is(member(blocked, C2)!.transport, 'udp', 'c2 is not affected');
 
@@ -313,7 +319,7 @@ test.serial('UDP blocked in the middle of a 24 MiB transfer: the hub moves the m
   t.notRegex(allLines(hub).join('\n'), /member 10\.0\.0\.2 .*left/, 'the session lived through it');
 
   // Unblocked: the path is probed again (1 s after it fell, doubling to 30 s) and comes back.
-  const udpLine = hub.waitForLine(hubTransportLine(C1, 'udp'), 40_000, { after: hub.mark() });
+  const udpLine = hub.waitForLine(hubTransportLine(C1, 'udp'), DEADLINE_MS, { after: hub.mark() });
   const unblock = await shell.run(t, 'delete table inet lwtblock');
   const backAt = timeOf(await udpLine);
   t.log(`blocked for ${((unblock.before - block.before) / 1000).toFixed(1)} s; back on UDP ${backAt - unblock.before} ms after the unblock`);
@@ -390,9 +396,10 @@ test.serial('hostile datagrams (forged, truncated, unknown session, replayed) ar
   await startClient(lab, 'c2', C2);
   await allOnUdp(lab, [C1, C2]);
   await lab.startEchoServers('c2', ECHO_PORT);
-  await lab.waitReachable('c1', C2, ECHO_PORT, 10_000);
-  const pinger = lab.startPinger('c1', C2, ECHO_PORT, 50);
-  await eventually('10 pings answered', 10_000, async () => (pinger.samples().filter((s) => s.rttMs !== undefined).length >= 10 ? true : undefined));
+  await lab.waitReachable('c1', C2, ECHO_PORT);
+  // A reply counts as lost only after SLACK_MS: on a loaded machine an answer can be that late.
+  const pinger = lab.startPinger('c1', C2, ECHO_PORT, 50, SLACK_MS);
+  await eventually('10 pings answered', DEADLINE_MS, async () => (pinger.samples().filter((s) => s.rttMs !== undefined).length >= 10 ? true : undefined));
   const attackStart = Date.now();
 
   // Replays: c1's own datagrams to the hub, each sent a second time by its kernel.
@@ -401,7 +408,7 @@ test.serial('hostile datagrams (forged, truncated, unknown session, replayed) ar
 }
 `);
   const forge = async (args: readonly string[]): Promise<number> => {
-    const r = await lab.host('mallory').exec(process.execPath, [FORGE_SCRIPT, 'datagrams', '--hub', `${hubIp}:9000`, ...args], { timeoutMs: 30_000 });
+    const r = await lab.host('mallory').exec(process.execPath, [FORGE_SCRIPT, 'datagrams', '--hub', `${hubIp}:9000`, ...args], { timeoutMs: DEADLINE_MS });
     if (r.code !== 0) throw new Error(`forge datagrams ${args.join(' ')} failed (code ${r.code}): ${r.stderr}`);
     return Number(/^sent (\d+)$/m.exec(r.stdout)?.[1] ?? NaN);
   };
@@ -425,7 +432,6 @@ test.serial('hostile datagrams (forged, truncated, unknown session, replayed) ar
       previous = now;
       return settled && reasons.every((r) => (s.drops[r] ?? 0) > 0);
     },
-    15_000,
   );
   const attackEnd = Date.now();
   await dropTable(t, lab, 'c1', 'ip lwtdup');
@@ -444,7 +450,7 @@ test.serial('hostile datagrams (forged, truncated, unknown session, replayed) ar
 
   // Every ping sent during the attack has had its answer or its 1 s timeout before the pinger stops.
   const lastSeq = pinger.samples().length;
-  await eventually('pings past the attack', 15_000, async () => (pinger.samples().length >= lastSeq + 30 ? true : undefined));
+  await eventually('pings past the attack', DEADLINE_MS, async () => (pinger.samples().length >= lastSeq + 30 ? true : undefined));
   await pinger.stop();
   const samples = pinger.samples();
   const lost = samples.filter((s) => s.rttMs === undefined);
@@ -477,7 +483,7 @@ test.serial('-transport tcp on a client: its session stays on TCP and it sends n
 `);
   const c1 = await startClient(lab, 'c1', C1, ['-transport', 'tcp']);
   await lab.startEchoServers('hub', ECHO_PORT);
-  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 5000, proto: 'tcp' }), 'c1 → hub through the tunnel');
+  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { proto: 'tcp' }), 'c1 → hub through the tunnel');
   const s = await waitStatus(lab, 'hub', "c1's counters moving", (d) => (member(d, C1)?.rx.packets ?? 0) > 0);
   t.is(member(s, C1)!.transport, 'tcp');
   t.is(member(s, C1)!.udp, null);
@@ -494,11 +500,11 @@ test.serial('-transport udp on a client whose UDP is blocked: the session ends w
   await nft(t, lab, 'c1', `${BLOCK_UDP}\n`);
   const c1 = await startClient(lab, 'c1', C1, ['-transport', 'udp']);
   // The probing round lasts 5 s; then -transport udp ends the session.
-  const ended = await c1.waitForLine(/disconnected from hub .*: udp-failed \(/, 20_000);
+  const ended = await c1.waitForLine(/disconnected from hub .*: udp-failed \(/);
   t.log(ended);
   t.regex(ended, /-transport udp allows no fall back/);
-  await c1.waitForLine(/reconnecting in .*last: udp-failed/, 10_000);
-  await eventually('a second session', 20_000, async () => (c1.stdout.concat(c1.stderr).filter((l) => /joined the virtual LAN as/.test(l)).length >= 2 ? true : undefined));
+  await c1.waitForLine(/reconnecting in .*last: udp-failed/);
+  await eventually('a second session', DEADLINE_MS, async () => (c1.stdout.concat(c1.stderr).filter((l) => /joined the virtual LAN as/.test(l)).length >= 2 ? true : undefined));
   t.true(c1.running, 'it keeps trying');
   t.true(hub.running);
 });
@@ -506,7 +512,7 @@ test.serial('-transport udp on a client whose UDP is blocked: the session ends w
 test.serial('-transport udp on a hub whose UDP port is taken: it exits with one clear error (and under auto it warns and serves over TCP)', async (t) => {
   const lab = await newLab(t, ['hub', 'c1']);
   const squatter = lab.host('hub').spawn(process.execPath, ['-e', `require('node:dgram').createSocket('udp4').bind(9000, '0.0.0.0', () => console.log('bound'))`], { label: 'hub:squatter' });
-  await squatter.waitForLine(/^bound/, 10_000);
+  await squatter.waitForLine(/^bound/);
   const strict = lab.host('hub').spawn(process.execPath, [BIN, ...TEXT_LOGS, '-m', 'server', '-l', '0.0.0.0:9000', '-t', `${HUB_TUNNEL}/24`, '-transport', 'udp'], { label: 'hub(udp)' });
   const exit = await strict.exited;
   t.log(strict.output());
@@ -515,10 +521,10 @@ test.serial('-transport udp on a hub whose UDP port is taken: it exits with one 
   t.notRegex(strict.output(), /^\s+at /m, 'no stack trace');
 
   const auto = await startHub(lab);
-  await auto.waitForLine(/no UDP data path: cannot bind UDP port 9000: .*; every member stays on TCP/, 5000);
+  await auto.waitForLine(/no UDP data path: cannot bind UDP port 9000: .*; every member stays on TCP/);
   const c1 = await startClient(lab, 'c1', C1);
   await lab.startEchoServers('hub', ECHO_PORT);
-  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT, { timeoutMs: 5000 }));
+  t.true(await lab.canReach('c1', HUB_TUNNEL, ECHO_PORT));
   t.true(auto.running);
   t.notRegex(c1.output(), /travels over UDP/);
 });
@@ -533,8 +539,8 @@ test.serial('a 0.0.1-era client (no HELLO, DATA only) joins a hub with UDP on an
   await allOnUdp(lab, [C1]);
   await lab.startEchoServers('c1', ECHO_PORT);
   const old = lab.host('old').spawnNode(FORGE_SCRIPT, ['session', '--hub', `${lab.host('hub').ip}:9000`, '--src', '10.0.0.66', '--dst', C1, '--dport', String(ECHO_PORT), '--count', '10', '--interval', '100', '--linger', '8000'], { label: 'old(0.0.1)' });
-  await hub.waitForLine(/member 10\.0\.0\.66 joined .*0\.0\.1-era client/, 10_000);
-  await eventually('10 echoes back at the 0.0.1-era client', 15_000, async () => (old.stdout.filter((l) => /^attempt 1 udp 10\.0\.0\.2:7000 forge \d+ from 10\.0\.0\.66$/.test(l)).length === 10 ? true : undefined), () => old.output(20));
+  await hub.waitForLine(/member 10\.0\.0\.66 joined .*0\.0\.1-era client/);
+  await eventually('10 echoes back at the 0.0.1-era client', DEADLINE_MS, async () => (old.stdout.filter((l) => /^attempt 1 udp 10\.0\.0\.2:7000 forge \d+ from 10\.0\.0\.66$/.test(l)).length === 10 ? true : undefined), () => old.output(20));
   const s = await statusOf(lab, 'hub');
   t.like(member(s, '10.0.0.66'), { transport: 'tcp', udp: null });
   t.is(member(s, C1)?.transport, 'udp');
