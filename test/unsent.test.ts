@@ -1,15 +1,17 @@
-// limitUnsent (src/drivers/net.ts): every tunnel connection, plain or TLS, either end, holds at
-// most TCP_NOTSENT_LOWAT_BYTES unsent in the kernel (docs/performance.md, "Queues").
+// The kernel's unsent limit of tunnel TCP connections (src/drivers/unsent.ts): set on plain and TLS
+// connections at both ends, and kept to about UNSENT_TARGET_MS of the connection's send rate
+// (docs/performance.md, "Queues").
 import test from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { TCP_NOTSENT_LOWAT_BYTES, limitUnsent } from '../src/drivers/net.js';
+import { RATE_WINDOW_MS, UNSENT_MAX_BYTES, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UnsentLimit, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
 import { createPki } from './helpers/pki.js';
 
 const LOOPBACK = '127.0.0.1';
+const KIB = 1024;
 
-/** Both ends of one connection made by `listen`/`connect`. */
+/** Both ends of one connection to `server` (accepted on `event`). */
 async function pair<S extends net.Socket>(server: net.Server, event: string, connect: (port: number) => S): Promise<{ near: S; far: S }> {
   server.listen(0, LOOPBACK);
   await once(server, 'listening');
@@ -19,25 +21,80 @@ async function pair<S extends net.Socket>(server: net.Server, event: string, con
   return { near, far: accepted };
 }
 
-test('plain TCP: both ends take the limit, and a second call changes it', async (t) => {
+async function plainPair(t: import('ava').ExecutionContext): Promise<{ near: net.Socket; far: net.Socket }> {
   const server = net.createServer();
-  const { near, far } = await pair(server, 'connection', (port) => net.connect(port, LOOPBACK));
-  t.teardown(() => { near.destroy(); far.destroy(); server.close(); });
-  t.is(limitUnsent(near), TCP_NOTSENT_LOWAT_BYTES);
-  t.is(limitUnsent(far), TCP_NOTSENT_LOWAT_BYTES);
-  t.is(limitUnsent(near, 16 * 1024), 16 * 1024);
+  const p = await pair(server, 'connection', (port) => net.connect(port, LOOPBACK));
+  t.teardown(() => {
+    p.near.destroy();
+    p.far.destroy();
+    server.close();
+  });
+  return p;
+}
+
+test('plain TCP: both ends take a limit, and the kernel reports the one set last', async (t) => {
+  const { near, far } = await plainPair(t);
+  t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+  t.is(limitUnsent(far, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+  t.is(limitUnsent(near, 16 * KIB), 16 * KIB);
 });
 
-test('TLS: the TCP connection under both ends takes the limit', async (t) => {
+test('TLS: the TCP connection under both ends takes a limit', async (t) => {
   const pki = await createPki({ hubIp: LOOPBACK });
   t.teardown(() => pki.dispose());
   const server = tls.createServer({ cert: pki.read(pki.hub.cert), key: pki.read(pki.hub.key) });
   const { near, far } = await pair(server, 'secureConnection', (port) => tls.connect({ port, host: LOOPBACK, ca: pki.read(pki.ca.cert) }));
-  t.teardown(() => { near.destroy(); far.destroy(); server.close(); });
-  t.is(limitUnsent(near), TCP_NOTSENT_LOWAT_BYTES);
-  t.is(limitUnsent(far), TCP_NOTSENT_LOWAT_BYTES);
+  t.teardown(() => {
+    near.destroy();
+    far.destroy();
+    server.close();
+  });
+  t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+  t.is(limitUnsent(far, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+  t.is(new UnsentLimit(near).current, UNSENT_MIN_BYTES);
 });
 
 test('a socket with no descriptor yet is left alone (undefined), not an error', (t) => {
-  t.is(limitUnsent(new net.Socket()), undefined);
+  t.is(limitUnsent(new net.Socket(), UNSENT_MIN_BYTES), undefined);
+  const limit = new UnsentLimit(new net.Socket());
+  t.is(limit.current, undefined);
+  limit.wrote(1 << 20);
+  t.is(limit.current, undefined);
+});
+
+test('unsentFor: UNSENT_TARGET_MS of the rate in 64 KiB steps, within its bounds', (t) => {
+  const mbit = (m: number): number => (m * 1e6) / 8 / 1000; // bytes per ms
+  t.is(unsentFor(0), UNSENT_MIN_BYTES);
+  t.is(unsentFor(mbit(200)), UNSENT_MIN_BYTES, '200 Mbit/s: 5 ms are 125 kB, below the floor');
+  t.is(unsentFor(mbit(1000)), 640 * KIB, '1 Gbit/s: 625 kB → 640 KiB');
+  t.is(unsentFor(mbit(5000)), 3072 * KIB, '5 Gbit/s: 3.125 MB → 3 MiB');
+  t.is(unsentFor(mbit(100_000)), UNSENT_MAX_BYTES);
+  t.is(UNSENT_TARGET_MS, 5);
+});
+
+test('UnsentLimit follows the send rate: up for a fast sender, down again for a slow one, unchanged within a quarter and within a window', async (t) => {
+  const { near } = await plainPair(t);
+  let now = 0;
+  const limit = new UnsentLimit(near, () => now);
+  t.is(limit.current, UNSENT_MIN_BYTES, 'starts at the floor');
+  // 5 Gbit/s for one window: 625 000 bytes per ms.
+  for (let i = 0; i < 10; i++) {
+    limit.wrote(625_000 * (RATE_WINDOW_MS / 10));
+    now += RATE_WINDOW_MS / 10;
+  }
+  t.is(limit.current, UNSENT_MIN_BYTES, 'no change before a window has passed');
+  limit.wrote(0);
+  t.is(limit.current, 3072 * KIB, 'a window at 5 Gbit/s: 3 MiB');
+  // A little slower (4.5 Gbit/s: within a quarter): no setsockopt.
+  limit.wrote(562_500 * RATE_WINDOW_MS);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0);
+  t.is(limit.current, 3072 * KIB);
+  // 200 Mbit/s: back to the floor (the kernel confirms what was set).
+  now += 1;
+  limit.wrote(25_000 * RATE_WINDOW_MS);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0);
+  t.is(limit.current, UNSENT_MIN_BYTES);
+  t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
 });

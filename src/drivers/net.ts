@@ -3,7 +3,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { TLS_EXPORTER_LABEL } from '../udp/channels.js';
-import { udpBinding } from '../udp/native.js';
+import { UnsentLimit } from './unsent.js';
 import { Observable, Subject, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
@@ -12,32 +12,6 @@ import { PendingConnections, type PendingLimits, type RefusedEvent } from './pen
 const CLOSE_GRACE_MS = 2000;
 /** Socket send buffer high-water mark: large enough for a few batches, small enough to bound latency. */
 export const SOCKET_HIGH_WATER_MARK = 256 * 1024;
-/**
- * TCP_NOTSENT_LOWAT of every tunnel connection: the kernel holds at most about this much data not
- * yet sent, so a standing queue builds in the session's own queue (where CoDel bounds its age), not
- * in a socket buffer nobody manages (docs/performance.md, "Queues").
- */
-export const TCP_NOTSENT_LOWAT_BYTES = 128 * 1024;
-
-/** The file descriptor of the TCP connection under `socket` (plain, or a TLS socket over one), when Node exposes it. */
-function tcpFd(socket: net.Socket): number | undefined {
-  type Handle = { readonly fd?: unknown; readonly _parent?: Handle } | null | undefined;
-  const s = socket as unknown as { readonly _handle?: Handle; readonly _parent?: { readonly _handle?: Handle } | null };
-  for (const h of [s._handle, s._handle?._parent, s._parent?._handle]) if (typeof h?.fd === 'number' && h.fd >= 0) return h.fd;
-  return undefined;
-}
-
-/** Sets TCP_NOTSENT_LOWAT on the connection under `socket`; returns what the kernel holds now, or undefined when it cannot be set (no descriptor, no addon). */
-export function limitUnsent(socket: net.Socket, bytes = TCP_NOTSENT_LOWAT_BYTES): number | undefined {
-  const fd = tcpFd(socket);
-  if (fd === undefined) return undefined;
-  try {
-    return udpBinding().setTcpNotSentLowat(fd, bytes);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Bytes of the read buffer that every plain TCP connection of the process reads into. */
 const READ_BUFFER_BYTES = 256 * 1024;
 let readBuffer: Buffer | undefined;
@@ -90,7 +64,7 @@ export function remoteOf(socket: net.Socket): string {
  */
 export function socketConnection(socket: net.Socket, id: number, reads?: SharedReads, admitted?: () => void): ConnectionPort {
   socket.setNoDelay(true);
-  limitUnsent(socket);
+  const unsent = new UnsentLimit(socket);
   const drain$ = new Subject<void>();
   let failure: Error | undefined;
   let ended = false;
@@ -144,7 +118,11 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
     remote,
     ...(tlsSecret === undefined ? {} : { tlsSecret }),
     data$,
-    write: (chunk) => (socket.destroyed || !socket.writable ? false : socket.write(chunk)),
+    write: (chunk) => {
+      if (socket.destroyed || !socket.writable) return false;
+      unsent.wrote(chunk.byteLength);
+      return socket.write(chunk);
+    },
     get needsDrain() {
       return socket.writableNeedDrain;
     },

@@ -5,7 +5,8 @@
 import type * as tls from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createHubServer } from './tls.js';
-import { limitUnsent, remoteOf, tlsSecretOf } from './net.js';
+import { remoteOf, tlsSecretOf } from './net.js';
+import { UnsentLimit } from './unsent.js';
 import { PendingConnections } from './pending.js';
 import { CLOSE_GRACE_MS, MAX_DATA_MESSAGE_BYTES, READ_WINDOW_BYTES, type MainMessage, type TlsWorkerData, type WorkerMessage } from './tls-worker.js';
 
@@ -27,6 +28,8 @@ interface Conn {
   closeTimer: NodeJS.Timeout | undefined;
   /** Ends the connection's pending slot (the main thread's `admitted`). */
   admitted: () => void;
+  /** The kernel's unsent limit, kept to the connection's send rate. */
+  unsent: UnsentLimit;
 }
 
 const conns = new Map<number, Conn>();
@@ -92,10 +95,9 @@ function postData(c: Conn & { id: number }): void {
 const server = createHubServer(options, {
   connection(socket, peerIdentity, admitted) {
     const id = nextId++;
-    const c: Conn & { id: number } = { id, socket, chunks: [], chunkBytes: 0, written: 0, unread: 0, paused: false, closeTimer: undefined, admitted };
-    conns.set(id, c);
     socket.setNoDelay(true);
-    limitUnsent(socket);
+    const c: Conn & { id: number } = { id, socket, chunks: [], chunkBytes: 0, written: 0, unread: 0, paused: false, closeTimer: undefined, admitted, unsent: new UnsentLimit(socket) };
+    conns.set(id, c);
     let failure: Error | undefined;
     socket.on('data', (chunk: Buffer) => {
       c.chunks.push(chunk);
@@ -142,6 +144,7 @@ port.on('message', (m: MainMessage) => {
     case 'write': {
       const n = m.bytes.byteLength;
       if (c.socket.destroyed || !c.socket.writable) return; // 'closed' follows (or came); the main side stops counting then
+      c.unsent.wrote(n);
       c.socket.write(m.bytes, () => {
         c.written += n;
         schedule(c as Conn & { id: number });

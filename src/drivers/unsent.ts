@@ -1,0 +1,79 @@
+// How much a tunnel TCP connection may leave unsent in the kernel (TCP_NOTSENT_LOWAT). Linux lets
+// a connection's send buffer autotune to megabytes: a queue that nobody can drop from, which under
+// a bulk transfer on a 200 Mbit/s link added over 100 ms to every packet behind it. A fixed small
+// limit fixes that but costs a fast link a third of its throughput (the process must wake for every
+// few hundred kilobytes). So the limit follows the connection's send rate: about UNSENT_TARGET_MS
+// of it, never below UNSENT_MIN_BYTES nor above UNSENT_MAX_BYTES. The standing queue then builds in
+// the session's own queue, where CoDel bounds its age (docs/performance.md, "Queues").
+import type * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { udpBinding } from '../udp/native.js';
+
+/** The time the kernel may hold a connection's unsent bytes for, at the rate it sends. */
+export const UNSENT_TARGET_MS = 5;
+/** The least unsent limit (also the first): what a slow link needs to keep its rate. */
+export const UNSENT_MIN_BYTES = 128 * 1024;
+/** The largest unsent limit (the kernel's default largest send buffer). */
+export const UNSENT_MAX_BYTES = 4 * 1024 * 1024;
+/** How long a window of writes the send rate is measured over. */
+export const RATE_WINDOW_MS = 200;
+
+/** The file descriptor of the TCP connection under `socket` (plain, or a TLS socket over one), when Node exposes it. */
+function tcpFd(socket: net.Socket): number | undefined {
+  type Handle = { readonly fd?: unknown; readonly _parent?: Handle } | null | undefined;
+  const s = socket as unknown as { readonly _handle?: Handle; readonly _parent?: { readonly _handle?: Handle } | null };
+  for (const h of [s._handle, s._handle?._parent, s._parent?._handle]) if (typeof h?.fd === 'number' && h.fd >= 0) return h.fd;
+  return undefined;
+}
+
+/** Sets TCP_NOTSENT_LOWAT on the connection under `socket`; returns what the kernel holds now, or undefined when it cannot be set (no descriptor, no addon). */
+export function limitUnsent(socket: net.Socket, bytes: number): number | undefined {
+  const fd = tcpFd(socket);
+  if (fd === undefined) return undefined;
+  try {
+    return udpBinding().setTcpNotSentLowat(fd, bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The unsent limit for a connection that sends `bytesPerMs`: UNSENT_TARGET_MS of it, within [UNSENT_MIN_BYTES, UNSENT_MAX_BYTES], in 64 KiB steps. */
+export function unsentFor(bytesPerMs: number): number {
+  const step = 64 * 1024;
+  const want = Math.ceil((bytesPerMs * UNSENT_TARGET_MS) / step) * step;
+  return Math.min(UNSENT_MAX_BYTES, Math.max(UNSENT_MIN_BYTES, want));
+}
+
+/**
+ * A connection's unsent limit, kept to its send rate: set to UNSENT_MIN_BYTES at once, then, at the
+ * first write after each RATE_WINDOW_MS of writes, to unsentFor(the window's rate) when that differs
+ * by more than a quarter (one setsockopt; idle connections cost nothing).
+ */
+export class UnsentLimit {
+  /** The limit the kernel holds now (undefined: it could not be set, and is left alone). */
+  current: number | undefined;
+  private windowStart: number;
+  private windowBytes = 0;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.current = limitUnsent(socket, UNSENT_MIN_BYTES);
+    this.windowStart = now();
+  }
+
+  /** Counts `bytes` handed to the socket; may adjust the limit. */
+  wrote(bytes: number): void {
+    if (this.current === undefined) return;
+    this.windowBytes += bytes;
+    const t = this.now();
+    const elapsed = t - this.windowStart;
+    if (elapsed < RATE_WINDOW_MS) return;
+    const want = unsentFor(this.windowBytes / elapsed);
+    this.windowStart = t;
+    this.windowBytes = 0;
+    if (Math.abs(want - this.current) * 4 <= this.current) return;
+    this.current = limitUnsent(this.socket, want) ?? this.current;
+  }
+}
