@@ -4,6 +4,7 @@
 // live session is a stream (`session$`), so the TUN side always sends through the latest one.
 import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
+import { emitEach } from '../operators/emitEach.js';
 import { formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
 import { CAPABILITIES, ControlDecodeError, FATAL_REJECT_REASONS, GSO_CAPABILITY, PROTOCOL_VERSION, RejectCodec, RoutesCodec, UDP_CAPABILITY, WelcomeCodec, decodeControl, encodeControl, type AnnouncedRoute, type UdpOffer } from '../operators/core/wire/control.js';
@@ -116,7 +117,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const tunReads$ = ports.tun.packets$.pipe(
       tap((batch) => count(tunRead, batch)),
       withLatestFrom(session$),
-      mergeMap(([batch, live]): ClientEvent[] => {
+      emitEach(([batch, live]): ClientEvent[] => {
         if (live === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
         // Packets larger than the hub takes are fragmented, or answered with ICMP fragmentation-needed
         // from the hub's address (this side's kernel then lowers its path MTU), as a router would.
@@ -259,7 +260,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                 const link = udpLink(channel, { mode: transport === 'udp' ? 'udp' : 'auto', scheduler });
                 peer.link = link;
                 return link.events$.pipe(
-                  mergeMap(onLink),
+                  emitEach(onLink),
                   finalize(() => {
                     if (peer.link === link) peer.link = undefined;
                   }),
@@ -296,7 +297,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
               );
 
         session$.next(live);
-        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), peer.items$.pipe(mergeMap(onItem)), drops$, welcomeDeadline$, udp$).pipe(
+        return merge(of<ClientEvent>({ type: 'connected', id: conn.id, remote: conn.remote }), peer.items$.pipe(emitEach(onItem)), drops$, welcomeDeadline$, udp$).pipe(
           catchError((err: unknown) => {
             const { reason, detail } = endReason(err);
             const out: ClientEvent[] = [];

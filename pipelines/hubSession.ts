@@ -2,7 +2,7 @@
 // (admission.ts) says so, and then forwards its packets as the forwarding policy (forwarding.ts)
 // decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
 // admission deadline) is one `left` event, and membership hears it once.
-import { EMPTY, Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, share, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, share, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
@@ -11,6 +11,7 @@ import { ControlDecodeError, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decod
 import { isolate } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
+import { emitEach } from '../operators/emitEach.js';
 import { route } from '../operators/route.js';
 import { admit, type AdmissionSettings, type Claim } from './admission.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
@@ -226,32 +227,36 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
             take(1),
             switchMap(() => {
               // Its packets arrive over TCP and, once its UDP path is up, over UDP: one data path.
-              const link$ = peer.link === undefined ? EMPTY : peer.link.events$.pipe(share());
-              return merge(
-                merge(
-                  shared$.pipe(
-                    filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
-                    map((i) => i.packets),
-                  ),
-                  link$.pipe(
-                    filter((e): e is Extract<LinkEvent, { kind: 'packets' }> => e.kind === 'packets'),
-                    map((e) => e.packets),
-                  ),
-                ).pipe(
-                  route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
-                  map((rb) => takeReplicable(rb, member, broadcasts$)),
-                  isolate<Target>(policy.isolating, policy.isPeer),
-                  tap((rb) => ctx.deliver(rb)),
-                  filter((rb) => rb.drops !== undefined),
-                  map((rb) => dropsEvent(who(), rb.drops!)),
-                ),
-                link$.pipe(mergeMap(onLink)),
-                ctx.replicating(broadcasts$, who),
+              // (A member without a UDP link gets none of the link's stages: idle members are many.)
+              const fromTcp$ = shared$.pipe(
+                filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
+                map((i) => i.packets),
               );
+              const link$ = peer.link?.events$.pipe(share());
+              const packets$ =
+                link$ === undefined
+                  ? fromTcp$
+                  : merge(
+                      fromTcp$,
+                      link$.pipe(
+                        filter((e): e is Extract<LinkEvent, { kind: 'packets' }> => e.kind === 'packets'),
+                        map((e) => e.packets),
+                      ),
+                    );
+              const forwarded$ = packets$.pipe(
+                route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
+                map((rb) => takeReplicable(rb, member, broadcasts$)),
+                isolate<Target>(policy.isolating, policy.isPeer),
+                tap((rb) => ctx.deliver(rb)),
+                filter((rb) => rb.drops !== undefined),
+                map((rb) => dropsEvent(who(), rb.drops!)),
+              );
+              const replicated$ = ctx.replicating(broadcasts$, who);
+              return link$ === undefined ? merge(forwarded$, replicated$) : merge(forwarded$, link$.pipe(emitEach(onLink)), replicated$);
             }),
           ),
           shared$.pipe(
-            mergeMap((i): ServerEvent[] => {
+            emitEach((i): ServerEvent[] => {
               switch (i.kind) {
                 case 'learned':
                   return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];

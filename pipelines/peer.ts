@@ -7,8 +7,9 @@
 // ConnectionPort) that is deframe + writeSession, here. A datagram transport (a later UDP path)
 // implements the same seam with a datagram decoder and a datagram writer; everything above it
 // (admission, forwarding, the client's state) does not change.
-import { EMPTY, Observable, Subject, asyncScheduler, concatWith, defer, finalize, interval, map, merge, mergeMap, startWith, tap, throwError, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, asyncScheduler, concatWith, defer, finalize, interval, map, merge, startWith, tap, throwError, type SchedulerLike } from 'rxjs';
 import { deframe } from '../operators/deframe.js';
+import { emitEach } from '../operators/emitEach.js';
 import { detectIdle } from '../operators/detectIdle.js';
 import { keepalive } from '../operators/keepalive.js';
 import { writeSession, type Outgoing } from '../operators/writeSession.js';
@@ -186,7 +187,7 @@ export function peerSession(conn: ConnectionPort, o: PeerOptions): Peer {
         detectIdle<Inbound>(settings.timeoutMs, scheduler),
         tap(() => (lastSeen = scheduler.now())),
         keepalive(settings.keepaliveMs, TICK, scheduler),
-        mergeMap(handle),
+        emitEach(handle),
         concatWith(throwError(() => new SessionEnd('closed', o.closedDetail))),
       );
       return merge(written$, inbound$).pipe(
