@@ -5,7 +5,7 @@ import test from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { RATE_WINDOW_MS, UNSENT_MAX_BYTES, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UnsentLimit, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
+import { RATE_WINDOW_MS, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UNSENT_UNLIMITED, UnsentLimit, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
 import { createPki } from './helpers/pki.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -62,13 +62,13 @@ test('a socket with no descriptor yet is left alone (undefined), not an error', 
   t.is(limit.current, undefined);
 });
 
-test('unsentFor: UNSENT_TARGET_MS of the rate in 64 KiB steps, within its bounds', (t) => {
+test('unsentFor: UNSENT_TARGET_MS of the rate in 64 KiB steps, at least the floor; no limit above 2 MiB', (t) => {
   const mbit = (m: number): number => (m * 1e6) / 8 / 1000; // bytes per ms
   t.is(unsentFor(0), UNSENT_MIN_BYTES);
   t.is(unsentFor(mbit(200)), UNSENT_MIN_BYTES, '200 Mbit/s: 5 ms are 125 kB, below the floor');
   t.is(unsentFor(mbit(1000)), 640 * KIB, '1 Gbit/s: 625 kB → 640 KiB');
-  t.is(unsentFor(mbit(5000)), 3072 * KIB, '5 Gbit/s: 3.125 MB → 3 MiB');
-  t.is(unsentFor(mbit(100_000)), UNSENT_MAX_BYTES);
+  t.is(unsentFor(mbit(3000)), 1856 * KIB, '3 Gbit/s: 1.875 MB → 1856 KiB');
+  t.is(unsentFor(mbit(5000)), UNSENT_UNLIMITED, '5 Gbit/s: 3.1 MB, more than the kernel buffer holds in 5 ms anyway: no limit');
   t.is(UNSENT_TARGET_MS, 5);
 });
 
@@ -84,12 +84,17 @@ test('UnsentLimit follows the send rate: up for a fast sender, down again for a 
   }
   t.is(limit.current, UNSENT_MIN_BYTES, 'no change before a window has passed');
   limit.wrote(0);
-  t.is(limit.current, 3072 * KIB, 'a window at 5 Gbit/s: 3 MiB');
-  // A little slower (4.5 Gbit/s: within a quarter): no setsockopt.
-  limit.wrote(562_500 * RATE_WINDOW_MS);
+  t.is(limit.current, UNSENT_UNLIMITED, 'a window at 5 Gbit/s: no limit');
+  // 2.5 Gbit/s: 1.5625 MB → 1536 KiB.
+  limit.wrote(312_500 * RATE_WINDOW_MS);
   now += RATE_WINDOW_MS;
   limit.wrote(0);
-  t.is(limit.current, 3072 * KIB);
+  t.is(limit.current, 1536 * KIB);
+  // A little slower (2.2 Gbit/s: within a quarter): no setsockopt.
+  limit.wrote(275_000 * RATE_WINDOW_MS);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0);
+  t.is(limit.current, 1536 * KIB);
   // 200 Mbit/s: back to the floor (the kernel confirms what was set).
   now += 1;
   limit.wrote(25_000 * RATE_WINDOW_MS);

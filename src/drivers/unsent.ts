@@ -13,8 +13,14 @@ import { udpBinding } from '../udp/native.js';
 export const UNSENT_TARGET_MS = 5;
 /** The least unsent limit (also the first): what a slow link needs to keep its rate. */
 export const UNSENT_MIN_BYTES = 128 * 1024;
-/** The largest unsent limit (the kernel's default largest send buffer). */
-export const UNSENT_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * The largest unsent limit. A connection fast enough to want more gets no limit at all: the
+ * kernel's own send buffer (at most 4 MiB by default) is then itself only a few ms of its rate, and
+ * any limit costs a fast link throughput (the process wakes for every limit's worth).
+ */
+export const UNSENT_MAX_BYTES = 2 * 1024 * 1024;
+/** The value that lifts the limit (TCP_NOTSENT_LOWAT at its largest: the kernel's default). */
+export const UNSENT_UNLIMITED = 0x7fffffff;
 /** How long a window of writes the send rate is measured over. */
 export const RATE_WINDOW_MS = 200;
 
@@ -37,11 +43,11 @@ export function limitUnsent(socket: net.Socket, bytes: number): number | undefin
   }
 }
 
-/** The unsent limit for a connection that sends `bytesPerMs`: UNSENT_TARGET_MS of it, within [UNSENT_MIN_BYTES, UNSENT_MAX_BYTES], in 64 KiB steps. */
+/** The unsent limit for a connection that sends `bytesPerMs`: UNSENT_TARGET_MS of it in 64 KiB steps, at least UNSENT_MIN_BYTES; UNSENT_UNLIMITED above UNSENT_MAX_BYTES. */
 export function unsentFor(bytesPerMs: number): number {
   const step = 64 * 1024;
   const want = Math.ceil((bytesPerMs * UNSENT_TARGET_MS) / step) * step;
-  return Math.min(UNSENT_MAX_BYTES, Math.max(UNSENT_MIN_BYTES, want));
+  return want > UNSENT_MAX_BYTES ? UNSENT_UNLIMITED : Math.max(UNSENT_MIN_BYTES, want);
 }
 
 /**
