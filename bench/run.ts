@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, tcpBytesTo, transportFlags } from './tools.js';
+import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, runBench, tcpBytesTo, transportFlags } from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
@@ -1147,27 +1147,8 @@ async function main(): Promise<number> {
   ]);
 
   const bench = new Bench(o);
-  // Our own handlers: the lab installs its own only when nobody else listens.
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      say(`${sig}: removing the lab and stopping everything this run started`);
-      try {
-        bench.disposeSync();
-      } finally {
-        process.exit(128 + (os.constants.signals[sig] ?? 2));
-      }
-    });
-  }
   const t0 = Date.now();
-  let failure: Error | undefined;
-  try {
-    await bench.run();
-  } catch (err) {
-    failure = err as Error;
-    say(`FAILED: ${failure.stack ?? failure.message}`);
-  } finally {
-    await bench.dispose();
-  }
+  const failure = await runBench(bench, say);
   bench.noteBackground();
   const doc = bench.document();
   tableSink.write(`\n${renderTable(bench.rows(), o)}`);

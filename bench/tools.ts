@@ -1,7 +1,8 @@
 // I/O helpers shared by the benches (bench/run.ts, bench/wan.ts): installing missing commands,
 // what the CLI supports, a throwaway TLS certificate, and how many bytes went over the tunnel's
-// TCP connection.
+// TCP connection, and running a bench so that it always cleans up.
 import { spawnSync } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import type { LabHost } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
@@ -72,4 +73,40 @@ export async function tcpBytesTo(host: LabHost, port: number): Promise<number> {
   let total = 0;
   for (const m of r.stdout.matchAll(/\bbytes_(?:sent|received):(\d+)/g)) total += Number(m[1]);
   return total;
+}
+
+/** What runBench drives: a run, and the two ways to clean up after it. */
+export interface Disposable {
+  run(): Promise<void>;
+  dispose(): Promise<void>;
+  /** Stops what the run started and removes its lab at once (from a signal handler). */
+  disposeSync(): void;
+}
+
+/**
+ * Runs `bench` and always disposes of it; SIGINT/SIGTERM/SIGHUP dispose of it synchronously and
+ * exit 128 + the signal. Resolves with the run's failure (already said), or undefined.
+ */
+export async function runBench(bench: Disposable, say: (msg: string) => void): Promise<Error | undefined> {
+  // Our own handlers: the lab installs its own only when nobody else listens.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      say(`${sig}: removing the lab and stopping everything this run started`);
+      try {
+        bench.disposeSync();
+      } finally {
+        process.exit(128 + (os.constants.signals[sig] ?? 2));
+      }
+    });
+  }
+  try {
+    await bench.run();
+    return undefined;
+  } catch (err) {
+    const failure = err as Error;
+    say(`FAILED: ${failure.stack ?? failure.message}`);
+    return failure;
+  } finally {
+    await bench.dispose();
+  }
 }

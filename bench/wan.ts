@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, NFT_BIN, PROBE_SCRIPT, systemBinary, type LabHost, type LabProcess, type PingSample } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, percentile, type IperfResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands, makeHubCert, tcpBytesTo, transportFlags } from './tools.js';
+import { cliHasTransport, cliHelp, ensureCommands, makeHubCert, runBench, tcpBytesTo, transportFlags } from './tools.js';
 import type { EmuStats } from './wan-emu.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
@@ -891,26 +891,8 @@ async function main(): Promise<number> {
   }
 
   const bench = new WanBench(o);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      say(`${sig}: removing the lab and stopping everything this run started`);
-      try {
-        bench.disposeSync();
-      } finally {
-        process.exit(128 + (os.constants.signals[sig] ?? 2));
-      }
-    });
-  }
   const t0 = Date.now();
-  let failure: Error | undefined;
-  try {
-    await bench.run();
-  } catch (err) {
-    failure = err as Error;
-    say(`FAILED: ${failure.stack ?? failure.message}`);
-  } finally {
-    await bench.dispose();
-  }
+  const failure = await runBench(bench, say);
   const rows = bench.rows();
   tableSink.write(`\n${renderTable(rows, o, bench.congestionControl)}`);
   tableSink.write('\ntargets (issue 14, WAN):\n');

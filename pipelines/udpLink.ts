@@ -73,7 +73,7 @@ export function udpLink(channel: DatagramChannel, o: { readonly mode: Exclude<Tr
       const sent = out.length === 0 ? 0 : channel.send(out, hearsPeer());
       if (sent > 0) lastSent = scheduler.now();
       // The socket's buffer is this path's queue: what it cannot take now is dropped, as a full queue drops.
-      if (sent < out.length) drops = { ...drops, 'queue-full': (drops?.['queue-full'] ?? 0) + out.length - sent };
+      if (sent < out.length) drops = addDrop(drops, 'queue-full', out.length - sent);
       return { drops };
     },
     stats: () => channel.stats(),
@@ -83,7 +83,6 @@ export function udpLink(channel: DatagramChannel, o: { readonly mode: Exclude<Tr
         share(),
       );
       const path$ = arrivals$.pipe(
-        map((a) => ({ hearsUs: a.hearsUs })),
         udpPath({ ...timing, scheduler }),
         mergeMap((e): Observable<LinkEvent> => {
           if (e.kind === 'keepalive') {

@@ -9,35 +9,12 @@ import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { UdpBindError, serverPipeline } from '../pipelines/server.js';
 import type { ClientSettings, ServerSettings } from '../pipelines/settings.js';
 import { UDP_TIMING } from '../pipelines/udpLink.js';
-import { parseIpv4 } from '../operators/core/address.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { fakes, type FakeConnection, type FakeListener, type FakeTun } from './helpers/fake-ports.js';
 import { FakeUdpClientPort, FakeUdpHubPort } from './helpers/fake-udp.js';
 import { bytes, ipv4Packet, marbles } from './helpers/marbles.js';
+import { clientSettings, hubSettings } from './helpers/settings.js';
 
-const HUB_SETTINGS: ServerSettings = {
-  tunnel: { address: parseIpv4('10.0.0.1')!, prefix: 24 },
-  mtu: 1400,
-  keepaliveMs: 10_000,
-  timeoutMs: 30_000,
-  sendQueueSize: 16,
-  recvQueueSize: 16,
-  clientIsolation: false,
-  maxClients: 100,
-  multiClient: true,
-  helloTimeoutMs: 5_000,
-};
-
-const CLIENT_SETTINGS: ClientSettings = {
-  tunnel: { address: parseIpv4('10.0.0.2')!, prefix: 24 },
-  mtu: 1400,
-  keepaliveMs: 10_000,
-  timeoutMs: 30_000,
-  sendQueueSize: 16,
-  recvQueueSize: 16,
-  remote: { host: 'hub.test', port: 9000 },
-  backoff: { initialMs: 1_000, maxMs: 30_000 },
-};
 
 /** The secret the fake hub's randomSecret() gives first (bytes 1..32), as WELCOME carries it. */
 const FIRST_SECRET = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
@@ -86,7 +63,7 @@ function hub(t: ExecutionContext, o: { readonly until: number; readonly settings
     };
     let sub: Subscription | undefined;
     scheduler.schedule(() => {
-      sub = serverPipeline({ ...HUB_SETTINGS, ...o.settings }, { tun, listener, scheduler, udp }).subscribe({
+      sub = serverPipeline(hubSettings(16, o.settings), { tun, listener, scheduler, udp }).subscribe({
         next: (event) => log.push({ at: scheduler.now(), event }),
         error: (err: unknown) => (failure.error = err),
       });
@@ -249,7 +226,7 @@ function client(t: ExecutionContext, o: { readonly until: number; readonly setti
     const c: ClientRun = { tun, conn, udp, log, at: (ms, fn) => void scheduler.schedule(fn, ms) };
     let sub: Subscription | undefined;
     scheduler.schedule(() => {
-      sub = clientPipeline({ ...CLIENT_SETTINGS, ...o.settings }, { tun, dialer, scheduler, random: () => 0.5, ...(o.noUdp === true ? {} : { udp }) }).subscribe({
+      sub = clientPipeline(clientSettings(16, o.settings), { tun, dialer, scheduler, random: () => 0.5, ...(o.noUdp === true ? {} : { udp }) }).subscribe({
         next: (event) => log.push({ at: scheduler.now(), event }),
         error: () => undefined,
       });
