@@ -9,7 +9,7 @@ import { ReplayWindow } from '../../operators/core/replayWindow.js';
 import { addDrop, type DropCounts } from '../../operators/core/packet.js';
 import { parseIpv4 } from '../../operators/core/address.js';
 import type { Arrival, DatagramChannel, PacketBatch, UdpCipher, UdpClientPort, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
-import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, type DatagramBatch } from './aead.js';
+import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch } from './aead.js';
 import { UdpSocket, type Endpoint } from './socket.js';
 
 /** The label both ends of a TLS session give the RFC 5705 exporter for the session secret. */
@@ -82,6 +82,8 @@ class Channel implements DatagramChannel {
   #closed = false;
   /** Indexes of the payloads the kernel refused during the send in progress (see rejected). */
   #refused: number[] | undefined;
+  /** The kernel said EMSGSIZE during the send in progress (the path MTU is probed again after it). */
+  #mtuFell = false;
   readonly #rx = { packets: 0, bytes: 0 };
   readonly #tx = { packets: 0, bytes: 0 };
 
@@ -129,7 +131,7 @@ class Channel implements DatagramChannel {
   rejected(index: number, code: string): void {
     this.#refused?.push(index);
     this.#drops.next({ [code === 'EMSGSIZE' ? 'too-big' : 'udp-send-error']: 1 });
-    if (code === 'EMSGSIZE' && this.#endpoint !== undefined) this.#setEndpoint(this.#endpoint);
+    if (code === 'EMSGSIZE') this.#mtuFell = true;
   }
 
   /**
@@ -250,6 +252,11 @@ class Channel implements DatagramChannel {
     const sent = this.#o.socket.sealAndSend(this.#sendKey, payloads, header, to);
     owners.delete(this.#o.socket);
     this.#refused = undefined;
+    // The path MTU fell under some of them: probe it once for the whole send.
+    if (this.#mtuFell) {
+      this.#mtuFell = false;
+      if (this.#endpoint !== undefined) this.#setEndpoint(this.#endpoint);
+    }
     if (type === DatagramType.Data) {
       // What the kernel refused is consumed (counted as a drop by rejected()) but did not go over UDP.
       const skip = refused.length === 0 ? undefined : new Set(refused);
@@ -299,6 +306,13 @@ export interface UdpDriverOptions {
   readonly rekeyAfter?: number;
 }
 
+/** The rows of a read no channel took (`done` 0): too short to be sealed, or of no session. */
+function unclaimedDrops(batch: DatagramBatch, count: number, done: Uint8Array): DropCounts | undefined {
+  let drops: DropCounts | undefined;
+  for (let i = 0; i < count; i++) if (done[i] === 0) drops = addDrop(drops, batch.lengths[i]! < SEAL_OVERHEAD ? 'malformed-datagram' : 'unknown-session');
+  return drops;
+}
+
 /** The hub's UDP port: a socket bound beside the listener that hands each datagram to its session's channel. */
 export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
   const cipher = options.cipher ?? 'aes-256-gcm';
@@ -323,8 +337,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
               const ch = channels.get(batch.receivers[i]!);
               if (ch !== undefined) ch.take(batch, count, done);
             }
-            let drops: DropCounts | undefined;
-            for (let i = 0; i < count; i++) if (done[i] === 0) drops = addDrop(drops, batch.lengths[i]! < 32 ? 'malformed-datagram' : 'unknown-session');
+            const drops = unclaimedDrops(batch, count, done);
             if (drops !== undefined) drops$.next(drops);
           },
           (err) => subscriber.error(err),
@@ -373,8 +386,7 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
           (batch, count) => {
             done.fill(0, 0, count);
             channel.take(batch, count, done);
-            let drops: DropCounts | undefined;
-            for (let i = 0; i < count; i++) if (done[i] === 0) drops = addDrop(drops, batch.lengths[i]! < 32 ? 'malformed-datagram' : 'unknown-session');
+            const drops = unclaimedDrops(batch, count, done);
             if (drops !== undefined) channel.refused(drops);
           },
           (err) => subscriber.error(err),

@@ -2,7 +2,7 @@
 // with recvmmsg (UDP GRO split natively) into a reused DatagramBatch with ONE callback per batch,
 // sends with sendmmsg and UDP GSO (UDP_SEGMENT) runs, DF on every datagram. Like TunDevice, this is
 // the imperative shell: the pipelines see batches, never the socket.
-import os from 'node:os';
+import util from 'node:util';
 import { formatIpv4, parseIpv4 } from '../../operators/core/address.js';
 import { AeadKey, DatagramBatch, type SealHeader } from './aead.js';
 import { UdpError, toAeadError, toUdpError } from './errors.js';
@@ -105,7 +105,6 @@ const MIN_SEND_ARENA = 64 << 10;
 const GRO_SEGMENTS = 64;
 
 /** errno number -> name ('EMSGSIZE'), for per-datagram refusals. */
-const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
 
 function optionError(message: string): UdpError {
   return new UdpError(message, 'EINVAL', 'options');
@@ -347,7 +346,7 @@ export class UdpSocket {
     const errors = this.#errors;
     for (let i = 0; i < count; i++) {
       const errno = errors[i]!;
-      if (errno !== 0) this.#onRejected(base + i, ERRNO_NAMES.get(errno) ?? `E${errno}`, destination(base + i));
+      if (errno !== 0) this.#onRejected(base + i, util.getSystemErrorName(-errno), destination(base + i));
     }
   }
 }
