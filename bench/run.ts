@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, runBench, tcpBytesTo, transportFlags } from './tools.js';
+import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
@@ -1126,17 +1126,8 @@ function renderTable(rows: readonly Row[], o: Options): string {
 // main
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\n${HELP}`);
-    return 2;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench: needs root (network namespaces, TUN devices)\n');
-    return 1;
-  }
+  const o = benchOptions('bench', parseOptions, HELP);
+  if (typeof o === 'number') return o;
   const jsonToStdout = o.json === '-';
   const tableSink = jsonToStdout ? process.stderr : process.stdout;
   logSink = process.stderr;
@@ -1172,12 +1163,7 @@ async function main(): Promise<number> {
   }
   for (const w of bench.results.warnings) tableSink.write(`warning: ${w}\n`);
   tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s)\n`);
-  const json = `${JSON.stringify(doc, null, 2)}\n`;
-  if (jsonToStdout) process.stdout.write(json);
-  else if (o.json !== undefined) {
-    fs.writeFileSync(o.json, json);
-    say(`JSON written to ${o.json}`);
-  }
+  writeJsonDocument(doc, o.json, say);
   return failure === undefined ? 0 : 1;
 }
 

@@ -2,6 +2,7 @@
 // what the CLI supports, a throwaway TLS certificate, and how many bytes went over the tunnel's
 // TCP connection, and running a bench so that it always cleans up.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LabHost } from '../test/helpers/lab.js';
@@ -108,5 +109,31 @@ export async function runBench(bench: Disposable, say: (msg: string) => void): P
     return failure;
   } finally {
     await bench.dispose();
+  }
+}
+
+/** The options of a bench from the command line, or its exit code: 2 with the usage for bad options, 1 when not root. */
+export function benchOptions<O>(name: string, parse: (args: string[]) => O, help: string): O | number {
+  let o: O;
+  try {
+    o = parse(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${name}: ${(err as Error).message}\n${help}`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(`${name}: needs root (network namespaces, TUN devices)\n`);
+    return 1;
+  }
+  return o;
+}
+
+/** Writes the JSON document where `--json` said: '-' for stdout, a file, or nowhere. */
+export function writeJsonDocument(doc: unknown, file: string | undefined, say: (msg: string) => void): void {
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  if (file === '-') process.stdout.write(json);
+  else if (file !== undefined) {
+    fs.writeFileSync(file, json);
+    say(`JSON written to ${file}`);
   }
 }

@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, NFT_BIN, PROBE_SCRIPT, systemBinary, type LabHost, type LabProcess, type PingSample } from '../test/helpers/lab.js';
 import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, percentile, type IperfResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands, makeHubCert, runBench, tcpBytesTo, transportFlags } from './tools.js';
+import { cliHasTransport, cliHelp, ensureCommands, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
 import type { EmuStats } from './wan-emu.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
@@ -862,17 +862,8 @@ function renderTable(rows: readonly Row[], o: Options, cc: string): string {
 // main
 
 async function main(): Promise<number> {
-  let o: Options;
-  try {
-    o = parseOptions(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench:wan: ${(err as Error).message}\n${HELP}`);
-    return 2;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench:wan: needs root (network namespaces, TUN devices)\n');
-    return 1;
-  }
+  const o = benchOptions('bench:wan', parseOptions, HELP);
+  if (typeof o === 'number') return o;
   const jsonToStdout = o.json === '-';
   const tableSink = jsonToStdout ? process.stderr : process.stdout;
   logSink = process.stderr;
@@ -903,12 +894,7 @@ async function main(): Promise<number> {
   for (const w of bench.warnings) tableSink.write(`warning: ${w}\n`);
   const load = os.loadavg();
   tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s; load average at start ${bench.loadStart.map((x) => x.toFixed(1)).join(' ')}, at end ${load.map((x) => x.toFixed(1)).join(' ')})\n`);
-  const json = `${JSON.stringify(bench.document(), null, 2)}\n`;
-  if (jsonToStdout) process.stdout.write(json);
-  else if (o.json !== undefined) {
-    fs.writeFileSync(o.json, json);
-    say(`JSON written to ${o.json}`);
-  }
+  writeJsonDocument(bench.document(), o.json, say);
   return failure === undefined ? 0 : 1;
 }
 
