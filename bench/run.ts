@@ -12,7 +12,7 @@
  * also gets its ratio to WireGuard's, and the issue's targets are checked against both.
  *
  *   npm run bench -- [--quick] [--duration S] [--repeat N] [--clients N] [--tls | --tls-only]
- *                    [--udp] [--wireguard] [--modes LIST] [--members N] [--json FILE|-] [--verbose]
+ *                    [--udp] [--wireguard] [--modes LIST] [--members N] [--json FILE|-] [--verbose] [--cpu-prof DIR]
  *
  * Traffic goes only between namespaces this script creates; nothing is configured in the root
  * namespace. Everything is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP.
@@ -60,6 +60,8 @@ interface Options {
   members: number;
   json: string | undefined;
   verbose: boolean;
+  /** Run the tunnel processes under node --cpu-prof, writing their profiles into this directory. */
+  cpuProf: string | undefined;
   quick: boolean;
   /** `-tls-workers N` for the hub in TLS modes (0: not given). */
   tlsWorkers: number;
@@ -82,6 +84,7 @@ const HELP = `usage: npm run bench -- [options]
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
   --verbose        mirror the tunnel processes' log lines to stderr
+  --cpu-prof DIR   run the tunnel processes under node --cpu-prof, profiles into DIR (figures get slower)
 `;
 
 function parseOptions(argv: string[]): Options {
@@ -102,6 +105,7 @@ function parseOptions(argv: string[]): Options {
       members: { type: 'string', default: '1000' },
       json: { type: 'string' },
       verbose: { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -137,6 +141,7 @@ function parseOptions(argv: string[]): Options {
     tlsWorkers: int('tls-workers', values['tls-workers'], 0, 8),
     json: values.json,
     verbose: values.verbose,
+    cpuProf: values['cpu-prof'],
   };
 }
 
@@ -670,7 +675,7 @@ class Bench {
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
       process.execPath,
-      [BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, ...hubExtra],
+      [...this.nodeArgs(), BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, ...hubExtra],
       spawnOpts(`${mode}:hub`),
     );
     try {
@@ -688,7 +693,7 @@ class Bench {
         clients.push(
           this.host(`c${i}`).spawn(
             process.execPath,
-            [BIN, '-m', 'client', '-r', `${hubIp}:${TUNNEL_PORT}`, '-t', `10.0.0.${i + 1}/24`, ...clientExtra],
+            [...this.nodeArgs(), BIN, '-m', 'client', '-r', `${hubIp}:${TUNNEL_PORT}`, '-t', `10.0.0.${i + 1}/24`, ...clientExtra],
             spawnOpts(`${mode}:c${i}`),
           ),
         );
@@ -802,6 +807,11 @@ class Bench {
   }
 
   /** The TLS flags for the hub and clients, or why TLS cannot be measured. */
+  /** Node options for the tunnel processes (--cpu-prof DIR). */
+  private nodeArgs(): string[] {
+    return this.o.cpuProf === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.resolve(this.o.cpuProf)}`];
+  }
+
   private tlsFlags(): { hubExtra: string[]; clientExtra: string[] } | string {
     const help = cliHelp();
     if (!/-tls\b/.test(help)) return 'the CLI has no -tls flag';

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common.h"
+#include "tcpseg.h"
 
 namespace lwt {
 
@@ -199,8 +200,27 @@ uint8_t AeadKey::OpenOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLen
   return kBadTag;
 }
 
+bool AeadKey::SealTwo(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* a, size_t aLength,
+                      const uint8_t* b, size_t bLength, uint8_t* out) {
+  int n = 0;
+  int m = 0;
+  int tail = 0;
+  if (EVP_EncryptInit_ex(seal_, nullptr, nullptr, nullptr, nonce) != 1) return false;
+  if (aadLength > 0 && EVP_EncryptUpdate(seal_, nullptr, &n, aad, static_cast<int>(aadLength)) != 1) return false;
+  n = 0;
+  if (aLength > 0 && EVP_EncryptUpdate(seal_, out, &n, a, static_cast<int>(aLength)) != 1) return false;
+  if (static_cast<size_t>(n) != aLength) return false;
+  if (bLength > 0 && EVP_EncryptUpdate(seal_, out + n, &m, b, static_cast<int>(bLength)) != 1) return false;
+  if (static_cast<size_t>(m) != bLength) return false;
+  const size_t length = aLength + bLength;
+  if (EVP_EncryptFinal_ex(seal_, out + length, &tail) != 1 || tail != 0) return false;
+  return EVP_CIPHER_CTX_ctrl(seal_, EVP_CTRL_AEAD_GET_TAG, kTagBytes, out + length) == 1;
+}
+
 int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, const SealHeader& header,
-                           uint64_t counter, DatagramBatch* out, uint32_t max) {
+                           uint64_t counter, DatagramBatch* out, uint32_t max, const SegmentPlan* plan,
+                           uint32_t* consumed) {
+  *consumed = 0;
   if (!Live(env, "seal", false)) return -1;
   if (!out->Usable()) {
     ThrowCoded(env, "EFAULT", "seal", "the output batch's buffers were transferred away");
@@ -219,39 +239,24 @@ int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, co
                    std::to_string(next_) + ")");
     return -1;
   }
-  uint32_t want = from < length ? length - from : 0;
-  want = std::min({want, max, out->capacity});
-  if (want > 0 && counter + want > kCounterLimit) {
+  const uint32_t available = from < length ? std::min(length - from, max) : 0;
+  const uint32_t maxRows = plan != nullptr ? std::min(out->capacity, plan->maxRows) : out->capacity;
+  // Without segmentation a row is a payload: refuse the batch up front when its counters run out.
+  const uint32_t wantRows = std::min(available, maxRows);
+  if (plan == nullptr && wantRows > 0 && counter + wantRows > kCounterLimit) {
     ThrowCoded(env, "ECOUNTER", "seal", "the key's counters are exhausted: rekey");
     return -1;
   }
   const uint8_t* arenaEnd = out->arena + out->bytes;
   uint32_t position = 0;
+  uint32_t rows = 0;
   uint32_t k = 0;
   const char* failure = nullptr;
   const char* code = "EINVAL";
-  for (; k < want; k++) {
-    napi_value element;
-    uint8_t* payload = nullptr;
-    size_t payloadLength = 0;
-    if (napi_get_element(env, payloads, from + k, &element) != napi_ok ||
-        !ByteView(env, element, &payload, &payloadLength)) {
-      failure = "every payload must be a Uint8Array";
-      break;
-    }
-    if (payloadLength > kMaxPayload) {
-      failure = "a payload is larger than a datagram can carry (65475 bytes)";
-      code = "EMSGSIZE";
-      break;
-    }
-    if (payloadLength > 0 && payload < arenaEnd && payload + payloadLength > out->arena) {
-      failure = "a payload lies inside the output batch's arena";
-      break;
-    }
-    const uint32_t size = static_cast<uint32_t>(payloadLength + kSealOverhead);
-    if (size > out->bytes - position) break;
+  // Seals `len` bytes (headers `a`, then `b`) as row `rows`; false when OpenSSL fails.
+  auto sealRow = [&](const uint8_t* a, size_t aLength, const uint8_t* b, size_t bLength) {
+    const uint64_t c = counter + rows;
     uint8_t* d = out->arena + position;
-    const uint64_t c = counter + k;
     d[0] = header.type;
     d[1] = header.epoch;
     d[2] = 0;
@@ -260,27 +265,96 @@ int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, co
     WriteBe64(d + 8, c);
     uint8_t nonce[kNonceBytes];
     NonceOf(d, nonce);
-    if (!SealOne(nonce, d, kHeaderBytes, payload, payloadLength, d + kHeaderBytes)) {
-      ClearOpenSslErrors();
+    const bool ok = bLength == 0 ? SealOne(nonce, d, kHeaderBytes, a, aLength, d + kHeaderBytes)
+                                 : SealTwo(nonce, d, kHeaderBytes, a, aLength, b, bLength, d + kHeaderBytes);
+    if (!ok) return false;
+    const uint32_t size = static_cast<uint32_t>(aLength + bLength + kSealOverhead);
+    out->offsets[rows] = position;
+    out->lengths[rows] = size;
+    out->types[rows] = header.type;
+    out->receivers[rows] = header.receiver;
+    out->status[rows] = kPending;
+    out->counters[rows] = static_cast<double>(c);
+    if (plan != nullptr) plan->rowPayload[rows] = k;
+    position += size;
+    rows += 1;
+    return true;
+  };
+  for (; k < available && rows < maxRows; k++) {
+    napi_value element;
+    uint8_t* payload = nullptr;
+    size_t payloadLength = 0;
+    if (napi_get_element(env, payloads, from + k, &element) != napi_ok ||
+        !ByteView(env, element, &payload, &payloadLength)) {
+      failure = "every payload must be a Uint8Array";
+      break;
+    }
+    if (payloadLength > 0 && payload < arenaEnd && payload + payloadLength > out->arena) {
+      failure = "a payload lies inside the output batch's arena";
+      break;
+    }
+    const uint32_t gso = plan != nullptr && from + k < plan->gsoCount ? plan->gso[from + k] : 0;
+    if (gso == 0) {
+      if (payloadLength > kMaxPayload) {
+        failure = "a payload is larger than a datagram can carry (65475 bytes)";
+        code = "EMSGSIZE";
+        break;
+      }
+      if (payloadLength + kSealOverhead > out->bytes - position) break;
+      if (counter + rows + 1 > kCounterLimit) {
+        failure = "the key's counters are exhausted: rekey";
+        code = "ECOUNTER";
+        break;
+      }
+      if (!sealRow(payload, payloadLength, nullptr, 0)) {
+        failure = "OpenSSL failed to seal";
+        code = "ECRYPTO";
+        break;
+      }
+      continue;
+    }
+    const SuperLayout l = LayoutOf(payload, payloadLength, gso, plan->maxPacket);
+    if (!l.ok) {
+      failure = "a super-packet is no TCPv4 packet that segments to maxPacket";
+      break;
+    }
+    const size_t need = static_cast<size_t>(l.segments) * (l.hdr + kSealOverhead) + l.payload;
+    if (rows + l.segments > maxRows || need > out->bytes - position) {
+      if (rows == 0) {
+        failure = "a super-packet's segments do not fit the send batch";
+        code = "EMSGSIZE";
+      }
+      break;
+    }
+    if (counter + rows + l.segments > kCounterLimit) {
+      failure = "the key's counters are exhausted: rekey";
+      code = "ECOUNTER";
+      break;
+    }
+    uint8_t headers[kMaxTcpHeaders];
+    bool ok = true;
+    for (uint32_t s = 0; s < l.segments && ok; s++) {
+      const size_t off = static_cast<size_t>(s) * l.mss;
+      const size_t len = std::min(l.mss, l.payload - std::min(off, l.payload));
+      const uint8_t* chunk = payload + l.hdr + off;
+      SegmentHeader(payload, l, s, chunk, len, headers);
+      ok = sealRow(headers, l.hdr, chunk, len);
+    }
+    if (!ok) {
       failure = "OpenSSL failed to seal";
       code = "ECRYPTO";
       break;
     }
-    out->offsets[k] = position;
-    out->lengths[k] = size;
-    out->types[k] = header.type;
-    out->receivers[k] = header.receiver;
-    out->status[k] = kPending;
-    out->counters[k] = static_cast<double>(c);
-    position += size;
   }
   // Every counter handed out is spent, also those of datagrams sealed before a failure.
-  next_ = counter + k;
+  next_ = counter + rows;
+  *consumed = k;
   if (failure != nullptr) {
+    ClearOpenSslErrors();
     ThrowCoded(env, code, "seal", failure);
     return -1;
   }
-  return k;
+  return rows;
 }
 
 // seal(payloads: Uint8Array[], from, type, epoch, receiverId, counter, out: DatagramBatch) => number
@@ -295,7 +369,8 @@ Napi::Value AeadKey::Seal(const Napi::CallbackInfo& info) {
   SealHeader header;
   uint64_t counter = 0;
   if (!SealArgs(info, 2, &header, &counter)) return env.Undefined();
-  int64_t n = SealArray(env, info[0], static_cast<uint32_t>(from), header, counter, out, kMaxBatchCapacity);
+  uint32_t consumed = 0;
+  int64_t n = SealArray(env, info[0], static_cast<uint32_t>(from), header, counter, out, kMaxBatchCapacity, nullptr, &consumed);
   if (n < 0) return env.Undefined();
   return Napi::Number::New(env, static_cast<double>(n));
 }

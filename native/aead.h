@@ -24,6 +24,18 @@ struct SealHeader {
   uint32_t receiver = 0;
 };
 
+// How SealArray segments super-packets: payload i (absolute index) with gso[i] > 0 is a TCPv4
+// super-packet of gso[i]-byte segments, sealed as one datagram per segment of at most maxPacket
+// bytes (tcpseg.h). rowPayload[row] receives the index (relative to `from`) of the payload each
+// sealed row came from; it holds maxRows entries, the most rows one call seals.
+struct SegmentPlan {
+  const uint32_t* gso = nullptr;
+  size_t gsoCount = 0;
+  uint32_t maxPacket = 0;
+  uint32_t* rowPayload = nullptr;
+  uint32_t maxRows = 0;
+};
+
 class AeadKey : public Napi::ObjectWrap<AeadKey> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -39,14 +51,16 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   // the key's next counter. False with a pending exception on a bad argument.
   bool SealArgs(const Napi::CallbackInfo& info, size_t at, SealHeader* header, uint64_t* counter);
 
-  // Seals payloads[from..] (a JS array of Uint8Array) into `out`, packed from byte 0, as many as
-  // fit in `out` and at most `max`; datagram i gets counter + i. Refuses (ECOUNTER) a counter below
-  // the next unused one, so no nonce is ever used twice under this key. Returns how many were
-  // sealed (out's offsets/lengths describe them), or -1 with a pending exception.
   uint64_t NextCounter() const { return next_; }
 
+  // Seals payloads[from..] (a JS array of Uint8Array) into `out`, packed from byte 0, as many as
+  // fit in `out` and at most `max` payloads; row i gets counter + i. With a plan, super-packets become
+  // one row per segment, and a super-packet is sealed whole or not at all (EMSGSIZE when even an
+  // empty `out` cannot hold it). Refuses (ECOUNTER) a counter below the next unused one, so no nonce
+  // is ever used twice under this key. Returns how many rows were sealed (out's offsets/lengths
+  // describe them) and sets *consumed to how many payloads they hold, or -1 with a pending exception.
   int64_t SealArray(Napi::Env env, napi_value payloads, uint32_t from, const SealHeader& header, uint64_t counter,
-                    DatagramBatch* out, uint32_t max);
+                    DatagramBatch* out, uint32_t max, const SegmentPlan* plan, uint32_t* consumed);
 
  private:
   Napi::Value Seal(const Napi::CallbackInfo& info);
@@ -62,6 +76,9 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   bool Live(Napi::Env env, const char* operation, bool raw);
   bool SealOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* in, size_t length, uint8_t* out);
+  // SealOne of the concatenation of two inputs (headers, then payload), without copying them together.
+  bool SealTwo(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* a, size_t aLength,
+               const uint8_t* b, size_t bLength, uint8_t* out);
   uint8_t OpenOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, uint8_t* body, size_t length);
   void Free();
 

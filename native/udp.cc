@@ -245,6 +245,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     sendNames_.resize(kMaxSend);
     sendControl_.assign(static_cast<size_t>(kMaxSend) * kGsoControl, 0);
     msgFirst_.resize(kMaxSend);
+    rowErrors_.assign(kMaxSend, 0);
+    rowPayload_.assign(kMaxSend, 0);
     msgCount_.resize(kMaxSend);
 
     Napi::ArrayBuffer statsBuffer = Napi::ArrayBuffer::New(env, sizeof(double) * kStatCount);
@@ -381,11 +383,14 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return SendEntries(env, n);
   }
 
-  // sealAndSend(key: AeadKey, payloads: Uint8Array[], from, type, epoch, receiverId, counter, address, port)
-  //   => number
+  // sealAndSend(key: AeadKey, payloads: Uint8Array[], from, type, epoch, receiverId, counter, address, port,
+  //             gso?: Uint32Array, maxPacket?: number) => number
   // Seals payloads[from..] (at most 1024) straight into the socket's send batch and sends them to
-  // one destination; returns how many were consumed, fewer only at EAGAIN. Every counter sealed
-  // with is spent, also those of datagrams that EAGAIN kept from leaving.
+  // one destination; returns how many were consumed, fewer only at EAGAIN. With `gso`, payload i
+  // with gso[i] > 0 is a TCPv4 super-packet: it leaves as one datagram per segment of at most
+  // maxPacket bytes (segmented here, tcpseg.h), and counts as consumed once all of them left;
+  // sendErrors[i] is then the first refusal among its segments. Every counter sealed with is
+  // spent, also those of datagrams that EAGAIN kept from leaving.
   Napi::Value SealAndSend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     double from = 0;
@@ -393,7 +398,22 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     uint16_t port = 0;
     AeadKey* key = info.Length() >= 9 ? AeadKey::From(env, info[0]) : nullptr;
     if (key == nullptr || !ToIndex(info[2], 4294967295.0, &from) || !Destination(info, 7, &addr, &port)) {
-      return ThrowType(env, "sealAndSend(key: AeadKey, payloads, from, type, epoch, receiverId, counter, address, port)");
+      return ThrowType(env, "sealAndSend(key: AeadKey, payloads, from, type, epoch, receiverId, counter, address, port, gso?, maxPacket?)");
+    }
+    SegmentPlan plan;
+    const bool segmenting = info.Length() >= 11 && info[9].IsTypedArray();
+    if (segmenting) {
+      napi_typedarray_type gtype;
+      void* gdata = nullptr;
+      double maxPacket = 0;
+      if (napi_get_typedarray_info(env, info[9], &gtype, &plan.gsoCount, &gdata, nullptr, nullptr) != napi_ok ||
+          gtype != napi_uint32_array || !ToIndex(info[10], 65535, &maxPacket)) {
+        return ThrowType(env, "sealAndSend: gso must be a Uint32Array and maxPacket a number up to 65535");
+      }
+      plan.gso = static_cast<const uint32_t*>(gdata);
+      plan.maxPacket = static_cast<uint32_t>(maxPacket);
+      plan.rowPayload = rowPayload_.data();
+      plan.maxRows = kMaxSend;
     }
     SealHeader header;
     uint64_t counter = 0;
@@ -408,15 +428,30 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     // fewer than `want` consumed always means EAGAIN.
     uint32_t done = 0;
     while (done < want) {
+      uint32_t payloads = 0;
       int64_t sealed = key->SealArray(env, info[1], first + done, header, done == 0 ? counter : key->NextCounter(), send_,
-                                      want - done);
+                                      want - done, segmenting ? &plan : nullptr, &payloads);
       if (sealed < 0) return env.Undefined();
       const uint32_t n = static_cast<uint32_t>(sealed);
       for (uint32_t i = 0; i < n; i++) entries_[i] = {send_->arena + send_->offsets[i], send_->lengths[i], addr, port};
-      int64_t sent = Transmit(env, n, done);
+      if (!segmenting) {
+        int64_t sent = Transmit(env, n, sendErrors_ + done);
+        if (sent < 0) return env.Undefined();
+        done += static_cast<uint32_t>(sent);
+        if (sent < n || n == 0) break;
+        continue;
+      }
+      int64_t sent = Transmit(env, n, rowErrors_.data());
       if (sent < 0) return env.Undefined();
-      done += static_cast<uint32_t>(sent);
-      if (sent < n || n == 0) break;
+      // A payload is consumed when every row of it was: the rows of a payload are contiguous.
+      uint32_t whole = static_cast<uint32_t>(sent) == n ? payloads : (sent > 0 ? plan.rowPayload[sent] : 0);
+      for (uint32_t p = 0; p < whole; p++) sendErrors_[done + p] = 0;
+      for (uint32_t r = 0; r < static_cast<uint32_t>(sent); r++) {
+        const uint32_t p = plan.rowPayload[r];
+        if (p < whole && rowErrors_[r] != 0 && sendErrors_[done + p] == 0) sendErrors_[done + p] = rowErrors_[r];
+      }
+      done += whole;
+      if (static_cast<uint32_t>(sent) < n || n == 0) break;
     }
     return Napi::Number::New(env, done);
   }
@@ -469,7 +504,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   // Sends entries_[0..n) for one JS call: the count consumed, or undefined with a pending exception.
   Napi::Value SendEntries(Napi::Env env, uint32_t n) {
     stats_[kLastRejected] = 0;
-    const int64_t consumed = Transmit(env, n, 0);
+    const int64_t consumed = Transmit(env, n, sendErrors_);
     if (consumed < 0) return env.Undefined();
     return Napi::Number::New(env, static_cast<double>(consumed));
   }
@@ -498,15 +533,14 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return j - e;
   }
 
-  // sendErrors is indexed from the start of the JS call: entry i of a chunk starting at `base` is
-  // sendErrors[base + i].
-  void MarkSent(uint32_t base, uint32_t first, uint32_t count) {
-    for (uint32_t i = first; i < first + count; i++) sendErrors_[base + i] = 0;
+  // errors[i] receives entry i's outcome: 0 when sent, else the errno it was refused with.
+  void MarkSent(uint16_t* errors, uint32_t first, uint32_t count) {
+    for (uint32_t i = first; i < first + count; i++) errors[i] = 0;
     stats_[kSent] += count;
   }
 
-  void MarkRejected(uint32_t base, uint32_t i, int err) {
-    sendErrors_[base + i] = static_cast<uint16_t>(err);
+  void MarkRejected(uint16_t* errors, uint32_t i, int err) {
+    errors[i] = static_cast<uint16_t>(err);
     stats_[err == EMSGSIZE ? kTooBig : kSendRejected] += 1;
     stats_[kLastRejected] += 1;
   }
@@ -514,7 +548,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   // Sends entries_[first..first+count) one message each (after the kernel refused them as one
   // UDP_SEGMENT message). Returns how many were consumed before an EAGAIN (count when none), or -1
   // with a pending exception; *tooBig counts the EMSGSIZE refusals.
-  int64_t SendEach(Napi::Env env, uint32_t base, uint32_t first, uint32_t count, uint32_t* tooBig) {
+  int64_t SendEach(Napi::Env env, uint16_t* errors, uint32_t first, uint32_t count, uint32_t* tooBig) {
     for (uint32_t i = first; i < first + count; i++) {
       const Entry& e = entries_[i];
       struct sockaddr_in sin;
@@ -531,7 +565,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         r = sendmsg(watch_.fd(), &h, MSG_DONTWAIT);
       } while (r < 0 && errno == EINTR);
       if (r >= 0) {
-        MarkSent(base, i, 1);
+        MarkSent(errors, i, 1);
         continue;
       }
       const int err = errno;
@@ -541,15 +575,15 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         return -1;
       }
       if (err == EMSGSIZE) *tooBig += 1;
-      MarkRejected(base, i, err);
+      MarkRejected(errors, i, err);
     }
     return count;
   }
 
   // Sends entries_[0..n) with as few sendmmsg calls as it takes. Returns how many datagrams were
-  // consumed (sent, or refused on their own: sendErrors[base + i] holds the errno, 0 when sent)
+  // consumed (sent, or refused on their own: errors[i] holds the errno, 0 when sent)
   // before the kernel said EAGAIN, or -1 with a pending exception for an error of the socket itself.
-  int64_t Transmit(Napi::Env env, uint32_t n, uint32_t base) {
+  int64_t Transmit(Napi::Env env, uint32_t n, uint16_t* errors) {
     uint32_t m = 0;
     for (uint32_t e = 0; e < n; m++) {
       const uint32_t run = RunAt(e, n);
@@ -586,7 +620,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       int r = sendmmsg(watch_.fd(), &sendMsgs_[k], m - k, MSG_DONTWAIT);
       if (r > 0) {
         for (uint32_t j = k; j < k + static_cast<uint32_t>(r); j++) {
-          MarkSent(base, msgFirst_[j], msgCount_[j]);
+          MarkSent(errors, msgFirst_[j], msgCount_[j]);
           if (msgCount_[j] > 1) stats_[kGsoMessages] += 1;
         }
         k += r;
@@ -609,7 +643,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       if (msgCount_[k] > 1) {
         stats_[kGsoFallbacks] += 1;
         uint32_t tooBig = 0;
-        int64_t done = SendEach(env, base, msgFirst_[k], msgCount_[k], &tooBig);
+        int64_t done = SendEach(env, errors, msgFirst_[k], msgCount_[k], &tooBig);
         if (done < 0) return -1;
         if (static_cast<uint32_t>(done) < msgCount_[k]) {
           stats_[kSendBlocked] += 1;
@@ -617,7 +651,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
         }
         if (tooBig == 0 && err != EMSGSIZE) gso_ = false;
       } else {
-        MarkRejected(base, msgFirst_[k], err);
+        MarkRejected(errors, msgFirst_[k], err);
       }
       k++;
     }
@@ -710,6 +744,9 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   std::vector<struct sockaddr_in> recvNames_;
   std::vector<uint8_t> recvControl_;
   std::vector<Entry> entries_;
+  // sealAndSend with segmentation: each row's send outcome, and the payload it came from.
+  std::vector<uint16_t> rowErrors_;
+  std::vector<uint32_t> rowPayload_;
   std::vector<struct mmsghdr> sendMsgs_;
   std::vector<struct iovec> sendIov_;
   std::vector<struct sockaddr_in> sendNames_;

@@ -90,7 +90,7 @@ export interface DatagramChannel {
   readonly arrivals$: Observable<Arrival>;
   /** Drops of this channel by reason (replay, bad-tag, malformed, too-big, send errors); hot. */
   readonly drops$: Observable<DropCounts>;
-  /** Seals packets (each at most maxPacket()) and sends them to the peer; returns how many went (fewer: the socket is full). Nothing is sent before the peer's endpoint is known. */
+  /** Seals packets (each at most maxPacket(), or a SuperPacket: one datagram per segment of at most maxPacket()) and sends them to the peer; returns how many went (fewer: the socket is full). Nothing is sent before the peer's endpoint is known. */
   send(packets: PacketBatch, hearsUs: boolean): number;
   /** Sends an empty keepalive datagram (when the endpoint is known). */
   keepalive(hearsUs: boolean): void;

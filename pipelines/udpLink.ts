@@ -3,7 +3,7 @@
 // goes over UDP; otherwise over its TCP connection, which always carries the control messages.
 import { EMPTY, Observable, asyncScheduler, defer, filter, finalize, map, merge, mergeMap, of, share, tap, throwError, type SchedulerLike } from 'rxjs';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
-import { segmentSupers } from '../operators/core/wire/frames.js';
+import { SuperPacket, segmentCount } from '../operators/core/wire/gso.js';
 import { udpPath, type PathState } from '../operators/udpPath.js';
 import { SessionEnd, type Transport } from './events.js';
 import type { DatagramChannel } from './ports.js';
@@ -30,7 +30,7 @@ export interface UdpLink {
   /** The largest plain packet a datagram carries (the path MTU less the overhead). */
   maxPacket(): number;
   /**
-   * Sends packets over UDP while the path is up (SuperPackets segmented; the caller fitted the
+   * Sends packets over UDP while the path is up (the channel segments SuperPackets; the caller fitted the
    * rest to maxPacket(), anything larger is counted `too-big`): returns the drops (`queue-full`
    * for what the socket could not take), or undefined when the path is not up (send over TCP then).
    */
@@ -65,11 +65,11 @@ export function udpLink(channel: DatagramChannel, o: { readonly mode: Exclude<Tr
     send(packets) {
       if (state !== 'up') return undefined;
       const max = channel.maxPacket();
-      let out = segmentSupers(packets, max);
+      let out = packets;
       let drops: DropCounts | undefined;
-      if (out.some((p) => p.length > max)) {
-        out = out.filter((p) => p.length <= max || ((drops = addDrop(drops, 'too-big')), false));
-      }
+      // The channel segments SuperPackets to max; a plain packet must fit as it is.
+      const fits = (p: Uint8Array): boolean => (p instanceof SuperPacket ? segmentCount(p, max) > 0 : p.length <= max);
+      if (!out.every(fits)) out = out.filter((p) => fits(p) || ((drops = addDrop(drops, 'too-big')), false));
       const sent = out.length === 0 ? 0 : channel.send(out, hearsPeer());
       if (sent > 0) lastSent = scheduler.now();
       // The socket's buffer is this path's queue: what it cannot take now is dropped, as a full queue drops.

@@ -261,7 +261,8 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       leases: server.leases,
       routes,
       hostNetwork,
-      udp: makeUdpHub({ host: config.local_addr.host }),
+      // An offloading device takes SuperPackets: arrivals over UDP are coalesced into them.
+      udp: makeUdpHub({ host: config.local_addr.host, coalesce: device.offload }),
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
     });
     describe = (e) => describeServerEvent(e as ServerEvent);
@@ -273,7 +274,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 0.0.1-era clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient() });
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient({ coalesce: device.offload }) });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

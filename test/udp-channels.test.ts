@@ -10,6 +10,8 @@ import type { Subscription } from 'rxjs';
 import type { DropCounts } from '../operators/core/packet.js';
 import type { Arrival, DatagramChannel, UdpCipher, UdpHub } from '../pipelines/ports.js';
 import { makeUdpClient, makeUdpHub } from '../src/udp/channels.js';
+import { SuperPacket, copyPacket, segmentSuper } from '../operators/core/wire/gso.js';
+import { ACK, DEFAULT_FLOW, PSH, superPacketBytes } from './helpers/tcp-reference.js';
 
 const CIPHERS: readonly UdpCipher[] = ['aes-256-gcm', 'chacha20-poly1305'];
 const SECRET = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
@@ -73,10 +75,10 @@ async function until(what: string | (() => string), check: () => boolean, ms = 5
 const total = (ds: readonly DropCounts[], reason: keyof DropCounts): number => ds.reduce((n, d) => n + (d[reason] ?? 0), 0);
 
 /** A hub socket on an ephemeral loopback port, closed by the test's teardown. */
-async function hubSocket(t: { teardown(fn: () => void): void }, cipher: UdpCipher, rekeyAfter?: number): Promise<UdpHub> {
+async function hubSocket(t: { teardown(fn: () => void): void }, cipher: UdpCipher, rekeyAfter?: number, coalesce = false): Promise<UdpHub> {
   let sub: Subscription | undefined;
   const hub = await new Promise<UdpHub>((resolve, reject) => {
-    sub = makeUdpHub({ host: '127.0.0.1', cipher, ...(rekeyAfter === undefined ? {} : { rekeyAfter }) }).bind(0).subscribe({ next: resolve, error: reject });
+    sub = makeUdpHub({ host: '127.0.0.1', cipher, coalesce, ...(rekeyAfter === undefined ? {} : { rekeyAfter }) }).bind(0).subscribe({ next: resolve, error: reject });
   });
   t.teardown(() => sub?.unsubscribe());
   return hub;
@@ -215,4 +217,32 @@ test('roaming: a member whose address or port changes keeps its session after it
   ch.send([packet(3)], true);
   await until('answered at the new address', () => after.got.length === 1);
   t.is(before.got.length, 1, 'nothing more goes to the old address');
+});
+
+test('a SuperPacket leaves as one datagram per segment; a hub that coalesces hands the run back as SuperPackets carrying the same segments', async (t) => {
+  const hub = await hubSocket(t, 'aes-256-gcm', undefined, true);
+  const atHub = hub.channel(5, SECRET);
+  const got: Uint8Array[] = [];
+  const sub = atHub.arrivals$.subscribe((a) => got.push(...a.packets.map(copyPacket)));
+  t.teardown(() => sub.unsubscribe());
+  const client = await clientChannel(t, hub.port, 5, 'aes-256-gcm');
+  const max = client.maxPacket();
+  const bytes = superPacketBytes(DEFAULT_FLOW, { seq: 1000, id: 1, flags: ACK | PSH, payload: Uint8Array.from({ length: 30_000 }, (_, i) => i % 251) });
+  const sp = new SuperPacket(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.length, 1400);
+  const plain = packet(9, 100);
+  const expected: Uint8Array[] = [];
+  segmentSuper(sp, max, expected);
+  expected.push(plain);
+  t.is(client.send([sp, plain], true), 2);
+  t.deepEqual(client.stats().tx, { packets: expected.length, bytes: sp.length + plain.length }, 'tx counts segments');
+  const segments = (): Uint8Array[] => got.flatMap((p) => {
+    if (!(p instanceof SuperPacket)) return [p];
+    const out: Uint8Array[] = [];
+    segmentSuper(p, max, out);
+    return out;
+  });
+  await until(() => `${expected.length} segments (have ${segments().length})`, () => segments().length >= expected.length);
+  t.deepEqual(segments().map((p) => Buffer.from(p).toString('hex')), expected.map((p) => Buffer.from(p).toString('hex')));
+  t.true(got.some((p) => p instanceof SuperPacket), 'runs arrive coalesced');
+  t.true(got.length < expected.length);
 });

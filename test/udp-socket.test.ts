@@ -6,7 +6,10 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { parseIpv4 } from '../operators/core/address.js';
+import { SuperPacket, segmentCount, segmentSuper } from '../operators/core/wire/gso.js';
+import { ACK, CWR, DEFAULT_FLOW, ECE, FIN, PSH, superPacketBytes, timestampOption, type Flow } from './helpers/tcp-reference.js';
 import {
+  AeadError,
   AeadKey,
   DatagramBatch,
   DatagramStatus,
@@ -306,4 +309,45 @@ test('a datagram longer than a slot is dropped and counted, the next one deliver
   await rx.until(1);
   t.is(rx.rows[0]!.bytes.length, 512);
   t.is(rx.socket.stats().truncated, 1);
+});
+
+test('sealAndSend segments super-packets in the addon exactly as segmentSuper does, beside plain payloads', async (t) => {
+  const [sealKey, openKey] = twinKeys('aes-256-gcm');
+  const rx = receiver(t, {}, { key: openKey, receiverId: 7 });
+  const tx = sender(t);
+  const maxPacket = 1440;
+  const flows: [Flow, number, number, number][] = [
+    // flow, payload bytes, segment size, flags
+    [DEFAULT_FLOW, 4001, 1400, ACK | PSH | FIN | CWR],
+    [{ ...DEFAULT_FLOW, ipOptions: new Uint8Array(8).fill(1), tcpOptions: timestampOption(7, 9), sport: 40002 }, 65535 - 80, 1448, ACK | ECE],
+    [{ ...DEFAULT_FLOW, sport: 40003 }, 0, 1400, ACK | FIN],
+    [{ ...DEFAULT_FLOW, sport: 40004 }, 1000, 1400, ACK | PSH],
+  ];
+  const supers = flows.map(([flow, n, gso, flags]) => {
+    const bytes = superPacketBytes(flow, { seq: 0xfffff000, id: 0xfffe, flags, payload: new Uint8Array(randomBytes(n)) });
+    return new SuperPacket(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.length, gso);
+  });
+  const plain = new Uint8Array(randomBytes(300));
+  const payloads = [supers[0]!, plain, supers[1]!, supers[2]!, supers[3]!];
+  const gso = Uint32Array.from(payloads, (p) => (p instanceof SuperPacket ? p.gsoSize : 0));
+  t.is(tx.sealAndSend(sealKey, payloads, { type: 4, epoch: 0, receiverId: 7 }, rx.to, 0, -1, { gso, maxPacket }), payloads.length);
+  const expected: Uint8Array[] = [];
+  for (const p of payloads) {
+    if (p instanceof SuperPacket) t.is(segmentSuper(p, maxPacket, expected), segmentCount(p, maxPacket));
+    else expected.push(p);
+  }
+  t.true(expected.length > 50);
+  await rx.until(expected.length);
+  t.deepEqual(
+    rx.rows.map((r) => hex(r.bytes)),
+    expected.map(hex),
+  );
+  t.true(rx.rows.every((r) => r.status === DatagramStatus.Opened && r.bytes.length <= maxPacket));
+  t.is(sealKey.nextCounter, expected.length, 'one counter per segment');
+  // A super-packet that cannot be segmented to maxPacket is refused before anything is sealed.
+  t.throws(() => tx.sealAndSend(sealKey, [supers[0]!], { type: 4, epoch: 0, receiverId: 7 }, rx.to, 0, -1, { gso: Uint32Array.of(1400), maxPacket: 40 }), {
+    instanceOf: AeadError,
+    code: 'EINVAL',
+  });
+  t.is(sealKey.nextCounter, expected.length);
 });

@@ -39,7 +39,7 @@ test('before the path is up, send() declines (the caller uses TCP) and nothing g
   });
 });
 
-test('a SuperPacket is segmented to the datagram size; a packet larger than it is counted too-big; what the socket cannot take is queue-full', (t) => {
+test('a SuperPacket goes to the channel whole (it segments to the datagram size); one that cannot segment and a packet larger than it are counted too-big; what the socket cannot take is queue-full', (t) => {
   const payload = Uint8Array.from({ length: 4000 }, (_, i) => i & 0xff);
   const whole = tcpSegment({ src: '10.0.0.2', dst: '10.0.0.3', sport: 1, dport: 2 }, { seq: 1, id: 1, flags: ACK, payload });
   const sp = new SuperPacket(whole.buffer as ArrayBuffer, whole.byteOffset, whole.length, 1400);
@@ -49,9 +49,13 @@ test('a SuperPacket is segmented to the datagram size; a packet larger than it i
     t.is(link.transport, 'udp');
     channel.max = 1440;
     t.deepEqual(link.send([sp]), { drops: undefined });
-    const segments = channel.dataPackets();
-    t.is(segments.length, 3, '4000 bytes of payload in segments of at most 1400');
-    t.true(segments.every((s) => s.length <= 1440));
+    const sent = channel.dataPackets();
+    t.is(sent.length, 1, 'the super-packet is handed over whole');
+    t.true(sent[0] instanceof SuperPacket);
+    t.is(sent[0]!.length, whole.length);
+    channel.max = 40; // no room for payload behind the 40 bytes of headers
+    t.deepEqual(link.send([sp]), { drops: { 'too-big': 1 } });
+    channel.max = 1440;
     t.deepEqual(link.send([big, ipv4Packet('10.0.0.2', '10.0.0.3', bytes(1))]), { drops: { 'too-big': 1 } });
     channel.room = 1;
     t.deepEqual(link.send([ipv4Packet('10.0.0.2', '10.0.0.3', bytes(2)), ipv4Packet('10.0.0.2', '10.0.0.3', bytes(3))]), { drops: { 'queue-full': 1 } });

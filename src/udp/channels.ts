@@ -10,7 +10,9 @@ import { addDrop, type DropCounts } from '../../operators/core/packet.js';
 import { parseIpv4 } from '../../operators/core/address.js';
 import type { Arrival, DatagramChannel, PacketBatch, UdpCipher, UdpClientPort, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
 import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch } from './aead.js';
-import { UdpSocket, type Endpoint } from './socket.js';
+import { UdpSocket, type Endpoint, type SegmentPlan } from './socket.js';
+import { SuperPacket, segmentCount } from '../../operators/core/wire/gso.js';
+import { coalesce } from '../../operators/core/wire/gro.js';
 
 /** The label both ends of a TLS session give the RFC 5705 exporter for the session secret. */
 export const TLS_EXPORTER_LABEL = 'EXPORTER-lightweight-tunnel-udp';
@@ -62,6 +64,8 @@ interface ChannelOptions {
   readonly rekeyAfter: number;
   /** Called when the channel closes (its owner forgets it). */
   readonly onClose: () => void;
+  /** Merge each read's runs of one TCP flow into SuperPackets (UdpDriverOptions.coalesce). */
+  readonly coalesce: boolean;
 }
 
 /** One session's channel over a socket it may share; its owner hands it the rows of each read that carry its id. */
@@ -84,6 +88,10 @@ class Channel implements DatagramChannel {
   #refused: number[] | undefined;
   /** The kernel said EMSGSIZE during the send in progress (the path MTU is probed again after it). */
   #mtuFell = false;
+  /** coalesce's scratch (how many packets each output stands for; unused here). */
+  readonly #runs: number[] = [];
+  /** Segment sizes of the payloads of a send (sealAndSend's plan), reused. */
+  #gso = new Uint32Array(64);
   readonly #rx = { packets: 0, bytes: 0 };
   readonly #tx = { packets: 0, bytes: 0 };
 
@@ -207,7 +215,7 @@ class Channel implements DatagramChannel {
       if (this.#endpoint === undefined || at.address !== this.#endpoint.address || at.port !== this.#endpoint.port) this.#setEndpoint(at);
     }
     if (drops !== undefined) this.#drops.next(drops);
-    if (packets !== undefined || keepalive) this.#arrivals.next({ packets: packets === undefined ? [] : owned(packets), hearsUs });
+    if (packets !== undefined || keepalive) this.#arrivals.next({ packets: packets === undefined ? [] : owned(this.#o.coalesce ? coalesce(packets, this.#runs) : packets), hearsUs });
   }
 
   /** Whether a row of this channel is still unopened and carries epoch byte `epoch` (header byte 1, intact until opened). */
@@ -238,7 +246,21 @@ class Channel implements DatagramChannel {
   #seal(payloads: readonly Uint8Array[], type: number, hearsUs: boolean): number {
     const to = this.#endpoint;
     if (this.#closed || to === undefined || payloads.length === 0) return 0;
-    if (this.#sendKey.nextCounter + payloads.length >= this.#o.rekeyAfter) {
+    // Super-packets leave as one datagram per segment: the rows they take, and their segment sizes for the addon.
+    let rows = payloads.length;
+    let plan: SegmentPlan | undefined;
+    for (let i = 0; i < payloads.length; i++) {
+      const p = payloads[i]!;
+      if (!(p instanceof SuperPacket)) continue;
+      if (plan === undefined) {
+        if (this.#gso.length < payloads.length) this.#gso = new Uint32Array(Math.max(payloads.length, 2 * this.#gso.length));
+        this.#gso.fill(0, 0, payloads.length);
+        plan = { gso: this.#gso, maxPacket: this.#maxPacket };
+      }
+      this.#gso[i] = p.gsoSize;
+      rows += segmentCount(p, this.#maxPacket) - 1;
+    }
+    if (this.#sendKey.nextCounter + rows >= this.#o.rekeyAfter) {
       // Before the counter limit: the next epoch's key (both ends derive it alike).
       this.#sendEpoch++;
       const keys = epochKeys(this.#o.secret, this.#o.id, this.#sendEpoch, this.#o.cipher);
@@ -249,7 +271,7 @@ class Channel implements DatagramChannel {
     const header = { type: type | (hearsUs ? HEARS_YOU : 0), epoch: this.#sendEpoch & 0xff, receiverId: this.#o.id };
     owners.set(this.#o.socket, this);
     const refused: number[] = (this.#refused = []);
-    const sent = this.#o.socket.sealAndSend(this.#sendKey, payloads, header, to);
+    const sent = this.#o.socket.sealAndSend(this.#sendKey, payloads, header, to, 0, -1, plan);
     owners.delete(this.#o.socket);
     this.#refused = undefined;
     // The path MTU fell under some of them: probe it once for the whole send.
@@ -262,24 +284,30 @@ class Channel implements DatagramChannel {
       const skip = refused.length === 0 ? undefined : new Set(refused);
       for (let i = 0; i < sent; i++) {
         if (skip?.has(i) === true) continue;
-        this.#tx.packets++;
-        this.#tx.bytes += payloads[i]!.length;
+        const p = payloads[i]!;
+        this.#tx.packets += plan !== undefined && p instanceof SuperPacket ? segmentCount(p, plan.maxPacket) : 1;
+        this.#tx.bytes += p.length;
       }
     }
     return sent;
   }
 }
 
-/** Copies of `views` in one new buffer: the read's arena is reused by the next read, and the packets may wait in queues. */
+/**
+ * The packets of a read as the receiver keeps them: views into the read's arena (reused by the
+ * next read, and the packets may wait in queues) copied into one new buffer; SuperPackets
+ * (coalesce's, in buffers of their own) as they are.
+ */
 function owned(views: readonly Uint8Array[]): Uint8Array[] {
   let total = 0;
-  for (const v of views) total += v.length;
+  for (const v of views) if (!(v instanceof SuperPacket)) total += v.length;
   const buf = new Uint8Array(total);
   let at = 0;
   return views.map((v) => {
+    if (v instanceof SuperPacket) return v;
     buf.set(v, at);
     at += v.length;
-    return buf.subarray(at - v.length, at);
+    return new Uint8Array(buf.buffer, at - v.length, v.length);
   });
 }
 
@@ -304,6 +332,12 @@ export interface UdpDriverOptions {
   readonly cipher?: UdpCipher;
   /** Datagrams per key before the next epoch (tests lower it to see rekeying). */
   readonly rekeyAfter?: number;
+  /**
+   * Merge each read's runs of consecutive segments of one TCP flow into SuperPackets, as GRO would
+   * (operators/core/wire/gro.ts): one copy instead of two, and the TUN device takes one write per
+   * run. Only where everything downstream takes SuperPackets: a TUN device that offloads. Default false.
+   */
+  readonly coalesce?: boolean;
 }
 
 /** The rows of a read no channel took (`done` 0): too short to be sealed, or of no session. */
@@ -348,7 +382,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
           randomSecret: () => new Uint8Array(randomBytes(32)),
           channel: (id, secret) => {
             channels.get(id)?.close();
-            const ch = new Channel({ socket, role: 'hub', id, secret, cipher, roams: true, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, onClose: () => channels.get(id) === ch && channels.delete(id) });
+            const ch = new Channel({ socket, role: 'hub', id, secret, cipher, roams: true, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, onClose: () => channels.get(id) === ch && channels.delete(id) });
             channels.set(id, ch);
             return ch;
           },
@@ -380,7 +414,7 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
           subscriber.error(err);
           return;
         }
-        const channel = new Channel({ socket, role: 'client', id, secret, cipher, endpoint: { address, port }, roams: false, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, onClose: () => socket.close() });
+        const channel = new Channel({ socket, role: 'client', id, secret, cipher, endpoint: { address, port }, roams: false, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, onClose: () => socket.close() });
         const done = new Uint8Array(socket.receive.capacity);
         socket.read(
           (batch, count) => {

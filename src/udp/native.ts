@@ -61,6 +61,8 @@ export interface NativeUdpSocket {
     counter: number,
     address: number,
     port: number,
+    gso?: Uint32Array,
+    maxPacket?: number,
   ): number;
   onWritable(cb: () => void): void;
   pathMtu(address: number, port: number): number;

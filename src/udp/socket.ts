@@ -8,6 +8,12 @@ import { AeadKey, DatagramBatch, type SealHeader } from './aead.js';
 import { UdpError, toAeadError, toUdpError } from './errors.js';
 import { udpBinding, type NativeUdpSocket } from './native.js';
 
+/** How sealAndSend segments super-packets: their segment sizes (gso[i] > 0 for a super-packet, indexed like the payloads) and the largest datagram payload. */
+export interface SegmentPlan {
+  readonly gso: Uint32Array;
+  readonly maxPacket: number;
+}
+
 /** A UDP destination or source: IPv4 as u32 host order (10.0.0.1 = 0x0a000001) and a port. */
 export interface Endpoint {
   readonly address: number;
@@ -32,7 +38,7 @@ export interface UdpSocketOptions {
    * with CAP_NET_ADMIN). See rcvbuf/sndbuf for what the kernel granted. */
   readonly rcvbuf?: number;
   readonly sndbuf?: number;
-  /** Bytes of the arena sealAndSend seals into (default 256 KiB, at least 64 KiB). */
+  /** Bytes of the arena sealAndSend seals into (default 256 KiB, at least 128 KiB: room for a 64 KiB super-packet's segments). */
   readonly sendArena?: number;
   /**
    * Called synchronously, from inside a send method, once per datagram the kernel refused on its
@@ -100,7 +106,7 @@ const GRO_SLOT = 65536;
 const DEFAULT_SLOT = 2048;
 const DEFAULT_BUFFER = 4 << 20;
 const DEFAULT_SEND_ARENA = 256 << 10;
-const MIN_SEND_ARENA = 64 << 10;
+const MIN_SEND_ARENA = 128 << 10;
 /** Most datagrams UDP GRO coalesces into one message (the kernel's UDP_GRO_CNT_MAX). */
 const GRO_SEGMENTS = 64;
 
@@ -249,16 +255,21 @@ export class UdpSocket {
    * destination: one native call per 1024 payloads. Returns how many payloads were consumed
    * (sent or refused on their own, see onRejected); fewer means EAGAIN (see onWritable): send the
    * rest later, they get new counters. Counter of the first: `counter` (default key.nextCounter).
-   * Throws AeadError (ECOUNTER, EMSGSIZE, ...) or UdpError.
+   * With `segments`, payload i with segments.gso[i] > 0 is a TCPv4 super-packet of that segment
+   * size: it leaves as one datagram per segment of at most segments.maxPacket bytes (segmented in
+   * the addon as segmentSuper does), consumed once all of them left (one refused: the payload is).
+   * Throws AeadError (ECOUNTER, EMSGSIZE, EINVAL for a super-packet that does not segment) or UdpError.
    */
-  sealAndSend(key: AeadKey, payloads: readonly Uint8Array[], header: SealHeader, to: Endpoint, from = 0, counter = -1): number {
+  sealAndSend(key: AeadKey, payloads: readonly Uint8Array[], header: SealHeader, to: Endpoint, from = 0, counter = -1, segments?: SegmentPlan): number {
     const nativeKey = AeadKey.native(key);
     let first = true;
     return this.#chunked(payloads.length, from, to, (at) => {
       const c = first ? counter : -1;
       first = false;
       try {
-        return this.#native.sealAndSend(nativeKey, payloads, at, header.type, header.epoch, header.receiverId, c, to.address, to.port);
+        return segments === undefined
+          ? this.#native.sealAndSend(nativeKey, payloads, at, header.type, header.epoch, header.receiverId, c, to.address, to.port)
+          : this.#native.sealAndSend(nativeKey, payloads, at, header.type, header.epoch, header.receiverId, c, to.address, to.port, segments.gso, segments.maxPacket);
       } catch (err) {
         const code = (err as { syscall?: unknown }).syscall;
         throw code === 'seal' || code === undefined ? toAeadError(err) : toUdpError(err);

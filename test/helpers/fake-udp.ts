@@ -3,6 +3,7 @@
 // port and a client's. Virtual time comes from the scheduler the test runs in.
 import { Observable, Subject, type SchedulerLike } from 'rxjs';
 import type { DropCounts } from '../../operators/core/packet.js';
+import { copyPacket } from '../../operators/core/wire/gso.js';
 import type { Arrival, DatagramChannel, PacketBatch, UdpCipher, UdpClientPort, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
 
 /** One send() or keepalive() the pipeline made on a fake channel. */
@@ -34,7 +35,7 @@ export class FakeChannel implements DatagramChannel {
 
   send(packets: PacketBatch, hearsUs: boolean): number {
     const n = Math.min(packets.length, this.room);
-    this.sent.push({ at: this.scheduler.now(), kind: 'data', packets: packets.slice(0, n).map((p) => Uint8Array.from(p)), hearsUs });
+    this.sent.push({ at: this.scheduler.now(), kind: 'data', packets: packets.slice(0, n).map(copyPacket), hearsUs });
     return n;
   }
 

@@ -115,24 +115,6 @@ export function encodePackets(packets: readonly Uint8Array[], enc: PacketEncodin
 }
 
 /**
- * The packets of a batch as a datagram path carries them: SuperPackets segmented in software
- * (segmentSuper) into segments of at most `maxPacket` bytes, plain packets as they are (oversize
- * ones are fitPackets' business). Returns `packets` itself when it holds no SuperPacket.
- */
-export function segmentSupers(packets: readonly Uint8Array[], maxPacket: number): readonly Uint8Array[] {
-  let i = 0;
-  while (i < packets.length && !(packets[i] instanceof SuperPacket)) i++;
-  if (i === packets.length) return packets;
-  const out = packets.slice(0, i);
-  for (; i < packets.length; i++) {
-    const p = packets[i]!;
-    if (p instanceof SuperPacket) segmentSuper(p, maxPacket, out);
-    else out.push(p);
-  }
-  return out;
-}
-
-/**
  * The super-packet a SUPER frame's payload carries (a view), or why it is refused: `malformed-super`
  * (no TCPv4 packet of at most 64 KiB, a zero segment size, or one that does not fit with the
  * headers), `gso-too-small` (a segment size below MIN_GSO_SIZE).
