@@ -1,8 +1,10 @@
 // The hub's address allocator: which tunnel address a member without `-t` gets, and whether a
 // static request may have the one it asks for. Bookkeeping, never on the packet path. The membership
 // module (membership.ts) owns it: its reducer clones the allocator before applying a join or a leave,
-// so every membership state keeps its own, and admission only asks (peek, claimStatic).
+// so every membership state keeps its own, and admission only asks (peek, claimStatic). Its tables
+// are persistent maps, so a clone shares them (O(1)) and a change copies O(log n) of them.
 import { broadcastAddress, formatIpv4, prefixHas, prefixMask } from '../operators/core/address.js';
+import { PersistentMap } from '../operators/core/persistentMap.js';
 
 /** Where addresses come from: the hub's subnet and, optionally, a narrower pool inside it. */
 export interface AllocatorOptions {
@@ -69,7 +71,8 @@ export function allocatorOptionsProblem(options: AllocatorOptions): string | und
  * Leases and live addresses of one hub. `assign` and `claimStatic` answer in O(1) except that
  * `assign` scans the pool from the lowest address that may be free (amortised: the scan never
  * revisits addresses it found taken until one is released). Leases are sticky: nothing but a new
- * table removes them. Mutable, so never shared: one hub subscription owns it.
+ * table removes them. Mutable, so never shared: one hub subscription owns it; `clone` is O(1) (the
+ * tables are persistent maps that the copies share until one of them changes its own).
  */
 export class AddressAllocator {
   #network = 0;
@@ -78,10 +81,10 @@ export class AddressAllocator {
   #hub = 0;
   #first = 0;
   #last = 0;
-  #byIdentity = new Map<string, number>();
-  #byAddress = new Map<number, string>();
+  #byIdentity = PersistentMap.empty<string, number>();
+  #byAddress = PersistentMap.empty<number, string>();
   /** Live members per address: markInUse and release pair up, so a replaced session's late release does not free its successor's address. */
-  #inUse = new Map<number, number>();
+  #inUse = PersistentMap.empty<number, number>();
   /** Every pool address below this one is taken (leased, in use or the hub's). */
   #lowestMaybeFree = 0;
   /** Leases of the initial table that were dropped, for the hub to log once. */
@@ -149,7 +152,7 @@ export class AddressAllocator {
     this.#lease(identity, address);
   }
 
-  /** An independent copy: changing one never changes the other. */
+  /** An independent copy (O(1): the tables are shared, persistent): changing one never changes the other. */
   clone(): AddressAllocator {
     return new AddressAllocator(this);
   }
@@ -162,9 +165,9 @@ export class AddressAllocator {
     this.#hub = o.#hub;
     this.#first = o.#first;
     this.#last = o.#last;
-    this.#byIdentity = new Map(o.#byIdentity);
-    this.#byAddress = new Map(o.#byAddress);
-    this.#inUse = new Map(o.#inUse);
+    this.#byIdentity = o.#byIdentity;
+    this.#byAddress = o.#byAddress;
+    this.#inUse = o.#inUse;
     this.#lowestMaybeFree = o.#lowestMaybeFree;
   }
 
@@ -188,7 +191,7 @@ export class AddressAllocator {
 
   /** Records a live member on `address` (static or assigned): the pool skips it until the matching release. */
   markInUse(address: number): void {
-    this.#inUse.set(address, (this.#inUse.get(address) ?? 0) + 1);
+    this.#inUse = this.#inUse.set(address, (this.#inUse.get(address) ?? 0) + 1);
   }
 
   /** Undoes one markInUse (extra releases are ignored); a lease on the address stays (sticky). */
@@ -196,10 +199,10 @@ export class AddressAllocator {
     const n = this.#inUse.get(address);
     if (n === undefined) return;
     if (n > 1) {
-      this.#inUse.set(address, n - 1);
+      this.#inUse = this.#inUse.set(address, n - 1);
       return;
     }
-    this.#inUse.delete(address);
+    this.#inUse = this.#inUse.delete(address);
     if (!this.#taken(address) && this.#inPool(address) && address < this.#lowestMaybeFree) this.#lowestMaybeFree = address;
   }
 
@@ -214,8 +217,8 @@ export class AddressAllocator {
   }
 
   #lease(identity: string, address: number): void {
-    this.#byIdentity.set(identity, address);
-    this.#byAddress.set(address, identity);
+    this.#byIdentity = this.#byIdentity.set(identity, address);
+    this.#byAddress = this.#byAddress.set(address, identity);
   }
 
   #inPool(a: number): boolean {

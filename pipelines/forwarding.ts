@@ -1,7 +1,8 @@
 // The hub's forwarding policy, in one place: where a packet from a member, from the hub's own TUN
 // device and from a broadcast goes, who is isolated from whom, and where the hub's own packets
 // (ICMP answers) go. `route`, `isolate` and `replicate` consult it; it reads the membership the
-// store holds (O(1) per packet: a Map lookup first, the longest-prefix table only on a miss).
+// store holds (per packet: a member lookup first, a few array loads in a persistent map, the
+// longest-prefix table only on a miss).
 import { broadcastAddress, networkAddress, prefixHas, type Ipv4Prefix } from '../operators/core/address.js';
 import type { DropReason } from '../operators/core/packet.js';
 import { ipv4Source } from '../operators/core/wire/ipv4.js';
@@ -53,7 +54,7 @@ export function forwardingPolicy(o: ForwardingOptions): ForwardingPolicy {
   const groups = o.broadcastGroups;
   const replicable = (dst: number): boolean => groups !== undefined && (dst === 0xffffffff || groups.has(dst));
 
-  /** From a member, to `dst`: the O(1) member lookup first, longest-prefix match only on a miss. */
+  /** From a member, to `dst`: the member lookup first, longest-prefix match only on a miss. */
   const toward = (m: Membership, dst: number): Decision | DropReason => {
     const member = m.members.get(dst);
     if (member !== undefined) return member;

@@ -2,8 +2,9 @@
 // leases), the penalties of sources that failed to authenticate, and the replacement history of
 // identities (cloned-identity detection). Admission (admission.ts) reads a snapshot and answers with
 // the events to apply; nothing else changes the state.
+import { AgedMap } from '../operators/core/agedMap.js';
 import { reduceMembership, type Membership, type MembershipEvent } from './membership.js';
-import { withCloneRefusal, withReplacement, type Replacements } from './replacements.js';
+import { MAX_TRACKED, withCloneRefusal, withReplacement, type Replacements } from './replacements.js';
 
 /** Source addresses remembered for failed authentications (oldest forgotten first). */
 export const MAX_PENALTIES = 4096;
@@ -20,8 +21,8 @@ export interface Penalty {
 /** The hub's state. Treat as immutable: reduceHub returns a new one when anything changed. */
 export interface HubState {
   readonly membership: Membership;
-  /** Source host → penalty, insertion order = age. */
-  readonly penalties: ReadonlyMap<string, Penalty>;
+  /** Source host → penalty, oldest first; at most MAX_PENALTIES (a persistent map: an update copies O(log n)). */
+  readonly penalties: AgedMap<string, Penalty>;
   readonly replacements: Replacements;
 }
 
@@ -39,7 +40,7 @@ export type HubEvent =
 
 /** The state a hub starts with. */
 export function initialHubState(membership: Membership): HubState {
-  return { membership, penalties: new Map(), replacements: new Map() };
+  return { membership, penalties: AgedMap.empty(MAX_PENALTIES), replacements: AgedMap.empty(MAX_TRACKED) };
 }
 
 /** The state after `event`; `s` itself is never changed. */
@@ -52,17 +53,13 @@ export function reduceHub(s: HubState, event: HubEvent): HubState {
     }
     case 'auth-failed': {
       const failures = (s.penalties.get(event.host)?.failures ?? 0) + 1;
-      const penalties = new Map(s.penalties);
-      penalties.delete(event.host);
-      if (penalties.size >= MAX_PENALTIES) penalties.delete(penalties.keys().next().value!);
-      penalties.set(event.host, { failures, until: event.now + Math.min(PENALTY_MAX_MS, PENALTY_BASE_MS * 2 ** (failures - 1)) });
+      // The host becomes the youngest entry; a full table forgets its oldest.
+      const penalties = s.penalties.set(event.host, { failures, until: event.now + Math.min(PENALTY_MAX_MS, PENALTY_BASE_MS * 2 ** (failures - 1)) });
       return { ...s, penalties };
     }
     case 'auth-passed': {
-      if (!s.penalties.has(event.host)) return s;
-      const penalties = new Map(s.penalties);
-      penalties.delete(event.host);
-      return { ...s, penalties };
+      const penalties = s.penalties.delete(event.host);
+      return penalties === s.penalties ? s : { ...s, penalties };
     }
     case 'replaced-live':
       return { ...s, replacements: withReplacement(s.replacements, event.identity, event.now) };

@@ -2,8 +2,10 @@
 // allocator and its leases, as one state derived from join and leave events. A pure reducer: it
 // never changes the state it is given (it copies what an event changes), so any snapshot stays
 // valid; the hub keeps the latest one in its store (store.ts) and forwarding reads it per packet.
-// Nothing else changes membership.
+// The members and the allocator's tables are persistent maps: a join or a leave copies O(log n) of
+// them, not the whole membership. Nothing else changes membership.
 import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../operators/core/address.js';
+import { PersistentMap } from '../operators/core/persistentMap.js';
 import { RouteTable } from '../operators/core/routeTable.js';
 import { AddressAllocator, type AllocatorOptions, type DiscardedLease, type LeaseTable } from './allocator.js';
 import type { LanRoute, LeaseInfo, SessionEnd } from './events.js';
@@ -46,11 +48,11 @@ export interface MemberRecord {
 
 /** The membership state. Treat as immutable: reduceMembership returns a new one when anything changed. */
 export interface Membership {
-  /** Members by tunnel address: the O(1) lookup of the packet path. */
-  readonly members: ReadonlyMap<number, MemberRecord>;
-  /** LANs behind members, longest prefix first (never changed in place: copied on change). */
+  /** Members by tunnel address, ascending: the lookup of the packet path (a few array loads, no allocation); a join or leave makes a new map sharing all but O(log n) of this one. */
+  readonly members: PersistentMap<number, MemberRecord>;
+  /** LANs behind members, longest prefix first (never changed in place: copied on change, at most MAX_LAN_ROUTES entries). */
   readonly lans: RouteTable<MemberRecord>;
-  /** The address allocator with its sticky leases (never changed in place: cloned on change). */
+  /** The address allocator with its sticky leases (never changed in place: cloned on change, O(1), its tables shared). */
   readonly allocator: AddressAllocator;
   /** Addresses pinned to named clients (tokens file): never assigned to anyone else. */
   readonly reserved: ReadonlyMap<number, string>;
@@ -77,7 +79,7 @@ export function initialMembership(space: AllocatorOptions, stored: LeaseTable, r
   const allocator = new AddressAllocator(space, leases);
   // A pinned address is never handed to anyone else: it counts as in use for good.
   for (const a of reserved.keys()) allocator.markInUse(a);
-  return { membership: { members: new Map(), lans: new RouteTable(), allocator, reserved }, discarded: allocator.discarded };
+  return { membership: { members: PersistentMap.empty(), lans: new RouteTable(), allocator, reserved }, discarded: allocator.discarded };
 }
 
 /** The membership after `event`; `m` itself is never changed. */
@@ -85,15 +87,14 @@ export function reduceMembership(m: Membership, event: MembershipEvent): Members
   switch (event.type) {
     case 'joined': {
       const joiner = event.member;
-      const members = new Map(m.members);
       const allocator = m.allocator.clone();
       let lans = m.lans;
-      const replaced = members.get(joiner.address);
+      const replaced = m.members.get(joiner.address);
       if (replaced !== undefined) {
         allocator.release(replaced.address);
         if (replaced.routes.length > 0) lans = lans.without(replaced);
       }
-      members.set(joiner.address, joiner);
+      const members = m.members.set(joiner.address, joiner);
       allocator.markInUse(joiner.address);
       if (event.lease !== undefined) allocator.lease(event.lease.identity, event.lease.address);
       if (joiner.routes.length > 0) {
@@ -105,8 +106,7 @@ export function reduceMembership(m: Membership, event: MembershipEvent): Members
     case 'left': {
       const leaver = event.member;
       if (m.members.get(leaver.address) !== leaver) return m;
-      const members = new Map(m.members);
-      members.delete(leaver.address);
+      const members = m.members.delete(leaver.address);
       const allocator = m.allocator.clone();
       allocator.release(leaver.address);
       return { ...m, members, allocator, lans: leaver.routes.length > 0 ? m.lans.without(leaver) : m.lans };

@@ -2,6 +2,7 @@
 // machines) would replace each other forever, both on one address. The hub lets an identity replace
 // its own live session a few times (a laptop that roamed, a restarted process), then refuses the
 // newcomer for as long as the clone keeps trying. Pure values and functions: time comes from the caller.
+import type { AgedMap } from '../operators/core/agedMap.js';
 
 /** Replacements of one identity's live session allowed within REPLACE_WINDOW_MS. */
 export const MAX_REPLACEMENTS = 3;
@@ -18,8 +19,8 @@ export interface ReplacementRecord {
   readonly refuseUntil: number;
 }
 
-/** Identity → record, insertion order = age (the oldest is forgotten first). */
-export type Replacements = ReadonlyMap<string, ReplacementRecord>;
+/** Identity → record, oldest first, at most MAX_TRACKED (the oldest is forgotten first; an update copies O(log n)). */
+export type Replacements = AgedMap<string, ReplacementRecord>;
 
 /** What to do with a newcomer whose identity holds a live session. */
 export type ReplaceVerdict = { readonly ok: true } | { readonly ok: false; readonly replacements: number };
@@ -39,19 +40,12 @@ export function replaceVerdict(r: Replacements, identity: string, now: number): 
 /** `r` with a replacement of `identity` at `now` recorded. */
 export function withReplacement(r: Replacements, identity: string, now: number): Replacements {
   const entry = r.get(identity);
-  return remember(r, identity, { times: [...(entry?.times ?? []).filter((t) => now - t < REPLACE_WINDOW_MS), now], refuseUntil: entry?.refuseUntil ?? 0 });
+  return r.set(identity, { times: [...(entry?.times ?? []).filter((t) => now - t < REPLACE_WINDOW_MS), now], refuseUntil: entry?.refuseUntil ?? 0 });
 }
 
 /** `r` with `identity` refused as a clone at `now` (its hold extended). */
 export function withCloneRefusal(r: Replacements, identity: string, now: number): Replacements {
   const entry = r.get(identity);
-  return remember(r, identity, { times: (entry?.times ?? []).filter((t) => now - t < REPLACE_WINDOW_MS), refuseUntil: now + CLONE_HOLD_MS });
+  return r.set(identity, { times: (entry?.times ?? []).filter((t) => now - t < REPLACE_WINDOW_MS), refuseUntil: now + CLONE_HOLD_MS });
 }
 
-function remember(r: Replacements, identity: string, entry: ReplacementRecord): Replacements {
-  const next = new Map(r);
-  next.delete(identity);
-  if (next.size >= MAX_TRACKED) next.delete(next.keys().next().value!);
-  next.set(identity, entry);
-  return next;
-}
