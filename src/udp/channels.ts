@@ -64,8 +64,10 @@ interface ChannelOptions {
   readonly rekeyAfter: number;
   /** Called when the channel closes (its owner forgets it). */
   readonly onClose: () => void;
-  /** Merge each read's runs of one TCP flow into SuperPackets (UdpDriverOptions.coalesce). */
+  /** Merge each read's runs of one TCP flow into SuperPackets (UdpDriverOptions.coalesce)... */
   readonly coalesce: boolean;
+  /** ...in this memory, reset by the socket's owner before each read. */
+  readonly arena: ReadArena;
 }
 
 /** One session's channel over a socket it may share; its owner hands it the rows of each read that carry its id. */
@@ -215,7 +217,9 @@ class Channel implements DatagramChannel {
       if (this.#endpoint === undefined || at.address !== this.#endpoint.address || at.port !== this.#endpoint.port) this.#setEndpoint(at);
     }
     if (drops !== undefined) this.#drops.next(drops);
-    if (packets !== undefined || keepalive) this.#arrivals.next({ packets: packets === undefined ? [] : owned(this.#o.coalesce ? coalesce(packets, this.#runs) : packets), hearsUs });
+    // Views into the read's arena (and coalesced runs in the read's own memory): valid during this
+    // emission, as PacketBatch says; a consumer that keeps one copies it.
+    if (packets !== undefined || keepalive) this.#arrivals.next({ packets: packets === undefined ? [] : this.#o.coalesce ? coalesce(packets, this.#runs, this.#o.arena.alloc) : packets, hearsUs });
   }
 
   /** Whether a row of this channel is still unopened and carries epoch byte `epoch` (header byte 1, intact until opened). */
@@ -294,21 +298,28 @@ class Channel implements DatagramChannel {
 }
 
 /**
- * The packets of a read as the receiver keeps them: views into the read's arena (reused by the
- * next read, and the packets may wait in queues) copied into one new buffer; SuperPackets
- * (coalesce's, in buffers of their own) as they are.
+ * Memory for the super-packets one read coalesces: handed out from one buffer and reused from the
+ * start by the next read (what a read hands out is valid during its emissions, as PacketBatch
+ * says). It grows to what the largest read needs, at most the read's own bytes.
  */
-function owned(views: readonly Uint8Array[]): Uint8Array[] {
-  let total = 0;
-  for (const v of views) if (!(v instanceof SuperPacket)) total += v.length;
-  const buf = new Uint8Array(total);
-  let at = 0;
-  return views.map((v) => {
-    if (v instanceof SuperPacket) return v;
-    buf.set(v, at);
-    at += v.length;
-    return new Uint8Array(buf.buffer, at - v.length, v.length);
-  });
+class ReadArena {
+  #buf: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+  #at = 0;
+
+  /** The next read begins: everything handed out before may be overwritten. */
+  reset(): void {
+    this.#at = 0;
+  }
+
+  /** `bytes` bytes for this read (a bigger buffer when it is full; views handed out keep the old one alive). */
+  readonly alloc = (bytes: number): Uint8Array<ArrayBuffer> => {
+    if (this.#at + bytes > this.#buf.length) {
+      this.#buf = new Uint8Array(Math.max(2 * this.#buf.length, bytes, 256 << 10));
+      this.#at = 0;
+    }
+    this.#at += bytes;
+    return this.#buf.subarray(this.#at - bytes, this.#at);
+  };
 }
 
 /** A byte view of a batch's arena (one per batch, kept). */
@@ -363,9 +374,11 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
         const channels = new Map<number, Channel>();
         const drops$ = new Subject<DropCounts>();
         const done = new Uint8Array(socket.receive.capacity);
+        const arena = new ReadArena();
         socket.read(
           (batch, count) => {
             done.fill(0, 0, count);
+            arena.reset();
             for (let i = 0; i < count; i++) {
               if (done[i] !== 0) continue;
               const ch = channels.get(batch.receivers[i]!);
@@ -382,7 +395,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
           randomSecret: () => new Uint8Array(randomBytes(32)),
           channel: (id, secret) => {
             channels.get(id)?.close();
-            const ch = new Channel({ socket, role: 'hub', id, secret, cipher, roams: true, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, onClose: () => channels.get(id) === ch && channels.delete(id) });
+            const ch = new Channel({ socket, role: 'hub', id, secret, cipher, roams: true, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, arena, onClose: () => channels.get(id) === ch && channels.delete(id) });
             channels.set(id, ch);
             return ch;
           },
@@ -414,11 +427,13 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
           subscriber.error(err);
           return;
         }
-        const channel = new Channel({ socket, role: 'client', id, secret, cipher, endpoint: { address, port }, roams: false, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, onClose: () => socket.close() });
+        const arena = new ReadArena();
+        const channel = new Channel({ socket, role: 'client', id, secret, cipher, endpoint: { address, port }, roams: false, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, arena, onClose: () => socket.close() });
         const done = new Uint8Array(socket.receive.capacity);
         socket.read(
           (batch, count) => {
             done.fill(0, 0, count);
+            arena.reset();
             channel.take(batch, count, done);
             const drops = unclaimedDrops(batch, count, done);
             if (drops !== undefined) channel.refused(drops);

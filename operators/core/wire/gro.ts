@@ -5,6 +5,8 @@
 import { MAX_SUPER_PACKET, SuperPacket } from './gso.js';
 import { fillIpv4HeaderChecksum, foldSum, onesSum } from './ipv4.js';
 
+const newBuffer = (bytes: number): Uint8Array<ArrayBuffer> => new Uint8Array(bytes);
+
 /** TCP flags that end a run: a segment carrying one is never merged (FIN, SYN, RST, URG, ECE, CWR). */
 const NO_MERGE_FLAGS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40 | 0x80;
 const PSH = 0x08;
@@ -38,11 +40,13 @@ function continues(a: Uint8Array, aHdr: number, aSeq: number, aPayload: number, 
 /**
  * Coalesces runs of consecutive segments of one TCP flow in `packets` (as Linux GRO would: equal
  * payload sizes but for a shorter last one, nothing but ACK/PSH set, contiguous sequence numbers,
- * IP ids counting up) into SuperPackets of at most 64 KiB, in a new buffer each. Other packets pass
- * as they are, in order. `counts[i]` tells how many input packets output `i` stands for, so a
- * writer can map a short write back to the input. Returns `packets` itself when nothing merged.
+ * IP ids counting up) into SuperPackets of at most 64 KiB, each in memory from `alloc` (default: a
+ * new buffer each; a producer may hand out memory it reuses after the emission, as PacketBatch
+ * allows). Other packets pass as they are, in order. `counts[i]` tells how many input packets
+ * output `i` stands for, so a writer can map a short write back to the input. Returns `packets`
+ * itself when nothing merged.
  */
-export function coalesce(packets: readonly Uint8Array[], counts: number[]): readonly Uint8Array[] {
+export function coalesce(packets: readonly Uint8Array[], counts: number[], alloc: (bytes: number) => Uint8Array<ArrayBuffer> = newBuffer): readonly Uint8Array[] {
   counts.length = 0;
   let out: Uint8Array[] | undefined;
   let i = 0;
@@ -75,7 +79,7 @@ export function coalesce(packets: readonly Uint8Array[], counts: number[]): read
       if (j - i > 1) {
         out ??= packets.slice(0, i) as Uint8Array[];
         for (let k = counts.length; k < out.length; k++) counts.push(1);
-        const buf = new Uint8Array(total);
+        const buf = alloc(total);
         buf.set(first, 0);
         let at = first.length;
         for (let k = i + 1; k < j; k++) {
@@ -91,7 +95,7 @@ export function coalesce(packets: readonly Uint8Array[], counts: number[]): read
         const pseudo = foldSum(onesSum(buf, 12, 20, 6 + total - 20));
         buf[36] = pseudo >>> 8;
         buf[37] = pseudo & 0xff;
-        out.push(new SuperPacket(buf.buffer, 0, total, mss));
+        out.push(new SuperPacket(buf.buffer, buf.byteOffset, total, mss));
         counts.push(j - i);
         i = j;
         continue;
