@@ -1,7 +1,8 @@
 /**
  * The thread of bench/wan-clock.ts's PreciseTimer: sleeps until the due time in the shared buffer
  * (Atomics.wait with a fractional timeout, woken early when the main thread sets a new one), then
- * posts one message per due time, at least MIN_GAP_MS apart. Exits when the generation goes negative.
+ * posts one message per due time (at least due[1] ms after the previous one). Exits when the
+ * generation goes negative.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { clockMs } from './wan-clock.js';
@@ -10,13 +11,6 @@ const data = workerData as { readonly generation: SharedArrayBuffer; readonly du
 const generation = new Int32Array(data.generation);
 const due = new Float64Array(data.due);
 const port = parentPort;
-/**
- * The least time between two wake-ups of the event loop. A packet due sooner after the previous
- * wake-up waits for the next one: under a bulk transfer a release then moves a few packets at a
- * time (at most 4000 wake-ups a second, one TUN write each) instead of one packet per wake-up.
- * Sparse packets, such as the idle ping-pong, are released when due.
- */
-const MIN_GAP_MS = 0.25;
 if (port === null) throw new Error('wan-clock-thread runs as a worker thread');
 
 /** The generation whose due time has been reported (reported once; a set() makes a new one). */
@@ -26,7 +20,7 @@ for (;;) {
   const g = Atomics.load(generation, 0);
   if (g < 0) break;
   const now = clockMs();
-  const wait = Math.max(due[0]!, firedAt + MIN_GAP_MS) - now;
+  const wait = Math.max(due[0]!, firedAt + due[1]!) - now;
   if (g !== fired && wait <= 0) {
     fired = g;
     firedAt = now;

@@ -10,9 +10,8 @@
  *
  * This timer sleeps in a worker thread with Atomics.wait, whose timeout is a fraction of a
  * millisecond (a futex with a high-resolution timer), and wakes the event loop with a message when
- * the due time has come: sparse packets leave within tens of microseconds of their schedule, and
- * under load releases come at most every 0.25 ms (bench/wan-clock-thread.ts). The thread blocks,
- * it never spins.
+ * the due time has come: packets leave within tens of microseconds of their schedule. The thread
+ * blocks, it never spins.
  */
 import { Worker } from 'node:worker_threads';
 
@@ -29,18 +28,22 @@ export class PreciseTimer {
   readonly #worker: Worker;
   /** [0]: generation, bumped by every set() (negative: closed); the worker waits on it. */
   readonly #generation: Int32Array;
-  /** [0]: the due time (clockMs), Infinity for none. */
+  /** [0]: the due time (clockMs), Infinity for none; [1]: the least ms between two firings. */
   readonly #due: Float64Array;
+  /** The thread reported a due time since the last notify: it may sleep until the next one. */
+  #fired = false;
+  #referenced = false;
 
   constructor(onDue: () => void) {
     const generation = new SharedArrayBuffer(4);
-    const due = new SharedArrayBuffer(8);
+    const due = new SharedArrayBuffer(16);
     this.#generation = new Int32Array(generation);
     this.#due = new Float64Array(due);
     this.#due[0] = Number.POSITIVE_INFINITY;
     this.#worker = new Worker(new URL('./wan-clock-thread.js', import.meta.url), { workerData: { generation, due } });
     this.#worker.on('message', () => {
-      this.#worker.unref();
+      this.#fired = true;
+      this.#reference(false);
       onDue();
     });
     this.#worker.on('error', (err) => {
@@ -50,21 +53,39 @@ export class PreciseTimer {
     this.#worker.unref();
   }
 
-  /** Fires at `at` (clockMs); Infinity: never (until the next set). */
-  set(at: number): void {
+  #reference(on: boolean): void {
+    if (on === this.#referenced) return;
+    this.#referenced = on;
+    if (on) this.#worker.ref();
+    else this.#worker.unref();
+  }
+
+  /**
+   * Fires at `at` (clockMs); Infinity: never (until the next set). With `pace` > 0 it fires no
+   * sooner than `pace` ms after its previous firing, so that a busy caller handles a batch of due
+   * times per firing instead of one.
+   */
+  set(at: number, pace = 0): void {
     const g = Atomics.load(this.#generation, 0);
     if (g < 0) return;
+    const before = this.#due[0]!;
+    const pacedBefore = this.#due[1]!;
     this.#due[0] = at;
-    if (Number.isFinite(at)) this.#worker.ref();
-    else this.#worker.unref();
+    this.#due[1] = pace;
+    this.#reference(Number.isFinite(at));
     // Only this thread writes the generation; it wraps long before it could turn negative.
     Atomics.store(this.#generation, 0, (g + 1) & 0x3fffffff);
-    Atomics.notify(this.#generation, 0);
+    // The thread sleeps until the earlier due time (and pace) at the latest, and then looks again: it
+    // needs waking only for a sooner time, or when it may be sleeping for good after a report.
+    if (at < before || pace < pacedBefore || this.#fired) {
+      this.#fired = false;
+      Atomics.notify(this.#generation, 0);
+    }
   }
 
   /** Stops the thread. */
   close(): void {
-    this.#worker.unref();
+    this.#reference(false);
     Atomics.store(this.#generation, 0, -1);
     Atomics.notify(this.#generation, 0);
   }

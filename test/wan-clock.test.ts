@@ -1,6 +1,6 @@
 // bench/wan-clock.ts: the WAN emulator's sub-millisecond timer. It must never release a packet
-// before its due time, and a sooner due time must replace a later one (the emulator re-arms it
-// whenever a packet due sooner joins its pipes).
+// before its due time, a sooner due time must replace a later one (the emulator re-arms it
+// whenever a packet due sooner joins its pipes), and a pace must space its firings.
 import test from 'ava';
 import { PreciseTimer, clockMs } from '../bench/wan-clock.js';
 
@@ -45,4 +45,12 @@ test('a sooner due time replaces a later one, and a time already past fires at o
   const past = clockMs() - 5;
   clock.set(past);
   t.true((await next()) >= past);
+});
+
+test('with a pace, it fires no sooner than the pace after its previous firing', async (t) => {
+  const { timer: clock, next } = timer(t);
+  clock.set(clockMs(), 3);
+  const first = await next();
+  clock.set(clockMs(), 3); // due at once, but paced
+  t.true((await next()) >= first + 3);
 });
