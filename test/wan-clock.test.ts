@@ -49,6 +49,8 @@ test('a sooner due time replaces a later one, and a time already past fires at o
 
 test('with a pace, it fires no sooner than the pace after its previous firing', async (t) => {
   const { timer: clock, next } = timer(t);
+  clock.set(clockMs()); // the thread is up once it fired
+  await next();
   const due = clockMs();
   clock.set(due, 3);
   await next(); // the thread fired at `due` or later
