@@ -22,18 +22,30 @@
  * serializer of `rate` Mbit/s (IP bytes; no Ethernet overhead) followed by `delay` ms of
  * propagation; a packet that would wait longer than `queue` ms for the serializer is dropped
  * (drop-tail, a byte limit of rate × queue). A packet from link A to link B goes through A's up
- * pipe, then B's down pipe: it reaches B at the earliest 2 × delay after it left A. Timing uses
- * Node timers, so packets leave up to ~1 ms late and in bursts of about a millisecond's worth;
- * the lateness is measured and reported.
+ * pipe, then B's down pipe: it reaches B at the earliest 2 × delay after it left A. Packets are
+ * released by a sub-millisecond timer thread (bench/wan-clock.ts), not by Node's millisecond
+ * timers, so that they leave when due (tens of microseconds late) instead of on the next
+ * millisecond tick; while more than BUSY_PACKETS wait in the pipes (a bulk transfer), releases come
+ * at most once a millisecond, as Node's timers made them. The lateness is measured and reported.
  *
  * On SIGUSR1 it prints one JSON line of counters (EmuStats: cumulative, the maxima and the mean
  * lateness since the previous line); on SIGTERM/SIGINT it
  * closes the device (the kernel deletes it) and exits. It prints `ready NAME` once the device is up.
  */
-import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { parsePrefix, prefixMask } from '../operators/core/address.js';
 import { TunDevice } from '../src/tun/index.js';
+import { PreciseTimer, clockMs } from './wan-clock.js';
+
+/**
+ * More packets than this in the pipes is a bulk transfer: the emulator then releases at most once
+ * per BUSY_PACE_MS, a batch per TUN write. Releasing each packet on its own at 200 Mbit/s (a wake-up
+ * of the timer thread, a message and a write per packet) tripled the emulator's CPU, which its
+ * real-time priority takes from the tunnels. The idle ping-pong keeps fewer than 20 packets in
+ * flight, and each of its packets leaves when due.
+ */
+const BUSY_PACKETS = 64;
+const BUSY_PACE_MS = 1;
 
 /** Counters of one pipe, cumulative since the start. */
 export interface PipeStats {
@@ -144,6 +156,11 @@ class Pipe {
     this.count++;
     this.packets++;
     this.bytes += length;
+  }
+
+  /** Packets queued. */
+  get size(): number {
+    return this.count;
   }
 
   /** Due time of the first packet, or Infinity when empty. */
@@ -263,7 +280,8 @@ function main(): void {
   let unknown = 0;
   let writeDrops = 0;
   let overwritten = 0;
-  let timer: NodeJS.Timeout | undefined;
+  // Node's own timers would release packets on whole-millisecond ticks (see bench/wan-clock.ts).
+  const timer = new PreciseTimer(release);
   let timerDue = Number.POSITIVE_INFINITY;
 
   const send = (out: Uint8Array[]): void => {
@@ -275,21 +293,21 @@ function main(): void {
 
   const arm = (): void => {
     let due = Number.POSITIVE_INFINITY;
-    for (const p of pipes) due = Math.min(due, p.nextDue);
+    let queued = 0;
+    for (const p of pipes) {
+      due = Math.min(due, p.nextDue);
+      queued += p.size;
+    }
     if (due === timerDue) return;
-    if (timer !== undefined) clearTimeout(timer);
-    timer = undefined;
     timerDue = due;
-    if (due === Number.POSITIVE_INFINITY) return;
-    timer = setTimeout(release, Math.max(0, due - performance.now()));
+    timer.set(due, queued > BUSY_PACKETS ? BUSY_PACE_MS : 0);
   };
 
   // Moves every packet that is due: out of an up pipe into the next (down) pipe at its due time
   // (not now: a late timer does not add to the next link's delay), out of a last pipe onto the device.
   function release(): void {
-    timer = undefined;
     timerDue = Number.POSITIVE_INFINITY;
-    const now = performance.now();
+    const now = clockMs();
     const out: Uint8Array[] = [];
     let moved = true;
     while (moved) {
@@ -319,7 +337,7 @@ function main(): void {
 
   device.read(
     (packets) => {
-      const now = performance.now();
+      const now = clockMs();
       const direct: Uint8Array[] = [];
       for (const packet of packets) {
         if (packet.length < 20 || packet[0]! >> 4 !== 4) {
@@ -368,6 +386,7 @@ function main(): void {
   });
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => {
+      timer.close();
       device.release();
       process.exit(0);
     });

@@ -4,6 +4,7 @@
 // epochs, and what hostile datagrams do: replays, forgeries, truncated ones and strangers are
 // dropped and counted, and only an authenticated datagram moves a member's endpoint.
 import test from 'ava';
+import { createHook, executionAsyncId } from 'node:async_hooks';
 import { createCipheriv, createHmac, type CipherGCMTypes } from 'node:crypto';
 import dgram from 'node:dgram';
 import type { Subscription } from 'rxjs';
@@ -144,6 +145,27 @@ test('a client channel and the hub channel of one session carry packets both way
   t.true(c.arrivals.every((a) => a.hearsUs));
   t.is(client.maxPacket(), atHub.maxPacket(), 'both ends see the same loopback path MTU');
   t.true(client.maxPacket() >= 1400, `loopback carries a 1400-byte packet (maxPacket ${client.maxPacket()})`);
+});
+
+test('idle latency: a send goes to the kernel within the call, and a datagram reaches its channel inside the socket\'s read callback, with no timer, immediate, tick or microtask on the way', async (t) => {
+  // The type of every async resource made from here on, to tell what a callback runs inside.
+  const types = new Map<number, string>();
+  const hook = createHook({ init: (id, type) => void types.set(id, type) }).enable();
+  t.teardown(() => void hook.disable());
+  const hub = await hubSocket(t, 'aes-256-gcm');
+  const atHub = hub.channel(5, SECRET);
+  const client = await clientChannel(t, hub.port, 5, 'aes-256-gcm');
+  const seen: string[] = [];
+  const subs = [
+    atHub.arrivals$.subscribe(() => seen.push(`hub: ${types.get(executionAsyncId()) ?? 'unknown'}`)),
+    client.arrivals$.subscribe(() => seen.push(`client: ${types.get(executionAsyncId()) ?? 'unknown'}`)),
+  ];
+  t.teardown(() => subs.forEach((s) => s.unsubscribe()));
+  t.is(client.send([packet(1)], true), 1, 'the kernel took the datagram before send() returned');
+  await until('the hub hears the client', () => seen.length === 1);
+  t.is(atHub.send([packet(2)], true), 1);
+  await until('the client hears the hub', () => seen.length === 2);
+  t.deepEqual(seen, ['hub: UdpSocket', 'client: UdpSocket'], 'each arrival is emitted from the read callback of the socket (async resource UdpSocket)');
 });
 
 test('rekeying: with a small limit per key, hundreds of packets cross many epochs both ways and none is lost or refused', async (t) => {

@@ -146,6 +146,42 @@ test("a member's data goes over UDP while its path is up, back over TCP once the
   t.true(keepalives.every((k) => k.hearsUs), 'and say the hub hears the member');
 });
 
+// Idle latency (issue 14): nothing on the hub's UDP path waits for a later turn. Each step below
+// is checked inside the very action that starts it, before the scheduler runs anything else, so a
+// deferral of any length (a zero-delay schedule, a batching tick) would leave it unseen.
+test('the hub hands a UDP arrival to its TUN device or member, and a packet for a member to its channel, in the same action', (t) => {
+  const toHub = ipv4Packet('10.0.0.2', '10.0.0.1', bytes(1));
+  const toB = ipv4Packet('10.0.0.2', '10.0.0.3', bytes(2));
+  const toA = ipv4Packet('10.0.0.1', '10.0.0.2', bytes(3));
+  const toA2 = ipv4Packet('10.0.0.3', '10.0.0.2', bytes(4));
+  const seen: Record<string, number> = {};
+  let b!: FakeConnection;
+  hub(t, { until: 100 }, (h) => {
+    h.join(2, '10.0.0.2', ['udp']);
+    b = h.join(3, '10.0.0.3', []);
+    h.at(10, () => h.udp.channels[0]!.arrive([], true)); // the path is up
+    h.at(20, () => {
+      h.udp.channels[0]!.arrive([toHub]);
+      seen['arrival at the TUN'] = h.tun.packets().length;
+    });
+    h.at(30, () => {
+      h.udp.channels[0]!.arrive([toB]);
+      seen['arrival at the other member'] = b.dataPackets().length;
+    });
+    h.at(40, () => {
+      const before = h.udp.channels[0]!.dataPackets().length;
+      h.tun.read(toA);
+      seen['TUN packet on the channel'] = h.udp.channels[0]!.dataPackets().length - before;
+    });
+    h.at(50, () => {
+      const before = h.udp.channels[0]!.dataPackets().length;
+      b.sendData(toA2);
+      seen["other member's packet on the channel"] = h.udp.channels[0]!.dataPackets().length - before;
+    });
+  });
+  t.deepEqual(seen, { 'arrival at the TUN': 1, 'arrival at the other member': 1, 'TUN packet on the channel': 1, "other member's packet on the channel": 1 });
+});
+
 test('-transport tcp on the hub: no UDP socket, no offer, even to members that offer udp', (t) => {
   let a!: FakeConnection;
   let run!: HubRun;
@@ -274,6 +310,25 @@ test("a client takes up the hub's offer: a channel to the hub's address at the o
   t.deepEqual(run.tun.packets(), [in1]);
   t.deepEqual(ofType(run.log, 'transport').map((l) => [l.at, l.event.transport]), [[10, 'udp']]);
   t.true(o.channel.closed, 'the channel closes with the session');
+});
+
+test('a client sends a TUN packet over its channel, and writes a UDP arrival to its TUN device, in the same action', (t) => {
+  const out = ipv4Packet('10.0.0.2', '10.0.0.1', bytes(1));
+  const into = ipv4Packet('10.0.0.1', '10.0.0.2', bytes(2));
+  const seen: Record<string, number> = {};
+  client(t, { until: 100 }, (c) => {
+    c.at(1, () => c.conn.sendWelcome({ ...WELCOME, udp: OFFER }));
+    c.at(10, () => c.udp.opened[0]!.channel.arrive([], true)); // the path is up
+    c.at(20, () => {
+      c.tun.read(out);
+      seen['TUN packet on the channel'] = c.udp.opened[0]!.channel.dataPackets().length;
+    });
+    c.at(30, () => {
+      c.udp.opened[0]!.channel.arrive([into]);
+      seen['arrival at the TUN'] = c.tun.packets().length;
+    });
+  });
+  t.deepEqual(seen, { 'TUN packet on the channel': 1, 'arrival at the TUN': 1 });
 });
 
 test('with TLS the client keys its channel from the TLS exporter; without TLS or a secret it stays on TCP (auto) and says why', (t) => {
