@@ -1,6 +1,7 @@
-// TCPv4 segmentation for the sealing path: the header of segment k of a super-packet (what the
-// kernel's software GSO and operators/core/wire/gso.ts segmentSuper produce, byte for byte) and the
-// Internet checksum they need. Stateless and inline; no N-API.
+// The Internet checksum (RFC 1071) of the native code, and TCPv4 segmentation for the sealing
+// path: the header of segment k of a super-packet (what the kernel's software GSO and
+// operators/core/wire/gso.ts segmentSuper produce, byte for byte). The TUN binding completes
+// checksums with the same sum. Stateless and inline; no N-API.
 #ifndef LWT_NATIVE_TCPSEG_H_
 #define LWT_NATIVE_TCPSEG_H_
 

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "common.h"
+#include "tcpseg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,27 +62,6 @@ constexpr uint8_t VIRTIO_NET_HDR_GSO_ECN = 0x80;
 constexpr size_t kVnetHdr = sizeof(struct virtio_net_hdr);
 static_assert(kVnetHdr == 10, "virtio_net_hdr is 10 bytes");
 
-// One's-complement sum of `len` bytes (big-endian 16-bit words) added to `sum`, unfolded.
-uint64_t SumBytes(const uint8_t* p, size_t len, uint64_t sum) {
-  while (len >= 2) {
-    sum += (static_cast<uint32_t>(p[0]) << 8) | p[1];
-    p += 2;
-    len -= 2;
-  }
-  if (len == 1) sum += static_cast<uint32_t>(p[0]) << 8;
-  return sum;
-}
-
-uint16_t Fold(uint64_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-void Put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-
 // Turns what the kernel read into a packet JS can use, and returns its GSO segment size (0: a
 // plain packet). A plain packet with a partial checksum (NEEDS_CSUM: the field holds the
 // pseudo-header sum) gets its checksum completed, as the kernel would before a NIC without
@@ -93,8 +73,8 @@ uint32_t PrepareRead(const struct virtio_net_hdr& h, uint8_t* pkt, size_t len) {
     size_t ihl = static_cast<size_t>(pkt[0] & 0x0f) * 4;
     if (len >= ihl + 20 && pkt[9] == 6) {
       if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0) {
-        uint64_t sum = SumBytes(pkt + 12, 8, 0) + 6 + (len - ihl);
-        Put16(pkt + ihl + 16, Fold(sum));
+        uint8_t pseudo[4] = {0, 6, static_cast<uint8_t>((len - ihl) >> 8), static_cast<uint8_t>(len - ihl)};
+        lwt::Put16Be(pkt + ihl + 16, lwt::AddSums(lwt::InternetSum(pkt + 12, 8), lwt::InternetSum(pseudo, 4)));
       }
       return h.gso_size;
     }
@@ -103,9 +83,9 @@ uint32_t PrepareRead(const struct virtio_net_hdr& h, uint8_t* pkt, size_t len) {
     size_t start = h.csum_start;
     size_t field = start + h.csum_offset;
     if (field + 2 <= len) {
-      uint16_t c = static_cast<uint16_t>(~Fold(SumBytes(pkt + start, len - start, 0)));
+      uint16_t c = static_cast<uint16_t>(~lwt::InternetSum(pkt + start, len - start));
       if (c == 0 && pkt[9] == 17) c = 0xffff;  // UDP sends a computed zero as all ones
-      Put16(pkt + field, c);
+      lwt::Put16Be(pkt + field, c);
     }
   }
   return 0;
