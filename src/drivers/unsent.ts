@@ -25,7 +25,7 @@ export const UNSENT_UNLIMITED = 0x7fffffff;
 export const RATE_WINDOW_MS = 200;
 
 /** The file descriptor of the TCP connection under `socket` (plain, or a TLS socket over one), when Node exposes it. */
-function tcpFd(socket: net.Socket): number | undefined {
+export function tcpFd(socket: net.Socket): number | undefined {
   type Handle = { readonly fd?: unknown; readonly _parent?: Handle } | null | undefined;
   const s = socket as unknown as { readonly _handle?: Handle; readonly _parent?: { readonly _handle?: Handle } | null };
   for (const h of [s._handle, s._handle?._parent, s._parent?._handle]) if (typeof h?.fd === 'number' && h.fd >= 0) return h.fd;
