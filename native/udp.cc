@@ -744,30 +744,8 @@ Napi::Value SetTcpNotSentLowat(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, now);
 }
 
-// setTcpCongestion(fd, name): TCP_CONGESTION on a TCP socket (a congestion control the machine
-// restricts needs CAP_NET_ADMIN). Returns the name the kernel reports back; throws a system error if
-// it refuses (ENOENT: no such algorithm, EPERM: restricted).
-Napi::Value SetTcpCongestion(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsString()) {
-    return lwt::ThrowType(env, "setTcpCongestion(fd, name)");
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  std::string name = info[1].As<Napi::String>().Utf8Value();
-  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(), name.size()) < 0) {
-    return lwt::ThrowSystemError(env, errno, "setsockopt(TCP_CONGESTION)", "TCP socket");
-  }
-  char now[32] = {0};
-  socklen_t len = sizeof now - 1;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, now, &len) < 0) {
-    return lwt::ThrowSystemError(env, errno, "getsockopt(TCP_CONGESTION)", "TCP socket");
-  }
-  return Napi::String::New(env, std::string(now, strnlen(now, len)));
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
-  exports.Set("setTcpCongestion", Napi::Function::New<SetTcpCongestion>(env, "setTcpCongestion"));
   exports.Set("DatagramBatch", lwt::DatagramBatch::Define(env));
   exports.Set("AeadKey", lwt::AeadKey::Define(env));
   exports.Set("UdpSocket", lwt::UdpSocket::Define(env));

@@ -1,19 +1,16 @@
-// A tunnel TCP connection's send side (src/drivers/net.ts socketConnection): its congestion control
-// (src/drivers/congestion.ts) and Node's writable buffer bounded by time (unsent.buffered), with a
-// drain when a write completes below the bound (docs/performance.md, "Queues").
+// A tunnel TCP connection's send side (src/drivers/net.ts socketConnection): Node's writable buffer
+// bounded by time (unsent.buffered), with a drain when a write completes below the bound
+// (docs/performance.md, "Queues").
 import test from 'ava';
 import net from 'node:net';
 import { once } from 'node:events';
-import { execFile } from 'node:child_process';
 import { firstValueFrom } from 'rxjs';
 import { socketConnection } from '../src/drivers/net.js';
-import { TUNNEL_CONGESTION_CONTROL, useCongestionControl } from '../src/drivers/congestion.js';
 import { BUFFERED_MAX_BYTES, BUFFERED_MIN_BYTES, bufferedFor } from '../src/drivers/unsent.js';
 import { DEADLINE_MS } from './helpers/wait.js';
 
 const LOOPBACK = '127.0.0.1';
 const KIB = 1024;
-const asRoot = process.getuid?.() === 0;
 
 async function plainPair(t: import('ava').ExecutionContext): Promise<{ near: net.Socket; far: net.Socket }> {
   const server = net.createServer({ pauseOnConnect: true });
@@ -30,28 +27,6 @@ async function plainPair(t: import('ava').ExecutionContext): Promise<{ near: net
   });
   return { near, far };
 }
-
-/** The congestion control the kernel reports for `socket`'s connection (`ss -ti`). */
-function kernelCongestion(socket: net.Socket): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    execFile('ss', ['-Htin', `sport = :${socket.localPort}`], (err, stdout) => resolve(err === null ? /\b(cubic|bbr|reno)\b/.exec(stdout)?.[1] : undefined));
-  });
-}
-
-test('every tunnel connection asks for CUBIC, and the kernel uses it', async (t) => {
-  t.is(TUNNEL_CONGESTION_CONTROL, 'cubic');
-  const { near, far } = await plainPair(t);
-  const got = useCongestionControl(near);
-  if (!asRoot && got === undefined) {
-    t.log('not root: a restricted congestion control may be refused, and then the default stays');
-    t.pass();
-    return;
-  }
-  t.is(got, 'cubic');
-  t.is(await kernelCongestion(near), 'cubic');
-  socketConnection(far, 1);
-  t.is(await kernelCongestion(far), 'cubic', 'socketConnection sets it too');
-});
 
 test('bufferedFor: 2 ms of the send rate in 16 KiB steps, between 64 and 512 KiB', (t) => {
   const mbit = (m: number): number => (m * 1e6) / 8 / 1000; // bytes per ms

@@ -4,7 +4,6 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { TLS_EXPORTER_LABEL } from '../udp/channels.js';
 import { UnsentLimit } from './unsent.js';
-import { useCongestionControl } from './congestion.js';
 import { Observable, Subject, type Subscriber } from 'rxjs';
 import type { ConnectionPort, DialerPort, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
@@ -65,7 +64,6 @@ export function remoteOf(socket: net.Socket): string {
  */
 export function socketConnection(socket: net.Socket, id: number, reads?: SharedReads, admitted?: () => void): ConnectionPort {
   socket.setNoDelay(true);
-  useCongestionControl(socket);
   const unsent = new UnsentLimit(socket);
   const drain$ = new Subject<void>();
   let failure: Error | undefined;

@@ -34,7 +34,7 @@ export const BUFFERED_MIN_BYTES = 64 * 1024;
 export const BUFFERED_MAX_BYTES = 512 * 1024;
 
 /** The file descriptor of the TCP connection under `socket` (plain, or a TLS socket over one), when Node exposes it. */
-export function tcpFd(socket: net.Socket): number | undefined {
+function tcpFd(socket: net.Socket): number | undefined {
   type Handle = { readonly fd?: unknown; readonly _parent?: Handle } | null | undefined;
   const s = socket as unknown as { readonly _handle?: Handle; readonly _parent?: { readonly _handle?: Handle } | null };
   for (const h of [s._handle, s._handle?._parent, s._parent?._handle]) if (typeof h?.fd === 'number' && h.fd >= 0) return h.fd;

@@ -73,7 +73,6 @@ export interface NativeUdp {
   AeadKey: new (cipher: string, key: Uint8Array, rawOnly?: boolean) => NativeAeadKey;
   UdpSocket: new (options: NativeUdpSocketOptions) => NativeUdpSocket;
   setTcpNotSentLowat(fd: number, bytes: number): number;
-  setTcpCongestion(fd: number, name: string): string;
 }
 
 let binding: NativeUdp | undefined;
