@@ -375,7 +375,7 @@ class WanBench {
     await this.setLoss(0);
     const cc = await this.host('c1').exec('sysctl', ['-n', 'net.ipv4.tcp_congestion_control'], check);
     this.congestionControl = cc.stdout.trim();
-    say(`TCP congestion control: ${this.o.cc ?? this.congestionControl} for iperf3 and the namespace's default (the CLI picks its own: the table says what ss saw)`);
+    say(`TCP congestion control: ${this.o.cc ?? this.congestionControl} for iperf3 and the namespace's default (the table says what ss saw for the tunnel's connection)`);
   }
 
   /** The congestion control of c1's tunnel TCP connection as the kernel reports it (ss -ti), recorded once per run. */
