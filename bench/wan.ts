@@ -375,11 +375,21 @@ class WanBench {
     await this.setLoss(0);
     const cc = await this.host('c1').exec('sysctl', ['-n', 'net.ipv4.tcp_congestion_control'], check);
     this.congestionControl = cc.stdout.trim();
-    say(`TCP congestion control: ${this.o.cc ?? this.congestionControl} for iperf3, ${this.congestionControl} for the tunnel's TCP connection`);
+    say(`TCP congestion control: ${this.o.cc ?? this.congestionControl} for iperf3 and the namespace's default (the table says what ss saw for the tunnel's connection)`);
+  }
+
+  /** The congestion control of c1's tunnel TCP connection as the kernel reports it (ss -ti), recorded once per run. */
+  private async recordTunnelCongestion(): Promise<void> {
+    if (this.tunnelCongestionControl !== '') return;
+    const r = await this.host('c1').exec('ss', ['-Htin', `dport = :${TUNNEL_PORT}`], { timeoutMs: 5000 });
+    this.tunnelCongestionControl = /\b([a-z0-9_]+)\s+wscale:/.exec(r.stdout)?.[1] ?? '';
+    if (this.tunnelCongestionControl !== '') say(`TCP congestion control of the tunnel's TCP connection: ${this.tunnelCongestionControl}`);
   }
 
   /** The namespaces' default TCP congestion control (the tunnel's own TCP connection; iperf3's too without --cc). */
   congestionControl = '';
+  /** What ss reported for the tunnel's TCP connection ('' until a CLI mode ran). */
+  tunnelCongestionControl = '';
 
   /** Replaces the loss rules: each packet entering from or leaving to an access link is dropped with probability perMille/1000. */
   private async setLoss(perMille: number): Promise<void> {
@@ -531,6 +541,7 @@ class WanBench {
       await client.waitForLine(/joined the virtual LAN as/, 20_000);
       await this.waitPing(HUB_TUNNEL);
       if (udp) await this.waitUdpPath(mode);
+      else await this.recordTunnelCongestion();
     } catch (err) {
       const out = t.procs.map((p) => `--- ${p.label}\n${p.output(20)}`).join('\n');
       await this.stopTunnel(mode, t);
@@ -799,7 +810,7 @@ class WanBench {
         wan: { delayMsPerLink: this.o.delayMs, rateMbitPerLink: this.o.rateMbit, queueMs: this.o.queueMs, lossPerMille: [0, LOSS_1, LOSS_3] },
         pingIntervalMs: PING_INTERVAL_MS,
         realtimeInstruments: this.o.realtime,
-        tcpCongestionControl: { iperf3: this.o.cc ?? this.congestionControl, tunnel: this.congestionControl },
+        tcpCongestionControl: { iperf3: this.o.cc ?? this.congestionControl, tunnel: this.tunnelCongestionControl || this.congestionControl },
         tunnelMtu: TUNNEL_MTU,
         cliTransportFlag: cliHasTransport(),
         ...(this.tlsSettings !== undefined ? { tls: this.tlsSettings } : {}),
@@ -816,7 +827,7 @@ class WanBench {
 // ---------------------------------------------------------------------------------------------
 // the table
 
-function renderTable(rows: readonly Row[], o: Options, cc: string): string {
+function renderTable(rows: readonly Row[], o: Options, cc: { readonly iperf3: string; readonly tunnel: string }): string {
   const withWg = o.modes.includes('wireguard');
   const head = ['figure', 'mode', 'median', 'unit', 'rounds', '× underlay', ...(withWg ? ['× wg'] : [])];
   const out: string[][] = [];
@@ -851,7 +862,7 @@ function renderTable(rows: readonly Row[], o: Options, cc: string): string {
     '',
     `medians of ${o.rounds} round(s), ${o.duration} s per phase; WAN: ${o.delayMs} ms one way and ${o.rateMbit} Mbit/s per link (c1→hub crosses 2 links),`,
     `drop-tail queues of ${o.queueMs} ms, loss per link; ping-pong: UDP, 50/s, c1→hub echo; bulk: iperf3 -c hub from c1, 1 stream;`,
-    `TCP congestion control: iperf3 ${o.cc ?? (cc || '?')}, the tunnel's TCP connection ${cc || '?'};`,
+    `TCP congestion control: iperf3 ${o.cc ?? (cc.iperf3 || '?')}, the tunnel's TCP connection ${cc.tunnel || '?'};`,
     `× underlay / × wg: ratio to the same figure over the bare emulated WAN / through wireguard-go in this run`,
     ...notes,
   );
@@ -885,7 +896,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   const failure = await runBench(bench, say);
   const rows = bench.rows();
-  tableSink.write(`\n${renderTable(rows, o, bench.congestionControl)}`);
+  tableSink.write(`\n${renderTable(rows, o, { iperf3: bench.congestionControl, tunnel: bench.tunnelCongestionControl || bench.congestionControl })}`);
   tableSink.write('\ntargets (issue 14, WAN):\n');
   for (const t of bench.targets()) {
     const state = t.met === null ? 'not measured in this run' : t.met ? 'met' : 'missed';

@@ -32,6 +32,13 @@ export interface WriteSessionOptions {
    * rate until the wait falls below the target. Default 5 ms and 100 ms; `false` turns it off.
    */
   readonly codel?: { readonly targetMs: number; readonly intervalMs: number } | false;
+  /**
+   * A hard limit on a packet's wait (ms): a packet that waited longer is dropped (as `queue-age`)
+   * when it comes to the head, whatever CoDel says. CoDel only tells a sender that backs off on loss
+   * to slow down; against one that does not (BBR) its standing queue could stay up to the packet
+   * limit. Default MAX_WAIT_MS; `false` turns it off.
+   */
+  readonly maxWaitMs?: number | false;
   /** Whose clock times the queue (CoDel); asyncScheduler by default. */
   readonly scheduler?: SchedulerLike;
 }
@@ -39,6 +46,13 @@ export interface WriteSessionOptions {
 /** CoDel's defaults (RFC 8289): the acceptable standing delay, and how long it may be exceeded. */
 export const CODEL_TARGET_MS = 5;
 export const CODEL_INTERVAL_MS = 100;
+/**
+ * The hard limit on a packet's wait in the send queue: twice CoDel's target. CoDel lets a queue
+ * stand above its target for an interval and then drops one packet at a time; a packet that waited
+ * two targets is part of a queue no sender's burst explains, and what it adds to every packet
+ * behind it (a ping beside a bulk transfer) must stay within a few ms.
+ */
+export const MAX_WAIT_MS = 2 * CODEL_TARGET_MS;
 /** Packets written per step of a flush: what waits beyond the connection's high-water mark waits here, timed. */
 const FLUSH_CHUNK = 64;
 
@@ -53,10 +67,13 @@ const MAX_CONTROL_WAITING = 16;
  * packets go out only when no control frame waits, else wait in a queue of `limit` packets
  * (copied, since views may point into reused buffers) where newer ones are dropped when it is full
  * (tail drop), and are bounded by time too (CoDel: a queue that stands above 5 ms for 100 ms
- * loses its oldest packets, counted as `queue-delay`, until it stops standing). Nothing is written
- * while the connection is above its high-water mark; what waits goes out as `drain$` fires,
- * control first, data in chunks of 64 packets for as long as the connection takes them (so a
- * standing queue stays here, where it is timed, not in the socket's buffer); control frames still
+ * loses its oldest packets, counted as `queue-delay`, until it stops standing) and by a hard limit
+ * (a packet that waited longer than `maxWaitMs`, 10 ms, is dropped at the head as `queue-age`).
+ * Nothing is written while the connection is above its high-water mark, and no write is larger
+ * than the connection's `room` (but at least one packet): the rest of a batch waits here; what
+ * waits goes out as `drain$` fires, control first, data in chunks of at most 64 packets and `room`
+ * bytes for as long as the connection takes them (so a standing queue stays here, where it is
+ * timed, not in the socket's buffer); control frames still
  * waiting at unsubscribe are written then (a REJECT before the close). Large batches are encoded into a reused slab,
  * freed as soon as the connection holds none of it (`pendingBytes`). Emits the packets dropped (as
  * `queue-full` per input batch that lost any, as `queue-delay` per flush that dropped any);
@@ -69,6 +86,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
   const { sink, encoding, limit, gauge, sent } = options;
   const scheduler = options.scheduler ?? asyncScheduler;
   const codel = options.codel === false ? undefined : (options.codel ?? { targetMs: CODEL_TARGET_MS, intervalMs: CODEL_INTERVAL_MS });
+  const maxWait = options.maxWaitMs === false ? Number.POSITIVE_INFINITY : (options.maxWaitMs ?? MAX_WAIT_MS);
   return (source) =>
     new Observable<DropCounts>((subscriber) => {
       const lane: { frame: Uint8Array; key: string | undefined }[] = [];
@@ -83,6 +101,24 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         const bytes = encodePackets(packets, encoding, slab.take);
         if (bytes !== undefined) sink.write(bytes);
         sent?.(packets, packets.length);
+      };
+      /** How many packets from `from` on fit the connection's room (at least one). */
+      const fitting = (packets: PacketBatch, from: number): number => {
+        const room = sink.room;
+        if (room === undefined) return packets.length - from;
+        let i = from + 1;
+        for (let bytes = packets[from]!.length; i < packets.length && bytes + packets[i]!.length <= room; i++) bytes += packets[i]!.length;
+        return i - from;
+      };
+      /** Writes packets from the head of `packets` while the connection takes them, at most `room` bytes per write; returns how many went. */
+      const writeWhileTaken = (packets: PacketBatch): number => {
+        let at = 0;
+        while (at < packets.length && !sink.needsDrain) {
+          const n = fitting(packets, at);
+          writeData(at === 0 && n === packets.length ? packets : packets.slice(at, at + n));
+          at += n;
+        }
+        return at;
       };
       /**
        * CoDel's verdict on the head packet (RFC 8289 section 5, `dodequeue` and the control law):
@@ -112,19 +148,32 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         state.dropNext = now + codel.intervalMs / Math.sqrt(state.count);
         return true;
       };
-      /** Takes up to `max` packets from the head of the queue, dropping those CoDel says to (counted). */
+      /**
+       * Takes up to `max` packets and the connection's room in bytes (at least one packet) from the
+       * head of the queue, dropping those that waited past the hard limit and those CoDel says to (counted).
+       */
       const dequeue = (max: number): Uint8Array[] => {
         const now = scheduler.now();
+        const room = sink.room ?? Number.POSITIVE_INFINITY;
         const out: Uint8Array[] = [];
+        let bytes = 0;
+        let aged = 0;
         let dropped = 0;
         let i = 0;
         for (; i < queue.length && out.length < max; i++) {
-          if (codelDrops(now, now - arrived[i]!)) dropped++;
-          else out.push(queue[i]!);
+          const sojourn = now - arrived[i]!;
+          if (sojourn > maxWait) aged++;
+          else if (codelDrops(now, sojourn)) dropped++;
+          else {
+            const size = queue[i]!.length;
+            if (out.length > 0 && bytes + size > room) break;
+            out.push(queue[i]!);
+            bytes += size;
+          }
         }
         queue = i === queue.length ? [] : queue.slice(i);
         arrived = i === arrived.length ? [] : arrived.slice(i);
-        if (dropped > 0) subscriber.next({ 'queue-delay': dropped });
+        if (aged > 0 || dropped > 0) subscriber.next({ ...(aged > 0 ? { 'queue-age': aged } : {}), ...(dropped > 0 ? { 'queue-delay': dropped } : {}) });
         return out;
       };
       /** Writes what waits, control first, data in chunks while the connection takes it; true when nothing waits any more. */
@@ -174,20 +223,18 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
           }
           const packets = item.packets;
           if (packets.length === 0) return;
-          if (lane.length === 0 && queue.length === 0 && !sink.needsDrain) {
-            writeData(packets);
-            return;
-          }
-          const room = limit - queue.length;
-          const keep = Math.max(0, Math.min(room, packets.length));
+          const written = lane.length === 0 && queue.length === 0 ? writeWhileTaken(packets) : 0;
+          if (written === packets.length) return;
+          const free = limit - queue.length;
+          const keep = Math.max(0, Math.min(free, packets.length - written));
           const now = scheduler.now();
-          for (let i = 0; i < keep; i++) {
+          for (let i = written; i < written + keep; i++) {
             queue.push(copyPacket(packets[i]!));
             arrived.push(now);
           }
           if (gauge !== undefined) gauge.depth = queue.length;
           awaitDrain();
-          if (keep < packets.length) subscriber.next({ 'queue-full': packets.length - keep });
+          if (written + keep < packets.length) subscriber.next({ 'queue-full': packets.length - written - keep });
         },
         error: (e) => subscriber.error(e),
         complete: () => subscriber.complete(),

@@ -12,6 +12,7 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   'spoofed-source': true,
   'queue-full': true,
   'queue-delay': true,
+  'queue-age': true,
   'not-ipv4': true,
   'malformed-ipv4': true,
   'too-big': true,

@@ -362,13 +362,14 @@ test('while the connection needs drain, packets for the hub queue up to sendQueu
     c.dialer.then({ connect: conn });
     c.at(1, () => conn.sendWelcome(WELCOME));
     c.at(2, () => conn.block());
-    c.at(5, () => c.tun.read(p(1), p(2), p(3)));
-    c.at(6, () => c.tun.read(p(4), p(5), p(6)));
-    c.at(7, () => t.deepEqual(conn.dataPackets(), [], 'nothing is written while the connection needs drain'));
+    // The packets come within the send queue's 10 ms limit of the drain (older ones would go as queue-age).
+    c.at(11_995, () => c.tun.read(p(1), p(2), p(3)));
+    c.at(11_996, () => c.tun.read(p(4), p(5), p(6)));
+    c.at(11_997, () => t.deepEqual(conn.dataPackets(), [], 'nothing is written while the connection needs drain'));
     c.at(12_000, () => conn.drain());
     c.at(12_001, () => c.tun.read(p(7)));
     c.at(5_000, () => conn.sendKeepalive());
-    c.expectEvents(['drops'], '------d', { d: { type: 'drops', who: 'hub', drops: { 'queue-full': 2 } } });
+    c.expectEvents(['drops'], '11996ms d', { d: { type: 'drops', who: 'hub', drops: { 'queue-full': 2 } } });
   });
   t.deepEqual(conn.dataPackets(), [p(1), p(2), p(3), p(4), p(7)]);
   t.deepEqual(

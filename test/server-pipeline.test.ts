@@ -606,10 +606,11 @@ test('while a member connection needs drain its packets queue up to sendQueueSiz
     const a = h.join(1, '10.0.0.2');
     b = h.join(2, '10.0.0.3');
     h.at(5, () => b.block());
-    h.at(6, () => h.tun.read(toB(1), toB(2), toB(3)));
-    h.at(7, () => a.sendData(fromA(4), fromA(5), fromA(6)));
-    h.at(8, () => h.tun.read(toB(7)));
-    h.at(9, () => {
+    // The packets come within the send queue's 10 ms limit of the drain (older ones would go as queue-age).
+    h.at(14_995, () => h.tun.read(toB(1), toB(2), toB(3)));
+    h.at(14_996, () => a.sendData(fromA(4), fromA(5), fromA(6)));
+    h.at(14_997, () => h.tun.read(toB(7)));
+    h.at(14_998, () => {
       t.deepEqual(b.dataPackets(), [], 'nothing is written while the connection needs drain');
     });
     h.at(15_000, () => b.drain());
@@ -618,7 +619,7 @@ test('while a member connection needs drain its packets queue up to sendQueueSiz
       h.at(ms, () => a.sendKeepalive());
       h.at(ms, () => b.sendKeepalive());
     }
-    h.expectEvents(['drops', 'left'], '-------ab', {
+    h.expectEvents(['drops', 'left'], '14996ms ab', {
       a: drops('10.0.0.3', { 'queue-full': 2 }),
       b: drops('10.0.0.3', { 'queue-full': 1 }),
     });

@@ -141,13 +141,18 @@ class SlowSink extends Sink {
 }
 
 /** Feeds 100 packets every 10 ms and lets the sink take one chunk every 10 ms, until `until`; returns the drops seen and their times. */
-function standingQueue(t: Parameters<typeof marbles>[0], codel: boolean, until: number): { at: number; drops: Record<string, number> }[] {
+function standingQueue(
+  t: Parameters<typeof marbles>[0],
+  codel: boolean,
+  until: number,
+  maxWaitMs: number | false = false,
+): { at: number; drops: Record<string, number> }[] {
   const seen: { at: number; drops: Record<string, number> }[] = [];
   marbles(t, (_h, scheduler) => {
     const sink = new SlowSink();
     sink.needsDrain = true;
     const items = new Subject<Outgoing>();
-    const sub = items.pipe(writeSession({ sink, encoding, limit: 100_000, scheduler, ...(codel ? {} : { codel: false }) })).subscribe((d) => seen.push({ at: scheduler.now(), drops: d }));
+    const sub = items.pipe(writeSession({ sink, encoding, limit: 100_000, scheduler, maxWaitMs, ...(codel ? {} : { codel: false }) })).subscribe((d) => seen.push({ at: scheduler.now(), drops: d }));
     for (let ms = 0; ms < until; ms += 10) {
       scheduler.schedule(() => items.next(data(...Array.from({ length: 100 }, (_, i) => i))), ms);
       scheduler.schedule(() => sink.drain(), ms + 5);
@@ -168,4 +173,86 @@ test('CoDel: a queue that stands above 5 ms for 100 ms loses its oldest packets 
 
 test('CoDel off: the same standing queue only grows (no queue-delay drops)', (t) => {
   t.deepEqual(standingQueue(t, false, 400), []);
+});
+
+test('the hard wait limit: a packet that waited more than 10 ms is dropped at the head as queue-age, with CoDel off too; younger ones go out', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    // a, b arrive at 1 and 3 ms; the drain comes at 13 ms: a waited 12 ms (dropped), b 10 ms (written).
+    const items = cold('-a-b-', { a: data(1), b: data(2) });
+    const drain = cold('-------------d', { d: undefined });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10, codel: false }))).toBe('-------------x', { x: { 'queue-age': 1 } });
+    drain.subscribe(() => sink.drain());
+    flush();
+  });
+  t.deepEqual(sink.written, ['D2']);
+});
+
+test('a standing queue is bounded by the hard limit: nothing waits beyond 10 ms, the excess goes as queue-age, no queue-full', (t) => {
+  const seen = standingQueue(t, false, 200, 10);
+  const aged = seen.reduce((n, s) => n + (s.drops['queue-age'] ?? 0), 0);
+  t.true(aged > 0, 'the hard limit dropped');
+  t.true(seen[0]!.at > 10, `nothing before a packet could have waited 10 ms: first at ${seen[0]!.at}`);
+  t.deepEqual(seen.filter((s) => s.drops['queue-full'] !== undefined || s.drops['queue-delay'] !== undefined), []);
+});
+
+test('the hard limit off: the same standing queue is only CoDel\u2019s', (t) => {
+  t.deepEqual(standingQueue(t, false, 200, false), []);
+});
+
+/** A sink that takes `room` bytes before it is above its mark, and empties at drain. */
+class RoomSink extends Sink {
+  readonly sizes: number[] = [];
+  constructor(private readonly capacity: number) {
+    super();
+  }
+
+  get room(): number {
+    return this.capacity - this.pendingBytes;
+  }
+
+  override write(chunk: Uint8Array): boolean {
+    super.write(chunk);
+    this.sizes.push(chunk.length);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= this.capacity) this.needsDrain = true;
+    return !this.needsDrain;
+  }
+
+  override drain(): void {
+    this.pendingBytes = 0;
+    super.drain();
+  }
+}
+
+test('no write is larger than the connection\u2019s room (but at least a packet): the rest of a batch waits in the timed queue, not in the send buffer', (t) => {
+  // Packets of 21 bytes (20 + one payload byte): a room of 50 bytes takes two per write and is then full.
+  const sink = new RoomSink(50);
+  const gauge = { depth: 0 };
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    expectObservable(cold('-a-', { a: data(1, 2, 3, 4, 5) }).pipe(writeSession({ sink, encoding, limit: 10, gauge }))).toBe('---');
+    flush();
+    t.deepEqual(sink.written, ['D1', 'D2'], 'one write of what fits');
+    t.is(gauge.depth, 3, 'the rest waits in the queue');
+    sink.drain();
+    t.deepEqual(sink.written, ['D1', 'D2', 'D3', 'D4']);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2', 'D3', 'D4', 'D5']);
+  t.is(sink.sizes.length, 3, 'three writes');
+  const framed = sink.sizes.at(-1)!; // the last write carried one packet
+  t.deepEqual(sink.sizes, [2 * framed, 2 * framed, framed], 'two framed packets per write at most');
+  t.is(gauge.depth, 0);
+});
+
+test('a room smaller than one packet still takes one packet per write (no stall)', (t) => {
+  const sink = new RoomSink(10);
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    expectObservable(cold('-a-', { a: data(1, 2) }).pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('---');
+    flush();
+    t.deepEqual(sink.written, ['D1']);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2']);
 });

@@ -36,6 +36,12 @@ export interface ByteSink {
   readonly needsDrain: boolean;
   /** Bytes written but not yet handed to the kernel; 0 means no chunk it was given is still referenced. Absent: unknown. */
   readonly pendingBytes?: number;
+  /**
+   * Bytes it takes now before it is above its high-water mark (≤ 0 while above it). A writer that
+   * knows it writes no more than this (at least one packet) at a time, so that what does not fit
+   * waits in its own timed queue, not in the send buffer. Absent: no such limit.
+   */
+  readonly room?: number;
   /** Emits each time the send buffer has drained below its high-water mark. */
   readonly drain$: Observable<void>;
 }
@@ -47,6 +53,7 @@ export type DropReason =
   | 'spoofed-source' // a member sent a packet whose source is not its own address
   | 'queue-full' // a bounded queue was full
   | 'queue-delay' // a queue stood above its delay target too long (CoDel dropped the oldest)
+  | 'queue-age' // a packet waited in a queue longer than its hard time limit (dropped when it came to the head)
   | 'not-ipv4' // not an IPv4 packet, or shorter than an IPv4 header
   | 'malformed-ipv4' // an IPv4 header whose length fields lie past the packet's bytes
   | 'too-big' // larger than the receiver takes, with DF set (the sender gets ICMP fragmentation-needed)

@@ -70,7 +70,17 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
   let ended = false;
   let sink: { error(e: Error): void; complete(): void } | undefined;
   let closeTimer: NodeJS.Timeout | undefined;
-  socket.on('drain', () => drain$.next());
+  // Node's writable buffer is bounded by time (unsent.buffered: about 2 ms of the send rate), not
+  // by its high-water mark: `needsDrain` says when it holds that much, and drain$ fires when a write
+  // completes and leaves it below again (Node's own 'drain' comes only for its high-water mark).
+  let above = false;
+  const written = (): void => {
+    if (above && socket.writableLength < unsent.buffered) {
+      above = false;
+      drain$.next();
+    }
+  };
+  socket.on('drain', written);
   socket.on('error', (err) => {
     failure = err;
     sink?.error(err);
@@ -121,10 +131,16 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
     write: (chunk) => {
       if (socket.destroyed || !socket.writable) return false;
       unsent.wrote(chunk.byteLength);
-      return socket.write(chunk);
+      socket.write(chunk, written);
+      if (socket.writableLength >= unsent.buffered) above = true;
+      return !above;
     },
     get needsDrain() {
-      return socket.writableNeedDrain;
+      if (socket.writableLength >= unsent.buffered) above = true;
+      return above;
+    },
+    get room() {
+      return unsent.buffered - socket.writableLength;
     },
     get pendingBytes() {
       return socket.writableLength;
