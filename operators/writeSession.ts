@@ -33,10 +33,11 @@ export interface WriteSessionOptions {
    */
   readonly codel?: { readonly targetMs: number; readonly intervalMs: number } | false;
   /**
-   * A hard limit on a packet's wait (ms): a packet that waited longer is dropped (as `queue-age`)
-   * when it comes to the head, whatever CoDel says. CoDel only tells a sender that backs off on loss
-   * to slow down; against one that does not (BBR) its standing queue could stay up to the packet
-   * limit. Default MAX_WAIT_MS; `false` turns it off.
+   * A hard limit on a packet's wait (ms): while the queue stands (CoDel's verdict: above its target
+   * for an interval; always, with CoDel off), a packet that waited longer is dropped (as `queue-age`)
+   * when it comes to the head. CoDel drops one packet at a time, which only slows a sender that
+   * backs off on loss; against one that does not (BBR) its standing queue could stay up to the
+   * packet limit. Bursts shorter than an interval pass. Default MAX_WAIT_MS; `false` turns it off.
    */
   readonly maxWaitMs?: number | false;
   /** Whose clock times the queue (CoDel); asyncScheduler by default. */
@@ -47,10 +48,10 @@ export interface WriteSessionOptions {
 export const CODEL_TARGET_MS = 5;
 export const CODEL_INTERVAL_MS = 100;
 /**
- * The hard limit on a packet's wait in the send queue: twice CoDel's target. CoDel lets a queue
- * stand above its target for an interval and then drops one packet at a time; a packet that waited
- * two targets is part of a queue no sender's burst explains, and what it adds to every packet
- * behind it (a ping beside a bulk transfer) must stay within a few ms.
+ * The hard limit on a packet's wait in a standing send queue: twice CoDel's target. CoDel lets a
+ * queue stand above its target for an interval and then drops one packet at a time; once it
+ * stands, a packet that waited two targets goes, so what the queue adds to every packet behind it
+ * (a ping beside a bulk transfer) stays within a few ms.
  */
 export const MAX_WAIT_MS = 2 * CODEL_TARGET_MS;
 /** Packets written per step of a flush: what waits beyond the connection's high-water mark waits here, timed. */
@@ -68,7 +69,8 @@ const MAX_CONTROL_WAITING = 16;
  * (copied, since views may point into reused buffers) where newer ones are dropped when it is full
  * (tail drop), and are bounded by time too (CoDel: a queue that stands above 5 ms for 100 ms
  * loses its oldest packets, counted as `queue-delay`, until it stops standing) and by a hard limit
- * (a packet that waited longer than `maxWaitMs`, 10 ms, is dropped at the head as `queue-age`).
+ * (once the queue stands, a packet that waited longer than `maxWaitMs`, 10 ms, is dropped at the
+ * head as `queue-age`).
  * Nothing is written while the connection is above its high-water mark, and no write is larger
  * than the connection's `room` (but at least one packet): the rest of a batch waits here; what
  * waits goes out as `drain$` fires, control first, data in chunks of at most 64 packets and `room`
@@ -93,7 +95,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
       let queue: Uint8Array[] = [];
       /** When each queued packet arrived (scheduler time), parallel to `queue`. */
       let arrived: number[] = [];
-      const state = { firstAbove: 0, dropNext: 0, count: 0, lastCount: 0, dropping: false };
+      const state = { firstAbove: 0, dropNext: 0, count: 0, lastCount: 0, dropping: false, standing: false };
       const slab = new Slab(() => sink.pendingBytes === 0);
       let drains: Subscription | undefined;
 
@@ -130,6 +132,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         if (sojourn < codel.targetMs || queue.length <= 1) state.firstAbove = 0;
         else if (state.firstAbove === 0) state.firstAbove = now + codel.intervalMs;
         else if (now >= state.firstAbove) okToDrop = true;
+        state.standing = okToDrop;
         if (state.dropping) {
           if (!okToDrop) {
             state.dropping = false;
@@ -162,8 +165,11 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         let i = 0;
         for (; i < queue.length && out.length < max; i++) {
           const sojourn = now - arrived[i]!;
-          if (sojourn > maxWait) aged++;
-          else if (codelDrops(now, sojourn)) dropped++;
+          if (codelDrops(now, sojourn)) dropped++;
+          // The hard limit acts on a standing queue (CoDel's verdict: above the target for an
+          // interval), not on a burst: a batch of 64 KiB super-packets may take over 10 ms to leave
+          // on a fast link, and dropping its tail would cost 45 segments each.
+          else if (sojourn > maxWait && (codel === undefined || state.standing)) aged++;
           else {
             const size = queue[i]!.length;
             if (out.length > 0 && bytes + size > room) break;

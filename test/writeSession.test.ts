@@ -197,6 +197,27 @@ test('a standing queue is bounded by the hard limit: nothing waits beyond 10 ms,
   t.deepEqual(seen.filter((s) => s.drops['queue-full'] !== undefined || s.drops['queue-delay'] !== undefined), []);
 });
 
+test('with CoDel on, the hard limit spares a burst: a batch that waited 50 ms once (super-packets on a fast link) all goes out', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a', { a: data(1, 2, 3, 4, 5) });
+    const drain = cold('-' + '-'.repeat(50) + 'd', { d: undefined });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('');
+    drain.subscribe(() => sink.drain());
+    flush();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2', 'D3', 'D4', 'D5']);
+});
+
+test('with CoDel on, the hard limit acts once the queue has stood for an interval: no queue-age before 100 ms, then it bounds the wait', (t) => {
+  const seen = standingQueue(t, true, 400, 10);
+  const aged = seen.filter((s) => (s.drops['queue-age'] ?? 0) > 0);
+  t.true(aged.length > 0, 'the hard limit dropped');
+  t.true(aged[0]!.at >= 100, `not before the interval: first at ${aged[0]!.at}`);
+  t.deepEqual(seen.filter((s) => s.drops['queue-full'] !== undefined), []);
+});
+
 test('the hard limit off: the same standing queue is only CoDel\u2019s', (t) => {
   t.deepEqual(standingQueue(t, false, 200, false), []);
 });
