@@ -161,7 +161,6 @@ test('backpressure: with a reader that does not read, needsDrain turns true; dra
   t.true(refused, 'write() returns false once the peer stops reading');
   t.true(server.needsDrain);
   t.true((server.pendingBytes ?? 0) > SOCKET_HIGH_WATER_MARK);
-  t.true((server.room ?? 1) < 0, 'no room while above the mark');
   await sleep(200);
   t.is(drained, 0, 'no drain while the peer does not read');
   let got = 0;
@@ -169,7 +168,6 @@ test('backpressure: with a reader that does not read, needsDrain turns true; dra
   socket.resume();
   await waitUntil(() => drained > 0, 'drain$ to emit once the peer reads');
   t.false(server.needsDrain);
-  t.true((server.room ?? 0) >= 0, 'room again once below it');
   await waitUntil(() => got === sent, () => `the peer to read all ${sent} bytes (${got} so far)`);
   await waitUntil(() => server.pendingBytes === 0, () => `pendingBytes to be 0 (${server.pendingBytes})`);
 });

@@ -176,11 +176,6 @@ class WorkerConnection implements ConnectionPort {
     return this.inFlight;
   }
 
-  /** What a write may add before the messages to the worker and its socket hold SOCKET_HIGH_WATER_MARK (the writer sends no more at once). */
-  get room(): number {
-    return SOCKET_HIGH_WATER_MARK - this.inFlight;
-  }
-
   write(chunk: Uint8Array): boolean {
     if (this.gone) return false;
     // A copy: the caller may reuse `chunk`'s memory once pendingBytes is 0, so its buffer is never transferred.
