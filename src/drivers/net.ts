@@ -70,17 +70,7 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
   let ended = false;
   let sink: { error(e: Error): void; complete(): void } | undefined;
   let closeTimer: NodeJS.Timeout | undefined;
-  // Node's writable buffer is bounded by time (unsent.buffered: about 2 ms of the send rate), not
-  // by its high-water mark: `needsDrain` says when it holds that much, and drain$ fires when a write
-  // completes and leaves it below again (Node's own 'drain' comes only for its high-water mark).
-  let above = false;
-  const written = (): void => {
-    if (above && socket.writableLength < unsent.buffered) {
-      above = false;
-      drain$.next();
-    }
-  };
-  socket.on('drain', written);
+  socket.on('drain', () => drain$.next());
   socket.on('error', (err) => {
     failure = err;
     sink?.error(err);
@@ -131,16 +121,10 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
     write: (chunk) => {
       if (socket.destroyed || !socket.writable) return false;
       unsent.wrote(chunk.byteLength);
-      socket.write(chunk, written);
-      if (socket.writableLength >= unsent.buffered) above = true;
-      return !above;
+      return socket.write(chunk);
     },
     get needsDrain() {
-      if (socket.writableLength >= unsent.buffered) above = true;
-      return above;
-    },
-    get room() {
-      return unsent.buffered - socket.writableLength;
+      return socket.writableNeedDrain;
     },
     get pendingBytes() {
       return socket.writableLength;

@@ -23,15 +23,6 @@ export const UNSENT_MAX_BYTES = 2 * 1024 * 1024;
 export const UNSENT_UNLIMITED = 0x7fffffff;
 /** How long a window of writes the send rate is measured over. */
 export const RATE_WINDOW_MS = 200;
-/**
- * The time Node's own writable buffer, in front of the kernel, may hold at the connection's send
- * rate: beyond it the session queues (and times) what it would have written.
- */
-export const BUFFERED_TARGET_MS = 2;
-/** The least (and first) bound on Node's writable buffer: one super-packet and a little more. */
-export const BUFFERED_MIN_BYTES = 64 * 1024;
-/** The largest bound on Node's writable buffer (a fast link's writes stay this large at most). */
-export const BUFFERED_MAX_BYTES = 512 * 1024;
 
 /** The file descriptor of the TCP connection under `socket` (plain, or a TLS socket over one), when Node exposes it. */
 function tcpFd(socket: net.Socket): number | undefined {
@@ -59,24 +50,14 @@ export function unsentFor(bytesPerMs: number): number {
   return want > UNSENT_MAX_BYTES ? UNSENT_UNLIMITED : Math.max(UNSENT_MIN_BYTES, want);
 }
 
-/** The bound on Node's writable buffer for a connection that sends `bytesPerMs`: BUFFERED_TARGET_MS of it in 16 KiB steps, within BUFFERED_MIN_BYTES..BUFFERED_MAX_BYTES. */
-export function bufferedFor(bytesPerMs: number): number {
-  const step = 16 * 1024;
-  const want = Math.ceil((bytesPerMs * BUFFERED_TARGET_MS) / step) * step;
-  return Math.min(BUFFERED_MAX_BYTES, Math.max(BUFFERED_MIN_BYTES, want));
-}
-
 /**
  * A connection's unsent limit, kept to its send rate: set to UNSENT_MIN_BYTES at once, then, at the
  * first write after each RATE_WINDOW_MS of writes, to unsentFor(the window's rate) when that differs
- * by more than a quarter (one setsockopt; idle connections cost nothing). `buffered`, the bound on
- * Node's writable buffer above the kernel, follows the same rate (bufferedFor).
+ * by more than a quarter (one setsockopt; idle connections cost nothing).
  */
 export class UnsentLimit {
   /** The limit the kernel holds now (undefined: it could not be set, and is left alone). */
   current: number | undefined;
-  /** Bytes Node's writable buffer may hold for this connection now. */
-  buffered = BUFFERED_MIN_BYTES;
   private windowStart: number;
   private windowBytes = 0;
 
@@ -88,18 +69,16 @@ export class UnsentLimit {
     this.windowStart = now();
   }
 
-  /** Counts `bytes` handed to the socket; may adjust the limits. */
+  /** Counts `bytes` handed to the socket; may adjust the limit. */
   wrote(bytes: number): void {
+    if (this.current === undefined) return;
     this.windowBytes += bytes;
     const t = this.now();
     const elapsed = t - this.windowStart;
     if (elapsed < RATE_WINDOW_MS) return;
-    const rate = this.windowBytes / elapsed;
+    const want = unsentFor(this.windowBytes / elapsed);
     this.windowStart = t;
     this.windowBytes = 0;
-    this.buffered = bufferedFor(rate);
-    if (this.current === undefined) return;
-    const want = unsentFor(rate);
     if (Math.abs(want - this.current) * 4 <= this.current) return;
     this.current = limitUnsent(this.socket, want) ?? this.current;
   }
