@@ -2,17 +2,17 @@
 // (admission.ts) says so, and then forwards its packets as the forwarding policy (forwarding.ts)
 // decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
 // admission deadline) is one `left` event, and membership hears it once.
-import { Observable, Subject, catchError, connect, defer, filter, finalize, map, merge, mergeMap, of, share, switchMap, take, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { Observable, Subject, catchError, defer, finalize, merge, mergeMap, of, switchMap, take, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix } from '../operators/core/address.js';
-import { addDrop, type DropCounts, type RoutedBatch } from '../operators/core/packet.js';
+import { addDrop, type DropCounts, type DropReason, type PacketBatch, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { ControlDecodeError, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
-import { isolate } from '../operators/isolate.js';
+import { isolateBatch } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
 import { emitEach } from '../operators/emitEach.js';
-import { route } from '../operators/route.js';
+import { routeBatch } from '../operators/route.js';
 import { admit, type AdmissionSettings, type Claim } from './admission.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import { REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
@@ -188,11 +188,24 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       return { id: udpId, port: hub.port, cipher: hub.cipher, ...(conn.tlsSecret === undefined ? { secret } : {}) };
     };
 
-    /** What the member's UDP link reports besides packets: its drops and its transport changes. */
+    /**
+     * The member's packets (over TCP, or UDP once its path is up): routed by the forwarding policy,
+     * its broadcasts handed to its replication stage, isolated, delivered; what was dropped, as one
+     * event. Plain calls per batch, not a chain of operators: every idle member would keep one.
+     */
+    const decide = (dst: number, packet: Uint8Array): Decision | DropReason => policy.fromMember(member, dst, packet);
+    const forward = (packets: PacketBatch): ServerEvent[] => {
+      const routed = takeReplicable(routeBatch(packets, decide), member, broadcasts$);
+      const rb = policy.isolating() ? isolateBatch(routed, policy.isPeer) : routed;
+      ctx.deliver(rb);
+      return rb.drops === undefined ? [] : [dropsEvent(who(), rb.drops)];
+    };
+
+    /** What the member's UDP link reports: packets to forward, its drops and its transport changes. */
     const onLink = (e: LinkEvent): ServerEvent[] => {
       switch (e.kind) {
         case 'packets':
-          return [];
+          return forward(e.packets);
         case 'drops':
           return [dropsEvent(who(), e.drops)];
         case 'transport':
@@ -216,61 +229,34 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       }
     };
 
-    // The member's data path is built when it joins: a connection that never becomes a member
-    // (most of a flood) costs only its peer session and the small handler below. Data before the
-    // join is `unregistered` (a 0.0.1-era client's first packet joins it first, via learnSource).
+    // A connection that never becomes a member (most of a flood) costs only its peer session and
+    // the small handler below. Data before the join is `unregistered` (a 0.0.1-era client's first
+    // packet joins it first, via learnSource); a member's data is forwarded as it arrives.
     const items$ = peer.items$.pipe(
       learnSource<PeerItem>(),
-      connect((shared$) =>
-        merge(
-          joined$.pipe(
-            take(1),
-            switchMap(() => {
-              // Its packets arrive over TCP and, once its UDP path is up, over UDP: one data path.
-              // (A member without a UDP link gets none of the link's stages: idle members are many.)
-              const fromTcp$ = shared$.pipe(
-                filter((i): i is Extract<PeerItem, { kind: 'data' }> => i.kind === 'data'),
-                map((i) => i.packets),
-              );
-              const link$ = peer.link?.events$.pipe(share());
-              const packets$ =
-                link$ === undefined
-                  ? fromTcp$
-                  : merge(
-                      fromTcp$,
-                      link$.pipe(
-                        filter((e): e is Extract<LinkEvent, { kind: 'packets' }> => e.kind === 'packets'),
-                        map((e) => e.packets),
-                      ),
-                    );
-              const forwarded$ = packets$.pipe(
-                route<Decision>((dst, packet) => policy.fromMember(member, dst, packet)),
-                map((rb) => takeReplicable(rb, member, broadcasts$)),
-                isolate<Target>(policy.isolating, policy.isPeer),
-                tap((rb) => ctx.deliver(rb)),
-                filter((rb) => rb.drops !== undefined),
-                map((rb) => dropsEvent(who(), rb.drops!)),
-              );
-              const replicated$ = ctx.replicating(broadcasts$, who);
-              return link$ === undefined ? merge(forwarded$, replicated$) : merge(forwarded$, link$.pipe(emitEach(onLink)), replicated$);
-            }),
-          ),
-          shared$.pipe(
-            emitEach((i): ServerEvent[] => {
-              switch (i.kind) {
-                case 'learned':
-                  return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
-                case 'control':
-                  return onControl(i);
-                case 'send-drops':
-                  return [dropsEvent(who(), i.drops)];
-                case 'data':
-                  return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : [];
-              }
-            }),
-          ),
-        ),
-      ),
+      emitEach((i): ServerEvent[] => {
+        switch (i.kind) {
+          case 'learned':
+            return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
+          case 'control':
+            return onControl(i);
+          case 'send-drops':
+            return [dropsEvent(who(), i.drops)];
+          case 'data':
+            return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : forward(i.packets);
+        }
+      }),
+    );
+    // What runs beside the connection once it is a member: its UDP link (if it offered one) and its
+    // replication stage (with broadcast on). A member with neither (idle members are many) keeps
+    // nothing of this once it joined.
+    const joinedStages$ = joined$.pipe(
+      take(1),
+      switchMap(() => {
+        const replicated$ = ctx.replicating(broadcasts$, who);
+        const link$ = peer.link?.events$;
+        return link$ === undefined ? replicated$ : merge(link$.pipe(emitEach(onLink)), replicated$);
+      }),
     );
 
     // A connection must become a member within its admission deadline: one that never says HELLO
@@ -290,7 +276,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     };
 
     const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-    return merge(of(connected), items$, drops$, ended$, admissionDeadline$).pipe(
+    return merge(of(connected), joinedStages$, items$, drops$, ended$, admissionDeadline$).pipe(
       catchError((err: unknown) => {
         const members = (): number => store.state.membership.members.size;
         if (err instanceof Refusal) {

@@ -2,6 +2,7 @@
 // No I/O and no clock: the caller passes the time each event was seen (`now`), so the same events
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/core/packet.js';
+import { PersistentMap } from '../operators/core/persistentMap.js';
 import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
 import type { PendingRefusal } from './ports.js';
 
@@ -88,8 +89,8 @@ export interface StatusState {
   /** Server: the listening socket's address. Client: the hub's endpoint being dialed or connected. */
   readonly listening: string | undefined;
   readonly remote: string | undefined;
-  /** Members by session id (a client has at most one: its session to the hub). */
-  readonly members: ReadonlyMap<number, MemberState>;
+  /** Members by session id (a client has at most one: its session to the hub); persistent, so a join or a leave copies a few trie nodes, not every member. */
+  readonly members: PersistentMap<number, MemberState>;
   /** Client: the session that connected but was not yet welcomed. */
   readonly pending: { readonly id: number; readonly remote: string } | undefined;
   readonly drops: DropCounts;
@@ -111,7 +112,7 @@ export function initialStatus(options: StatusOptions): StatusState {
     tunnelAddress: undefined,
     listening: undefined,
     remote: undefined,
-    members: new Map(),
+    members: PersistentMap.empty(),
     pending: undefined,
     drops: {},
     refused: {},
@@ -153,16 +154,8 @@ function withStats(m: MemberState, s: SessionStats): MemberState {
   };
 }
 
-function setMember(members: ReadonlyMap<number, MemberState>, m: MemberState): Map<number, MemberState> {
-  const next = new Map(members);
-  next.set(m.id, m);
-  return next;
-}
-
-function withoutMember(members: ReadonlyMap<number, MemberState>, id: number): Map<number, MemberState> {
-  const next = new Map(members);
-  next.delete(id);
-  return next;
+function setMember(members: PersistentMap<number, MemberState>, m: MemberState): PersistentMap<number, MemberState> {
+  return members.set(m.id, m);
 }
 
 /** The member a drops event's `who` names: a member's address on the hub, 'hub' on a client. */
@@ -184,7 +177,7 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
     case 'joined':
       return { ...s, members: setMember(s.members, newMember(event.id, event.address, event.remote, event.identity, now)) };
     case 'left':
-      return s.members.has(event.id) ? { ...s, members: withoutMember(s.members, event.id) } : s;
+      return s.members.has(event.id) ? { ...s, members: s.members.delete(event.id) } : s;
     case 'connecting':
       return { ...s, remote: event.remote };
     case 'connected':
@@ -196,27 +189,27 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
         ...s,
         ready: true,
         tunnelAddress: `${event.address}/${event.prefix}`,
-        members: new Map([[id, newMember(id, hub, s.pending?.remote ?? s.remote ?? '', undefined, now)]]),
+        members: PersistentMap.of([[id, newMember(id, hub, s.pending?.remote ?? s.remote ?? '', undefined, now)]]),
       };
     }
     case 'established': {
       const id = s.pending?.id ?? 0;
-      return { ...s, ready: true, members: new Map([[id, newMember(id, 'hub', event.remote, undefined, now)]]) };
+      return { ...s, ready: true, members: PersistentMap.of([[id, newMember(id, 'hub', event.remote, undefined, now)]]) };
     }
     case 'disconnected':
-      return { ...s, ready: false, pending: undefined, members: new Map() };
+      return { ...s, ready: false, pending: undefined, members: PersistentMap.empty() };
     case 'stats': {
-      let members = new Map(s.members);
+      let members = s.members;
       const sessions = 'sessions' in event ? event.sessions : event.session === undefined ? [] : [event.session];
       for (const session of sessions) {
         const known = members.get(session.id);
-        if (known !== undefined) members.set(session.id, withStats(known, session));
+        if (known !== undefined) members = members.set(session.id, withStats(known, session));
         else if (s.options.mode === 'server' && session.address !== undefined) {
           // Joined before the status model started watching: take it from the counters.
-          members.set(session.id, withStats(newMember(session.id, session.address, session.remote, session.identity, now), session));
+          members = members.set(session.id, withStats(newMember(session.id, session.address, session.remote, session.identity, now), session));
         }
       }
-      if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = new Map();
+      if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = PersistentMap.empty();
       return { ...s, members, tun: event.tun };
     }
     case 'refused':

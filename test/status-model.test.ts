@@ -214,6 +214,27 @@ test("stats update the hub session's counters; drops at 'hub' are the session's,
   tun,
 });
 
+test('a join, a leave or stats never change the state they were given (each snapshot stays as it was)', (t) => {
+  let state = reduceStatus(initialStatus({ version: '1', mode: 'server', startedAt: T0 }), listening, T0);
+  const states = [state];
+  // Each state's document as it was when that state was made, before any later event.
+  const docs = [JSON.stringify(statusSnapshot(state, T0))];
+  const events: Ev[] = [joined(1, '10.0.0.2'), joined(2, '10.0.0.3'), { type: 'drops', who: '10.0.0.2', drops: { 'queue-full': 1 } }, { type: 'stats', at: T0 + 30, sessions: [session(2, '10.0.0.3')], tun }, left(1, '10.0.0.2'), joined(3, '10.0.0.4')];
+  for (const [i, e] of events.entries()) {
+    state = reduceStatus(state, e, T0 + 10 * (i + 1));
+    states.push(state);
+    docs.push(JSON.stringify(statusSnapshot(state, T0 + 10 * (i + 1))));
+  }
+  t.deepEqual(
+    states.map((s) => [...s.members.keys()]),
+    [[], [1], [1, 2], [1, 2], [1, 2], [2], [2, 3]],
+  );
+  t.deepEqual(
+    states.map((s, i) => JSON.stringify(statusSnapshot(s, T0 + 10 * i))),
+    docs,
+  );
+});
+
 test('events the model does not use leave the state as it was', (t) => {
   const before = initialStatus({ version: '1', mode: 'server', startedAt: T0 });
   const after = reduceStatus(before, { type: 'reloaded', changed: [], clientIsolation: true, maxClients: 3 }, T0 + 5);
