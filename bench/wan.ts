@@ -46,6 +46,8 @@ const HUB_TUNNEL = '10.0.0.1';
 const CLIENT_TUNNEL = '10.0.0.2';
 const TUNNEL_PORT = 9000;
 const WG_PORT = 51820;
+/** How long a transfer waits for an iperf3 server still busy with the previous test. */
+const IPERF_BUSY_WAIT_MS = 30_000;
 const IPERF_PORT = 5201;
 const ECHO_PORT = 7000;
 const TUNNEL_MTU = 1400;
@@ -719,9 +721,14 @@ class WanBench {
   private async iperf(mode: Mode, duration: number): Promise<IperfResult> {
     const args = ['-c', this.target(mode), '-p', String(IPERF_PORT), '-t', String(duration), '-J', '--connect-timeout', '10000'];
     if (this.o.cc !== undefined) args.push('-C', this.o.cc);
-    const r = await this.host('c1').exec('iperf3', args, { timeoutMs: (duration + 60) * 1000 });
-    if (r.timedOut) throw new Error(`iperf3 timed out`);
-    return parseIperfJson(r.stdout);
+    // Over a lossy link the server may still be closing the previous test: it says so, and is asked again.
+    const deadline = Date.now() + IPERF_BUSY_WAIT_MS;
+    for (;;) {
+      const r = await this.host('c1').exec('iperf3', args, { timeoutMs: (duration + 60) * 1000 });
+      if (r.timedOut) throw new Error(`iperf3 timed out`);
+      if (!/server is busy/.test(r.stdout) || Date.now() > deadline) return parseIperfJson(r.stdout);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 
   // -- cleanup -------------------------------------------------------------------------------------
