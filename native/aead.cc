@@ -159,15 +159,7 @@ bool AeadKey::SealArgs(const Napi::CallbackInfo& info, size_t at, SealHeader* he
 // authenticating `aad`.
 bool AeadKey::SealOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* in, size_t length,
                       uint8_t* out) {
-  int n = 0;
-  int tail = 0;
-  if (EVP_EncryptInit_ex(seal_, nullptr, nullptr, nullptr, nonce) != 1) return false;
-  if (aadLength > 0 && EVP_EncryptUpdate(seal_, nullptr, &n, aad, static_cast<int>(aadLength)) != 1) return false;
-  n = 0;
-  if (length > 0 && EVP_EncryptUpdate(seal_, out, &n, in, static_cast<int>(length)) != 1) return false;
-  if (static_cast<size_t>(n) != length) return false;
-  if (EVP_EncryptFinal_ex(seal_, out + n, &tail) != 1 || tail != 0) return false;
-  return EVP_CIPHER_CTX_ctrl(seal_, EVP_CTRL_AEAD_GET_TAG, kTagBytes, out + length) == 1;
+  return SealTwo(nonce, aad, aadLength, in, length, nullptr, 0, out);
 }
 
 // Authenticates and decrypts `bodyLength` bytes in place, the tag following them. On failure the
@@ -265,9 +257,7 @@ int64_t AeadKey::SealArray(Napi::Env env, napi_value payloads, uint32_t from, co
     WriteBe64(d + 8, c);
     uint8_t nonce[kNonceBytes];
     NonceOf(d, nonce);
-    const bool ok = bLength == 0 ? SealOne(nonce, d, kHeaderBytes, a, aLength, d + kHeaderBytes)
-                                 : SealTwo(nonce, d, kHeaderBytes, a, aLength, b, bLength, d + kHeaderBytes);
-    if (!ok) return false;
+    if (!SealTwo(nonce, d, kHeaderBytes, a, aLength, b, bLength, d + kHeaderBytes)) return false;
     const uint32_t size = static_cast<uint32_t>(aLength + bLength + kSealOverhead);
     out->offsets[rows] = position;
     out->lengths[rows] = size;

@@ -76,7 +76,8 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   bool Live(Napi::Env env, const char* operation, bool raw);
   bool SealOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* in, size_t length, uint8_t* out);
-  // SealOne of the concatenation of two inputs (headers, then payload), without copying them together.
+  // Seals the concatenation of two inputs (headers, then payload) without copying them together;
+  // SealOne is its one-part case.
   bool SealTwo(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, const uint8_t* a, size_t aLength,
                const uint8_t* b, size_t bLength, uint8_t* out);
   uint8_t OpenOne(const uint8_t* nonce, const uint8_t* aad, size_t aadLength, uint8_t* body, size_t length);
