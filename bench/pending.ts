@@ -28,7 +28,8 @@ import type { StatusSnapshot } from '../pipelines/status.js';
 import type { PendingFloodReport } from '../test/fixtures/pending-flood.js';
 import { Lab, type LabProcess, type PingSample } from '../test/helpers/lab.js';
 import { createPki, type Pki } from '../test/helpers/pki.js';
-import { BIN, ECHO_PORT } from '../test/helpers/vpn.js';
+import { ECHO_PORT } from '../test/helpers/vpn.js';
+import { CLI } from './tools.js';
 import { fmt, parseStatusKiB, percentile } from './stats.js';
 
 const FLOOD = fileURLToPath(new URL('../test/fixtures/pending-flood.js', import.meta.url));
@@ -163,7 +164,7 @@ class PendingBench {
     const echo = this.o.verbose;
     const hub = lab.host('hub').spawn(
       process.execPath,
-      [BIN, '-log-format', 'text', '-m', 'server', '-l', `0.0.0.0:${PORT}`, '-t', '10.0.0.1/24', '-status', STATUS,
+      [CLI, '-log-format', 'text', '-m', 'server', '-l', `0.0.0.0:${PORT}`, '-t', '10.0.0.1/24', '-status', STATUS,
         ...(tls ? ['-tls', '-tls-cert', pki.hub.cert, '-tls-key', pki.hub.key] : []), ...(caps === 'lifted' ? UNCAPPED : [])],
       { label: 'hub', maxLines: 1_000_000, echo },
     );
@@ -171,14 +172,14 @@ class PendingBench {
     try {
       await hub.waitForLine(/listening on/, 15_000);
       for (const [h, address] of Object.entries(MEMBERS)) {
-        const c = lab.host(h).spawn(process.execPath, [BIN, '-log-format', 'text', '-m', 'client', '-r', `${lab.host('hub').ip}:${PORT}`, '-t', `${address}/24`, ...(tls ? ['-tls', '-tls-ca', pki.ca.cert] : [])], { label: h, echo });
+        const c = lab.host(h).spawn(process.execPath, [CLI, '-log-format', 'text', '-m', 'client', '-r', `${lab.host('hub').ip}:${PORT}`, '-t', `${address}/24`, ...(tls ? ['-tls', '-tls-ca', pki.ca.cert] : [])], { label: h, echo });
         procs.push(c);
         await c.waitForLine(/joined the virtual LAN as/, 15_000);
       }
       await lab.waitReachable('c1', MEMBERS.c2, ECHO_PORT);
       const pid = hub.pid!;
       const status = async (): Promise<StatusSnapshot> => {
-        const r = await lab.host('hub').exec(process.execPath, [BIN, 'status', STATUS, '--json'], { timeoutMs: 10_000 });
+        const r = await lab.host('hub').exec(process.execPath, [CLI, 'status', STATUS, '--json'], { timeoutMs: 10_000 });
         return JSON.parse(r.stdout) as StatusSnapshot;
       };
       const pingStarted = Date.now();

@@ -24,9 +24,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
-import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
+import { CLI, cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
@@ -675,7 +674,7 @@ class Bench {
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
       process.execPath,
-      [...this.nodeArgs(), BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, ...hubExtra],
+      [...this.nodeArgs(), CLI, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, ...hubExtra],
       spawnOpts(`${mode}:hub`),
     );
     try {
@@ -693,7 +692,7 @@ class Bench {
         clients.push(
           this.host(`c${i}`).spawn(
             process.execPath,
-            [...this.nodeArgs(), BIN, '-m', 'client', '-r', `${hubIp}:${TUNNEL_PORT}`, '-t', `10.0.0.${i + 1}/24`, ...clientExtra],
+            [...this.nodeArgs(), CLI, '-m', 'client', '-r', `${hubIp}:${TUNNEL_PORT}`, '-t', `10.0.0.${i + 1}/24`, ...clientExtra],
             spawnOpts(`${mode}:c${i}`),
           ),
         );
@@ -839,7 +838,7 @@ class Bench {
     say(`idle members: a hub with -t 10.0.0.1/16 and ${count} sessions from bench/idle-members`);
     const hub = this.host('hub').spawn(
       process.execPath,
-      [BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/16`, '-max-clients', String(count + 100), '-keepalive', '10', '-timeout', '120'],
+      [CLI, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/16`, '-max-clients', String(count + 100), '-keepalive', '10', '-timeout', '120'],
       { label: 'idle:hub', maxLines: 100_000, echo: this.o.verbose },
     );
     let tool: LabProcess | undefined;

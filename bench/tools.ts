@@ -30,11 +30,23 @@ export function ensureCommands(wanted: readonly { cmd: string; pkg: string }[], 
   if (still.length > 0) throw new Error(`still missing after installing: ${still.map((s) => s.cmd).join(', ')}`);
 }
 
+/**
+ * The CLI the benches run: this tree's, or another build's `bin/lightweight-tunnel.js` named by
+ * LWT_BENCH_CLI (to compare two builds on the same machine back to back).
+ */
+export const CLI: string = ((): string => {
+  const other = process.env.LWT_BENCH_CLI;
+  if (other === undefined || other === '') return BIN;
+  const resolved = path.resolve(other);
+  if (!fs.existsSync(resolved)) throw new Error(`LWT_BENCH_CLI: no such file: ${resolved}`);
+  return resolved;
+})();
+
 let helpText: string | undefined;
 
 /** The CLI's `--help` text (read once). */
 export function cliHelp(): string {
-  helpText ??= spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' }).stdout ?? '';
+  helpText ??= spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' }).stdout ?? '';
   return helpText;
 }
 

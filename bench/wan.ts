@@ -34,9 +34,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, NFT_BIN, PROBE_SCRIPT, systemBinary, type LabHost, type LabProcess, type PingSample } from '../test/helpers/lab.js';
-import { BIN } from '../test/helpers/vpn.js';
 import { fmt, median, parseIperfJson, percentile, type IperfResult } from './stats.js';
-import { cliHasTransport, cliHelp, ensureCommands, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
+import { CLI, cliHasTransport, cliHelp, ensureCommands, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
 import type { EmuStats } from './wan-emu.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
@@ -528,7 +527,7 @@ class WanBench {
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
       process.execPath,
-      [BIN, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir('hub'), ...hubExtra],
+      [CLI, '-m', 'server', '-l', `0.0.0.0:${TUNNEL_PORT}`, '-t', `${HUB_TUNNEL}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir('hub'), ...hubExtra],
       spawnOpts(`${mode}:hub`),
     );
     const t: Tunnel = { procs: [hub] };
@@ -536,7 +535,7 @@ class WanBench {
       await hub.waitForLine(/listening on/, 15_000);
       const client = this.host('c1').spawn(
         process.execPath,
-        [BIN, '-m', 'client', '-r', `${HUB_WAN}:${TUNNEL_PORT}`, '-t', `${CLIENT_TUNNEL}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir('c1'), ...clientExtra],
+        [CLI, '-m', 'client', '-r', `${HUB_WAN}:${TUNNEL_PORT}`, '-t', `${CLIENT_TUNNEL}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir('c1'), ...clientExtra],
         spawnOpts(`${mode}:c1`),
       );
       t.procs.push(client);
