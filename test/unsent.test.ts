@@ -58,7 +58,7 @@ test('a socket with no descriptor yet is left alone (undefined), not an error', 
   t.is(limitUnsent(new net.Socket(), UNSENT_MIN_BYTES), undefined);
   const limit = new UnsentLimit(new net.Socket());
   t.is(limit.current, undefined);
-  limit.wrote(1 << 20);
+  limit.wrote(1 << 20, 1 << 20);
   t.is(limit.current, undefined);
 });
 
@@ -72,6 +72,8 @@ test('unsentFor: UNSENT_TARGET_MS of the rate in 64 KiB steps, at least the floo
   t.is(UNSENT_TARGET_MS, 5);
 });
 
+const BACKLOG = 64 * 1024;
+
 test('UnsentLimit follows the send rate: up for a fast sender, down again for a slow one, unchanged within a quarter and within a window', async (t) => {
   const { near } = await plainPair(t);
   let now = 0;
@@ -79,27 +81,58 @@ test('UnsentLimit follows the send rate: up for a fast sender, down again for a 
   t.is(limit.current, UNSENT_MIN_BYTES, 'starts at the floor');
   // 5 Gbit/s for one window: 625 000 bytes per ms.
   for (let i = 0; i < 10; i++) {
-    limit.wrote(625_000 * (RATE_WINDOW_MS / 10));
+    limit.wrote(625_000 * (RATE_WINDOW_MS / 10), BACKLOG);
     now += RATE_WINDOW_MS / 10;
   }
   t.is(limit.current, UNSENT_MIN_BYTES, 'no change before a window has passed');
-  limit.wrote(0);
+  limit.wrote(0, BACKLOG);
   t.is(limit.current, UNSENT_UNLIMITED, 'a window at 5 Gbit/s: no limit');
   // 2.5 Gbit/s: 1.5625 MB → 1536 KiB.
-  limit.wrote(312_500 * RATE_WINDOW_MS);
+  limit.wrote(312_500 * RATE_WINDOW_MS, BACKLOG);
   now += RATE_WINDOW_MS;
-  limit.wrote(0);
+  limit.wrote(0, BACKLOG);
   t.is(limit.current, 1536 * KIB);
   // A little slower (2.2 Gbit/s: within a quarter): no setsockopt.
-  limit.wrote(275_000 * RATE_WINDOW_MS);
+  limit.wrote(275_000 * RATE_WINDOW_MS, BACKLOG);
   now += RATE_WINDOW_MS;
-  limit.wrote(0);
+  limit.wrote(0, BACKLOG);
   t.is(limit.current, 1536 * KIB);
   // 200 Mbit/s: back to the floor (the kernel confirms what was set).
   now += 1;
-  limit.wrote(25_000 * RATE_WINDOW_MS);
+  limit.wrote(25_000 * RATE_WINDOW_MS, BACKLOG);
   now += RATE_WINDOW_MS;
-  limit.wrote(0);
+  limit.wrote(0, BACKLOG);
   t.is(limit.current, UNSENT_MIN_BYTES);
   t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+});
+
+test('UnsentLimit: a pause does not take the limit back to the floor; only a backlogged window lowers it', async (t) => {
+  const { near } = await plainPair(t);
+  let now = 0;
+  const limit = new UnsentLimit(near, () => now);
+  // A fast transfer: 5 Gbit/s for a window, backlogged: no limit.
+  limit.wrote(625_000 * RATE_WINDOW_MS, BACKLOG);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, BACKLOG);
+  t.is(limit.current, UNSENT_UNLIMITED);
+  // Ten idle seconds with a keepalive now and then, then the next transfer's first write: the
+  // window's rate is the application's, not the connection's; the limit stays.
+  for (let i = 0; i < 10; i++) {
+    now += 1000;
+    limit.wrote(16, 0);
+  }
+  limit.wrote(1 << 20, 0);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, 0);
+  t.is(limit.current, UNSENT_UNLIMITED, 'an application-limited window never lowers the limit');
+  // A backlogged window at 200 Mbit/s does.
+  limit.wrote(25_000 * RATE_WINDOW_MS, BACKLOG);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, BACKLOG);
+  t.is(limit.current, UNSENT_MIN_BYTES);
+  // And an application-limited window that is fast raises it (1 Gbit/s: 640 KiB).
+  limit.wrote(125_000 * RATE_WINDOW_MS, 0);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, 0);
+  t.is(limit.current, 640 * KIB);
 });

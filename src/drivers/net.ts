@@ -120,7 +120,7 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
     data$,
     write: (chunk) => {
       if (socket.destroyed || !socket.writable) return false;
-      unsent.wrote(chunk.byteLength);
+      unsent.wrote(chunk.byteLength, socket.writableLength);
       return socket.write(chunk);
     },
     get needsDrain() {

@@ -144,7 +144,7 @@ port.on('message', (m: MainMessage) => {
     case 'write': {
       const n = m.bytes.byteLength;
       if (c.socket.destroyed || !c.socket.writable) return; // 'closed' follows (or came); the main side stops counting then
-      c.unsent.wrote(n);
+      c.unsent.wrote(n, c.socket.writableLength);
       c.socket.write(m.bytes, () => {
         c.written += n;
         schedule(c as Conn & { id: number });

@@ -53,13 +53,19 @@ export function unsentFor(bytesPerMs: number): number {
 /**
  * A connection's unsent limit, kept to its send rate: set to UNSENT_MIN_BYTES at once, then, at the
  * first write after each RATE_WINDOW_MS of writes, to unsentFor(the window's rate) when that differs
- * by more than a quarter (one setsockopt; idle connections cost nothing).
+ * by more than a quarter (one setsockopt; idle connections cost nothing). Only a window in which the
+ * connection was backlogged (a write found bytes still waiting in front of the kernel) measures
+ * what the connection can send; a window that never was measures what the application gave it
+ * (idle time included) and may only raise the limit. Otherwise every transfer after a pause would
+ * start again at the floor and spend its first windows climbing back (about a tenth of a fast LAN
+ * transfer's throughput).
  */
 export class UnsentLimit {
   /** The limit the kernel holds now (undefined: it could not be set, and is left alone). */
   current: number | undefined;
   private windowStart: number;
   private windowBytes = 0;
+  private windowBacklogged = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -69,16 +75,20 @@ export class UnsentLimit {
     this.windowStart = now();
   }
 
-  /** Counts `bytes` handed to the socket; may adjust the limit. */
-  wrote(bytes: number): void {
+  /** Counts `bytes` handed to the socket, which had `backlog` bytes still waiting in front of the kernel; may adjust the limit. */
+  wrote(bytes: number, backlog: number): void {
     if (this.current === undefined) return;
     this.windowBytes += bytes;
+    if (backlog > 0) this.windowBacklogged = true;
     const t = this.now();
     const elapsed = t - this.windowStart;
     if (elapsed < RATE_WINDOW_MS) return;
     const want = unsentFor(this.windowBytes / elapsed);
+    const measured = this.windowBacklogged;
     this.windowStart = t;
     this.windowBytes = 0;
+    this.windowBacklogged = false;
+    if (!measured && want <= this.current) return;
     if (Math.abs(want - this.current) * 4 <= this.current) return;
     this.current = limitUnsent(this.socket, want) ?? this.current;
   }
