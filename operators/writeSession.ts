@@ -2,6 +2,7 @@ import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike, 
 import type { ByteSink, DropCounts, PacketBatch } from './core/packet.js';
 import { encodePackets, type PacketEncoding } from './core/wire/frames.js';
 import { copyPacket } from './core/wire/gso.js';
+import { Slab } from './core/slab.js';
 
 /** What a session sends: a control frame (never dropped) or packets (through the bounded data queue). */
 export type Outgoing =
@@ -77,7 +78,7 @@ const MAX_CONTROL_WAITING = 16;
  * bytes for as long as the connection takes them (so a standing queue stays here, where it is
  * timed, not in the socket's buffer); control frames still
  * waiting at unsubscribe are written then (a REJECT before the close). Large batches are encoded into a reused slab,
- * freed as soon as the connection holds none of it (`pendingBytes`). Emits the packets dropped (as
+ * reused as a ring as the connection lets go of it (`pendingBytes`, operators/core/slab.ts). Emits the packets dropped (as
  * `queue-full` per input batch that lost any, as `queue-delay` per flush that dropped any);
  * completes with the source.
  *
@@ -96,7 +97,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
       /** When each queued packet arrived (scheduler time), parallel to `queue`. */
       let arrived: number[] = [];
       const state = { firstAbove: 0, dropNext: 0, count: 0, lastCount: 0, dropping: false, standing: false };
-      const slab = new Slab(() => sink.pendingBytes === 0);
+      const slab = new Slab(() => sink.pendingBytes ?? Number.POSITIVE_INFINITY);
       let drains: Subscription | undefined;
 
       const writeData = (packets: PacketBatch): void => {
@@ -258,37 +259,3 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
       };
     });
 }
-
-/** Bytes of a slab (a larger batch gets a slab of its own size, reused in turn). */
-const SLAB_BYTES = 512 * 1024;
-/** Outputs smaller than this bypass the slab (Node pools allocations below 4 KiB). */
-const SLAB_MIN_REQUEST = 4096;
-
-/**
- * Output buffers carved one after another out of a slab allocated on the first large request.
- * Everything carved before is free again once `flushed()` says the connection holds none of it
- * (then carving starts over); a request that does not fit gets a new slab (at least as large as
- * the request), leaving the old one to whatever still references it.
- */
-class Slab {
-  private buf: Buffer | undefined;
-  private at = 0;
-
-  constructor(private readonly flushed: () => boolean) {}
-
-  readonly take = (bytes: number): Buffer => {
-    // Small outputs come from the shared allocator: cheap, and a lightly used connection never holds a slab.
-    if (bytes < SLAB_MIN_REQUEST) return allocate(bytes);
-    if (this.buf !== undefined && this.flushed()) this.at = 0;
-    if (this.buf === undefined || this.at + bytes > this.buf.length) {
-      this.buf = allocate(Math.max(SLAB_BYTES, bytes));
-      this.at = 0;
-    }
-    const out = this.buf.subarray(this.at, this.at + bytes);
-    this.at += bytes;
-    return out;
-  };
-}
-
-/** An uninitialised buffer from Node's pooled allocator (the encoder overwrites every byte). */
-const allocate = (bytes: number): Buffer => Buffer.allocUnsafe(bytes);
