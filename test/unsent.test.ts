@@ -51,7 +51,7 @@ test('TLS: the TCP connection under both ends takes a limit', async (t) => {
   });
   t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
   t.is(limitUnsent(far, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
-  t.is(new UnsentLimit(near).current, UNSENT_MIN_BYTES);
+  t.is(new UnsentLimit(near).current, UNSENT_UNLIMITED, 'no limit until a window says the connection is slow');
 });
 
 test('a socket with no descriptor yet is left alone (undefined), not an error', (t) => {
@@ -78,7 +78,12 @@ test('UnsentLimit follows the send rate: up for a fast sender, down again for a 
   const { near } = await plainPair(t);
   let now = 0;
   const limit = new UnsentLimit(near, () => now);
-  t.is(limit.current, UNSENT_MIN_BYTES, 'starts at the floor');
+  t.is(limit.current, UNSENT_UNLIMITED, 'starts without a limit');
+  // 200 Mbit/s, backlogged, for one window: the floor.
+  limit.wrote(25_000 * RATE_WINDOW_MS, BACKLOG);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, BACKLOG);
+  t.is(limit.current, UNSENT_MIN_BYTES, 'a slow connection gets the floor');
   // 5 Gbit/s for one window: 625 000 bytes per ms.
   for (let i = 0; i < 10; i++) {
     limit.wrote(625_000 * (RATE_WINDOW_MS / 10), BACKLOG);

@@ -11,7 +11,7 @@ import { udpBinding } from '../udp/native.js';
 
 /** The time the kernel may hold a connection's unsent bytes for, at the rate it sends. */
 export const UNSENT_TARGET_MS = 5;
-/** The least unsent limit (also the first): what a slow link needs to keep its rate. */
+/** The least unsent limit: what a slow link needs to keep its rate. */
 export const UNSENT_MIN_BYTES = 128 * 1024;
 /**
  * The largest unsent limit. A connection fast enough to want more gets no limit at all: the
@@ -51,14 +51,16 @@ export function unsentFor(bytesPerMs: number): number {
 }
 
 /**
- * A connection's unsent limit, kept to its send rate: set to UNSENT_MIN_BYTES at once, then, at the
- * first write after each RATE_WINDOW_MS of writes, to unsentFor(the window's rate) when that differs
+ * A connection's unsent limit, kept to its send rate: none at first (the kernel's default), then, at
+ * the first write after each RATE_WINDOW_MS of writes, unsentFor(the window's rate) when that differs
  * by more than a quarter (one setsockopt; idle connections cost nothing). Only a window in which the
  * connection was backlogged (a write found bytes still waiting in front of the kernel) measures
  * what the connection can send; a window that never was measures what the application gave it
  * (idle time included) and may only raise the limit. Otherwise every transfer after a pause would
  * start again at the floor and spend its first windows climbing back (about a tenth of a fast LAN
- * transfer's throughput).
+ * transfer's throughput). Starting with no limit costs a slow link one window of the kernel's
+ * queue; starting at the floor cost every fast one its first window, with the standing queue in
+ * the session's own queue instead (copies of whole super-packets: a fifth more hub memory at peak).
  */
 export class UnsentLimit {
   /** The limit the kernel holds now (undefined: it could not be set, and is left alone). */
@@ -71,7 +73,7 @@ export class UnsentLimit {
     private readonly socket: net.Socket,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.current = limitUnsent(socket, UNSENT_MIN_BYTES);
+    this.current = limitUnsent(socket, UNSENT_UNLIMITED);
     this.windowStart = now();
   }
 
