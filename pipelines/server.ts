@@ -3,7 +3,7 @@
 // (hubState.ts), read by the forwarding policy (forwarding.ts) per packet; the hub's own TUN device
 // is one more sender and receiver; effects of state changes (ROUTES to members, kernel routes, the
 // lease file) follow the store's changes.
-import { EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, asyncScheduler, auditTime, catchError, concat, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort } from '../operators/core/address.js';
 import { addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
@@ -56,6 +56,8 @@ export type ReloadableSettings = Pick<ServerSettings, 'clientIsolation' | 'maxCl
 
 /** Without authentication, a connection has the keepalive interval plus this long to send its HELLO or first packet. */
 export const ADMISSION_MARGIN_MS = 5000;
+/** How long new leases may wait to be written to the lease store (one write for a burst of joins). */
+export const LEASE_SAVE_MS = 200;
 
 const dropsEvent = (who: string, drops: DropCounts): ServerEvent => ({ type: 'drops', who, drops });
 
@@ -236,12 +238,30 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         out.push({ type: 'routes', routes: lanRoutes(after) });
       }
       if (change.events.some((e) => e.type === 'joined' && e.lease !== undefined)) {
-        const result = ports.leases?.save(after.allocator.leases());
-        if (result !== undefined && !result.ok) out.push({ type: 'lease-error', detail: result.detail });
-        out.push({ type: 'leases', leases: leaseInfo(after) });
+        leaseSaveDue = true;
+        leaseSaves.next();
       }
       return out;
     };
+
+    // New leases reach the lease store at most once per LEASE_SAVE_MS: a burst of joins costs one
+    // synchronous, fsync'd write of the table, not one per join (O(n) each); a save still due when
+    // the hub stops is written then.
+    const leaseSaves = new Subject<void>();
+    let leaseSaveDue = false;
+    const saveLeases = (): ServerEvent[] => {
+      leaseSaveDue = false;
+      const membership = store.state.membership;
+      const result = ports.leases?.save(membership.allocator.leases());
+      return [
+        ...(result !== undefined && !result.ok ? [{ type: 'lease-error', detail: result.detail } as const] : []),
+        { type: 'leases', leases: leaseInfo(membership) },
+      ];
+    };
+    const leaseSaves$ = leaseSaves.pipe(
+      auditTime(LEASE_SAVE_MS, scheduler),
+      mergeMap(() => (leaseSaveDue ? saveLeases() : [])),
+    );
 
     const stats$ = statsTicks<ServerEvent>(settings.statsIntervalMs, scheduler, (at) => ({
       type: 'stats',
@@ -269,8 +289,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       return of(...out);
     });
 
-    return merge(initial$, effects$, sessions$, tunReads$, tunWrites$, stats$, reloads$).pipe(
+    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$).pipe(
       finalize(() => {
+        if (leaseSaveDue) saveLeases();
         store.complete();
         ports.routes?.set([]);
       }),

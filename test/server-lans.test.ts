@@ -7,7 +7,7 @@ import type { TestScheduler } from 'rxjs/testing';
 import type { LeaseTable } from '../pipelines/allocator.js';
 import type { ServerEvent } from '../pipelines/events.js';
 import type { Authenticator, HostNetworkPort, LeaseStore, RoutesPort } from '../pipelines/ports.js';
-import { serverPipeline } from '../pipelines/server.js';
+import { LEASE_SAVE_MS, serverPipeline } from '../pipelines/server.js';
 import type { ServerSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { RoutesCodec, decodeControl, type HelloJson, type RoutesJson } from '../operators/core/wire/control.js';
@@ -124,7 +124,7 @@ const routesFrames = (c: FakeConnection): RoutesJson['routes'][] =>
 // ---------------------------------------------------------------------------------------------
 // Assigned addresses
 
-test('three clients that ask for an address get distinct ones from the pool, never the hub’s, each saved as a lease', (t) => {
+test('three clients that ask for an address get distinct ones from the pool, never the hub’s, saved as leases in one write', (t) => {
   const leases = new MemoryLeases();
   scenario(t, { leases }, (s) => {
     const a = s.hello(1, { assign: true, id: ID(1) });
@@ -140,7 +140,10 @@ test('three clients that ask for an address get distinct ones from the pool, nev
           ['10.0.0.4', true],
         ],
       );
-      t.is(leases.saves.length, 3, 'each new lease is saved once');
+      t.is(leases.saves.length, 0, 'new leases wait up to LEASE_SAVE_MS for the rest of a burst');
+    });
+    s.at(10 + LEASE_SAVE_MS, () => {
+      t.is(leases.saves.length, 1, 'one write for the burst of three');
       t.deepEqual(leases.saves.at(-1), { [`id:${ID(1)}`]: ip('10.0.0.2'), [`id:${ID(2)}`]: ip('10.0.0.3'), [`id:${ID(3)}`]: ip('10.0.0.4') });
       t.deepEqual(s.events('leases').at(-1)?.leases.map((l) => l.address), ['10.0.0.2', '10.0.0.3', '10.0.0.4']);
     });
@@ -158,8 +161,8 @@ test('a client reconnecting with its id gets its address again, replacing its st
       t.is(welcomed(again), '10.0.0.2');
       t.true(first.closed, 'the old session of the same identity was replaced');
       t.deepEqual(s.events('left').map((e) => e.reason), ['replaced']);
-      t.is(leases.saves.length, 2);
     });
+    s.at(600, () => t.is(leases.saves.length, 1, 'the two new leases in one write; the reconnect made none'));
   });
 });
 
@@ -285,6 +288,8 @@ test('a named token client is leased under its name and a pinned one gets its pi
     s.at(10, () => {
       t.is(welcomed(bob), '10.0.0.3', 'the pinned 10.0.0.2 is skipped');
       t.is(welcomed(alice), '10.0.0.2');
+    });
+    s.at(10 + LEASE_SAVE_MS, () => {
       t.deepEqual(leases.saves.at(-1), { 'token:bob': ip('10.0.0.3') }, 'the stale lease on a pinned address is dropped, bob is leased by name');
     });
   });
@@ -295,8 +300,8 @@ test('a failing lease save is reported and the lease still works', (t) => {
   leases.failWith = 'lease file /x: cannot be written (EROFS)';
   scenario(t, { leases }, (s) => {
     const a = s.hello(1, { assign: true, id: ID(1) });
-    s.at(10, () => {
-      t.is(welcomed(a), '10.0.0.2');
+    s.at(10, () => t.is(welcomed(a), '10.0.0.2'));
+    s.at(10 + LEASE_SAVE_MS, () => {
       t.deepEqual(s.events('lease-error').map((e) => e.detail), ['lease file /x: cannot be written (EROFS)']);
     });
   });
@@ -503,4 +508,13 @@ test('without -broadcast the directed broadcast stays a broadcast drop', (t) => 
       t.deepEqual(s.events('drops').map((d) => d.drops), [{ broadcast: 1 }]);
     });
   });
+});
+
+test('a lease still waiting to be written when the hub stops is written then', (t) => {
+  const leases = new MemoryLeases();
+  scenario(t, { leases, until: 50 }, (s) => {
+    s.hello(1, { assign: true, id: ID(4) });
+    s.at(10, () => t.is(leases.saves.length, 0));
+  });
+  t.deepEqual(leases.saves, [{ [`id:${ID(4)}`]: ip('10.0.0.2') }]);
 });
