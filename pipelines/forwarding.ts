@@ -1,6 +1,6 @@
 // The hub's forwarding policy, in one place: where a packet from a member, from the hub's own TUN
 // device and from a broadcast goes, who is isolated from whom, and where the hub's own packets
-// (ICMP answers) go. `route`, `isolate` and `replicate` consult it; it reads the membership the
+// (ICMP answers) go. `route`, `isolate`, `replicate` and the direct-path introductions consult it; it reads the membership the
 // store holds (per packet: a member lookup first, a few array loads in a persistent map, the
 // longest-prefix table only on a miss).
 import { broadcastAddress, networkAddress, prefixHas, type Ipv4Prefix } from '../operators/core/address.js';
@@ -40,6 +40,8 @@ export interface ForwardingPolicy {
   isolating(): boolean;
   /** The target is another member (what isolation separates), not the hub. */
   isPeer(target: Target): boolean;
+  /** Isolation now keeps `a` and `b` apart: both are members and client isolation is on (what `isolate` applies per batch as isolating() and isPeer; direct-path introductions ask it per pair). */
+  separates(a: Target, b: Target): boolean;
   /** The receivers of a broadcast from `sender`: the hub and every other member (only the hub under isolation); every member when the sender is the hub. */
   receivers(sender: Target): Iterable<Target>;
   /** Where a packet the hub makes itself (an ICMP answer) to `dst` goes: the member or LAN that has it, else the hub's own kernel. */
@@ -86,6 +88,7 @@ export function forwardingPolicy(o: ForwardingOptions): ForwardingPolicy {
     },
     isolating: o.isolation,
     isPeer: (target) => target !== HUB,
+    separates: (a, b) => a !== HUB && b !== HUB && o.isolation(),
     *receivers(sender) {
       if (sender !== HUB) yield HUB;
       if (sender !== HUB && o.isolation()) return;

@@ -1,20 +1,30 @@
-// Control messages (operators/core/wire/control.ts): HELLO, WELCOME, REJECT through the real frame codec.
+// Control messages (operators/core/wire/control.ts): HELLO, WELCOME, REJECT, and the direct-path
+// messages (DIRECT-REQUEST, INTRODUCTION, WITHDRAWAL) through the real frame codec, good and hostile.
 import test from 'ava';
 import { parseIpv4 } from '../operators/core/address.js';
 import type * as t from 'io-ts';
 import {
   ControlDecodeError,
+  DirectRequestCodec,
   FATAL_REJECT_REASONS,
   HelloCodec,
+  IntroductionCodec,
+  MAX_ENDPOINTS,
+  MAX_LOCAL_ENDPOINTS,
+  WITHDRAW_REASONS,
+  WithdrawalCodec,
   PROTOCOL_VERSION,
   REJECT_REASONS,
   RejectCodec,
   WelcomeCodec,
   decodeControl,
   encodeControl,
+  type DirectRequest,
   type Hello,
+  type Introduction,
   type Reject,
   type Welcome,
+  type Withdrawal,
 } from '../operators/core/wire/control.js';
 import { FrameDecoder } from '../operators/core/wire/decoder.js';
 import { FrameType, HEADER_BYTES, MAX_BODY_COMPAT } from '../operators/core/wire/frames.js';
@@ -140,4 +150,136 @@ test('fatal reject reasons are reject reasons', (t) => {
   for (const r of FATAL_REJECT_REASONS) t.true(all.includes(r), r);
   t.false(FATAL_REJECT_REASONS.has('max-clients'));
   t.false(FATAL_REJECT_REASONS.has('ip-conflict'));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Direct paths: DIRECT-REQUEST (member → hub), INTRODUCTION and WITHDRAWAL (hub → member)
+
+type DirectType = (typeof FrameType)['DirectRequest' | 'Introduction' | 'Withdrawal'];
+type DirectMessage = DirectRequest | Introduction | Withdrawal;
+
+const DIRECT_CODECS: Record<DirectType, t.Type<DirectMessage, unknown, unknown>> = {
+  [FrameType.DirectRequest]: DirectRequestCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
+  [FrameType.Introduction]: IntroductionCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
+  [FrameType.Withdrawal]: WithdrawalCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
+};
+
+/** 32 bytes 0, 1, ... 31: a pair key that is easy to recognise. */
+const KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+const KEY_TEXT = Buffer.from(KEY).toString('base64');
+const ep = (host: string, port: number) => ({ host, port });
+
+const INTRODUCTION: Introduction = {
+  version: 1,
+  peer: parseIpv4('10.0.0.3')!,
+  routes: [{ address: parseIpv4('192.168.77.0')!, prefix: 24 }],
+  endpoints: [ep('203.0.113.9', 51820), ep('192.168.1.30', 41641)],
+  key: KEY,
+  cipher: 'aes-256-gcm',
+  id: 17,
+  peerId: 18,
+  self: ep('198.51.100.2', 40001),
+};
+
+const directRoundTrips = test.macro({
+  exec(t, type: DirectType, msg: DirectMessage, json: unknown) {
+    const wire = (encodeControl as (type: number, msg: unknown) => Buffer)(type, msg);
+    t.is(wire[HEADER_BYTES], type);
+    t.deepEqual(JSON.parse(wire.subarray(HEADER_BYTES + 1).toString('utf8')), json, 'the JSON on the wire');
+    const frames = new FrameDecoder(MAX_BODY_COMPAT).push(wire);
+    t.is(frames.length, 1);
+    t.deepEqual(decodeControl(type, DIRECT_CODECS[type], frames[0]!.payload), msg);
+  },
+  title: (provided = '') => provided,
+});
+
+test('the direct-path frame types lie in the later control range, apart from every other type', (t) => {
+  const types = Object.values(FrameType);
+  t.is(new Set(types).size, types.length);
+  t.deepEqual([FrameType.DirectRequest, FrameType.Introduction, FrameType.Withdrawal], [0x20, 0x21, 0x22]);
+});
+
+test('a DIRECT-REQUEST with a peer round-trips', directRoundTrips, FrameType.DirectRequest, { version: 1, local: [ep('192.168.1.20', 41641), ep('10.8.0.5', 41641)], peer: parseIpv4('10.0.0.3')! }, { version: 1, local: ['192.168.1.20:41641', '10.8.0.5:41641'], peer: '10.0.0.3' });
+test('a DIRECT-REQUEST that only says the local endpoints round-trips', directRoundTrips, FrameType.DirectRequest, { version: 1, local: [] }, { version: 1, local: [] });
+test('an INTRODUCTION round-trips', directRoundTrips, FrameType.Introduction, INTRODUCTION, {
+  version: 1,
+  peer: '10.0.0.3',
+  routes: ['192.168.77.0/24'],
+  endpoints: ['203.0.113.9:51820', '192.168.1.30:41641'],
+  key: KEY_TEXT,
+  cipher: 'aes-256-gcm',
+  id: 17,
+  peerId: 18,
+  self: '198.51.100.2:40001',
+});
+for (const reason of WITHDRAW_REASONS) {
+  test(`a WITHDRAWAL for ${reason} round-trips`, directRoundTrips, FrameType.Withdrawal, { version: 1, peer: parseIpv4('10.0.0.3')!, reason, id: 17 }, { version: 1, peer: '10.0.0.3', reason, id: 17 });
+}
+test('a WITHDRAWAL that answers a request carries no id', directRoundTrips, FrameType.Withdrawal, { version: 1, peer: parseIpv4('10.0.0.9')!, reason: 'unknown-peer' }, { version: 1, peer: '10.0.0.9', reason: 'unknown-peer' });
+
+test('the fullest INTRODUCTION fits a 0.0.1-era body', (t) => {
+  const widest: Introduction = {
+    ...INTRODUCTION,
+    peer: parseIpv4('255.255.255.254')!,
+    routes: Array.from({ length: 16 }, (_, i) => ({ address: parseIpv4(`192.168.${100 + i}.128`)!, prefix: 25 })),
+    endpoints: Array.from({ length: MAX_ENDPOINTS }, (_, i) => ep(`203.113.${200 + i}.255`, 65535)),
+    id: 0xffffffff,
+    peerId: 0xfffffffe,
+    self: ep('255.255.255.255', 65535),
+  };
+  const wire = encodeControl(FrameType.Introduction, widest);
+  t.true(wire.length <= HEADER_BYTES + MAX_BODY_COMPAT, `${wire.length} bytes`);
+});
+
+const directRefuses = test.macro({
+  exec(t, type: DirectType, json: unknown, detail: string | RegExp) {
+    const result = decodeControl(type, DIRECT_CODECS[type], Buffer.from(typeof json === 'string' ? json : JSON.stringify(json), 'utf8'));
+    t.true(result instanceof ControlDecodeError, `decoded to ${JSON.stringify(result)}`);
+    const err = result as ControlDecodeError;
+    t.is(err.frameType, type);
+    if (typeof detail === 'string') t.is(err.detail, detail);
+    else t.regex(err.detail, detail);
+  },
+  title: (provided = '') => provided,
+});
+
+const GOOD_INTRODUCTION = (DIRECT_CODECS[FrameType.Introduction] as unknown as t.Encoder<Introduction, Record<string, unknown>>).encode(INTRODUCTION);
+const introductionWith = (changes: Record<string, unknown>): Record<string, unknown> => ({ ...GOOD_INTRODUCTION, ...changes });
+const ENDPOINT = 'expected an IPv4 endpoint like 192.0.2.7:41641';
+
+test('a DIRECT-REQUEST without local endpoints is refused', directRefuses, FrameType.DirectRequest, { version: 1, peer: '10.0.0.3' }, 'local: expected at most 7 local endpoints, got nothing');
+test('a DIRECT-REQUEST with too many local endpoints is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: Array.from({ length: MAX_LOCAL_ENDPOINTS + 1 }, (_, i) => `192.168.1.${i + 1}:41641`) }, /^local: expected at most 7 local endpoints, got \[/);
+test('a DIRECT-REQUEST with a host name for an endpoint is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: ['example.com:41641'] }, `local: ${ENDPOINT}, got "example.com:41641"`);
+test('a DIRECT-REQUEST with an IPv6 endpoint is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: ['[2001:db8::1]:41641'] }, `local: ${ENDPOINT}, got "[2001:db8::1]:41641"`);
+test('a DIRECT-REQUEST with port 0 is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: ['192.168.1.20:0'] }, `local: ${ENDPOINT}, got "192.168.1.20:0"`);
+test('a DIRECT-REQUEST with a port above 65535 is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: ['192.168.1.20:65536'] }, `local: ${ENDPOINT}, got "192.168.1.20:65536"`);
+test('a DIRECT-REQUEST with an octal-looking address is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: ['010.0.0.1:41641'] }, `local: ${ENDPOINT}, got "010.0.0.1:41641"`);
+test('a DIRECT-REQUEST with an endpoint that is not a string is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: [{ host: '192.168.1.20', port: 41641 }] }, /^local: expected an IPv4 endpoint/);
+test('a DIRECT-REQUEST for a peer that is not an address is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: [], peer: '10.0.0' }, 'peer: expected an IPv4 address like 10.0.0.2, got "10.0.0"');
+test('a DIRECT-REQUEST that is not an object is refused', directRefuses, FrameType.DirectRequest, '[]', /^message: expected /);
+
+test('an INTRODUCTION without endpoints is refused', directRefuses, FrameType.Introduction, introductionWith({ endpoints: [] }), 'endpoints: expected 1 to 8 endpoints, got []');
+test('an INTRODUCTION with too many endpoints is refused', directRefuses, FrameType.Introduction, introductionWith({ endpoints: Array.from({ length: MAX_ENDPOINTS + 1 }, (_, i) => `203.0.113.${i + 1}:41641`) }), /^endpoints: expected 1 to 8 endpoints, got \[/);
+test('an INTRODUCTION with too many LAN routes is refused', directRefuses, FrameType.Introduction, introductionWith({ routes: Array.from({ length: 17 }, (_, i) => `192.168.${i}.0/24`) }), /^routes: expected at most 16 LAN routes, got \[/);
+test('an INTRODUCTION with a route that has host bits is refused', directRefuses, FrameType.Introduction, introductionWith({ routes: ['192.168.77.1/24'] }), /^routes: expected network prefixes without host bits/);
+test('an INTRODUCTION with a 31-byte key is refused', directRefuses, FrameType.Introduction, introductionWith({ key: Buffer.alloc(31).toString('base64') }), /^key: expected 32 bytes in base64, got "/);
+test('an INTRODUCTION with a 33-byte key is refused', directRefuses, FrameType.Introduction, introductionWith({ key: Buffer.alloc(33).toString('base64') }), /^key: expected 32 bytes in base64, got "/);
+test('an INTRODUCTION with a key that is not base64 is refused', directRefuses, FrameType.Introduction, introductionWith({ key: `${'!'.repeat(43)}=` }), /^key: expected 32 bytes in base64/);
+test('an INTRODUCTION without a key is refused', directRefuses, FrameType.Introduction, introductionWith({ key: undefined }), 'key: expected 32 bytes in base64, got nothing');
+test('an INTRODUCTION with an unknown cipher is refused', directRefuses, FrameType.Introduction, introductionWith({ cipher: 'rot13' }), /^cipher: expected /);
+test('an INTRODUCTION with receiver id 0 is refused', directRefuses, FrameType.Introduction, introductionWith({ id: 0 }), 'id: expected receiver id, got 0');
+test('an INTRODUCTION with a receiver id past 32 bits is refused', directRefuses, FrameType.Introduction, introductionWith({ peerId: 2 ** 32 }), 'peerId: expected receiver id, got 4294967296');
+test('an INTRODUCTION with a fractional receiver id is refused', directRefuses, FrameType.Introduction, introductionWith({ id: 1.5 }), 'id: expected receiver id, got 1.5');
+test('an INTRODUCTION whose two receiver ids are one is refused', directRefuses, FrameType.Introduction, introductionWith({ id: 7, peerId: 7 }), /^message: expected an introduction with two different receiver ids, got /);
+test('an INTRODUCTION with a bad self endpoint is refused', directRefuses, FrameType.Introduction, introductionWith({ self: 'localhost:1' }), `self: ${ENDPOINT}, got "localhost:1"`);
+test('an INTRODUCTION without a peer is refused', directRefuses, FrameType.Introduction, introductionWith({ peer: undefined }), 'peer: expected an IPv4 address like 10.0.0.2, got nothing');
+
+test('a WITHDRAWAL with an unknown reason is refused', directRefuses, FrameType.Withdrawal, { version: 1, peer: '10.0.0.3', reason: 'bored' }, /^reason: expected .*"left"/);
+test('a WITHDRAWAL without a peer is refused', directRefuses, FrameType.Withdrawal, { version: 1, reason: 'left' }, 'peer: expected an IPv4 address like 10.0.0.2, got nothing');
+test('a WITHDRAWAL with a negative id is refused', directRefuses, FrameType.Withdrawal, { version: 1, peer: '10.0.0.3', reason: 'left', id: -1 }, 'id: expected receiver id, got -1');
+
+test('unknown keys in the direct-path messages are not an error (forward compatibility)', (t) => {
+  const decoded = decodeControl(FrameType.Introduction, IntroductionCodec, Buffer.from(JSON.stringify(introductionWith({ future: true }))));
+  t.false(decoded instanceof ControlDecodeError);
+  t.deepEqual((decoded as Introduction).endpoints, INTRODUCTION.endpoints);
 });

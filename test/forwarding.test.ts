@@ -127,6 +127,20 @@ test('isolation separates members from each other, never from the hub', (t) => {
   t.deepEqual([p.isPeer(HUB), p.isPeer(A), p.isPeer(B)], [false, true, true]);
 });
 
+const separates = test.macro({
+  exec(t, isolation: boolean, a: keyof typeof SENDERS | 'hub', b: keyof typeof SENDERS | 'hub', expected: boolean) {
+    const of = (x: keyof typeof SENDERS | 'hub') => (x === 'hub' ? HUB : SENDERS[x]);
+    t.is(policyOf({ isolation }).separates(of(a), of(b)), expected);
+  },
+  title: (provided = '') => provided,
+});
+
+test('without isolation nothing separates two members', separates, false, 'A', 'B', false);
+test('isolation separates two members', separates, true, 'A', 'B', true);
+test('isolation separates two members either way round', separates, true, 'C', 'A', true);
+test('isolation never separates a member from the hub', separates, true, 'B', 'hub', false);
+test('isolation never separates the hub from a member', separates, true, 'hub', 'C', false);
+
 test('the policy reads isolation and membership as they are now', (t) => {
   const world = { isolation: false, membership: WITHOUT_LANS };
   const p = policy(

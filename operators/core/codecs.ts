@@ -1,5 +1,5 @@
 // The boundary decoders every input shares (the config, the control messages, the tokens file, the
-// lease file): io-ts codecs for an address, a prefix and host:port, built on the one parser of
+// lease file): io-ts codecs for an address, a prefix, host:port and an IPv4 endpoint, built on the one parser of
 // address.ts, and the one error style: `path: expected X, got Y`.
 import * as t from 'io-ts';
 import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort, parseIpv4, parsePrefix, type HostPort, type Ipv4Prefix } from './address.js';
@@ -58,6 +58,18 @@ export const HostPortCodec = new t.Type<HostPort, string, unknown>(
   (u, c) => {
     const hp = typeof u === 'string' ? parseHostPort(u) : undefined;
     return hp === undefined || hp.port === 0 ? t.failure(u, c) : t.success(hp);
+  },
+  formatHostPort,
+);
+
+/** "a.b.c.d:port" (a strict dotted quad, a port from 1 to 65535) ⇄ {host, port}: an IPv4 transport endpoint, as a UDP candidate is. */
+export const Ipv4EndpointCodec = new t.Type<HostPort, string, unknown>(
+  'an IPv4 endpoint like 192.0.2.7:41641',
+  (u): u is HostPort => HostPortCodec.is(u) && parseIpv4(u.host) !== undefined,
+  (u, c) => {
+    const hp = HostPortCodec.validate(u, c);
+    // An error line shows the text that was sent, not what host:port made of it.
+    return hp._tag === 'Right' && parseIpv4(hp.right.host) !== undefined ? hp : t.failure(u, c);
   },
   formatHostPort,
 );

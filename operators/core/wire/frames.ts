@@ -2,7 +2,11 @@
 // the body; the body's first byte is the frame type. See docs/protocol.md.
 import { SUPER_PREFIX, MAX_SUPER_PACKET, MIN_GSO_SIZE, SuperPacket, segmentSuper, tcpHeaderBytes } from './gso.js';
 
-/** Frame types. 0x01 and 0x02 are the Go program's; the 0x10 range is ignored by 0.0.1-era peers. */
+/**
+ * Frame types. 0x01 and 0x02 are the Go program's; 0.0.1-era peers ignore every other type. 0x10-0x15
+ * are this project's first control messages, 0x16-0x1f its data-path frames, 0x20-0x2f its later
+ * control messages (each sent only to a peer that offered the capability it belongs to).
+ */
 export const FrameType = {
   Data: 0x01,
   Keepalive: 0x02,
@@ -16,6 +20,12 @@ export const FrameType = {
   Routes: 0x15,
   /** A TCPv4 super-packet (u16 segment size, then the packet); only between peers that both offered `gso`. */
   Super: 0x16,
+  /** A member asks the hub for a direct path to another member, and says its own local endpoints (JSON); only to a hub that offered `direct`. */
+  DirectRequest: 0x20,
+  /** The hub introduces a member to another member: the peer's endpoints and LANs, a fresh pair key, the receiver ids (JSON); only to members that offered `direct`. */
+  Introduction: 0x21,
+  /** The hub ends (or refuses) a member's direct path to a peer, with the reason (JSON); only to members that offered `direct`. */
+  Withdrawal: 0x22,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
