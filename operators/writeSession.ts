@@ -23,6 +23,8 @@ export interface WriteSessionOptions {
   readonly encoding: PacketEncoding;
   /** Packets that may wait for the connection; beyond, new packets are dropped as `queue-full`. */
   readonly limit: number;
+  /** Bytes of packets that may wait; beyond, new packets are dropped as `queue-full` too. Default MAX_QUEUE_BYTES. */
+  readonly byteLimit?: number;
   /** Kept equal to the packets waiting (for the status). */
   readonly gauge?: { depth: number };
   /** Called with the number of packets each successful data write handed to the connection. */
@@ -55,6 +57,11 @@ export const CODEL_INTERVAL_MS = 100;
  * (a ping beside a bulk transfer) stays within a few ms.
  */
 export const MAX_WAIT_MS = 2 * CODEL_TARGET_MS;
+/**
+ * The bytes a session's data queue may hold by default: the packet limit alone let 1000 queued
+ * super-packets (64 KiB each) hold 64 MiB for one member that does not read.
+ */
+export const MAX_QUEUE_BYTES = 8 * 1024 * 1024;
 /** Packets written per step of a flush: what waits beyond the connection's high-water mark waits here, timed. */
 const FLUSH_CHUNK = 64;
 
@@ -66,7 +73,8 @@ const MAX_CONTROL_WAITING = 16;
  * frames wait in a small lane ahead of data and are never dropped (keyed ones are replaced by a
  * newer frame of the same key while they wait, so a member under load gets the latest ROUTES, not
  * a stale one; the lane holds at most 16, and an unkeyed frame beyond that replaces the oldest unkeyed one);
- * packets go out only when no control frame waits, else wait in a queue of `limit` packets
+ * packets go out only when no control frame waits, else wait in a queue of `limit` packets and
+ * `byteLimit` bytes
  * (copied, since views may point into reused buffers) where newer ones are dropped when it is full
  * (tail drop), and are bounded by time too (CoDel: a queue that stands above 5 ms for 100 ms
  * loses its oldest packets, counted as `queue-delay`, until it stops standing) and by a hard limit
@@ -87,6 +95,7 @@ const MAX_CONTROL_WAITING = 16;
  */
 export function writeSession(options: WriteSessionOptions): OperatorFunction<Outgoing, DropCounts> {
   const { sink, encoding, limit, gauge, sent } = options;
+  const byteLimit = options.byteLimit ?? MAX_QUEUE_BYTES;
   const scheduler = options.scheduler ?? asyncScheduler;
   const codel = options.codel === false ? undefined : (options.codel ?? { targetMs: CODEL_TARGET_MS, intervalMs: CODEL_INTERVAL_MS });
   const maxWait = options.maxWaitMs === false ? Number.POSITIVE_INFINITY : (options.maxWaitMs ?? MAX_WAIT_MS);
@@ -94,6 +103,8 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
     new Observable<DropCounts>((subscriber) => {
       const lane: { frame: Uint8Array; key: string | undefined }[] = [];
       let queue: Uint8Array[] = [];
+      /** Bytes of the packets in `queue`. */
+      let queuedBytes = 0;
       /** When each queued packet arrived (scheduler time), parallel to `queue`. */
       let arrived: number[] = [];
       const state = { firstAbove: 0, dropNext: 0, count: 0, lastCount: 0, dropping: false, standing: false };
@@ -166,17 +177,18 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         let i = 0;
         for (; i < queue.length && out.length < max; i++) {
           const sojourn = now - arrived[i]!;
+          const size = queue[i]!.length;
           if (codelDrops(now, sojourn)) dropped++;
           // The hard limit acts on a standing queue (CoDel's verdict: above the target for an
           // interval), not on a burst: a batch of 64 KiB super-packets may take over 10 ms to leave
           // on a fast link, and dropping its tail would cost 45 segments each.
           else if (sojourn > maxWait && (codel === undefined || state.standing)) aged++;
           else {
-            const size = queue[i]!.length;
             if (out.length > 0 && bytes + size > room) break;
             out.push(queue[i]!);
             bytes += size;
           }
+          queuedBytes -= size;
         }
         queue = i === queue.length ? [] : queue.slice(i);
         arrived = i === arrived.length ? [] : arrived.slice(i);
@@ -233,12 +245,15 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
           const written = lane.length === 0 && queue.length === 0 ? writeWhileTaken(packets) : 0;
           if (written === packets.length) return;
           const free = limit - queue.length;
-          const keep = Math.max(0, Math.min(free, packets.length - written));
+          const end = written + Math.max(0, Math.min(free, packets.length - written));
           const now = scheduler.now();
-          for (let i = written; i < written + keep; i++) {
+          let i = written;
+          for (; i < end && queuedBytes + packets[i]!.length <= byteLimit; i++) {
             queue.push(copyPacket(packets[i]!));
             arrived.push(now);
+            queuedBytes += packets[i]!.length;
           }
+          const keep = i - written;
           if (gauge !== undefined) gauge.depth = queue.length;
           awaitDrain();
           if (written + keep < packets.length) subscriber.next({ 'queue-full': packets.length - written - keep });
@@ -255,6 +270,7 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         for (const w of lane.splice(0)) sink.write(w.frame);
         queue = [];
         arrived = [];
+        queuedBytes = 0;
         if (gauge !== undefined) gauge.depth = 0;
       };
     });

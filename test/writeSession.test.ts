@@ -62,6 +62,21 @@ test('while busy, control waits in its lane ahead of data; packets wait up to th
   t.is(gauge.depth, 0);
 });
 
+test('the queue is bounded in bytes as well: beyond byteLimit newer packets drop as queue-full', (t) => {
+  const sink = new Sink();
+  sink.needsDrain = true;
+  const gauge = { depth: 0 };
+  // Each test packet is 21 bytes (a 20-byte header and one payload byte): room for three in 70.
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    const items = cold('-a-b-c', { a: data(1, 2), b: data(3, 4), c: data(5) });
+    expectObservable(items.pipe(writeSession({ sink, encoding, limit: 100, byteLimit: 70, gauge }))).toBe('---x-y', { x: { 'queue-full': 1 }, y: { 'queue-full': 1 } });
+    flush();
+    t.is(gauge.depth, 3);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2', 'D3'], 'the packets that fitted, in order');
+});
+
 test('a keyed control frame replaces an older one of its key while they wait (a member under load gets the latest ROUTES, not a stale one)', (t) => {
   const sink = new Sink();
   sink.needsDrain = true;
