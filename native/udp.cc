@@ -25,6 +25,8 @@
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -781,7 +783,19 @@ Napi::Value SetTcpNotSentLowat(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, now);
 }
 
+// tcpUnsentBytes(fd): the bytes a TCP socket holds that the kernel has not sent yet (SIOCOUTQNSD).
+// Throws a system error if the kernel refuses.
+Napi::Value TcpUnsentBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return lwt::ThrowType(env, "tcpUnsentBytes(fd)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int bytes = 0;
+  if (ioctl(fd, SIOCOUTQNSD, &bytes) < 0) return lwt::ThrowSystemError(env, errno, "ioctl(SIOCOUTQNSD)", "TCP socket");
+  return Napi::Number::New(env, bytes);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("tcpUnsentBytes", Napi::Function::New<TcpUnsentBytes>(env, "tcpUnsentBytes"));
   exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("DatagramBatch", lwt::DatagramBatch::Define(env));
   exports.Set("AeadKey", lwt::AeadKey::Define(env));

@@ -5,7 +5,8 @@ import test from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { RATE_WINDOW_MS, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UNSENT_UNLIMITED, UnsentLimit, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
+import { KERNEL_BACKLOG_BYTES, RATE_WINDOW_MS, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UNSENT_UNLIMITED, UnsentLimit, kernelUnsent, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
+import { waitUntil } from './helpers/wait.js';
 import { createPki } from './helpers/pki.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -140,4 +141,30 @@ test('UnsentLimit: a pause does not take the limit back to the floor; only a bac
   now += RATE_WINDOW_MS;
   limit.wrote(0, 0);
   t.is(limit.current, 640 * KIB);
+});
+
+test('a backlog in the kernel counts: with no limit the kernel takes everything, and a slow window still lowers it', async (t) => {
+  const { near, far } = await plainPair(t);
+  t.is(kernelUnsent(near), 0, 'nothing written yet');
+  let now = 0;
+  const limit = new UnsentLimit(near, () => now);
+  t.is(limit.current, UNSENT_UNLIMITED);
+  // A window of keepalives with nothing unsent: application-limited, no change.
+  limit.wrote(16, 0);
+  now += RATE_WINDOW_MS;
+  limit.wrote(16, 0);
+  t.is(limit.current, UNSENT_UNLIMITED);
+  // The peer stops reading: the kernel's buffer fills with bytes it cannot send.
+  far.pause();
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < 32 && kernelUnsent(near) < KERNEL_BACKLOG_BYTES; i++) {
+    near.write(chunk);
+    await waitUntil(() => near.writableLength === 0 || kernelUnsent(near) >= KERNEL_BACKLOG_BYTES, 'the kernel to take the write or hold it unsent', 10_000);
+  }
+  t.true(kernelUnsent(near) >= KERNEL_BACKLOG_BYTES, `kernel unsent ${kernelUnsent(near)}`);
+  // A slow window (200 Mbit/s) while the kernel holds a backlog, Node's buffer empty: measured.
+  limit.wrote(25_000 * RATE_WINDOW_MS, 0);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, 0);
+  t.is(limit.current, UNSENT_MIN_BYTES);
 });

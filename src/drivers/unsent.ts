@@ -21,6 +21,8 @@ export const UNSENT_MIN_BYTES = 128 * 1024;
 export const UNSENT_MAX_BYTES = 2 * 1024 * 1024;
 /** The value that lifts the limit (TCP_NOTSENT_LOWAT at its largest: the kernel's default). */
 export const UNSENT_UNLIMITED = 0x7fffffff;
+/** Unsent bytes in the kernel that make a write count as backlogged (a connection sending what it is given leaves about none). */
+export const KERNEL_BACKLOG_BYTES = 16 * 1024;
 /** How long a window of writes the send rate is measured over. */
 export const RATE_WINDOW_MS = 200;
 
@@ -30,6 +32,17 @@ function tcpFd(socket: net.Socket): number | undefined {
   const s = socket as unknown as { readonly _handle?: Handle; readonly _parent?: { readonly _handle?: Handle } | null };
   for (const h of [s._handle, s._handle?._parent, s._parent?._handle]) if (typeof h?.fd === 'number' && h.fd >= 0) return h.fd;
   return undefined;
+}
+
+/** The bytes the kernel holds unsent on the connection under `socket` (SIOCOUTQNSD); 0 when it cannot tell. */
+export function kernelUnsent(socket: net.Socket): number {
+  const fd = tcpFd(socket);
+  if (fd === undefined) return 0;
+  try {
+    return udpBinding().tcpUnsentBytes(fd);
+  } catch {
+    return 0;
+  }
 }
 
 /** Sets TCP_NOTSENT_LOWAT on the connection under `socket`; returns what the kernel holds now, or undefined when it cannot be set (no descriptor, no addon). */
@@ -54,7 +67,8 @@ export function unsentFor(bytesPerMs: number): number {
  * A connection's unsent limit, kept to its send rate: none at first (the kernel's default), then, at
  * the first write after each RATE_WINDOW_MS of writes, unsentFor(the window's rate) when that differs
  * by more than a quarter (one setsockopt; idle connections cost nothing). Only a window in which the
- * connection was backlogged (a write found bytes still waiting in front of the kernel) measures
+ * connection was backlogged (a write found bytes still waiting in front of the kernel, or at least
+ * KERNEL_BACKLOG_BYTES the kernel had not sent yet) measures
  * what the connection can send; a window that never was measures what the application gave it
  * (idle time included) and may only raise the limit. Otherwise every transfer after a pause would
  * start again at the floor and spend its first windows climbing back (about a tenth of a fast LAN
@@ -81,7 +95,8 @@ export class UnsentLimit {
   wrote(bytes: number, backlog: number): void {
     if (this.current === undefined) return;
     this.windowBytes += bytes;
-    if (backlog > 0) this.windowBacklogged = true;
+    // With no limit (or a large one) the kernel takes whatever comes, and the backlog is there.
+    if (!this.windowBacklogged && (backlog > 0 || kernelUnsent(this.socket) >= KERNEL_BACKLOG_BYTES)) this.windowBacklogged = true;
     const t = this.now();
     const elapsed = t - this.windowStart;
     if (elapsed < RATE_WINDOW_MS) return;

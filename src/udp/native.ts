@@ -75,6 +75,7 @@ export interface NativeUdp {
   AeadKey: new (cipher: string, key: Uint8Array, rawOnly?: boolean) => NativeAeadKey;
   UdpSocket: new (options: NativeUdpSocketOptions) => NativeUdpSocket;
   setTcpNotSentLowat(fd: number, bytes: number): number;
+  tcpUnsentBytes(fd: number): number;
 }
 
 let binding: NativeUdp | undefined;
