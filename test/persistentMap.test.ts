@@ -5,20 +5,11 @@ import test from 'ava';
 import { AgedMap } from '../operators/core/agedMap.js';
 import { PersistentMap } from '../operators/core/persistentMap.js';
 import { parseIpv4 } from '../operators/core/address.js';
+import { xorshift32 } from './helpers/random.js';
 
 type Op<K> = readonly ['set', K, string] | readonly ['delete', K];
 
-/** A deterministic pseudo-random u32 sequence (xorshift32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>>= 0);
-  };
-}
+const rng = xorshift32;
 
 function apply<K extends number | string>(m: PersistentMap<K, string>, ops: readonly Op<K>[]): PersistentMap<K, string> {
   for (const op of ops) m = op[0] === 'set' ? m.set(op[1], op[2]) : m.delete(op[1]);

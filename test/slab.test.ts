@@ -2,6 +2,7 @@
 // connection may still hold, and reuses its memory while a bulk transfer keeps the connection busy.
 import test from 'ava';
 import { Slab } from '../operators/core/slab.js';
+import { xorshift32 } from './helpers/random.js';
 
 /** A connection that sends its bytes in order: what was written and not yet sent, oldest first. */
 class FakeConnection {
@@ -27,17 +28,10 @@ class FakeConnection {
 const overlaps = (a: Buffer, b: Buffer): boolean =>
   a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length;
 
-/** A deterministic pseudo-random sequence (xorshift32). */
+/** A deterministic pseudo-random sequence in [0, 1). */
 function random(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 0x100000000;
 }
 
 test('never hands out bytes the connection still holds, over 20 000 writes of random sizes and random partial sends', (t) => {
