@@ -9,8 +9,6 @@ import { xorshift32 } from './helpers/random.js';
 
 type Op<K> = readonly ['set', K, string] | readonly ['delete', K];
 
-const rng = xorshift32;
-
 function apply<K extends number | string>(m: PersistentMap<K, string>, ops: readonly Op<K>[]): PersistentMap<K, string> {
   for (const op of ops) m = op[0] === 'set' ? m.set(op[1], op[2]) : m.delete(op[1]);
   return m;
@@ -91,7 +89,7 @@ test('first is the smallest number key, undefined when empty', (t) => {
 });
 
 test('100,000 random u32 keys: every get, the size, ascending iteration, then deletion down to empty', (t) => {
-  const next = rng(0x9e3779b9);
+  const next = xorshift32(0x9e3779b9);
   const model = new Map<number, string>();
   let m = PersistentMap.empty<number, string>();
   for (let i = 0; i < 100_000; i++) {
@@ -123,7 +121,7 @@ test('100,000 random u32 keys: every get, the size, ascending iteration, then de
 });
 
 test('every older version reads the same after any number of later updates', (t) => {
-  const next = rng(12345);
+  const next = xorshift32(12345);
   const versions: { map: PersistentMap<number, string>; model: Map<number, string> }[] = [];
   let m = PersistentMap.empty<number, string>();
   const model = new Map<number, string>();
