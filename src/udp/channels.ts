@@ -12,7 +12,7 @@ import { addDrop, type DropCounts } from '../../operators/core/packet.js';
 import { parseIpv4 } from '../../operators/core/address.js';
 import { INTRODUCTION_LIMITS } from '../../pipelines/introductions.js';
 import type { Arrival, DatagramChannel, PacketBatch, PairArrival, PairChannel, PairKeys, PairOpening, UdpCipher, UdpClientPort, UdpClientSocket, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
-import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch } from './aead.js';
+import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch, type OpenSelector } from './aead.js';
 import type { UdpError } from './errors.js';
 import { UdpSocket, type Endpoint, type SegmentPlan } from './socket.js';
 import { SuperPacket, segmentCount } from '../../operators/core/wire/gso.js';
@@ -34,6 +34,8 @@ export const MAX_PAIR_CHANNELS = INTRODUCTION_LIMITS.maxPairs;
 const DEFAULT_PATH_MTU = 1500;
 const EMPTY = new Uint8Array(0);
 const KEEPALIVE_PAYLOAD: readonly Uint8Array[] = [EMPTY];
+/** How long the drops a read counted may wait before they are reported (at most one report per channel per this long, however many datagrams a flood brings). */
+export const DROP_REPORT_MS = 100;
 /** Marks of a read's rows (ChannelSocket's scratch): no channel took it yet, a channel took it and dropped it, a channel accepted it. */
 const ROW_FREE = 0;
 const ROW_DROPPED = 1;
@@ -95,11 +97,58 @@ function pairKeying(k: PairKeys): Keying {
   return keying(k.key, k.cipher, { id: k.peerId, direction: 'toHub' }, { id: k.id, direction: 'toHub' });
 }
 
-/** One receive epoch: its key and the counters it accepted. */
+/** One receive epoch: its key, which rows it opens, and the counters it accepted. */
 interface ReceiveEpoch {
   readonly epoch: number;
   readonly key: AeadKey;
+  readonly selector: OpenSelector;
   readonly window: ReplayWindow;
+}
+
+/** The drops what arrives can cause. */
+type ArrivalDrop = 'replay' | 'bad-tag' | 'malformed-datagram' | 'unknown-session';
+
+/**
+ * Drops of datagrams that arrived, counted in place (nothing allocated per datagram or per read)
+ * and reported as one DropCounts at most DROP_REPORT_MS after the first of them: a flood of
+ * hostile datagrams costs a report per channel per DROP_REPORT_MS, however fast it comes.
+ */
+class DropTally {
+  #replay = 0;
+  #badTag = 0;
+  #malformed = 0;
+  #unknown = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #report: (drops: DropCounts) => void;
+  readonly #flush = (): void => this.flush();
+
+  /** `report` hears each report. */
+  constructor(report: (drops: DropCounts) => void) {
+    this.#report = report;
+  }
+
+  /** One more drop of `reason`; a report follows within DROP_REPORT_MS. */
+  add(reason: ArrivalDrop): void {
+    if (reason === 'replay') this.#replay++;
+    else if (reason === 'bad-tag') this.#badTag++;
+    else if (reason === 'malformed-datagram') this.#malformed++;
+    else this.#unknown++;
+    // An idle timer: it never keeps the process alive on its own.
+    this.#timer ??= setTimeout(this.#flush, DROP_REPORT_MS).unref();
+  }
+
+  /** Reports what was counted (if anything) now, and starts counting afresh. */
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    let drops: DropCounts | undefined;
+    if (this.#replay > 0) drops = addDrop(drops, 'replay', this.#replay);
+    if (this.#badTag > 0) drops = addDrop(drops, 'bad-tag', this.#badTag);
+    if (this.#malformed > 0) drops = addDrop(drops, 'malformed-datagram', this.#malformed);
+    if (this.#unknown > 0) drops = addDrop(drops, 'unknown-session', this.#unknown);
+    this.#replay = this.#badTag = this.#malformed = this.#unknown = 0;
+    if (drops !== undefined) this.#report(drops);
+  }
 }
 
 /** How a channel knows where its peer is. */
@@ -169,6 +218,12 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
   /** The next epoch's receive key, once a datagram claimed it (derived once, not per batch). */
   #next: ReceiveEpoch | undefined;
   #closed = false;
+  /** What arrived and was dropped, reported together. */
+  readonly #tally: DropTally;
+  /** The read being taken: how many rows were accepted, and the newest counter of the current epoch and its row. */
+  #accepted = 0;
+  #newest = -1;
+  #newestRow = -1;
   /** Indexes of the payloads the kernel refused during the send in progress (see rejected). */
   #refused: number[] | undefined;
   /** The kernel said EMSGSIZE during the send in progress (the path MTU is probed again after it). */
@@ -183,8 +238,9 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
   constructor(o: ChannelOptions<A>) {
     this.#o = o;
     this.#keys = o.keys;
+    this.#tally = new DropTally((drops) => this.#drops.next(drops));
     this.#sendKey = o.keys.sendKey(0);
-    this.#receive = [{ epoch: 0, key: o.keys.receiveKey(0), window: new ReplayWindow() }];
+    this.#receive = [this.#receiveEpoch(0)];
     if (o.endpoint.kind === 'fixed') this.setEndpoint(o.endpoint.at);
     o.socket.add(o.keys.receiveId, this);
   }
@@ -217,6 +273,7 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
     for (const r of this.#receive) r.key.destroy();
     this.#next?.key.destroy();
     this.#keys.wipe();
+    this.#tally.flush();
     this.#arrivals.complete();
     this.#drops.complete();
     this.#o.onClose?.();
@@ -233,48 +290,27 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
    * @internal Opens and takes this channel's rows of a read (those whose receiver id is its
    * receive id): per receive epoch (current, next, previous) one native open, then the replay
    * window; counts what it refused, then emits its arrivals (rows in read order). Marks the rows
-   * it took in `done` (the socket's scratch). What fails to authenticate changes nothing.
+   * it took in `done` (the socket's scratch). What fails to open or is a replay changes nothing and
+   * allocates nothing: the only exception is the first datagram claiming the next epoch, which has
+   * that epoch's key derived once (the key a genuine rekey derives anyway).
    */
   take(batch: DatagramBatch, count: number, done: Uint8Array): void {
     if (this.#closed) return;
     const id = this.#keys.receiveId;
     const current = this.#receive[0]!;
-    let drops: DropCounts | undefined;
-    let accepted = 0;
-    let newest = -1;
-    let newestRow = -1;
-    const accept = (r: ReceiveEpoch): void => {
-      for (let i = 0; i < count; i++) {
-        if (batch.receivers[i] !== id || done[i] !== ROW_FREE || batch.status[i] !== DatagramStatus.Opened) continue;
-        done[i] = ROW_DROPPED;
-        const counter = batch.counters[i]!;
-        if (r.window.accept(counter) !== 'ok') {
-          drops = addDrop(drops, 'replay');
-          continue;
-        }
-        const type = batch.types[i]! & ~HEARS_YOU;
-        if (type !== DatagramType.Data && type !== DatagramType.Keepalive) {
-          drops = addDrop(drops, 'malformed-datagram');
-          continue;
-        }
-        done[i] = ROW_ACCEPTED;
-        accepted++;
-        if (r === current && counter > newest) {
-          newest = counter;
-          newestRow = i;
-        }
-      }
-    };
+    this.#accepted = 0;
+    this.#newest = -1;
+    this.#newestRow = -1;
     const previousTop = current.window.highest;
-    current.key.open(batch, { receiverId: id, epoch: current.epoch & 0xff }, 0, count);
-    accept(current);
+    current.key.open(batch, current.selector, 0, count);
+    this.#accept(batch, count, done, current, true);
     // A datagram of the next epoch: the peer rekeyed. Its key is derived once, when such a datagram
     // first arrives, and becomes the current one when one authenticates (the old one stays for
     // stragglers until the next move).
     if (this.#anyPending(batch, count, id, (current.epoch + 1) & 0xff)) {
       const next = (this.#next ??= this.#receiveEpoch(current.epoch + 1));
-      if (next.key.open(batch, { receiverId: id, epoch: next.epoch & 0xff }, 0, count) > 0) {
-        accept(next);
+      if (next.key.open(batch, next.selector, 0, count) > 0) {
+        this.#accept(batch, count, done, next, false);
         for (const old of this.#receive.slice(1)) old.key.destroy();
         this.#receive = [next, current];
         this.#next = undefined;
@@ -282,21 +318,46 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
     }
     const previous = this.#receive[1];
     if (previous !== undefined && previous !== current && this.#anyPending(batch, count, id, previous.epoch & 0xff)) {
-      previous.key.open(batch, { receiverId: id, epoch: previous.epoch & 0xff }, 0, count);
-      accept(previous);
+      previous.key.open(batch, previous.selector, 0, count);
+      this.#accept(batch, count, done, previous, false);
     }
     for (let i = 0; i < count; i++) {
       if (batch.receivers[i] !== id || done[i] !== ROW_FREE) continue;
       done[i] = ROW_DROPPED;
-      drops = addDrop(drops, batch.status[i] === DatagramStatus.Malformed ? 'malformed-datagram' : 'bad-tag');
+      this.#tally.add(batch.status[i] === DatagramStatus.Malformed ? 'malformed-datagram' : 'bad-tag');
     }
     // A member that moved (NAT rebinding, another network) keeps its session: its newest datagram's source is where it is now.
-    if (newestRow >= 0 && newest > previousTop && this.#o.endpoint.kind === 'roams') {
-      const at = { address: batch.addrs[newestRow]!, port: batch.ports[newestRow]! };
-      if (this.#endpoint === undefined || at.address !== this.#endpoint.address || at.port !== this.#endpoint.port) this.setEndpoint(at);
+    const row = this.#newestRow;
+    if (row >= 0 && this.#newest > previousTop && this.#o.endpoint.kind === 'roams') {
+      const was = this.#endpoint;
+      if (was === undefined || batch.addrs[row] !== was.address || batch.ports[row] !== was.port) this.setEndpoint({ address: batch.addrs[row]!, port: batch.ports[row]! });
     }
-    if (drops !== undefined) this.#drops.next(drops);
-    if (accepted > 0) this.#emit(batch, count, done, id);
+    if (this.#accepted > 0) this.#emit(batch, count, done, id);
+  }
+
+  /** Takes the rows epoch `r` opened: the replay window, then the type; marks each accepted or dropped. */
+  #accept(batch: DatagramBatch, count: number, done: Uint8Array, r: ReceiveEpoch, isCurrent: boolean): void {
+    const id = this.#keys.receiveId;
+    for (let i = 0; i < count; i++) {
+      if (batch.receivers[i] !== id || done[i] !== ROW_FREE || batch.status[i] !== DatagramStatus.Opened) continue;
+      done[i] = ROW_DROPPED;
+      const counter = batch.counters[i]!;
+      if (r.window.accept(counter) !== 'ok') {
+        this.#tally.add('replay');
+        continue;
+      }
+      const type = batch.types[i]! & ~HEARS_YOU;
+      if (type !== DatagramType.Data && type !== DatagramType.Keepalive) {
+        this.#tally.add('malformed-datagram');
+        continue;
+      }
+      done[i] = ROW_ACCEPTED;
+      this.#accepted++;
+      if (isCurrent && counter > this.#newest) {
+        this.#newest = counter;
+        this.#newestRow = i;
+      }
+    }
   }
 
   /**
@@ -340,9 +401,9 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
     return false;
   }
 
-  /** The receive key and a fresh replay window of `epoch`. */
+  /** The receive key, the rows it opens and a fresh replay window of `epoch`. */
   #receiveEpoch(epoch: number): ReceiveEpoch {
-    return { epoch, key: this.#keys.receiveKey(epoch), window: new ReplayWindow() };
+    return { epoch, key: this.#keys.receiveKey(epoch), selector: { receiverId: this.#keys.receiveId, epoch: epoch & 0xff }, window: new ReplayWindow() };
   }
 
   /** Datagrams to the peer go to `at` from now on (undefined: nowhere); the largest packet follows the kernel's path MTU toward it. */
@@ -486,8 +547,8 @@ export interface UdpDriverOptions {
 /**
  * One UDP socket and the channels on it by receiver id: each read's datagrams go to the channel of
  * their receiver id (the one demultiplexing rule, for the hub's socket and a client's), and what no
- * channel takes is counted (`unknown-session`, or `malformed-datagram` when too short to be sealed)
- * without anything allocated per datagram. Its channels share the read's scratch and arena.
+ * channel takes is counted (`unknown-session`, or `malformed-datagram` when too short to carry a
+ * header) in a DropTally, without anything allocated. Its channels share the read's scratch and arena.
  */
 class ChannelSocket {
   readonly udp: UdpSocket;
@@ -500,14 +561,17 @@ class ChannelSocket {
   readonly #channels = new Map<number, SocketChannel>();
   /** Per row of a read: ROW_FREE, ROW_DROPPED or ROW_ACCEPTED. */
   readonly #done: Uint8Array;
+  /** The datagrams no channel took. */
+  readonly #unclaimed: DropTally;
 
   /** Binds a socket to host:port and starts reading; throws UdpError. `unclaimed` hears each read's datagrams of no channel, `failed` a socket error (reading stops). */
   constructor(o: { readonly host: string; readonly port: number; readonly coalesce: boolean }, unclaimed: (drops: DropCounts) => void, failed: (err: UdpError) => void) {
     this.coalesce = o.coalesce;
+    this.#unclaimed = new DropTally(unclaimed);
     this.udp = UdpSocket.open({ host: o.host, port: o.port, onRejected: (i, code) => this.sending?.rejected(i, code) });
     this.#done = new Uint8Array(this.udp.receive.capacity);
     try {
-      this.udp.read((batch, count) => this.#onRead(batch, count, unclaimed), failed);
+      this.udp.read((batch, count) => this.#onRead(batch, count), failed);
     } catch (err) {
       this.udp.close();
       throw err;
@@ -515,16 +579,14 @@ class ChannelSocket {
   }
 
   /** A read: each row to the channel of its receiver id, then the rows none took counted. */
-  #onRead(batch: DatagramBatch, count: number, unclaimed: (drops: DropCounts) => void): void {
+  #onRead(batch: DatagramBatch, count: number): void {
     const done = this.#done;
     done.fill(ROW_FREE, 0, count);
     this.arena.reset();
     for (let i = 0; i < count; i++) {
       if (done[i] === ROW_FREE) this.#channels.get(batch.receivers[i]!)?.take(batch, count, done);
     }
-    let drops: DropCounts | undefined;
-    for (let i = 0; i < count; i++) if (done[i] === ROW_FREE) drops = addDrop(drops, batch.lengths[i]! < SEAL_OVERHEAD ? 'malformed-datagram' : 'unknown-session');
-    if (drops !== undefined) unclaimed(drops);
+    for (let i = 0; i < count; i++) if (done[i] === ROW_FREE) this.#unclaimed.add(batch.lengths[i]! < SEAL_OVERHEAD ? 'malformed-datagram' : 'unknown-session');
   }
 
   /** Whether a channel takes datagrams of receiver id `id`. */
@@ -542,9 +604,10 @@ class ChannelSocket {
     if (this.#channels.get(id) === channel) this.#channels.delete(id);
   }
 
-  /** Closes every channel, then the socket. */
+  /** Closes every channel, reports what is still counted, then closes the socket. */
   close(): void {
     for (const ch of [...this.#channels.values()]) ch.close();
+    this.#unclaimed.flush();
     this.udp.close();
   }
 }
