@@ -256,10 +256,12 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             if (udpPort === undefined || hubHost === undefined) return unavailable(`the hub's address ${conn.remote} is not one UDP can reach`);
             if (secret === undefined) return unavailable('the hub offered UDP without a secret on a connection without TLS');
             return udpPort.open(hubHost, offer.port, offer.id, secret, offer.cipher).pipe(
-              switchMap((channel) => {
-                const link = udpLink(channel, { mode: transport === 'udp' ? 'udp' : 'auto', scheduler });
+              switchMap((socket) => {
+                const link = udpLink(socket.hub, { mode: transport === 'udp' ? 'udp' : 'auto', scheduler });
                 peer.link = link;
-                return link.events$.pipe(
+                // What the socket could give no channel is counted with the hub's drops, as the link's own.
+                const unclaimed$ = socket.drops$.pipe(map((drops): LinkEvent => ({ kind: 'drops', drops })));
+                return merge(link.events$, unclaimed$).pipe(
                   emitEach(onLink),
                   finalize(() => {
                     if (peer.link === link) peer.link = undefined;

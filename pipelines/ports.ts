@@ -73,17 +73,29 @@ export interface HostNetworkPort {
 /** The AEAD of the UDP data path (see docs/protocol.md, "UDP data path"). */
 export type UdpCipher = 'aes-256-gcm' | 'chacha20-poly1305';
 
+/** A UDP endpoint: an IPv4 address as an unsigned 32-bit integer (10.0.0.1 is 0x0a000001) and a port. */
+export interface UdpEndpoint {
+  readonly address: number;
+  readonly port: number;
+}
+
 /** What arrived on a datagram channel in one read: the peer's packets (the receiver's to keep; none for a keepalive), and whether the peer says it hears us. */
 export interface Arrival {
   readonly packets: PacketBatch;
   readonly hearsUs: boolean;
 }
 
+/** What arrived on a pair channel from one source: an Arrival per run of datagrams of one read from `from` (a read whose datagrams came from two sources emits two). */
+export interface PairArrival extends Arrival {
+  readonly from: UdpEndpoint;
+}
+
 /**
  * One session's sealed-datagram channel (the UDP data path): authenticated, replay-checked arrivals
  * in, sealed datagrams out. The driver keeps the keys (one per direction, a new epoch derived before
- * any counter limit), the replay windows and the peer's endpoint (the source of its latest
- * authenticated datagram, so a peer that changes address keeps its session).
+ * any counter limit), the replay windows and the peer's endpoint (the hub's channel follows the
+ * source of a member's latest authenticated datagram, so a member that changes address keeps its
+ * session; see endpoint()).
  */
 export interface DatagramChannel {
   /** Arrivals, one emission per read that had any for this channel (hot, never errors; completes on close). */
@@ -96,10 +108,65 @@ export interface DatagramChannel {
   keepalive(hearsUs: boolean): void;
   /** The largest packet a datagram to the peer carries (the path MTU less the 60 bytes of overhead). */
   maxPacket(): number;
+  /**
+   * Where datagrams to the peer go now: a client's hub channel, the hub's endpoint; the hub's
+   * channel, the member's as it observed it (the source of its newest authenticated datagram;
+   * undefined before the first); a pair channel, the one its owner chose (undefined: none).
+   */
+  endpoint(): UdpEndpoint | undefined;
   /** Data packets and their bytes, received (authenticated) and sent (keepalives not counted). */
   stats(): { readonly rx: { readonly packets: number; readonly bytes: number }; readonly tx: { readonly packets: number; readonly bytes: number } };
   /** Stops the channel and forgets its keys. Idempotent. */
   close(): void;
+}
+
+/** What keys a pair channel: the fields of the pair's INTRODUCTION (an Introduction is one). */
+export interface PairKeys {
+  /** The receiver id this side takes the pair's datagrams under. */
+  readonly id: number;
+  /** The receiver id the peer takes them under (what this side's datagrams carry). */
+  readonly peerId: number;
+  /** The 32-byte pair key. */
+  readonly key: Uint8Array;
+  readonly cipher: UdpCipher;
+}
+
+/**
+ * One direct path's channel to a peer (docs/direct.md), on the client's socket beside its hub
+ * channel: datagrams to receiver id r are sealed with the client→hub key a session of id r would
+ * use, derived from the pair key; counters, replay window and rekeying are a DatagramChannel's.
+ * Whatever authenticates under `id` is the peer, from whatever source; the channel never follows a
+ * source on its own: data goes where its owner says (use), probes where it says (keepaliveTo).
+ */
+export interface PairChannel extends DatagramChannel {
+  /** The receiver id this side takes the pair's datagrams under. */
+  readonly id: number;
+  /** The receiver id its datagrams carry. */
+  readonly peerId: number;
+  /** Arrivals, one emission per run of one read's datagrams from one source, with that source (hot, never errors; completes on close). */
+  readonly arrivals$: Observable<PairArrival>;
+  /** Sends an empty keepalive datagram to `to`, whatever endpoint is in use: a probe to a candidate, an answer at an arrival's source. Throws RangeError for an endpoint that is not one. */
+  keepaliveTo(to: UdpEndpoint, hearsUs: boolean): void;
+  /** From now on send() and keepalive() go to `to` (and maxPacket() follows the kernel's path MTU toward it); undefined: nowhere (send() sends nothing). Throws RangeError for an endpoint that is not one. */
+  use(to: UdpEndpoint | undefined): void;
+}
+
+/** A pair channel, or why the socket refused to open one. */
+export type PairOpening =
+  | { readonly ok: true; readonly channel: PairChannel }
+  /** `pair-limit`: the socket holds its most pair channels already; `id-in-use`: a channel of the socket takes datagrams under that receiver id already. */
+  | { readonly ok: false; readonly reason: 'pair-limit' | 'id-in-use'; readonly detail: string };
+
+/** A client's UDP socket of one session: the hub channel and, beside it, one pair channel per introduced peer. */
+export interface UdpClientSocket {
+  /** The socket's local port: where peers probe it, and what DIRECT-REQUEST's local endpoints carry. */
+  readonly localPort: number;
+  /** The channel to the hub. */
+  readonly hub: DatagramChannel;
+  /** Opens a pair channel on this socket (closing it frees its id); refuses beyond the pair limit or for an id in use; throws RangeError for keys an INTRODUCTION cannot carry (ids not two different 1..2^32-1, a key not 32 bytes). */
+  pair(keys: PairKeys): PairOpening;
+  /** Datagrams of the socket no channel could take (unknown-session, malformed-datagram), hot. */
+  readonly drops$: Observable<DropCounts>;
 }
 
 /** The hub's UDP socket, bound beside its TCP listener. */
@@ -121,10 +188,10 @@ export interface UdpHubPort {
   bind(port: number): Observable<UdpHub>;
 }
 
-/** Opens a client's UDP channel to its hub. */
+/** Opens a client's UDP socket to its hub. */
 export interface UdpClientPort {
-  /** A channel to the hub at `host:port` (an IPv4 address), for session `id` keyed from `secret`; emits once bound; unsubscribing closes it. */
-  open(host: string, port: number, id: number, secret: Uint8Array, cipher: UdpCipher): Observable<DatagramChannel>;
+  /** A socket of its own with a channel to the hub at `host:port` (an IPv4 address), for session `id` keyed from `secret`; emits once bound; errors when the socket fails; unsubscribing closes the socket and every channel on it. */
+  open(host: string, port: number, id: number, secret: Uint8Array, cipher: UdpCipher): Observable<UdpClientSocket>;
 }
 
 /**

@@ -5,107 +5,19 @@
 // dropped and counted, and only an authenticated datagram moves a member's endpoint.
 import test from 'ava';
 import { createHook, executionAsyncId } from 'node:async_hooks';
-import { createCipheriv, createHmac, type CipherGCMTypes } from 'node:crypto';
-import dgram from 'node:dgram';
-import type { Subscription } from 'rxjs';
 import type { DropCounts } from '../operators/core/packet.js';
-import type { Arrival, DatagramChannel, UdpCipher, UdpHub } from '../pipelines/ports.js';
-import { makeUdpClient, makeUdpHub } from '../src/udp/channels.js';
+import type { DatagramChannel, UdpCipher } from '../pipelines/ports.js';
+import { clientSocket, hubSocket, packet, plainSocket, sealByHand, send, toHubKey, total, until, watch } from './helpers/datagrams.js';
 import { SuperPacket, copyPacket, segmentSuper } from '../operators/core/wire/gso.js';
 import { ACK, DEFAULT_FLOW, PSH, superPacketBytes } from './helpers/tcp-reference.js';
 
 const CIPHERS: readonly UdpCipher[] = ['aes-256-gcm', 'chacha20-poly1305'];
 const SECRET = Uint8Array.from({ length: 32 }, (_, i) => i * 7);
 
-/** HKDF-SHA256 (RFC 5869) written out with HMAC, as the protocol document defines the epoch keys. */
-function hkdf(secret: Uint8Array, salt: Uint8Array, info: string, length: number): Buffer {
-  const prk = createHmac('sha256', salt).update(secret).digest();
-  const out: Buffer[] = [];
-  let t = Buffer.alloc(0);
-  for (let i = 1; out.length * 32 < length; i++) {
-    t = createHmac('sha256', prk).update(Buffer.concat([t, Buffer.from(info), Buffer.from([i])])).digest();
-    out.push(t);
-  }
-  return Buffer.concat(out).subarray(0, length);
-}
-
-/** The documented client→hub key of epoch `epoch` of session `id`. */
-function toHubKey(secret: Uint8Array, id: number, epoch: number): Buffer {
-  const salt = Buffer.alloc(8);
-  salt.writeUInt32BE(id, 0);
-  salt.writeUInt32BE(epoch, 4);
-  return hkdf(secret, salt, 'lightweight-tunnel udp keys v1', 64).subarray(0, 32);
-}
-
-/** A datagram as the protocol document describes it, sealed with Node's cipher: header ‖ ciphertext ‖ tag. */
-function sealByHand(cipher: UdpCipher, key: Uint8Array, h: { type: number; epoch: number; id: number; counter: number }, payload: Uint8Array): Buffer {
-  const header = Buffer.alloc(16);
-  header[0] = h.type;
-  header[1] = h.epoch;
-  header.writeUInt32BE(h.id, 4);
-  header.writeBigUInt64BE(BigInt(h.counter), 8);
-  const nonce = Buffer.alloc(12);
-  header.copy(nonce, 4, 8, 16);
-  const c = createCipheriv(cipher as CipherGCMTypes, key, nonce, { authTagLength: 16 });
-  c.setAAD(header);
-  const body = Buffer.concat([c.update(payload), c.final()]);
-  return Buffer.concat([header, body, c.getAuthTag()]);
-}
-
-/** An IPv4-looking payload of `n` bytes tagged with `tag`. */
-const packet = (tag: number, n = 60): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i === 0 ? 0x45 : (tag + i) & 0xff));
-
-/** Collects a channel's arrivals and drops. */
-function watch(ch: DatagramChannel): { arrivals: Arrival[]; drops: DropCounts[]; sub: Subscription } {
-  const arrivals: Arrival[] = [];
-  const drops: DropCounts[] = [];
-  const sub = ch.arrivals$.subscribe((a) => arrivals.push({ packets: a.packets.map((p) => Uint8Array.from(p)), hearsUs: a.hearsUs }));
-  sub.add(ch.drops$.subscribe((d) => drops.push(d)));
-  return { arrivals, drops, sub };
-}
-
-/** Waits until `check` holds (polling every 5 ms), or fails after `ms`. */
-async function until(what: string | (() => string), check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const total = (ds: readonly DropCounts[], reason: keyof DropCounts): number => ds.reduce((n, d) => n + (d[reason] ?? 0), 0);
-
-/** A hub socket on an ephemeral loopback port, closed by the test's teardown. */
-async function hubSocket(t: { teardown(fn: () => void): void }, cipher: UdpCipher, rekeyAfter?: number, coalesce = false): Promise<UdpHub> {
-  let sub: Subscription | undefined;
-  const hub = await new Promise<UdpHub>((resolve, reject) => {
-    sub = makeUdpHub({ host: '127.0.0.1', cipher, coalesce, ...(rekeyAfter === undefined ? {} : { rekeyAfter }) }).bind(0).subscribe({ next: resolve, error: reject });
-  });
-  t.teardown(() => sub?.unsubscribe());
-  return hub;
-}
-
 /** A client's channel to the hub at `port` on loopback, open until the test's teardown (unsubscribing closes it). */
 async function clientChannel(t: { teardown(fn: () => void): void }, port: number, id: number, cipher: UdpCipher, rekeyAfter?: number): Promise<DatagramChannel> {
-  let sub: Subscription | undefined;
-  const ch = await new Promise<DatagramChannel>((resolve, reject) => {
-    sub = makeUdpClient({ host: '127.0.0.1', ...(rekeyAfter === undefined ? {} : { rekeyAfter }) }).open('127.0.0.1', port, id, SECRET, cipher).subscribe({ next: resolve, error: reject });
-  });
-  t.teardown(() => sub?.unsubscribe());
-  return ch;
+  return (await clientSocket(t, port, id, cipher, SECRET, rekeyAfter)).hub;
 }
-
-/** A plain UDP socket on loopback that collects what it receives. */
-async function plainSocket(t: { teardown(fn: () => void): void }): Promise<{ socket: dgram.Socket; got: Buffer[] }> {
-  const socket = dgram.createSocket('udp4');
-  const got: Buffer[] = [];
-  socket.on('message', (m) => got.push(m));
-  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
-  t.teardown(() => socket.close());
-  return { socket, got };
-}
-
-const send = (s: dgram.Socket, b: Uint8Array, port: number): Promise<void> => new Promise((r, j) => s.send(b, port, '127.0.0.1', (e) => (e ? j(e) : r())));
 
 for (const cipher of CIPHERS) {
   test(`${cipher}: a datagram sealed by hand as docs/protocol.md says (HKDF-SHA256 keys, header as AAD, counter nonce) is accepted by the hub`, async (t) => {
@@ -230,12 +142,15 @@ test('roaming: a member whose address or port changes keeps its session after it
   const before = await plainSocket(t);
   const after = await plainSocket(t);
   const key = toHubKey(SECRET, 31, 0);
+  t.is(ch.endpoint(), undefined, 'the hub knows no endpoint before the member is heard');
   await send(before.socket, sealByHand('aes-256-gcm', key, { type: 2 | 0x80, epoch: 0, id: 31, counter: 0 }, new Uint8Array(0)), hub.port);
   await until('heard at the first address', () => w.arrivals.length === 1);
+  t.deepEqual(ch.endpoint(), { address: 0x7f000001, port: before.port }, 'endpoint() is where the hub saw the member');
   ch.send([packet(1)], true);
   await until('answered there', () => before.got.length === 1);
   await send(after.socket, sealByHand('aes-256-gcm', key, { type: 1 | 0x80, epoch: 0, id: 31, counter: 1 }, packet(2)), hub.port);
   await until('heard at the new address', () => w.arrivals.length === 2);
+  t.deepEqual(ch.endpoint(), { address: 0x7f000001, port: after.port });
   ch.send([packet(3)], true);
   await until('answered at the new address', () => after.got.length === 1);
   t.is(before.got.length, 1, 'nothing more goes to the old address');

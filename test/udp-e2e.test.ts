@@ -242,7 +242,9 @@ async function dataMovesToUdp(t: ExecutionContext, tls: boolean): Promise<void> 
   chain out { type filter hook output priority 0; policy accept; tcp sport 9000 counter name tcp9000; udp sport 9000 counter name udp9000; }
 }
 `);
-  const before = await statusOf(lab, 'hub');
+  // A member's UDP counters reach the status with its session's next stats tick (every second),
+  // which may come after its transport changed: wait for both, or `before` has none.
+  const before = await waitStatus(lab, 'hub', 'UDP counters of both members', (s) => [C1, C2].every((a) => member(s, a)?.udp != null));
   const sink = await bulkSink(lab, 'c2');
   const bytes = 8 * MIB;
   const { sent, received: got } = await transferred(bulkSource(lab, 'c1', C2, bytes), sink);

@@ -1,15 +1,20 @@
-// The UDP socket where loopback cannot show it, in a lab of two network namespaces
+// The UDP socket where loopback cannot show it, in a lab of network namespaces
 // (test/helpers/lab.ts; nothing in the root namespace): EMSGSIZE per datagram behind a veth with
-// MTU 1280 (DF is always set), and EAGAIN then onWritable with a tiny SO_SNDBUF behind a slow
-// qdisc. The sockets run in test/fixtures/udp-ns.ts inside the namespace.
+// MTU 1280 (DF is always set), EAGAIN then onWritable with a tiny SO_SNDBUF behind a slow qdisc,
+// and two members whose sockets each carry a hub channel and a pair channel, with a smaller path
+// MTU toward the peer than toward the hub. The sockets run in test/fixtures/ inside the namespaces.
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Lab } from './helpers/lab.js';
+import { Lab, type LabProcess } from './helpers/lab.js';
+import { DEADLINE_MS } from './helpers/wait.js';
 import type { UdpChannelNsResult } from './fixtures/udp-channel-ns.js';
 import type { UdpNsResult } from './fixtures/udp-ns.js';
+import type { UdpPairHubStats, UdpPairMemberResult } from './fixtures/udp-pair-ns.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/udp-ns.js', import.meta.url));
 const CHANNEL_FIXTURE = fileURLToPath(new URL('./fixtures/udp-channel-ns.js', import.meta.url));
+const PAIR_FIXTURE = fileURLToPath(new URL('./fixtures/udp-pair-ns.js', import.meta.url));
 const supported = Lab.supported();
 const labTest = supported.ok ? test.serial : test.skip;
 
@@ -75,4 +80,53 @@ labTest('a channel counts as sent only what the kernel took: a datagram refused 
   // Before the fix the refused datagram was counted as sent as well: tx {3, 3300}, so the status
   // showed it both as UDP traffic and as a drop.
   t.deepEqual(r.stats.tx, { packets: 2, bytes: 2000 });
+});
+
+/** The text after `prefix` on the first line of `proc` that starts with it. */
+async function lineAfter(proc: LabProcess, prefix: string): Promise<string> {
+  const line = await proc.waitForLine(new RegExp(`^${prefix} `), DEADLINE_MS);
+  return line.slice(prefix.length + 1);
+}
+
+labTest('two members in their own namespaces talk over a pair channel beside their hub channels on one socket each; the path MTU is per endpoint', async (t) => {
+  const lab = await Lab.create({ hosts: ['hub', 'c1', 'c2'], prefix: 'lwtu' });
+  t.teardown(() => lab.dispose());
+  const [hubIp, c1Ip, c2Ip] = [lab.address('hub'), lab.address('c1'), lab.address('c2')];
+  // c1's route to c2 (only) has a smaller MTU: its pair channel must see it, its hub channel not.
+  await lab.host('c1').exec('ip', ['route', 'add', `${c2Ip}/32`, 'dev', 'eth0', 'mtu', '1280'], { check: true });
+  const hub = lab.host('hub').spawnNode(PAIR_FIXTURE, ['hub', '9100'], { stdin: 'pipe', label: 'hub' });
+  await hub.waitForLine(/^READY$/, DEADLINE_MS);
+  const c1 = lab.host('c1').spawnNode(PAIR_FIXTURE, ['member', '1', hubIp, '9100'], { stdin: 'pipe', label: 'c1' });
+  const c2 = lab.host('c2').spawnNode(PAIR_FIXTURE, ['member', '2', hubIp, '9100'], { stdin: 'pipe', label: 'c2' });
+  const [port1, port2] = await Promise.all([lineAfter(c1, 'PORT'), lineAfter(c2, 'PORT')]);
+  const seen = new Map<string, string>();
+  for (const line of await Promise.all([hub.waitForLine(/^ENDPOINT 1 /, DEADLINE_MS), hub.waitForLine(/^ENDPOINT 2 /, DEADLINE_MS)])) {
+    const [, id, at] = line.split(' ');
+    seen.set(id!, at!);
+  }
+  t.deepEqual([seen.get('1'), seen.get('2')], [`${c1Ip}:${port1}`, `${c2Ip}:${port2}`], 'the hub saw each member at its socket');
+
+  // The introduction as the hub would make it: the observed endpoint first, then candidates that never answer.
+  const key = randomBytes(32).toString('hex');
+  const nowhere = lab.address('hub').replace(/\.\d+$/, '.250');
+  const candidates = (at: string, ip: string, port: string): string => [at, `${ip}:${Number(port) === 65535 ? 1 : Number(port) + 1}`, `${nowhere}:${port}`].join(',');
+  c1.write(`INTRO 11 22 ${key} ${candidates(seen.get('2')!, c2Ip, port2)}\n`);
+  c2.write(`INTRO 22 11 ${key} ${candidates(seen.get('1')!, c1Ip, port1)}\n`);
+  t.is(await lineAfter(c1, 'DIRECT'), `${c2Ip}:${port2}`, "c1 goes direct to c2's socket");
+  t.is(await lineAfter(c2, 'DIRECT'), `${c1Ip}:${port1}`);
+  const [r1, r2] = (await Promise.all([lineAfter(c1, 'RESULT'), lineAfter(c2, 'RESULT')])).map((l) => JSON.parse(l) as UdpPairMemberResult);
+  hub.write('STATS\n');
+  const stats = JSON.parse(await lineAfter(hub, 'STATS')) as UdpPairHubStats;
+  t.log(JSON.stringify({ r1, r2, stats }));
+
+  t.like(r1, { fromPeer: 200, fromHub: 201, peerFromDirect: true }, 'c1 heard all of c2 directly and all of the hub');
+  t.like(r2, { fromPeer: 200, fromHub: 201, peerFromDirect: true });
+  t.deepEqual(stats.rx, { 1: 201, 2: 201 }, 'the hub got its own packets and none of the pair\'s');
+  t.is(r1.pairMax, 1280 - 60, "c1's pair follows its route's MTU toward c2");
+  t.is(r1.hubMax, 1500 - 60, "c1's hub channel keeps the hub's");
+  t.is(r2.pairMax, 1500 - 60);
+  t.deepEqual(r1.drops.pair, [{ 'too-big': 1 }], "c1's 1300-byte packet to c2 was refused and counted on the pair alone");
+  t.deepEqual([r1.drops.hub, r1.drops.socket, r2.drops.pair, r2.drops.hub, r2.drops.socket], [[], [], [], [], []]);
+  await Promise.all([c1.exited, c2.exited]);
+  await hub.stop();
 });

@@ -1,15 +1,19 @@
-// Driver: the UDP data path's channels (pipelines/ports.ts DatagramChannel, UdpHubPort,
+// Driver: the UDP data path's channels (pipelines/ports.ts DatagramChannel, PairChannel, UdpHubPort,
 // UdpClientPort) over the batched socket and AEAD of the lwt_udp addon. A channel keeps one key
-// per direction and epoch (HKDF-SHA256 from the session secret), a replay window per receive epoch,
-// and the peer's endpoint; the hub's socket hands each read's datagrams to their channels by the
-// receiver id in the header. See docs/protocol.md ("UDP data path") for the format.
+// per direction and epoch (HKDF-SHA256 from a secret), a replay window per receive epoch, and the
+// peer's endpoint. A socket carries several channels: each read's datagrams go to the channel of
+// the receiver id in their header (ChannelSocket, the one demultiplexing rule of the hub's socket
+// and a client's), and a client's socket carries its hub channel and a pair channel per introduced
+// peer (docs/direct.md). See docs/protocol.md ("UDP data path") for the format.
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { Observable, Subject } from 'rxjs';
 import { ReplayWindow } from '../../operators/core/replayWindow.js';
 import { addDrop, type DropCounts } from '../../operators/core/packet.js';
 import { parseIpv4 } from '../../operators/core/address.js';
-import type { Arrival, DatagramChannel, PacketBatch, UdpCipher, UdpClientPort, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
-import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch } from './aead.js';
+import { INTRODUCTION_LIMITS } from '../../pipelines/introductions.js';
+import type { Arrival, DatagramChannel, PacketBatch, PairArrival, PairChannel, PairKeys, PairOpening, UdpCipher, UdpClientPort, UdpClientSocket, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
+import { AeadKey, DatagramStatus, IPV4_DATAGRAM_OVERHEAD, SEAL_OVERHEAD, type DatagramBatch, type OpenSelector } from './aead.js';
+import type { UdpError } from './errors.js';
 import { UdpSocket, type Endpoint, type SegmentPlan } from './socket.js';
 import { SuperPacket, segmentCount } from '../../operators/core/wire/gso.js';
 import { coalesce } from '../../operators/core/wire/gro.js';
@@ -24,58 +28,186 @@ export const DatagramType = { Data: 1, Keepalive: 2 } as const;
 export const HEARS_YOU = 0x80;
 /** A key seals at most this many datagrams before the sender moves to the next epoch's key. */
 export const REKEY_AFTER = 2 ** 32;
+/** The most pair channels one client socket holds: the hub's own limit of introduced peers per member (a hub that exceeds it is refused). */
+export const MAX_PAIR_CHANNELS = INTRODUCTION_LIMITS.maxPairs;
 /** A path MTU assumed until the kernel knows better (Ethernet). */
 const DEFAULT_PATH_MTU = 1500;
 const EMPTY = new Uint8Array(0);
 const KEEPALIVE_PAYLOAD: readonly Uint8Array[] = [EMPTY];
+/** How long the drops a read counted may wait before they are reported (at most one report per channel per this long, however many datagrams a flood brings). */
+export const DROP_REPORT_MS = 100;
+/** Marks of a read's rows (ChannelSocket's scratch): no channel took it yet, a channel took it and dropped it, a channel accepted it. */
+const ROW_FREE = 0;
+const ROW_DROPPED = 1;
+const ROW_ACCEPTED = 2;
 
-/** The two keys of epoch `epoch` of session `id`: client→hub and hub→client (HKDF-SHA256 from the secret). */
-export function epochKeys(secret: Uint8Array, id: number, epoch: number, cipher: UdpCipher): { readonly toHub: AeadKey; readonly toClient: AeadKey } {
+/** Which way a key seals: the first 32 derived bytes are the client→hub key, the last 32 the hub→client one. */
+export type KeyDirection = 'toHub' | 'toClient';
+
+/**
+ * The key of direction `direction` of epoch `epoch` of receiver id `id`: HKDF-SHA256 of `secret`
+ * with salt id (u32 BE) ‖ epoch (u32 BE), 64 bytes, the half that direction takes (docs/protocol.md).
+ * A pair's datagrams to receiver id r are sealed with r's `toHub` key of the pair key (docs/direct.md).
+ */
+export function epochKey(secret: Uint8Array, id: number, epoch: number, cipher: UdpCipher, direction: KeyDirection): AeadKey {
   const salt = Buffer.alloc(8);
   salt.writeUInt32BE(id >>> 0, 0);
   salt.writeUInt32BE(epoch >>> 0, 4);
   const okm = new Uint8Array(hkdfSync('sha256', secret, salt, HKDF_INFO, 64));
   try {
-    return { toHub: AeadKey.create(cipher, okm.subarray(0, 32)), toClient: AeadKey.create(cipher, okm.subarray(32, 64)) };
+    return AeadKey.create(cipher, direction === 'toHub' ? okm.subarray(0, 32) : okm.subarray(32, 64));
   } finally {
     okm.fill(0);
   }
 }
 
-/** One receive epoch: its key and the counters it accepted. */
+/** A channel's keys: the receiver id each direction's datagrams carry, and the key of each epoch of each direction. */
+interface Keying {
+  /** The receiver id of the datagrams this side sends. */
+  readonly sendId: number;
+  /** The receiver id of the datagrams this side takes. */
+  readonly receiveId: number;
+  sendKey(epoch: number): AeadKey;
+  receiveKey(epoch: number): AeadKey;
+  /** Forgets the secret (the channel closed). */
+  wipe(): void;
+}
+
+/** Keys from a copy of `secret` (wiped by wipe()): sending under `send.id` with its `send.direction` key, receiving likewise. */
+function keying(secret: Uint8Array, cipher: UdpCipher, send: { readonly id: number; readonly direction: KeyDirection }, receive: { readonly id: number; readonly direction: KeyDirection }): Keying {
+  const own = Uint8Array.from(secret);
+  return {
+    sendId: send.id,
+    receiveId: receive.id,
+    sendKey: (epoch) => epochKey(own, send.id, epoch, cipher, send.direction),
+    receiveKey: (epoch) => epochKey(own, receive.id, epoch, cipher, receive.direction),
+    wipe: () => own.fill(0),
+  };
+}
+
+/** A session's keys: both directions under the session id; the client seals with the client→hub key, the hub with the other. */
+function sessionKeying(secret: Uint8Array, id: number, cipher: UdpCipher, role: 'hub' | 'client'): Keying {
+  const toHub = { id, direction: 'toHub' } as const;
+  const toClient = { id, direction: 'toClient' } as const;
+  return role === 'client' ? keying(secret, cipher, toHub, toClient) : keying(secret, cipher, toClient, toHub);
+}
+
+/** A pair's keys: datagrams to receiver id r are sealed with r's client→hub key of the pair key, so the two directions (two ids) have two keys. */
+function pairKeying(k: PairKeys): Keying {
+  return keying(k.key, k.cipher, { id: k.peerId, direction: 'toHub' }, { id: k.id, direction: 'toHub' });
+}
+
+/** One receive epoch: its key, which rows it opens, and the counters it accepted. */
 interface ReceiveEpoch {
   readonly epoch: number;
   readonly key: AeadKey;
+  readonly selector: OpenSelector;
   readonly window: ReplayWindow;
 }
 
-/** Options of a channel's owner (the hub's socket, or a client's). */
-interface ChannelOptions {
-  readonly socket: UdpSocket;
-  /** Which end this is: it seals with the key toward the other and opens with the other's. */
-  readonly role: 'hub' | 'client';
-  readonly id: number;
-  readonly secret: Uint8Array;
-  readonly cipher: UdpCipher;
-  /** The peer's endpoint when known up front (a client's hub); a hub learns each member's from its datagrams. */
-  readonly endpoint?: Endpoint;
-  /** The peer may move (a member's NAT rebinding): follow the source of its newest datagram. */
-  readonly roams: boolean;
-  readonly rekeyAfter: number;
-  /** Called when the channel closes (its owner forgets it). */
-  readonly onClose: () => void;
-  /** Merge each read's runs of one TCP flow into SuperPackets (UdpDriverOptions.coalesce)... */
-  readonly coalesce: boolean;
-  /** ...in this memory, reset by the socket's owner before each read. */
-  readonly arena: ReadArena;
+/** The drops what arrives can cause. */
+type ArrivalDrop = 'replay' | 'bad-tag' | 'malformed-datagram' | 'unknown-session';
+
+/**
+ * Drops of datagrams that arrived, counted in place (nothing allocated per datagram or per read)
+ * and reported as one DropCounts at most DROP_REPORT_MS after the first of them: a flood of
+ * hostile datagrams costs a report per channel per DROP_REPORT_MS, however fast it comes.
+ */
+class DropTally {
+  #replay = 0;
+  #badTag = 0;
+  #malformed = 0;
+  #unknown = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #report: (drops: DropCounts) => void;
+  readonly #flush = (): void => this.flush();
+
+  /** `report` hears each report. */
+  constructor(report: (drops: DropCounts) => void) {
+    this.#report = report;
+  }
+
+  /** One more drop of `reason`; a report follows within DROP_REPORT_MS. */
+  add(reason: ArrivalDrop): void {
+    if (reason === 'replay') this.#replay++;
+    else if (reason === 'bad-tag') this.#badTag++;
+    else if (reason === 'malformed-datagram') this.#malformed++;
+    else this.#unknown++;
+    // An idle timer: it never keeps the process alive on its own.
+    this.#timer ??= setTimeout(this.#flush, DROP_REPORT_MS).unref();
+  }
+
+  /** Reports what was counted (if anything) now, and starts counting afresh. */
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    let drops: DropCounts | undefined;
+    if (this.#replay > 0) drops = addDrop(drops, 'replay', this.#replay);
+    if (this.#badTag > 0) drops = addDrop(drops, 'bad-tag', this.#badTag);
+    if (this.#malformed > 0) drops = addDrop(drops, 'malformed-datagram', this.#malformed);
+    if (this.#unknown > 0) drops = addDrop(drops, 'unknown-session', this.#unknown);
+    this.#replay = this.#badTag = this.#malformed = this.#unknown = 0;
+    if (drops !== undefined) this.#report(drops);
+  }
 }
 
-/** One session's channel over a socket it may share; its owner hands it the rows of each read that carry its id. */
-class Channel implements DatagramChannel {
-  readonly #o: ChannelOptions;
-  readonly #arrivals = new Subject<Arrival>();
+/** How a channel knows where its peer is. */
+type EndpointRule =
+  /** Given up front and never changed (a client's hub). */
+  | { readonly kind: 'fixed'; readonly at: Endpoint }
+  /** The source of the peer's newest authenticated datagram: a member may move (NAT rebinding). */
+  | { readonly kind: 'roams' }
+  /** Whatever the owner sets (a pair channel: its direct path's choice), never a source on its own. */
+  | { readonly kind: 'owner' };
+
+/** What a socket asks of a channel on it. */
+interface SocketChannel {
+  /** Takes its rows of a read (see Channel.take). */
+  take(batch: DatagramBatch, count: number, done: Uint8Array): void;
+  /** A payload of its send in progress was refused by the kernel. */
+  rejected(index: number, code: string): void;
+  close(): void;
+}
+
+/** Options of a channel. */
+interface ChannelOptions<A extends Arrival> {
+  readonly socket: ChannelSocket;
+  readonly keys: Keying;
+  readonly endpoint: EndpointRule;
+  readonly rekeyAfter: number;
+  /** One arrival of `packets`, the flag of the last of its datagrams, and (bySource) their source. */
+  readonly arrival: (packets: PacketBatch, hearsUs: boolean, address: number, port: number) => A;
+  /** One arrival per run of a read's datagrams from one source (a pair channel), instead of one per read. */
+  readonly bySource: boolean;
+  /** Called once when the channel closes. */
+  readonly onClose?: () => void;
+}
+
+/** The arrival of a session channel: one per read. */
+const sessionArrival = (packets: PacketBatch, hearsUs: boolean): Arrival => ({ packets, hearsUs });
+/** The arrival of a pair channel: one per run of datagrams from one source, with the source. */
+const pairArrival = (packets: PacketBatch, hearsUs: boolean, address: number, port: number): PairArrival => ({ packets, hearsUs, from: { address, port } });
+
+/** `to` itself, when it is an IPv4 address (u32) and a port 1..65535; throws RangeError otherwise. */
+function checkedEndpoint(to: Endpoint): Endpoint {
+  const { address, port } = to;
+  if (!Number.isInteger(address) || address < 0 || address > 0xffffffff || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new RangeError(`not a UDP endpoint: ${JSON.stringify(to)}`);
+  }
+  return { address, port };
+}
+
+/**
+ * One channel over a socket it may share (the hub's session channels, a client's hub channel, a
+ * pair channel): the keys, counters, replay windows and rekeying of the UDP data path, in one place.
+ * Its socket hands it the rows of each read that carry its receiver id.
+ */
+class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketChannel {
+  readonly #o: ChannelOptions<A>;
+  readonly #keys: Keying;
+  readonly #arrivals = new Subject<A>();
   readonly #drops = new Subject<DropCounts>();
-  readonly arrivals$: Observable<Arrival> = this.#arrivals.asObservable();
+  readonly arrivals$: Observable<A> = this.#arrivals.asObservable();
   readonly drops$: Observable<DropCounts> = this.#drops.asObservable();
   #endpoint: Endpoint | undefined;
   #maxPacket = DEFAULT_PATH_MTU - IPV4_DATAGRAM_OVERHEAD;
@@ -86,6 +218,12 @@ class Channel implements DatagramChannel {
   /** The next epoch's receive key, once a datagram claimed it (derived once, not per batch). */
   #next: ReceiveEpoch | undefined;
   #closed = false;
+  /** What arrived and was dropped, reported together. */
+  readonly #tally: DropTally;
+  /** The read being taken: how many rows were accepted, and the newest counter of the current epoch and its row. */
+  #accepted = 0;
+  #newest = -1;
+  #newestRow = -1;
   /** Indexes of the payloads the kernel refused during the send in progress (see rejected). */
   #refused: number[] | undefined;
   /** The kernel said EMSGSIZE during the send in progress (the path MTU is probed again after it). */
@@ -97,24 +235,30 @@ class Channel implements DatagramChannel {
   readonly #rx = { packets: 0, bytes: 0 };
   readonly #tx = { packets: 0, bytes: 0 };
 
-  constructor(o: ChannelOptions) {
+  constructor(o: ChannelOptions<A>) {
     this.#o = o;
-    const keys = epochKeys(o.secret, o.id, 0, o.cipher);
-    this.#sendKey = o.role === 'hub' ? keys.toClient : keys.toHub;
-    this.#receive = [{ epoch: 0, key: o.role === 'hub' ? keys.toHub : keys.toClient, window: new ReplayWindow() }];
-    if (o.endpoint !== undefined) this.#setEndpoint(o.endpoint);
+    this.#keys = o.keys;
+    this.#tally = new DropTally((drops) => this.#drops.next(drops));
+    this.#sendKey = o.keys.sendKey(0);
+    this.#receive = [this.#receiveEpoch(0)];
+    if (o.endpoint.kind === 'fixed') this.setEndpoint(o.endpoint.at);
+    o.socket.add(o.keys.receiveId, this);
   }
 
   send(packets: PacketBatch, hearsUs: boolean): number {
-    return this.#seal(packets, DatagramType.Data, hearsUs);
+    return this.sealTo(packets, DatagramType.Data, hearsUs, this.#endpoint);
   }
 
   keepalive(hearsUs: boolean): void {
-    this.#seal(KEEPALIVE_PAYLOAD, DatagramType.Keepalive, hearsUs);
+    this.sealTo(KEEPALIVE_PAYLOAD, DatagramType.Keepalive, hearsUs, this.#endpoint);
   }
 
   maxPacket(): number {
     return this.#maxPacket;
+  }
+
+  endpoint(): Endpoint | undefined {
+    return this.#endpoint;
   }
 
   stats(): { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } } {
@@ -124,17 +268,15 @@ class Channel implements DatagramChannel {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#o.socket.remove(this.#keys.receiveId, this);
     this.#sendKey.destroy();
     for (const r of this.#receive) r.key.destroy();
     this.#next?.key.destroy();
+    this.#keys.wipe();
+    this.#tally.flush();
     this.#arrivals.complete();
     this.#drops.complete();
-    this.#o.onClose();
-  }
-
-  /** @internal Datagrams its socket got that no session could take (a client's socket has one channel). */
-  refused(drops: DropCounts): void {
-    this.#drops.next(drops);
+    this.#o.onClose?.();
   }
 
   /** @internal Payload `index` of a send this channel made was refused by the kernel (EMSGSIZE: the path MTU fell). */
@@ -145,57 +287,30 @@ class Channel implements DatagramChannel {
   }
 
   /**
-   * @internal Opens and takes this channel's rows of a read (those whose receiver id is its id):
-   * per receive epoch (current, next, previous) one native open, then the replay window; emits one
-   * arrival with the packets; counts what it refused. `done` marks rows taken (shared scratch).
+   * @internal Opens and takes this channel's rows of a read (those whose receiver id is its
+   * receive id): per receive epoch (current, next, previous) one native open, then the replay
+   * window; counts what it refused, then emits its arrivals (rows in read order). Marks the rows
+   * it took in `done` (the socket's scratch). What fails to open or is a replay changes nothing and
+   * allocates nothing: the only exception is the first datagram claiming the next epoch, which has
+   * that epoch's key derived once (the key a genuine rekey derives anyway).
    */
   take(batch: DatagramBatch, count: number, done: Uint8Array): void {
     if (this.#closed) return;
-    const id = this.#o.id;
+    const id = this.#keys.receiveId;
     const current = this.#receive[0]!;
-    let drops: DropCounts | undefined;
-    let packets: Uint8Array[] | undefined;
-    let hearsUs = false;
-    let keepalive = false;
-    let newest = -1;
-    let newestRow = -1;
-    const accept = (r: ReceiveEpoch): void => {
-      for (let i = 0; i < count; i++) {
-        if (batch.receivers[i] !== id || done[i] !== 0 || batch.status[i] !== DatagramStatus.Opened) continue;
-        done[i] = 1;
-        const counter = batch.counters[i]!;
-        const verdict = r.window.accept(counter);
-        if (verdict !== 'ok') {
-          drops = addDrop(drops, 'replay');
-          continue;
-        }
-        const type = batch.types[i]! & ~HEARS_YOU;
-        if (type === DatagramType.Data) {
-          (packets ??= []).push(new Uint8Array(batch.buffer, batch.offsets[i], batch.lengths[i]));
-          this.#rx.packets++;
-          this.#rx.bytes += batch.lengths[i]!;
-        } else if (type === DatagramType.Keepalive) keepalive = true;
-        else {
-          drops = addDrop(drops, 'malformed-datagram');
-          continue;
-        }
-        if (r === current && counter > newest) {
-          newest = counter;
-          newestRow = i;
-        }
-        hearsUs = (batch.types[i]! & HEARS_YOU) !== 0;
-      }
-    };
+    this.#accepted = 0;
+    this.#newest = -1;
+    this.#newestRow = -1;
     const previousTop = current.window.highest;
-    current.key.open(batch, { receiverId: id, epoch: current.epoch & 0xff }, 0, count);
-    accept(current);
+    current.key.open(batch, current.selector, 0, count);
+    this.#accept(batch, count, done, current, true);
     // A datagram of the next epoch: the peer rekeyed. Its key is derived once, when such a datagram
     // first arrives, and becomes the current one when one authenticates (the old one stays for
     // stragglers until the next move).
     if (this.#anyPending(batch, count, id, (current.epoch + 1) & 0xff)) {
       const next = (this.#next ??= this.#receiveEpoch(current.epoch + 1));
-      if (next.key.open(batch, { receiverId: id, epoch: next.epoch & 0xff }, 0, count) > 0) {
-        accept(next);
+      if (next.key.open(batch, next.selector, 0, count) > 0) {
+        this.#accept(batch, count, done, next, false);
         for (const old of this.#receive.slice(1)) old.key.destroy();
         this.#receive = [next, current];
         this.#next = undefined;
@@ -203,23 +318,80 @@ class Channel implements DatagramChannel {
     }
     const previous = this.#receive[1];
     if (previous !== undefined && previous !== current && this.#anyPending(batch, count, id, previous.epoch & 0xff)) {
-      previous.key.open(batch, { receiverId: id, epoch: previous.epoch & 0xff }, 0, count);
-      accept(previous);
+      previous.key.open(batch, previous.selector, 0, count);
+      this.#accept(batch, count, done, previous, false);
     }
     for (let i = 0; i < count; i++) {
-      if (batch.receivers[i] !== id || done[i] !== 0) continue;
-      done[i] = 1;
-      drops = addDrop(drops, batch.status[i] === DatagramStatus.Malformed ? 'malformed-datagram' : 'bad-tag');
+      if (batch.receivers[i] !== id || done[i] !== ROW_FREE) continue;
+      done[i] = ROW_DROPPED;
+      this.#tally.add(batch.status[i] === DatagramStatus.Malformed ? 'malformed-datagram' : 'bad-tag');
     }
     // A member that moved (NAT rebinding, another network) keeps its session: its newest datagram's source is where it is now.
-    if (newestRow >= 0 && newest > previousTop && this.#o.roams) {
-      const at = { address: batch.addrs[newestRow]!, port: batch.ports[newestRow]! };
-      if (this.#endpoint === undefined || at.address !== this.#endpoint.address || at.port !== this.#endpoint.port) this.#setEndpoint(at);
+    const row = this.#newestRow;
+    if (row >= 0 && this.#newest > previousTop && this.#o.endpoint.kind === 'roams') {
+      const was = this.#endpoint;
+      if (was === undefined || batch.addrs[row] !== was.address || batch.ports[row] !== was.port) this.setEndpoint({ address: batch.addrs[row]!, port: batch.ports[row]! });
     }
-    if (drops !== undefined) this.#drops.next(drops);
-    // Views into the read's arena (and coalesced runs in the read's own memory): valid during this
-    // emission, as PacketBatch says; a consumer that keeps one copies it.
-    if (packets !== undefined || keepalive) this.#arrivals.next({ packets: packets === undefined ? [] : this.#o.coalesce ? coalesce(packets, this.#runs, this.#o.arena.alloc) : packets, hearsUs });
+    if (this.#accepted > 0) this.#emit(batch, count, done, id);
+  }
+
+  /** Takes the rows epoch `r` opened: the replay window, then the type; marks each accepted or dropped. */
+  #accept(batch: DatagramBatch, count: number, done: Uint8Array, r: ReceiveEpoch, isCurrent: boolean): void {
+    const id = this.#keys.receiveId;
+    for (let i = 0; i < count; i++) {
+      if (batch.receivers[i] !== id || done[i] !== ROW_FREE || batch.status[i] !== DatagramStatus.Opened) continue;
+      done[i] = ROW_DROPPED;
+      const counter = batch.counters[i]!;
+      if (r.window.accept(counter) !== 'ok') {
+        this.#tally.add('replay');
+        continue;
+      }
+      const type = batch.types[i]! & ~HEARS_YOU;
+      if (type !== DatagramType.Data && type !== DatagramType.Keepalive) {
+        this.#tally.add('malformed-datagram');
+        continue;
+      }
+      done[i] = ROW_ACCEPTED;
+      this.#accepted++;
+      if (isCurrent && counter > this.#newest) {
+        this.#newest = counter;
+        this.#newestRow = i;
+      }
+    }
+  }
+
+  /**
+   * Emits the accepted rows of this channel in read order: one arrival, or (bySource) one per run
+   * of rows from one source. Packets are views into the read's arena (and coalesced runs in the
+   * read's own memory): valid during this emission, as PacketBatch says; a consumer that keeps one copies it.
+   */
+  #emit(batch: DatagramBatch, count: number, done: Uint8Array, id: number): void {
+    let packets: Uint8Array[] | undefined;
+    let hearsUs = false;
+    let address = -1;
+    let port = -1;
+    for (let i = 0; i < count; i++) {
+      if (done[i] !== ROW_ACCEPTED || batch.receivers[i] !== id) continue;
+      if (this.#o.bySource && address >= 0 && (batch.addrs[i] !== address || batch.ports[i] !== port)) {
+        this.#arrive(packets, hearsUs, address, port);
+        packets = undefined;
+      }
+      address = batch.addrs[i]!;
+      port = batch.ports[i]!;
+      const type = batch.types[i]!;
+      if ((type & ~HEARS_YOU) === DatagramType.Data) {
+        (packets ??= []).push(new Uint8Array(batch.buffer, batch.offsets[i], batch.lengths[i]));
+        this.#rx.packets++;
+        this.#rx.bytes += batch.lengths[i]!;
+      }
+      hearsUs = (type & HEARS_YOU) !== 0;
+    }
+    this.#arrive(packets, hearsUs, address, port);
+  }
+
+  #arrive(packets: Uint8Array[] | undefined, hearsUs: boolean, address: number, port: number): void {
+    const out = packets === undefined ? [] : this.#o.socket.coalesce ? coalesce(packets, this.#runs, this.#o.socket.arena.alloc) : packets;
+    this.#arrivals.next(this.#o.arrival(out, hearsUs, address, port));
   }
 
   /** Whether a row of this channel is still unopened and carries epoch byte `epoch` (header byte 1, intact until opened). */
@@ -229,26 +401,27 @@ class Channel implements DatagramChannel {
     return false;
   }
 
-  /** The receive key and a fresh replay window of `epoch`. */
+  /** The receive key, the rows it opens and a fresh replay window of `epoch`. */
   #receiveEpoch(epoch: number): ReceiveEpoch {
-    const keys = epochKeys(this.#o.secret, this.#o.id, epoch, this.#o.cipher);
-    (this.#o.role === 'hub' ? keys.toClient : keys.toHub).destroy();
-    return { epoch, key: this.#o.role === 'hub' ? keys.toHub : keys.toClient, window: new ReplayWindow() };
+    return { epoch, key: this.#keys.receiveKey(epoch), selector: { receiverId: this.#keys.receiveId, epoch: epoch & 0xff }, window: new ReplayWindow() };
   }
 
-  #setEndpoint(at: Endpoint): void {
+  /** Datagrams to the peer go to `at` from now on (undefined: nowhere); the largest packet follows the kernel's path MTU toward it. */
+  protected setEndpoint(at: Endpoint | undefined): void {
     this.#endpoint = at;
     let mtu = DEFAULT_PATH_MTU;
-    try {
-      mtu = this.#o.socket.pathMtu(at);
-    } catch {
-      // keep the default: the kernel will say EMSGSIZE if it is wrong
+    if (at !== undefined) {
+      try {
+        mtu = this.#o.socket.udp.pathMtu(at);
+      } catch {
+        // keep the default: the kernel will say EMSGSIZE if it is wrong
+      }
     }
     this.#maxPacket = Math.max(0, mtu - IPV4_DATAGRAM_OVERHEAD);
   }
 
-  #seal(payloads: readonly Uint8Array[], type: number, hearsUs: boolean): number {
-    const to = this.#endpoint;
+  /** Seals `payloads` as datagrams of `type` and sends them to `to`; returns how many went (nothing without an endpoint). */
+  protected sealTo(payloads: readonly Uint8Array[], type: number, hearsUs: boolean, to: Endpoint | undefined): number {
     if (this.#closed || to === undefined || payloads.length === 0) return 0;
     // Super-packets leave as one datagram per segment: the rows they take, and their segment sizes for the addon.
     let rows = payloads.length;
@@ -267,21 +440,24 @@ class Channel implements DatagramChannel {
     if (this.#sendKey.nextCounter + rows >= this.#o.rekeyAfter) {
       // Before the counter limit: the next epoch's key (both ends derive it alike).
       this.#sendEpoch++;
-      const keys = epochKeys(this.#o.secret, this.#o.id, this.#sendEpoch, this.#o.cipher);
       this.#sendKey.destroy();
-      this.#sendKey = this.#o.role === 'hub' ? keys.toClient : keys.toHub;
-      (this.#o.role === 'hub' ? keys.toHub : keys.toClient).destroy();
+      this.#sendKey = this.#keys.sendKey(this.#sendEpoch);
     }
-    const header = { type: type | (hearsUs ? HEARS_YOU : 0), epoch: this.#sendEpoch & 0xff, receiverId: this.#o.id };
-    owners.set(this.#o.socket, this);
+    const header = { type: type | (hearsUs ? HEARS_YOU : 0), epoch: this.#sendEpoch & 0xff, receiverId: this.#keys.sendId };
+    const socket = this.#o.socket;
     const refused: number[] = (this.#refused = []);
-    const sent = this.#o.socket.sealAndSend(this.#sendKey, payloads, header, to, 0, -1, plan);
-    owners.delete(this.#o.socket);
-    this.#refused = undefined;
+    socket.sending = this;
+    let sent: number;
+    try {
+      sent = socket.udp.sealAndSend(this.#sendKey, payloads, header, to, 0, -1, plan);
+    } finally {
+      socket.sending = undefined;
+      this.#refused = undefined;
+    }
     // The path MTU fell under some of them: probe it once for the whole send.
     if (this.#mtuFell) {
       this.#mtuFell = false;
-      if (this.#endpoint !== undefined) this.#setEndpoint(this.#endpoint);
+      if (this.#endpoint !== undefined) this.setEndpoint(this.#endpoint);
     }
     if (type === DatagramType.Data) {
       // What the kernel refused is consumed (counted as a drop by rejected()) but did not go over UDP.
@@ -294,6 +470,26 @@ class Channel implements DatagramChannel {
       }
     }
     return sent;
+  }
+}
+
+/** A pair channel (docs/direct.md): keyed from the pair key, sending under the peer's id, its endpoint its owner's to set. */
+class Pair extends Channel<PairArrival> implements PairChannel {
+  readonly id: number;
+  readonly peerId: number;
+
+  constructor(socket: ChannelSocket, keys: PairKeys, rekeyAfter: number, onClose: () => void) {
+    super({ socket, keys: pairKeying(keys), endpoint: { kind: 'owner' }, rekeyAfter, arrival: pairArrival, bySource: true, onClose });
+    this.id = keys.id;
+    this.peerId = keys.peerId;
+  }
+
+  keepaliveTo(to: Endpoint, hearsUs: boolean): void {
+    this.sealTo(KEEPALIVE_PAYLOAD, DatagramType.Keepalive, hearsUs, checkedEndpoint(to));
+  }
+
+  use(to: Endpoint | undefined): void {
+    this.setEndpoint(to === undefined ? undefined : checkedEndpoint(to));
   }
 }
 
@@ -333,9 +529,6 @@ function arenaOf(batch: DatagramBatch): Uint8Array {
   return a;
 }
 
-/** Which channel is sending on a socket right now (so a refusal reaches the channel that caused it). */
-const owners = new WeakMap<UdpSocket, Channel>();
-
 /** Options of the UDP drivers. */
 export interface UdpDriverOptions {
   /** The address to bind (the hub: its listener's host; a client: any). */
@@ -351,97 +544,149 @@ export interface UdpDriverOptions {
   readonly coalesce?: boolean;
 }
 
-/** The rows of a read no channel took (`done` 0): too short to be sealed, or of no session. */
-function unclaimedDrops(batch: DatagramBatch, count: number, done: Uint8Array): DropCounts | undefined {
-  let drops: DropCounts | undefined;
-  for (let i = 0; i < count; i++) if (done[i] === 0) drops = addDrop(drops, batch.lengths[i]! < SEAL_OVERHEAD ? 'malformed-datagram' : 'unknown-session');
-  return drops;
+/**
+ * One UDP socket and the channels on it by receiver id: each read's datagrams go to the channel of
+ * their receiver id (the one demultiplexing rule, for the hub's socket and a client's), and what no
+ * channel takes is counted (`unknown-session`, or `malformed-datagram` when too short to carry a
+ * header) in a DropTally, without anything allocated. Its channels share the read's scratch and arena.
+ */
+class ChannelSocket {
+  readonly udp: UdpSocket;
+  /** The channels coalesce their arrivals (UdpDriverOptions.coalesce)... */
+  readonly coalesce: boolean;
+  /** ...into this memory, reset before each read. */
+  readonly arena = new ReadArena();
+  /** The channel sending right now, so that a refusal reaches the channel that caused it. */
+  sending: SocketChannel | undefined;
+  readonly #channels = new Map<number, SocketChannel>();
+  /** Per row of a read: ROW_FREE, ROW_DROPPED or ROW_ACCEPTED. */
+  readonly #done: Uint8Array;
+  /** The datagrams no channel took. */
+  readonly #unclaimed: DropTally;
+
+  /** Binds a socket to host:port and starts reading; throws UdpError. `unclaimed` hears each read's datagrams of no channel, `failed` a socket error (reading stops). */
+  constructor(o: { readonly host: string; readonly port: number; readonly coalesce: boolean }, unclaimed: (drops: DropCounts) => void, failed: (err: UdpError) => void) {
+    this.coalesce = o.coalesce;
+    this.#unclaimed = new DropTally(unclaimed);
+    this.udp = UdpSocket.open({ host: o.host, port: o.port, onRejected: (i, code) => this.sending?.rejected(i, code) });
+    this.#done = new Uint8Array(this.udp.receive.capacity);
+    try {
+      this.udp.read((batch, count) => this.#onRead(batch, count), failed);
+    } catch (err) {
+      this.udp.close();
+      throw err;
+    }
+  }
+
+  /** A read: each row to the channel of its receiver id, then the rows none took counted. */
+  #onRead(batch: DatagramBatch, count: number): void {
+    const done = this.#done;
+    done.fill(ROW_FREE, 0, count);
+    this.arena.reset();
+    for (let i = 0; i < count; i++) {
+      if (done[i] === ROW_FREE) this.#channels.get(batch.receivers[i]!)?.take(batch, count, done);
+    }
+    for (let i = 0; i < count; i++) if (done[i] === ROW_FREE) this.#unclaimed.add(batch.lengths[i]! < SEAL_OVERHEAD ? 'malformed-datagram' : 'unknown-session');
+  }
+
+  /** Whether a channel takes datagrams of receiver id `id`. */
+  has(id: number): boolean {
+    return this.#channels.has(id);
+  }
+
+  /** `channel` takes the datagrams of receiver id `id` from now on (its constructor calls this). */
+  add(id: number, channel: SocketChannel): void {
+    this.#channels.set(id, channel);
+  }
+
+  /** `channel` closed: datagrams of `id` are nobody's now (unless another channel took the id since). */
+  remove(id: number, channel: SocketChannel): void {
+    if (this.#channels.get(id) === channel) this.#channels.delete(id);
+  }
+
+  /** Closes every channel, reports what is still counted, then closes the socket. */
+  close(): void {
+    for (const ch of [...this.#channels.values()]) ch.close();
+    this.#unclaimed.flush();
+    this.udp.close();
+  }
 }
 
 /** The hub's UDP port: a socket bound beside the listener that hands each datagram to its session's channel. */
 export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
   const cipher = options.cipher ?? 'aes-256-gcm';
+  const rekeyAfter = options.rekeyAfter ?? REKEY_AFTER;
   return {
     bind: (port) =>
       new Observable<UdpHub>((subscriber) => {
-        let socket: UdpSocket;
+        const drops$ = new Subject<DropCounts>();
+        let socket: ChannelSocket;
         try {
-          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port, onRejected: (i, code) => owners.get(socket)?.rejected(i, code) });
+          socket = new ChannelSocket({ host: options.host ?? '0.0.0.0', port, coalesce: options.coalesce ?? false }, (drops) => drops$.next(drops), (err) => subscriber.error(err));
         } catch (err) {
           subscriber.error(err);
           return;
         }
         const channels = new Map<number, Channel>();
-        const drops$ = new Subject<DropCounts>();
-        const done = new Uint8Array(socket.receive.capacity);
-        const arena = new ReadArena();
-        socket.read(
-          (batch, count) => {
-            done.fill(0, 0, count);
-            arena.reset();
-            for (let i = 0; i < count; i++) {
-              if (done[i] !== 0) continue;
-              const ch = channels.get(batch.receivers[i]!);
-              if (ch !== undefined) ch.take(batch, count, done);
-            }
-            const drops = unclaimedDrops(batch, count, done);
-            if (drops !== undefined) drops$.next(drops);
-          },
-          (err) => subscriber.error(err),
-        );
         subscriber.next({
-          port: socket.localPort,
+          port: socket.udp.localPort,
           cipher,
           randomSecret: () => new Uint8Array(randomBytes(32)),
           channel: (id, secret) => {
             channels.get(id)?.close();
-            const ch = new Channel({ socket, role: 'hub', id, secret, cipher, roams: true, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, arena, onClose: () => channels.get(id) === ch && channels.delete(id) });
+            const ch: Channel = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'hub'), endpoint: { kind: 'roams' }, rekeyAfter, arrival: sessionArrival, bySource: false, onClose: () => channels.get(id) === ch && channels.delete(id) });
             channels.set(id, ch);
             return ch;
           },
           drops$: drops$.asObservable(),
         });
         return () => {
-          for (const ch of [...channels.values()]) ch.close();
-          drops$.complete();
           socket.close();
+          drops$.complete();
         };
       }),
   };
 }
 
-/** A client's UDP: a socket of its own per session, talking to the hub's endpoint. */
+/**
+ * A client's UDP: a socket of its own per session, carrying the channel to the hub's endpoint and,
+ * beside it, at most MAX_PAIR_CHANNELS pair channels (docs/direct.md), all told apart by receiver id.
+ */
 export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
+  const rekeyAfter = options.rekeyAfter ?? REKEY_AFTER;
   return {
     open: (host, port, id, secret, cipher) =>
-      new Observable<DatagramChannel>((subscriber) => {
+      new Observable<UdpClientSocket>((subscriber) => {
         const address = parseIpv4(host);
         if (address === undefined) {
           subscriber.error(new Error(`the UDP data path needs the hub's IPv4 address, not ${JSON.stringify(host)}`));
           return;
         }
-        let socket: UdpSocket;
+        const drops$ = new Subject<DropCounts>();
+        let socket: ChannelSocket;
         try {
-          socket = UdpSocket.open({ host: options.host ?? '0.0.0.0', port: 0, onRejected: (i, code) => owners.get(socket)?.rejected(i, code) });
+          socket = new ChannelSocket({ host: options.host ?? '0.0.0.0', port: 0, coalesce: options.coalesce ?? false }, (drops) => drops$.next(drops), (err) => subscriber.error(err));
         } catch (err) {
           subscriber.error(err);
           return;
         }
-        const arena = new ReadArena();
-        const channel = new Channel({ socket, role: 'client', id, secret, cipher, endpoint: { address, port }, roams: false, rekeyAfter: options.rekeyAfter ?? REKEY_AFTER, coalesce: options.coalesce ?? false, arena, onClose: () => socket.close() });
-        const done = new Uint8Array(socket.receive.capacity);
-        socket.read(
-          (batch, count) => {
-            done.fill(0, 0, count);
-            arena.reset();
-            channel.take(batch, count, done);
-            const drops = unclaimedDrops(batch, count, done);
-            if (drops !== undefined) channel.refused(drops);
-          },
-          (err) => subscriber.error(err),
-        );
-        subscriber.next(channel);
-        return () => channel.close();
+        const hub = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'client'), endpoint: { kind: 'fixed', at: { address, port } }, rekeyAfter, arrival: sessionArrival, bySource: false });
+        let pairs = 0;
+        const pair = (keys: PairKeys): PairOpening => {
+          const ids = [keys.id, keys.peerId];
+          if (ids.some((n) => !Number.isInteger(n) || n < 1 || n > 0xffffffff) || keys.id === keys.peerId || keys.key.length !== 32) {
+            throw new RangeError(`a pair needs two different receiver ids in 1..2^32-1 and a 32-byte key (ids ${keys.id} and ${keys.peerId}, ${keys.key.length} bytes)`);
+          }
+          if (socket.has(keys.id)) return { ok: false, reason: 'id-in-use', detail: `receiver id ${keys.id} is taken by another channel of this socket` };
+          if (pairs >= MAX_PAIR_CHANNELS) return { ok: false, reason: 'pair-limit', detail: `the socket holds ${MAX_PAIR_CHANNELS} pair channels already` };
+          pairs++;
+          return { ok: true, channel: new Pair(socket, keys, rekeyAfter, () => pairs--) };
+        };
+        subscriber.next({ localPort: socket.udp.localPort, hub, pair, drops$: drops$.asObservable() });
+        return () => {
+          socket.close();
+          drops$.complete();
+        };
       }),
   };
 }

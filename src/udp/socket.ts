@@ -4,6 +4,7 @@
 // the imperative shell: the pipelines see batches, never the socket.
 import util from 'node:util';
 import { formatIpv4, parseIpv4 } from '../../operators/core/address.js';
+import type { UdpEndpoint } from '../../pipelines/ports.js';
 import { AeadKey, DatagramBatch, type SealHeader } from './aead.js';
 import { UdpError, toAeadError, toUdpError } from './errors.js';
 import { udpBinding, type NativeUdpSocket } from './native.js';
@@ -14,11 +15,8 @@ export interface SegmentPlan {
   readonly maxPacket: number;
 }
 
-/** A UDP destination or source: IPv4 as u32 host order (10.0.0.1 = 0x0a000001) and a port. */
-export interface Endpoint {
-  readonly address: number;
-  readonly port: number;
-}
+/** A UDP destination or source: IPv4 as u32 host order (10.0.0.1 = 0x0a000001) and a port (the ports' UdpEndpoint). */
+export type Endpoint = UdpEndpoint;
 
 /** Options of UdpSocket.open. */
 export interface UdpSocketOptions {

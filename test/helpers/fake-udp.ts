@@ -1,10 +1,11 @@
 // Fakes of the UDP data path's ports (pipelines/ports.ts): a datagram channel the test plays the
-// peer of (its arrivals and drops are Subjects, what the pipeline sends is recorded), the hub's UDP
-// port and a client's. Virtual time comes from the scheduler the test runs in.
+// peer of (its arrivals and drops are Subjects, what the pipeline sends is recorded), a pair channel
+// likewise, the hub's UDP port and a client's (whose socket opens fake pair channels). Virtual time
+// comes from the scheduler the test runs in.
 import { Observable, Subject, type SchedulerLike } from 'rxjs';
 import type { DropCounts } from '../../operators/core/packet.js';
 import { copyPacket } from '../../operators/core/wire/gso.js';
-import type { Arrival, DatagramChannel, PacketBatch, UdpCipher, UdpClientPort, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
+import type { Arrival, DatagramChannel, PacketBatch, PairArrival, PairChannel, PairKeys, PairOpening, UdpCipher, UdpClientPort, UdpClientSocket, UdpEndpoint, UdpHub, UdpHubPort } from '../../pipelines/ports.js';
 
 /** One send() or keepalive() the pipeline made on a fake channel. */
 export interface SentDatagrams {
@@ -14,9 +15,9 @@ export interface SentDatagrams {
   readonly hearsUs: boolean;
 }
 
-/** A channel whose peer is the test: `arrive` delivers, `sent` records. */
-export class FakeChannel implements DatagramChannel {
-  readonly arrivals = new Subject<Arrival>();
+/** What the fake channels share: `sent` records, `arrivals` is theirs to deliver. */
+export class FakeDatagramChannel<A extends Arrival> {
+  readonly arrivals = new Subject<A>();
   readonly drops = new Subject<DropCounts>();
   readonly arrivals$ = this.arrivals.asObservable();
   readonly drops$ = this.drops.asObservable();
@@ -26,12 +27,18 @@ export class FakeChannel implements DatagramChannel {
   max = 1440;
   /** How many packets a send() takes at most (the socket's room). */
   room = Number.POSITIVE_INFINITY;
+  /** What endpoint() answers. */
+  at: UdpEndpoint | undefined;
 
   constructor(
-    private readonly scheduler: SchedulerLike,
+    protected readonly scheduler: SchedulerLike,
     readonly id: number,
     readonly secret: Uint8Array,
   ) {}
+
+  endpoint(): UdpEndpoint | undefined {
+    return this.at;
+  }
 
   send(packets: PacketBatch, hearsUs: boolean): number {
     const n = Math.min(packets.length, this.room);
@@ -60,14 +67,58 @@ export class FakeChannel implements DatagramChannel {
     this.drops.complete();
   }
 
+  /** The data packets the pipeline sent over this channel. */
+  dataPackets(): Uint8Array[] {
+    return this.sent.filter((s) => s.kind === 'data').flatMap((s) => s.packets);
+  }
+}
+
+/** A channel whose peer is the test: `arrive` delivers, `sent` records. */
+export class FakeChannel extends FakeDatagramChannel<Arrival> implements DatagramChannel {
   /** The peer's datagrams of one read: `packets` (none: a keepalive), saying whether it hears us. */
   arrive(packets: readonly Uint8Array[], hearsUs = true): void {
     this.arrivals.next({ packets: [...packets], hearsUs });
   }
+}
 
-  /** The data packets the pipeline sent over this channel. */
-  dataPackets(): Uint8Array[] {
-    return this.sent.filter((s) => s.kind === 'data').flatMap((s) => s.packets);
+/** A keepalive a pair channel sent to an explicit endpoint (keepaliveTo). */
+export interface SentProbe {
+  readonly at: number;
+  readonly to: UdpEndpoint;
+  readonly hearsUs: boolean;
+}
+
+/** A pair channel whose peer is the test: `arrive` delivers from an endpoint, `probes` and `sent` record, `at` is what use() chose. */
+export class FakePairChannel extends FakeDatagramChannel<PairArrival> implements PairChannel {
+  readonly peerId: number;
+  readonly cipher: UdpCipher;
+  readonly probes: SentProbe[] = [];
+
+  constructor(scheduler: SchedulerLike, keys: PairKeys) {
+    super(scheduler, keys.id, Uint8Array.from(keys.key));
+    this.peerId = keys.peerId;
+    this.cipher = keys.cipher;
+  }
+
+  override send(packets: PacketBatch, hearsUs: boolean): number {
+    return this.at === undefined ? 0 : super.send(packets, hearsUs);
+  }
+
+  override keepalive(hearsUs: boolean): void {
+    if (this.at !== undefined) super.keepalive(hearsUs);
+  }
+
+  keepaliveTo(to: UdpEndpoint, hearsUs: boolean): void {
+    this.probes.push({ at: this.scheduler.now(), to, hearsUs });
+  }
+
+  use(to: UdpEndpoint | undefined): void {
+    this.at = to;
+  }
+
+  /** The peer's datagrams of one read from `from`: `packets` (none: a keepalive), saying whether it hears us. */
+  arrive(from: UdpEndpoint, packets: readonly Uint8Array[], hearsUs = true): void {
+    this.arrivals.next({ packets: [...packets], hearsUs, from });
   }
 }
 
@@ -118,26 +169,47 @@ export interface OpenRequest {
   readonly id: number;
   readonly secret: Uint8Array;
   readonly cipher: UdpCipher;
+  /** The socket's hub channel. */
   readonly channel: FakeChannel;
+  /** The pair channels the pipeline opened on the socket, in order. */
+  readonly pairs: FakePairChannel[];
+  /** The socket's datagrams of no channel (the test's to emit). */
+  readonly unclaimed: Subject<DropCounts>;
 }
 
-/** A client's fake UDP port: open() records the request and hands out a FakeChannel (or fails with `failWith`). */
+/** A client's fake UDP port: open() records the request and hands out a socket with a fake hub channel (or fails with `failWith`); its pair() hands out FakePairChannels, at most `maxPairs`. */
 export class FakeUdpClientPort implements UdpClientPort {
   readonly opened: OpenRequest[] = [];
   failWith: Error | undefined;
+  /** How many pair channels a socket opens before it answers `pair-limit`. */
+  maxPairs = 32;
 
   constructor(private readonly scheduler: SchedulerLike) {}
 
-  open(host: string, port: number, id: number, secret: Uint8Array, cipher: UdpCipher): Observable<DatagramChannel> {
-    return new Observable<DatagramChannel>((subscriber) => {
+  open(host: string, port: number, id: number, secret: Uint8Array, cipher: UdpCipher): Observable<UdpClientSocket> {
+    return new Observable<UdpClientSocket>((subscriber) => {
       if (this.failWith !== undefined) {
         subscriber.error(this.failWith);
         return;
       }
       const channel = new FakeChannel(this.scheduler, id, Uint8Array.from(secret));
-      this.opened.push({ host, port, id, secret: Uint8Array.from(secret), cipher, channel });
-      subscriber.next(channel);
-      return () => channel.close();
+      const pairs: FakePairChannel[] = [];
+      const unclaimed = new Subject<DropCounts>();
+      this.opened.push({ host, port, id, secret: Uint8Array.from(secret), cipher, channel, pairs, unclaimed });
+      const pair = (keys: PairKeys): PairOpening => {
+        const open = pairs.filter((p) => !p.closed);
+        if (keys.id === id || open.some((p) => p.id === keys.id)) return { ok: false, reason: 'id-in-use', detail: `receiver id ${keys.id} is in use` };
+        if (open.length >= this.maxPairs) return { ok: false, reason: 'pair-limit', detail: `${this.maxPairs} pair channels` };
+        const ch = new FakePairChannel(this.scheduler, keys);
+        pairs.push(ch);
+        return { ok: true, channel: ch };
+      };
+      subscriber.next({ localPort: 40000 + id, hub: channel, pair, drops$: unclaimed.asObservable() });
+      return () => {
+        channel.close();
+        for (const p of pairs) p.close();
+        unclaimed.complete();
+      };
     });
   }
 }
