@@ -36,7 +36,11 @@ function tcpFd(socket: net.Socket): number | undefined {
 
 /** The bytes the kernel holds unsent on the connection under `socket` (SIOCOUTQNSD); 0 when it cannot tell. */
 export function kernelUnsent(socket: net.Socket): number {
-  const fd = tcpFd(socket);
+  return unsentOf(tcpFd(socket));
+}
+
+/** The bytes the kernel holds unsent on TCP descriptor `fd`; 0 when it cannot tell. */
+function unsentOf(fd: number | undefined): number {
   if (fd === undefined) return 0;
   try {
     return udpBinding().tcpUnsentBytes(fd);
@@ -82,11 +86,14 @@ export class UnsentLimit {
   private windowStart: number;
   private windowBytes = 0;
   private windowBacklogged = false;
+  /** The connection's descriptor, found once. */
+  private readonly fd: number | undefined;
 
   constructor(
     private readonly socket: net.Socket,
     private readonly now: () => number = () => performance.now(),
   ) {
+    this.fd = tcpFd(socket);
     this.current = limitUnsent(socket, UNSENT_UNLIMITED);
     this.windowStart = now();
   }
@@ -96,7 +103,7 @@ export class UnsentLimit {
     if (this.current === undefined) return;
     this.windowBytes += bytes;
     // With no limit (or a large one) the kernel takes whatever comes, and the backlog is there.
-    if (!this.windowBacklogged && (backlog > 0 || kernelUnsent(this.socket) >= KERNEL_BACKLOG_BYTES)) this.windowBacklogged = true;
+    if (!this.windowBacklogged && (backlog > 0 || unsentOf(this.fd) >= KERNEL_BACKLOG_BYTES)) this.windowBacklogged = true;
     const t = this.now();
     const elapsed = t - this.windowStart;
     if (elapsed < RATE_WINDOW_MS) return;
