@@ -80,10 +80,11 @@ const MAX_CONTROL_WAITING = 16;
  * loses its oldest packets, counted as `queue-delay`, until it stops standing) and by a hard limit
  * (once the queue stands, a packet that waited longer than `maxWaitMs`, 10 ms, is dropped at the
  * head as `queue-age`).
- * Nothing is written while the connection is above its high-water mark (a batch that arrives
- * below it is written whole); what waits goes out as `drain$` fires, control first, data in chunks
- * of at most 64 packets for as long as the connection takes them (so a standing queue stays here,
- * where it is timed, not in the socket's buffer); control frames still
+ * Nothing is written while the connection is above its high-water mark, and no write is larger
+ * than the connection's `room` (but at least one packet): the rest of a batch waits here; what
+ * waits goes out as `drain$` fires, control first, data in chunks of at most 64 packets and `room`
+ * bytes for as long as the connection takes them (so a standing queue stays here, where it is
+ * timed, not in the socket's buffer); control frames still
  * waiting at unsubscribe are written then (a REJECT before the close). Large batches are encoded into a reused slab,
  * reused as a ring as the connection lets go of it (`pendingBytes`, operators/core/slab.ts). Emits the packets dropped (as
  * `queue-full` per input batch that lost any, as `queue-delay` per flush that dropped any);
@@ -115,6 +116,24 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         if (bytes !== undefined) sink.write(bytes);
         sent?.(packets, packets.length);
       };
+      /** How many packets from `from` on fit the connection's room (at least one). */
+      const fitting = (packets: PacketBatch, from: number): number => {
+        const room = sink.room;
+        if (room === undefined) return packets.length - from;
+        let i = from + 1;
+        for (let bytes = packets[from]!.length; i < packets.length && bytes + packets[i]!.length <= room; i++) bytes += packets[i]!.length;
+        return i - from;
+      };
+      /** Writes packets from the head of `packets` while the connection takes them, at most `room` bytes per write; returns how many went. */
+      const writeWhileTaken = (packets: PacketBatch): number => {
+        let at = 0;
+        while (at < packets.length && !sink.needsDrain) {
+          const n = fitting(packets, at);
+          writeData(at === 0 && n === packets.length ? packets : packets.slice(at, at + n));
+          at += n;
+        }
+        return at;
+      };
       /**
        * CoDel's verdict on the head packet (RFC 8289 section 5, `dodequeue` and the control law):
        * true when it must be dropped because the queue has stood above the target too long.
@@ -144,10 +163,15 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
         state.dropNext = now + codel.intervalMs / Math.sqrt(state.count);
         return true;
       };
-      /** Takes up to `max` packets from the head of the queue, dropping those that waited past the hard limit and those CoDel says to (counted). */
+      /**
+       * Takes up to `max` packets and the connection's room in bytes (at least one packet) from the
+       * head of the queue, dropping those that waited past the hard limit and those CoDel says to (counted).
+       */
       const dequeue = (max: number): Uint8Array[] => {
         const now = scheduler.now();
+        const room = sink.room ?? Number.POSITIVE_INFINITY;
         const out: Uint8Array[] = [];
+        let bytes = 0;
         let aged = 0;
         let dropped = 0;
         let i = 0;
@@ -159,7 +183,11 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
           // interval), not on a burst: a batch of 64 KiB super-packets may take over 10 ms to leave
           // on a fast link, and dropping its tail would cost 45 segments each.
           else if (sojourn > maxWait && (codel === undefined || state.standing)) aged++;
-          else out.push(queue[i]!);
+          else {
+            if (out.length > 0 && bytes + size > room) break;
+            out.push(queue[i]!);
+            bytes += size;
+          }
           queuedBytes -= size;
         }
         queue = i === queue.length ? [] : queue.slice(i);
@@ -214,21 +242,21 @@ export function writeSession(options: WriteSessionOptions): OperatorFunction<Out
           }
           const packets = item.packets;
           if (packets.length === 0) return;
-          if (lane.length === 0 && queue.length === 0 && !sink.needsDrain) {
-            writeData(packets);
-            return;
-          }
-          const end = Math.max(0, Math.min(limit - queue.length, packets.length));
+          const written = lane.length === 0 && queue.length === 0 ? writeWhileTaken(packets) : 0;
+          if (written === packets.length) return;
+          const free = limit - queue.length;
+          const end = written + Math.max(0, Math.min(free, packets.length - written));
           const now = scheduler.now();
-          let i = 0;
+          let i = written;
           for (; i < end && queuedBytes + packets[i]!.length <= byteLimit; i++) {
             queue.push(copyPacket(packets[i]!));
             arrived.push(now);
             queuedBytes += packets[i]!.length;
           }
+          const keep = i - written;
           if (gauge !== undefined) gauge.depth = queue.length;
           awaitDrain();
-          if (i < packets.length) subscriber.next({ 'queue-full': packets.length - i });
+          if (written + keep < packets.length) subscriber.next({ 'queue-full': packets.length - written - keep });
         },
         error: (e) => subscriber.error(e),
         complete: () => subscriber.complete(),

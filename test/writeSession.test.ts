@@ -236,3 +236,59 @@ test('with CoDel on, the hard limit acts once the queue has stood for an interva
 test('the hard limit off: the same standing queue is only CoDel\u2019s', (t) => {
   t.deepEqual(standingQueue(t, false, 200, false), []);
 });
+
+/** A sink that takes `room` bytes before it is above its mark, and empties at drain. */
+class RoomSink extends Sink {
+  readonly sizes: number[] = [];
+  constructor(private readonly capacity: number) {
+    super();
+  }
+
+  get room(): number {
+    return this.capacity - this.pendingBytes;
+  }
+
+  override write(chunk: Uint8Array): boolean {
+    super.write(chunk);
+    this.sizes.push(chunk.length);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= this.capacity) this.needsDrain = true;
+    return !this.needsDrain;
+  }
+
+  override drain(): void {
+    this.pendingBytes = 0;
+    super.drain();
+  }
+}
+
+test('no write is larger than the connection\u2019s room (but at least a packet): the rest of a batch waits in the timed queue, not in the send buffer', (t) => {
+  // Packets of 21 bytes (20 + one payload byte): a room of 50 bytes takes two per write and is then full.
+  const sink = new RoomSink(50);
+  const gauge = { depth: 0 };
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    expectObservable(cold('-a-', { a: data(1, 2, 3, 4, 5) }).pipe(writeSession({ sink, encoding, limit: 10, gauge }))).toBe('---');
+    flush();
+    t.deepEqual(sink.written, ['D1', 'D2'], 'one write of what fits');
+    t.is(gauge.depth, 3, 'the rest waits in the queue');
+    sink.drain();
+    t.deepEqual(sink.written, ['D1', 'D2', 'D3', 'D4']);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2', 'D3', 'D4', 'D5']);
+  t.is(sink.sizes.length, 3, 'three writes');
+  const framed = sink.sizes.at(-1)!; // the last write carried one packet
+  t.deepEqual(sink.sizes, [2 * framed, 2 * framed, framed], 'two framed packets per write at most');
+  t.is(gauge.depth, 0);
+});
+
+test('a room smaller than one packet still takes one packet per write (no stall)', (t) => {
+  const sink = new RoomSink(10);
+  marbles(t, ({ cold, expectObservable, flush }) => {
+    expectObservable(cold('-a-', { a: data(1, 2) }).pipe(writeSession({ sink, encoding, limit: 10 }))).toBe('---');
+    flush();
+    t.deepEqual(sink.written, ['D1']);
+    sink.drain();
+  });
+  t.deepEqual(sink.written, ['D1', 'D2']);
+});

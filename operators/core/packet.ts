@@ -36,6 +36,12 @@ export interface ByteSink {
   readonly needsDrain: boolean;
   /** Bytes written but not yet handed to the kernel; 0 means no chunk it was given is still referenced. Absent: unknown. */
   readonly pendingBytes?: number;
+  /**
+   * Bytes it takes now before it is above its high-water mark (≤ 0 while above it). A writer that
+   * knows it writes no more than this (at least one packet) at a time, so that what does not fit
+   * waits in its own timed queue, not in the send buffer. Absent: no such limit.
+   */
+  readonly room?: number;
   /** Emits each time the send buffer has drained below its high-water mark. */
   readonly drain$: Observable<void>;
 }
