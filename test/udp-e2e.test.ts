@@ -123,15 +123,6 @@ async function nft(t: ExecutionContext, lab: Lab, host: string, ruleset: string)
 /** Deletes table `table` (`FAMILY NAME`) in `host`'s namespace; resolves with the clock just before and just after. */
 const dropTable = (t: ExecutionContext, lab: Lab, host: string, table: string): Promise<{ readonly before: number; readonly after: number }> => nft(t, lab, host, `delete table ${table}\n`);
 
-/** The packets and bytes of named counter `name` in table `inet table` of `host`'s namespace. */
-async function nftCounter(lab: Lab, host: string, table: string, name: string): Promise<Traffic> {
-  const r = await lab.host(host).exec(NFT_BIN ?? 'nft', ['-j', 'list', 'counter', 'inet', table, name], { timeoutMs: DEADLINE_MS, check: true });
-  const doc = JSON.parse(r.stdout) as { nftables: readonly { counter?: Traffic & { name: string } }[] };
-  const c = doc.nftables.find((e) => e.counter?.name === name)?.counter;
-  if (c === undefined) throw new Error(`no counter ${name} in ${host}: ${r.stdout}`);
-  return { packets: c.packets, bytes: c.bytes };
-}
-
 /**
  * An `nft -i` kept running in a namespace: a command takes effect without a process start (which
  * alone can take half a second on a loaded machine), so when it did is known to a few ms.
@@ -258,8 +249,8 @@ async function dataMovesToUdp(t: ExecutionContext, tls: boolean): Promise<void> 
     const b = member(before, address)!;
     return (a.udp![d].bytes - b.udp![d].bytes) / (a[d].bytes - b[d].bytes);
   };
-  const tcp = await nftCounter(lab, 'hub', 'lwtcount', 'tcp9000');
-  const udp = await nftCounter(lab, 'hub', 'lwtcount', 'udp9000');
+  const tcp = await lab.nftCounter('hub', 'inet lwtcount', 'tcp9000');
+  const udp = await lab.nftCounter('hub', 'inet lwtcount', 'udp9000');
   t.log(`UDP share: c1 rx ${(share('rx', C1) * 100).toFixed(2)} %, c2 tx ${(share('tx', C2) * 100).toFixed(2)} %; hub underlay port 9000: TCP ${tcp.packets} packets ${tcp.bytes} B, UDP ${udp.packets} packets ${udp.bytes} B`);
   t.true(share('rx', C1) >= 0.99, "c1's data to the hub went over UDP");
   t.true(share('tx', C2) >= 0.99, "the hub's data to c2 went over UDP");
@@ -369,8 +360,8 @@ test.serial("roaming: a member's underlay address changes mid-transfer; the hub 
   const windowEnd = Date.now();
   t.is(got, sent, 'every byte arrives, in order');
   t.true(bytes - moved >= 4 * MIB, `most of the transfer came after the move (${moved} of ${bytes} bytes before it)`);
-  const fromNew = await nftCounter(lab, 'hub', 'lwtroam', 'fromNew');
-  const toNew = await nftCounter(lab, 'hub', 'lwtroam', 'toNew');
+  const fromNew = await lab.nftCounter('hub', 'inet lwtroam', 'fromNew');
+  const toNew = await lab.nftCounter('hub', 'inet lwtroam', 'toNew');
   t.log(`after the move the hub got ${fromNew.packets} datagrams (${fromNew.bytes} B) from ${newIp} and sent ${toNew.packets} (${toNew.bytes} B) to it`);
   t.true(fromNew.bytes >= 4 * MIB, 'the data came over UDP from the new address');
   t.true(toNew.packets > 100, "the hub followed the member's datagrams to its new address");
@@ -489,7 +480,7 @@ test.serial('-transport tcp on a client: its session stays on TCP and it sends n
   const s = await waitStatus(lab, 'hub', "c1's counters moving", (d) => (member(d, C1)?.rx.packets ?? 0) > 0);
   t.is(member(s, C1)!.transport, 'tcp');
   t.is(member(s, C1)!.udp, null);
-  t.deepEqual(await nftCounter(lab, 'hub', 'lwtcount', 'udp9000'), { packets: 0, bytes: 0 }, 'no datagram reached the hub');
+  t.deepEqual(await lab.nftCounter('hub', 'inet lwtcount', 'udp9000'), { packets: 0, bytes: 0 }, 'no datagram reached the hub');
   // Nothing else in c1's namespace uses UDP (the probe above was TCP): the client opened no UDP socket.
   const sockets = await lab.host('c1').exec('ss', ['-H', '-u', '-a', '-n'], { check: true });
   t.is(sockets.stdout.trim(), '', `no UDP socket in c1:\n${sockets.stdout}`);

@@ -15,6 +15,12 @@
  *   await lab.startEchoServers('hub', 7000);
  *   t.true(await lab.canReach('c1', 'hub', 7000));
  *
+ * A host can sit behind a NAT router of its own (`nat: { c1: 'eim' }`): its `eth0` is then a veth
+ * to router namespace `<host>-nat` (192.168.S.0/24, S its slot), and the router's `eth0` takes the
+ * host's place on the bridge (and its public address, `publicAddress(host)`). The router forwards
+ * and does nftables source NAT: `eim` keeps the inside port toward every destination, `symmetric`
+ * draws a new port per destination; both drop what nobody inside asked for (test/helpers/nat.ts).
+ *
  * Namespace names are `<prefix>-<labid>-<host>` (switch: `<prefix>-<labid>-switch`),
  * prefix defaults to `lwt`. A marker file in `$TMPDIR/lwt-labs/` records the
  * owning pid so that `scripts/lab-cleanup.ts` can tell leftovers of dead test
@@ -26,10 +32,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NAT_INSIDE_IF, NAT_KINDS, natRouterName, natRuleset, privateSegment, type NatInfo, type NatKind } from './nat.js';
 import type { PingSample, ProbeResult } from './probe.js';
 import { DEADLINE_MS, sleep } from './wait.js';
 
 export type { PingSample, ProbeResult } from './probe.js';
+export type { NatInfo, NatKind } from './nat.js';
 
 /** Absolute path of the compiled probe program (dist/test/helpers/probe.js). */
 export const PROBE_SCRIPT: string = fileURLToPath(new URL('./probe.js', import.meta.url));
@@ -538,6 +546,11 @@ export interface LabOptions {
   prefix?: string;
   /** Third octet X of the underlay 172.31.X.0/24; random by default. */
   subnetOctet?: number;
+  /**
+   * Hosts (of `hosts`) each behind a NAT router of its own, by kind (test/helpers/nat.ts). The
+   * router is a host too, named `<host>-nat`, listed after `hosts`. Needs nftables.
+   */
+  nat?: Readonly<Record<string, NatKind>>;
 }
 
 interface Marker {
@@ -621,6 +634,7 @@ export class Lab {
   /** Whether `tc` exists (impair/clearImpairment are no-ops without it). */
   readonly tcAvailable: boolean = TC_BIN !== undefined;
   private readonly hostMap = new Map<string, Host>();
+  private readonly natMap = new Map<string, NatInfo>();
   private readonly created: string[] = [];
   private readonly procs = new Set<LabProcess>();
   private readonly rawChildren = new Set<ChildProcess>();
@@ -657,6 +671,14 @@ export class Lab {
       if (seen.has(n)) throw new Error(`duplicate host name ${n}`);
       seen.add(n);
     }
+    const nat = new Map(Object.entries(opts.nat ?? {}));
+    for (const [n, kind] of nat) {
+      if (!seen.has(n)) throw new Error(`nat: ${JSON.stringify(n)} is not a host of the lab`);
+      if (!NAT_KINDS.includes(kind)) throw new Error(`nat: bad kind ${JSON.stringify(kind)} for ${n}`);
+      if (seen.has(natRouterName(n))) throw new Error(`nat: host name ${natRouterName(n)} is taken by ${n}'s router`);
+    }
+    if (nat.size > 0 && NFT_BIN === undefined) throw new Error('a lab with NAT routers needs nftables (.ci/run installs it)');
+    const allNames = [...names, ...[...nat.keys()].map(natRouterName)];
     let octet = opts.subnetOctet;
     if (octet === undefined) {
       const used = new Set([...liveLabs].map((l) => l.subnet));
@@ -671,7 +693,7 @@ export class Lab {
     let lab: Lab | undefined;
     for (let attempt = 0; attempt < 20 && lab === undefined; attempt++) {
       const id = randomLabId();
-      if (names.some((n) => existing.has(`${prefix}-${id}-${n}`)) || existing.has(`${prefix}-${id}-${SWITCH_NAME}`)) {
+      if (allNames.some((n) => existing.has(`${prefix}-${id}-${n}`)) || existing.has(`${prefix}-${id}-${SWITCH_NAME}`)) {
         continue;
       }
       const candidate = new Lab(prefix, id, octet);
@@ -684,7 +706,7 @@ export class Lab {
     }
     if (lab === undefined) throw new Error('could not allocate a lab id');
     try {
-      await lab.build(names);
+      await lab.build(names, nat);
     } catch (err) {
       await lab.dispose();
       throw err;
@@ -697,7 +719,7 @@ export class Lab {
     return [...this.created];
   }
 
-  /** Host names in creation order. */
+  /** Host names in creation order (NAT routers after the hosts). */
   get hostNames(): string[] {
     return [...this.hostMap.keys()];
   }
@@ -721,9 +743,30 @@ export class Lab {
     return [...this.hostMap.values()];
   }
 
-  /** Resolves a host name of this lab to its underlay IP; anything else is returned as is. */
+  /** Resolves a host name of this lab to its underlay IP (a NAT'd host's private one); anything else is returned as is. */
   address(hostOrIp: string): string {
     return this.hostMap.get(hostOrIp)?.ip ?? hostOrIp;
+  }
+
+  /** Where the bridge sees `host` come from: its NAT router's address, or its own. */
+  publicAddress(host: string): string {
+    return this.natMap.get(host)?.publicIp ?? this.hostImpl(host).ip;
+  }
+
+  /** `host`'s NAT router, or undefined when it sits on the bridge itself. */
+  natOf(host: string): NatInfo | undefined {
+    this.hostImpl(host);
+    return this.natMap.get(host);
+  }
+
+  /** The packets and bytes of named counter `name` of nftables table `FAMILY TABLE` (e.g. `inet lwtcount`) in `host`'s namespace. */
+  async nftCounter(host: string, table: string, name: string): Promise<{ packets: number; bytes: number }> {
+    if (NFT_BIN === undefined) throw new Error('nftables is not installed (.ci/run installs it)');
+    const r = await this.hostImpl(host).exec(NFT_BIN, ['-j', 'list', 'counter', ...table.split(' '), name], { timeoutMs: DEADLINE_MS, check: true });
+    const doc = JSON.parse(r.stdout) as { nftables: readonly { counter?: { name: string; packets: number; bytes: number } }[] };
+    const c = doc.nftables.find((e) => e.counter?.name === name)?.counter;
+    if (c === undefined) throw new Error(`no counter ${name} in ${table} of ${host}: ${r.stdout}`);
+    return { packets: c.packets, bytes: c.bytes };
   }
 
   // -- links ---------------------------------------------------------------
@@ -995,7 +1038,7 @@ export class Lab {
     this.writeMarker();
   }
 
-  private async build(names: string[]): Promise<void> {
+  private async build(names: string[], nat: ReadonlyMap<string, NatKind>): Promise<void> {
     const sw = this.switchNs;
     await ip(['-n', sw, 'link', 'set', 'lo', 'up']);
     await ip(['-n', sw, 'link', 'add', BRIDGE_IF, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
@@ -1003,27 +1046,52 @@ export class Lab {
     const base = this.subnet.split('.').slice(0, 3).join('.');
     const settled = await Promise.allSettled(
       names.map(async (name, i) => {
-        const ns = `${this.prefix}-${this.id}-${name}`;
-        const port = `v-${name}`.length <= 15 ? `v-${name}` : `v${i}`;
-        const host = new Host(this, name, ns, `${base}.${i + 1}`, port);
+        const kind = nat.get(name);
+        // On the bridge: the host itself, or its NAT router in its place.
+        const outside = kind === undefined ? name : natRouterName(name);
+        const ns = `${this.prefix}-${this.id}-${outside}`;
+        const port = `v-${outside}`.length <= 15 ? `v-${outside}` : `v${i}`;
+        const onBridge = new Host(this, outside, ns, `${base}.${i + 1}`, port);
         await this.addNamespace(ns);
-        this.hostMap.set(name, host);
+        this.hostMap.set(outside, onBridge);
         await ip(['-n', sw, 'link', 'add', port, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns]);
         await ip(['-n', sw, 'link', 'set', port, 'master', BRIDGE_IF]);
         await ip(['-n', sw, 'link', 'set', port, 'up']);
         await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
-        await ip(['-n', ns, 'addr', 'add', `${host.ip}/24`, 'dev', UNDERLAY_IF]);
+        await ip(['-n', ns, 'addr', 'add', `${onBridge.ip}/24`, 'dev', UNDERLAY_IF]);
         await ip(['-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
+        if (kind !== undefined) await this.buildNatted(name, kind, onBridge, i + 1);
       }),
     );
     // Wait for every host's setup to settle before failing, so that a rollback
     // cannot race a namespace that is still being created.
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
-    // Keep creation order stable regardless of how the parallel setup interleaved.
-    const ordered = names.map((n) => [n, this.hostMap.get(n)!] as const);
+    // Keep creation order stable regardless of how the parallel setup interleaved: hosts, then routers.
+    const ordered = [...names, ...names.filter((n) => nat.has(n)).map(natRouterName)].map((n) => [n, this.hostMap.get(n)!] as const);
     this.hostMap.clear();
     for (const [n, h] of ordered) this.hostMap.set(n, h);
+  }
+
+  /** Host `name` on a private segment behind `router` (already on the bridge): links, addresses, forwarding, the ruleset of `kind`. */
+  private async buildNatted(name: string, kind: NatKind, router: Host, slot: number): Promise<void> {
+    const ns = `${this.prefix}-${this.id}-${name}`;
+    const seg = privateSegment(slot);
+    // The host's bridge port is its router's: blackhole/restore act where its traffic enters the bridge.
+    const host = new Host(this, name, ns, seg.host, router.bridgePort);
+    await this.addNamespace(ns);
+    this.hostMap.set(name, host);
+    await ip(['-n', router.ns, 'link', 'add', NAT_INSIDE_IF, 'type', 'veth', 'peer', 'name', UNDERLAY_IF, 'netns', ns]);
+    await ip(['-n', router.ns, 'addr', 'add', `${seg.gateway}/${seg.prefix}`, 'dev', NAT_INSIDE_IF]);
+    await ip(['-n', router.ns, 'link', 'set', NAT_INSIDE_IF, 'up']);
+    await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', ns, 'addr', 'add', `${seg.host}/${seg.prefix}`, 'dev', UNDERLAY_IF]);
+    await ip(['-n', ns, 'link', 'set', UNDERLAY_IF, 'up']);
+    await ip(['-n', ns, 'route', 'add', 'default', 'via', seg.gateway]);
+    // The router's own namespace only (every namespace has its own net.ipv4 settings).
+    await router.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { check: true });
+    await router.exec(NFT_BIN!, ['-f', '-'], { input: natRuleset(kind), check: true });
+    this.natMap.set(name, { kind, router: router.name, publicIp: router.ip, privateIp: seg.host, gateway: seg.gateway });
   }
 
   private writeMarker(): void {
