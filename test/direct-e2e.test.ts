@@ -116,6 +116,7 @@ labTest('two members on one underlay go direct: both statuses say direct, and a 
   for (const [d, a] of [['rx', C1], ['tx', C2], ['rx', C2], ['tx', C1]] as const) t.is(moved(d, a), 0, `the hub's ${d} counter of ${a} did not move`);
   // Keepalives of the members' own UDP paths still reach the hub: a few per second, never the data.
   if (udpBefore !== undefined) t.true(udpAfter!.bytes - udpBefore.bytes < bytes / 100, 'the hub received none of the data');
+  t.log([...hub.stderr.filter((l) => / introduced | withdrew /.test(l)), ...c1.stderr.filter((l) => / path to /.test(l))].join('\n'));
   t.true(c1.running && c2.running && hub.running);
 });
 
