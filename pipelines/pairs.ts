@@ -250,7 +250,7 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
         refusals.delete(intro.peer);
         makeRoom(refusals);
         refusals.set(intro.peer, opening.reason);
-        return of<ClientEvent>({ type: 'direct-path', peer: peerText, path: `relayed (no direct path: ${opening.reason})`, why: opening.detail, closed: true });
+        return of<ClientEvent>({ type: 'direct-path', peer: peerText, path: `relayed (no direct path: ${opening.reason})`, why: opening.detail });
       }
       const channel = opening.channel;
       const candidates: UdpEndpoint[] = [];
