@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
-import { CLI, cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
+import { CLI, cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, relayedFlags, transportFlags, writeJsonDocument } from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
@@ -669,7 +669,7 @@ class Bench {
     }
     if (mode.endsWith('-nogso')) clientExtra = [...clientExtra, '-offload=false'];
     hubExtra = [...transport, ...hubExtra];
-    clientExtra = [...transport, ...clientExtra];
+    clientExtra = [...transport, ...relayedFlags(), ...clientExtra];
     say(`${mode}: starting the hub and ${this.o.clients} clients${transport.length > 0 ? ` (${transport.join(' ')})` : ''}`);
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(

@@ -55,6 +55,11 @@ export function cliHasTransport(): boolean {
   return /(^|\s)-{1,2}transport\b/m.test(cliHelp());
 }
 
+/** The client flags that keep members relayed through the hub (no direct paths between them, issue 12): the figures "client→client via hub" measure the hub; none when the CLI predates direct paths. */
+export function relayedFlags(): string[] {
+  return /(^|\s)-{1,2}direct\b/m.test(cliHelp()) ? ['-direct=false'] : [];
+}
+
 /** The flags that pick the transport `kind` on hub and clients: none when the CLI has no -transport and `kind` is tcp; undefined when udp is asked for and the CLI cannot do it. */
 export function transportFlags(kind: 'tcp' | 'udp'): string[] | undefined {
   if (cliHasTransport()) return ['-transport', kind];

@@ -7,12 +7,31 @@ import { boundedQueue } from '../operators/boundedQueue.js';
 import { emitEach } from '../operators/emitEach.js';
 import { formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
-import { CAPABILITIES, ControlDecodeError, FATAL_REJECT_REASONS, GSO_CAPABILITY, PROTOCOL_VERSION, RejectCodec, RoutesCodec, UDP_CAPABILITY, WelcomeCodec, decodeControl, encodeControl, type AnnouncedRoute, type UdpOffer } from '../operators/core/wire/control.js';
+import {
+  CAPABILITIES,
+  ControlDecodeError,
+  DIRECT_CAPABILITY,
+  FATAL_REJECT_REASONS,
+  GSO_CAPABILITY,
+  IntroductionCodec,
+  PROTOCOL_VERSION,
+  RejectCodec,
+  RoutesCodec,
+  UDP_CAPABILITY,
+  WelcomeCodec,
+  WithdrawalCodec,
+  decodeControl,
+  encodeControl,
+  type AnnouncedRoute,
+  type UdpOffer,
+} from '../operators/core/wire/control.js';
+import { RouteTable } from '../operators/core/routeTable.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { reconnect } from '../operators/reconnect.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, displayRoute, endReason, type ClientEvent, type RefusedRoute } from './events.js';
+import { directPairs, type DirectPairs } from './pairs.js';
 import { count, counter, countingSink, negotiate, peerSession, reportingRejections, statsTicks, tunStats, type Peer, type PeerItem } from './peer.js';
 import type { ConnectionPort, DialerPort, HostNetworkPort, PacketBatch as Packets, RoutesPort, TunPort, UdpClientPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
@@ -45,6 +64,8 @@ interface LiveSession {
   hub: number | undefined;
   /** This side's address as the hub welcomed it. */
   address: string | undefined;
+  /** Direct paths to other members, while the session's UDP socket is open and both sides take part. */
+  pairs: DirectPairs | undefined;
 }
 
 const dropsEvent = (who: string, drops: DropCounts): ClientEvent => ({ type: 'drops', who, drops });
@@ -67,7 +88,9 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const transport = settings.transport ?? 'auto';
     /** Offer `udp` to the hub: this side can open a UDP channel and may use it. */
     const udpPort = transport === 'tcp' ? undefined : ports.udp;
-    const caps = [...CAPABILITIES, ...(offload ? [GSO_CAPABILITY] : []), ...(udpPort === undefined ? [] : [UDP_CAPABILITY])];
+    /** Offer `direct` beside `udp`: this side takes part in direct paths between members (docs/direct.md). */
+    const offersDirect = udpPort !== undefined && settings.direct !== false;
+    const caps = [...CAPABILITIES, ...(offload ? [GSO_CAPABILITY] : []), ...(udpPort === undefined ? [] : [UDP_CAPABILITY]), ...(offersDirect ? [DIRECT_CAPABILITY] : [])];
     /** The live session, when there is one. */
     const session$ = new BehaviorSubject<LiveSession | undefined>(undefined);
     /** The address the TUN device has: the static one, or the last one the hub assigned. */
@@ -78,6 +101,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     const ownRoutes = (settings.routes ?? []).map(formatPrefix);
     /** The kernel route set last asked for is not empty (a WELCOME without routes must then clear it). */
     let routing = false;
+    /** The other members' LANs by their `via` member, as the hub last announced them (a direct path to `via` carries them). */
+    let lans: RouteTable<number> | undefined;
 
     /**
      * The kernel should route these LANs (other members') through the TUN device, except those that
@@ -90,14 +115,17 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       if (hub !== undefined) guards.push(hub);
       const prefixes: Ipv4Prefix[] = [];
       const refused: RefusedRoute[] = [];
+      const via = new RouteTable<number>();
       for (const r of routes) {
         if (ownRoutes.includes(formatPrefix(r.cidr))) continue;
+        via.add(r.cidr, r.via);
         const hazard = routeHazard(r.cidr, guards);
         if (hazard === undefined) prefixes.push(r.cidr);
         else refused.push({ ...displayRoute(r), why: `it covers ${hazard.what}` });
       }
       ports.routes?.set(prefixes);
       routing = prefixes.length > 0;
+      lans = via;
       return [{ type: 'routes', routes: routes.map(displayRoute), ...(refused.length === 0 ? {} : { refused }) }];
     };
 
@@ -119,12 +147,16 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       withLatestFrom(session$),
       emitEach(([batch, live]): ClientEvent[] => {
         if (live === undefined) return [dropsEvent('tun', { 'not-connected': batch.length })];
+        const out: ClientEvent[] = [];
+        // Packets for a peer whose direct path is up go over it; the rest to the hub.
+        const toHub = live.pairs === undefined ? batch : live.pairs.route(batch, out);
+        if (toHub.length === 0) return out;
         // Packets larger than the hub takes are fragmented, or answered with ICMP fragmentation-needed
         // from the hub's address (this side's kernel then lowers its path MTU), as a router would.
         const path = live.peer.data;
-        const fitted = fitPackets(batch, path.maxPacket(), live.hub);
-        const linkDrops = path.send(fitted === undefined ? batch : fitted.packets);
-        const out: ClientEvent[] = linkDrops === undefined ? [] : [dropsEvent('hub', linkDrops)];
+        const fitted = fitPackets(toHub, path.maxPacket(), live.hub);
+        const linkDrops = path.send(fitted === undefined ? toHub : fitted.packets);
+        if (linkDrops !== undefined) out.push(dropsEvent('hub', linkDrops));
         if (fitted === undefined) return out;
         if (fitted.answers.length > 0) toTun.next(fitted.answers);
         if (Object.keys(fitted.drops).length > 0) out.push(dropsEvent('tun', fitted.drops));
@@ -171,7 +203,9 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           }),
           closedDetail: 'the hub closed the connection',
         });
-        const live: LiveSession = { peer, hub: undefined, address: undefined };
+        const live: LiveSession = { peer, hub: undefined, address: undefined, pairs: undefined };
+        /** The hub answered `direct` in its WELCOME. */
+        let hubDirect = false;
 
         /** The first DATA or KEEPALIVE from a hub that sent no WELCOME means the session works (a 0.0.1-era hub). */
         const established = (): ClientEvent[] => {
@@ -187,6 +221,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
           live.address = formatIpv4(w.address);
           live.hub = w.hub;
           peer.pings = w.caps?.includes('rtt') === true;
+          hubDirect = offersDirect && w.caps?.includes(DIRECT_CAPABILITY) === true;
           const assigned = settings.tunnel === undefined;
           if (assigned && (address === undefined || address.address !== w.address || address.prefix !== w.prefix)) {
             const text = `${formatIpv4(w.address)}/${w.prefix}`;
@@ -234,10 +269,26 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                   if (r instanceof ControlDecodeError) throw new SessionEnd('closed', `the hub sent an unreadable REJECT (${r.detail})`);
                   throw new RejectedError(r.reason, r.message ?? '');
                 }
+                case FrameType.Introduction:
+                case FrameType.Withdrawal:
+                  return onDirect(item.type, item.payload);
+                case FrameType.DirectRequest:
+                  return [dropsEvent('hub', { 'unknown-type': 1 })];
                 default:
                   return [dropsEvent('hub', { 'unexpected-control': 1 })];
               }
           }
+        };
+
+        /** An INTRODUCTION or a WITHDRAWAL: for the pairs while they run; to a client that offered no `direct`, an unknown type. */
+        const onDirect = (type: typeof FrameType.Introduction | typeof FrameType.Withdrawal, payload: Uint8Array): ClientEvent[] => {
+          if (!offersDirect) return [dropsEvent('hub', { 'unknown-type': 1 })];
+          const pairs = live.pairs;
+          const message = type === FrameType.Introduction ? decodeControl(type, IntroductionCodec, payload) : decodeControl(type, WithdrawalCodec, payload);
+          if (message instanceof ControlDecodeError || pairs === undefined) return [dropsEvent('hub', { 'unexpected-control': 1 })];
+          if ('key' in message) pairs.introduce(message);
+          else pairs.withdraw(message);
+          return [];
         };
 
         /**
@@ -261,10 +312,26 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
                 peer.link = link;
                 // What the socket could give no channel is counted with the hub's drops, as the link's own.
                 const unclaimed$ = socket.drops$.pipe(map((drops): LinkEvent => ({ kind: 'drops', drops })));
-                return merge(link.events$, unclaimed$).pipe(
-                  emitEach(onLink),
+                // Direct paths when both sides take part and this side knows its tunnel address.
+                const pairs =
+                  hubDirect && address !== undefined
+                    ? directPairs({
+                        socket,
+                        tunnel: address,
+                        hub: () => live.hub,
+                        lans: () => lans,
+                        hubUp: () => link.up,
+                        addresses: () => ports.hostNetwork?.addresses?.() ?? [],
+                        control: (frame, key) => peer.control(frame, key),
+                        toTun: (packets) => toTun.next(packets),
+                        scheduler,
+                      })
+                    : undefined;
+                live.pairs = pairs;
+                return merge(merge(link.events$, unclaimed$).pipe(emitEach(onLink)), pairs?.events$ ?? EMPTY).pipe(
                   finalize(() => {
                     if (peer.link === link) peer.link = undefined;
+                    if (live.pairs === pairs) live.pairs = undefined;
                   }),
                 );
               }),
@@ -282,6 +349,8 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             case 'drops':
               return [dropsEvent('hub', e.drops)];
             case 'transport':
+              // Up again: the hub learns this side's local endpoints (they may have changed).
+              if (e.transport === 'udp') live.pairs?.announce();
               return [{ type: 'transport', who: 'hub', transport: e.transport, why: e.why }];
           }
         };
@@ -335,7 +404,10 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
 
     const stats$ = statsTicks(settings.statsIntervalMs, scheduler, (at) => at).pipe(
       withLatestFrom(session$),
-      map(([at, live]): ClientEvent => ({ type: 'stats', at, session: live?.peer.stats(live.address), tun: tunStats(tunRead, tunWritten, tunGauge) })),
+      map(([at, live]): ClientEvent => {
+        const peers = live?.pairs?.peers();
+        return { type: 'stats', at, session: live?.peer.stats(live.address), tun: tunStats(tunRead, tunWritten, tunGauge), ...(peers === undefined ? {} : { peers }) };
+      }),
     );
 
     return merge(sessions$, tunReads$, tunWrites$, stats$, ports.routes?.events$ ?? EMPTY).pipe(

@@ -169,6 +169,28 @@ export interface TunStats {
   readonly queued: number;
 }
 
+/** A pair of members the hub introduced for a direct path (docs/direct.md), as events say it. */
+export interface PairEvent {
+  /** The lower of the two tunnel addresses. */
+  readonly a: string;
+  readonly b: string;
+}
+
+/** One peer of a client's direct paths, as its stats say it (docs/status.md, `peers`). */
+export interface PeerStats {
+  /** The peer's tunnel address. */
+  readonly address: string;
+  /** `direct 192.0.2.7:41641`, `relayed (probing)`, `relayed (no direct path)`, `relayed (no direct path: symmetric NAT)`, or `relayed (no direct path: REASON)` for a refused request. */
+  readonly path: string;
+  /** The endpoint in use while direct. */
+  readonly endpoint: string | undefined;
+  /** Data packets received from and sent to the peer over the pair's channel (keepalives not counted). */
+  readonly rx: Traffic;
+  readonly tx: Traffic;
+  /** What the pair dropped, by reason (its channel's, spoofed-source, too-big, queue-full). */
+  readonly drops: DropCounts;
+}
+
 /** Events of the server (hub) pipeline. */
 export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
@@ -225,6 +247,10 @@ export type ServerEvent =
   | { readonly type: 'stats'; readonly at: number; readonly sessions: readonly SessionStats[]; readonly tun: TunStats }
   /** The lease table: once at start and after every new lease. */
   | { readonly type: 'leases'; readonly leases: readonly LeaseInfo[] }
+  /** Two members were introduced for a direct path (a re-introduction too): `by` a member's request or a flow the hub forwarded. */
+  | (PairEvent & { readonly type: 'introduced'; readonly by: 'request' | 'flow' })
+  /** An introduced pair was withdrawn: a member left, was replaced, or isolation separates them. */
+  | (PairEvent & { readonly type: 'withdrawn'; readonly reason: 'left' | 'replaced' | 'isolation' })
   /** The lease table could not be saved (the lease stays in memory; the next new lease tries again). */
   | { readonly type: 'lease-error'; readonly detail: string }
   | RoutesEvent
@@ -249,8 +275,10 @@ export type ClientEvent =
   | { readonly type: 'rejected'; readonly reason: RejectReason; readonly message: string }
   | { readonly type: 'disconnected'; readonly remote: string; readonly reason: SessionEndReason; readonly detail: string }
   | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
-  /** Every statsIntervalMs (when set): the current session's counters (if connected) and the TUN device's. */
-  | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats }
+  /** Every statsIntervalMs (when set): the current session's counters (if connected), the TUN device's, and the peers of its direct paths (pairs and refusals). */
+  | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats; readonly peers?: readonly PeerStats[] }
+  /** A direct path to a peer changed (`path` as PeerStats says it; `closed` when the pair ended), and why. */
+  | { readonly type: 'direct-path'; readonly peer: string; readonly path: string; readonly why: string; readonly closed?: boolean }
   /** With `-transport auto`, the hub's UDP offer could not be taken up (the session stays on TCP), and why. */
   | { readonly type: 'udp-unavailable'; readonly detail: string }
   | RoutesEvent

@@ -48,6 +48,17 @@ export interface ForwardingPolicy {
   toward(dst: number): Target;
 }
 
+/**
+ * The inner-source rule of a member's packets (anti-spoofing), at the hub and on a direct path: `src`
+ * is the member's `address` or lies in one of its announced `routes` (LANs never overlap between
+ * members: admission refuses that, so "one of its own" is "the member the LAN table names").
+ */
+export function sendsAs(src: number, address: number, routes: readonly Ipv4Prefix[]): boolean {
+  if (src === address) return true;
+  for (let i = 0; i < routes.length; i++) if (prefixHas(routes[i]!, src)) return true;
+  return false;
+}
+
 /** The policy over the options' live membership and isolation. */
 export function forwardingPolicy(o: ForwardingOptions): ForwardingPolicy {
   const hubAddress = o.tunnel.address;
@@ -73,11 +84,8 @@ export function forwardingPolicy(o: ForwardingOptions): ForwardingPolicy {
   return {
     fromMember: (sender, dst, packet) => {
       if (sender === undefined) return 'unregistered';
-      const m = o.membership();
-      const src = ipv4Source(packet);
-      // A member with LANs behind it also sends for them (only then is the route table asked).
-      if (src !== sender.address && (sender.routes.length === 0 || m.lans.lookup(src) !== sender)) return 'spoofed-source';
-      return toward(m, dst);
+      if (!sendsAs(ipv4Source(packet), sender.address, sender.routes)) return 'spoofed-source';
+      return toward(o.membership(), dst);
     },
     fromHub: (dst) => {
       const m = o.membership();

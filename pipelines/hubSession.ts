@@ -3,11 +3,11 @@
 // decides. Every way it ends (peer closed, reset, idle, frame error, refusal, replacement, the
 // admission deadline) is one `left` event, and membership hears it once.
 import { Observable, Subject, catchError, defer, finalize, merge, mergeMap, of, switchMap, take, throwError, timer, type SchedulerLike } from 'rxjs';
-import { formatIpv4, formatPrefix } from '../operators/core/address.js';
+import { formatIpv4, formatPrefix, type HostPort } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type DropReason, type PacketBatch, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
-import { ControlDecodeError, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
+import { ControlDecodeError, DIRECT_CAPABILITY, DirectRequestCodec, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
 import { isolateBatch } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
@@ -15,8 +15,9 @@ import { emitEach } from '../operators/emitEach.js';
 import { routeBatch } from '../operators/route.js';
 import { admit, type AdmissionSettings, type Claim } from './admission.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
-import { REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
+import { HUB, REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
 import type { HubEvent, HubState } from './hubState.js';
+import type { DirectFacts, IntroductionAsk } from './introductions.js';
 import { routesFor, type MemberRecord } from './membership.js';
 import { negotiate, peerSession, type PeerItem } from './peer.js';
 import type { Authenticator, ConnectionPort, HostNetworkPort, UdpHub } from './ports.js';
@@ -48,7 +49,20 @@ export interface HubContext {
   readonly udp: () => UdpHub | undefined;
   /** A fresh UDP session id (never 0, unique while the hub runs). */
   readonly nextUdpId: () => number;
+  /** Direct paths between members (docs/direct.md); absent when the hub runs without them. */
+  readonly direct?: HubDirect;
 }
+
+/** The hub's introductions as a session reaches them (server.ts keeps the state). */
+export interface HubDirect {
+  /** The members at `x` and `y` are introduced already (two map lookups: what a flow checks per batch). */
+  introduced(x: number, y: number): boolean;
+  /** Asks the introduction policy and sends what it decides (INTRODUCTIONs, a refused request's WITHDRAWAL); returns the events of it. */
+  ask(ask: IntroductionAsk): ServerEvent[];
+}
+
+/** A UDP endpoint as introductions speak it. */
+const hostPort = (e: { readonly address: number; readonly port: number }): HostPort => ({ host: formatIpv4(e.address), port: e.port });
 
 /** A refusal on its way out of the session (the REJECT was already written). */
 class Refusal extends Error {
@@ -110,7 +124,11 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       }
       negotiate(peer.encoding, verdict.gso, verdict.mtu);
       peer.pings = verdict.pings;
-      const udp = claim.kind === 'hello' && !(claim.hello instanceof ControlDecodeError) && claim.hello.caps?.includes(UDP_CAPABILITY) === true ? offerUdp() : undefined;
+      const caps = claim.kind === 'hello' && !(claim.hello instanceof ControlDecodeError) ? (claim.hello.caps ?? []) : [];
+      const udp = caps.includes(UDP_CAPABILITY) ? offerUdp() : undefined;
+      // A member takes part in direct paths when it offered `direct`, the hub runs with them and it has a UDP channel.
+      const answersDirect = udp !== undefined && ctx.direct !== undefined;
+      takesDirect = answersDirect && caps.includes(DIRECT_CAPABILITY);
       const text = formatIpv4(verdict.address);
       const record: MemberRecord = {
         id,
@@ -135,6 +153,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
             if (err.reason === 'replaced') reject('replaced', err.told);
             ended$.error(err);
           },
+          ...(takesDirect ? { direct: directFacts } : {}),
         },
       };
       verdict.replaces?.member.session.end(new SessionEnd('replaced', verdict.replaces.detail, verdict.replaces.told));
@@ -153,7 +172,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
             mtu: settings.mtu,
             keepalive: Math.round(settings.keepaliveMs / 1000),
             timeout: Math.round(settings.timeoutMs / 1000),
-            caps: [...ctx.caps],
+            caps: answersDirect ? [...ctx.caps, DIRECT_CAPABILITY] : [...ctx.caps],
             ...(routes.length === 0 ? {} : { routes }),
             ...(udp === undefined ? {} : { udp }),
           }),
@@ -172,6 +191,44 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
           ...(verdict.routes.length === 0 ? {} : { routes: verdict.routes.map(formatPrefix) }),
         },
       ];
+    };
+
+    /** The member takes part in direct paths (set at the join). */
+    let takesDirect = false;
+    /** Its local endpoints, from its latest DIRECT-REQUEST. */
+    let localEndpoints: readonly HostPort[] = [];
+    /** What introductions need of the member: where its datagrams come from while its UDP path is up, its local endpoints. */
+    const directFacts = (): DirectFacts => {
+      const link = peer.link;
+      const seen = link?.up === true ? link.endpoint() : undefined;
+      return { direct: true, observed: seen === undefined ? undefined : hostPort(seen), local: localEndpoints };
+    };
+
+    /** A DIRECT-REQUEST: its local endpoints are kept; with `peer`, the policy decides (and answers). To anyone not taking part it is an unknown type. */
+    const onDirectRequest = (payload: Uint8Array): ServerEvent[] => {
+      const direct = ctx.direct;
+      if (member === undefined || !takesDirect || direct === undefined) return [dropsEvent(who(), { 'unknown-type': 1 })];
+      const request = decodeControl(FrameType.DirectRequest, DirectRequestCodec, payload);
+      if (request instanceof ControlDecodeError) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+      localEndpoints = request.local;
+      return request.peer === undefined ? [] : direct.ask({ kind: 'request', from: member, peer: request.peer });
+    };
+
+    /**
+     * The flows of a routed batch between this member and other members that take part in direct
+     * paths: each one not introduced yet is offered to the policy (which says nothing unless it
+     * introduces). Two map lookups per route once a pair is introduced; nothing for members that
+     * take no part.
+     */
+    const offerFlows = (rb: RoutedBatch<Target>, from: MemberRecord, direct: HubDirect): ServerEvent[] | undefined => {
+      let out: ServerEvent[] | undefined;
+      for (const r of rb.routes) {
+        const to = r.target;
+        if (to === HUB || (to as MemberRecord).session.direct === undefined || direct.introduced(from.address, (to as MemberRecord).address)) continue;
+        const events = direct.ask({ kind: 'flow', from, to: to as MemberRecord });
+        if (events.length > 0) (out ??= []).push(...events);
+      }
+      return out;
     };
 
     /**
@@ -196,9 +253,13 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     const decide = (dst: number, packet: Uint8Array): Decision | DropReason => policy.fromMember(member, dst, packet);
     const forward = (packets: PacketBatch): ServerEvent[] => {
       const routed = takeReplicable(routeBatch(packets, decide), member, broadcasts$);
-      const rb = policy.isolating() ? isolateBatch(routed, policy.isPeer) : routed;
+      const isolating = policy.isolating();
+      // Under isolation no two members are introduced: their flows are not offered at all.
+      const offered = takesDirect && !isolating && member !== undefined && ctx.direct !== undefined ? offerFlows(routed, member, ctx.direct) : undefined;
+      const rb = isolating ? isolateBatch(routed, policy.isPeer) : routed;
       ctx.deliver(rb);
-      return rb.drops === undefined ? [] : [dropsEvent(who(), rb.drops)];
+      if (offered === undefined) return rb.drops === undefined ? [] : [dropsEvent(who(), rb.drops)];
+      return rb.drops === undefined ? offered : [...offered, dropsEvent(who(), rb.drops)];
     };
 
     /** What the member's UDP link reports: packets to forward, its drops and its transport changes. */
@@ -223,8 +284,10 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         case FrameType.Welcome:
         case FrameType.Reject:
           return [dropsEvent(who(), { 'unexpected-control': 1 })];
+        case FrameType.DirectRequest:
+          return onDirectRequest(item.payload);
         default:
-          // ROUTES is a hub's frame: from a client it is as unknown as any other type.
+          // ROUTES, INTRODUCTION and WITHDRAWAL are a hub's frames: from a client they are as unknown as any other type.
           return [dropsEvent(who(), { 'unknown-type': 1 })];
       }
     };

@@ -9,6 +9,7 @@ import { PersistentMap } from '../operators/core/persistentMap.js';
 import { RouteTable } from '../operators/core/routeTable.js';
 import { AddressAllocator, type AllocatorOptions, type DiscardedLease, type LeaseTable } from './allocator.js';
 import type { LanRoute, LeaseInfo, SessionEnd } from './events.js';
+import type { DirectFacts } from './introductions.js';
 import type { PacketBatch } from './ports.js';
 
 /** The handle of a member's session: where packets and control frames for it go. */
@@ -23,6 +24,8 @@ export interface MemberSession {
   lastSeen(): number;
   /** Ends the member's session with a reason (it leaves). */
   end(err: SessionEnd): void;
+  /** What the introductions of direct paths need of the member (docs/direct.md); absent when it takes no part (it did not offer `direct`, the hub runs without, or it has no UDP channel). */
+  direct?(): DirectFacts;
 }
 
 /** A member as membership knows it. */

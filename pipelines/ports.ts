@@ -68,6 +68,8 @@ export interface RoutesPort {
 export interface HostNetworkPort {
   /** The host's addresses and connected networks on every interface but the TUN device, and the gateways its routes use. Never throws (an unreadable source gives fewer entries). */
   guarded(): readonly GuardedPrefix[];
+  /** The host's IPv4 addresses on every interface but the TUN device (loopback included: the caller filters), now; never throws. Absent: none known (a client then tells the hub no local endpoints). */
+  addresses?(): readonly number[];
 }
 
 /** The AEAD of the UDP data path (see docs/protocol.md, "UDP data path"). */

@@ -2,7 +2,7 @@
 // never cover the host's own addresses and networks, its gateways, the hub, or the address a member
 // connects from. Otherwise the tunnel's own packets (and everything else the host sends there) are
 // pulled into the tunnel, every session dies and stays dead (issue 10's route hijack). Pure.
-import { parseIpv4, prefixesOverlap, type Ipv4Prefix } from '../operators/core/address.js';
+import { parseIpv4, prefixHas, prefixesOverlap, type Ipv4Prefix } from '../operators/core/address.js';
 
 /** A prefix no route through the TUN device may overlap, and what it is (for refusals and logs). */
 export interface GuardedPrefix {
@@ -36,4 +36,15 @@ export function endpointGuard(remote: string, what: string): GuardedPrefix | und
   const i = remote.lastIndexOf(':');
   const address = parseIpv4(i < 0 ? remote : remote.slice(0, i));
   return address === undefined ? undefined : { prefix: { address, prefix: 32 }, what };
+}
+
+/**
+ * Why a direct path must not use `address` as an endpoint (a candidate to probe, a local endpoint
+ * to tell the hub), or undefined when it may: the special ranges (this network, loopback,
+ * link-local, multicast, reserved and the limited broadcast) and the tunnel network itself.
+ */
+export function endpointHazard(address: number, tunnel: Ipv4Prefix | undefined): GuardedPrefix | undefined {
+  const special = routeHazard({ address, prefix: 32 }, RESERVED_RANGES);
+  if (special !== undefined) return special;
+  return tunnel !== undefined && prefixHas(tunnel, address) ? { prefix: tunnel, what: 'the tunnel network' } : undefined;
 }

@@ -7,7 +7,7 @@ import { EMPTY, Observable, Subject, asyncScheduler, auditTime, catchError, conc
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort } from '../operators/core/address.js';
 import { addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
-import { CAPABILITIES, GSO_CAPABILITY, PROTOCOL_VERSION, encodeControl } from '../operators/core/wire/control.js';
+import { CAPABILITIES, GSO_CAPABILITY, PROTOCOL_VERSION, encodeControl, type Introduction, type Withdrawal } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { ipv4Destination } from '../operators/core/wire/ipv4.js';
@@ -17,7 +17,8 @@ import type { AdmissionSettings } from './admission.js';
 import type { ServerEvent, SessionStats } from './events.js';
 import { HUB, forwardingPolicy, type Target } from './forwarding.js';
 import { initialHubState, reduceHub, type HubEvent, type HubState } from './hubState.js';
-import { hubSession, takeReplicable } from './hubSession.js';
+import { hubSession, takeReplicable, type HubDirect } from './hubSession.js';
+import { introduce, introducedPair, noIntroductions, withdrawals, type IntroductionAsk, type Outgoing } from './introductions.js';
 import { initialMembership, lanRoutes, leaseInfo, routesFor, type MemberRecord } from './membership.js';
 import { count, counter, countingSink, reportingRejections, statsTicks, tunStats } from './peer.js';
 import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort, UdpHub, UdpHubPort } from './ports.js';
@@ -164,6 +165,50 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const transport = settings.transport ?? 'auto';
     let udpHub: UdpHub | undefined;
     let udpIds = 0;
+    const nextUdpId = (): number => (udpIds = (udpIds % 0xffffffff) + 1);
+
+    // Direct paths (docs/direct.md): the introductions live here, beside the store, changed only by
+    // the policy (introduce, withdrawals); what it decides goes out in the members' control lanes,
+    // keyed by peer, so a newer message about a peer replaces an older one that has not gone out.
+    let introductions = noIntroductions();
+    const pairEvent = (a: MemberRecord, b: MemberRecord): { a: string; b: string } => ({ a: a.addressText, b: b.addressText });
+    const tell = (o: Outgoing<Introduction> | Outgoing<Withdrawal>, frame: Uint8Array): void => o.to.session.control(frame, `direct:${formatIpv4(o.message.peer)}`);
+    const direct: HubDirect | undefined =
+      settings.direct === false || transport === 'tcp'
+        ? undefined
+        : {
+            introduced: (x, y) => introducedPair(introductions, x, y) !== undefined,
+            ask(ask: IntroductionAsk): ServerEvent[] {
+              const hub = udpHub;
+              const { state, verdict } = introduce(introductions, ask, {
+                membership: store.state.membership,
+                policy,
+                facts: (m) => m.session.direct?.(),
+                now: scheduler.now(),
+                cipher: hub?.cipher ?? 'aes-256-gcm',
+                // Only members with a UDP path to the hub are introduced, so the socket is there.
+                randomKey: () => hub!.randomSecret(),
+                nextId: nextUdpId,
+              });
+              introductions = state;
+              if (verdict.kind === 'refuse') {
+                if (verdict.answer !== undefined) tell(verdict.answer, encodeControl(FrameType.Withdrawal, verdict.answer.message));
+                return [];
+              }
+              for (const o of verdict.introductions) tell(o, encodeControl(FrameType.Introduction, o.message));
+              return [{ type: 'introduced', ...pairEvent(verdict.pair.a, verdict.pair.b), by: ask.kind }];
+            },
+          };
+    /** Withdraws the pairs a change ended (of the `touched` addresses; every pair when undefined) and tells their live sides. */
+    const withdraw = (touched?: readonly number[]): ServerEvent[] => {
+      if (direct === undefined) return [];
+      const { state, withdrawn } = withdrawals(introductions, { membership: store.state.membership, policy }, touched);
+      introductions = state;
+      return withdrawn.map((w) => {
+        for (const o of w.withdrawals) tell(o, encodeControl(FrameType.Withdrawal, o.message));
+        return { type: 'withdrawn', ...pairEvent(w.pair.a, w.pair.b), reason: w.reason } as const;
+      });
+    };
     const context = {
       settings,
       scheduler,
@@ -180,7 +225,8 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       replicating,
       sessionStats,
       udp: () => udpHub,
-      nextUdpId: () => (udpIds = (udpIds % 0xffffffff) + 1),
+      nextUdpId,
+      ...(direct === undefined ? {} : { direct }),
     };
 
     /**
@@ -237,6 +283,9 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         ports.routes?.set(after.lans.entries().map((e) => e.prefix));
         out.push({ type: 'routes', routes: lanRoutes(after) });
       }
+      // A member that left or was replaced ends its pairs (its address's budget is forgotten when nobody holds it).
+      const touched = change.events.flatMap((e) => (e.type === 'joined' || e.type === 'left' ? [e.member.address] : []));
+      if (touched.length > 0) out.push(...withdraw(touched));
       if (change.events.some((e) => e.type === 'joined' && e.lease !== undefined)) {
         leaseSaveDue = true;
         leaseSaves.next();
@@ -271,11 +320,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     }));
 
     // Reloads apply to what happens next: members beyond a lowered max_clients stay until they leave.
+    // Isolation turned on withdraws every pair it now separates.
     const reloads$: Observable<ServerEvent> = (ports.reload$ ?? EMPTY).pipe(
-      map((next) => {
+      mergeMap((next): ServerEvent[] => {
         const changed = (Object.keys(live) as (keyof ReloadableSettings)[]).filter((k) => live[k] !== next[k]);
         Object.assign(live, { clientIsolation: next.clientIsolation, maxClients: next.maxClients });
-        return { type: 'reloaded', changed, clientIsolation: live.clientIsolation, maxClients: live.maxClients } as const;
+        return [{ type: 'reloaded', changed, clientIsolation: live.clientIsolation, maxClients: live.maxClients }, ...withdraw()];
       }),
     );
 

@@ -17,6 +17,8 @@ export interface CommonSettings {
   readonly statsIntervalMs?: number;
   /** How data travels (default `auto`): see TransportMode. */
   readonly transport?: TransportMode;
+  /** Direct paths between members (docs/direct.md; default true): a client offers `direct` and asks for introductions, a hub makes them. Only where UDP is in use. */
+  readonly direct?: boolean;
 }
 
 /**

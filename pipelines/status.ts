@@ -3,7 +3,7 @@
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/core/packet.js';
 import { PersistentMap } from '../operators/core/persistentMap.js';
-import type { ClientEvent, LanRoute, LeaseInfo, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
+import type { ClientEvent, LanRoute, LeaseInfo, PeerStats, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
 import type { PendingRefusal } from './ports.js';
 
 /** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
@@ -101,6 +101,10 @@ export interface StatusState {
   readonly leases: readonly LeaseInfo[];
   /** Server: every member's LAN routes; client: the other members' routes as the hub sent them. */
   readonly routes: readonly LanRoute[];
+  /** Client: the peers of its direct paths (pairs and refusals) as the last stats and path changes said. */
+  readonly peers: readonly PeerStats[];
+  /** Server: the introduced pairs by `a b`, with when (the `now` of the event). */
+  readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number }>;
   readonly lastEventAt: number;
 }
 
@@ -119,6 +123,8 @@ export function initialStatus(options: StatusOptions): StatusState {
     tun: undefined,
     leases: [],
     routes: [],
+    peers: [],
+    pairs: new Map(),
     lastEventAt: options.startedAt,
   };
 }
@@ -197,7 +203,7 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       return { ...s, ready: true, members: PersistentMap.of([[id, newMember(id, 'hub', event.remote, undefined, now)]]) };
     }
     case 'disconnected':
-      return { ...s, ready: false, pending: undefined, members: PersistentMap.empty() };
+      return { ...s, ready: false, pending: undefined, members: PersistentMap.empty(), peers: [] };
     case 'stats': {
       let members = s.members;
       const sessions = 'sessions' in event ? event.sessions : event.session === undefined ? [] : [event.session];
@@ -210,7 +216,8 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
         }
       }
       if (s.options.mode === 'client' && event.type === 'stats' && 'session' in event && event.session === undefined) members = PersistentMap.empty();
-      return { ...s, members, tun: event.tun };
+      const peers = 'session' in event ? (event.peers ?? []) : s.peers;
+      return { ...s, members, tun: event.tun, peers };
     }
     case 'refused':
       return { ...s, refused: { ...s.refused, [event.reason]: (s.refused[event.reason] ?? 0) + 1 } };
@@ -221,6 +228,25 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
     case 'transport': {
       const target = dropTarget(s, event.who);
       return target === undefined ? s : { ...s, members: setMember(s.members, { ...target, transport: event.transport }) };
+    }
+    case 'introduced': {
+      const pairs = new Map(s.pairs);
+      pairs.set(`${event.a} ${event.b}`, { a: event.a, b: event.b, since: now });
+      return { ...s, pairs };
+    }
+    case 'withdrawn': {
+      const pairs = new Map(s.pairs);
+      pairs.delete(`${event.a} ${event.b}`);
+      return { ...s, pairs };
+    }
+    case 'direct-path': {
+      // A path's change shows at once; its counters come with the next stats.
+      const others = s.peers.filter((p) => p.address !== event.peer);
+      if (event.closed === true) return { ...s, peers: others };
+      const known = s.peers.find((p) => p.address === event.peer);
+      const endpoint = event.path.startsWith('direct ') ? event.path.slice('direct '.length) : undefined;
+      const peer: PeerStats = known === undefined ? { address: event.peer, path: event.path, endpoint, rx: ZERO, tx: ZERO, drops: {} } : { ...known, path: event.path, endpoint };
+      return { ...s, peers: [...others, peer] };
     }
     case 'drops': {
       const target = dropTarget(s, event.who);
@@ -252,6 +278,25 @@ export interface MemberSnapshot {
   readonly drops: DropCounts;
 }
 
+/** One peer of a client's direct paths in the JSON document (docs/status.md). */
+export interface PeerSnapshot {
+  readonly address: string;
+  /** `direct 192.0.2.7:41641`, `relayed (probing)`, `relayed (no direct path)`, `relayed (no direct path: symmetric NAT)`, `relayed (no direct path: REASON)`. */
+  readonly path: string;
+  /** The endpoint in use while direct, else null. */
+  readonly endpoint: string | null;
+  readonly rx: TrafficCount;
+  readonly tx: TrafficCount;
+  readonly drops: DropCounts;
+}
+
+/** One pair of members the hub introduced. */
+export interface PairSnapshot {
+  readonly a: string;
+  readonly b: string;
+  readonly since: string;
+}
+
 /** One lease in the JSON document; `active` while a member holds the address. */
 export interface LeaseSnapshot {
   readonly identity: string;
@@ -280,6 +325,10 @@ export interface StatusSnapshot {
   readonly tun: TunStats | null;
   readonly leases: readonly LeaseSnapshot[];
   readonly routes: readonly LanRoute[];
+  /** Client: each peer it has a direct-path pair with, and each refusal it holds, in address order; server: []. */
+  readonly peers: readonly PeerSnapshot[];
+  /** Server: the pairs of members introduced for a direct path, in address order; client: []. */
+  readonly pairs: readonly PairSnapshot[];
 }
 
 /** Figures the status server reads from drivers when it makes a snapshot (not events). */
@@ -338,5 +387,11 @@ export function statusSnapshot(state: StatusState, now: number, gauges: StatusGa
       .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : addressKey(a.address) > addressKey(b.address) ? 1 : 0))
       .map((l) => ({ identity: l.identity, address: l.address, active: active.has(l.address) })),
     routes: state.routes,
+    peers: [...state.peers]
+      .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : 1))
+      .map((p) => ({ address: p.address, path: p.path, endpoint: p.endpoint ?? null, rx: p.rx, tx: p.tx, drops: p.drops })),
+    pairs: [...state.pairs.values()]
+      .sort((x, y) => (addressKey(x.a) !== addressKey(y.a) ? (addressKey(x.a) < addressKey(y.a) ? -1 : 1) : addressKey(x.b) < addressKey(y.b) ? -1 : 1))
+      .map((p) => ({ a: p.a, b: p.b, since: iso(p.since) })),
   };
 }

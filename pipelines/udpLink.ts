@@ -6,7 +6,7 @@ import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/pa
 import { SuperPacket, segmentCount } from '../operators/core/wire/gso.js';
 import { udpPath, type PathState } from '../operators/udpPath.js';
 import { SessionEnd, type Transport } from './events.js';
-import type { DatagramChannel } from './ports.js';
+import type { DatagramChannel, UdpEndpoint } from './ports.js';
 import type { TransportMode } from './settings.js';
 
 /** The path's timing: a silent peer is noticed within silence + keepalive (1.75 s: the fall back to TCP comes within 2 s). */
@@ -37,6 +37,8 @@ export interface UdpLink {
   send(packets: PacketBatch): { readonly drops: DropCounts | undefined } | undefined;
   /** Datagrams sent and received over the channel. */
   stats(): ReturnType<DatagramChannel['stats']>;
+  /** The channel's endpoint of the peer (DatagramChannel.endpoint()): at the hub, where the member's datagrams come from. */
+  endpoint(): UdpEndpoint | undefined;
   /**
    * The link's life: subscribe once. Emits arrivals, drops and transport changes; runs the path
    * (keepalives while probing or up, when nothing else went out lately). In mode `udp` it errors
@@ -77,6 +79,7 @@ export function udpLink(channel: DatagramChannel, o: { readonly mode: Exclude<Tr
       return { drops };
     },
     stats: () => channel.stats(),
+    endpoint: () => channel.endpoint(),
     events$: defer(() => {
       const arrivals$ = channel.arrivals$.pipe(
         tap(() => (lastHeard = scheduler.now())),

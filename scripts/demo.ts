@@ -220,7 +220,9 @@ function startMember(l: DemoLan, m: Member): Daemon {
   const args =
     m.role === 'hub'
       ? [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `0.0.0.0:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`, ...HUB_STATUS_FLAGS]
-      : [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${hubIp}:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`];
+      : // The demo shows the hub relaying (its matrix, its throughput, its counters): members that
+        // talk to each other would otherwise go direct (docs/direct.md), past the hub's counters.
+        [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${hubIp}:${HUB_PORT}`, '-t', `${m.tunnel}/${PREFIX_LEN}`, '-direct=false'];
   return l.spawnNode(m.name, m.name, args);
 }
 

@@ -111,6 +111,14 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
         message: `member ${e.address} (${e.remote}) left: ${e.reason} (${e.detail}); ${plural(e.members, 'member')}`,
         fields: { event: e.type, member: e.address, remote: e.remote, connection: e.id, reason: e.reason, detail: e.detail, members: e.members },
       };
+    case 'introduced':
+      return {
+        level: 'info',
+        message: `introduced ${e.a} and ${e.b} for a direct path (${e.by === 'request' ? 'one of them asked' : 'the hub forwards their traffic'})`,
+        fields: { event: e.type, member: e.a, peer: e.b, reason: e.by },
+      };
+    case 'withdrawn':
+      return { level: 'info', message: `withdrew the direct path of ${e.a} and ${e.b}: ${e.reason}`, fields: { event: e.type, member: e.a, peer: e.b, reason: e.reason } };
     case 'leases':
       return { level: 'debug', message: `leases: ${e.leases.length === 0 ? 'none' : e.leases.map((l) => `${l.identity} ${l.address}`).join(', ')}`, fields: { event: e.type, leases: e.leases.length } };
     case 'lease-error':
@@ -169,6 +177,12 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
     }
     case 'kernel-route':
       return describeKernelRoute(e);
+    case 'direct-path':
+      return {
+        level: 'info',
+        message: `path to ${e.peer}: ${e.closed === true ? `closed (${e.why})` : `${e.path} (${e.why})`}`,
+        fields: { event: e.type, peer: e.peer, path: e.closed === true ? 'closed' : e.path, reason: e.why },
+      };
     case 'drops':
       return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
   }

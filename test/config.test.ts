@@ -74,7 +74,7 @@ interface FlagCase {
 }
 
 // A file that turns every switch off, so that naming a switch visibly turns it on.
-const SWITCHES_OFF = filesystem({ '/off.json': '{"multi_client": false, "offload": false}' });
+const SWITCHES_OFF = filesystem({ '/off.json': '{"multi_client": false, "offload": false, "direct": false}' });
 const CLIENT = ['-m', 'client', '-r', '192.0.2.1:9000'];
 
 const FLAG_CASES: readonly FlagCase[] = [
@@ -98,6 +98,7 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'tls-key', value: '/etc/tunnel/key.pem', context: [], key: 'tls_key_file', expected: '/etc/tunnel/key.pem' },
   { name: 'multi-client', value: undefined, context: ['-c', '/off.json'], key: 'multi_client', expected: true },
   { name: 'offload', value: undefined, context: ['-c', '/off.json'], key: 'offload', expected: true },
+  { name: 'direct', value: undefined, context: ['-c', '/off.json'], key: 'direct', expected: true },
   { name: 'client-isolation', value: undefined, context: [], key: 'client_isolation', expected: true },
   { name: 'tls', value: undefined, context: ['-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_enabled', expected: true },
   { name: 'tls-workers', value: '1', context: ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem'], key: 'tls_workers', expected: 1 },
@@ -161,6 +162,8 @@ const switchValue = test.macro({
 test(switchValue, ['-multi-client=false'], 'multi_client', false);
 test(switchValue, ['--multi-client=false'], 'multi_client', false);
 test(switchValue, ['-offload=false'], 'offload', false);
+test(switchValue, ['-direct=false'], 'direct', false);
+test(switchValue, ['--direct=false', '-m', 'client', '-r', '192.0.2.1:9000'], 'direct', false);
 test(switchValue, ['-multi-client=true'], 'multi_client', true);
 test(switchValue, ['-multi-client=0'], 'multi_client', false);
 test(switchValue, ['-multi-client=F'], 'multi_client', false);
@@ -558,6 +561,16 @@ test('keys starting with // are comments: ignored, without a warning', (t) => {
   t.deepEqual(lines(decodeConfig({ '/ mtu': 1 })), ['/ mtu: unknown key']);
 });
 
+test('direct defaults to true on both sides, is turned off by -direct=false or the file, and reaches both sides’ settings', (t) => {
+  t.true(json([]).direct as boolean);
+  t.false(resolved({ direct: false }).config.direct);
+  t.false(toServerSettings(run(['-direct=false']).config).direct);
+  const { config } = run(['-m', 'client', '-r', '192.0.2.1:9000', '-direct=false']);
+  if (config.mode !== 'client') return t.fail('expected a client config');
+  t.false(toClientSettings(config).direct);
+  t.deepEqual(lines(decodeConfig({ direct: 'yes' })), ['direct: expected true or false, got "yes"']);
+});
+
 test('transport defaults to auto, takes tcp and udp from a flag or the file, and refuses anything else', (t) => {
   t.is(json([]).transport, 'auto');
   t.is(json(['-transport', 'tcp']).transport, 'tcp');
@@ -633,6 +646,7 @@ test('toServerSettings converts seconds to milliseconds and carries the hub limi
     sendQueueSize: 50,
     recvQueueSize: 1000,
     transport: 'auto',
+    direct: true,
     clientIsolation: true,
     maxClients: 3,
     multiClient: true,
@@ -658,6 +672,7 @@ test('toClientSettings splits the remote address and sets the reconnect backoff'
     sendQueueSize: 1000,
     recvQueueSize: 1000,
     transport: 'auto',
+    direct: true,
     remote: { host: 'vpn.example.com', port: 7001 },
     backoff: { initialMs: 1000, maxMs: 30_000 },
   });

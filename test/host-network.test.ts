@@ -39,6 +39,7 @@ test('interface addresses and connected networks are guarded, the TUN device’s
     // tun7 is another tunnel's device: its gateway is guarded like any other interface's.
     ['address 192.168.1.5 on eth0', 'network 192.168.1.0/24 on eth0', 'gateway 192.168.1.1 on eth0', 'gateway 10.0.0.2 on wg0', 'gateway 10.0.0.1 on tun7'],
   );
+  t.deepEqual(host.addresses?.(), [0xc0a80105], 'the addresses for direct paths: IPv4 only, not the TUN device’s');
   const broken = makeHostNetwork({
     device: 'tun0',
     interfaces: () => {
@@ -49,6 +50,7 @@ test('interface addresses and connected networks are guarded, the TUN device’s
     },
   });
   t.deepEqual(broken.guarded(), []);
+  t.deepEqual(broken.addresses?.(), []);
 });
 
 test('in a namespace, the real interfaces and the default gateway are what the driver reports', async (t) => {

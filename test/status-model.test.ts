@@ -283,3 +283,52 @@ test('server: refused connections are counted by reason; pending connections com
 test('client: no pending connections and no refusals in the document', (t) => {
   t.like(fold('client', [[1, { type: 'connecting', remote: 'h:9000' }]]), { pendingConnections: null, refusedConnections: {} });
 });
+
+test('client: direct paths: a path change shows at once, stats bring each peer’s counters and refusals, a closed pair and a disconnect remove them', (t) => {
+  const traffic = (packets: number): { packets: number; bytes: number } => ({ packets, bytes: 100 * packets });
+  const early: readonly (readonly [number, Ev])[] = [
+    [10, connected],
+    [20, welcomed],
+    [30, { type: 'direct-path', peer: '10.0.0.3', path: 'relayed (probing)', why: 'introduced' }],
+    [40, { type: 'direct-path', peer: '10.0.0.3', path: 'direct 192.0.2.7:41641', why: 'the peer answered' }],
+  ];
+  t.deepEqual(fold('client', early).peers, [{ address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(0), tx: traffic(0), drops: {} }]);
+  const withStats: readonly (readonly [number, Ev])[] = [
+    ...early,
+    [
+      1000,
+      {
+        type: 'stats',
+        at: T0 + 1000,
+        session: session(7, '10.0.0.2'),
+        tun,
+        peers: [
+          { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: undefined, rx: traffic(0), tx: traffic(0), drops: {} },
+          { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
+        ],
+      },
+    ],
+  ];
+  t.deepEqual(fold('client', withStats).peers, [
+    { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
+    { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: null, rx: traffic(0), tx: traffic(0), drops: {} },
+  ]);
+  t.deepEqual(fold('client', [...withStats, [1100, { type: 'direct-path', peer: '10.0.0.3', path: 'relayed (no direct path: left)', why: 'withdrawn', closed: true }]]).peers.map((p) => p.address), ['10.0.0.10']);
+  t.deepEqual(fold('client', [...withStats, [1100, { type: 'disconnected', remote: '192.0.2.1:9000', reason: 'reset', detail: 'x' }]]).peers, []);
+  t.deepEqual(fold('client', withStats).pairs, []);
+});
+
+test('server: the introduced pairs, in address order with since when, until withdrawn', (t) => {
+  const s = fold('server', [
+    [10, listening],
+    [100, { type: 'introduced', a: '10.0.0.9', b: '10.0.0.10', by: 'flow' }],
+    [200, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'request' }],
+    [300, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.4', by: 'request' }],
+    [400, { type: 'withdrawn', a: '10.0.0.2', b: '10.0.0.4', reason: 'left' }],
+  ]);
+  t.deepEqual(s.pairs, [
+    { a: '10.0.0.2', b: '10.0.0.3', since: new Date(T0 + 200).toISOString() },
+    { a: '10.0.0.9', b: '10.0.0.10', since: new Date(T0 + 100).toISOString() },
+  ]);
+  t.deepEqual(s.peers, []);
+});

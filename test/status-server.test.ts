@@ -121,12 +121,38 @@ test('GET /metrics is Prometheus text with per-member series that disappear when
   t.regex(a.body, /^lwt_tun_read_packets_total 1$/m);
   t.regex(a.body, /^lwt_member_receive_bytes_total\{member="10\.0\.0\.3"\} 0$/m);
 
+  server.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
+  t.regex((await get(at, '/metrics')).body, /^lwt_direct_pairs 1$/m);
+
   server.update(left(1, '10.0.0.2'));
   const after = (await get(at, '/metrics')).body;
   t.notRegex(after, /member="10\.0\.0\.2"/);
   t.regex(after, /member="10\.0\.0\.3"/);
   t.regex(after, /^lwt_drops_total\{reason="isolation"\} 3$/m, 'totals keep the drops of members that left');
   t.regex(after, /^lwt_members 1$/m);
+});
+
+test("a client's metrics carry a series per peer of its direct paths: direct or not, counters, drops", async (t) => {
+  const { server, at } = await started(t, LOOPBACK, 'client');
+  server.update({ type: 'connected', id: 1, remote: '192.0.2.1:9000' });
+  server.update({ type: 'welcomed', address: '10.0.0.2', prefix: 24, hub: '10.0.0.1' });
+  server.update({
+    type: 'stats',
+    at: Date.now(),
+    session: undefined,
+    tun: { read: { packets: 0, bytes: 0 }, written: { packets: 0, bytes: 0 }, queued: 0 },
+    peers: [
+      { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: { packets: 4, bytes: 400 }, tx: { packets: 5, bytes: 500 }, drops: { 'spoofed-source': 2 } },
+      { address: '10.0.0.4', path: 'relayed (probing)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+    ],
+  });
+  const body = (await get(at, '/metrics')).body;
+  t.regex(body, /^lwt_peer_direct\{peer="10\.0\.0\.3"\} 1$/m);
+  t.regex(body, /^lwt_peer_direct\{peer="10\.0\.0\.4"\} 0$/m);
+  t.regex(body, /^lwt_peer_receive_bytes_total\{peer="10\.0\.0\.3"\} 400$/m);
+  t.regex(body, /^lwt_peer_transmit_packets_total\{peer="10\.0\.0\.3"\} 5$/m);
+  t.regex(body, /^lwt_peer_drops_total\{peer="10\.0\.0\.3",reason="spoofed-source"\} 2$/m);
+  t.regex(body, /^lwt_direct_pairs 0$/m, 'a client introduces no pairs');
 });
 
 test('two status servers in one process have separate registries', async (t) => {
@@ -215,6 +241,25 @@ test('the status table lists every member with its figures', async (t) => {
   t.truthy(lines.find((l) => /^10\.0\.0\.2\s+-\s+192\.0\.2\.1:40001\s/.test(l)));
   t.truthy(lines.find((l) => /^10\.0\.0\.3\s.*no-route 2$/.test(l)));
   t.is(lines.at(-1), 'drops: no-route 2');
+});
+
+test('the status table lists a client’s peers with their paths and a hub’s introduced pairs', async (t) => {
+  const { server: client } = await started(t, LOOPBACK, 'client');
+  client.update({ type: 'connected', id: 1, remote: '192.0.2.1:9000' });
+  client.update({ type: 'welcomed', address: '10.0.0.2', prefix: 24, hub: '10.0.0.1' });
+  client.update({ type: 'direct-path', peer: '10.0.0.3', path: 'direct 192.0.2.7:41641', why: 'the peer answered' });
+  client.update({ type: 'direct-path', peer: '10.0.0.4', path: 'relayed (no direct path: symmetric NAT)', why: 'no answer' });
+  const lines = formatStatusTable(client.snapshot());
+  t.truthy(lines.find((l) => /^PEER\s+PATH\s+RX PKTS\s+RX\s+TX PKTS\s+TX\s+DROPS$/.test(l)));
+  t.truthy(lines.find((l) => /^10\.0\.0\.3\s+direct 192\.0\.2\.7:41641\s+0\s+0 B\s+0\s+0 B\s+-$/.test(l)));
+  t.truthy(lines.find((l) => /^10\.0\.0\.4\s+relayed \(no direct path: symmetric NAT\)\s/.test(l)));
+
+  const { server: hub } = await started(t);
+  hub.update(listening);
+  hub.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
+  const hubLines = formatStatusTable(hub.snapshot());
+  t.truthy(hubLines.find((l) => /^PAIR\s+SINCE$/.test(l)));
+  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.3\s+\d+s$/.test(l)));
 });
 
 test('a hub shows its pending connections (read from the listener per request) and the refused ones by reason', async (t) => {

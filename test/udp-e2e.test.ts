@@ -26,6 +26,8 @@ const MIB = 1024 * 1024;
 const TCP_SHA = fileURLToPath(new URL('./fixtures/tcp-sha.js', import.meta.url));
 /** curl, when the machine has it: a status poll without starting a Node process. */
 const CURL = systemBinary('curl');
+/** These tests are about the hub's UDP path: members that talk to each other are kept relayed through the hub (no direct path between them, docs/direct.md; test/direct-e2e has those). */
+const RELAYED: readonly string[] = ['-direct=false'];
 
 // ---------------------------------------------------------------------------
 // status
@@ -214,7 +216,7 @@ async function dataMovesToUdp(t: ExecutionContext, tls: boolean): Promise<void> 
   const flags = tls ? await tlsFlags(t, lab) : { hub: [], client: [] };
   const hub = await startHub(lab, ['-status', STATUS, ...flags.hub]);
   await hub.waitForLine(/UDP data path listening on 0\.0\.0\.0:9000/);
-  const [c1] = await Promise.all([startClient(lab, 'c1', C1, flags.client), startClient(lab, 'c2', C2, flags.client)]);
+  const [c1] = await Promise.all([startClient(lab, 'c1', C1, [...flags.client, ...RELAYED]), startClient(lab, 'c2', C2, [...flags.client, ...RELAYED])]);
   const started = Date.now();
   await allOnUdp(lab, [C1, C2]);
   t.log(`both members on UDP ${Date.now() - started} ms after joining`);
@@ -269,7 +271,7 @@ test.serial('data moves to UDP over TLS too (keys from the TLS exporter): both m
 test.serial('UDP blocked in the middle of a 24 MiB transfer: the hub moves the member to TCP within 2 s, the transfer completes intact, and UDP comes back once unblocked', async (t) => {
   const lab = await newLab(t, ['hub', 'c1', 'c2']);
   const hub = await startHub(lab, ['-status', STATUS]);
-  const [c1] = await Promise.all([startClient(lab, 'c1', C1), startClient(lab, 'c2', C2)]);
+  const [c1] = await Promise.all([startClient(lab, 'c1', C1, RELAYED), startClient(lab, 'c2', C2, RELAYED)]);
   await allOnUdp(lab, [C1, C2]);
   const shell = await NftShell.start(t, lab, 'c1');
   const sink = await bulkSink(lab, 'c2');
@@ -331,7 +333,7 @@ test.serial("roaming: a member's underlay address changes mid-transfer; the hub 
   const newIp = `${lab.subnet.split('.').slice(0, 3).join('.')}.200`;
   t.false(lab.hosts().some((h) => h.ip === newIp));
   const hub = await startHub(lab, ['-status', STATUS]);
-  const [c1] = await Promise.all([startClient(lab, 'c1', C1), startClient(lab, 'c2', C2)]);
+  const [c1] = await Promise.all([startClient(lab, 'c1', C1, RELAYED), startClient(lab, 'c2', C2, RELAYED)]);
   await allOnUdp(lab, [C1, C2]);
   // The hub counts its UDP from and to the new address.
   await nft(t, lab, 'hub', `table inet lwtroam {
@@ -385,8 +387,8 @@ test.serial('hostile datagrams (forged, truncated, unknown session, replayed) ar
   const hub = await startHub(lab, ['-status', STATUS]);
   // One after the other: the hub numbers UDP sessions from 1, so c1's receiver id is 1 and c2's is 2
   // (the per-member bad-tag counts below check it).
-  await startClient(lab, 'c1', C1);
-  await startClient(lab, 'c2', C2);
+  await startClient(lab, 'c1', C1, RELAYED);
+  await startClient(lab, 'c2', C2, RELAYED);
   await allOnUdp(lab, [C1, C2]);
   await lab.startEchoServers('c2', ECHO_PORT);
   await lab.waitReachable('c1', C2, ECHO_PORT);

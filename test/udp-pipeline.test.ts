@@ -275,15 +275,16 @@ function client(t: ExecutionContext, o: { readonly until: number; readonly setti
 const WELCOME = { address: '10.0.0.2', prefix: 24, hub: '10.0.0.1', mtu: 1400, keepalive: 10, timeout: 30, caps: ['rtt'] };
 const OFFER = { id: 77, port: 9001, cipher: 'chacha20-poly1305' as const, secret: b64(FIRST_SECRET) };
 
-test('a client offers udp only when it has a UDP port and its transport is not tcp', (t) => {
+test('a client offers udp only when it has a UDP port and its transport is not tcp, and direct beside it unless -direct=false', (t) => {
   const caps = (o: { settings?: Partial<ClientSettings>; noUdp?: boolean }): unknown => {
     let run!: ClientRun;
     client(t, { until: 10, ...o }, (c) => (run = c));
     const [hello] = run.conn.hellos();
     return hello instanceof Error ? hello : hello?.caps;
   };
-  t.deepEqual(caps({}), ['rtt', 'routes', 'udp']);
-  t.deepEqual(caps({ settings: { transport: 'udp' } }), ['rtt', 'routes', 'udp']);
+  t.deepEqual(caps({}), ['rtt', 'routes', 'udp', 'direct']);
+  t.deepEqual(caps({ settings: { transport: 'udp' } }), ['rtt', 'routes', 'udp', 'direct']);
+  t.deepEqual(caps({ settings: { direct: false } }), ['rtt', 'routes', 'udp']);
   t.deepEqual(caps({ settings: { transport: 'tcp' } }), ['rtt', 'routes']);
   t.deepEqual(caps({ noUdp: true }), ['rtt', 'routes']);
 });

@@ -281,6 +281,7 @@ const toCommonSettings = (config: Config): CommonSettings => ({
   sendQueueSize: config.send_queue_size,
   recvQueueSize: config.recv_queue_size,
   transport: config.transport,
+  direct: config.direct,
 });
 
 /** The hub's settings. Seconds become milliseconds. */

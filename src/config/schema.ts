@@ -330,6 +330,7 @@ export const ConfigFields = t.type(
     recv_queue_size: PositiveInt,
     offload: t.boolean,
     transport: TransportMode,
+    direct: t.boolean,
     multi_client: t.boolean,
     max_clients: PositiveInt,
     max_pending_per_source: PositiveInt,
@@ -393,6 +394,7 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   recv_queue_size: 1000,
   offload: true,
   transport: 'auto',
+  direct: true,
   multi_client: true,
   max_clients: 100,
   max_pending_per_source: DEFAULT_PENDING_LIMITS.perSource,
@@ -575,6 +577,16 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     expected: '"auto", "tcp" or "udp"',
     meaning:
       'How data travels. auto: over sealed UDP datagrams (the hub listens on UDP at its TCP port) when both sides offer it and a probe gets through, back to the TCP connection within 2 s when UDP goes silent; tcp: never UDP; udp: a failed UDP path is a failed connection. Control messages always use the TCP/TLS connection.',
+    appliesTo: 'both',
+    group: 'Tunnel',
+  },
+  direct: {
+    flags: ['direct'],
+    metavar: undefined,
+    valueType: 'bool',
+    expected: 'true or false',
+    meaning:
+      'Direct paths between members where UDP is in use: the hub introduces two members that talk to each other and their packets then go straight between them over sealed UDP (through the hub while none gets through). Both sides must have it on. -direct=false turns it off.',
     appliesTo: 'both',
     group: 'Tunnel',
   },

@@ -20,30 +20,42 @@ export interface HostNetworkOptions {
 /**
  * A HostNetworkPort over os.networkInterfaces() and /proc/net/route: every IPv4 address (as a /32)
  * and connected network of each interface but `device`, and every gateway of the main routing
- * table's routes through those interfaces. Sources it cannot read give nothing (never throws).
+ * table's routes through those interfaces; the addresses alone for direct paths' local endpoints.
+ * Sources it cannot read give nothing (never throws).
  */
 export function makeHostNetwork(options: HostNetworkOptions): HostNetworkPort {
   const interfaces = options.interfaces ?? networkInterfaces;
   const routeTable = options.routeTable ?? ((): string => readFileSync('/proc/net/route', 'utf8'));
+  /** The IPv4 interfaces but `device`, as os.networkInterfaces() lists them (none when it throws). */
+  const ipv4 = function* (): Generator<{ readonly name: string; readonly info: NetworkInterfaceInfo }> {
+    let ifs: NodeJS.Dict<NetworkInterfaceInfo[]> = {};
+    try {
+      ifs = interfaces();
+    } catch {
+      // nothing known
+    }
+    for (const [name, infos] of Object.entries(ifs)) {
+      if (name === options.device || infos === undefined) continue;
+      for (const info of infos) if (info.family === 'IPv4') yield { name, info };
+    }
+  };
   return {
+    addresses(): number[] {
+      const out: number[] = [];
+      for (const { info } of ipv4()) {
+        const address = parseIpv4(info.address);
+        if (address !== undefined && !out.includes(address)) out.push(address);
+      }
+      return out;
+    },
     guarded(): GuardedPrefix[] {
       const out: GuardedPrefix[] = [];
-      let ifs: NodeJS.Dict<NetworkInterfaceInfo[]> = {};
-      try {
-        ifs = interfaces();
-      } catch {
-        // nothing known
-      }
-      for (const [name, infos] of Object.entries(ifs)) {
-        if (name === options.device || infos === undefined) continue;
-        for (const info of infos) {
-          if (info.family !== 'IPv4') continue;
-          const address = parseIpv4(info.address);
-          if (address === undefined) continue;
-          out.push({ prefix: { address, prefix: 32 }, what: `address ${info.address} on ${name}` });
-          const cidr = info.cidr === null ? undefined : parsePrefix(info.cidr);
-          if (cidr !== undefined && cidr.prefix < 32) out.push({ prefix: cidr, what: `network ${formatIpv4(networkAddress(cidr))}/${cidr.prefix} on ${name}` });
-        }
+      for (const { name, info } of ipv4()) {
+        const address = parseIpv4(info.address);
+        if (address === undefined) continue;
+        out.push({ prefix: { address, prefix: 32 }, what: `address ${info.address} on ${name}` });
+        const cidr = info.cidr === null ? undefined : parsePrefix(info.cidr);
+        if (cidr !== undefined && cidr.prefix < 32) out.push({ prefix: cidr, what: `network ${formatIpv4(networkAddress(cidr))}/${cidr.prefix} on ${name}` });
       }
       let table = '';
       try {

@@ -141,6 +141,21 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
   if (routes.length > 0) {
     lines.push('', ...table(['ROUTE', 'VIA'], routes.map((r) => [r.cidr, r.via])));
   }
+  // Older status servers (before direct paths) leave these out.
+  const peers = s.peers ?? [];
+  const pairs = s.pairs ?? [];
+  if (peers.length > 0) {
+    lines.push(
+      '',
+      ...table(
+        ['PEER', 'PATH', 'RX PKTS', 'RX', 'TX PKTS', 'TX', 'DROPS'],
+        peers.map((p) => [p.address, p.path, String(p.rx.packets), formatBytes(p.rx.bytes), String(p.tx.packets), formatBytes(p.tx.bytes), formatDrops(p.drops)]),
+      ),
+    );
+  }
+  if (pairs.length > 0) {
+    lines.push('', ...table(['PAIR', '', 'SINCE'], pairs.map((p) => [p.a, p.b, formatDuration(now - Date.parse(p.since))])));
+  }
   lines.push('', `drops: ${formatDrops(s.drops)}`);
   return lines;
 }
