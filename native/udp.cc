@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <linux/inet_diag.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -794,8 +795,59 @@ Napi::Value TcpUnsentBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, bytes);
 }
 
+// tcpCongestion(fd, out): what the kernel's congestion control of a TCP socket reports, into
+// `out` (a Float64Array of at least 6): [pacing gain, bandwidth estimate in bytes/s, min RTT in us,
+// segments retransmitted in all, smoothed RTT in us, sending MSS]. Returns true when the control is BBR (the
+// first three are BBR's own: TCP_CC_INFO), false for any other (then only the last two are set).
+Napi::Value TcpCongestion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) return lwt::ThrowType(env, "tcpCongestion(fd, out)");
+  Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
+  if (arr.TypedArrayType() != napi_float64_array || arr.ElementLength() < 6) return lwt::ThrowType(env, "tcpCongestion: out must be a Float64Array of at least 6");
+  Napi::Float64Array out = arr.As<Napi::Float64Array>();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct tcp_info ti;
+  memset(&ti, 0, sizeof ti);
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return lwt::ThrowSystemError(env, errno, "getsockopt(TCP_INFO)", "TCP socket");
+  out[3] = ti.tcpi_total_retrans;
+  out[4] = ti.tcpi_rtt;
+  out[5] = ti.tcpi_snd_mss;
+  char name[16] = {0};
+  len = sizeof name - 1;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) < 0 || strncmp(name, "bbr", 4) != 0) {
+    out[0] = 0; out[1] = 0; out[2] = 0;
+    return Napi::Boolean::New(env, false);
+  }
+  union tcp_cc_info cc;
+  memset(&cc, 0, sizeof cc);
+  len = sizeof cc;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CC_INFO, &cc, &len) < 0) return lwt::ThrowSystemError(env, errno, "getsockopt(TCP_CC_INFO)", "TCP socket");
+  if (len < sizeof cc.bbr) return Napi::Boolean::New(env, false);
+  out[0] = cc.bbr.bbr_pacing_gain / 256.0;
+  out[1] = static_cast<double>((static_cast<uint64_t>(cc.bbr.bbr_bw_hi) << 32) | cc.bbr.bbr_bw_lo);
+  out[2] = cc.bbr.bbr_min_rtt;
+  return Napi::Boolean::New(env, true);
+}
+
+// setMaxPacingRate(fd, bytesPerSecond): SO_MAX_PACING_RATE, the most a socket's pacing may send;
+// a negative rate lifts the cap. Throws a system error if the kernel refuses.
+Napi::Value SetMaxPacingRate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return lwt::ThrowType(env, "setMaxPacingRate(fd, bytesPerSecond)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  double want = info[1].As<Napi::Number>().DoubleValue();
+  uint64_t rate = want < 0 ? ~0ULL : static_cast<uint64_t>(want);
+  if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof rate) < 0) {
+    return lwt::ThrowSystemError(env, errno, "setsockopt(SO_MAX_PACING_RATE)", "TCP socket");
+  }
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpUnsentBytes", Napi::Function::New<TcpUnsentBytes>(env, "tcpUnsentBytes"));
+  exports.Set("tcpCongestion", Napi::Function::New<TcpCongestion>(env, "tcpCongestion"));
+  exports.Set("setMaxPacingRate", Napi::Function::New<SetMaxPacingRate>(env, "setMaxPacingRate"));
   exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("DatagramBatch", lwt::DatagramBatch::Define(env));
   exports.Set("AeadKey", lwt::AeadKey::Define(env));

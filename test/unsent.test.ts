@@ -5,7 +5,7 @@ import test from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { KERNEL_BACKLOG_BYTES, RATE_WINDOW_MS, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UNSENT_UNLIMITED, UnsentLimit, kernelUnsent, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
+import { KERNEL_BACKLOG_BYTES, RATE_WINDOW_MS, ROOM_MAX_LIMIT, UNSENT_MIN_BYTES, UNSENT_TARGET_MS, UNSENT_UNLIMITED, UnsentLimit, kernelUnsent, limitUnsent, unsentFor } from '../src/drivers/unsent.js';
 import { waitUntil } from './helpers/wait.js';
 import { createPki } from './helpers/pki.js';
 
@@ -110,6 +110,28 @@ test('UnsentLimit follows the send rate: up for a fast sender, down again for a 
   limit.wrote(0, BACKLOG);
   t.is(limit.current, UNSENT_MIN_BYTES);
   t.is(limitUnsent(near, UNSENT_MIN_BYTES), UNSENT_MIN_BYTES);
+});
+
+test('room: none while the connection has no limit or one above ROOM_MAX_LIMIT (a fast one takes whole batches); the limit less what is buffered while it has a small one', async (t) => {
+  const { near } = await plainPair(t);
+  let now = 0;
+  const limit = new UnsentLimit(near, () => now);
+  t.is(limit.room(0), undefined, 'no limit yet');
+  limit.wrote(25_000 * RATE_WINDOW_MS, BACKLOG);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, BACKLOG);
+  t.is(limit.current, UNSENT_MIN_BYTES);
+  t.is(limit.room(0), UNSENT_MIN_BYTES);
+  t.is(limit.room(100 * KIB), UNSENT_MIN_BYTES - 100 * KIB);
+  t.is(limit.room(UNSENT_MIN_BYTES + 1), 0, 'never negative');
+  // 2.5 Gbit/s: a limit (1536 KiB), but above ROOM_MAX_LIMIT: whole batches again.
+  limit.wrote(312_500 * RATE_WINDOW_MS, BACKLOG);
+  now += RATE_WINDOW_MS;
+  limit.wrote(0, BACKLOG);
+  t.is(limit.current, 1536 * KIB);
+  t.true(limit.current! > ROOM_MAX_LIMIT);
+  t.is(limit.room(0), undefined, 'a fast connection takes whole batches');
+  t.is(new UnsentLimit(new net.Socket()).room(0), undefined, 'no descriptor: no limit, no room');
 });
 
 test('UnsentLimit: a pause does not take the limit back to the floor; only a backlogged window lowers it', async (t) => {

@@ -129,6 +129,9 @@ export function socketConnection(socket: net.Socket, id: number, reads?: SharedR
     get pendingBytes() {
       return socket.writableLength;
     },
+    get room() {
+      return unsent.room(socket.writableLength);
+    },
     drain$,
     close() {
       if (socket.destroyed) return;

@@ -67,7 +67,7 @@ function flush(): void {
   for (const c of dirty) {
     postData(c);
     if (c.written > 0) {
-      post({ type: 'written', id: c.id, bytes: c.written });
+      post({ type: 'written', id: c.id, bytes: c.written, limit: c.unsent.room(0) });
       c.written = 0;
     }
   }

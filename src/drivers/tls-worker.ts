@@ -29,7 +29,7 @@ export type WorkerMessage =
   /** The worker's count of pending connections changed (posted at most once per worker loop turn). */
   | { readonly type: 'pending'; readonly count: number }
   | { readonly type: 'data'; readonly id: number; readonly bytes: Uint8Array }
-  | { readonly type: 'written'; readonly id: number; readonly bytes: number }
+  | { readonly type: 'written'; readonly id: number; readonly bytes: number; /** The connection's unsent limit while one is set (UnsentLimit.room(0)). */ readonly limit: number | undefined }
   | { readonly type: 'end'; readonly id: number }
   | { readonly type: 'closed'; readonly id: number; readonly error?: { readonly message: string; readonly code?: string } };
 
@@ -102,7 +102,7 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
             conns.get(m.id)?.data(m.bytes);
             return;
           case 'written':
-            conns.get(m.id)?.written(m.bytes);
+            conns.get(m.id)?.written(m.bytes, m.limit);
             return;
           case 'end':
             conns.get(m.id)?.ended();
@@ -132,6 +132,8 @@ export function makeTlsWorkerListener(options: TlsListenerOptions): ListenerPort
 class WorkerConnection implements ConnectionPort {
   readonly drain$ = new Subject<void>();
   private inFlight = 0;
+  /** The worker's unsent limit for this connection as it last reported it (undefined: none). */
+  private limit: number | undefined;
   private early: Uint8Array[] = [];
   private sink: { next(c: Uint8Array): void; error(e: Error): void; complete(): void } | undefined;
   private failure: Error | undefined;
@@ -176,6 +178,11 @@ class WorkerConnection implements ConnectionPort {
     return this.inFlight;
   }
 
+  /** The ByteSink's room: the worker's unsent limit less what is in flight to it, while the connection has one (a slow one); see UnsentLimit.room. */
+  get room(): number | undefined {
+    return this.limit === undefined ? undefined : Math.max(0, this.limit - this.inFlight);
+  }
+
   write(chunk: Uint8Array): boolean {
     if (this.gone) return false;
     // A copy: the caller may reuse `chunk`'s memory once pendingBytes is 0, so its buffer is never transferred.
@@ -203,8 +210,9 @@ class WorkerConnection implements ConnectionPort {
     this.send({ type: 'read', id: this.id, bytes: bytes.byteLength });
   }
 
-  /** @internal the worker handed `bytes` to the kernel. */
-  written(bytes: number): void {
+  /** @internal the worker handed `bytes` to the kernel; `limit` is the connection's unsent limit now. */
+  written(bytes: number, limit: number | undefined): void {
+    this.limit = limit;
     const wasAbove = this.needsDrain;
     this.inFlight = Math.max(0, this.inFlight - bytes);
     if (wasAbove && !this.needsDrain) this.drain$.next();

@@ -76,6 +76,8 @@ export interface NativeUdp {
   UdpSocket: new (options: NativeUdpSocketOptions) => NativeUdpSocket;
   setTcpNotSentLowat(fd: number, bytes: number): number;
   tcpUnsentBytes(fd: number): number;
+  tcpCongestion(fd: number, out: Float64Array): boolean;
+  setMaxPacingRate(fd: number, bytesPerSecond: number): void;
 }
 
 let binding: NativeUdp | undefined;
