@@ -269,6 +269,12 @@ const FIGURES: { key: string; label: string; unit: Unit; throughput: boolean }[]
   { key: 'rtt-c2c-p99', label: 'RTT idle client→client p99', unit: 'ms', throughput: false },
 ];
 
+/** A figure's label in `mode` (client→client is direct over the underlay and in mode direct). */
+function figureLabel(mode: Mode, key: string): string {
+  if (key === 'c2c' && (mode === 'underlay' || mode === 'direct')) return 'client→client direct, 1 stream';
+  return FIGURES.find((x) => x.key === key)?.label ?? key;
+}
+
 /** The figures the direct mode measures: client→client and, for the same run's ratios, client→hub; the rest would repeat udp's. */
 const DIRECT_FIGURES: readonly string[] = ['c2h-1', 'c2c', 'rtt-idle-p50', 'rtt-idle-p99', 'rtt-c2c-p50', 'rtt-c2c-p99'];
 
@@ -553,7 +559,7 @@ class Bench {
    */
   private async measure(mode: Mode, key: string, t: Tunnel | undefined, transfer: () => Promise<IperfResult[]>): Promise<void> {
     const f = this.results.fig(mode, key);
-    const label = FIGURES.find((x) => x.key === key)?.label ?? key;
+    const label = figureLabel(mode, key);
     const linesBefore = t === undefined ? [] : [t.hub, ...t.clients].map((p) => p.stderr.length);
     const cpuBefore = t === undefined ? [] : cpuSeconds(t.pids);
     const machineBefore = machineJiffies();
@@ -1032,7 +1038,7 @@ class Bench {
       for (const def of FIGURES) {
         if (!measures(mode, def.key, this.o.clients)) continue;
         const id = `${mode}.${def.key}`;
-        const label = (mode === 'underlay' || mode === 'direct') && def.key === 'c2c' ? 'client→client direct, 1 stream' : def.label;
+        const label = figureLabel(mode, def.key);
         if (unavailable !== undefined) {
           rows.push({ id, mode, figure: label, unit: def.unit, status: 'unavailable', median: null, values: [], underlay: null, ratio: null, note: unavailable });
           continue;
