@@ -9,10 +9,12 @@
  * bridge) is measured in the same run, and every tunnel figure is printed with its ratio to it.
  * Issue 14 adds the UDP data path (`-transport udp`, modes udp and udp-tls) and userspace
  * WireGuard (wireguard-go, bench/wireguard.ts) as a baseline: with it in the run, every figure
- * also gets its ratio to WireGuard's, and the issue's targets are checked against both.
+ * also gets its ratio to WireGuard's, and the issue's targets are checked against both. Issue 12
+ * adds mode `direct` (`-transport udp`, clients with direct paths on): client→client over the
+ * direct path between c1 and c2, against client→hub and the relayed `udp` mode of the same run.
  *
  *   npm run bench -- [--quick] [--duration S] [--repeat N] [--clients N] [--tls | --tls-only]
- *                    [--udp] [--wireguard] [--modes LIST] [--members N] [--json FILE|-] [--verbose] [--cpu-prof DIR]
+ *                    [--udp] [--direct] [--wireguard] [--modes LIST] [--members N] [--json FILE|-] [--verbose] [--cpu-prof DIR]
  *
  * Traffic goes only between namespaces this script creates; nothing is configured in the root
  * namespace. Everything is removed at the end, on errors and on SIGINT/SIGTERM/SIGHUP.
@@ -25,7 +27,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
-import { CLI, cliHasTransport, cliHelp, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, relayedFlags, transportFlags, writeJsonDocument } from './tools.js';
+import {
+  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, relayedFlags, transportFlags,
+  waitDirectPaths, writeJsonDocument,
+} from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
 const IDLE_TOOL = fileURLToPath(new URL('./idle-members.js', import.meta.url));
@@ -42,10 +47,14 @@ const CLK_TCK = clockTicks();
 /** `plain`/`tls`: every side offloads (the default CLI); `-nogso`: the clients run with
  * -offload=false, the path a 0.0.1-era peer gets (the hub still offloads, as it would in a mixed LAN).
  * These four pass `-transport tcp` once the CLI has the flag. `udp`/`udp-tls`: `-transport udp`
- * (data in sealed datagrams; the control connection plain or TLS). `wireguard`: wireguard-go. */
-type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso' | 'udp' | 'udp-tls' | 'wireguard';
+ * (data in sealed datagrams; the control connection plain or TLS). All of these keep the clients
+ * relayed through the hub (`-direct=false`). `direct`: `-transport udp` with direct paths on, so
+ * c1 and c2 talk straight to each other (issue 12). `wireguard`: wireguard-go. */
+type Mode = 'underlay' | 'plain' | 'tls' | 'plain-nogso' | 'tls-nogso' | 'udp' | 'udp-tls' | 'direct' | 'wireguard';
 type TunnelMode = Exclude<Mode, 'underlay'>;
-const TUNNEL_MODES: readonly TunnelMode[] = ['plain', 'tls', 'plain-nogso', 'tls-nogso', 'udp', 'udp-tls', 'wireguard'];
+const TUNNEL_MODES: readonly TunnelMode[] = ['plain', 'tls', 'plain-nogso', 'tls-nogso', 'udp', 'udp-tls', 'direct', 'wireguard'];
+/** How long the direct mode waits for c1 and c2 to show each other's path as direct. */
+const DIRECT_WAIT_MS = 15_000;
 /** WireGuard's UDP port on the hub. */
 const WG_PORT = 51820;
 /** The tunnel MTU of every mode (the CLI's default; WireGuard is given the same). */
@@ -77,9 +86,10 @@ const HELP = `usage: npm run bench -- [options]
   --tls-workers N  give the hub -tls-workers N in the TLS modes (default 0: the flag is not given)
   --no-offload     also measure with -offload=false on the clients (the path a 0.0.1-era peer gets)
   --udp            also measure the UDP data path (-transport udp; with --tls/--tls-only also over TLS)
+  --direct         also measure direct paths between c1 and c2 (mode direct, and udp for the relayed ratios)
   --wireguard      also measure userspace WireGuard (wireguard-go) as a baseline
   --modes LIST     exactly these modes, comma-separated, instead of the above: plain, tls,
-                   plain-nogso, tls-nogso, udp, udp-tls, wireguard (the underlay always runs)
+                   plain-nogso, tls-nogso, udp, udp-tls, direct, wireguard (the underlay always runs)
   --members N      idle members for the hub memory figure (default 1000, 0 skips it)
   --json FILE      also write the JSON document to FILE ('-': JSON to stdout, table to stderr)
   --verbose        mirror the tunnel processes' log lines to stderr
@@ -99,6 +109,7 @@ function parseOptions(argv: string[]): Options {
       'tls-workers': { type: 'string', default: '0' },
       'no-offload': { type: 'boolean', default: false },
       udp: { type: 'boolean', default: false },
+      direct: { type: 'boolean', default: false },
       wireguard: { type: 'boolean', default: false },
       modes: { type: 'string' },
       members: { type: 'string', default: '1000' },
@@ -134,7 +145,8 @@ function parseOptions(argv: string[]): Options {
       const tls: TunnelMode[] = values['tls-only'] ? ['tls'] : values.tls ? ['plain', 'tls'] : ['plain'];
       const tcp = values['no-offload'] ? tls.flatMap((m): TunnelMode[] => [m, m === 'tls' ? 'tls-nogso' : 'plain-nogso']) : tls;
       const udp: TunnelMode[] = !values.udp ? [] : values['tls-only'] ? ['udp-tls'] : values.tls ? ['udp', 'udp-tls'] : ['udp'];
-      return [...tcp, ...udp, ...(values.wireguard ? (['wireguard'] as const) : [])];
+      const direct: TunnelMode[] = !values.direct ? [] : udp.includes('udp') ? ['direct'] : ['udp', 'direct'];
+      return [...tcp, ...udp, ...direct, ...(values.wireguard ? (['wireguard'] as const) : [])];
     })(),
     members: int('members', values.members, 0, 20000),
     tlsWorkers: int('tls-workers', values['tls-workers'], 0, 8),
@@ -253,7 +265,24 @@ const FIGURES: { key: string; label: string; unit: Unit; throughput: boolean }[]
   { key: 'rtt-idle-p99', label: 'RTT idle p99', unit: 'ms', throughput: false },
   { key: 'rtt-load-p50', label: 'RTT under bulk transfer p50', unit: 'ms', throughput: false },
   { key: 'rtt-load-p99', label: 'RTT under bulk transfer p99', unit: 'ms', throughput: false },
+  { key: 'rtt-c2c-p50', label: 'RTT idle client→client p50', unit: 'ms', throughput: false },
+  { key: 'rtt-c2c-p99', label: 'RTT idle client→client p99', unit: 'ms', throughput: false },
 ];
+
+/** A figure's label in `mode` (client→client is direct over the underlay and in mode direct). */
+function figureLabel(mode: Mode, key: string): string {
+  if (key === 'c2c' && (mode === 'underlay' || mode === 'direct')) return 'client→client direct, 1 stream';
+  return FIGURES.find((x) => x.key === key)?.label ?? key;
+}
+
+/** The figures the direct mode measures: client→client and, for the same run's ratios, client→hub; the rest would repeat udp's. */
+const DIRECT_FIGURES: readonly string[] = ['c2h-1', 'c2c', 'rtt-idle-p50', 'rtt-idle-p99', 'rtt-c2c-p50', 'rtt-c2c-p99'];
+
+/** Whether `mode` measures figure `key` with `clients` clients (client→client needs two). */
+function measures(mode: Mode, key: string, clients: number): boolean {
+  if ((key === 'c2c' || key.startsWith('rtt-c2c')) && clients < 2) return false;
+  return mode !== 'direct' || DIRECT_FIGURES.includes(key);
+}
 
 /** The targets of issue 4: a row id, which of its numbers, the bound and its direction. */
 const TARGETS: { id: string; of: 'median' | 'cpu'; atLeast?: number; atMost?: number; label: string }[] = [
@@ -300,6 +329,59 @@ function relativeTargetRows(rows: readonly Row[]): { target: string; measured: n
   });
 }
 
+/** Issue 12's hub CPU bound: "near zero" is at most this share of what relaying the same transfer costs the hub (mode udp). */
+const HUB_CPU_SHARE = 0.05;
+/** Issue 12's RTT margin over the underlay's client→client RTT plus the tunnel's own overhead, ms. */
+const DIRECT_RTT_MARGIN_MS = 0.1;
+
+/**
+ * The targets of issue 12, each from figures of this run: the measured value, its bound, and
+ * what the bound is made of. The tunnel's own overhead at both ends is what it adds to the
+ * client→hub RTT (the same two ends, one seal and one open each way, no hub hop).
+ */
+function directTargetRows(
+  rows: readonly Row[],
+): { target: string; measured: number | null; bound: number | null; want: 'atLeast' | 'atMost'; met: boolean | null; from: string; failed?: string }[] {
+  const row = (id: string): Row | undefined => rows.find((r) => r.id === id);
+  const v = (id: string): number | null => row(id)?.median ?? null;
+  const hubCpu = (id: string): number | null => row(id)?.cpuSPerGB?.hubMedian ?? null;
+  /** A target on row `id`'s number (`measured`); a failed row says why. */
+  const target = (label: string, id: string, measured: number | null, want: 'atLeast' | 'atMost', bound: number | null, from: string) => {
+    const r = row(id);
+    return {
+      target: label,
+      measured,
+      bound: bound === null ? null : round3(bound),
+      want,
+      met: measured === null || bound === null ? null : want === 'atLeast' ? measured >= bound : measured <= bound,
+      from,
+      ...(r?.status === 'failed' ? { failed: r.note ?? 'failed' } : {}),
+    };
+  };
+  const relayedHub = hubCpu('udp.c2c');
+  const [rttC2c, underlayC2c, rttHub, underlayHub] = [v('direct.rtt-c2c-p50'), v('underlay.rtt-c2c-p50'), v('direct.rtt-idle-p50'), v('underlay.rtt-idle-p50')];
+  const overhead = rttHub === null || underlayHub === null ? null : rttHub - underlayHub;
+  return [
+    target('direct, client→client 1 stream ≥ client→hub 1 stream', 'direct.c2c', v('direct.c2c'), 'atLeast', v('direct.c2h-1'), 'direct.c2h-1'),
+    target(
+      `direct, the hub's CPU during client→client ≤ ${HUB_CPU_SHARE * 100}% of its CPU relaying it (s/GB)`,
+      'direct.c2c',
+      hubCpu('direct.c2c'),
+      'atMost',
+      relayedHub === null ? null : HUB_CPU_SHARE * relayedHub,
+      `${HUB_CPU_SHARE} × the hub's s/GB of udp.c2c (${fmt(relayedHub)})`,
+    ),
+    target(
+      `direct, client→client RTT p50 ≤ underlay's + the tunnel's overhead + ${DIRECT_RTT_MARGIN_MS} ms`,
+      'direct.rtt-c2c-p50',
+      rttC2c,
+      'atMost',
+      underlayC2c === null || overhead === null ? null : underlayC2c + overhead + DIRECT_RTT_MARGIN_MS,
+      `underlay.rtt-c2c-p50 ${fmt(underlayC2c)} + (direct.rtt-idle-p50 ${fmt(rttHub)} − underlay.rtt-idle-p50 ${fmt(underlayHub)}) + ${DIRECT_RTT_MARGIN_MS}`,
+    ),
+  ];
+}
+
 class Results {
   readonly figures = new Map<string, Figure>();
   readonly unavailable = new Map<Mode, string>();
@@ -324,6 +406,9 @@ class Results {
 
 // ---------------------------------------------------------------------------------------------
 // the bench
+
+/** The pings of a set: c1 to the hub idle and under load, c1 to c2 idle (figures rtt-KIND-p50/p99). */
+type PingKind = 'idle' | 'load' | 'c2c';
 
 interface Tunnel {
   hub: LabProcess;
@@ -474,7 +559,7 @@ class Bench {
    */
   private async measure(mode: Mode, key: string, t: Tunnel | undefined, transfer: () => Promise<IperfResult[]>): Promise<void> {
     const f = this.results.fig(mode, key);
-    const label = FIGURES.find((x) => x.key === key)?.label ?? key;
+    const label = figureLabel(mode, key);
     const linesBefore = t === undefined ? [] : [t.hub, ...t.clients].map((p) => p.stderr.length);
     const cpuBefore = t === undefined ? [] : cpuSeconds(t.pids);
     const machineBefore = machineJiffies();
@@ -521,7 +606,7 @@ class Bench {
         // transport, about 0 once the UDP path carries it).
         const share = ((await this.clientTcpBytes()) - tcpBefore) / bytes;
         this.results.addExtra(mode, key, 'overTcpShare', share);
-        if ((mode === 'udp' || mode === 'udp-tls') && share > 0.5) {
+        if ((mode === 'udp' || mode === 'udp-tls' || mode === 'direct') && share > 0.5) {
           this.results.warnings.push(`${mode}: ${label}: ${Math.round(100 * share)}% of the bytes went over the TCP connection, not the UDP path`);
         }
       }
@@ -539,6 +624,7 @@ class Bench {
   }
 
   private async runSet(mode: Mode, a: Addresses, t: Tunnel | undefined): Promise<void> {
+    if (mode === 'direct') return this.runDirectSet(a, t!);
     const n = this.o.clients;
     await this.measure(mode, 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
     await this.measure(mode, 'c2h-4', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT, { parallel: 4 })]);
@@ -557,6 +643,7 @@ class Bench {
     } catch (err) {
       this.pingFailed(mode, 'idle', err as Error);
     }
+    if (n >= 2) await this.pingC2c(mode, a);
 
     // RTT while c1 sends a bulk transfer to the hub over the same path.
     const startDelayMs = Math.min(1000, (this.o.duration * 1000) / 4);
@@ -596,6 +683,55 @@ class Bench {
     }
   }
 
+  /**
+   * The direct mode's set (issue 12): client→hub for the ratio, then, once c1 and c2 both show
+   * the other's path as direct, client→client and the idle RTTs to the hub and to c2. If the
+   * paths never go direct, the client→client figures fail with what the statuses showed.
+   */
+  private async runDirectSet(a: Addresses, t: Tunnel): Promise<void> {
+    await this.measure('direct', 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
+    const notDirect = await this.waitDirect();
+    if (notDirect !== undefined) {
+      for (const key of ['c2c', 'rtt-c2c-p50', 'rtt-c2c-p99']) {
+        const f = this.results.fig('direct', key);
+        f.values.push(Number.NaN);
+        f.errors.push(notDirect);
+      }
+      say(`  client→client: FAILED: ${notDirect}`);
+    } else {
+      await this.measure('direct', 'c2c', t, async () => [await this.iperf('c1', a.client(2), IPERF_PORT)]);
+      const after = await this.waitDirect(0);
+      if (after !== undefined) this.results.warnings.push(`direct: after client→client the path was no longer direct (${after}): the figure may include relayed traffic`);
+    }
+    const idleCount = this.o.quick ? 100 : 300;
+    try {
+      this.recordPing('direct', 'idle', await this.ping('c1', a.hub, idleCount));
+    } catch (err) {
+      this.pingFailed('direct', 'idle', err as Error);
+    }
+    if (notDirect === undefined) await this.pingC2c('direct', a);
+  }
+
+  /** The idle RTT from c1 to c2 (through the hub, or direct: the mode says). */
+  private async pingC2c(mode: Mode, a: Addresses): Promise<void> {
+    try {
+      this.recordPing(mode, 'c2c', await this.ping('c1', a.client(2), this.o.quick ? 100 : 300));
+    } catch (err) {
+      this.pingFailed(mode, 'c2c', err as Error);
+    }
+  }
+
+  /** Undefined once c1 shows c2's path as direct and c2 shows c1's (waiting up to `timeoutMs`), else what they show. */
+  private waitDirect(timeoutMs = DIRECT_WAIT_MS): Promise<string | undefined> {
+    return waitDirectPaths(
+      [
+        { name: 'c1', host: this.host('c1'), peer: '10.0.0.3' },
+        { name: 'c2', host: this.host('c2'), peer: '10.0.0.2' },
+      ],
+      timeoutMs,
+    );
+  }
+
   /** UDP datagrams dropped for want of socket buffer space so far, all lab hosts (RcvbufErrors + SndbufErrors of /proc/net/snmp). */
   private async udpBufferErrors(): Promise<number> {
     const outs = await Promise.all(this.hosts.map((h) => this.host(h).exec('cat', ['/proc/net/snmp'], { timeoutMs: 5000 })));
@@ -630,7 +766,7 @@ class Bench {
     return { txDropped, rxDropped, byHost };
   }
 
-  private recordPing(mode: Mode, kind: 'idle' | 'load', p: PingResult): void {
+  private recordPing(mode: Mode, kind: PingKind, p: PingResult): void {
     const loss = p.transmitted > 0 ? (100 * (p.transmitted - p.received)) / p.transmitted : 0;
     for (const [q, v] of [['p50', p.p50], ['p99', p.p99]] as const) {
       const key = `rtt-${kind}-${q}`;
@@ -639,16 +775,16 @@ class Bench {
       this.results.addExtra(mode, key, 'lossPct', loss);
       this.results.addExtra(mode, key, 'replies', p.received);
     }
-    say(`  RTT ${kind}: p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms, max ${fmt(p.max)} ms, ${p.received}/${p.transmitted} replies`);
+    say(`  RTT ${kind === 'c2c' ? 'idle c1→c2' : kind}: p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms, max ${fmt(p.max)} ms, ${p.received}/${p.transmitted} replies`);
   }
 
-  private pingFailed(mode: Mode, kind: 'idle' | 'load', err: Error): void {
+  private pingFailed(mode: Mode, kind: PingKind, err: Error): void {
     for (const q of ['p50', 'p99']) {
       const f = this.results.fig(mode, `rtt-${kind}-${q}`);
       f.values.push(Number.NaN);
       f.errors.push(err.message);
     }
-    say(`  RTT ${kind}: FAILED: ${err.message}`);
+    say(`  RTT ${kind === 'c2c' ? 'idle c1→c2' : kind}: FAILED: ${err.message}`);
   }
 
   // -- the tunnel ----------------------------------------------------------------------------------
@@ -659,9 +795,13 @@ class Bench {
     let hubExtra: string[] = [];
     let clientExtra: string[] = [];
     const tlsMode = mode === 'tls' || mode === 'tls-nogso' || mode === 'udp-tls';
-    const udpMode = mode === 'udp' || mode === 'udp-tls';
+    const udpMode = mode === 'udp' || mode === 'udp-tls' || mode === 'direct';
     const transport = transportFlags(udpMode ? 'udp' : 'tcp');
     if (transport === undefined) return 'the CLI has no -transport flag yet (the UDP data path is not wired into it)';
+    // Every mode but direct keeps its clients relayed: its client→client figures measure the hub.
+    const paths = mode === 'direct' ? directFlags() : relayedFlags();
+    if (typeof paths === 'string') return paths;
+    if (mode === 'direct' && this.o.clients < 2) return 'needs at least 2 clients (--clients)';
     if (tlsMode) {
       const tls = this.tlsFlags();
       if (typeof tls === 'string') return tls;
@@ -669,7 +809,7 @@ class Bench {
     }
     if (mode.endsWith('-nogso')) clientExtra = [...clientExtra, '-offload=false'];
     hubExtra = [...transport, ...hubExtra];
-    clientExtra = [...transport, ...relayedFlags(), ...clientExtra];
+    clientExtra = [...transport, ...paths, ...clientExtra];
     say(`${mode}: starting the hub and ${this.o.clients} clients${transport.length > 0 ? ` (${transport.join(' ')})` : ''}`);
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(
@@ -896,9 +1036,9 @@ class Bench {
     for (const mode of modes) {
       const unavailable = this.results.unavailable.get(mode);
       for (const def of FIGURES) {
-        if (def.key === 'c2c' && this.o.clients < 2) continue;
+        if (!measures(mode, def.key, this.o.clients)) continue;
         const id = `${mode}.${def.key}`;
-        const label = mode === 'underlay' && def.key === 'c2c' ? 'client→client direct, 1 stream' : def.label;
+        const label = figureLabel(mode, def.key);
         if (unavailable !== undefined) {
           rows.push({ id, mode, figure: label, unit: def.unit, status: 'unavailable', median: null, values: [], underlay: null, ratio: null, note: unavailable });
           continue;
@@ -1006,6 +1146,7 @@ class Bench {
       rows: this.rows(),
       targets: targetRows(this.rows()),
       relativeTargets: relativeTargetRows(this.rows()),
+      directTargets: directTargetRows(this.rows()),
       idleMembers: this.idle ?? null,
       warnings: this.results.warnings,
     };
@@ -1169,6 +1310,20 @@ async function main(): Promise<number> {
       const state = t.met === null ? 'not measured in this run' : `×${fmt(t.ratio)} — ${t.met ? 'met' : 'missed'}`;
       tableSink.write(`  ${t.target}: ${fmt(t.measured)} against ${fmt(t.baseline)} ${state}\n`);
     }
+  }
+  if (o.modes.includes('direct')) {
+    tableSink.write('\ntargets (issue 12, direct paths, from figures of this run):\n');
+    for (const t of directTargetRows(bench.rows())) {
+      const state = t.failed !== undefined ? `FAILED: ${t.failed}` : t.met === null ? 'not measured in this run' : t.met ? 'met' : 'missed';
+      tableSink.write(`  ${t.target}: ${fmt(t.measured)} against ${fmt(t.bound)} (${t.from}) — ${state}\n`);
+    }
+    const rows = bench.rows();
+    const v = (id: string): number | null => rows.find((r) => r.id === id)?.median ?? null;
+    const ratio = (a: number | null, b: number | null): string => (a === null || b === null ? '–' : `×${fmt(a / b)}`);
+    tableSink.write(
+      `  (direct against relayed (udp): client→client ${ratio(v('direct.c2c'), v('udp.c2c'))}, RTT p50 ${ratio(v('direct.rtt-c2c-p50'), v('udp.rtt-c2c-p50'))}; ` +
+        `the hub's CPU during client→client ${fmt(rows.find((r) => r.id === 'direct.c2c')?.cpuSPerGB?.hubMedian)} s/GB direct, ${fmt(rows.find((r) => r.id === 'udp.c2c')?.cpuSPerGB?.hubMedian)} relayed)\n`,
+    );
   }
   for (const w of bench.results.warnings) tableSink.write(`warning: ${w}\n`);
   tableSink.write(`(${Math.round((Date.now() - t0) / 1000)} s)\n`);

@@ -60,6 +60,52 @@ export function relayedFlags(): string[] {
   return /(^|\s)-{1,2}direct\b/m.test(cliHelp()) ? ['-direct=false'] : [];
 }
 
+/** The loopback address the benches give a member's `-status` when they read its peers' paths. */
+export const STATUS_ADDR = '127.0.0.1:9100';
+
+/**
+ * The client flags of a bench's `direct` mode (issue 12): direct paths on, and a status server to
+ * read the peers' paths from; or why the CLI cannot do it (no `-direct` or no `-status` flag).
+ */
+export function directFlags(): string[] | string {
+  const help = cliHelp();
+  if (!/(^|\s)-{1,2}direct\b/m.test(help)) return 'the CLI has no -direct flag (direct paths between members are not wired into it)';
+  if (!/(^|\s)-{1,2}status\b/m.test(help)) return 'the CLI has no -status flag (the bench reads the peers\' paths from the status)';
+  return ['-direct=true', '-status', STATUS_ADDR];
+}
+
+/** The path `host`'s member shows for its peer `peer` (`direct 198.18.3.2:41641`, `relayed (probing)`), `none` without a pair, or why the status could not be read. */
+export async function peerPath(host: LabHost, peer: string): Promise<string> {
+  const r = await host.exec(process.execPath, [CLI, 'status', STATUS_ADDR, '--json'], { timeoutMs: 5000 });
+  if (r.code !== 0) return `no status (${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''})`;
+  try {
+    const doc = JSON.parse(r.stdout) as { peers?: readonly { address: string; path: string }[] };
+    return doc.peers?.find((p) => p.address === peer)?.path ?? 'none';
+  } catch {
+    return `no status (not JSON: ${r.stdout.trim().slice(0, 100)})`;
+  }
+}
+
+/**
+ * Polls the members' statuses until each shows a `direct …` path to its peer, up to `timeoutMs`;
+ * undefined then, else what each showed last (the reason a direct figure is not measured). Each
+ * poll first sends one ping from every member to its peer: traffic toward a peer is what makes a
+ * member ask the hub for an introduction (and the hub offer one), and a pair refused while a
+ * member's UDP path was still coming up is asked for again.
+ */
+export async function waitDirectPaths(members: readonly { name: string; host: LabHost; peer: string }[], timeoutMs: number): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await Promise.all(members.map((m) => m.host.exec('ping', ['-n', '-q', '-c', '1', '-W', '1', m.peer], { timeoutMs: 5000 })));
+    const paths = await Promise.all(members.map((m) => peerPath(m.host, m.peer)));
+    if (paths.every((p) => p.startsWith('direct '))) return undefined;
+    if (Date.now() > deadline) {
+      return `no direct path after ${timeoutMs / 1000} s: ${members.map((m, i) => `${m.name} shows ${m.peer}: ${paths[i]}`).join('; ')}`;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 /** The flags that pick the transport `kind` on hub and clients: none when the CLI has no -transport and `kind` is tcp; undefined when udp is asked for and the CLI cannot do it. */
 export function transportFlags(kind: 'tcp' | 'udp'): string[] | undefined {
   if (cliHasTransport()) return ['-transport', kind];

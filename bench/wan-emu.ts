@@ -2,7 +2,7 @@
  * The WAN emulator of bench/wan.ts: one-way delay and a rate limit per link and direction, in
  * userspace, because this kernel has no netem (and no delaying qdisc at all).
  *
- *   node dist/bench/wan-emu.js --tun NAME --link NAME=A.B.C.0/24 [--link ...] --delay-ms 15
+ *   node dist/bench/wan-emu.js --tun NAME --link NAME=A.B.C.0/24[@MS] [--link ...] --delay-ms 15
  *                              --rate-mbit 200 --queue-ms 10
  *
  * It runs in the lab's router namespace ("wan"), which bench/wan.ts sets up so that every packet
@@ -22,7 +22,10 @@
  * serializer of `rate` Mbit/s (IP bytes; no Ethernet overhead) followed by `delay` ms of
  * propagation; a packet that would wait longer than `queue` ms for the serializer is dropped
  * (drop-tail, a byte limit of rate × queue). A packet from link A to link B goes through A's up
- * pipe, then B's down pipe: it reaches B at the earliest 2 × delay after it left A. Packets are
+ * pipe, then B's down pipe: it reaches B at the earliest 2 × delay after it left A. A link given
+ * as `NAME=PREFIX@MS` has a delay of its own, MS instead of --delay-ms (both of its pipes): A to B
+ * then takes delay(A) + delay(B), which makes a star of links that are near to each other and far
+ * from another (bench/wan.ts --near). Packets are
  * released by a sub-millisecond timer thread (bench/wan-clock.ts), not by Node's millisecond
  * timers, so that they leave when due (tens of microseconds late) instead of on the next
  * millisecond tick; while more than BUSY_PACKETS wait in the pipes (a bulk transfer), releases come
@@ -252,22 +255,24 @@ function main(): void {
   const rateMbit = Number(values['rate-mbit']);
   const queueMs = Number(values['queue-ms']);
   if (values.tun === undefined || !(delayMs >= 0) || !(rateMbit > 0) || !(queueMs >= 0)) {
-    throw new Error('usage: wan-emu --tun NAME --link NAME=PREFIX ... [--delay-ms 15] [--rate-mbit 200] [--queue-ms 10]');
+    throw new Error('usage: wan-emu --tun NAME --link NAME=PREFIX[@MS] ... [--delay-ms 15] [--rate-mbit 200] [--queue-ms 10]');
   }
   // rate Mbit/s = rate × 1000 bits per ms, so one byte takes 8 / (rate × 1000) ms.
   const msPerByte = 8 / (rateMbit * 1000);
   let pipeCount = 0;
   const links: Link[] = values.link.map((spec) => {
-    const [name, cidr] = spec.split('=');
+    const [name, rest] = spec.split('=');
+    const [cidr, ownDelay] = rest?.split('@') ?? [];
     const p = cidr === undefined ? undefined : parsePrefix(cidr);
-    if (name === undefined || name === '' || p === undefined) throw new Error(`bad --link ${spec} (expected NAME=A.B.C.D/N)`);
+    const delay = ownDelay === undefined ? delayMs : Number(ownDelay);
+    if (name === undefined || name === '' || p === undefined || !(delay >= 0)) throw new Error(`bad --link ${spec} (expected NAME=A.B.C.D/N or NAME=A.B.C.D/N@MS)`);
     const mask = prefixMask(p.prefix) >>> 0;
     return {
       name,
       network: (p.address & mask) >>> 0,
       mask,
-      up: new Pipe(pipeCount++, name, 'up', msPerByte, delayMs, queueMs),
-      down: new Pipe(pipeCount++, name, 'down', msPerByte, delayMs, queueMs),
+      up: new Pipe(pipeCount++, name, 'up', msPerByte, delay, queueMs),
+      down: new Pipe(pipeCount++, name, 'down', msPerByte, delay, queueMs),
     };
   });
   const linkOf = (addr: number): Link | undefined => links.find((l) => ((addr & l.mask) >>> 0) === l.network);

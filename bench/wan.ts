@@ -3,7 +3,7 @@
  * WireGuard and the bare underlay, in one run through one emulator.
  *
  *   npm run bench:wan -- [--duration S] [--rounds N] [--modes LIST] [--plain] [--delay-ms 15]
- *                        [--rate-mbit 200] [--queue-ms 10] [--json FILE|-] [--verbose]
+ *                        [--rate-mbit 200] [--queue-ms 10] [--near MS] [--json FILE|-] [--verbose]
  *
  * The lab (test/helpers/lab.ts, prefix `lwtw`): namespaces hub, c1 and wan. The bridge links the
  * lab makes are taken down; instead each of hub and c1 gets its own access link, a veth pair to the
@@ -24,7 +24,15 @@
  *   loss 1%: the same two;
  *   loss 3%: a bulk iperf3 transfer c1→hub, 1 stream.
  * The table gives medians over `--rounds`, with ratios to the underlay and to WireGuard, and the
- * targets of issue 14. Traffic stays between the namespaces this script creates; nothing is
+ * targets of issue 14.
+ *
+ * `--near MS` (issue 12) is another topology and another set of phases: c2 gets an access link too,
+ * and the links of c1 and c2 have MS ms one way each (the emulator's per-link delay), so c1 and c2
+ * are 2 × MS apart and both MS + delay from the hub. Per mode (underlay, udp: relayed through the
+ * hub with -direct=false, direct: -transport udp with direct paths on), at 0% loss: the ping-pong
+ * c1→hub (idle0, for the RTT the tunnel adds) and c1→c2 (near0); the direct mode first waits until
+ * both clients' status shows the other's path as direct. The target: the direct c1↔c2 RTT follows
+ * their own link (the underlay's c1↔c2 RTT plus what the tunnel adds), not the hub's. Traffic stays between the namespaces this script creates; nothing is
  * configured in the root namespace; everything is removed at the end, on errors and on signals.
  */
 import { spawnSync } from 'node:child_process';
@@ -35,7 +43,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, NFT_BIN, PROBE_SCRIPT, systemBinary, type LabHost, type LabProcess, type PingSample } from '../test/helpers/lab.js';
 import { fmt, median, parseIperfJson, percentile, type IperfResult } from './stats.js';
-import { CLI, cliHasTransport, cliHelp, ensureCommands, makeHubCert, benchOptions, runBench, tcpBytesTo, transportFlags, writeJsonDocument } from './tools.js';
+import {
+  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands, makeHubCert, benchOptions, relayedFlags, runBench, tcpBytesTo, transportFlags, waitDirectPaths,
+  writeJsonDocument,
+} from './tools.js';
 import type { EmuStats } from './wan-emu.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
 
@@ -43,6 +54,8 @@ const EMULATOR = fileURLToPath(new URL('./wan-emu.js', import.meta.url));
 const LAB_PREFIX = 'lwtw';
 const HUB_TUNNEL = '10.0.0.1';
 const CLIENT_TUNNEL = '10.0.0.2';
+/** c2's tunnel address (only with --near). */
+const C2_TUNNEL = '10.0.0.3';
 const TUNNEL_PORT = 9000;
 const WG_PORT = 51820;
 /** How long a transfer waits for an iperf3 server still busy with the previous test. */
@@ -50,12 +63,19 @@ const IPERF_BUSY_WAIT_MS = 30_000;
 const IPERF_PORT = 5201;
 const ECHO_PORT = 7000;
 const TUNNEL_MTU = 1400;
-/** The access links: host, router-side interface, the /24's third octet. */
+/** The access links: host, router-side interface, the /24's third octet (the host is .2 in it). c2's only with --near. */
 const LINKS = [
   { host: 'hub', ifname: 'w-hub', octet: 1 },
   { host: 'c1', ifname: 'w-c1', octet: 2 },
+  { host: 'c2', ifname: 'w-c2', octet: 3 },
 ] as const;
+type AccessLink = (typeof LINKS)[number];
 const HUB_WAN = '198.18.1.2';
+const C2_WAN = '198.18.3.2';
+/** How long the direct mode waits for c1 and c2 to show each other's path as direct. */
+const DIRECT_WAIT_MS = 15_000;
+/** The margin of the --near target: direct c1↔c2 p50 ≤ the underlay's c1↔c2 p50 + the RTT the tunnel adds + this, ms. */
+const NEAR_MARGIN_MS = 1;
 const EMU_TUN = 'wemu0';
 const EMU_TABLE = '100';
 const NFT_TABLE = 'lwtw_wan';
@@ -68,9 +88,13 @@ const LOSS_3 = 30;
 // ---------------------------------------------------------------------------------------------
 // options
 
-/** underlay: no tunnel; tcp/tcp-tls: -transport tcp without/with TLS; udp/udp-tls: -transport udp; wireguard: wireguard-go. */
-type Mode = 'underlay' | 'tcp' | 'tcp-tls' | 'udp' | 'udp-tls' | 'wireguard';
-const MODES: readonly Mode[] = ['underlay', 'tcp', 'tcp-tls', 'udp', 'udp-tls', 'wireguard'];
+/**
+ * underlay: no tunnel; tcp/tcp-tls: -transport tcp without/with TLS; udp/udp-tls: -transport udp;
+ * these keep their clients relayed through the hub (-direct=false). direct: -transport udp with
+ * direct paths on (only with --near, where there is a peer to go direct to). wireguard: wireguard-go.
+ */
+type Mode = 'underlay' | 'tcp' | 'tcp-tls' | 'udp' | 'udp-tls' | 'direct' | 'wireguard';
+const MODES: readonly Mode[] = ['underlay', 'tcp', 'tcp-tls', 'udp', 'udp-tls', 'direct', 'wireguard'];
 
 interface Options {
   duration: number;
@@ -79,6 +103,8 @@ interface Options {
   delayMs: number;
   rateMbit: number;
   queueMs: number;
+  /** --near: c2 joins, c1's and c2's links have this one-way delay each (ms); undefined: the hub and c1 only. */
+  near: number | undefined;
   /** Run the emulator, the echo server and the pinger at a real-time priority. */
   realtime: boolean;
   /** TCP congestion control of iperf3's connections (-C); undefined: the namespace's default. */
@@ -97,6 +123,9 @@ const HELP = `usage: npm run bench:wan -- [options]
   --delay-ms MS    one-way delay per link (default 15)
   --rate-mbit R    rate per link and direction, Mbit/s (default 200)
   --queue-ms MS    drop-tail queue per link and direction, in ms at the rate (default 10)
+  --near MS        issue 12's topology: c2 joins, and c1's and c2's links have MS ms one way each
+                   (c1↔c2: 2 × MS; the hub's link keeps --delay-ms); phases: ping-pong c1→hub and
+                   c1→c2 at 0% loss; default modes underlay,udp,direct (direct needs --near)
   --cc NAME        TCP congestion control of iperf3's connections (iperf3 -C, e.g. cubic, bbr;
                    default: the namespace's default, printed at the start). The tunnel's own TCP
                    connection keeps the default: a namespace may not pick a restricted one
@@ -120,6 +149,7 @@ function parseOptions(argv: string[]): Options {
       'delay-ms': { type: 'string', default: '15' },
       'rate-mbit': { type: 'string', default: '200' },
       'queue-ms': { type: 'string', default: '10' },
+      near: { type: 'string' },
       'no-rt': { type: 'boolean', default: false },
       cc: { type: 'string' },
       json: { type: 'string' },
@@ -139,12 +169,16 @@ function parseOptions(argv: string[]): Options {
     }
     return n;
   };
+  const near = values.near === undefined ? undefined : num('near', values.near, 0, 1000, false);
   let modes: Mode[];
   if (values.modes !== undefined) {
     const list = values.modes.split(',').map((m) => m.trim()).filter((m) => m !== '');
     const bad = list.filter((m) => !(MODES as readonly string[]).includes(m));
     if (bad.length > 0 || list.length === 0) throw new UsageError(`--modes: expected some of ${MODES.join(', ')}, got ${values.modes}`);
     modes = ['underlay', ...(list as Mode[]).filter((m) => m !== 'underlay')];
+    if (modes.includes('direct') && near === undefined) throw new UsageError('--modes: direct needs --near (a peer near c1 to go direct to)');
+  } else if (near !== undefined) {
+    modes = ['underlay', 'udp', 'direct'];
   } else {
     modes = values.plain ? ['underlay', 'tcp', 'udp', 'wireguard'] : ['underlay', 'tcp-tls', 'udp-tls', 'wireguard'];
   }
@@ -155,6 +189,7 @@ function parseOptions(argv: string[]): Options {
     delayMs: num('delay-ms', values['delay-ms'], 0, 1000, false),
     rateMbit: num('rate-mbit', values['rate-mbit'], 1, 10_000, false),
     queueMs: num('queue-ms', values['queue-ms'], 0, 1000, false),
+    near,
     realtime: !values['no-rt'],
     cc: ((): string | undefined => {
       if (values.cc !== undefined && !/^[a-z0-9_]+$/.test(values.cc)) throw new UsageError(`--cc: not a congestion control name: ${values.cc}`);
@@ -187,6 +222,8 @@ const FIGURES: { key: string; label: string; unit: Unit; derived?: boolean }[] =
   { key: 'load1.p50', label: 'ping-pong beside a bulk transfer, 1% loss, p50', unit: 'ms' },
   { key: 'load1.p99', label: 'ping-pong beside a bulk transfer, 1% loss, p99', unit: 'ms' },
   { key: 'load1.bulk', label: 'the bulk transfer beside the ping-pong, 1% loss', unit: 'Mb/s' },
+  { key: 'near0.p50', label: 'ping-pong c1→c2 idle, 0% loss, p50 (--near)', unit: 'ms' },
+  { key: 'near0.p99', label: 'ping-pong c1→c2 idle, 0% loss, p99 (--near)', unit: 'ms' },
 ];
 
 /** The WAN targets of issue 14: a figure of some modes against a bound or against WireGuard's. */
@@ -249,6 +286,11 @@ function round3(x: number): number {
   return Number(x.toFixed(a >= 100 ? 1 : a >= 1 ? 3 : 4));
 }
 
+/** A client's tunnel address. */
+function tunnelAddress(client: string): string {
+  return client === 'c2' ? C2_TUNNEL : CLIENT_TUNNEL;
+}
+
 /** A running tunnel of one mode: its processes, and how to stop it. */
 interface Tunnel {
   procs: LabProcess[];
@@ -279,6 +321,21 @@ class WanBench {
     return this.lab!.host(name);
   }
 
+  /** The tunnel clients: c1, and c2 with --near. */
+  private get clients(): string[] {
+    return this.o.near === undefined ? ['c1'] : ['c1', 'c2'];
+  }
+
+  /** The access links of this topology. */
+  private get links(): AccessLink[] {
+    return LINKS.filter((l) => this.clients.includes(l.host) || l.host === 'hub');
+  }
+
+  /** A link's one-way delay: --delay-ms, or --near's for the clients' links. */
+  private delayOf(l: AccessLink): number {
+    return l.host === 'hub' || this.o.near === undefined ? this.o.delayMs : this.o.near;
+  }
+
   private push(mode: Mode, key: string, v: number): void {
     let m = this.values.get(mode);
     if (m === undefined) this.values.set(mode, (m = new Map()));
@@ -302,7 +359,7 @@ class WanBench {
       `WAN: ${this.o.delayMs} ms one way per link, ${this.o.rateMbit} Mbit/s per link and direction, drop-tail queue ${this.o.queueMs} ms; ` +
         `modes ${this.o.modes.join(', ')}; ${this.o.duration} s per phase, ${this.o.rounds} round(s); load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`,
     );
-    this.lab = await Lab.create({ hosts: ['hub', 'c1', 'wan'], prefix: LAB_PREFIX });
+    this.lab = await Lab.create({ hosts: ['hub', ...this.clients, 'wan'], prefix: LAB_PREFIX });
     say(`lab ${this.lab.id} up`);
     await this.buildWan();
     await this.startServers();
@@ -343,10 +400,10 @@ class WanBench {
     const check = { check: true, timeoutMs: 10_000 } as const;
     const ethtool = systemBinary('ethtool')!;
     // Only the access links below carry traffic: take the lab's bridge links down.
-    for (const h of ['hub', 'c1', 'wan']) await lab.cut(h);
+    for (const h of ['hub', ...this.clients, 'wan']) await lab.cut(h);
     await wan.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
       'net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.default.send_redirects=0'], check);
-    for (const l of LINKS) {
+    for (const l of this.links) {
       const h = this.host(l.host);
       await wan.exec('ip', ['link', 'add', l.ifname, 'type', 'veth', 'peer', 'name', 'wan0', 'netns', h.ns], check);
       await wan.exec('sysctl', ['-qw', `net.ipv6.conf.${l.ifname}.disable_ipv6=1`], check);
@@ -362,7 +419,7 @@ class WanBench {
     }
     this.emulator = wan.spawnNode(
       EMULATOR,
-      ['--tun', EMU_TUN, ...LINKS.flatMap((l) => ['--link', `${l.host}=198.18.${l.octet}.0/24`]),
+      ['--tun', EMU_TUN, ...this.links.flatMap((l) => ['--link', `${l.host}=198.18.${l.octet}.0/24@${this.delayOf(l)}`]),
         '--delay-ms', String(this.o.delayMs), '--rate-mbit', String(this.o.rateMbit), '--queue-ms', String(this.o.queueMs)],
       { label: 'wan-emu', maxLines: 10_000, echo: this.o.verbose },
     );
@@ -370,7 +427,7 @@ class WanBench {
     this.instrument(this.emulator);
     await wan.exec('sysctl', ['-qw', `net.ipv4.conf.${EMU_TUN}.rp_filter=0`, `net.ipv4.conf.${EMU_TUN}.forwarding=1`], check);
     await wan.exec('ip', ['route', 'add', 'default', 'dev', EMU_TUN, 'table', EMU_TABLE], check);
-    for (const [i, l] of LINKS.entries()) {
+    for (const [i, l] of this.links.entries()) {
       await wan.exec('ip', ['rule', 'add', 'iif', l.ifname, 'lookup', EMU_TABLE, 'pref', String(100 + i)], check);
     }
     await this.setLoss(0);
@@ -397,7 +454,7 @@ class WanBench {
     const rules =
       perMille <= 0
         ? ''
-        : LINKS.flatMap((l) => [
+        : this.links.flatMap((l) => [
             `    iifname "${l.ifname}" numgen random mod 1000 < ${perMille} counter drop`,
             `    oifname "${l.ifname}" numgen random mod 1000 < ${perMille} counter drop`,
           ]).join('\n');
@@ -436,15 +493,19 @@ class WanBench {
     }
   }
 
-  /** The underlay's RTT through the emulator must be the configured 4 × delay, or nothing measured here means anything. */
+  /** The underlay's RTT through the emulator must be twice the delays of the links crossed (4 × delay without --near), or nothing measured here means anything. */
   private async checkEmulator(): Promise<void> {
-    const r = await this.host('c1').exec('ping', ['-n', '-c', '5', '-i', '0.2', '-W', '2', HUB_WAN], { timeoutMs: 20_000 });
-    const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-    if (rtts.length === 0) throw new Error(`the emulated WAN does not carry pings from c1 to ${HUB_WAN}: ${r.stdout}${r.stderr}`);
-    const expected = 4 * this.o.delayMs;
-    const low = Math.min(...rtts);
-    say(`emulated WAN: ping c1→hub ${rtts.map((x) => fmt(x)).join(' ')} ms (expected ${expected} ms + serialization)`);
-    if (low < expected - 1 || low > expected + 10) this.warnings.push(`the emulated WAN's RTT is ${fmt(low)} ms, not about ${expected} ms`);
+    const [hub, c1, c2] = LINKS;
+    const paths = [{ name: 'c1→hub', to: HUB_WAN, expected: 2 * (this.delayOf(c1) + this.delayOf(hub)) }];
+    if (this.o.near !== undefined) paths.push({ name: 'c1→c2', to: C2_WAN, expected: 2 * (this.delayOf(c1) + this.delayOf(c2)) });
+    for (const p of paths) {
+      const r = await this.host('c1').exec('ping', ['-n', '-c', '5', '-i', '0.2', '-W', '2', p.to], { timeoutMs: 20_000 });
+      const rtts = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+      if (rtts.length === 0) throw new Error(`the emulated WAN does not carry pings ${p.name} (${p.to}): ${r.stdout}${r.stderr}`);
+      const low = Math.min(...rtts);
+      say(`emulated WAN: ping ${p.name} ${rtts.map((x) => fmt(x)).join(' ')} ms (expected ${p.expected} ms + serialization)`);
+      if (low < p.expected - 1 || low > p.expected + 10) this.warnings.push(`the emulated WAN's RTT ${p.name} is ${fmt(low)} ms, not about ${p.expected} ms`);
+    }
     await this.emulatorStats();
   }
 
@@ -454,6 +515,7 @@ class WanBench {
     const hub = this.host('hub');
     hub.spawn('iperf3', ['-s', '-p', String(IPERF_PORT)], { label: 'hub:iperf3' });
     this.instrument(await this.lab!.startEchoServers('hub', ECHO_PORT));
+    if (this.o.near !== undefined) this.instrument(await this.lab!.startEchoServers('c2', ECHO_PORT));
     const deadline = Date.now() + 5000;
     for (;;) {
       const r = await hub.exec('ss', ['-Hltn', `sport = :${IPERF_PORT}`], { timeoutMs: 5000 });
@@ -476,7 +538,9 @@ class WanBench {
     }
   }
 
-  private target(mode: Mode): string {
+  /** The address of the hub (or of c2) as `mode` reaches it from c1. */
+  private target(mode: Mode, to: 'hub' | 'c2' = 'hub'): string {
+    if (to === 'c2') return mode === 'underlay' ? C2_WAN : C2_TUNNEL;
     return mode === 'underlay' ? HUB_WAN : HUB_TUNNEL;
   }
 
@@ -494,7 +558,7 @@ class WanBench {
       const wg = await startWireGuard({
         hub: { host: this.host('hub'), address: HUB_TUNNEL },
         hubEndpoint: HUB_WAN,
-        clients: [{ host: this.host('c1'), address: CLIENT_TUNNEL }],
+        clients: this.clients.map((c) => ({ host: this.host(c), address: tunnelAddress(c) })),
         prefix: 24,
         port: WG_PORT,
         mtu: TUNNEL_MTU,
@@ -511,11 +575,14 @@ class WanBench {
       }
       return t;
     }
-    const udp = mode === 'udp' || mode === 'udp-tls';
+    const udp = mode === 'udp' || mode === 'udp-tls' || mode === 'direct';
     const transport = transportFlags(udp ? 'udp' : 'tcp');
     if (transport === undefined) return 'the CLI has no -transport flag yet (the UDP data path is not wired into it)';
+    // Every mode but direct keeps its clients relayed: with --near, c1↔c2 then crosses the hub.
+    const paths = mode === 'direct' ? directFlags() : relayedFlags();
+    if (typeof paths === 'string') return paths;
     let hubExtra = [...transport];
-    let clientExtra = [...transport];
+    let clientExtra = [...transport, ...paths];
     if (mode === 'tcp-tls' || mode === 'udp-tls') {
       const tls = this.tlsFlags();
       if (typeof tls === 'string') return tls;
@@ -533,14 +600,19 @@ class WanBench {
     const t: Tunnel = { procs: [hub] };
     try {
       await hub.waitForLine(/listening on/, 15_000);
-      const client = this.host('c1').spawn(
-        process.execPath,
-        [CLI, '-m', 'client', '-r', `${HUB_WAN}:${TUNNEL_PORT}`, '-t', `${CLIENT_TUNNEL}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir('c1'), ...clientExtra],
-        spawnOpts(`${mode}:c1`),
-      );
-      t.procs.push(client);
-      await client.waitForLine(/joined the virtual LAN as/, 20_000);
+      for (const c of this.clients) {
+        t.procs.push(
+          this.host(c).spawn(
+            process.execPath,
+            [CLI, '-m', 'client', '-r', `${HUB_WAN}:${TUNNEL_PORT}`, '-t', `${tunnelAddress(c)}/24`, '-mtu', String(TUNNEL_MTU), ...stateDir(c), ...clientExtra],
+            spawnOpts(`${mode}:${c}`),
+          ),
+        );
+      }
+      await Promise.all(t.procs.slice(1).map((c) => c.waitForLine(/joined the virtual LAN as/, 20_000)));
       await this.waitPing(HUB_TUNNEL);
+      // c1 talking to c2 is also what makes the hub introduce them in the direct mode.
+      if (this.o.near !== undefined) await this.waitPing(C2_TUNNEL);
       if (udp) await this.waitUdpPath(mode);
       else await this.recordTunnelCongestion();
     } catch (err) {
@@ -609,6 +681,7 @@ class WanBench {
   // -- measurements --------------------------------------------------------------------------------
 
   private async runMode(mode: Mode, round: number): Promise<void> {
+    if (this.o.near !== undefined) return this.runNear(mode, round);
     // 0% loss: idle ping-pong, then beside a bulk transfer.
     await this.phase(mode, round, 'idle0', 0, async (rec) => this.recordPings(mode, 'idle0', rec, await this.pingPong(mode)));
     await this.phase(mode, round, 'load0', 0, (rec) => this.pingBesideBulk(mode, 'load0', rec));
@@ -628,6 +701,39 @@ class WanBench {
     this.push(mode, 'tail1', last('idle1.p99') / last('idle1.p50'));
     const underlay = this.values.get('underlay')?.get('idle0.p50')?.at(-1) ?? Number.NaN;
     if (mode !== 'underlay') this.push(mode, 'added', last('idle0.p50') - underlay);
+  }
+
+  /**
+   * --near's phases at 0% loss: the ping-pong c1→hub (for the RTT the tunnel adds) and c1→c2. In
+   * the direct mode c1→c2 is measured only once both clients show the other's path as direct;
+   * otherwise the phase fails with what their statuses showed.
+   */
+  private async runNear(mode: Mode, round: number): Promise<void> {
+    await this.phase(mode, round, 'idle0', 0, async (rec) => this.recordPings(mode, 'idle0', rec, await this.pingPong(mode)));
+    await this.phase(mode, round, 'near0', 0, async (rec) => {
+      if (mode === 'direct') {
+        const notDirect = await this.waitDirect(DIRECT_WAIT_MS);
+        if (notDirect !== undefined) throw new Error(notDirect);
+      }
+      this.recordPings(mode, 'near0', rec, await this.pingPong(mode, this.o.duration, 'c2'));
+      if (mode === 'direct') {
+        const after = await this.waitDirect(0);
+        if (after !== undefined) this.warnings.push(`direct, round ${round}: after the c1→c2 ping-pong the path was no longer direct (${after})`);
+      }
+    });
+    const underlay = this.values.get('underlay')?.get('idle0.p50')?.at(-1) ?? Number.NaN;
+    if (mode !== 'underlay') this.push(mode, 'added', (this.values.get(mode)?.get('idle0.p50')?.at(-1) ?? Number.NaN) - underlay);
+  }
+
+  /** Undefined once c1 shows c2's path as direct and c2 shows c1's (waiting up to `timeoutMs`), else what they show. */
+  private waitDirect(timeoutMs: number): Promise<string | undefined> {
+    return waitDirectPaths(
+      [
+        { name: 'c1', host: this.host('c1'), peer: C2_TUNNEL },
+        { name: 'c2', host: this.host('c2'), peer: CLIENT_TUNNEL },
+      ],
+      timeoutMs,
+    );
   }
 
   /** Runs one phase at `lossPerMille`, recording the loss rules' drops and the emulator's counters; failures become NaN figures. */
@@ -665,10 +771,10 @@ class WanBench {
     this.phases.push(rec);
   }
 
-  /** A ping-pong of `duration` s from c1 to the hub's echo server (50 packets per second). */
-  private async pingPong(mode: Mode, durationS = this.o.duration): Promise<PingSample[]> {
+  /** A ping-pong of `duration` s from c1 to the echo server of the hub (or c2), 50 packets per second. */
+  private async pingPong(mode: Mode, durationS = this.o.duration, to: 'hub' | 'c2' = 'hub'): Promise<PingSample[]> {
     // Lab.startPinger's program (test/helpers/probe.ts udp-ping), started here to know its pid.
-    const pinger = this.host('c1').spawnNode(PROBE_SCRIPT, ['udp-ping', this.target(mode), String(ECHO_PORT), String(PING_INTERVAL_MS)], {
+    const pinger = this.host('c1').spawnNode(PROBE_SCRIPT, ['udp-ping', this.target(mode, to), String(ECHO_PORT), String(PING_INTERVAL_MS)], {
       label: `${mode}:ping`,
       maxLines: 1_000_000,
     });
@@ -751,6 +857,8 @@ class WanBench {
     const rows: Row[] = [];
     const med = (mode: Mode, key: string): number => median(this.values.get(mode)?.get(key) ?? []);
     for (const def of FIGURES) {
+      // A figure no mode measured belongs to the other topology (--near or not).
+      if (this.o.modes.every((mode) => (this.values.get(mode)?.get(def.key) ?? []).length === 0)) continue;
       for (const mode of this.o.modes) {
         if (def.key === 'added' && mode === 'underlay') continue;
         const unavailable = this.unavailable.get(mode);
@@ -784,6 +892,7 @@ class WanBench {
   targets(): { target: string; mode: Mode; measured: number | null; bound: number | null; met: boolean | null }[] {
     const rows = this.rows();
     const value = (mode: Mode, key: string): number | null => rows.find((r) => r.mode === mode && r.key === key)?.median ?? null;
+    if (this.o.near !== undefined) return this.nearTargets(value);
     return TARGETS.flatMap((t) =>
       t.modes.filter((mode) => this.o.modes.includes(mode)).map((mode) => {
         const v = value(mode, t.key);
@@ -791,6 +900,30 @@ class WanBench {
         return { target: t.label, mode, measured: v, bound, met: v === null || bound === null ? null : v <= bound };
       }),
     );
+  }
+
+  /**
+   * --near's targets (issue 12): the direct c1↔c2 RTT follows their own link, i.e. at most the
+   * underlay's c1↔c2 p50 plus what the tunnel adds (its idle0 p50 over the underlay's, the same two
+   * tunnel ends per round trip) plus NEAR_MARGIN_MS; a relayed mode's crosses the hub, i.e. at
+   * least twice the underlay's c1↔hub p50.
+   */
+  private nearTargets(value: (mode: Mode, key: string) => number | null): { target: string; mode: Mode; measured: number | null; bound: number | null; met: boolean | null }[] {
+    const underlayNear = value('underlay', 'near0.p50');
+    const underlayHub = value('underlay', 'idle0.p50');
+    return this.o.modes
+      .filter((m) => m !== 'underlay')
+      .map((mode) => {
+        const v = value(mode, 'near0.p50');
+        if (mode === 'direct') {
+          const added = value(mode, 'added');
+          const bound = underlayNear === null || added === null ? null : round3(underlayNear + added + NEAR_MARGIN_MS);
+          const target = `c1↔c2 p50 ≤ the underlay's c1↔c2 p50 + the RTT the tunnel adds (c1↔hub) + ${NEAR_MARGIN_MS} ms: follows their own link`;
+          return { target, mode, measured: v, bound, met: v === null || bound === null ? null : v <= bound };
+        }
+        const bound = underlayHub === null ? null : round3(2 * underlayHub);
+        return { target: "relayed, c1↔c2 p50 ≥ 2 × the underlay's c1↔hub p50: goes via the hub", mode, measured: v, bound, met: v === null || bound === null ? null : v >= bound };
+      });
   }
 
   document(): object {
@@ -813,7 +946,13 @@ class WanBench {
         durationS: this.o.duration,
         rounds: this.o.rounds,
         modes: this.o.modes,
-        wan: { delayMsPerLink: this.o.delayMs, rateMbitPerLink: this.o.rateMbit, queueMs: this.o.queueMs, lossPerMille: [0, LOSS_1, LOSS_3] },
+        wan: {
+          delayMsPerLink: this.o.delayMs,
+          rateMbitPerLink: this.o.rateMbit,
+          queueMs: this.o.queueMs,
+          lossPerMille: this.o.near === undefined ? [0, LOSS_1, LOSS_3] : [0],
+          ...(this.o.near !== undefined ? { near: { clients: this.clients, delayMsPerClientLink: this.o.near } } : {}),
+        },
         pingIntervalMs: PING_INTERVAL_MS,
         realtimeInstruments: this.o.realtime,
         tcpCongestionControl: { iperf3: this.o.cc ?? this.congestionControl, tunnel: this.tunnelCongestionControl || this.congestionControl },
@@ -864,9 +1003,17 @@ function renderTable(rows: readonly Row[], o: Options, cc: { readonly iperf3: st
     lines.push(line(cells));
   }
   const notes = [...new Map(rows.filter((r) => r.status === 'unavailable').map((r) => [r.mode, r.note ?? ''])).entries()].map(([m, n]) => `${m}: unavailable: ${n}`);
+  const topology =
+    o.near === undefined
+      ? [`medians of ${o.rounds} round(s), ${o.duration} s per phase; WAN: ${o.delayMs} ms one way and ${o.rateMbit} Mbit/s per link (c1→hub crosses 2 links),`]
+      : [
+          `medians of ${o.rounds} round(s), ${o.duration} s per phase; --near: the hub's link ${o.delayMs} ms one way, c1's and c2's ${o.near} ms each, ${o.rateMbit} Mbit/s per link;`,
+          `c1↔c2 crosses their two links (${2 * o.near} ms one way), c1↔hub ${o.near + o.delayMs} ms one way; ping-pong c1→c2: UDP, 50/s, to c2's echo server`,
+          `(direct: straight to c2; the other modes relayed through the hub);`,
+        ];
   lines.push(
     '',
-    `medians of ${o.rounds} round(s), ${o.duration} s per phase; WAN: ${o.delayMs} ms one way and ${o.rateMbit} Mbit/s per link (c1→hub crosses 2 links),`,
+    ...topology,
     `drop-tail queues of ${o.queueMs} ms, loss per link; ping-pong: UDP, 50/s, c1→hub echo; bulk: iperf3 -c hub from c1, 1 stream;`,
     `TCP congestion control: iperf3 ${o.cc ?? (cc.iperf3 || '?')}, the tunnel's TCP connection ${cc.tunnel || '?'};`,
     `× underlay / × wg: ratio to the same figure over the bare emulated WAN / through wireguard-go in this run`,
@@ -903,7 +1050,7 @@ async function main(): Promise<number> {
   const failure = await runBench(bench, say);
   const rows = bench.rows();
   tableSink.write(`\n${renderTable(rows, o, { iperf3: bench.congestionControl, tunnel: bench.tunnelCongestionControl || bench.congestionControl })}`);
-  tableSink.write('\ntargets (issue 14, WAN):\n');
+  tableSink.write(`\ntargets (${o.near === undefined ? 'issue 14, WAN' : 'issue 12, WAN, --near'}):\n`);
   for (const t of bench.targets()) {
     const state = t.met === null ? 'not measured in this run' : t.met ? 'met' : 'missed';
     tableSink.write(`  ${t.mode}: ${t.target}: ${fmt(t.measured)} (bound ${fmt(t.bound)}) — ${state}\n`);
