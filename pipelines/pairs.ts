@@ -4,7 +4,7 @@
 // the hub as before; a peer the TUN side sends to without a pair is asked for (DIRECT-REQUEST), at
 // most every 30 s. Arrivals pass the inner-source rule (forwarding.ts `sendsAs`) into the TUN queue.
 // Bounded: at most 32 pairs (the socket's limit), at most MAX_REMEMBERED peers asked or refused.
-import { Observable, Subject, defer, finalize, map, merge, mergeMap, of, takeUntil, type SchedulerLike } from 'rxjs';
+import { Observable, Subject, defer, finalize, map, merge, mergeMap, of, takeWhile, type SchedulerLike } from 'rxjs';
 import { broadcastAddress, formatIpv4, networkAddress, parseIpv4, prefixHas, type HostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, addDrops, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
 import type { RouteTable } from '../operators/core/routeTable.js';
@@ -208,7 +208,7 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
   };
 
   /** What directPath tells the owner, done: the channel's endpoint follows the state, probes and keepalives go out. */
-  const onPath = (p: Pair, candidates: readonly UdpEndpoint[], e: DirectPathEvent, done: Subject<void>): ClientEvent[] => {
+  const onPath = (p: Pair, candidates: readonly UdpEndpoint[], e: DirectPathEvent): ClientEvent[] => {
     switch (e.kind) {
       case 'probe':
         for (const c of candidates) p.channel.keepaliveTo(c, hears(p));
@@ -230,7 +230,7 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
         p.endpoint = state.kind === 'direct' ? state.endpoint : undefined;
         p.channel.use(p.endpoint === undefined ? undefined : endpointOf(p.endpoint));
         if (state.kind === 'withdrawn') {
-          done.next();
+          // The pair's last event: its life ends once it went out (closes).
           return [{ type: 'direct-path', peer: p.peerText, path: pathText(state), why: e.why, closed: true }];
         }
         const text = pathText(state);
@@ -240,6 +240,9 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
       }
     }
   };
+
+  /** Whether `e` is a pair's last event (its path withdrawn). */
+  const closes = (e: ClientEvent): boolean => e.type === 'direct-path' && e.closed === true;
 
   /** One pair's life: the channel opened, its path run, until withdrawn (or the session's end); the channel closes with it. */
   const open = (intro: Introduction): Observable<ClientEvent> =>
@@ -274,15 +277,14 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
       };
       pairs.set(intro.peer, p);
       refusals.delete(intro.peer);
-      const done = new Subject<void>();
       const noPathWhy = rewritesPorts(intro, socket.localPort) ? { noPathWhy: 'symmetric NAT' } : {};
       const path$ = p.inputs.pipe(
         directPath({ ...timing, ...noPathWhy, scheduler }),
-        emitEach((e) => onPath(p, candidates, e, done)),
+        emitEach((e) => onPath(p, candidates, e)),
       );
       const opened: ClientEvent = { type: 'direct-path', peer: peerText, path: p.path, why: `introduced: probing ${candidates.length} candidate endpoint${candidates.length === 1 ? '' : 's'}` };
       return merge(of(opened), path$, channel.arrivals$.pipe(emitEach((a) => onArrival(p, a))), channel.drops$.pipe(map((d) => dropped(p, d)))).pipe(
-        takeUntil(done),
+        takeWhile((e) => !closes(e), true),
         finalize(() => {
           channel.close();
           if (pairs.get(intro.peer) === p) pairs.delete(intro.peer);

@@ -418,6 +418,20 @@ test('a WITHDRAWAL naming the pair closes it (a stale one is ignored), a refusal
     1,
     'a refused peer is not asked again within 30 s',
   );
+  // Each pair that closes says so (the log line `path to 10.0.0.3: closed (...)`, the status drops
+  // the peer at once), before the pair that replaces it says it opened.
+  t.deepEqual(
+    ofType(run.log, 'direct-path')
+      .filter((l) => l.event.peer === '10.0.0.3' && l.at < 2500)
+      .map((l) => [l.at, l.event.closed === true ? `closed: ${l.event.why}` : l.event.why]),
+    [
+      [10, 'introduced: probing 2 candidate endpoints'],
+      [30, 'closed: introduced again'],
+      [30, 'introduced: probing 2 candidate endpoints'],
+      [1500, 'closed: withdrawn by the hub: left'],
+      [2100, 'introduced: probing 2 candidate endpoints'],
+    ],
+  );
   t.deepEqual(peersAt(run.log, 1000), [
     { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
     { address: '10.0.0.4', path: 'relayed (no direct path: isolation)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },

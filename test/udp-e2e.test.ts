@@ -13,6 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
 import { FORGE_SCRIPT } from './helpers/forge.js';
 import { Lab, NFT_BIN, systemBinary, type LabProcess } from './helpers/lab.js';
+import { NftShell } from './helpers/nft.js';
 import { createPki } from './helpers/pki.js';
 import { BIN, ECHO_PORT, HUB_TUNNEL, TEXT_LOGS, startClient, startHub } from './helpers/vpn.js';
 import { DEADLINE_MS, SLACK_MS, stopwatch } from './helpers/wait.js';
@@ -124,34 +125,6 @@ async function nft(t: ExecutionContext, lab: Lab, host: string, ruleset: string)
 
 /** Deletes table `table` (`FAMILY NAME`) in `host`'s namespace; resolves with the clock just before and just after. */
 const dropTable = (t: ExecutionContext, lab: Lab, host: string, table: string): Promise<{ readonly before: number; readonly after: number }> => nft(t, lab, host, `delete table ${table}\n`);
-
-/**
- * An `nft -i` kept running in a namespace: a command takes effect without a process start (which
- * alone can take half a second on a loaded machine), so when it did is known to a few ms.
- */
-class NftShell {
-  private constructor(private readonly p: LabProcess) {}
-
-  /** Starts `nft -i` in `host`'s namespace with an empty table `inet lwtsync` to list after each command. */
-  static async start(t: ExecutionContext, lab: Lab, host: string): Promise<NftShell> {
-    if (NFT_BIN === undefined) throw new Error('nftables is not installed (.ci/run installs it)');
-    const shell = new NftShell(lab.host(host).spawn(NFT_BIN, ['-i'], { stdin: 'pipe', label: `${host}:nft` }));
-    await shell.run(t, 'add table inet lwtsync');
-    return shell;
-  }
-
-  /** Runs one line (one transaction); resolves with the clock when it was written and when nft had done it. */
-  async run(t: ExecutionContext, line: string): Promise<{ readonly before: number; readonly after: number }> {
-    const errors = this.p.stderr.length;
-    const done = this.p.waitForLine(/^table inet lwtsync \{/, DEADLINE_MS, { after: this.p.mark() });
-    const before = Date.now();
-    this.p.write(`${line}\nlist table inet lwtsync\n`);
-    await done;
-    const after = Date.now();
-    if (this.p.stderr.length > errors) t.fail(`nft refused ${line}:\n${this.p.stderr.slice(errors).join('\n')}`);
-    return { before, after };
-  }
-}
 
 /** Drops UDP to and from port 9000 (the data path) in the namespace it is loaded in: one line, one transaction (for nft -f and nft -i alike). */
 const BLOCK_UDP = 'add table inet lwtblock { chain in { type filter hook input priority 0; policy accept; udp sport 9000 drop; udp dport 9000 drop; }; chain out { type filter hook output priority 0; policy accept; udp dport 9000 drop; udp sport 9000 drop; }; }';

@@ -38,6 +38,12 @@
  *     Binds UDP 0.0.0.0:PORT, prints `ready udp PORT`, then `recv SRC_IP:SRC_PORT TEXT` for every
  *     datagram, until killed.
  *
+ *   node forge.js send-udp FROM HOST PORT COUNT
+ *     Binds a UDP socket to local address FROM (any port) and sends COUNT datagrams `forge I from
+ *     FROM` to HOST:PORT, 20 ms apart; prints `sent COUNT` and exits 0. In a member's namespace with
+ *     FROM an address added to its TUN device, the member's client gets packets with that inner
+ *     source: how a test makes a member forge a source through its own tunnel.
+ *
  *   node forge.js datagrams --hub HOST:PORT --kind KIND [--receiver ID] [--count N] [--interval MS] [--size N]
  *     Hostile datagrams for the hub's UDP data path (docs/protocol.md, "UDP data path"), sent from a
  *     socket of its own to HOST:PORT (the hub's UDP port). KIND is one of:
@@ -400,6 +406,29 @@ function listenUdp(args: string[]): void {
 }
 
 // ---------------------------------------------------------------------------
+// send-udp mode
+
+async function sendUdp(args: string[]): Promise<void> {
+  const [from, host, portText, countText] = args;
+  const port = Number(portText);
+  const count = Number(countText);
+  if (from === undefined || host === undefined || !Number.isInteger(port) || port < 1 || port > 65535 || !Number.isInteger(count) || count < 1) {
+    usage('send-udp FROM HOST PORT COUNT');
+  }
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(0, from, () => resolve());
+  });
+  for (let i = 1; i <= count; i++) {
+    await new Promise<void>((resolve, reject) => sock.send(`forge ${i} from ${from}`, port, host, (err) => (err === null ? resolve() : reject(err))));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  sock.close();
+  out(`sent ${count}`);
+}
+
+// ---------------------------------------------------------------------------
 // datagrams mode
 
 /** The kinds of hostile datagram that `datagrams` sends. */
@@ -531,6 +560,14 @@ if (isMain) {
     );
   } else if (mode === 'listen-udp') {
     listenUdp(rest);
+  } else if (mode === 'send-udp') {
+    sendUdp(rest).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`forge: ${(err as Error).message}\n`);
+        process.exit(1);
+      },
+    );
   } else if (mode === 'fake-hub') {
     fakeHub(rest);
   } else if (mode === 'datagrams') {
@@ -542,6 +579,6 @@ if (isMain) {
       },
     );
   } else {
-    usage('expected a mode: session | listen-udp | datagrams | fake-hub');
+    usage('expected a mode: session | listen-udp | send-udp | datagrams | fake-hub');
   }
 }

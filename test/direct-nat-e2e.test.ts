@@ -1,30 +1,22 @@
-// PENDING (issue 12): direct paths between members behind NAT routers, with the real CLI in the
-// NAT lab (test/helpers/nat.ts, test/nat-lab.test.ts proves the lab on its own). This file is
-// outside ava's glob (`dist/test/**/*.test.js`) and FAILS until the direct-path wiring lands; tsc
-// compiles it so it stays in step with the helpers. The integrator enables it after the merge:
-// `git mv test/direct-nat-e2e.pending.ts test/direct-nat-e2e.test.ts` (and the docs/testing.md row).
-//
-// What it expects from the feature (docs/direct.md):
-// - direct paths on by default where UDP is in use: no flag is passed (`-direct` defaults to true);
-// - a member asks for an introduction when it sends a packet toward another member (or the hub
-//   offers one), both sides probe the candidates, the hub-observed endpoint first;
-// - every member's status (GET /status, `lightweight-tunnel status ADDR --json`) lists the peers it
-//   has a pair with: `peers: [{ address: '10.0.0.3', path: 'direct 172.31.X.Y:PORT', ... }]`, where
-//   `path` is `direct <ip:port>` (the endpoint in use), `relayed (probing)`,
-//   `relayed (no direct path)` or `relayed (no direct path: symmetric NAT)`;
-// - `symmetric NAT` is diagnosed from the INTRODUCTION (a port rewritten: `self`'s, or the observed
-//   endpoint's against the peer's local ports) and shown once no direct path was found (3 rounds).
+// End to end (issue 12): direct paths between members behind NAT routers, with the real CLI in the
+// NAT lab (test/helpers/nat.ts; test/nat-lab.test.ts proves the lab on its own). Direct paths are on
+// by default where UDP is in use, so no flag is passed. A member asks for an introduction when it
+// sends toward another member (or the hub offers one), both sides probe the candidates (the
+// hub-observed endpoint first), and every member's status lists its peers:
+// `peers: [{ address, path, endpoint, rx, tx, drops }]` with `path` `direct <ip:port>`,
+// `relayed (probing)`, `relayed (no direct path)` or `relayed (no direct path: symmetric NAT)`
+// (diagnosed from the INTRODUCTION, shown once 3 probing rounds found no path).
 //
 // Scenarios: both members behind endpoint-independent NATs → direct at the peer router's address
-// and the peer socket's own port, a bulk transfer goes router to router and not through the hub;
-// one member behind a symmetric NAT, the other behind an EIM NAT → `relayed (no direct path:
-// symmetric NAT)` on both, each router dropping the other's probes, traffic still flowing via the
-// hub; one member behind a symmetric NAT, the other on the public segment → direct all the same,
-// at the endpoint the public side saw the probes come from (directPath answers at the source):
-// that one follows from the design rather than from the issue's list, and says so if it fails.
+// and the peer socket's own port, a sha256-checked transfer goes router to router and not through
+// the hub; one member behind a symmetric NAT, the other behind an EIM NAT → `relayed (no direct
+// path: symmetric NAT)` on both, each router dropping the other's probes, traffic still flowing via
+// the hub; one member behind a symmetric NAT, the other on the public segment → direct all the
+// same, at the endpoint the public side saw the probes come from (directPath answers at the
+// source): that one follows from the design rather than from the issue's list.
 import test, { type ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
-import type { StatusSnapshot } from '../pipelines/status.js';
+
 import { Lab, NFT_BIN, type LabProcess, type NatKind } from './helpers/lab.js';
 import { NAT_TABLE, UNSOLICITED_COUNTER } from './helpers/nat.js';
 import { ECHO_PORT, startClient, startHub, statusOf } from './helpers/vpn.js';
@@ -38,13 +30,7 @@ const MIB = 1024 * 1024;
 const TCP_SHA = fileURLToPath(new URL('./fixtures/tcp-sha.js', import.meta.url));
 const SYMMETRIC_NAT = 'relayed (no direct path: symmetric NAT)';
 
-/** One peer in a member's status, as the feature is to show it. */
-interface PeerStatus {
-  readonly address: string;
-  readonly path: string;
-}
-/** A status document with the feature's `peers`. */
-type DirectStatus = StatusSnapshot & { readonly peers?: readonly PeerStatus[] };
+const labTest = Lab.supported().ok ? test.serial : test.serial.skip;
 
 /** A NAT lab of hub, c1 and c2 (and `extra` hosts) with the routers of `nat`, gone when the test ends. */
 async function natLab(t: ExecutionContext, nat: Readonly<Record<string, NatKind>>, extra: readonly string[] = []): Promise<Lab> {
@@ -62,8 +48,8 @@ async function startMembers(lab: Lab): Promise<{ hub: LabProcess; c1: LabProcess
 
 /** The path `host`'s status shows toward peer `peer`, or undefined. */
 async function pathOf(lab: Lab, host: string, peer: string): Promise<string | undefined> {
-  const s = (await statusOf(lab, host, STATUS)) as DirectStatus;
-  return s.peers?.find((p) => p.address === peer)?.path;
+  const s = await statusOf(lab, host, STATUS);
+  return s.peers.find((p) => p.address === peer)?.path;
 }
 
 /** Waits until `host`'s path toward `peer` satisfies `ok`; resolves with it. Every path seen on the way is logged. */
@@ -203,6 +189,6 @@ export async function symmetricAgainstPublic(t: ExecutionContext): Promise<void>
   await reachEachOther(t, lab);
 }
 
-test.serial('direct paths behind NATs: c1 and c2 each behind an endpoint-independent NAT punch holes and go direct router to router', bothBehindEim);
-test.serial('direct paths behind NATs: c1 behind a symmetric NAT and c2 behind an EIM NAT stay relayed, stated as "no direct path: symmetric NAT", and still reach each other', symmetricAgainstEim);
-test.serial('direct paths behind NATs: c1 behind a symmetric NAT and c2 on the public segment go direct at the endpoint c2 saw (directPath answers at the source)', symmetricAgainstPublic);
+labTest('direct paths behind NATs: c1 and c2 each behind an endpoint-independent NAT punch holes and go direct router to router', bothBehindEim);
+labTest('direct paths behind NATs: c1 behind a symmetric NAT and c2 behind an EIM NAT stay relayed, stated as "no direct path: symmetric NAT", and still reach each other', symmetricAgainstEim);
+labTest('direct paths behind NATs: c1 behind a symmetric NAT and c2 on the public segment go direct at the endpoint c2 saw (directPath answers at the source)', symmetricAgainstPublic);
