@@ -6,12 +6,11 @@
 // in the lab the test creates (and deletes, also on failure).
 import test, { type ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
-import type { MemberSnapshot, PeerSnapshot, StatusSnapshot } from '../pipelines/status.js';
+import { DIRECT, STATUS, memberOf, peerOf, waitStatus } from './helpers/direct.js';
 import { Lab, NFT_BIN, type LabProcess } from './helpers/lab.js';
 import { ECHO_PORT, startClient, startHub, statusOf } from './helpers/vpn.js';
-import { DEADLINE_MS, waitUntil } from './helpers/wait.js';
+import { DEADLINE_MS } from './helpers/wait.js';
 
-const STATUS = '127.0.0.1:9100';
 const C1 = '10.0.0.2';
 const C2 = '10.0.0.3';
 const BULK_PORT = 7100;
@@ -25,24 +24,6 @@ async function newLab(t: ExecutionContext, hosts: readonly string[]): Promise<La
   const lab = await Lab.create({ hosts });
   t.teardown(() => lab.dispose());
   return lab;
-}
-
-const member = (s: StatusSnapshot, address: string): MemberSnapshot | undefined => s.members.find((m) => m.address === address);
-const peer = (s: StatusSnapshot, address: string): PeerSnapshot | undefined => (s.peers ?? []).find((p) => p.address === address);
-
-/** Polls `host`'s status until `ok` holds; resolves with that snapshot (says what it saw last when it gives up). */
-async function waitStatus(lab: Lab, host: string, what: string, ok: (s: StatusSnapshot) => boolean): Promise<StatusSnapshot> {
-  let seen: StatusSnapshot | undefined;
-  await waitUntil(
-    async () => {
-      seen = await statusOf(lab, host, STATUS);
-      return ok(seen);
-    },
-    `${host}: ${what} (last seen: members ${JSON.stringify(seen?.members.map((m) => [m.address, m.transport]))}, peers ${JSON.stringify(seen?.peers)})`,
-    DEADLINE_MS,
-    200,
-  );
-  return seen!;
 }
 
 /** Starts tcp-sha's server on `host`:BULK_PORT; resolves once it listens. */
@@ -61,30 +42,19 @@ async function transfer(lab: Lab, from: string, to: string, sink: LabProcess, by
   return { sent: sent.replace(/^sent /, ''), received: got.replace(/^received /, '') };
 }
 
-/** The packets and bytes of the named counter `name` in table `inet lwtcount` of `host`'s namespace. */
-async function nftCounter(lab: Lab, host: string, name: string): Promise<{ packets: number; bytes: number }> {
-  const r = await lab.host(host).exec(NFT_BIN ?? 'nft', ['-j', 'list', 'counter', 'inet', 'lwtcount', name], { timeoutMs: DEADLINE_MS, check: true });
-  const doc = JSON.parse(r.stdout) as { nftables: readonly { counter?: { name: string; packets: number; bytes: number } }[] };
-  const c = doc.nftables.find((e) => e.counter?.name === name)?.counter;
-  if (c === undefined) throw new Error(`no counter ${name} in ${host}: ${r.stdout}`);
-  return { packets: c.packets, bytes: c.bytes };
-}
-
-const DIRECT = /^direct \d+\.\d+\.\d+\.\d+:\d+$/;
-
 labTest('two members on one underlay go direct: both statuses say direct, and a transfer between them moves none of the hub’s counters', async (t) => {
   const lab = await newLab(t, ['hub', 'c1', 'c2']);
   const hub = await startHub(lab, ['-status', STATUS]);
   const [c1, c2] = await Promise.all([startClient(lab, 'c1', C1, ['-status', STATUS]), startClient(lab, 'c2', C2, ['-status', STATUS])]);
-  await waitStatus(lab, 'hub', 'both members on UDP', (s) => [C1, C2].every((a) => member(s, a)?.transport === 'udp'));
+  await waitStatus(lab, 'hub', 'both members on UDP', (s) => [C1, C2].every((a) => memberOf(s, a)?.transport === 'udp'));
 
   // c1 talks to c2: the hub (which forwards it) introduces them; both probe and go direct.
   await lab.startEchoServers('c2', ECHO_PORT);
   t.true(await lab.canReach('c1', C2, ECHO_PORT), 'c1 reaches c2');
-  const s1 = await waitStatus(lab, 'c1', 'a direct path to c2', (s) => DIRECT.test(peer(s, C2)?.path ?? ''));
-  const s2 = await waitStatus(lab, 'c2', 'a direct path to c1', (s) => DIRECT.test(peer(s, C1)?.path ?? ''));
-  t.is(peer(s1, C2)!.path, `direct ${lab.host('c2').ip}:${peer(s1, C2)!.endpoint!.split(':')[1]}`, "c1's path goes to c2's underlay address");
-  t.is(peer(s2, C1)!.path, `direct ${lab.host('c1').ip}:${peer(s2, C1)!.endpoint!.split(':')[1]}`);
+  const s1 = await waitStatus(lab, 'c1', 'a direct path to c2', (s) => DIRECT.test(peerOf(s, C2)?.path ?? ''));
+  const s2 = await waitStatus(lab, 'c2', 'a direct path to c1', (s) => DIRECT.test(peerOf(s, C1)?.path ?? ''));
+  t.is(peerOf(s1, C2)!.path, `direct ${lab.host('c2').ip}:${peerOf(s1, C2)!.endpoint!.split(':')[1]}`, "c1's path goes to c2's underlay address");
+  t.is(peerOf(s2, C1)!.path, `direct ${lab.host('c1').ip}:${peerOf(s2, C1)!.endpoint!.split(':')[1]}`);
   await hub.waitForLine(/introduced 10\.0\.0\.2 and 10\.0\.0\.3 for a direct path/);
   const pairs = (await statusOf(lab, 'hub', STATUS)).pairs;
   t.deepEqual(pairs.map((p) => [p.a, p.b]), [[C1, C2]], 'the hub shows the pair');
@@ -99,7 +69,7 @@ labTest('two members on one underlay go direct: both statuses say direct, and a 
   }
   // Counters reach the status with each second's stats: wait for one taken after the path went direct.
   const before = await waitStatus(lab, 'hub', 'fresh counters', (s) => Date.parse(s.now) > Date.parse(s1.now) + 1500);
-  const udpBefore = NFT_BIN === undefined ? undefined : await nftCounter(lab, 'hub', 'udp9000');
+  const udpBefore = NFT_BIN === undefined ? undefined : await lab.nftCounter('hub', 'inet lwtcount', 'udp9000');
   const sink = await bulkSink(lab, 'c2');
   const bytes = 8 * MIB;
   const { sent, received } = await transfer(lab, 'c1', C2, sink, bytes);
@@ -107,11 +77,11 @@ labTest('two members on one underlay go direct: both statuses say direct, and a 
   t.regex(sent, new RegExp(`^${bytes} [0-9a-f]{64}$`));
 
   // The pair carried it: c1's counters toward c2 cover the transfer.
-  const after1 = await waitStatus(lab, 'c1', 'pair counters covering the transfer', (s) => (peer(s, C2)?.tx.bytes ?? 0) - (peer(s1, C2)?.tx.bytes ?? 0) >= bytes);
-  t.regex(peer(after1, C2)!.path, DIRECT, 'still direct');
+  const after1 = await waitStatus(lab, 'c1', 'pair counters covering the transfer', (s) => (peerOf(s, C2)?.tx.bytes ?? 0) - (peerOf(s1, C2)?.tx.bytes ?? 0) >= bytes);
+  t.regex(peerOf(after1, C2)!.path, DIRECT, 'still direct');
   const after = await waitStatus(lab, 'hub', 'counters after the transfer', (s) => Date.parse(s.now) > Date.parse(after1.now) + 1500);
-  const moved = (d: 'rx' | 'tx', a: string): number => member(after, a)![d].bytes - member(before, a)![d].bytes;
-  const udpAfter = NFT_BIN === undefined ? undefined : await nftCounter(lab, 'hub', 'udp9000');
+  const moved = (d: 'rx' | 'tx', a: string): number => memberOf(after, a)![d].bytes - memberOf(before, a)![d].bytes;
+  const udpAfter = NFT_BIN === undefined ? undefined : await lab.nftCounter('hub', 'inet lwtcount', 'udp9000');
   t.log(`hub counters during an ${bytes / MIB} MiB c1→c2 transfer: c1 rx ${moved('rx', C1)} B, c2 tx ${moved('tx', C2)} B, c2 rx ${moved('rx', C2)} B, c1 tx ${moved('tx', C1)} B; hub UDP port: ${udpBefore === undefined ? '-' : `${udpAfter!.packets - udpBefore.packets} datagrams, ${udpAfter!.bytes - udpBefore.bytes} B`}`);
   for (const [d, a] of [['rx', C1], ['tx', C2], ['rx', C2], ['tx', C1]] as const) t.is(moved(d, a), 0, `the hub's ${d} counter of ${a} did not move`);
   // Keepalives of the members' own UDP paths still reach the hub: a few per second, never the data.
@@ -124,7 +94,7 @@ labTest('with -direct=false on the clients nobody is introduced: their statuses 
   const lab = await newLab(t, ['hub', 'c1', 'c2']);
   const hub = await startHub(lab, ['-status', STATUS]);
   await Promise.all([startClient(lab, 'c1', C1, ['-status', STATUS, '-direct=false']), startClient(lab, 'c2', C2, ['-status', STATUS, '-direct=false'])]);
-  await waitStatus(lab, 'hub', 'both members on UDP', (s) => [C1, C2].every((a) => member(s, a)?.transport === 'udp'));
+  await waitStatus(lab, 'hub', 'both members on UDP', (s) => [C1, C2].every((a) => memberOf(s, a)?.transport === 'udp'));
   await lab.startEchoServers('c2', ECHO_PORT);
   t.true(await lab.canReach('c1', C2, ECHO_PORT));
   const before = await statusOf(lab, 'hub', STATUS);
@@ -132,8 +102,8 @@ labTest('with -direct=false on the clients nobody is introduced: their statuses 
   const bytes = 2 * MIB;
   const { sent, received } = await transfer(lab, 'c1', C2, sink, bytes);
   t.is(received, sent);
-  const after = await waitStatus(lab, 'hub', 'counters covering the transfer', (s) => member(s, C1)!.rx.bytes - member(before, C1)!.rx.bytes >= bytes);
-  t.true(member(after, C2)!.tx.bytes - member(before, C2)!.tx.bytes >= bytes, 'the hub forwarded the transfer to c2');
+  const after = await waitStatus(lab, 'hub', 'counters covering the transfer', (s) => memberOf(s, C1)!.rx.bytes - memberOf(before, C1)!.rx.bytes >= bytes);
+  t.true(memberOf(after, C2)!.tx.bytes - memberOf(before, C2)!.tx.bytes >= bytes, 'the hub forwarded the transfer to c2');
   t.deepEqual(after.pairs, []);
   t.deepEqual((await statusOf(lab, 'c1', STATUS)).peers, []);
   t.deepEqual((await statusOf(lab, 'c2', STATUS)).peers, []);

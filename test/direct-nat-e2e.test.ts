@@ -17,12 +17,12 @@
 import test, { type ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
 
+import { STATUS } from './helpers/direct.js';
 import { Lab, NFT_BIN, type LabProcess, type NatKind } from './helpers/lab.js';
 import { NAT_TABLE, UNSOLICITED_COUNTER } from './helpers/nat.js';
 import { ECHO_PORT, startClient, startHub, statusOf } from './helpers/vpn.js';
 import { DEADLINE_MS, waitUntil } from './helpers/wait.js';
 
-const STATUS = '127.0.0.1:9100';
 const C1 = '10.0.0.2';
 const C2 = '10.0.0.3';
 const BULK_PORT = 7100;
