@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, type LabProcess } from '../test/helpers/lab.js';
 import { fmt, median, parseIperfJson, parsePing, parseStatCpuTicks, parseStatusKiB, type IperfResult, type PingResult } from './stats.js';
 import {
-  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, tcpBytesTo, relayedFlags, transportFlags,
+  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands as ensureCommandsWith, makeHubCert, benchOptions, runBench, statusFlags, tcpBytesTo, relayedFlags, transportFlags,
   waitDirectPaths, writeJsonDocument,
 } from './tools.js';
 import { startWireGuard, wireGuardUnavailable, type WireGuardTunnel } from './wireguard.js';
@@ -809,7 +809,8 @@ class Bench {
     }
     if (mode.endsWith('-nogso')) clientExtra = [...clientExtra, '-offload=false'];
     hubExtra = [...transport, ...hubExtra];
-    clientExtra = [...transport, ...paths, ...clientExtra];
+    // The direct mode reads the peers' paths from the clients' statuses.
+    clientExtra = [...transport, ...paths, ...(mode === 'direct' ? statusFlags() : []), ...clientExtra];
     say(`${mode}: starting the hub and ${this.o.clients} clients${transport.length > 0 ? ` (${transport.join(' ')})` : ''}`);
     const spawnOpts = (label: string) => ({ label, maxLines: 100_000, echo: this.o.verbose });
     const hub = this.host('hub').spawn(

@@ -64,26 +64,46 @@ export function relayedFlags(): string[] {
 export const STATUS_ADDR = '127.0.0.1:9100';
 
 /**
- * The client flags of a bench's `direct` mode (issue 12): direct paths on, and a status server to
- * read the peers' paths from; or why the CLI cannot do it (no `-direct` or no `-status` flag).
+ * The client flags of a bench's `direct` mode (issue 12): direct paths on (the caller adds
+ * statusFlags(), to read the peers' paths from); or why the CLI cannot do it (no `-direct` or no `-status` flag).
  */
 export function directFlags(): string[] | string {
   const help = cliHelp();
   if (!/(^|\s)-{1,2}direct\b/m.test(help)) return 'the CLI has no -direct flag (direct paths between members are not wired into it)';
-  if (!/(^|\s)-{1,2}status\b/m.test(help)) return 'the CLI has no -status flag (the bench reads the peers\' paths from the status)';
-  return ['-direct=true', '-status', STATUS_ADDR];
+  if (statusFlags().length === 0) return 'the CLI has no -status flag (the bench reads the peers\' paths from the status)';
+  return ['-direct=true'];
+}
+
+/** `host`'s status document (its `-status` server at STATUS_ADDR), or why it could not be read. */
+async function readStatus(host: LabHost): Promise<Record<string, unknown> | string> {
+  const r = await host.exec(process.execPath, [CLI, 'status', STATUS_ADDR, '--json'], { timeoutMs: 5000 });
+  if (r.code !== 0) return `no status (${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''})`;
+  try {
+    const doc: unknown = JSON.parse(r.stdout);
+    return typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>) : `no status (not an object: ${r.stdout.trim().slice(0, 100)})`;
+  } catch {
+    return `no status (not JSON: ${r.stdout.trim().slice(0, 100)})`;
+  }
 }
 
 /** The path `host`'s member shows for its peer `peer` (`direct 198.18.3.2:41641`, `relayed (probing)`), `none` without a pair, or why the status could not be read. */
 export async function peerPath(host: LabHost, peer: string): Promise<string> {
-  const r = await host.exec(process.execPath, [CLI, 'status', STATUS_ADDR, '--json'], { timeoutMs: 5000 });
-  if (r.code !== 0) return `no status (${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''})`;
-  try {
-    const doc = JSON.parse(r.stdout) as { peers?: readonly { address: string; path: string }[] };
-    return doc.peers?.find((p) => p.address === peer)?.path ?? 'none';
-  } catch {
-    return `no status (not JSON: ${r.stdout.trim().slice(0, 100)})`;
-  }
+  const doc = await readStatus(host);
+  if (typeof doc === 'string') return doc;
+  const peers = doc.peers as readonly { address: string; path: string }[] | undefined;
+  return peers?.find((p) => p.address === peer)?.path ?? 'none';
+}
+
+/** All drops `host`'s tunnel counted since it started, by reason (its status' `drops`), or why they could not be read. */
+export async function statusDrops(host: LabHost): Promise<Record<string, number> | string> {
+  const doc = await readStatus(host);
+  if (typeof doc === 'string') return doc;
+  return (doc.drops as Record<string, number> | undefined) ?? {};
+}
+
+/** The `-status` flags of a bench's tunnel processes (each in its own namespace, so one loopback address serves all); none when the CLI has no -status. */
+export function statusFlags(): string[] {
+  return /(^|\s)-{1,2}status\b/m.test(cliHelp()) ? ['-status', STATUS_ADDR] : [];
 }
 
 /**

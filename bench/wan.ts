@@ -44,7 +44,7 @@ import { parseArgs } from 'node:util';
 import { cleanupLabs, Lab, NFT_BIN, PROBE_SCRIPT, systemBinary, type LabHost, type LabProcess, type PingSample } from '../test/helpers/lab.js';
 import { fmt, median, parseIperfJson, percentile, type IperfResult } from './stats.js';
 import {
-  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands, makeHubCert, benchOptions, relayedFlags, runBench, tcpBytesTo, transportFlags, waitDirectPaths,
+  CLI, cliHasTransport, cliHelp, directFlags, ensureCommands, makeHubCert, benchOptions, relayedFlags, runBench, statusDrops, statusFlags, tcpBytesTo, transportFlags, waitDirectPaths,
   writeJsonDocument,
 } from './tools.js';
 import type { EmuStats } from './wan-emu.js';
@@ -263,11 +263,20 @@ interface PhaseRecord {
   /** The ping-pong: how many, and the five slowest (sequence number, ms since the phase's first ping, RTT). */
   pings?: { sent: number; received: number; maxMs: number; slowest: { seq: number; sentAtMs: number; rttMs: number }[] };
   bulk?: { mbps: number; retransmits: number | null };
+  /** What the tunnel's processes dropped during the phase, by reason (our modes, with a status server). */
+  tunnelDrops?: { c1: Record<string, number> | string; hub: Record<string, number> | string };
   error?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
 // small utilities
+
+/** The drops counted between two readings, reasons that did not move left out; a reading that failed says why. */
+function dropsDelta(before: Record<string, number> | string, after: Record<string, number> | string): Record<string, number> | string {
+  if (typeof after === 'string') return after;
+  if (typeof before === 'string') return before;
+  return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => (v - (before[k] ?? 0) > 0 ? [[k, v - (before[k] ?? 0)]] : [])));
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -581,8 +590,9 @@ class WanBench {
     // Every mode but direct keeps its clients relayed: with --near, c1↔c2 then crosses the hub.
     const paths = mode === 'direct' ? directFlags() : relayedFlags();
     if (typeof paths === 'string') return paths;
-    let hubExtra = [...transport];
-    let clientExtra = [...transport, ...paths];
+    // Every process has a status server (in its own namespace): the phases record the tunnel's drops.
+    let hubExtra = [...transport, ...statusFlags()];
+    let clientExtra = [...transport, ...paths, ...statusFlags()];
     if (mode === 'tcp-tls' || mode === 'udp-tls') {
       const tls = this.tlsFlags();
       if (typeof tls === 'string') return tls;
@@ -741,7 +751,9 @@ class WanBench {
     await this.setLoss(lossPerMille);
     await this.emulatorStats();
     const rec: PhaseRecord = { round, mode, phase, lossPerMille, lossDrops: 0, emulator: null };
-    const tcpBefore = mode === 'underlay' || mode === 'wireguard' ? undefined : await tcpBytesTo(this.host('c1'), TUNNEL_PORT);
+    const ours = mode !== 'underlay' && mode !== 'wireguard';
+    const tcpBefore = ours ? await tcpBytesTo(this.host('c1'), TUNNEL_PORT) : undefined;
+    const dropsBefore = ours ? await this.tunnelDrops() : undefined;
     try {
       await body(rec);
     } catch (err) {
@@ -751,6 +763,13 @@ class WanBench {
     }
     rec.lossDrops = await this.lossDrops();
     rec.emulator = await this.emulatorStats();
+    if (dropsBefore !== undefined) {
+      const after = await this.tunnelDrops();
+      rec.tunnelDrops = { c1: dropsDelta(dropsBefore.c1, after.c1), hub: dropsDelta(dropsBefore.hub, after.hub) };
+      const show = (d: Record<string, number> | string): string =>
+        typeof d === 'string' ? d : Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+      say(`  (${phase}: the tunnel dropped: c1 ${show(rec.tunnelDrops.c1)}; hub ${show(rec.tunnelDrops.hub)})`);
+    }
     if (tcpBefore !== undefined && rec.bulk !== undefined) {
       const bytes = (rec.bulk.mbps * 1e6 * this.o.duration) / 8;
       rec.overTcpShare = round3(((await tcpBytesTo(this.host('c1'), TUNNEL_PORT)) - tcpBefore) / bytes);
@@ -769,6 +788,12 @@ class WanBench {
       );
     }
     this.phases.push(rec);
+  }
+
+  /** The drops c1's and the hub's tunnel processes counted so far (their statuses). */
+  private async tunnelDrops(): Promise<{ c1: Record<string, number> | string; hub: Record<string, number> | string }> {
+    const [c1, hub] = await Promise.all([statusDrops(this.host('c1')), statusDrops(this.host('hub'))]);
+    return { c1, hub };
   }
 
   /** A ping-pong of `duration` s from c1 to the echo server of the hub (or c2), 50 packets per second. */

@@ -844,10 +844,35 @@ Napi::Value SetMaxPacingRate(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// restartCongestion(fd): starts a TCP socket's congestion control afresh (BBR back in STARTUP, its
+// estimates forgotten) by switching it to "reno" and back: setting the control a socket already
+// has is a no-op in the kernel, a switch re-initialises it. Returns false, touching nothing, when
+// the socket's control is reno itself. Throws a system error if the kernel refuses either switch
+// (the socket is then left on whichever it last accepted, reported in the message).
+Napi::Value RestartCongestion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return lwt::ThrowType(env, "restartCongestion(fd)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  char name[16] = {0};
+  socklen_t len = sizeof name - 1;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &len) < 0) return lwt::ThrowSystemError(env, errno, "getsockopt(TCP_CONGESTION)", "TCP socket");
+  name[sizeof name - 1] = 0;
+  static const char kAside[] = "reno";
+  if (strncmp(name, kAside, sizeof kAside) == 0) return Napi::Boolean::New(env, false);
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, kAside, sizeof kAside - 1) < 0) {
+    return lwt::ThrowSystemError(env, errno, "setsockopt(TCP_CONGESTION, reno)", "TCP socket");
+  }
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, strlen(name)) < 0) {
+    return lwt::ThrowSystemError(env, errno, "setsockopt(TCP_CONGESTION) back from reno", "TCP socket");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpUnsentBytes", Napi::Function::New<TcpUnsentBytes>(env, "tcpUnsentBytes"));
   exports.Set("tcpCongestion", Napi::Function::New<TcpCongestion>(env, "tcpCongestion"));
   exports.Set("setMaxPacingRate", Napi::Function::New<SetMaxPacingRate>(env, "setMaxPacingRate"));
+  exports.Set("restartCongestion", Napi::Function::New<RestartCongestion>(env, "restartCongestion"));
   exports.Set("setTcpNotSentLowat", Napi::Function::New<SetTcpNotSentLowat>(env, "setTcpNotSentLowat"));
   exports.Set("DatagramBatch", lwt::DatagramBatch::Define(env));
   exports.Set("AeadKey", lwt::AeadKey::Define(env));

@@ -1,24 +1,30 @@
 // The STARTUP pacing cap of tunnel TCP connections (src/drivers/pacing.ts): put on only while BBR
-// is in STARTUP and losing, following BBR's estimate, lifted once out of STARTUP; and the two kernel
-// calls under it on a real loopback connection.
+// is in STARTUP and losing, following BBR's estimate, lifted once out of STARTUP; BBR restarted
+// when a connection carrying a transfer whose estimate fell far below its best; and the three kernel calls
+// under them on a real loopback connection.
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
-import { HEAVY_LOSS, PACING_HEADROOM, QUIET_LOOKS, StartupPacing, kernelCongestion, type CongestionAccess, type CongestionReading } from '../src/drivers/pacing.js';
+import { HEAVY_LOSS, HEAVY_LOSS_SEGMENTS, PACING_HEADROOM, QUIET_LOOKS, RESTART_BELOW, RESTART_GAP_LOOKS, RESTART_MIN_BYTES, StartupPacing, kernelCongestion, type CongestionAccess, type CongestionReading } from '../src/drivers/pacing.js';
 import { UnsentLimit, RATE_WINDOW_MS } from '../src/drivers/unsent.js';
 
 const STARTUP = 2.885;
 const MB = 1e6;
 
-/** A CongestionAccess whose readings a test sets, recording every cap. */
-function fakeAccess(first: CongestionReading): CongestionAccess & { now: CongestionReading; caps: number[] } {
+/** A CongestionAccess whose readings a test sets, recording every cap and counting restarts. */
+function fakeAccess(first: CongestionReading): CongestionAccess & { now: CongestionReading; caps: number[]; restarted: number } {
   const a = {
     now: first,
     caps: [] as number[],
+    restarted: 0,
     read: () => a.now,
     cap: (_fd: number, rate: number) => {
       a.caps.push(rate);
+      return true;
+    },
+    restart: () => {
+      a.restarted += 1;
       return true;
     },
   };
@@ -31,9 +37,22 @@ const SENT = 100 * MSS;
 /** Retransmitted segments in one window that are just heavy loss, and just not. */
 const HEAVY = Math.floor((HEAVY_LOSS * SENT) / MSS) + 1;
 const LIGHT = HEAVY - 1;
-const bbr = (pacingGain: number, bytesPerSecond: number, retransmitted: number): CongestionReading => ({ bbr: true, pacingGain, bytesPerSecond, retransmitted, mss: MSS });
+const MIN_RTT_US = 60_000;
+/** A smoothed RTT a full queue stands above the minimum, and one without a queue. */
+const QUEUED = MIN_RTT_US + 10_000;
+const UNQUEUED = MIN_RTT_US + 1_000;
+const bbr = (pacingGain: number, bytesPerSecond: number, retransmitted: number, srttUs = QUEUED): CongestionReading => ({
+  bbr: true,
+  pacingGain,
+  bytesPerSecond,
+  retransmitted,
+  mss: MSS,
+  minRttUs: MIN_RTT_US,
+  srttUs,
+});
+const OTHER = (retransmitted: number): CongestionReading => ({ bbr: false, pacingGain: 0, bytesPerSecond: 0, retransmitted, mss: MSS, minRttUs: 0, srttUs: MIN_RTT_US });
 
-test('no cap in STARTUP without heavy loss (a LAN; 1% random loss), nor for a control that is not BBR', (t) => {
+test('no cap in STARTUP without heavy loss to a queue (a LAN; random loss; a lost ping), nor for a control that is not BBR', (t) => {
   const a = fakeAccess(bbr(STARTUP, 500 * MB, 0));
   const p = new StartupPacing(3, a);
   for (let i = 0; i < 5; i++) p.look(SENT);
@@ -41,7 +60,15 @@ test('no cap in STARTUP without heavy loss (a LAN; 1% random loss), nor for a co
     a.now = bbr(STARTUP, 500 * MB, i * LIGHT);
     p.look(SENT);
   }
-  a.now = { bbr: false, pacingGain: 0, bytesPerSecond: 0, retransmitted: 40 * HEAVY, mss: MSS };
+  // An idle connection that lost a ping: half its window's bytes, but one segment.
+  a.now = bbr(STARTUP, 500 * MB, 5 * LIGHT + HEAVY_LOSS_SEGMENTS - 1);
+  p.look(2 * MSS);
+  t.is(p.capped, undefined, 'fewer than HEAVY_LOSS_SEGMENTS segments is not heavy loss');
+  // Random loss: heavy, but the RTT stands at its minimum (no queue overflowing).
+  a.now = bbr(STARTUP, 500 * MB, 5 * LIGHT + HEAVY_LOSS_SEGMENTS - 1 + 3 * HEAVY, UNQUEUED);
+  p.look(SENT);
+  t.is(p.capped, undefined, 'heavy loss without a queue (random loss) is not capped');
+  a.now = OTHER(40 * HEAVY);
   p.look(SENT);
   p.look(SENT);
   t.deepEqual(a.caps, []);
@@ -99,7 +126,7 @@ test('a reading that fails or an estimate of 0 changes nothing; a cap the kernel
   let refuse = true;
   const caps: number[] = [];
   let now: CongestionReading | undefined = bbr(STARTUP, 0, HEAVY);
-  const a: CongestionAccess = { read: () => now, cap: (_fd, rate) => (caps.push(rate), !refuse) };
+  const a: CongestionAccess = { read: () => now, cap: (_fd, rate) => (caps.push(rate), !refuse), restart: () => true };
   const p = new StartupPacing(3, a);
   p.look(SENT);
   t.is(p.capped, undefined, 'no estimate yet');
@@ -113,6 +140,69 @@ test('a reading that fails or an estimate of 0 changes nothing; a cap the kernel
   p.look(SENT);
   t.is(p.capped, 10 * MB * PACING_HEADROOM);
   t.is(p.caps, 1);
+});
+
+test('a connection carrying a transfer out of STARTUP whose estimate fell below a quarter of its best is restarted, once per gap', (t) => {
+  const a = fakeAccess(bbr(1, 100 * MB, 0));
+  const p = new StartupPacing(3, a);
+  p.look(SENT);
+  const fallen = 100 * MB * RESTART_BELOW * 0.9;
+  a.now = bbr(1.25, fallen, 0);
+  p.look(RESTART_MIN_BYTES - 1);
+  t.is(a.restarted, 0, 'pings and keepalives, not a transfer (an idle tunnel)');
+  a.now = bbr(1, 100 * MB * RESTART_BELOW * 1.1, 0);
+  p.look(SENT);
+  t.is(a.restarted, 0, 'a transfer, but the estimate is above a quarter of the best');
+  a.now = bbr(STARTUP, fallen, 0);
+  p.look(SENT);
+  t.is(a.restarted, 0, 'in STARTUP already');
+  a.now = bbr(1, fallen, 0);
+  p.look(SENT);
+  t.is(a.restarted, 1, 'a transfer, out of STARTUP, below a quarter of its best: restarted');
+  t.is(p.restarts, 1);
+  // The best is measured afresh: a path that really became slower is not restarted again.
+  a.now = bbr(1, fallen, 0);
+  for (let i = 0; i < 3 * RESTART_GAP_LOOKS; i++) p.look(SENT);
+  t.is(a.restarted, 1, 'its best since the restart is the estimate it has');
+  // A second fall, from the best reached after the restart, restarts it again, but not before the gap.
+  const q = new StartupPacing(4, a);
+  a.now = bbr(1, 100 * MB, 0);
+  q.look(SENT);
+  a.now = bbr(1, fallen, 0);
+  q.look(SENT);
+  t.is(q.restarts, 1);
+  a.now = bbr(1, 100 * MB, 0);
+  q.look(SENT);
+  a.now = bbr(1, fallen, 0);
+  for (let i = 2; i < RESTART_GAP_LOOKS; i++) q.look(SENT);
+  t.is(q.restarts, 1, 'within RESTART_GAP_LOOKS looks of the last restart');
+  q.look(SENT);
+  t.is(q.restarts, 2, 'restarted again once the gap has passed');
+  a.now = OTHER(0);
+  const other = new StartupPacing(5, a);
+  for (let i = 0; i < 2 * RESTART_GAP_LOOKS; i++) other.look(SENT);
+  t.is(other.restarts, 0, 'another control is left alone');
+});
+
+test('a restart lifts a cap left from STARTUP first, and one the kernel refuses is not counted', (t) => {
+  const a = fakeAccess(bbr(STARTUP, 100 * MB, 0));
+  const p = new StartupPacing(3, a);
+  p.look(SENT);
+  a.now = bbr(STARTUP, 100 * MB, HEAVY);
+  p.look(SENT);
+  t.is(p.capped, 100 * MB * PACING_HEADROOM);
+  a.now = bbr(1, 10 * MB, HEAVY);
+  p.look(SENT);
+  t.deepEqual(a.caps, [100 * MB * PACING_HEADROOM, -1], 'the cap lifted before the restart');
+  t.is(p.capped, undefined);
+  t.is(p.restarts, 1);
+  let reading = bbr(1, 100 * MB, 0);
+  const refusing: CongestionAccess = { read: () => reading, cap: () => true, restart: () => false };
+  const q = new StartupPacing(4, refusing);
+  q.look(SENT);
+  reading = bbr(1, 1 * MB, 0);
+  q.look(SENT);
+  t.is(q.restarts, 0, 'the kernel refused the restart');
 });
 
 /** Both ends of a connected loopback TCP connection, closed at the test's end. */
@@ -134,7 +224,7 @@ async function loopbackPair(t: ExecutionContext): Promise<{ near: net.Socket; fa
 test('UnsentLimit gives the connection one look per window of writes', async (t) => {
   const { near } = await loopbackPair(t);
   let looks = 0;
-  const a: CongestionAccess = { read: () => (looks++, bbr(1, 1, 0)), cap: () => true };
+  const a: CongestionAccess = { read: () => (looks++, bbr(1, 1, 0)), cap: () => true, restart: () => true };
   let clock = 0;
   const limit = new UnsentLimit(near, () => clock, a);
   t.truthy(limit.pacing);
@@ -175,4 +265,19 @@ test('over a real loopback connection: the kernel reports the control, and a pac
   t.true(took >= 400, `2 MB took ${took.toFixed(0)} ms under a 4 MB/s cap`);
   t.true(kernelCongestion.cap(fd, -1), 'the cap lifts');
   t.false(kernelCongestion.cap(-1, 1), 'a bad descriptor is refused, not thrown');
+
+  // A restart puts the same control back, afresh: BBR in STARTUP again.
+  t.is(kernelCongestion.restart(fd), control !== 'reno', `restarting ${control}`);
+  const after = kernelCongestion.read(fd);
+  if (after === undefined) return t.fail('TCP_INFO could not be read after the restart');
+  t.is(after.bbr, r.bbr, 'the same control as before');
+  if (after.bbr) t.is(after.bytesPerSecond, 0, 'BBR forgot its estimate');
+  // A small write (application-limited: BBR cannot find its full bandwidth) shows the mode.
+  const small = Buffer.alloc(16 * 1024);
+  got = 0;
+  near.write(small);
+  while (got < small.length) await once(far, 'data');
+  const then = kernelCongestion.read(fd);
+  if (after.bbr) t.true((then?.pacingGain ?? 0) > 2, `BBR is in STARTUP after the restart (gain ${then?.pacingGain})`);
+  t.false(kernelCongestion.restart(-1), 'a bad descriptor is refused, not thrown');
 });

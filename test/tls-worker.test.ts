@@ -1,6 +1,6 @@
 // Contract tests of the TLS worker listener (src/drivers/tls-worker.ts) over real loopback
 // sockets, with a throwaway PKI (helpers/pki.ts): the same events and checks as makeTlsListener,
-// plus backpressure through the worker and the thread's life cycle.
+// plus backpressure through the worker, the room a slow connection reports, and the thread's life cycle.
 import test, { type ExecutionContext } from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -8,6 +8,7 @@ import { firstValueFrom } from 'rxjs';
 import { TlsSetupError, makeTlsDialer, type TlsListenerOptions } from '../src/drivers/tls.js';
 import { makeTlsWorkerListener } from '../src/drivers/tls-worker.js';
 import { SOCKET_HIGH_WATER_MARK } from '../src/drivers/net.js';
+import { ROOM_MAX_LIMIT } from '../src/drivers/unsent.js';
 import type { ConnectionPort } from '../pipelines/ports.js';
 import { collect, listening, type Listening } from './helpers/listening.js';
 import { createPki, type Pki } from './helpers/pki.js';
@@ -170,6 +171,45 @@ test('backpressure: with a reader that does not read, needsDrain turns true; dra
   t.false(server.needsDrain);
   await waitUntil(() => got === sent, () => `the peer to read all ${sent} bytes (${got} so far)`);
   await waitUntil(() => server.pendingBytes === 0, () => `pendingBytes to be 0 (${server.pendingBytes})`);
+});
+
+test('a slow reader: the worker reports the unsent limit it set, and room bounds what the main thread hands it', async (t) => {
+  const hub = await listen(t, hubMaterial());
+  const { socket } = await rawTls(t, hub.port, {});
+  const { connection: server } = await hub.next('connection');
+  t.is(server.room, undefined, 'a new connection has no limit yet (the kernel default)');
+  // The reader takes a chunk, then rests 10 ms: a few MB/s, far below what loopback does.
+  let got = 0;
+  const rest = (): void => {
+    socket.pause();
+    setTimeout(() => socket.resume(), 10);
+  };
+  socket.on('data', (c: Buffer) => {
+    got += c.length;
+    rest();
+  });
+  const chunk = Buffer.alloc(64 * 1024, 5);
+  let sent = 0;
+  let stop = false;
+  const pump = (): void => {
+    while (!stop && server.write(chunk)) sent += chunk.length;
+    if (!stop) sent += chunk.length;
+  };
+  const d = server.drain$.subscribe(pump);
+  t.teardown(() => {
+    stop = true;
+    d.unsubscribe();
+  });
+  pump();
+  await waitUntil(() => server.room !== undefined, 'the worker to report a limit for the slow connection');
+  const room = server.room ?? Number.POSITIVE_INFINITY;
+  t.true(room <= ROOM_MAX_LIMIT, `room ${room} is at most ROOM_MAX_LIMIT`);
+  t.true(room + (server.pendingBytes ?? 0) <= ROOM_MAX_LIMIT, 'room is the limit less what is in flight to the worker');
+  stop = true;
+  socket.removeAllListeners('data');
+  socket.on('data', (c: Buffer) => (got += c.length));
+  socket.resume();
+  await waitUntil(() => got === sent, () => `the reader to get all ${sent} bytes (${got} so far)`);
 });
 
 test('unsubscribing data$ destroys the connection; the peer sees it close', async (t) => {

@@ -78,6 +78,7 @@ export interface NativeUdp {
   tcpUnsentBytes(fd: number): number;
   tcpCongestion(fd: number, out: Float64Array): boolean;
   setMaxPacingRate(fd: number, bytesPerSecond: number): void;
+  restartCongestion(fd: number): boolean;
 }
 
 let binding: NativeUdp | undefined;
