@@ -52,6 +52,17 @@ const bbr = (pacingGain: number, bytesPerSecond: number, retransmitted: number, 
 });
 const OTHER = (retransmitted: number): CongestionReading => ({ bbr: false, pacingGain: 0, bytesPerSecond: 0, retransmitted, mss: MSS, minRttUs: 0, srttUs: MIN_RTT_US });
 
+/** A StartupPacing over a fake access, capped in STARTUP at `rate` (one quiet look, then one with heavy loss to a queue). */
+function cappedAt(t: ExecutionContext, rate: number): { a: ReturnType<typeof fakeAccess>; p: StartupPacing } {
+  const a = fakeAccess(bbr(STARTUP, rate, 0));
+  const p = new StartupPacing(3, a);
+  p.look(SENT);
+  a.now = bbr(STARTUP, rate, HEAVY);
+  p.look(SENT);
+  t.is(p.capped, rate * PACING_HEADROOM);
+  return { a, p };
+}
+
 test('no cap in STARTUP without heavy loss to a queue (a LAN; random loss; a lost ping), nor for a control that is not BBR', (t) => {
   const a = fakeAccess(bbr(STARTUP, 500 * MB, 0));
   const p = new StartupPacing(3, a);
@@ -100,12 +111,7 @@ test('STARTUP with retransmissions: capped at the headroom over the estimate, fo
 });
 
 test('a cap is lifted after QUIET_LOOKS looks without a retransmission, and put on again at the next loss', (t) => {
-  const a = fakeAccess(bbr(STARTUP, 20 * MB, 0));
-  const p = new StartupPacing(3, a);
-  p.look(SENT);
-  a.now = bbr(STARTUP, 20 * MB, HEAVY);
-  p.look(SENT);
-  t.is(p.capped, 20 * MB * PACING_HEADROOM);
+  const { a, p } = cappedAt(t, 20 * MB);
   for (let i = 1; i < QUIET_LOOKS; i++) {
     a.now = bbr(STARTUP, 20 * MB, HEAVY + i * LIGHT);
     p.look(SENT);
@@ -185,12 +191,7 @@ test('a connection carrying a transfer out of STARTUP whose estimate fell below 
 });
 
 test('a restart lifts a cap left from STARTUP first, and one the kernel refuses is not counted', (t) => {
-  const a = fakeAccess(bbr(STARTUP, 100 * MB, 0));
-  const p = new StartupPacing(3, a);
-  p.look(SENT);
-  a.now = bbr(STARTUP, 100 * MB, HEAVY);
-  p.look(SENT);
-  t.is(p.capped, 100 * MB * PACING_HEADROOM);
+  const { a, p } = cappedAt(t, 100 * MB);
   a.now = bbr(1, 10 * MB, HEAVY);
   p.look(SENT);
   t.deepEqual(a.caps, [100 * MB * PACING_HEADROOM, -1], 'the cap lifted before the restart');
