@@ -184,6 +184,8 @@ export interface PeerStats {
   readonly path: string;
   /** The endpoint in use while direct. */
   readonly endpoint: string | undefined;
+  /** While direct and once measured (PING/PONG over the pair): the latest round-trip time and the smoothed one (7/8 + 1/8), in ms. */
+  readonly rtt: { readonly ms: number; readonly smoothedMs: number } | undefined;
   /** Data packets received from and sent to the peer over the pair's channel (keepalives not counted). */
   readonly rx: Traffic;
   readonly tx: Traffic;

@@ -376,6 +376,30 @@ test('an INTRODUCTION opens a pair channel that probes only sound candidates; pa
   t.like(peersAt(run.log, 3000)?.[0], { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined });
 });
 
+test('a direct pair pings its peer once a second and shows the round trip (latest and smoothed) in peers; a PING is answered with a PONG at its source; a stray PONG is counted; relayed shows none', (t) => {
+  const at = endpoint('203.0.113.3:4003');
+  let run!: ClientRun;
+  client(t, { until: 4500 }, (c) => {
+    run = c;
+    c.at(10, () => sendIntroduction(c.conn));
+    // The peer answers at 30 (direct: ping 1 goes at once) and keeps answering; pong 1 after 4 ms, pong 2 after 12 ms.
+    for (let ms = 30; ms < 2100; ms += 300) c.at(ms, () => c.pair().arrive(at, [], true));
+    c.at(34, () => c.pair().arrive(at, [], true, { pong: 1 }));
+    c.at(1042, () => c.pair().arrive(at, [], true, { pong: 2 }));
+    c.at(1050, () => c.pair().arrive(endpoint('198.51.100.9:5000'), [], true, { ping: 4242 }));
+    c.at(1060, () => c.pair().arrive(at, [], true, { pong: 99 }));
+    // Silent from 1830 on: relayed 2 s later.
+  });
+  const pair = run.pair();
+  const pings = pair.pings.filter((p) => p.kind === 'ping');
+  t.deepEqual(pings.slice(0, 3).map((p) => [p.at, p.token]), [[30, 1], [1030, 2], [2030, 3]], 'a ping at once when direct, then one a second');
+  t.true(pings.every((p) => p.to.port === 4003));
+  t.deepEqual(pair.pings.filter((p) => p.kind === 'pong').map((p) => [p.at, p.token, p.to.port]), [[1050, 4242, 5000]], 'answered at its source at once');
+  t.like(peersAt(run.log, 1000)?.[0], { path: 'direct 203.0.113.3:4003', rtt: { ms: 4, smoothedMs: 4 } });
+  t.like(peersAt(run.log, 2000)?.[0], { path: 'direct 203.0.113.3:4003', rtt: { ms: 12, smoothedMs: 5 }, drops: { 'unexpected-control': 1 } });
+  t.like(peersAt(run.log, 4000)?.[0], { path: 'relayed (probing)', rtt: undefined });
+});
+
 test('arrivals over a pair reach the TUN device only with the peer’s address or one of its LANs as source; the rest are spoofed-source drops under the peer', (t) => {
   const fromPeer = ipv4Packet('10.0.0.3', '10.0.0.2', bytes(1));
   const fromLan = ipv4Packet('192.168.3.7', '10.0.0.2', bytes(2));
@@ -433,8 +457,8 @@ test('a WITHDRAWAL naming the pair closes it (a stale one is ignored), a refusal
     ],
   );
   t.deepEqual(peersAt(run.log, 1000), [
-    { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
-    { address: '10.0.0.4', path: 'relayed (no direct path: isolation)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+    { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+    { address: '10.0.0.4', path: 'relayed (no direct path: isolation)', endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
   ]);
   t.deepEqual(peersAt(run.log, 2000)?.map((p) => p.address), ['10.0.0.4'], 'the withdrawn pair is gone from the status');
 });
