@@ -3,6 +3,7 @@
 // address, or a LAN whose route goes via it) go over the pair while its path is direct, else to
 // the hub as before; a peer the TUN side sends to without a pair is asked for (DIRECT-REQUEST), at
 // most every 30 s. Arrivals pass the inner-source rule (forwarding.ts `sendsAs`) into the TUN queue.
+// The hub hears whether each pair is direct (DIRECT-PATH) whenever that changes.
 // Bounded: at most 32 pairs (the socket's limit), at most MAX_REMEMBERED peers asked or refused.
 import { Observable, Subject, defer, finalize, map, merge, mergeMap, of, takeWhile, type SchedulerLike } from 'rxjs';
 import { broadcastAddress, formatIpv4, networkAddress, parseIpv4, prefixHas, type HostPort, type Ipv4Prefix } from '../operators/core/address.js';
@@ -240,6 +241,7 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
         return [dropped(p, { 'unexpected-control': 1 })];
       case 'state': {
         const state = e.state;
+        const was = p.direct;
         p.direct = state.kind === 'direct';
         p.endpoint = state.kind === 'direct' ? state.endpoint : undefined;
         if (!p.direct) p.rtt = undefined;
@@ -248,6 +250,8 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
           // The pair's last event: its life ends once it went out (closes).
           return [{ type: 'direct-path', peer: p.peerText, path: pathText(state), why: e.why, closed: true }];
         }
+        // The hub shows which pairs are direct: it hears each change (a newer report replaces one not sent yet).
+        if (p.direct !== was) o.control(encodeControl(FrameType.DirectPath, { version: PROTOCOL_VERSION, peer: p.peer, id: p.id, direct: p.direct }), `path:${p.peerText}`);
         const text = pathText(state);
         if (text === p.path) return [];
         p.path = text;

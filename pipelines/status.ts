@@ -103,8 +103,8 @@ export interface StatusState {
   readonly routes: readonly LanRoute[];
   /** Client: the peers of its direct paths (pairs and refusals) as the last stats and path changes said. */
   readonly peers: readonly PeerStats[];
-  /** Server: the introduced pairs by `a b`, with when (the `now` of the event). */
-  readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number }>;
+  /** Server: the introduced pairs by `a b`, with when (the `now` of the event) and their path as the members report it. */
+  readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number; readonly path: 'direct' | 'relayed' }>;
   readonly lastEventAt: number;
 }
 
@@ -231,7 +231,15 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
     }
     case 'introduced': {
       const pairs = new Map(s.pairs);
-      pairs.set(`${event.a} ${event.b}`, { a: event.a, b: event.b, since: now });
+      pairs.set(`${event.a} ${event.b}`, { a: event.a, b: event.b, since: now, path: 'relayed' });
+      return { ...s, pairs };
+    }
+    case 'pair-path': {
+      const key = `${event.a} ${event.b}`;
+      const known = s.pairs.get(key);
+      if (known === undefined) return s;
+      const pairs = new Map(s.pairs);
+      pairs.set(key, { ...known, path: event.path });
       return { ...s, pairs };
     }
     case 'withdrawn': {
@@ -300,6 +308,8 @@ export interface PairSnapshot {
   readonly a: string;
   readonly b: string;
   readonly since: string;
+  /** `direct` while both members report their path to each other direct (DIRECT-PATH), else `relayed`. */
+  readonly path: 'direct' | 'relayed';
 }
 
 /** One lease in the JSON document; `active` while a member holds the address. */
@@ -399,6 +409,6 @@ export function statusSnapshot(state: StatusState, now: number, gauges: StatusGa
       .map((p) => ({ address: p.address, path: p.path, endpoint: p.endpoint ?? null, rttMs: microseconds(p.rtt?.ms), smoothedRttMs: microseconds(p.rtt?.smoothedMs), rx: p.rx, tx: p.tx, drops: p.drops })),
     pairs: [...state.pairs.values()]
       .sort((x, y) => (addressKey(x.a) !== addressKey(y.a) ? (addressKey(x.a) < addressKey(y.a) ? -1 : 1) : addressKey(x.b) < addressKey(y.b) ? -1 : 1))
-      .map((p) => ({ a: p.a, b: p.b, since: iso(p.since) })),
+      .map((p) => ({ a: p.a, b: p.b, since: iso(p.since), path: p.path })),
   };
 }

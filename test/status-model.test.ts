@@ -321,17 +321,23 @@ test('client: direct paths: a path change shows at once, stats bring each peerâ€
   t.deepEqual(fold('client', withStats).pairs, []);
 });
 
-test('server: the introduced pairs, in address order with since when, until withdrawn', (t) => {
-  const s = fold('server', [
+test('server: the introduced pairs, in address order with since when and the path their members report, until withdrawn', (t) => {
+  const events: (readonly [number, Ev])[] = [
     [10, listening],
     [100, { type: 'introduced', a: '10.0.0.9', b: '10.0.0.10', by: 'flow' }],
     [200, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'request' }],
     [300, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.4', by: 'request' }],
+    [350, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' }],
+    [360, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.4', path: 'direct' }],
+    [370, { type: 'pair-path', a: '10.0.0.5', b: '10.0.0.6', path: 'direct' }],
     [400, { type: 'withdrawn', a: '10.0.0.2', b: '10.0.0.4', reason: 'left' }],
-  ]);
+  ];
+  const s = fold('server', events);
   t.deepEqual(s.pairs, [
-    { a: '10.0.0.2', b: '10.0.0.3', since: new Date(T0 + 200).toISOString() },
-    { a: '10.0.0.9', b: '10.0.0.10', since: new Date(T0 + 100).toISOString() },
-  ]);
+    { a: '10.0.0.2', b: '10.0.0.3', since: new Date(T0 + 200).toISOString(), path: 'direct' },
+    { a: '10.0.0.9', b: '10.0.0.10', since: new Date(T0 + 100).toISOString(), path: 'relayed' },
+  ], 'a path of a pair not introduced (or withdrawn) makes none');
   t.deepEqual(s.peers, []);
+  const again = fold('server', [...events, [500, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'relayed' }], [600, { type: 'introduced', a: '10.0.0.9', b: '10.0.0.10', by: 'request' }]]);
+  t.deepEqual(again.pairs.map((p) => p.path), ['relayed', 'relayed'], 'relayed again, and a re-introduction starts relayed');
 });

@@ -122,7 +122,11 @@ test('GET /metrics is Prometheus text with per-member series that disappear when
   t.regex(a.body, /^lwt_member_receive_bytes_total\{member="10\.0\.0\.3"\} 0$/m);
 
   server.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
-  t.regex((await get(at, '/metrics')).body, /^lwt_direct_pairs 1$/m);
+  t.regex((await get(at, '/metrics')).body, /^lwt_direct_pairs\{state="relayed"\} 1$/m);
+  server.update({ type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' });
+  const direct = (await get(at, '/metrics')).body;
+  t.regex(direct, /^lwt_direct_pairs\{state="direct"\} 1$/m);
+  t.regex(direct, /^lwt_direct_pairs\{state="relayed"\} 0$/m);
 
   server.update(left(1, '10.0.0.2'));
   const after = (await get(at, '/metrics')).body;
@@ -154,7 +158,8 @@ test("a client's metrics carry a series per peer of its direct paths: direct or 
   t.regex(body, /^lwt_peer_receive_bytes_total\{peer="10\.0\.0\.3"\} 400$/m);
   t.regex(body, /^lwt_peer_transmit_packets_total\{peer="10\.0\.0\.3"\} 5$/m);
   t.regex(body, /^lwt_peer_drops_total\{peer="10\.0\.0\.3",reason="spoofed-source"\} 2$/m);
-  t.regex(body, /^lwt_direct_pairs 0$/m, 'a client introduces no pairs');
+  t.regex(body, /^lwt_direct_pairs\{state="direct"\} 0$/m, 'a client introduces no pairs');
+  t.regex(body, /^lwt_direct_pairs\{state="relayed"\} 0$/m);
 });
 
 test('two status servers in one process have separate registries', async (t) => {
@@ -262,9 +267,12 @@ test('the status table lists a client’s peers with their paths and a hub’s i
   const { server: hub } = await started(t);
   hub.update(listening);
   hub.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
+  hub.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.4', by: 'flow' });
+  hub.update({ type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' });
   const hubLines = formatStatusTable(hub.snapshot());
-  t.truthy(hubLines.find((l) => /^PAIR\s+SINCE$/.test(l)));
-  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.3\s+\d+s$/.test(l)));
+  t.truthy(hubLines.find((l) => /^PAIR\s+PATH\s+SINCE$/.test(l)));
+  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.3\s+direct\s+\d+s$/.test(l)));
+  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.4\s+relayed\s+\d+s$/.test(l)));
 });
 
 test('a hub shows its pending connections (read from the listener per request) and the refused ones by reason', async (t) => {

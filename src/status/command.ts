@@ -155,7 +155,8 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
     );
   }
   if (pairs.length > 0) {
-    lines.push('', ...table(['PAIR', '', 'SINCE'], pairs.map((p) => [p.a, p.b, formatDuration(now - Date.parse(p.since))])));
+    // Older status servers (before members reported their paths) leave path out.
+    lines.push('', ...table(['PAIR', '', 'PATH', 'SINCE'], pairs.map((p) => [p.a, p.b, p.path ?? '-', formatDuration(now - Date.parse(p.since))])));
   }
   lines.push('', `drops: ${formatDrops(s.drops)}`);
   return lines;
