@@ -20,6 +20,8 @@ export type DirectPathState =
 export type DirectPathInput =
   /** An authenticated datagram of the pair arrived from `from` (`ip:port`); `hearsUs` is its "I have heard you lately" flag. */
   | { readonly kind: 'heard'; readonly from: string; readonly hearsUs: boolean }
+  /** A PONG of the pair arrived (after its `heard`), echoing `token`. */
+  | { readonly kind: 'pong'; readonly token: number }
   /** The pair is withdrawn (the hub's WITHDRAWAL, a newer introduction, the session's end): `why` for people. */
   | { readonly kind: 'withdrawn'; readonly why: string };
 
@@ -32,7 +34,13 @@ export type DirectPathEvent =
   /** The peer was heard from `to` but does not hear us yet: send it a keepalive there at once. */
   | { readonly kind: 'answer'; readonly to: string }
   /** While direct: send a keepalive to `to` (the owner skips it when it sent a datagram there lately). */
-  | { readonly kind: 'keepalive'; readonly to: string };
+  | { readonly kind: 'keepalive'; readonly to: string }
+  /** While direct (with pingMs): send a PING carrying `token` to `to` now, whatever else went out (it is a keepalive too). */
+  | { readonly kind: 'ping'; readonly to: string; readonly token: number }
+  /** A PONG answered one of the last PINGS_KEPT pings while direct: the round trip `ms` and the smoothed one (RFC 6298's 7/8 + 1/8, from the first sample of this direct path). */
+  | { readonly kind: 'rtt'; readonly ms: number; readonly smoothedMs: number }
+  /** A PONG that answers none of the pings outstanding (an old one after a path change, or a peer's invention): for the owner to count. */
+  | { readonly kind: 'stray-pong' };
 
 /** Options of directPath. */
 export interface DirectPathOptions {
@@ -48,13 +56,18 @@ export interface DirectPathOptions {
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
   /** After this many probing rounds in a row without an answer: `no-direct-path`. */
   readonly maxRounds: number;
+  /** While direct, a PING (instead of a keepalive tick) when this long went by since the last one: round-trip times. Without it: no pings. */
+  readonly pingMs?: number;
   /** What `no-direct-path` says is the likely cause (`symmetric NAT`), when the owner knows one. */
   readonly noPathWhy?: string;
   readonly scheduler?: SchedulerLike;
 }
 
-/** The timing of direct paths: a silent path is relayed after 2 s; probes every 250 ms, 5 s per round, 3 rounds before `no-direct-path`, then every 1 s doubling to 30 s. */
-export const DIRECT_TIMING = { silenceMs: 2000, keepaliveMs: 500, probeMs: 250, roundMs: 5000, backoff: { initialMs: 1000, maxMs: 30_000 }, maxRounds: 3 } as const;
+/** The timing of direct paths: a silent path is relayed after 2 s; a ping every 1 s while direct; probes every 250 ms, 5 s per round, 3 rounds before `no-direct-path`, then every 1 s doubling to 30 s. */
+export const DIRECT_TIMING = { silenceMs: 2000, keepaliveMs: 500, pingMs: 1000, probeMs: 250, roundMs: 5000, backoff: { initialMs: 1000, maxMs: 30_000 }, maxRounds: 3 } as const;
+
+/** The pings a path remembers (token and time sent): a PONG of an older one is a stray. The whole state of round-trip times, however many go unanswered. */
+export const PINGS_KEPT = 4;
 
 /**
  * The direct path to one peer as a state machine in the scheduler's time. It starts `probing`
@@ -65,7 +78,10 @@ export const DIRECT_TIMING = { silenceMs: 2000, keepaliveMs: 500, probeMs: 250, 
  * each waits a backoff (initialMs doubling to maxMs, reset by `direct`) before probing again, and
  * after maxRounds failed rounds in a row it reports `no-direct-path` and probes on at the backoff
  * without reporting `probing` again. `withdrawn` ends it: the state, then completion. Completes
- * with the source; errors with it.
+ * with the source; errors with it. With pingMs, the first datagram of a direct path and then one
+ * keepalive tick each pingMs is a `ping` (a fresh token, remembered with its time in a ring of
+ * PINGS_KEPT); a `pong` echoing a remembered token while direct is an `rtt` (then forgotten), any
+ * other a `stray-pong`. Leaving `direct` forgets the pings and the smoothed round trip.
  *
  *   in:   ---h-----        (probe 2, keepalive 2, silence 4; h: heard from e, hears us)
  *   out:  p-od-k-r         p: probing + probe, o: probe, d: direct e + keepalive, k: keepalive, r: relayed
@@ -87,6 +103,12 @@ export function directPath(options: DirectPathOptions): OperatorFunction<DirectP
       let series = 0;
       /** The end of a probing round, the silence deadline, or the wait before the next round. */
       let timer: Subscription | undefined;
+      /** The pings outstanding by token % PINGS_KEPT: token (0: none) and when it went. */
+      const pingTokens = new Array<number>(PINGS_KEPT).fill(0);
+      const pingTimes = new Array<number>(PINGS_KEPT).fill(0);
+      let lastToken = 0;
+      let lastPing = Number.NEGATIVE_INFINITY;
+      let smoothedMs: number | undefined;
 
       const stopTicks = (): void => {
         series++;
@@ -97,6 +119,8 @@ export function directPath(options: DirectPathOptions): OperatorFunction<DirectP
         stopTicks();
         timer?.unsubscribe();
         timer = undefined;
+        pingTokens.fill(0);
+        smoothedMs = undefined;
       };
       /** Emits `e`; false when the owner unsubscribed on hearing it (then nothing may be scheduled any more). */
       const emit = (e: DirectPathEvent): boolean => {
@@ -109,6 +133,28 @@ export function directPath(options: DirectPathOptions): OperatorFunction<DirectP
           work();
           if (mine === series && !subscriber.closed) this.schedule(undefined, ms);
         }, ms);
+      };
+      /** While direct: a ping when pingMs went by since the last one (or `first`), else a keepalive. */
+      const keepOrPing = (first: boolean): DirectPathEvent => {
+        const now = scheduler.now();
+        if (options.pingMs === undefined || (!first && now - lastPing < options.pingMs)) return { kind: 'keepalive', to: endpoint };
+        lastPing = now;
+        lastToken = lastToken >= 0xffffffff ? 1 : lastToken + 1;
+        pingTokens[lastToken % PINGS_KEPT] = lastToken;
+        pingTimes[lastToken % PINGS_KEPT] = now;
+        return { kind: 'ping', to: endpoint, token: lastToken };
+      };
+      /** A PONG: the round trip of the ping it answers, or a stray. */
+      const onPong = (token: number): void => {
+        const slot = token % PINGS_KEPT;
+        if (phase !== 'direct' || token === 0 || pingTokens[slot] !== token) {
+          emit({ kind: 'stray-pong' });
+          return;
+        }
+        pingTokens[slot] = 0;
+        const ms = scheduler.now() - pingTimes[slot]!;
+        smoothedMs = smoothedMs === undefined ? ms : smoothedMs + (ms - smoothedMs) / 8;
+        emit({ kind: 'rtt', ms, smoothedMs });
       };
       const backoffMs = (): number => Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures++, 30));
 
@@ -161,8 +207,8 @@ export function directPath(options: DirectPathOptions): OperatorFunction<DirectP
         givenUp = false;
         if (!emit({ kind: 'state', state: { kind: 'direct', endpoint }, why })) return;
         // The peer learns that we hear it from this keepalive's flag, without waiting a period.
-        if (!emit({ kind: 'keepalive', to: endpoint })) return;
-        every(keepaliveMs, () => subscriber.next({ kind: 'keepalive', to: endpoint }));
+        if (!emit(keepOrPing(true))) return;
+        every(keepaliveMs, () => subscriber.next(keepOrPing(false)));
         timer = scheduler.schedule(silenceCheck, silenceMs);
       };
 
@@ -173,6 +219,10 @@ export function directPath(options: DirectPathOptions): OperatorFunction<DirectP
           if (input.kind === 'withdrawn') {
             stop();
             if (emit({ kind: 'state', state: { kind: 'withdrawn', why: input.why }, why: input.why })) subscriber.complete();
+            return;
+          }
+          if (input.kind === 'pong') {
+            onPong(input.token);
             return;
           }
           if (!input.hearsUs) {

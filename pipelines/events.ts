@@ -184,6 +184,8 @@ export interface PeerStats {
   readonly path: string;
   /** The endpoint in use while direct. */
   readonly endpoint: string | undefined;
+  /** While direct and once measured (PING/PONG over the pair): the latest round-trip time and the smoothed one (7/8 + 1/8), in ms. */
+  readonly rtt: { readonly ms: number; readonly smoothedMs: number } | undefined;
   /** Data packets received from and sent to the peer over the pair's channel (keepalives not counted). */
   readonly rx: Traffic;
   readonly tx: Traffic;
@@ -251,6 +253,8 @@ export type ServerEvent =
   | (PairEvent & { readonly type: 'introduced'; readonly by: 'request' | 'flow' })
   /** An introduced pair was withdrawn: a member left, was replaced, or isolation separates them. */
   | (PairEvent & { readonly type: 'withdrawn'; readonly reason: 'left' | 'replaced' | 'isolation' })
+  /** The path the hub shows for an introduced pair changed, as its members report it: direct (both say so) or relayed. */
+  | (PairEvent & { readonly type: 'pair-path'; readonly path: 'direct' | 'relayed' })
   /** The lease table could not be saved (the lease stays in memory; the next new lease tries again). */
   | { readonly type: 'lease-error'; readonly detail: string }
   | RoutesEvent

@@ -7,7 +7,7 @@ import { formatIpv4, formatPrefix, type HostPort } from '../operators/core/addre
 import { addDrop, type DropCounts, type DropReason, type PacketBatch, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
-import { ControlDecodeError, DIRECT_CAPABILITY, DirectRequestCodec, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
+import { ControlDecodeError, DIRECT_CAPABILITY, DirectPathCodec, DirectRequestCodec, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type DirectPath, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
 import { isolateBatch } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
@@ -59,6 +59,8 @@ export interface HubDirect {
   introduced(x: number, y: number): boolean;
   /** Asks the introduction policy and sends what it decides (INTRODUCTIONs, a refused request's WITHDRAWAL); returns the events of it. */
   ask(ask: IntroductionAsk): ServerEvent[];
+  /** A member's DIRECT-PATH: recorded if the policy takes it; returns the events of it (a pair's path that changed, or the drop). */
+  report(from: MemberRecord, message: DirectPath): ServerEvent[];
 }
 
 /** A UDP endpoint as introductions speak it. */
@@ -214,6 +216,14 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       return request.peer === undefined ? [] : direct.ask({ kind: 'request', from: member, peer: request.peer });
     };
 
+    /** A DIRECT-PATH: what the member says of its path to a peer, for the policy to take or count. To anyone not taking part it is an unknown type. */
+    const onDirectPath = (payload: Uint8Array): ServerEvent[] => {
+      const direct = ctx.direct;
+      if (member === undefined || !takesDirect || direct === undefined) return [dropsEvent(who(), { 'unknown-type': 1 })];
+      const report = decodeControl(FrameType.DirectPath, DirectPathCodec, payload);
+      return report instanceof ControlDecodeError ? [dropsEvent(who(), { 'unexpected-control': 1 })] : direct.report(member, report);
+    };
+
     /**
      * The flows of a routed batch between this member and other members that take part in direct
      * paths: each one not introduced yet is offered to the policy (which says nothing unless it
@@ -286,6 +296,8 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
           return [dropsEvent(who(), { 'unexpected-control': 1 })];
         case FrameType.DirectRequest:
           return onDirectRequest(item.payload);
+        case FrameType.DirectPath:
+          return onDirectPath(item.payload);
         default:
           // ROUTES, INTRODUCTION and WITHDRAWAL are a hub's frames: from a client they are as unknown as any other type.
           return [dropsEvent(who(), { 'unknown-type': 1 })];

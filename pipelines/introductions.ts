@@ -1,18 +1,21 @@
 // The hub's introduction policy for direct paths between members (docs/direct.md), pure: whether
 // two members are introduced (a member's DIRECT-REQUEST, or a flow the hub forwards between two
 // members), the INTRODUCTION each gets, and which introduced pairs a change of the hub's state
-// ends (a member left or was replaced, isolation came on), with the WITHDRAWAL each live side gets.
+// ends (a member left or was replaced, isolation came on), with the WITHDRAWAL each live side gets,
+// and what the members report of their pairs' paths (DIRECT-PATH: direct or relayed).
 // Who may reach whom is the forwarding policy's word (forwarding.ts `separates`), never decided here
 // again. The state is a value: every function returns a new one and leaves the one it got alone.
 import type { HostPort } from '../operators/core/address.js';
 import { PersistentMap } from '../operators/core/persistentMap.js';
-import { MAX_ENDPOINTS, MAX_LOCAL_ENDPOINTS, PROTOCOL_VERSION, type Introduction, type WithdrawReason, type Withdrawal } from '../operators/core/wire/control.js';
+import { MAX_ENDPOINTS, MAX_LOCAL_ENDPOINTS, PROTOCOL_VERSION, type DirectPath, type Introduction, type WithdrawReason, type Withdrawal } from '../operators/core/wire/control.js';
 import type { ForwardingPolicy } from './forwarding.js';
 import type { MemberRecord, Membership } from './membership.js';
 import type { UdpCipher } from './ports.js';
 
 /** How much one member may cause: `burst` introductions at once, one more every `refillMs`; at most `maxPairs` introduced peers. */
 export const INTRODUCTION_LIMITS = { burst: 8, refillMs: 2000, maxPairs: 32 } as const;
+/** How many DIRECT-PATH reports one member may make: `burst` at once (every pair it may have changing twice), one more every `refillMs`. */
+export const PATH_REPORT_LIMITS = { burst: 2 * INTRODUCTION_LIMITS.maxPairs, refillMs: 250 } as const;
 
 /** What the hub knows of a member's part in direct paths (its session keeps it; the wiring hands it in). */
 export interface DirectFacts {
@@ -32,7 +35,13 @@ export interface IntroducedPair {
   readonly bId: number;
   /** The scheduler's time of the introduction. */
   readonly since: number;
+  /** What each side last reported of its path to the other (DIRECT-PATH): direct, or not (relayed; also before any report). */
+  readonly aDirect: boolean;
+  readonly bDirect: boolean;
 }
+
+/** How the hub shows a pair: direct once both sides report their path direct, relayed otherwise. */
+export const pairPath = (p: IntroducedPair): 'direct' | 'relayed' => (p.aDirect && p.bDirect ? 'direct' : 'relayed');
 
 /** A member's introduction budget: a token bucket (fractional tokens) as of `at`. */
 interface Budget {
@@ -46,6 +55,8 @@ export interface Introductions {
   readonly pairs: PersistentMap<number, PersistentMap<number, IntroducedPair>>;
   /** Budgets by member address (forgotten when no member holds the address). */
   readonly budgets: PersistentMap<number, Budget>;
+  /** DIRECT-PATH report budgets by member address (forgotten likewise). */
+  readonly reports: PersistentMap<number, Budget>;
 }
 
 /** Why the hub does not introduce: a reason it may tell the asking member, or (flows only) `introduced`: the pair already is. */
@@ -100,7 +111,7 @@ const NO_PAIRS = PersistentMap.empty<number, IntroducedPair>();
 
 /** No introductions yet. */
 export function noIntroductions(): Introductions {
-  return { pairs: PersistentMap.empty(), budgets: PersistentMap.empty() };
+  return { pairs: PersistentMap.empty(), budgets: PersistentMap.empty(), reports: PersistentMap.empty() };
 }
 
 /** The pair of members at `x` and `y` (either order), if introduced. */
@@ -119,6 +130,13 @@ function candidates(observed: HostPort, local: readonly HostPort[]): HostPort[] 
     if (!out.some((o) => o.host === hp.host && o.port === hp.port)) out.push(hp);
   }
   return out;
+}
+
+/** `budgets` with a token taken from `address`'s bucket (`burst` tokens, one more every `refillMs`), or undefined when it has none. */
+function charged(budgets: PersistentMap<number, Budget>, address: number, now: number, limits: { readonly burst: number; readonly refillMs: number }): PersistentMap<number, Budget> | undefined {
+  const b = budgets.get(address);
+  const tokens = b === undefined ? limits.burst : Math.min(limits.burst, b.tokens + Math.max(0, now - b.at) / limits.refillMs);
+  return tokens < 1 ? undefined : budgets.set(address, { tokens: tokens - 1, at: now });
 }
 
 /** `s` with `pair` filed under both its sides (replacing what was there). */
@@ -159,10 +177,9 @@ export function introduce(s: Introductions, ask: IntroductionAsk, ctx: Introduct
 
   /** Takes a token from `from`'s budget: false when it has none. */
   const charge = (): boolean => {
-    const b = state.budgets.get(from.address);
-    const tokens = b === undefined ? limits.burst : Math.min(limits.burst, b.tokens + Math.max(0, ctx.now - b.at) / limits.refillMs);
-    if (tokens < 1) return false;
-    state = { ...state, budgets: state.budgets.set(from.address, { tokens: tokens - 1, at: ctx.now }) };
+    const budgets = charged(state.budgets, from.address, ctx.now, limits);
+    if (budgets === undefined) return false;
+    state = { ...state, budgets };
     return true;
   };
   if (ask.kind === 'request' && !charge()) return refuse('rate-limited', peerAddress);
@@ -190,7 +207,7 @@ export function introduce(s: Introductions, ask: IntroductionAsk, ctx: Introduct
   const asker: Side = { member: from, id: ctx.nextId(), observed: mine.observed, local: mine.local };
   const other: Side = { member: peer, id: ctx.nextId(), observed: theirs.observed, local: theirs.local };
   const [a, b] = from.address < peer.address ? [asker, other] : [other, asker];
-  const pair: IntroducedPair = { a: a.member, b: b.member, aId: a.id, bId: b.id, since: ctx.now };
+  const pair: IntroducedPair = { a: a.member, b: b.member, aId: a.id, bId: b.id, since: ctx.now, aDirect: false, bDirect: false };
   const key = ctx.randomKey();
   if (key.length !== 32) throw new RangeError(`a pair key is 32 bytes, not ${key.length}`);
   const to = (x: Side, y: Side): Outgoing<Introduction> => ({
@@ -205,16 +222,17 @@ export function introduce(s: Introductions, ask: IntroductionAsk, ctx: Introduct
  * members is no longer the member of its address (`left`: nobody holds it; `replaced`: a newer
  * session does), or that isolation now separates (`isolation`). Each side that is still a member gets
  * a WITHDRAWAL naming its own receiver id. Only pairs of `touched` addresses are looked at when it
- * is given (a join or a leave), every pair otherwise (a reload). Budgets of addresses nobody holds
- * are forgotten.
+ * is given (a join or a leave), every pair otherwise (a reload). Budgets (introductions' and
+ * reports') of addresses nobody holds are forgotten.
  */
 export function withdrawals(s: Introductions, ctx: Pick<IntroductionContext, 'membership' | 'policy'>, touched?: Iterable<number>): { readonly state: Introductions; readonly withdrawn: readonly Withdrawn[] } {
   const m = ctx.membership;
   let state = s;
   const withdrawn: Withdrawn[] = [];
-  const addresses = touched === undefined ? [...s.pairs.keys(), ...s.budgets.keys()] : [...touched];
+  const addresses = touched === undefined ? [...s.pairs.keys(), ...s.budgets.keys(), ...s.reports.keys()] : [...touched];
   for (const address of addresses) {
     if (m.members.get(address) === undefined && state.budgets.has(address)) state = { ...state, budgets: state.budgets.delete(address) };
+    if (m.members.get(address) === undefined && state.reports.has(address)) state = { ...state, reports: state.reports.delete(address) };
     for (const pair of state.pairs.get(address)?.values() ?? []) {
       const gone = (x: MemberRecord): 'left' | 'replaced' | undefined => (live(m, x) ? undefined : m.members.get(x.address) === undefined ? 'left' : 'replaced');
       const reason = gone(pair.a) ?? gone(pair.b) ?? (ctx.policy.separates(pair.a, pair.b) ? 'isolation' : undefined);
@@ -225,4 +243,38 @@ export function withdrawals(s: Introductions, ctx: Pick<IntroductionContext, 'me
     }
   }
   return { state, withdrawn };
+}
+
+/** What the hub makes of a member's DIRECT-PATH. */
+export type PathReportVerdict =
+  /** Recorded: `pair` as it is now; `changed` when the path the hub shows for it (pairPath) changed. */
+  | { readonly kind: 'recorded'; readonly pair: IntroducedPair; readonly changed: boolean }
+  /**
+   * Not recorded (a drop, counted as `unexpected-control`): `unknown-pair` (the member is not live or
+   * was never introduced to `peer`), `stale` (`id` is not its id of the current pair: an earlier
+   * pair's, or another's), `rate-limited` (over PATH_REPORT_LIMITS).
+   */
+  | { readonly kind: 'refused'; readonly reason: 'unknown-pair' | 'stale' | 'rate-limited' };
+
+/**
+ * A member's report of its path to an introduced peer, taken as hostile input: charged to the
+ * member's report budget first, recorded only for a pair the hub introduced to that member and
+ * under the member's own receiver id of it. Changes nothing else (the hub decides nothing on it).
+ */
+export function reportPath(
+  s: Introductions,
+  report: { readonly from: MemberRecord; readonly message: DirectPath },
+  ctx: Pick<IntroductionContext, 'membership' | 'now'> & { readonly limits?: { readonly burst: number; readonly refillMs: number } },
+): { readonly state: Introductions; readonly verdict: PathReportVerdict } {
+  const { from, message } = report;
+  const refused = (state: Introductions, reason: 'unknown-pair' | 'stale' | 'rate-limited') => ({ state, verdict: { kind: 'refused', reason } as const });
+  if (!live(ctx.membership, from)) return refused(s, 'unknown-pair');
+  const reports = charged(s.reports, from.address, ctx.now, ctx.limits ?? PATH_REPORT_LIMITS);
+  if (reports === undefined) return refused(s, 'rate-limited');
+  const state = { ...s, reports };
+  const pair = introducedPair(state, from.address, message.peer);
+  if (pair === undefined || (pair.a !== from && pair.b !== from)) return refused(state, 'unknown-pair');
+  if ((pair.a === from ? pair.aId : pair.bId) !== message.id) return refused(state, 'stale');
+  const now: IntroducedPair = pair.a === from ? { ...pair, aDirect: message.direct } : { ...pair, bDirect: message.direct };
+  return { state: withPair(state, now), verdict: { kind: 'recorded', pair: now, changed: pairPath(now) !== pairPath(pair) } };
 }

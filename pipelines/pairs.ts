@@ -3,6 +3,7 @@
 // address, or a LAN whose route goes via it) go over the pair while its path is direct, else to
 // the hub as before; a peer the TUN side sends to without a pair is asked for (DIRECT-REQUEST), at
 // most every 30 s. Arrivals pass the inner-source rule (forwarding.ts `sendsAs`) into the TUN queue.
+// The hub hears whether each pair is direct (DIRECT-PATH) whenever that changes.
 // Bounded: at most 32 pairs (the socket's limit), at most MAX_REMEMBERED peers asked or refused.
 import { Observable, Subject, defer, finalize, map, merge, mergeMap, of, takeWhile, type SchedulerLike } from 'rxjs';
 import { broadcastAddress, formatIpv4, networkAddress, parseIpv4, prefixHas, type HostPort, type Ipv4Prefix } from '../operators/core/address.js';
@@ -114,6 +115,8 @@ interface Pair {
   readonly inputs: Subject<DirectPathInput>;
   direct: boolean;
   endpoint: string | undefined;
+  /** The direct path's round-trip times (directPath's `rtt`), while direct. */
+  rtt: { readonly ms: number; readonly smoothedMs: number } | undefined;
   path: string;
   lastHeard: number;
   lastSent: number;
@@ -194,6 +197,9 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
   const onArrival = (p: Pair, a: PairArrival): ClientEvent[] => {
     p.lastHeard = scheduler.now();
     p.inputs.next({ kind: 'heard', from: endpointText(a.from), hearsUs: a.hearsUs });
+    // A PING is answered at its source at once (one PONG per arrival: its newest PING's token).
+    if (a.ping !== undefined) p.channel.pong(a.ping, a.from, true);
+    if (a.pong !== undefined) p.inputs.next({ kind: 'pong', token: a.pong });
     let packets = a.packets;
     if (packets.length === 0) return [];
     let drops: DropCounts | undefined;
@@ -224,15 +230,28 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
           p.lastSent = scheduler.now();
         }
         return [];
+      case 'ping':
+        p.channel.ping(e.token, hears(p));
+        p.lastSent = scheduler.now();
+        return [];
+      case 'rtt':
+        p.rtt = { ms: e.ms, smoothedMs: e.smoothedMs };
+        return [];
+      case 'stray-pong':
+        return [dropped(p, { 'unexpected-control': 1 })];
       case 'state': {
         const state = e.state;
+        const was = p.direct;
         p.direct = state.kind === 'direct';
         p.endpoint = state.kind === 'direct' ? state.endpoint : undefined;
+        if (!p.direct) p.rtt = undefined;
         p.channel.use(p.endpoint === undefined ? undefined : endpointOf(p.endpoint));
         if (state.kind === 'withdrawn') {
           // The pair's last event: its life ends once it went out (closes).
           return [{ type: 'direct-path', peer: p.peerText, path: pathText(state), why: e.why, closed: true }];
         }
+        // The hub shows which pairs are direct: it hears each change (a newer report replaces one not sent yet).
+        if (p.direct !== was) o.control(encodeControl(FrameType.DirectPath, { version: PROTOCOL_VERSION, peer: p.peer, id: p.id, direct: p.direct }), `path:${p.peerText}`);
         const text = pathText(state);
         if (text === p.path) return [];
         p.path = text;
@@ -270,6 +289,7 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
         inputs: new Subject<DirectPathInput>(),
         direct: false,
         endpoint: undefined,
+        rtt: undefined,
         path: 'relayed (probing)',
         lastHeard: Number.NEGATIVE_INFINITY,
         lastSent: Number.NEGATIVE_INFINITY,
@@ -344,10 +364,10 @@ export function directPairs(o: DirectPairsOptions): DirectPairs {
       const out: PeerStats[] = [];
       for (const p of pairs.values()) {
         const s = p.channel.stats();
-        out.push({ address: p.peerText, path: p.path, endpoint: p.endpoint, rx: { ...s.rx }, tx: { ...s.tx }, drops: { ...p.drops } });
+        out.push({ address: p.peerText, path: p.path, endpoint: p.endpoint, rtt: p.rtt, rx: { ...s.rx }, tx: { ...s.tx }, drops: { ...p.drops } });
       }
       for (const [peer, reason] of refusals) {
-        if (!pairs.has(peer)) out.push({ address: formatIpv4(peer), path: `relayed (no direct path: ${reason})`, endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} });
+        if (!pairs.has(peer)) out.push({ address: formatIpv4(peer), path: `relayed (no direct path: ${reason})`, endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} });
       }
       return out;
     },

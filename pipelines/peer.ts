@@ -24,7 +24,7 @@ import { dataPath, type DataPath, type UdpLink } from './udpLink.js';
 const TICK: Inbound = Object.freeze({ kind: 'tick' });
 
 /** Control frame types the peer session handles itself or passes on; any other non-data frame (a SUPER frame that was not negotiated among them) is `unknown-type`. */
-const KNOWN: ReadonlySet<number> = new Set([FrameType.Keepalive, FrameType.Hello, FrameType.Welcome, FrameType.Reject, FrameType.Ping, FrameType.Pong, FrameType.Routes, FrameType.DirectRequest, FrameType.Introduction, FrameType.Withdrawal]);
+const KNOWN: ReadonlySet<number> = new Set([FrameType.Keepalive, FrameType.Hello, FrameType.Welcome, FrameType.Reject, FrameType.Ping, FrameType.Pong, FrameType.Routes, FrameType.DirectRequest, FrameType.Introduction, FrameType.Withdrawal, FrameType.DirectPath]);
 
 /** How a session starts encoding for its peer: DATA frames only, of at most 1495 bytes (see negotiate). */
 export function compatEncoding(): PacketEncoding {

@@ -90,6 +90,10 @@ export interface Arrival {
 /** What arrived on a pair channel from one source: an Arrival per run of datagrams of one read from `from` (a read whose datagrams came from two sources emits two). */
 export interface PairArrival extends Arrival {
   readonly from: UdpEndpoint;
+  /** The token of the run's newest PING (to be answered with a PONG at `from`); earlier PINGs of the run served as keepalives only. */
+  readonly ping?: number;
+  /** The token of the run's newest PONG (the answer to one of our PINGs); earlier PONGs of the run likewise. */
+  readonly pong?: number;
 }
 
 /**
@@ -149,6 +153,10 @@ export interface PairChannel extends DatagramChannel {
   readonly arrivals$: Observable<PairArrival>;
   /** Sends an empty keepalive datagram to `to`, whatever endpoint is in use: a probe to a candidate, an answer at an arrival's source. Throws RangeError for an endpoint that is not one. */
   keepaliveTo(to: UdpEndpoint, hearsUs: boolean): void;
+  /** Sends a PING datagram carrying `token` (u32) to the endpoint in use (nothing without one). */
+  ping(token: number, hearsUs: boolean): void;
+  /** Sends a PONG datagram echoing `token` (u32) to `to`: the answer to a PING, at its source. Throws RangeError for an endpoint that is not one. */
+  pong(token: number, to: UdpEndpoint, hearsUs: boolean): void;
   /** From now on send() and keepalive() go to `to` (and maxPacket() follows the kernel's path MTU toward it); undefined: nowhere (send() sends nothing). Throws RangeError for an endpoint that is not one. */
   use(to: UdpEndpoint | undefined): void;
 }

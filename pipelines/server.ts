@@ -18,7 +18,7 @@ import type { ServerEvent, SessionStats } from './events.js';
 import { HUB, forwardingPolicy, type Target } from './forwarding.js';
 import { initialHubState, reduceHub, type HubEvent, type HubState } from './hubState.js';
 import { hubSession, takeReplicable, type HubDirect } from './hubSession.js';
-import { introduce, introducedPair, noIntroductions, withdrawals, type IntroductionAsk, type Outgoing } from './introductions.js';
+import { introduce, introducedPair, noIntroductions, pairPath, reportPath, withdrawals, type IntroductionAsk, type Outgoing } from './introductions.js';
 import { initialMembership, lanRoutes, leaseInfo, routesFor, type MemberRecord } from './membership.js';
 import { count, counter, countingSink, reportingRejections, statsTicks, tunStats } from './peer.js';
 import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort, UdpHub, UdpHubPort } from './ports.js';
@@ -197,6 +197,12 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
               }
               for (const o of verdict.introductions) tell(o, encodeControl(FrameType.Introduction, o.message));
               return [{ type: 'introduced', ...pairEvent(verdict.pair.a, verdict.pair.b), by: ask.kind }];
+            },
+            report(from, message): ServerEvent[] {
+              const { state, verdict } = reportPath(introductions, { from, message }, { membership: store.state.membership, now: scheduler.now() });
+              introductions = state;
+              if (verdict.kind === 'refused') return [{ type: 'drops', who: from.addressText, drops: { 'unexpected-control': 1 } }];
+              return verdict.changed ? [{ type: 'pair-path', ...pairEvent(verdict.pair.a, verdict.pair.b), path: pairPath(verdict.pair) }] : [];
             },
           };
     /** Withdraws the pairs a change ended (of the `touched` addresses; every pair when undefined) and tells their live sides. */

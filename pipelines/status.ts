@@ -103,8 +103,8 @@ export interface StatusState {
   readonly routes: readonly LanRoute[];
   /** Client: the peers of its direct paths (pairs and refusals) as the last stats and path changes said. */
   readonly peers: readonly PeerStats[];
-  /** Server: the introduced pairs by `a b`, with when (the `now` of the event). */
-  readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number }>;
+  /** Server: the introduced pairs by `a b`, with when (the `now` of the event) and their path as the members report it. */
+  readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number; readonly path: 'direct' | 'relayed' }>;
   readonly lastEventAt: number;
 }
 
@@ -231,7 +231,15 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
     }
     case 'introduced': {
       const pairs = new Map(s.pairs);
-      pairs.set(`${event.a} ${event.b}`, { a: event.a, b: event.b, since: now });
+      pairs.set(`${event.a} ${event.b}`, { a: event.a, b: event.b, since: now, path: 'relayed' });
+      return { ...s, pairs };
+    }
+    case 'pair-path': {
+      const key = `${event.a} ${event.b}`;
+      const known = s.pairs.get(key);
+      if (known === undefined) return s;
+      const pairs = new Map(s.pairs);
+      pairs.set(key, { ...known, path: event.path });
       return { ...s, pairs };
     }
     case 'withdrawn': {
@@ -245,7 +253,8 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       if (event.closed === true) return { ...s, peers: others };
       const known = s.peers.find((p) => p.address === event.peer);
       const endpoint = event.path.startsWith('direct ') ? event.path.slice('direct '.length) : undefined;
-      const peer: PeerStats = known === undefined ? { address: event.peer, path: event.path, endpoint, rx: ZERO, tx: ZERO, drops: {} } : { ...known, path: event.path, endpoint };
+      // A round trip belongs to the direct path it was measured on: gone with it, measured afresh on the next.
+      const peer: PeerStats = known === undefined ? { address: event.peer, path: event.path, endpoint, rtt: undefined, rx: ZERO, tx: ZERO, drops: {} } : { ...known, path: event.path, endpoint, rtt: endpoint === undefined ? undefined : known.rtt };
       return { ...s, peers: [...others, peer] };
     }
     case 'drops': {
@@ -285,6 +294,10 @@ export interface PeerSnapshot {
   readonly path: string;
   /** The endpoint in use while direct, else null. */
   readonly endpoint: string | null;
+  /** While direct, the latest round-trip time over the direct path (PING/PONG), in ms; null when relayed or not measured yet. */
+  readonly rttMs: number | null;
+  /** The same smoothed (7/8 of the last value + 1/8 of each new sample, from the first sample of the direct path); null likewise. */
+  readonly smoothedRttMs: number | null;
   readonly rx: TrafficCount;
   readonly tx: TrafficCount;
   readonly drops: DropCounts;
@@ -295,6 +308,8 @@ export interface PairSnapshot {
   readonly a: string;
   readonly b: string;
   readonly since: string;
+  /** `direct` while both members report their path to each other direct (DIRECT-PATH), else `relayed`. */
+  readonly path: 'direct' | 'relayed';
 }
 
 /** One lease in the JSON document; `active` while a member holds the address. */
@@ -338,6 +353,8 @@ export interface StatusGauges {
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+/** A time in ms to the microsecond (what the clock resolves, give or take), or null. */
+const microseconds = (ms: number | undefined): number | null => (ms === undefined ? null : Math.round(ms * 1000) / 1000);
 
 /** Orders members by address numerically ("10.0.0.9" before "10.0.0.10"). */
 const addressKey = (a: string): string =>
@@ -389,9 +406,9 @@ export function statusSnapshot(state: StatusState, now: number, gauges: StatusGa
     routes: state.routes,
     peers: [...state.peers]
       .sort((a, b) => (addressKey(a.address) < addressKey(b.address) ? -1 : 1))
-      .map((p) => ({ address: p.address, path: p.path, endpoint: p.endpoint ?? null, rx: p.rx, tx: p.tx, drops: p.drops })),
+      .map((p) => ({ address: p.address, path: p.path, endpoint: p.endpoint ?? null, rttMs: microseconds(p.rtt?.ms), smoothedRttMs: microseconds(p.rtt?.smoothedMs), rx: p.rx, tx: p.tx, drops: p.drops })),
     pairs: [...state.pairs.values()]
       .sort((x, y) => (addressKey(x.a) !== addressKey(y.a) ? (addressKey(x.a) < addressKey(y.a) ? -1 : 1) : addressKey(x.b) < addressKey(y.b) ? -1 : 1))
-      .map((p) => ({ a: p.a, b: p.b, since: iso(p.since) })),
+      .map((p) => ({ a: p.a, b: p.b, since: iso(p.since), path: p.path })),
   };
 }

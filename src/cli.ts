@@ -19,6 +19,7 @@ import { StateError, clientId, makeLeaseStore } from './drivers/state.js';
 import type { LeaseStore } from '../pipelines/ports.js';
 import { TlsSetupError, hubSecureContext, makeTlsDialer, makeTlsListener, pemCertificates } from './drivers/tls.js';
 import { makeTlsWorkerListener } from './drivers/tls-worker.js';
+import { fineScheduler } from './drivers/clock.js';
 import { tunPort } from './drivers/tun.js';
 import { makeUdpClient, makeUdpHub } from './udp/channels.js';
 import { CONFIG_KEYS, KEY_INFO, encodeConfig, type ConfigKey } from './config/index.js';
@@ -274,7 +275,8 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
     if (server.authenticator !== undefined) logger.log('info', 'clients must authenticate; 0.0.1-era clients cannot join');
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient({ coalesce: device.offload }) });
+    // A clock finer than a millisecond: the round trips of direct paths (and to the hub) on a LAN are fractions of one.
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient({ coalesce: device.offload }), scheduler: fineScheduler() });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

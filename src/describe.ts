@@ -119,6 +119,13 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       };
     case 'withdrawn':
       return { level: 'info', message: `withdrew the direct path of ${e.a} and ${e.b}: ${e.reason}`, fields: { event: e.type, member: e.a, peer: e.b, reason: e.reason } };
+    case 'pair-path':
+      // At most a few a second per member: its reports are rate-limited (PATH_REPORT_LIMITS).
+      return {
+        level: 'info',
+        message: `pair ${e.a} and ${e.b}: ${e.path === 'direct' ? 'direct (both report it)' : 'relayed (not both report a direct path)'}`,
+        fields: { event: e.type, member: e.a, peer: e.b, path: e.path },
+      };
     case 'leases':
       return { level: 'debug', message: `leases: ${e.leases.length === 0 ? 'none' : e.leases.map((l) => `${l.identity} ${l.address}`).join(', ')}`, fields: { event: e.type, leases: e.leases.length } };
     case 'lease-error':

@@ -5,6 +5,7 @@ import { parseIpv4 } from '../operators/core/address.js';
 import type * as t from 'io-ts';
 import {
   ControlDecodeError,
+  DirectPathCodec,
   DirectRequestCodec,
   FATAL_REJECT_REASONS,
   HelloCodec,
@@ -19,6 +20,7 @@ import {
   WelcomeCodec,
   decodeControl,
   encodeControl,
+  type DirectPath,
   type DirectRequest,
   type Hello,
   type Introduction,
@@ -155,13 +157,14 @@ test('fatal reject reasons are reject reasons', (t) => {
 // ---------------------------------------------------------------------------------------------
 // Direct paths: DIRECT-REQUEST (member → hub), INTRODUCTION and WITHDRAWAL (hub → member)
 
-type DirectType = (typeof FrameType)['DirectRequest' | 'Introduction' | 'Withdrawal'];
-type DirectMessage = DirectRequest | Introduction | Withdrawal;
+type DirectType = (typeof FrameType)['DirectRequest' | 'Introduction' | 'Withdrawal' | 'DirectPath'];
+type DirectMessage = DirectRequest | Introduction | Withdrawal | DirectPath;
 
 const DIRECT_CODECS: Record<DirectType, t.Type<DirectMessage, unknown, unknown>> = {
   [FrameType.DirectRequest]: DirectRequestCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
   [FrameType.Introduction]: IntroductionCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
   [FrameType.Withdrawal]: WithdrawalCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
+  [FrameType.DirectPath]: DirectPathCodec as unknown as t.Type<DirectMessage, unknown, unknown>,
 };
 
 /** 32 bytes 0, 1, ... 31: a pair key that is easy to recognise. */
@@ -196,8 +199,18 @@ const directRoundTrips = test.macro({
 test('the direct-path frame types lie in the later control range, apart from every other type', (t) => {
   const types = Object.values(FrameType);
   t.is(new Set(types).size, types.length);
-  t.deepEqual([FrameType.DirectRequest, FrameType.Introduction, FrameType.Withdrawal], [0x20, 0x21, 0x22]);
+  t.deepEqual([FrameType.DirectRequest, FrameType.Introduction, FrameType.Withdrawal, FrameType.DirectPath], [0x20, 0x21, 0x22, 0x23]);
 });
+
+test('a DIRECT-PATH round-trips, direct or not', (t) => {
+  for (const direct of [true, false]) {
+    const msg: DirectPath = { version: 1, peer: parseIpv4('10.0.0.3')!, id: 0xffffffff, direct };
+    const wire = encodeControl(FrameType.DirectPath, msg);
+    t.deepEqual(JSON.parse(wire.subarray(HEADER_BYTES + 1).toString('utf8')), { version: 1, peer: '10.0.0.3', id: 0xffffffff, direct });
+    t.deepEqual(decodeControl(FrameType.DirectPath, DirectPathCodec, new FrameDecoder(MAX_BODY_COMPAT).push(wire)[0]!.payload), msg);
+  }
+});
+
 
 test('a DIRECT-REQUEST with a peer round-trips', directRoundTrips, FrameType.DirectRequest, { version: 1, local: [ep('192.168.1.20', 41641), ep('10.8.0.5', 41641)], peer: parseIpv4('10.0.0.3')! }, { version: 1, local: ['192.168.1.20:41641', '10.8.0.5:41641'], peer: '10.0.0.3' });
 test('a DIRECT-REQUEST that only says the local endpoints round-trips', directRoundTrips, FrameType.DirectRequest, { version: 1, local: [] }, { version: 1, local: [] });
@@ -257,6 +270,10 @@ test('a DIRECT-REQUEST with an octal-looking address is refused', directRefuses,
 test('a DIRECT-REQUEST with an endpoint that is not a string is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: [{ host: '192.168.1.20', port: 41641 }] }, /^local: expected an IPv4 endpoint/);
 test('a DIRECT-REQUEST for a peer that is not an address is refused', directRefuses, FrameType.DirectRequest, { version: 1, local: [], peer: '10.0.0' }, 'peer: expected an IPv4 address like 10.0.0.2, got "10.0.0"');
 test('a DIRECT-REQUEST that is not an object is refused', directRefuses, FrameType.DirectRequest, '[]', /^message: expected /);
+test('a DIRECT-PATH without an id is refused', directRefuses, FrameType.DirectPath, { version: 1, peer: '10.0.0.3', direct: true }, /^id: expected receiver id/);
+test('a DIRECT-PATH with id 0 is refused', directRefuses, FrameType.DirectPath, { version: 1, peer: '10.0.0.3', id: 0, direct: true }, /^id: expected receiver id/);
+test('a DIRECT-PATH whose direct is not a boolean is refused', directRefuses, FrameType.DirectPath, { version: 1, peer: '10.0.0.3', id: 17, direct: 'yes' }, /^direct: expected boolean/);
+test('a DIRECT-PATH for a peer that is not an address is refused', directRefuses, FrameType.DirectPath, { version: 1, peer: '10.0.0', id: 17, direct: true }, /^peer: expected an IPv4 address/);
 
 test('an INTRODUCTION without endpoints is refused', directRefuses, FrameType.Introduction, introductionWith({ endpoints: [] }), 'endpoints: expected 1 to 8 endpoints, got []');
 test('an INTRODUCTION with too many endpoints is refused', directRefuses, FrameType.Introduction, introductionWith({ endpoints: Array.from({ length: MAX_ENDPOINTS + 1 }, (_, i) => `203.0.113.${i + 1}:41641`) }), /^endpoints: expected 1 to 8 endpoints, got \[/);

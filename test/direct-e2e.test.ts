@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import { fileURLToPath } from 'node:url';
 import { DIRECT, STATUS, memberOf, peerOf, waitStatus } from './helpers/direct.js';
 import { Lab, NFT_BIN, type LabProcess } from './helpers/lab.js';
-import { ECHO_PORT, startClient, startHub, statusOf } from './helpers/vpn.js';
+import { BIN, ECHO_PORT, startClient, startHub, statusOf } from './helpers/vpn.js';
 import { DEADLINE_MS } from './helpers/wait.js';
 
 const C1 = '10.0.0.2';
@@ -55,9 +55,26 @@ labTest('two members on one underlay go direct: both statuses say direct, and a 
   const s2 = await waitStatus(lab, 'c2', 'a direct path to c1', (s) => DIRECT.test(peerOf(s, C1)?.path ?? ''));
   t.is(peerOf(s1, C2)!.path, `direct ${lab.host('c2').ip}:${peerOf(s1, C2)!.endpoint!.split(':')[1]}`, "c1's path goes to c2's underlay address");
   t.is(peerOf(s2, C1)!.path, `direct ${lab.host('c1').ip}:${peerOf(s2, C1)!.endpoint!.split(':')[1]}`);
+  // Each side measures the direct path's round trip (PING/PONG over the pair, once a second): on one
+  // bridge, well under a millisecond plus two processes' turns; 50 ms only tells a hub hop (or a
+  // wrong clock) from a loaded machine.
+  for (const [host, peer] of [['c1', C2], ['c2', C1]] as const) {
+    const s = await waitStatus(lab, host, `a round trip to ${peer}`, (x) => (peerOf(x, peer)?.smoothedRttMs ?? null) !== null && DIRECT.test(peerOf(x, peer)!.path));
+    const { rttMs, smoothedRttMs } = peerOf(s, peer)!;
+    t.log(`${host}: round trip to ${peer} over the direct path: latest ${rttMs} ms, smoothed ${smoothedRttMs} ms`);
+    for (const ms of [rttMs, smoothedRttMs]) t.true(ms !== null && Number.isFinite(ms) && ms > 0 && ms < 50, `${host}: a round trip of ${ms} ms`);
+  }
+  const table = await lab.host('c1').exec(process.execPath, [BIN, 'status', STATUS]);
+  t.regex(table.stdout, /^PEER\s+PATH\s+RTT\s/m);
+  t.regex(table.stdout, new RegExp(`^10\\.0\\.0\\.3\\s+direct \\S+\\s+\\d+(\\.\\d)? ms\\s`, 'm'), 'the PEER table shows it');
   await hub.waitForLine(/introduced 10\.0\.0\.2 and 10\.0\.0\.3 for a direct path/);
-  const pairs = (await statusOf(lab, 'hub', STATUS)).pairs;
-  t.deepEqual(pairs.map((p) => [p.a, p.b]), [[C1, C2]], 'the hub shows the pair');
+  // Both members report their path direct (DIRECT-PATH): the hub shows the pair so.
+  const hubView = await waitStatus(lab, 'hub', 'the pair shown direct', (x) => x.pairs.some((p) => p.path === 'direct'));
+  t.deepEqual(hubView.pairs.map((p) => [p.a, p.b, p.path]), [[C1, C2, 'direct']], 'the hub shows the pair, direct');
+  const hubTable = await lab.host('hub').exec(process.execPath, [BIN, 'status', STATUS]);
+  t.regex(hubTable.stdout, /^PAIR\s+PATH\s+SINCE$/m);
+  t.regex(hubTable.stdout, /^10\.0\.0\.2\s+10\.0\.0\.3\s+direct\s/m, "the hub's PAIR table says direct");
+  await hub.waitForLine(/pair 10\.0\.0\.2 and 10\.0\.0\.3: direct/);
 
   // What the hub's underlay carries from here on.
   if (NFT_BIN !== undefined) {
@@ -86,7 +103,7 @@ labTest('two members on one underlay go direct: both statuses say direct, and a 
   for (const [d, a] of [['rx', C1], ['tx', C2], ['rx', C2], ['tx', C1]] as const) t.is(moved(d, a), 0, `the hub's ${d} counter of ${a} did not move`);
   // Keepalives of the members' own UDP paths still reach the hub: a few per second, never the data.
   if (udpBefore !== undefined) t.true(udpAfter!.bytes - udpBefore.bytes < bytes / 100, 'the hub received none of the data');
-  t.log([...hub.stderr.filter((l) => / introduced | withdrew /.test(l)), ...c1.stderr.filter((l) => / path to /.test(l))].join('\n'));
+  t.log([...hub.stderr.filter((l) => / introduced | withdrew | pair /.test(l)), ...c1.stderr.filter((l) => / path to /.test(l))].join('\n'));
   t.true(c1.running && c2.running && hub.running);
 });
 

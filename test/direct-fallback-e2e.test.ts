@@ -59,9 +59,11 @@ labTest('the direct path blocked mid-transfer: both paths leave direct after 2 s
   const viaHubBefore = await statusOf(lab, 'hub', STATUS);
 
   // UDP to and from c2's underlay address only: c1's datagrams to the hub pass.
-  const [m1, m2] = [c1.mark(), c2.mark()];
+  const [m1, m2, mh] = [c1.mark(), c2.mark(), hub.mark()];
   const left1 = lineAfter(c1, /path to 10\.0\.0\.3: relayed /, m1);
   const left2 = lineAfter(c2, /path to 10\.0\.0\.2: relayed /, m2);
+  // The members report the change over their control channels (only c2's underlay address is blocked).
+  const hubRelayed = lineAfter(hub, /pair 10\.0\.0\.2 and 10\.0\.0\.3: relayed/, mh);
   const watch = stopwatch();
   const block = await shell.run(
     t,
@@ -75,6 +77,9 @@ labTest('the direct path blocked mid-transfer: both paths leave direct after 2 s
   t.log(`blocked at ${atBlock} B: c1 left direct ${ms1} ms after the rule went to nft, c2 ${ms2} ms (nft took ${block.after - block.before} ms; CPU contention ${stalledMs.toFixed(0)} ms)`);
   t.log(at1.line);
   t.log(at2.line);
+  const hr = await hubRelayed;
+  // A member sends its report before it logs its own line, so the hub's line may bear the same or an earlier ms.
+  t.log(`${hr.line} (${hr.at - Math.min(at1.at, at2.at)} ms after the first member's line)`);
   // 2 s without an answer makes a path relayed (DIRECT_TIMING.silenceMs), and during a transfer the
   // last answer came just before the block: 2 s from the rule, plus up to 250 ms for the program's
   // timer and log line to run late. CPU contention in the window is not the program's doing.
@@ -99,12 +104,17 @@ labTest('the direct path blocked mid-transfer: both paths leave direct after 2 s
   t.true(dropped.packets > 0, 'the rule dropped datagrams of the pair');
 
   // Unblocked: probed again after the backoff (1 s doubling), and direct.
-  const [n1, n2] = [c1.mark(), c2.mark()];
+  t.deepEqual((await statusOf(lab, 'hub', STATUS)).pairs.map((p) => p.path), ['relayed'], "the hub's status shows the pair relayed while blocked");
+  const [n1, n2, nh] = [c1.mark(), c2.mark(), hub.mark()];
   const back1 = lineAfter(c1, /path to 10\.0\.0\.3: direct /, n1);
   const back2 = lineAfter(c2, /path to 10\.0\.0\.2: direct /, n2);
+  const hubDirect = lineAfter(hub, /pair 10\.0\.0\.2 and 10\.0\.0\.3: direct/, nh);
   const unblock = await shell.run(t, 'delete table inet lwtdirect');
   const [b1, b2] = [await back1, await back2];
   t.log(`blocked for ${((unblock.before - block.before) / 1000).toFixed(1)} s (${dropped.packets} datagrams dropped); direct again ${b1.at - unblock.before} ms (c1) and ${b2.at - unblock.before} ms (c2) after the unblock`);
+  const hd = await hubDirect;
+  t.log(`${hd.line} (${hd.at - Math.max(b1.at, b2.at)} ms after the later member's line)`);
+  await waitStatus(lab, 'hub', 'the pair shown direct again', (s) => s.pairs.length === 1 && s.pairs[0]!.path === 'direct');
   const s1 = await waitStatus(lab, 'c1', 'a direct path to c2 again', (s) => DIRECT.test(peerOf(s, C2)?.path ?? ''));
   t.is(peerOf(s1, C2)!.path, `direct ${c2Ip}:${peerOf(s1, C2)!.endpoint!.split(':')[1]}`);
   t.true(hub.running && c1.running && c2.running);

@@ -15,6 +15,7 @@ import type { ClientSettings, ServerSettings } from '../pipelines/settings.js';
 import { DIRECT_TIMING } from '../operators/directPath.js';
 import { parseIpv4 } from '../operators/core/address.js';
 import {
+  DirectPathCodec,
   DirectRequestCodec,
   IntroductionCodec,
   PROTOCOL_VERSION,
@@ -180,6 +181,48 @@ test('no introduction for a flow with a member that does not take part or whose 
     { version: PROTOCOL_VERSION, peer: '10.0.0.9', reason: 'unknown-peer' },
   ]);
   t.deepEqual(ofType(run.log, 'introduced'), []);
+});
+
+test('members report their paths (DIRECT-PATH): the hub shows the pair direct once both say so and relayed again when one does not; a report of no pair of the member’s, under the wrong id or malformed is counted, and from a member that takes no part is an unknown type', (t) => {
+  let a!: FakeConnection;
+  let b!: FakeConnection;
+  let c!: FakeConnection;
+  let run!: HubRun;
+  const report = (conn: FakeConnection, peer: string, id: number | undefined, direct: boolean): void => conn.push(jsonFrame(FrameType.DirectPath, { version: PROTOCOL_VERSION, peer, id, direct }));
+  const idOf = (conn: FakeConnection): number => {
+    const [i] = introductions(conn);
+    return i === undefined || i instanceof Error ? -1 : i.id;
+  };
+  hub(t, { until: 100 }, (h) => {
+    run = h;
+    a = h.join(2, '10.0.0.2', DIRECT_CAPS, '203.0.113.2:4002');
+    b = h.join(3, '10.0.0.3', DIRECT_CAPS, '203.0.113.3:4003');
+    c = h.join(4, '10.0.0.4', ['rtt', 'routes', 'udp'], '203.0.113.4:4004');
+    h.at(20, () => sendRequest(a, { version: PROTOCOL_VERSION, local: [], peer: '10.0.0.3' }));
+    h.at(30, () => report(a, '10.0.0.3', idOf(a), true));
+    h.at(31, () => report(b, '10.0.0.2', idOf(b), true));
+    h.at(32, () => report(a, '10.0.0.4', idOf(a), true));
+    h.at(33, () => report(a, '10.0.0.3', idOf(b), false));
+    h.at(34, () => report(a, '10.0.0.3', undefined, false));
+    h.at(35, () => report(c, '10.0.0.2', 1, true));
+    h.at(40, () => report(a, '10.0.0.3', idOf(a), false));
+  });
+  t.deepEqual(
+    ofType(run.log, 'pair-path').map((l) => [l.at, l.event]),
+    [
+      [31, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' }],
+      [40, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'relayed' }],
+    ],
+  );
+  t.deepEqual(
+    ofType(run.log, 'drops').filter((l) => l.at >= 30).map((l) => [l.at, l.event.who, l.event.drops]),
+    [
+      [32, '10.0.0.2', { 'unexpected-control': 1 }],
+      [33, '10.0.0.2', { 'unexpected-control': 1 }],
+      [34, '10.0.0.2', { 'unexpected-control': 1 }],
+      [35, '10.0.0.4', { 'unknown-type': 1 }],
+    ],
+  );
 });
 
 test('a member that leaves ends its pairs: the other side hears a WITHDRAWAL naming its own receiver id', (t) => {
@@ -374,6 +417,38 @@ test('an INTRODUCTION opens a pair channel that probes only sound candidates; pa
   ]);
   t.like(peersAt(run.log, 1000)?.[0], { address: '10.0.0.3', path: 'direct 203.0.113.3:4003', endpoint: '203.0.113.3:4003', tx: { packets: 2 } });
   t.like(peersAt(run.log, 3000)?.[0], { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined });
+  t.deepEqual(
+    written(run.conn, FrameType.DirectPath, DirectPathCodec),
+    [
+      { version: PROTOCOL_VERSION, peer: '10.0.0.3', id: 501, direct: true },
+      { version: PROTOCOL_VERSION, peer: '10.0.0.3', id: 501, direct: false },
+    ],
+    'the hub hears each change of the path, under this side’s id of the pair',
+  );
+});
+
+test('a direct pair pings its peer once a second and shows the round trip (latest and smoothed) in peers; a PING is answered with a PONG at its source; a stray PONG is counted; relayed shows none', (t) => {
+  const at = endpoint('203.0.113.3:4003');
+  let run!: ClientRun;
+  client(t, { until: 4500 }, (c) => {
+    run = c;
+    c.at(10, () => sendIntroduction(c.conn));
+    // The peer answers at 30 (direct: ping 1 goes at once) and keeps answering; pong 1 after 4 ms, pong 2 after 12 ms.
+    for (let ms = 30; ms < 2100; ms += 300) c.at(ms, () => c.pair().arrive(at, [], true));
+    c.at(34, () => c.pair().arrive(at, [], true, { pong: 1 }));
+    c.at(1042, () => c.pair().arrive(at, [], true, { pong: 2 }));
+    c.at(1050, () => c.pair().arrive(endpoint('198.51.100.9:5000'), [], true, { ping: 4242 }));
+    c.at(1060, () => c.pair().arrive(at, [], true, { pong: 99 }));
+    // Silent from 1830 on: relayed 2 s later.
+  });
+  const pair = run.pair();
+  const pings = pair.pings.filter((p) => p.kind === 'ping');
+  t.deepEqual(pings.slice(0, 3).map((p) => [p.at, p.token]), [[30, 1], [1030, 2], [2030, 3]], 'a ping at once when direct, then one a second');
+  t.true(pings.every((p) => p.to.port === 4003));
+  t.deepEqual(pair.pings.filter((p) => p.kind === 'pong').map((p) => [p.at, p.token, p.to.port]), [[1050, 4242, 5000]], 'answered at its source at once');
+  t.like(peersAt(run.log, 1000)?.[0], { path: 'direct 203.0.113.3:4003', rtt: { ms: 4, smoothedMs: 4 } });
+  t.like(peersAt(run.log, 2000)?.[0], { path: 'direct 203.0.113.3:4003', rtt: { ms: 12, smoothedMs: 5 }, drops: { 'unexpected-control': 1 } });
+  t.like(peersAt(run.log, 4000)?.[0], { path: 'relayed (probing)', rtt: undefined });
 });
 
 test('arrivals over a pair reach the TUN device only with the peer’s address or one of its LANs as source; the rest are spoofed-source drops under the peer', (t) => {
@@ -433,8 +508,8 @@ test('a WITHDRAWAL naming the pair closes it (a stale one is ignored), a refusal
     ],
   );
   t.deepEqual(peersAt(run.log, 1000), [
-    { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
-    { address: '10.0.0.4', path: 'relayed (no direct path: isolation)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+    { address: '10.0.0.3', path: 'relayed (probing)', endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+    { address: '10.0.0.4', path: 'relayed (no direct path: isolation)', endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
   ]);
   t.deepEqual(peersAt(run.log, 2000)?.map((p) => p.address), ['10.0.0.4'], 'the withdrawn pair is gone from the status');
 });

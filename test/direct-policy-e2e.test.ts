@@ -6,7 +6,9 @@
 // the hub withdraws the pair, both close it within a second of the reload, no direct datagram
 // after that, and they cannot reach each other. A member forging a source over a direct path (an
 // address added to c1's TUN device: another member's, and one nobody holds) → c2 receives none of
-// it and counts it as `spoofed-source` under peer c1, while c1's own address gets through.
+// it and counts it as `spoofed-source` under peer c1, while c1's own address gets through. A member
+// killed (SIGKILL) behind a cut link, so that only the hub's idle timeout can notice → the hub
+// withdraws the pair within the configured timeout and c1 closes its side.
 import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +17,7 @@ import { DIRECT, STATUS, countUdpWith, lineAfter, memberOf, peerOf, waitStatus }
 import { FORGE_SCRIPT } from './helpers/forge.js';
 import { Lab, type LabProcess } from './helpers/lab.js';
 import { ECHO_PORT, HUB_TUNNEL, startClient, startHub, statusOf } from './helpers/vpn.js';
-import { stopwatch, waitUntil } from './helpers/wait.js';
+import { SLACK_MS, stopwatch, waitUntil } from './helpers/wait.js';
 
 const C1 = '10.0.0.2';
 const C2 = '10.0.0.3';
@@ -102,6 +104,44 @@ labTest('isolation turned on by SIGHUP: the hub withdraws the direct pair, both 
   t.log(`datagrams between c1 and c2: ${whileDirect.packets} while direct, ${atClose.packets} when both closed, ${after.packets} after the isolated window; c1's peer entry: ${JSON.stringify(peerOf(s1, C2) ?? null)}`);
   t.is(after.packets, atClose.packets, 'no direct datagram after the withdrawal');
   t.true(hub.running && c1.running && c2.running);
+});
+
+labTest('a member killed with SIGKILL behind a cut link: the hub notices by its idle timeout and withdraws the pair, and the other member closes its side, within the configured timeout', async (t) => {
+  const lab = await newLab(t, ['hub', 'c1', 'c2']);
+  const TIMEOUT_S = 3;
+  const timing = ['-keepalive', '1', '-timeout', String(TIMEOUT_S), '-status', STATUS];
+  const hub = await startHub(lab, timing);
+  const [c1, c2] = await Promise.all([startClient(lab, 'c1', C1, timing), startClient(lab, 'c2', C2, timing)]);
+  await bothOnUdp(lab);
+  await lab.startEchoServers('c2', ECHO_PORT);
+  t.true(await lab.canReach('c1', C2, ECHO_PORT), 'c1 reaches c2');
+  await waitStatus(lab, 'c1', 'a direct path to c2', (s) => DIRECT.test(peerOf(s, C2)?.path ?? ''));
+  await waitStatus(lab, 'hub', 'the pair shown direct', (s) => s.pairs.some((p) => p.path === 'direct'));
+
+  const [mh, m1] = [hub.mark(), c1.mark()];
+  const left = lineAfter(hub, /member 10\.0\.0\.3 \(.*\) left: /, mh);
+  const withdrew = lineAfter(hub, /withdrew the direct path of 10\.0\.0\.2 and 10\.0\.0\.3: left/, mh);
+  const relayed = lineAfter(c1, /path to 10\.0\.0\.3: relayed /, m1);
+  const closed = lineAfter(c1, /path to 10\.0\.0\.3: closed \(withdrawn by the hub: left\)/, m1);
+  // Cut first: no FIN or RST reaches anyone, so only silence tells (the hub's idle timeout, c1's 2 s).
+  await lab.blackhole('c2');
+  const watch = stopwatch();
+  c2.kill('SIGKILL');
+  const killedAt = Date.now();
+  const [l, w, r, x] = [await left, await withdrew, await relayed, await closed];
+  const stalledMs = watch.elapsedMs() - watch.unloadedMs();
+  t.log(`${l.line}\n${w.line}\n${r.line}\n${x.line}`);
+  t.log(`after the kill: c1 relayed in ${r.at - killedAt} ms, the hub noticed in ${l.at - killedAt} ms, c1 closed the pair in ${x.at - killedAt} ms (CPU contention ${stalledMs.toFixed(0)} ms)`);
+  t.regex(l.line, /left: idle/, 'the idle timeout noticed it');
+  // The hub's last frame from c2 came at most a keepalive before the kill: gone within the timeout of it.
+  const bound = TIMEOUT_S * 1000 + SLACK_MS;
+  t.true(x.at - killedAt - stalledMs <= bound, `c1 closed its pair ${x.at - killedAt} ms after the kill (at most ${bound} ms without CPU contention)`);
+  // The hub logs its line after the WITHDRAWAL went out, so c1's may bear an earlier ms.
+  t.true(x.at - w.at - stalledMs <= 1000, `c1 closed its pair ${x.at - w.at} ms after the hub withdrew it`);
+  t.true(r.at - killedAt - stalledMs <= 2000 + 250, 'c1 went relayed after at most 2 s of silence (the link was cut before the kill)');
+  t.deepEqual((await waitStatus(lab, 'c1', 'no peer entry for c2', (s) => peerOf(s, C2) === undefined)).peers, []);
+  t.deepEqual((await waitStatus(lab, 'hub', 'no pairs', (s) => s.pairs.length === 0)).pairs, []);
+  t.true(hub.running && c1.running);
 });
 
 /** The `recv SRC:PORT TEXT` lines of forge's UDP sink. */

@@ -20,7 +20,7 @@ const VALUES: Record<string, DirectPathInput> = {
 const E1 = '192.0.2.7:41641';
 const E2 = '198.51.100.9:50000';
 
-/** An event as short text: p probing, d@E direct, r<ms> relayed, n[:why] no-direct-path, w withdrawn; o probe, a@E answer, k@E keepalive. */
+/** An event as short text: p probing, d@E direct, r<ms> relayed, n[:why] no-direct-path, w withdrawn; o probe, a@E answer, k@E keepalive; i<token>@E ping, t<ms>/<smoothed> rtt, s stray pong. */
 function shape(e: DirectPathEvent): string {
   switch (e.kind) {
     case 'probe':
@@ -29,6 +29,12 @@ function shape(e: DirectPathEvent): string {
       return `a@${e.to}`;
     case 'keepalive':
       return `k@${e.to}`;
+    case 'ping':
+      return `i${e.token}@${e.to}`;
+    case 'rtt':
+      return `t${e.ms}/${e.smoothedMs}`;
+    case 'stray-pong':
+      return 's';
     case 'state': {
       const s = e.state;
       if (s.kind === 'probing') return 'p';
@@ -218,5 +224,63 @@ test('the default timing relays a silent path within 2 s and probes the way docs
     // Answers at 100 ms, then silence: relayed at 2100 ms; probing again 1 s later.
     const seen = run(scheduler, cold('100ms h', VALUES).pipe(directPath({ ...DIRECT_TIMING, scheduler })), 3200, states);
     t.deepEqual(seen, ['0 p', `100 d@${E1}`, '2100 r1000', '3100 p']);
+  });
+});
+
+/** Pings every 4 (with keepalives every 2), silence 4. */
+const PINGING: Omit<DirectPathOptions, 'scheduler'> = { ...OPTIONS, pingMs: 4 };
+/** A pong echoing `token`. */
+const pong = (token: number): DirectPathInput => ({ kind: 'pong', token });
+
+test('while direct, the first datagram and then every pingMs a keepalive tick is a ping with a fresh token; a pong of it is a round trip, smoothed 7/8 + 1/8', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    // Direct at 1 (ping 1 at once), answered at 2; the tick at 3 is a keepalive, the one at 5 ping 2, answered at 8;
+    // ping 3 at 9, answered at 10 (the peer heard all along).
+    const input = cold('-hAh-h-hBhCh', { ...VALUES, A: pong(1), B: pong(2), C: pong(3) });
+    const seen = run(scheduler, input.pipe(directPath({ ...PINGING, scheduler })), 12);
+    t.deepEqual(seen, ['0 p', '0 o', `1 d@${E1}`, `1 i1@${E1}`, '2 t1/1', `3 k@${E1}`, `5 i2@${E1}`, `7 k@${E1}`, '8 t3/1.25', `9 i3@${E1}`, '10 t1/1.21875', `11 k@${E1}`]);
+  });
+});
+
+test('a pong answers once: the same token again, a token never sent, and token 0 are strays', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    const input = cold('-hAABZ', { ...VALUES, A: pong(1), B: pong(77), Z: pong(0) });
+    const seen = run(scheduler, input.pipe(directPath({ ...PINGING, scheduler })), 6, (e) => e.kind === 'rtt' || e.kind === 'stray-pong');
+    t.deepEqual(seen, ['2 t1/1', '3 s', '4 s', '5 s']);
+  });
+});
+
+test('only the last PINGS_KEPT pings are remembered: a pong of an older one is a stray', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    // The peer keeps answering (h every 2), no pong comes: pings 1-5 go at 1, 5, 9, 13, 17, and ping 5 takes ping 1's
+    // place. Then pongs of 1 (forgotten: a stray) and 2 (still kept: 14 old).
+    const input = cold(`-${'h-'.repeat(8)}hAB`, { ...VALUES, A: pong(1), B: pong(2) });
+    const seen = run(scheduler, input.pipe(directPath({ ...PINGING, scheduler })), 20, (e) => e.kind === 'ping' || e.kind === 'rtt' || e.kind === 'stray-pong');
+    t.deepEqual(seen, [`1 i1@${E1}`, `5 i2@${E1}`, `9 i3@${E1}`, `13 i4@${E1}`, `17 i5@${E1}`, '18 s', '19 t14/14']);
+  });
+});
+
+test('leaving direct forgets the pings and the smoothed round trip: a late pong is a stray, and the next direct path starts afresh', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    // Direct at 1 (ping 1), answered at 2 (rtt 1); silent: relayed at 5; pong 1 again would be a replay, so the late
+    // pong is a made-up one of ping 1 at 6: a stray; direct again at 7 (ping 2), answered at 9: rtt 2, not smoothed with 1.
+    const input = cold('-hA---Ah-B', { ...VALUES, A: pong(1), B: pong(2) });
+    const seen = run(scheduler, input.pipe(directPath({ ...PINGING, scheduler })), 10, (e) => e.kind !== 'probe' && e.kind !== 'keepalive');
+    t.deepEqual(seen, ['0 p', `1 d@${E1}`, `1 i1@${E1}`, '2 t1/1', '5 r10', '6 s', `7 d@${E1}`, `7 i2@${E1}`, '9 t2/2']);
+  });
+});
+
+test('without pingMs no pings go out and every pong is a stray', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    const seen = run(scheduler, cold('-hA', { ...VALUES, A: pong(1) }).pipe(directPath({ ...OPTIONS, scheduler })), 4);
+    t.deepEqual(seen, ['0 p', '0 o', `1 d@${E1}`, `1 k@${E1}`, '2 s', `3 k@${E1}`]);
+  });
+});
+
+test('the default timing pings once a second while direct', (t) => {
+  marbles(t, ({ cold }, scheduler) => {
+    const answers = cold('100ms h 399ms h 499ms h 499ms h 499ms h', VALUES);
+    const seen = run(scheduler, answers.pipe(directPath({ ...DIRECT_TIMING, scheduler })), 3200, (e) => e.kind === 'ping');
+    t.deepEqual(seen, [`100 i1@${E1}`, `1100 i2@${E1}`, `2100 i3@${E1}`, `3100 i4@${E1}`]);
   });
 });

@@ -7,10 +7,15 @@ import { IntroductionCodec, decodeControl, encodeControl } from '../operators/co
 import { FrameType, HEADER_BYTES } from '../operators/core/wire/frames.js';
 import { forwardingPolicy } from '../pipelines/forwarding.js';
 import {
+  INTRODUCTION_LIMITS,
+  PATH_REPORT_LIMITS,
   introduce,
   introducedPair,
   noIntroductions,
+  pairPath,
+  reportPath,
   withdrawals,
+  type PathReportVerdict,
   type DirectFacts,
   type IntroductionAsk,
   type IntroductionContext,
@@ -319,4 +324,72 @@ test("a leaver's budget is forgotten; a live member's is kept", (t) => {
   const gone = hubState({ members: [B, C], events: [] }).membership;
   const { state } = withdrawals(s, { membership: gone, policy: context({ membership: gone }).policy });
   t.deepEqual([...state.budgets.keys()], [B.address]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// What members report of their pairs' paths (DIRECT-PATH), taken as hostile input.
+
+/** A and B introduced (A takes the pair's datagrams under id 100, B under 101). */
+function pairAB(): Introductions {
+  const { state } = introduce(noIntroductions(), request('A', '10.0.0.3'), context());
+  return state;
+}
+const says = (from: Name, peer: string, id: number, direct: boolean) => ({ from: MEMBERS[from], message: { version: 1, peer: ip(peer), id, direct } });
+/** A report verdict as text: `recorded a/b` (each side's word, d or r) with ` changed` when the pair's shown path changed, or `refused REASON`. */
+const verdictOf = (v: PathReportVerdict): string => (v.kind === 'refused' ? `refused ${v.reason}` : `recorded ${v.pair.aDirect ? 'd' : 'r'}/${v.pair.bDirect ? 'd' : 'r'} ${pairPath(v.pair)}${v.changed ? ' changed' : ''}`);
+
+test('the hub shows a pair direct once both members report it direct, and relayed as soon as one does not', (t) => {
+  const before = pairAB();
+  let s = before;
+  const seen: string[] = [];
+  for (const r of [says('A', '10.0.0.3', 100, true), says('B', '10.0.0.2', 101, true), says('B', '10.0.0.2', 101, true), says('A', '10.0.0.3', 100, false), says('A', '10.0.0.3', 100, true)]) {
+    const { state, verdict } = reportPath(s, r, { membership: ALL, now: 0 });
+    s = state;
+    seen.push(verdictOf(verdict));
+  }
+  t.deepEqual(seen, ['recorded d/r relayed', 'recorded d/d direct changed', 'recorded d/d direct', 'recorded r/d relayed changed', 'recorded d/d direct changed']);
+  t.is(pairPath(introducedPair(s, A.address, B.address)!), 'direct', 'filed under both sides');
+  t.is(introducedPair(s, B.address, A.address), introducedPair(s, A.address, B.address));
+  t.is(pairPath(introducedPair(before, A.address, B.address)!), 'relayed', 'the state it was given is unchanged');
+});
+
+const reports = test.macro({
+  exec(t, report: ReturnType<typeof says>, membership: Membership, expected: string) {
+    const s = pairAB();
+    const { state, verdict } = reportPath(s, report, { membership, now: 0 });
+    t.is(verdictOf(verdict), expected);
+    t.is(introducedPair(state, A.address, B.address), introducedPair(s, A.address, B.address), 'the pair is as it was');
+  },
+  title: (provided = '') => provided,
+});
+test('a report about a peer it was never introduced to is refused', reports, says('A', '10.0.0.4', 100, true), ALL, 'refused unknown-pair');
+test('a report about a pair of two other members is refused', reports, says('C', '10.0.0.2', 100, true), ALL, 'refused unknown-pair');
+test("a report under the peer's id of the pair (or an earlier pair's) is stale", reports, says('A', '10.0.0.3', 101, true), ALL, 'refused stale');
+test('a report from a member that was replaced is refused', reports, says('A', '10.0.0.3', 100, true), hubState({ members: [A, B, member('10.0.0.2', { id: 99 })] }).membership, 'refused unknown-pair');
+
+test('reports are limited per member: a burst, then one per refill period; refused ones count too', (t) => {
+  let s = pairAB();
+  const limits = { burst: 2, refillMs: 1000 };
+  const seen: string[] = [];
+  for (const [r, now] of [[says('A', '10.0.0.4', 100, true), 0], [says('A', '10.0.0.3', 100, true), 0], [says('A', '10.0.0.3', 100, false), 500], [says('B', '10.0.0.2', 101, true), 500], [says('A', '10.0.0.3', 100, true), 1000]] as const) {
+    const { state, verdict } = reportPath(s, r, { membership: ALL, now, limits });
+    s = state;
+    seen.push(verdictOf(verdict));
+  }
+  t.deepEqual(seen, ['refused unknown-pair', 'recorded d/r relayed', 'refused rate-limited', 'recorded d/d direct changed', 'recorded d/d direct']);
+  t.true(PATH_REPORT_LIMITS.burst >= 2 * INTRODUCTION_LIMITS.maxPairs, 'by default every pair may change twice at once');
+});
+
+test("a re-introduction starts relayed, and a report of the pair it replaced is stale; a leaver's report budget is forgotten", (t) => {
+  let s = reportPath(reportPath(pairAB(), says('A', '10.0.0.3', 100, true), { membership: ALL, now: 0 }).state, says('B', '10.0.0.2', 101, true), { membership: ALL, now: 0 }).state;
+  let next = 500;
+  const again = introduce(s, request('B', '10.0.0.2'), { ...context(), nextId: () => next++ });
+  if (again.verdict.kind !== 'introduce') return t.fail('introduces');
+  t.is(pairPath(again.verdict.pair), 'relayed');
+  s = again.state;
+  t.is(verdictOf(reportPath(s, says('A', '10.0.0.3', 100, true), { membership: ALL, now: 0 }).verdict), 'refused stale');
+  t.deepEqual([...reportPath(s, says('A', '10.0.0.3', 501, true), { membership: ALL, now: 0 }).state.reports.keys()], [A.address, B.address]);
+  const gone = hubState({ members: [B, C], events: [] }).membership;
+  const { state } = withdrawals(s, { membership: gone, policy: context({ membership: gone }).policy });
+  t.deepEqual([...state.reports.keys()], [B.address]);
 });

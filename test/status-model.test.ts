@@ -292,7 +292,7 @@ test('client: direct paths: a path change shows at once, stats bring each peerâ€
     [30, { type: 'direct-path', peer: '10.0.0.3', path: 'relayed (probing)', why: 'introduced' }],
     [40, { type: 'direct-path', peer: '10.0.0.3', path: 'direct 192.0.2.7:41641', why: 'the peer answered' }],
   ];
-  t.deepEqual(fold('client', early).peers, [{ address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(0), tx: traffic(0), drops: {} }]);
+  t.deepEqual(fold('client', early).peers, [{ address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rttMs: null, smoothedRttMs: null, rx: traffic(0), tx: traffic(0), drops: {} }]);
   const withStats: readonly (readonly [number, Ev])[] = [
     ...early,
     [
@@ -303,32 +303,41 @@ test('client: direct paths: a path change shows at once, stats bring each peerâ€
         session: session(7, '10.0.0.2'),
         tun,
         peers: [
-          { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: undefined, rx: traffic(0), tx: traffic(0), drops: {} },
-          { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
+          { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: undefined, rtt: undefined, rx: traffic(0), tx: traffic(0), drops: {} },
+          { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rtt: { ms: 0.5, smoothedMs: 0.75 }, rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
         ],
       },
     ],
   ];
   t.deepEqual(fold('client', withStats).peers, [
-    { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
-    { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: null, rx: traffic(0), tx: traffic(0), drops: {} },
+    { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rttMs: 0.5, smoothedRttMs: 0.75, rx: traffic(4), tx: traffic(5), drops: { 'spoofed-source': 1 } },
+    { address: '10.0.0.10', path: 'relayed (no direct path: isolation)', endpoint: null, rttMs: null, smoothedRttMs: null, rx: traffic(0), tx: traffic(0), drops: {} },
   ]);
+  // The round trip belongs to the direct path: a change to relayed shows none at once (the next stats agree).
+  const relayed = fold('client', [...withStats, [1100, { type: 'direct-path', peer: '10.0.0.3', path: 'relayed (probing)', why: 'no answer from the peer for 2 s' }]]).peers.find((p) => p.address === '10.0.0.3');
+  t.like(relayed, { path: 'relayed (probing)', endpoint: null, rttMs: null, smoothedRttMs: null });
   t.deepEqual(fold('client', [...withStats, [1100, { type: 'direct-path', peer: '10.0.0.3', path: 'relayed (no direct path: left)', why: 'withdrawn', closed: true }]]).peers.map((p) => p.address), ['10.0.0.10']);
   t.deepEqual(fold('client', [...withStats, [1100, { type: 'disconnected', remote: '192.0.2.1:9000', reason: 'reset', detail: 'x' }]]).peers, []);
   t.deepEqual(fold('client', withStats).pairs, []);
 });
 
-test('server: the introduced pairs, in address order with since when, until withdrawn', (t) => {
-  const s = fold('server', [
+test('server: the introduced pairs, in address order with since when and the path their members report, until withdrawn', (t) => {
+  const events: (readonly [number, Ev])[] = [
     [10, listening],
     [100, { type: 'introduced', a: '10.0.0.9', b: '10.0.0.10', by: 'flow' }],
     [200, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'request' }],
     [300, { type: 'introduced', a: '10.0.0.2', b: '10.0.0.4', by: 'request' }],
+    [350, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' }],
+    [360, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.4', path: 'direct' }],
+    [370, { type: 'pair-path', a: '10.0.0.5', b: '10.0.0.6', path: 'direct' }],
     [400, { type: 'withdrawn', a: '10.0.0.2', b: '10.0.0.4', reason: 'left' }],
-  ]);
+  ];
+  const s = fold('server', events);
   t.deepEqual(s.pairs, [
-    { a: '10.0.0.2', b: '10.0.0.3', since: new Date(T0 + 200).toISOString() },
-    { a: '10.0.0.9', b: '10.0.0.10', since: new Date(T0 + 100).toISOString() },
-  ]);
+    { a: '10.0.0.2', b: '10.0.0.3', since: new Date(T0 + 200).toISOString(), path: 'direct' },
+    { a: '10.0.0.9', b: '10.0.0.10', since: new Date(T0 + 100).toISOString(), path: 'relayed' },
+  ], 'a path of a pair not introduced (or withdrawn) makes none');
   t.deepEqual(s.peers, []);
+  const again = fold('server', [...events, [500, { type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'relayed' }], [600, { type: 'introduced', a: '10.0.0.9', b: '10.0.0.10', by: 'request' }]]);
+  t.deepEqual(again.pairs.map((p) => p.path), ['relayed', 'relayed'], 'relayed again, and a re-introduction starts relayed');
 });

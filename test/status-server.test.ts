@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ServerEvent } from '../pipelines/events.js';
+import type { PeerStats, ServerEvent } from '../pipelines/events.js';
 import { makeStatusServer, StatusServerError, type StatusServer } from '../src/status/server.js';
 import { fetchStatus, formatStatusTable } from '../src/status/command.js';
 import { parseStatusAddr, type StatusAddr } from '../src/config/schema.js';
@@ -122,7 +122,11 @@ test('GET /metrics is Prometheus text with per-member series that disappear when
   t.regex(a.body, /^lwt_member_receive_bytes_total\{member="10\.0\.0\.3"\} 0$/m);
 
   server.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
-  t.regex((await get(at, '/metrics')).body, /^lwt_direct_pairs 1$/m);
+  t.regex((await get(at, '/metrics')).body, /^lwt_direct_pairs\{state="relayed"\} 1$/m);
+  server.update({ type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' });
+  const direct = (await get(at, '/metrics')).body;
+  t.regex(direct, /^lwt_direct_pairs\{state="direct"\} 1$/m);
+  t.regex(direct, /^lwt_direct_pairs\{state="relayed"\} 0$/m);
 
   server.update(left(1, '10.0.0.2'));
   const after = (await get(at, '/metrics')).body;
@@ -142,17 +146,20 @@ test("a client's metrics carry a series per peer of its direct paths: direct or 
     session: undefined,
     tun: { read: { packets: 0, bytes: 0 }, written: { packets: 0, bytes: 0 }, queued: 0 },
     peers: [
-      { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rx: { packets: 4, bytes: 400 }, tx: { packets: 5, bytes: 500 }, drops: { 'spoofed-source': 2 } },
-      { address: '10.0.0.4', path: 'relayed (probing)', endpoint: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
+      { address: '10.0.0.3', path: 'direct 192.0.2.7:41641', endpoint: '192.0.2.7:41641', rtt: { ms: 0.5, smoothedMs: 0.25 }, rx: { packets: 4, bytes: 400 }, tx: { packets: 5, bytes: 500 }, drops: { 'spoofed-source': 2 } },
+      { address: '10.0.0.4', path: 'relayed (probing)', endpoint: undefined, rtt: undefined, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} },
     ],
   });
   const body = (await get(at, '/metrics')).body;
   t.regex(body, /^lwt_peer_direct\{peer="10\.0\.0\.3"\} 1$/m);
   t.regex(body, /^lwt_peer_direct\{peer="10\.0\.0\.4"\} 0$/m);
+  t.regex(body, /^lwt_peer_rtt_seconds\{peer="10\.0\.0\.3"\} 0\.00025$/m, 'the smoothed round trip of a direct peer');
+  t.notRegex(body, /^lwt_peer_rtt_seconds\{peer="10\.0\.0\.4"\}/m, 'none for a relayed one');
   t.regex(body, /^lwt_peer_receive_bytes_total\{peer="10\.0\.0\.3"\} 400$/m);
   t.regex(body, /^lwt_peer_transmit_packets_total\{peer="10\.0\.0\.3"\} 5$/m);
   t.regex(body, /^lwt_peer_drops_total\{peer="10\.0\.0\.3",reason="spoofed-source"\} 2$/m);
-  t.regex(body, /^lwt_direct_pairs 0$/m, 'a client introduces no pairs');
+  t.regex(body, /^lwt_direct_pairs\{state="direct"\} 0$/m, 'a client introduces no pairs');
+  t.regex(body, /^lwt_direct_pairs\{state="relayed"\} 0$/m);
 });
 
 test('two status servers in one process have separate registries', async (t) => {
@@ -249,17 +256,23 @@ test('the status table lists a client’s peers with their paths and a hub’s i
   client.update({ type: 'welcomed', address: '10.0.0.2', prefix: 24, hub: '10.0.0.1' });
   client.update({ type: 'direct-path', peer: '10.0.0.3', path: 'direct 192.0.2.7:41641', why: 'the peer answered' });
   client.update({ type: 'direct-path', peer: '10.0.0.4', path: 'relayed (no direct path: symmetric NAT)', why: 'no answer' });
+  const peer = (address: string, path: string, rtt: { ms: number; smoothedMs: number } | undefined): PeerStats => ({ address, path, endpoint: path.startsWith('direct ') ? path.slice(7) : undefined, rtt, rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 }, drops: {} });
+  client.update({ type: 'stats', at: Date.now(), session: undefined, tun: { read: { packets: 0, bytes: 0 }, written: { packets: 0, bytes: 0 }, queued: 0 }, peers: [peer('10.0.0.3', 'direct 192.0.2.7:41641', { ms: 0.4, smoothedMs: 0.36 }), peer('10.0.0.4', 'relayed (no direct path: symmetric NAT)', undefined)] });
   const lines = formatStatusTable(client.snapshot());
-  t.truthy(lines.find((l) => /^PEER\s+PATH\s+RX PKTS\s+RX\s+TX PKTS\s+TX\s+DROPS$/.test(l)));
-  t.truthy(lines.find((l) => /^10\.0\.0\.3\s+direct 192\.0\.2\.7:41641\s+0\s+0 B\s+0\s+0 B\s+-$/.test(l)));
+  t.truthy(lines.find((l) => /^PEER\s+PATH\s+RTT\s+RX PKTS\s+RX\s+TX PKTS\s+TX\s+DROPS$/.test(l)));
+  t.truthy(lines.find((l) => /^10\.0\.0\.3\s+direct 192\.0\.2\.7:41641\s+0\.4 ms\s+0\s+0 B\s+0\s+0 B\s+-$/.test(l)), 'the smoothed round trip, as the MEMBER table shows its RTT');
+  t.truthy(lines.find((l) => /^10\.0\.0\.4\s+relayed \(no direct path: symmetric NAT\)\s+-\s/.test(l)), 'none while relayed');
   t.truthy(lines.find((l) => /^10\.0\.0\.4\s+relayed \(no direct path: symmetric NAT\)\s/.test(l)));
 
   const { server: hub } = await started(t);
   hub.update(listening);
   hub.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.3', by: 'flow' });
+  hub.update({ type: 'introduced', a: '10.0.0.2', b: '10.0.0.4', by: 'flow' });
+  hub.update({ type: 'pair-path', a: '10.0.0.2', b: '10.0.0.3', path: 'direct' });
   const hubLines = formatStatusTable(hub.snapshot());
-  t.truthy(hubLines.find((l) => /^PAIR\s+SINCE$/.test(l)));
-  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.3\s+\d+s$/.test(l)));
+  t.truthy(hubLines.find((l) => /^PAIR\s+PATH\s+SINCE$/.test(l)));
+  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.3\s+direct\s+\d+s$/.test(l)));
+  t.truthy(hubLines.find((l) => /^10\.0\.0\.2\s+10\.0\.0\.4\s+relayed\s+\d+s$/.test(l)));
 });
 
 test('a hub shows its pending connections (read from the listener per request) and the refused ones by reason', async (t) => {

@@ -239,6 +239,42 @@ test('hostile datagrams on a pair: a replay, forgeries, malformed ones and one o
   t.is(total(wb.drops, 'replay'), 1, 'counted once each');
 });
 
+test('PING and PONG over a pair: types 3 and 4 sealed with a u32 token, arrivals carry the newest token of each; a PING of another length, or to a hub channel, is malformed', async (t) => {
+  const { hub, a, b, keys, pa, pb } = await twoMembers(t);
+  const wa = watch(pa);
+  const wb = watch(pb);
+  const h1 = hub.channel(1, SECRET);
+  const wh1 = watch(h1);
+  t.teardown(() => (wa.sub.unsubscribe(), wb.sub.unsubscribe(), wh1.sub.unsubscribe()));
+  pa.use(at(b.localPort));
+  pa.ping(0xfffffffe, true);
+  await until('b hears the ping', () => wb.arrivals.length === 1);
+  t.deepEqual(wb.arrivals[0], { packets: [], hearsUs: true, from: at(a.localPort), ping: 0xfffffffe });
+  pb.pong(0xfffffffe, wb.arrivals[0]!.from, true);
+  await until('a hears the pong', () => wa.arrivals.length === 1);
+  t.deepEqual(wa.arrivals[0], { packets: [], hearsUs: true, from: at(b.localPort), pong: 0xfffffffe });
+  t.deepEqual(pa.stats(), { rx: { packets: 0, bytes: 0 }, tx: { packets: 0, bytes: 0 } }, 'pings and pongs are not data');
+  t.throws(() => pa.ping(2 ** 32, true), { instanceOf: RangeError });
+
+  // On the wire, as a peer without this code sees it.
+  const peer = await plainSocket(t);
+  pa.use(at(peer.port));
+  pa.ping(258, false);
+  pa.pong(7, at(peer.port), true);
+  await until('both at the peer', () => peer.got.length === 2);
+  const key = toHubKey(keys.a.key, 202, 0);
+  t.like(openByHand('aes-256-gcm', key, peer.got[0]!), { type: 3, id: 202, payload: Buffer.from([0, 0, 1, 2]) });
+  t.like(openByHand('aes-256-gcm', key, peer.got[1]!), { type: 4 | 0x80, id: 202, payload: Buffer.from([0, 0, 0, 7]) });
+
+  // Sealed right but the wrong length, or a PING to a hub channel: malformed, nothing arrives.
+  const toA = toHubKey(keys.a.key, 101, 0);
+  await send(peer.socket, sealByHand('aes-256-gcm', toA, { type: 3, epoch: 0, id: 101, counter: 100 }, Buffer.from([1, 2, 3, 4, 5])), a.localPort);
+  await send(peer.socket, sealByHand('aes-256-gcm', toHubKey(SECRET, 1, 0), { type: 3, epoch: 0, id: 1, counter: 0 }, Buffer.from([0, 0, 0, 1])), hub.port);
+  await until('both counted', () => total(wa.drops, 'malformed-datagram') === 1 && total(wh1.drops, 'malformed-datagram') === 1);
+  t.is(wa.arrivals.length, 1);
+  t.is(wh1.arrivals.length, 0);
+});
+
 test('closing a pair ends it alone: its datagrams are unknown-session from then on, the hub channel and another pair carry on, and its id can be taken again', async (t) => {
   const { hub, a, b, pa, pb, keys } = await twoMembers(t);
   const c = await clientSocket(t, hub.port, 3, 'aes-256-gcm', SECRET);

@@ -117,7 +117,7 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
     String(m.tx.packets),
     formatBytes(m.tx.bytes),
     String(m.queued),
-    m.rttMs === null ? '-' : `${m.rttMs < 10 ? m.rttMs.toFixed(1) : Math.round(m.rttMs)} ms`,
+    formatRtt(m.rttMs),
     formatDrops(m.drops),
   ]);
   if (rows.length === 0) {
@@ -148,16 +148,23 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
     lines.push(
       '',
       ...table(
-        ['PEER', 'PATH', 'RX PKTS', 'RX', 'TX PKTS', 'TX', 'DROPS'],
-        peers.map((p) => [p.address, p.path, String(p.rx.packets), formatBytes(p.rx.bytes), String(p.tx.packets), formatBytes(p.tx.bytes), formatDrops(p.drops)]),
+        ['PEER', 'PATH', 'RTT', 'RX PKTS', 'RX', 'TX PKTS', 'TX', 'DROPS'],
+        // Older status servers (before round-trip times per peer) leave smoothedRttMs out.
+        peers.map((p) => [p.address, p.path, formatRtt(p.smoothedRttMs ?? null), String(p.rx.packets), formatBytes(p.rx.bytes), String(p.tx.packets), formatBytes(p.tx.bytes), formatDrops(p.drops)]),
       ),
     );
   }
   if (pairs.length > 0) {
-    lines.push('', ...table(['PAIR', '', 'SINCE'], pairs.map((p) => [p.a, p.b, formatDuration(now - Date.parse(p.since))])));
+    // Older status servers (before members reported their paths) leave path out.
+    lines.push('', ...table(['PAIR', '', 'PATH', 'SINCE'], pairs.map((p) => [p.a, p.b, p.path ?? '-', formatDuration(now - Date.parse(p.since))])));
   }
   lines.push('', `drops: ${formatDrops(s.drops)}`);
   return lines;
+}
+
+/** A round-trip time as the tables show it: `0.4 ms`, `12 ms`, or `-` when there is none. */
+function formatRtt(ms: number | null): string {
+  return ms === null ? '-' : `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
 }
 
 /** Left-aligned columns as wide as their widest cell. */

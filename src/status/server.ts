@@ -87,7 +87,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Prometheus metrics read from the model at scrape time: members that left have no series. */
 function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   type Member = StatusSnapshot['members'][number];
-  type Sample = readonly [labels: Partial<Record<'member' | 'peer' | 'reason', string>>, value: number | undefined];
+  type Sample = readonly [labels: Partial<Record<'member' | 'peer' | 'reason' | 'state', string>>, value: number | undefined];
   /** A metric whose samples are read from the current snapshot at scrape time (so departed members' series vanish). */
   const define = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], samples: (s: StatusSnapshot) => Sample[]): void => {
     const fill = (metric: { reset(): void }, put: (labels: Sample[0], v: number) => void): void => {
@@ -170,8 +170,9 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   });
   // Direct paths (docs/direct.md): a client's peers (at most 32 pairs and the refusals it holds), the hub's pairs.
   type Peer = StatusSnapshot['peers'][number];
-  const perPeer = (value: (p: Peer) => number) => (s: StatusSnapshot): Sample[] => (s.peers ?? []).map((p) => [{ peer: p.address }, value(p)]);
+  const perPeer = (value: (p: Peer) => number | undefined) => (s: StatusSnapshot): Sample[] => (s.peers ?? []).map((p) => [{ peer: p.address }, value(p)]);
   define('gauge', 'lwt_peer_direct', "Client: 1 while the peer's packets go over a direct path, 0 while they are relayed through the hub.", ['peer'], perPeer((p) => (p.endpoint === null ? 0 : 1)));
+  define('gauge', 'lwt_peer_rtt_seconds', "Client: the smoothed round-trip time of the peer's direct path (PING/PONG over the pair; absent while relayed or not measured yet).", ['peer'], perPeer((p) => (p.smoothedRttMs === null || p.smoothedRttMs === undefined ? undefined : p.smoothedRttMs / 1000)));
   define('counter', 'lwt_peer_receive_packets_total', 'Client: packets received from the peer over its direct path.', ['peer'], perPeer((p) => p.rx.packets));
   define('counter', 'lwt_peer_receive_bytes_total', 'Client: bytes of packets received from the peer over its direct path.', ['peer'], perPeer((p) => p.rx.bytes));
   define('counter', 'lwt_peer_transmit_packets_total', 'Client: packets sent to the peer over its direct path.', ['peer'], perPeer((p) => p.tx.packets));
@@ -179,7 +180,9 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   define('counter', 'lwt_peer_drops_total', "Client: packets of the peer's direct path dropped, by reason.", ['peer', 'reason'], (s) =>
     (s.peers ?? []).flatMap((p) => DROP_REASONS.flatMap((reason): Sample[] => (p.drops[reason] === undefined ? [] : [[{ peer: p.address, reason }, p.drops[reason]]]))),
   );
-  gauge('lwt_direct_pairs', 'Server: pairs of members introduced for a direct path (client: 0).', (s) => (s.pairs ?? []).length);
+  define('gauge', 'lwt_direct_pairs', 'Server: pairs of members introduced for a direct path, by the path their members report: direct (both say so) or relayed (client: 0).', ['state'], (s) =>
+    (['direct', 'relayed'] as const).map((state): Sample => [{ state }, (s.pairs ?? []).filter((p) => p.path === state).length]),
+  );
   gauge('lwt_pending_connections', 'Server: connections accepted and not admitted yet (TLS handshake or HELLO unfinished).', (s) => s.pendingConnections ?? undefined);
   define('counter', 'lwt_refused_connections_total', 'Server: connections closed at accept because too many waited to be admitted, by reason.', ['reason'], (s) =>
     REFUSAL_REASONS.map((reason) => [{ reason }, s.refusedConnections[reason]]),

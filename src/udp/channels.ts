@@ -22,8 +22,10 @@ import { coalesce } from '../../operators/core/wire/gro.js';
 export const TLS_EXPORTER_LABEL = 'EXPORTER-lightweight-tunnel-udp';
 /** HKDF's info: what the derived bytes are for (and which version of it). */
 const HKDF_INFO = 'lightweight-tunnel udp keys v1';
-/** Datagram types (the header's type byte; the top bit says the sender hears the receiver). */
-export const DatagramType = { Data: 1, Keepalive: 2 } as const;
+/** Datagram types (the header's type byte; the top bit says the sender hears the receiver). PING and PONG only on pair channels. */
+export const DatagramType = { Data: 1, Keepalive: 2, Ping: 3, Pong: 4 } as const;
+/** The payload of a PING or a PONG: a u32 token (BE), chosen by the pinging side and echoed. */
+export const PING_BYTES = 4;
 /** The type byte's flag: the sender has heard the receiver lately. */
 export const HEARS_YOU = 0x80;
 /** A key seals at most this many datagrams before the sender moves to the next epoch's key. */
@@ -175,8 +177,10 @@ interface ChannelOptions<A extends Arrival> {
   readonly keys: Keying;
   readonly endpoint: EndpointRule;
   readonly rekeyAfter: number;
-  /** One arrival of `packets`, the flag of the last of its datagrams, and (bySource) their source. */
-  readonly arrival: (packets: PacketBatch, hearsUs: boolean, address: number, port: number) => A;
+  /** One arrival of `packets`, the flag of the last of its datagrams, (bySource) their source, and the tokens of its newest PING and PONG. */
+  readonly arrival: (packets: PacketBatch, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined) => A;
+  /** It takes PING and PONG datagrams (a pair channel); to others they are malformed. */
+  readonly pings: boolean;
   /** One arrival per run of a read's datagrams from one source (a pair channel), instead of one per read. */
   readonly bySource: boolean;
   /** Called once when the channel closes. */
@@ -186,7 +190,21 @@ interface ChannelOptions<A extends Arrival> {
 /** The arrival of a session channel: one per read. */
 const sessionArrival = (packets: PacketBatch, hearsUs: boolean): Arrival => ({ packets, hearsUs });
 /** The arrival of a pair channel: one per run of datagrams from one source, with the source. */
-const pairArrival = (packets: PacketBatch, hearsUs: boolean, address: number, port: number): PairArrival => ({ packets, hearsUs, from: { address, port } });
+const pairArrival = (packets: PacketBatch, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined): PairArrival => ({
+  packets,
+  hearsUs,
+  from: { address, port },
+  ...(ping === undefined ? {} : { ping }),
+  ...(pong === undefined ? {} : { pong }),
+});
+
+/** The payload of a PING or PONG carrying `token`; throws RangeError for a token that is not a u32. */
+function tokenPayload(token: number): readonly Uint8Array[] {
+  if (!Number.isInteger(token) || token < 0 || token > 0xffffffff) throw new RangeError(`not a ping token: ${token}`);
+  const b = new Uint8Array(PING_BYTES);
+  new DataView(b.buffer).setUint32(0, token);
+  return [b];
+}
 
 /** `to` itself, when it is an IPv4 address (u32) and a port 1..65535; throws RangeError otherwise. */
 function checkedEndpoint(to: Endpoint): Endpoint {
@@ -347,7 +365,8 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
         continue;
       }
       const type = batch.types[i]! & ~HEARS_YOU;
-      if (type !== DatagramType.Data && type !== DatagramType.Keepalive) {
+      const ping = type === DatagramType.Ping || type === DatagramType.Pong;
+      if ((type !== DatagramType.Data && type !== DatagramType.Keepalive && !ping) || (ping && (!this.#o.pings || batch.lengths[i] !== PING_BYTES))) {
         this.#tally.add('malformed-datagram');
         continue;
       }
@@ -370,11 +389,14 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
     let hearsUs = false;
     let address = -1;
     let port = -1;
+    let ping: number | undefined;
+    let pong: number | undefined;
     for (let i = 0; i < count; i++) {
       if (done[i] !== ROW_ACCEPTED || batch.receivers[i] !== id) continue;
       if (this.#o.bySource && address >= 0 && (batch.addrs[i] !== address || batch.ports[i] !== port)) {
-        this.#arrive(packets, hearsUs, address, port);
+        this.#arrive(packets, hearsUs, address, port, ping, pong);
         packets = undefined;
+        ping = pong = undefined;
       }
       address = batch.addrs[i]!;
       port = batch.ports[i]!;
@@ -383,15 +405,16 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
         (packets ??= []).push(new Uint8Array(batch.buffer, batch.offsets[i], batch.lengths[i]));
         this.#rx.packets++;
         this.#rx.bytes += batch.lengths[i]!;
-      }
+      } else if ((type & ~HEARS_YOU) === DatagramType.Ping) ping = tokenAt(batch, i);
+      else if ((type & ~HEARS_YOU) === DatagramType.Pong) pong = tokenAt(batch, i);
       hearsUs = (type & HEARS_YOU) !== 0;
     }
-    this.#arrive(packets, hearsUs, address, port);
+    this.#arrive(packets, hearsUs, address, port, ping, pong);
   }
 
-  #arrive(packets: Uint8Array[] | undefined, hearsUs: boolean, address: number, port: number): void {
+  #arrive(packets: Uint8Array[] | undefined, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined): void {
     const out = packets === undefined ? [] : this.#o.socket.coalesce ? coalesce(packets, this.#runs, this.#o.socket.arena.alloc) : packets;
-    this.#arrivals.next(this.#o.arrival(out, hearsUs, address, port));
+    this.#arrivals.next(this.#o.arrival(out, hearsUs, address, port, ping, pong));
   }
 
   /** Whether a row of this channel is still unopened and carries epoch byte `epoch` (header byte 1, intact until opened). */
@@ -479,7 +502,7 @@ class Pair extends Channel<PairArrival> implements PairChannel {
   readonly peerId: number;
 
   constructor(socket: ChannelSocket, keys: PairKeys, rekeyAfter: number, onClose: () => void) {
-    super({ socket, keys: pairKeying(keys), endpoint: { kind: 'owner' }, rekeyAfter, arrival: pairArrival, bySource: true, onClose });
+    super({ socket, keys: pairKeying(keys), endpoint: { kind: 'owner' }, rekeyAfter, arrival: pairArrival, bySource: true, pings: true, onClose });
     this.id = keys.id;
     this.peerId = keys.peerId;
   }
@@ -488,9 +511,24 @@ class Pair extends Channel<PairArrival> implements PairChannel {
     this.sealTo(KEEPALIVE_PAYLOAD, DatagramType.Keepalive, hearsUs, checkedEndpoint(to));
   }
 
+  ping(token: number, hearsUs: boolean): void {
+    this.sealTo(tokenPayload(token), DatagramType.Ping, hearsUs, this.endpoint());
+  }
+
+  pong(token: number, to: Endpoint, hearsUs: boolean): void {
+    this.sealTo(tokenPayload(token), DatagramType.Pong, hearsUs, checkedEndpoint(to));
+  }
+
   use(to: Endpoint | undefined): void {
     this.setEndpoint(to === undefined ? undefined : checkedEndpoint(to));
   }
+}
+
+/** The u32 token of an opened PING or PONG row (its PING_BYTES of plaintext, checked by #accept). */
+function tokenAt(batch: DatagramBatch, row: number): number {
+  const a = arenaOf(batch);
+  const at = batch.offsets[row]!;
+  return ((a[at]! << 24) | (a[at + 1]! << 16) | (a[at + 2]! << 8) | a[at + 3]!) >>> 0;
 }
 
 /**
@@ -634,7 +672,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
           randomSecret: () => new Uint8Array(randomBytes(32)),
           channel: (id, secret) => {
             channels.get(id)?.close();
-            const ch: Channel = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'hub'), endpoint: { kind: 'roams' }, rekeyAfter, arrival: sessionArrival, bySource: false, onClose: () => channels.get(id) === ch && channels.delete(id) });
+            const ch: Channel = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'hub'), endpoint: { kind: 'roams' }, rekeyAfter, arrival: sessionArrival, bySource: false, pings: false, onClose: () => channels.get(id) === ch && channels.delete(id) });
             channels.set(id, ch);
             return ch;
           },
@@ -670,7 +708,7 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
           subscriber.error(err);
           return;
         }
-        const hub = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'client'), endpoint: { kind: 'fixed', at: { address, port } }, rekeyAfter, arrival: sessionArrival, bySource: false });
+        const hub = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'client'), endpoint: { kind: 'fixed', at: { address, port } }, rekeyAfter, arrival: sessionArrival, bySource: false, pings: false });
         let pairs = 0;
         const pair = (keys: PairKeys): PairOpening => {
           const ids = [keys.id, keys.peerId];

@@ -88,11 +88,20 @@ export interface SentProbe {
   readonly hearsUs: boolean;
 }
 
-/** A pair channel whose peer is the test: `arrive` delivers from an endpoint, `probes` and `sent` record, `at` is what use() chose. */
+/** A PING or PONG a pair channel sent: its token, where to (a PING: the endpoint in use) and when. */
+export interface SentPing {
+  readonly kind: 'ping' | 'pong';
+  readonly at: number;
+  readonly token: number;
+  readonly to: UdpEndpoint;
+}
+
+/** A pair channel whose peer is the test: `arrive` delivers from an endpoint, `probes`, `pings` and `sent` record, `at` is what use() chose. */
 export class FakePairChannel extends FakeDatagramChannel<PairArrival> implements PairChannel {
   readonly peerId: number;
   readonly cipher: UdpCipher;
   readonly probes: SentProbe[] = [];
+  readonly pings: SentPing[] = [];
 
   constructor(scheduler: SchedulerLike, keys: PairKeys) {
     super(scheduler, keys.id, Uint8Array.from(keys.key));
@@ -112,13 +121,21 @@ export class FakePairChannel extends FakeDatagramChannel<PairArrival> implements
     this.probes.push({ at: this.scheduler.now(), to, hearsUs });
   }
 
+  ping(token: number, _hearsUs: boolean): void {
+    if (this.at !== undefined) this.pings.push({ kind: 'ping', at: this.scheduler.now(), token, to: this.at });
+  }
+
+  pong(token: number, to: UdpEndpoint, _hearsUs: boolean): void {
+    this.pings.push({ kind: 'pong', at: this.scheduler.now(), token, to });
+  }
+
   use(to: UdpEndpoint | undefined): void {
     this.at = to;
   }
 
-  /** The peer's datagrams of one read from `from`: `packets` (none: a keepalive), saying whether it hears us. */
-  arrive(from: UdpEndpoint, packets: readonly Uint8Array[], hearsUs = true): void {
-    this.arrivals.next({ packets: [...packets], hearsUs, from });
+  /** The peer's datagrams of one read from `from`: `packets` (none: a keepalive), saying whether it hears us, with a PING's or PONG's token. */
+  arrive(from: UdpEndpoint, packets: readonly Uint8Array[], hearsUs = true, tokens: { readonly ping?: number; readonly pong?: number } = {}): void {
+    this.arrivals.next({ packets: [...packets], hearsUs, from, ...tokens });
   }
 }
 

@@ -206,6 +206,15 @@ export type Withdrawal = t.TypeOf<typeof WithdrawalCodec>;
 /** A WITHDRAWAL as JSON on the wire. */
 export type WithdrawalJson = t.OutputOf<typeof WithdrawalCodec>;
 
+/**
+ * A member's DIRECT-PATH (member → hub): whether its path to `peer`, of the pair it takes datagrams
+ * of under receiver id `id` (its INTRODUCTION's `id`), is direct now. Sent when that changes.
+ */
+export const DirectPathCodec = t.type({ version: Int, peer: AddressCodec, id: ReceiverId, direct: t.boolean });
+export type DirectPath = t.TypeOf<typeof DirectPathCodec>;
+/** A DIRECT-PATH as JSON on the wire. */
+export type DirectPathJson = t.OutputOf<typeof DirectPathCodec>;
+
 /** The hub's REJECT: the connection closes after it. */
 export const RejectCodec = t.intersection([
   t.type({ version: Int, reason: Reason }),
@@ -247,10 +256,11 @@ const CODECS = {
   [FrameType.DirectRequest]: DirectRequestCodec,
   [FrameType.Introduction]: IntroductionCodec,
   [FrameType.Withdrawal]: WithdrawalCodec,
+  [FrameType.DirectPath]: DirectPathCodec,
 } as const;
 
 /** Every message encodeControl takes. */
-type ControlMessage = Hello | Welcome | Reject | Routes | DirectRequest | Introduction | Withdrawal;
+type ControlMessage = Hello | Welcome | Reject | Routes | DirectRequest | Introduction | Withdrawal | DirectPath;
 
 /** Encodes a control message as one frame (its codec turns addresses and prefixes into text). Throws RangeError if it would not fit a 0.0.1-era body. */
 export function encodeControl(type: typeof FrameType.Hello, msg: Hello): Buffer;
@@ -260,6 +270,7 @@ export function encodeControl(type: typeof FrameType.Routes, msg: Routes): Buffe
 export function encodeControl(type: typeof FrameType.DirectRequest, msg: DirectRequest): Buffer;
 export function encodeControl(type: typeof FrameType.Introduction, msg: Introduction): Buffer;
 export function encodeControl(type: typeof FrameType.Withdrawal, msg: Withdrawal): Buffer;
+export function encodeControl(type: typeof FrameType.DirectPath, msg: DirectPath): Buffer;
 export function encodeControl(type: keyof typeof CODECS, msg: ControlMessage): Buffer {
   const json = (CODECS[type] as t.Encoder<ControlMessage, unknown>).encode(msg);
   const body = encoder.encode(JSON.stringify(json));

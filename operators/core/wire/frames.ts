@@ -26,6 +26,8 @@ export const FrameType = {
   Introduction: 0x21,
   /** The hub ends (or refuses) a member's direct path to a peer, with the reason (JSON); only to members that offered `direct`. */
   Withdrawal: 0x22,
+  /** A member tells the hub whether its path to an introduced peer is direct now (JSON); only to a hub that offered `direct`. */
+  DirectPath: 0x23,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
