@@ -64,7 +64,7 @@ export interface DirectPathOptions {
 }
 
 /** The timing of direct paths: a silent path is relayed after 2 s; a ping every 1 s while direct; probes every 250 ms, 5 s per round, 3 rounds before `no-direct-path`, then every 1 s doubling to 30 s. */
-export const DIRECT_TIMING = { silenceMs: 2000, keepaliveMs: 500, pingMs: 1000, probeMs: 250, roundMs: 5000, backoff: { initialMs: 1000, maxMs: 30_000 }, maxRounds: 3 } as const;
+export const DIRECT_TIMING = { silenceMs: 1500, keepaliveMs: 500, pingMs: 1000, probeMs: 250, roundMs: 5000, backoff: { initialMs: 1000, maxMs: 30_000 }, maxRounds: 3 } as const;
 
 /** The pings a path remembers (token and time sent): a PONG of an older one is a stray. The whole state of round-trip times, however many go unanswered. */
 export const PINGS_KEPT = 4;

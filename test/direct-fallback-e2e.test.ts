@@ -46,7 +46,7 @@ function received(sink: LabProcess): number {
 
 const receivedAtLeast = (sink: LabProcess, bytes: number): Promise<void> => waitUntil(() => received(sink) >= bytes, () => `${bytes} bytes at the sink (${received(sink)} so far)`);
 
-labTest('the direct path blocked mid-transfer: both paths leave direct after 2 s of silence, a 24 MiB transfer goes on through the hub and arrives intact, and the path is direct again after the unblock', async (t) => {
+labTest('the direct path blocked mid-transfer: both paths leave direct after 1.5 s of silence (within 2 s of the block), a 24 MiB transfer goes on through the hub and arrives intact, and the path is direct again after the unblock', async (t) => {
   const { lab, hub, c1, c2 } = await directPair(t);
   const c2Ip = lab.host('c2').ip;
   const shell = await NftShell.start(t, lab, 'c1');
@@ -80,10 +80,10 @@ labTest('the direct path blocked mid-transfer: both paths leave direct after 2 s
   const hr = await hubRelayed;
   // A member sends its report before it logs its own line, so the hub's line may bear the same or an earlier ms.
   t.log(`${hr.line} (${hr.at - Math.min(at1.at, at2.at)} ms after the first member's line)`);
-  // 2 s without an answer makes a path relayed (DIRECT_TIMING.silenceMs), and during a transfer the
-  // last answer came just before the block: 2 s from the rule, plus up to 250 ms for the program's
-  // timer and log line to run late. CPU contention in the window is not the program's doing.
-  const bound = 2000 + 250;
+  // 1.5 s without an answer makes a path relayed (DIRECT_TIMING.silenceMs), and during a transfer
+  // the last answer came just before the block: the issue's 2 s from the rule leave 0.5 s for the
+  // program's timer and log line to run late. CPU contention in the window is not the program's doing.
+  const bound = 2000;
   t.true(ms1 - stalledMs <= bound, `c1 left direct ${ms1} ms after the block (${stalledMs.toFixed(0)} ms of it CPU contention; at most ${bound} ms without it)`);
   t.true(ms2 - stalledMs <= bound, `c2 left direct ${ms2} ms after the block (${stalledMs.toFixed(0)} ms of it CPU contention; at most ${bound} ms without it)`);
 

@@ -439,7 +439,7 @@ test('a direct pair pings its peer once a second and shows the round trip (lates
     c.at(1042, () => c.pair().arrive(at, [], true, { pong: 2 }));
     c.at(1050, () => c.pair().arrive(endpoint('198.51.100.9:5000'), [], true, { ping: 4242 }));
     c.at(1060, () => c.pair().arrive(at, [], true, { pong: 99 }));
-    // Silent from 1830 on: relayed 2 s later.
+    // Silent from the last answer on: relayed DIRECT_TIMING.silenceMs later.
   });
   const pair = run.pair();
   const pings = pair.pings.filter((p) => p.kind === 'ping');
