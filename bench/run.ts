@@ -63,6 +63,8 @@ const TUNNEL_MTU = 1400;
 interface Options {
   duration: number;
   repeat: number;
+  /** Only the idle RTT figures (to the hub and client→client): many repeats of them, quickly. */
+  rttOnly: boolean;
   clients: number;
   modes: TunnelMode[];
   members: number;
@@ -80,6 +82,8 @@ const HELP = `usage: npm run bench -- [options]
   --quick          smoke run: 2 s per figure, 1 repeat (unless --duration/--repeat say otherwise)
   --duration S     seconds per iperf3 transfer (default 10)
   --repeat N       repeats of every figure; medians are reported (default 3)
+  --rtt-only       only the idle RTT figures (c1→hub and client→client), to compare what transports
+                   add to an idle round trip over many repeats (no transfers)
   --clients N      tunnel clients (default 3, 1 to 20)
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean', default: false },
       duration: { type: 'string' },
       repeat: { type: 'string' },
+      'rtt-only': { type: 'boolean', default: false },
       clients: { type: 'string', default: '3' },
       tls: { type: 'boolean', default: false },
       'tls-only': { type: 'boolean', default: false },
@@ -134,6 +139,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     duration: int('duration', values.duration ?? (quick ? '2' : '10'), 1, 120),
     repeat: int('repeat', values.repeat ?? (quick ? '1' : '3'), 1, 20),
+    rttOnly: values['rtt-only'],
     clients: int('clients', values.clients, 1, 20),
     modes: ((): TunnelMode[] => {
       if (values.modes !== undefined) {
@@ -278,9 +284,13 @@ function figureLabel(mode: Mode, key: string): string {
 /** The figures the direct mode measures: client→client and, for the same run's ratios, client→hub; the rest would repeat udp's. */
 const DIRECT_FIGURES: readonly string[] = ['c2h-1', 'c2c', 'rtt-idle-p50', 'rtt-idle-p99', 'rtt-c2c-p50', 'rtt-c2c-p99'];
 
-/** Whether `mode` measures figure `key` with `clients` clients (client→client needs two). */
-function measures(mode: Mode, key: string, clients: number): boolean {
+/** The figures of --rtt-only. */
+const IDLE_RTT_FIGURES: readonly string[] = ['rtt-idle-p50', 'rtt-idle-p99', 'rtt-c2c-p50', 'rtt-c2c-p99'];
+
+/** Whether `mode` measures figure `key` with `clients` clients (client→client needs two), and with --rtt-only. */
+function measures(mode: Mode, key: string, clients: number, rttOnly: boolean): boolean {
   if ((key === 'c2c' || key.startsWith('rtt-c2c')) && clients < 2) return false;
+  if (rttOnly && !IDLE_RTT_FIGURES.includes(key)) return false;
   return mode !== 'direct' || DIRECT_FIGURES.includes(key);
 }
 
@@ -313,6 +323,14 @@ const RELATIVE_TARGETS: { id: string; of: 'median' | 'cpu'; than: string; want: 
   { id: `${m}.c2h-1`, of: 'median' as const, than: 'wireguard.c2h-1', want: 'atLeast' as const, label: `${m}, client→hub 1 stream ≥ WireGuard's` },
   { id: `${m}.c2h-1`, of: 'median' as const, than: 'tls.c2h-1', want: 'atLeast' as const, label: `${m}, client→hub 1 stream ≥ TLS over TCP` },
   { id: `${m}.c2h-1`, of: 'cpu' as const, than: 'wireguard.c2h-1', want: 'atMost' as const, label: `${m}, CPU s/GB client→hub ≤ WireGuard's` },
+  // The same tunnel ends over TCP: the underlay's RTT is in both, so comparing the RTTs compares what each adds.
+  {
+    id: `${m}.rtt-idle-p50`,
+    of: 'median' as const,
+    than: m === 'udp' ? 'plain.rtt-idle-p50' : 'tls.rtt-idle-p50',
+    want: 'atMost' as const,
+    label: `${m}, idle RTT p50 ≤ the TCP transport's (${m === 'udp' ? 'plain' : 'tls'})`,
+  },
 ]);
 
 /** Each issue-14 target with both measured values, the ratio and whether it is met (null: not both measured). */
@@ -624,8 +642,14 @@ class Bench {
   }
 
   private async runSet(mode: Mode, a: Addresses, t: Tunnel | undefined): Promise<void> {
-    if (mode === 'direct') return this.runDirectSet(a, t!);
+    if (mode === 'direct' && !this.o.rttOnly) return this.runDirectSet(a, t!);
     const n = this.o.clients;
+    if (this.o.rttOnly) {
+      // The direct mode's client→client figures are the direct path's: wait for it (a failure is said, the figures still taken).
+      const notDirect = mode === 'direct' ? await this.waitDirect() : undefined;
+      if (notDirect !== undefined) this.results.warnings.push(`direct: not direct before the idle RTTs: ${notDirect}`);
+      return this.idleRtts(mode, a);
+    }
     await this.measure(mode, 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
     await this.measure(mode, 'c2h-4', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT, { parallel: 4 })]);
     // hub→client: the iperf3 client runs on the hub and sends to the server in c1.
@@ -635,15 +659,7 @@ class Bench {
       Promise.all(Array.from({ length: n }, (_, i) => this.iperf(`c${i + 1}`, a.hub, IPERF_PORT + i))),
     );
 
-    // RTT through an idle path.
-    const idleCount = this.o.quick ? 100 : 300;
-    try {
-      const p = await this.ping('c1', a.hub, idleCount);
-      this.recordPing(mode, 'idle', p);
-    } catch (err) {
-      this.pingFailed(mode, 'idle', err as Error);
-    }
-    if (n >= 2) await this.pingC2c(mode, a);
+    await this.idleRtts(mode, a);
 
     // RTT while c1 sends a bulk transfer to the hub over the same path.
     const startDelayMs = Math.min(1000, (this.o.duration * 1000) / 4);
@@ -681,6 +697,18 @@ class Bench {
     } else {
       this.pingFailed(mode, 'load', pingResult.err);
     }
+  }
+
+  /** RTT through an idle path: c1→hub and client→client. */
+  private async idleRtts(mode: Mode, a: Addresses): Promise<void> {
+    const idleCount = this.o.quick ? 100 : 300;
+    try {
+      const p = await this.ping('c1', a.hub, idleCount);
+      this.recordPing(mode, 'idle', p);
+    } catch (err) {
+      this.pingFailed(mode, 'idle', err as Error);
+    }
+    if (this.o.clients >= 2) await this.pingC2c(mode, a);
   }
 
   /**
@@ -1037,7 +1065,7 @@ class Bench {
     for (const mode of modes) {
       const unavailable = this.results.unavailable.get(mode);
       for (const def of FIGURES) {
-        if (!measures(mode, def.key, this.o.clients)) continue;
+        if (!measures(mode, def.key, this.o.clients, this.o.rttOnly)) continue;
         const id = `${mode}.${def.key}`;
         const label = figureLabel(mode, def.key);
         if (unavailable !== undefined) {
