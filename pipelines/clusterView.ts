@@ -136,7 +136,8 @@ export function reduceCluster(v: ClusterView, event: ClusterViewEvent): ClusterV
       return { ...v, standing, unavailableSince: undefined, unavailableDetail: undefined, fenceAt: Math.max(until, v.fenceAt ?? until) };
     }
     case 'store-failed':
-      if (v.standing === 'fenced') return v;
+      // A hub that is not in the cluster (yet, or any more) stays so; it only learns why.
+      if (v.standing === 'fenced' || v.standing === 'starting') return { ...v, unavailableDetail: event.detail };
       return { ...v, standing: 'unavailable', unavailableSince: v.unavailableSince ?? event.at, unavailableDetail: event.detail };
     case 'store-back':
       return v.standing === 'unavailable' && v.fenceAt !== undefined && event.at < v.fenceAt ? { ...v, standing: 'up', unavailableSince: undefined, unavailableDetail: undefined } : v;

@@ -147,8 +147,14 @@ const decodeOr = <A>(codec: t.Decoder<unknown, A>, json: unknown, url: string): 
   return d.right;
 };
 
+/** The store, and its owner's clean stop. */
+export interface EtcdStore extends ClusterStorePort {
+  /** Revokes every lease this driver granted and nobody revoked (etcd then deletes their keys at once, not at their expiry); never rejects. */
+  close(): Promise<void>;
+}
+
 /** The cluster's store on etcd's JSON gateway (`<endpoint>/v3/...`). Throws RangeError without endpoints. */
-export function makeEtcdStore(options: EtcdOptions): ClusterStorePort {
+export function makeEtcdStore(options: EtcdOptions): EtcdStore {
   if (options.endpoints.length === 0) throw new RangeError('etcd: no endpoints');
   const endpoints = options.endpoints.map((e) => e.replace(/\/+$/, ''));
   const deadlineMs = options.deadlineMs ?? ETCD_DEFAULTS.deadlineMs;
@@ -157,6 +163,8 @@ export function makeEtcdStore(options: EtcdOptions): ClusterStorePort {
   const doFetch = options.fetch ?? fetch;
   /** The endpoint that answered last: tried first. */
   let current = 0;
+  /** Leases granted and not revoked (revoked by close()). */
+  const granted = new Set<string>();
 
   /**
    * POSTs `body` to `path` on the endpoints in turn, from the one that answered last, within the
@@ -236,6 +244,7 @@ export function makeEtcdStore(options: EtcdOptions): ClusterStorePort {
       unary('/lease/grant', { TTL: String(ttlSeconds) }, false, (json): LeaseGrant => {
         const g = decodeOr(GrantResponse, json, '/v3/lease/grant');
         if (g.error !== undefined && g.error !== '') throw new StoreError('refused', `lease grant: ${g.error}`);
+        granted.add(g.ID);
         return { id: g.ID, ttlSeconds: g.TTL };
       }),
     keepalive: (id) =>
@@ -247,13 +256,22 @@ export function makeEtcdStore(options: EtcdOptions): ClusterStorePort {
       }),
     revoke: (id) =>
       new Observable<void>((subscriber) =>
-        unary('/lease/revoke', { ID: id }, true, (json) => void decodeOr(Anything, json, '/v3/lease/revoke')).subscribe({
+        unary('/lease/revoke', { ID: id }, true, (json) => {
+          decodeOr(Anything, json, '/v3/lease/revoke');
+          granted.delete(id);
+        }).subscribe({
           next: () => subscriber.next(),
           complete: () => subscriber.complete(),
           error: (err: unknown) => (err instanceof StoreError && err.reason === 'lease-not-found' ? subscriber.complete() : subscriber.error(err)),
         }),
       ),
     watch: (key, rangeEnd, startRevision) => watch(endpoints, () => current, doFetch, maxBytes, attemptMs, key, rangeEnd, startRevision),
+    async close() {
+      const ids = [...granted];
+      granted.clear();
+      const abort = new AbortController();
+      await Promise.all(ids.map((id) => post('/lease/revoke', { ID: id }, true, abort.signal).catch(() => undefined)));
+    },
   };
 }
 
