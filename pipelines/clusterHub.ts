@@ -223,16 +223,6 @@ export function claimTxn(view: ClusterView, lease: LeaseId, c: MemberClaim): Txn
   return { compare, success, failure };
 }
 
-/** The transaction that releases a member's claims, only where they are still under this hub's `lease` (a late release never removes another hub's claim). */
-export function releaseTxn(view: ClusterView, lease: LeaseId, address: number, routes: readonly Ipv4Prefix[]): TxnRequest {
-  const k = view.keys;
-  return {
-    compare: [{ key: k.addr(address), target: 'lease', result: 'equal', lease }],
-    success: [{ type: 'delete', key: k.addr(address) }, ...routes.map((p): StoreOp => ({ type: 'delete', key: k.route(p) }))],
-    failure: [],
-  };
-}
-
 /** What a claim came to: made (at `revision`), or refused with the cluster's reason. */
 export type ClaimOutcome = { readonly ok: true; readonly revision: number } | { readonly ok: false; readonly refusal: ClusterRefusal };
 

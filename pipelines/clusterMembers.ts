@@ -4,7 +4,7 @@
 // address before its WELCOME, releases a member's keys when it leaves (each key guarded by the
 // revision that claimed it, so a newer claim is never removed), and ends every session when the hub
 // is fenced. Pure: the store behind ClusterStorePort, time from the injected scheduler.
-import { Observable, catchError, distinctUntilChanged, filter, map, merge, mergeMap, of, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, catchError, distinctUntilChanged, filter, map, merge, mergeMap, of, type SchedulerLike } from 'rxjs';
 import { formatIpv4 } from '../operators/core/address.js';
 import type { ClusterAdmission } from './admission.js';
 import { claimMember, clusterHub, type ClaimOutcome, type ClusterHubSettings, type MemberClaim } from './clusterHub.js';
@@ -54,6 +54,8 @@ export function hubCluster(ports: ClusterPorts, hub: Store<HubState, HubEvent>, 
 
   /** Releases the keys of members that left or were replaced, each guarded by its claim's revision. */
   const releases = (change: Change<HubState, HubEvent>): Observable<ServerEvent> => {
+    // A fenced hub cannot reach the store; its lease takes every key with it.
+    if (view.state.standing === 'fenced') return EMPTY;
     const gone: MemberRecord[] = [];
     for (const e of change.events) {
       if (e.type === 'left' && change.before.membership.members.get(e.member.address) === e.member) gone.push(e.member);

@@ -135,6 +135,7 @@ test('joins are refused with cluster-unavailable before the hub joined and while
       const fenced = a.events('cluster-fenced');
       t.is(fenced.length >= 1, true);
       t.true(member.closed, 'the fenced member\'s connection is closed');
+      t.is(a.events('cluster-release-failed').length, 0, 'a fenced hub releases nothing (its lease takes the keys)');
       t.is(a.events('cluster-unavailable').length, 1);
     });
   });
