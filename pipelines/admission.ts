@@ -8,6 +8,7 @@ import type { MemberRecord } from './membership.js';
 import type { AuthDecision, Authenticator } from './ports.js';
 import { replaceVerdict, REPLACE_WINDOW_MS } from './replacements.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
+import type { ClusterCandidate, ClusterRefusal } from './clusterView.js';
 
 /**
  * LAN routes the hub holds in total: the whole set (52 bytes per route at most) must fit one ROUTES
@@ -51,6 +52,18 @@ export interface AdmissionPorts {
   readonly authenticator?: Authenticator;
   /** The hub host's underlay (addresses, networks, gateways): what no announced LAN may cover. */
   readonly underlay: readonly GuardedPrefix[];
+  /** Present on hubs of a cluster (docs/cluster.md): the cluster's view, consulted after the hub's own checks. */
+  readonly cluster?: ClusterAdmission;
+}
+
+/** What admission asks of the cluster (read from the hub's cluster view; pure and synchronous). */
+export interface ClusterAdmission {
+  /** The cluster's refusal of a join the hub would admit (clusterView.clusterRefusal), or undefined. */
+  refusal(candidate: ClusterCandidate): ClusterRefusal | undefined;
+  /** The address stands in the way elsewhere in the cluster for lease identity `lease` (the cluster-wide allocator skips it). */
+  taken(address: number, lease: string | undefined): boolean;
+  /** The cluster's sticky lease of `lease`, or undefined. */
+  stickyOf(lease: string): number | undefined;
 }
 
 /** A member to be: what it becomes, and whom it replaces. */
@@ -124,10 +137,17 @@ export function hostOf(remote: string): string {
  * address (inside the network, not its network or broadcast address, not the hub's, not leased to
  * another identity) or an assignment (the pin, the sticky lease, the lowest free address); the
  * announced LANs; a live holder of the address (the same identity replaces it, unless it is a
- * clone; another client gets ip-conflict unless the holder was silent for `timeoutMs`); room.
+ * clone; another client gets ip-conflict unless the holder was silent for `timeoutMs`); room; and
+ * on a hub of a cluster, last, the cluster's word (cluster-unavailable, ip-conflict, hub-address,
+ * leased-to-other, route-overlap across hubs), with assignments from the cluster-wide allocator.
  */
 export function admit(claim: Claim, facts: ConnectionFacts, state: HubState, settings: AdmissionSettings, ports: AdmissionPorts): Verdict {
-  return claim.kind === 'learned' ? admitLearned(claim.address, facts, state, settings, ports) : admitHello(claim.hello, facts, state, settings, ports);
+  const verdict = claim.kind === 'learned' ? admitLearned(claim.address, facts, state, settings, ports) : admitHello(claim.hello, facts, state, settings, ports);
+  if (!verdict.ok || ports.cluster === undefined) return verdict;
+  const r = ports.cluster.refusal({ address: verdict.address, lease: verdict.lease, routes: verdict.routes });
+  if (r === undefined) return verdict;
+  // The source did authenticate: a forgotten penalty stays forgotten; nobody was replaced.
+  return refuse(r.reason, r.detail, formatIpv4(verdict.address), { logDetail: r.logDetail, events: verdict.events.filter((e) => e.type === 'auth-passed') });
 }
 
 function admitLearned(address: number, facts: ConnectionFacts, state: HubState, settings: AdmissionSettings, ports: AdmissionPorts): Verdict {
@@ -181,7 +201,9 @@ function admitHello(hello: Hello | ControlDecodeError, facts: ConnectionFacts, s
         const room = roomProblem(state, settings, undefined);
         if (room !== undefined) return after(room);
       }
-      const a = allocator.peek(lease);
+      const cluster = ports.cluster;
+      const clusterLease = cluster?.stickyOf(lease);
+      const a = clusterLease !== undefined ? ({ ok: true, address: clusterLease, sticky: true } as const) : allocator.peek(lease, cluster === undefined ? undefined : (x) => cluster.taken(x, lease));
       if (!a.ok) return after(refuse(a.reason, a.detail, undefined));
       address = a.address;
       newLease = !a.sticky;

@@ -131,8 +131,8 @@ export class AddressAllocator {
     return a;
   }
 
-  /** What `assign` would answer, without leasing anything (admission asks this; the join applies it with `lease`). */
-  peek(identity: string): Assignment {
+  /** What `assign` would answer, without leasing anything (admission asks this; the join applies it with `lease`); `elsewhere` names addresses taken outside this allocator (a cluster's other hubs), which it skips too. */
+  peek(identity: string, elsewhere?: (address: number) => boolean): Assignment {
     const held = this.#byIdentity.get(identity);
     // A live session on the held address may be this identity's previous one: the route table decides.
     if (held !== undefined) return { ok: true, address: held, sticky: true };
@@ -140,6 +140,7 @@ export class AddressAllocator {
     while (a <= this.#last && this.#taken(a)) a++;
     // Everything below `a` is taken: later scans start there (taken addresses stay taken until released).
     this.#lowestMaybeFree = Math.min(a, this.#last + 1);
+    if (elsewhere !== undefined) while (a <= this.#last && (this.#taken(a) || elsewhere(a))) a++;
     if (a > this.#last) {
       return { ok: false, reason: 'pool-exhausted', detail: `no free address in ${this.#poolText()} (${this.#byIdentity.size} leased, ${this.#inUse.size} in use)` };
     }

@@ -5,6 +5,7 @@ import type { AnnouncedRoute, RejectReason } from '../operators/core/wire/contro
 import { formatIpv4, formatPrefix } from '../operators/core/address.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/core/wire/decoder.js';
+import type { ClusterHubEvent } from './clusterHub.js';
 
 /** Why a session ended. */
 export type SessionEndReason =
@@ -15,7 +16,8 @@ export type SessionEndReason =
   | 'rejected' // refused by the hub (see the rejected event)
   | 'replaced' // a newcomer took over this member's address (silent member, or the same identity reconnecting)
   | 'handshake-timeout' // the peer did not identify itself (HELLO) in time
-  | 'udp-failed'; // the UDP path failed and -transport udp allows no fall back to TCP
+  | 'udp-failed' // the UDP path failed and -transport udp allows no fall back to TCP
+  | 'cluster-fenced'; // the hub of a cluster lost its store for longer than its lease (docs/cluster.md)
 
 /** Ends a session on purpose, with a reason; the session's stream turns it into a `left` event. */
 export class SessionEnd extends Error {
@@ -257,6 +259,10 @@ export type ServerEvent =
   | (PairEvent & { readonly type: 'pair-path'; readonly path: 'direct' | 'relayed' })
   /** The lease table could not be saved (the lease stays in memory; the next new lease tries again). */
   | { readonly type: 'lease-error'; readonly detail: string }
+  /** The hub's life in its cluster (docs/cluster.md): joined, unavailable, back, fenced, its name taken. */
+  | ClusterHubEvent
+  /** A key of a member that left could not be deleted from the cluster's store (it goes with the hub's lease). */
+  | { readonly type: 'cluster-release-failed'; readonly address: string; readonly key: string; readonly detail: string }
   | RoutesEvent
   | KernelRouteEvent
   | TransportEvent

@@ -13,7 +13,8 @@ import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
 import { emitEach } from '../operators/emitEach.js';
 import { routeBatch } from '../operators/route.js';
-import { admit, type AdmissionSettings, type Claim } from './admission.js';
+import { admit, type AdmissionSettings, type Admitted, type Claim } from './admission.js';
+import type { HubCluster } from './clusterMembers.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import { HUB, REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
 import type { HubEvent, HubState } from './hubState.js';
@@ -51,6 +52,8 @@ export interface HubContext {
   readonly nextUdpId: () => number;
   /** Direct paths between members (docs/direct.md); absent when the hub runs without them. */
   readonly direct?: HubDirect;
+  /** The hub's cluster (docs/cluster.md); absent without -etcd. */
+  readonly cluster?: HubCluster;
 }
 
 /** The hub's introductions as a session reaches them (server.ts keeps the state). */
@@ -113,17 +116,52 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
 
     const reject = (reason: RejectReason, message: string): void => peer.control(encodeControl(FrameType.Reject, { version: PROTOCOL_VERSION, reason, message }));
 
-    /** A HELLO or a first packet: admission decides; the state hears what it decided. */
+    /** Refuses the connection: the state hears `events`, the peer a REJECT, the session ends. */
+    const refuseWith = (reason: RejectReason, detail: string, logDetail: string, address: string | undefined, events: readonly HubEvent[]): never => {
+      store.dispatch(events);
+      reject(reason, detail);
+      throw new Refusal(reason, logDetail, address);
+    };
+
+    /** The claim in flight to the cluster's store (a hub of a cluster admits only once it is made). */
+    let claiming = false;
+    const claims$ = new Subject<Observable<ServerEvent>>();
+
+    /**
+     * A HELLO or a first packet: admission decides; the state hears what it decided. On a hub of a
+     * cluster the address (and routes, and a new sticky lease) is claimed in the cluster's store
+     * first, and the member joins once the claim is made (clusterMembers.ts).
+     */
     const onClaim = (claim: Claim): ServerEvent[] => {
+      if (claiming) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+      const cluster = ctx.cluster;
       const verdict = admit(claim, { remote: conn.remote, peerIdentity: conn.peerIdentity, now: scheduler.now() }, store.state, ctx.admission(), {
         ...(ctx.authenticator === undefined ? {} : { authenticator: ctx.authenticator }),
         underlay: ctx.hostNetwork?.guarded() ?? [],
+        ...(cluster === undefined ? {} : { cluster: cluster.admission }),
       });
-      if (!verdict.ok) {
-        store.dispatch(verdict.events);
-        reject(verdict.reason, verdict.detail);
-        throw new Refusal(verdict.reason, verdict.logDetail, verdict.address);
-      }
+      if (!verdict.ok) return refuseWith(verdict.reason, verdict.detail, verdict.logDetail, verdict.address, verdict.events);
+      if (cluster === undefined) return join(claim, verdict);
+      claiming = true;
+      claims$.next(
+        cluster.claim({ address: verdict.address, lease: verdict.lease, routes: verdict.routes, remote: conn.remote, identity: verdict.identity, newLease: verdict.newLease }).pipe(
+          mergeMap((outcome): ServerEvent[] => {
+            claiming = false;
+            if (!outcome.ok) {
+              const r = outcome.refusal;
+              return refuseWith(r.reason, r.detail, r.logDetail, formatIpv4(verdict.address), verdict.events.filter((e) => e.type === 'auth-passed'));
+            }
+            const events = join(claim, verdict);
+            if (member !== undefined) cluster.joined(member, outcome.revision);
+            return events;
+          }),
+        ),
+      );
+      return [];
+    };
+
+    /** The admitted connection becomes a member: the state hears the join, the peer its WELCOME. */
+    const join = (claim: Claim, verdict: Admitted): ServerEvent[] => {
       negotiate(peer.encoding, verdict.gso, verdict.mtu);
       peer.pings = verdict.pings;
       const caps = claim.kind === 'hello' && !(claim.hello instanceof ControlDecodeError) ? (claim.hello.caps ?? []) : [];
@@ -351,7 +389,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     };
 
     const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-    return merge(of(connected), joinedStages$, items$, drops$, ended$, admissionDeadline$).pipe(
+    return merge(of(connected), joinedStages$, items$, claims$.pipe(mergeMap((claim$) => claim$)), drops$, ended$, admissionDeadline$).pipe(
       catchError((err: unknown) => {
         const members = (): number => store.state.membership.members.size;
         if (err instanceof Refusal) {
@@ -372,6 +410,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         leave();
         ctx.sessionStats.delete(id);
         broadcasts$.complete();
+        claims$.complete();
       }),
     );
   });

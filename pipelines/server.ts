@@ -24,6 +24,7 @@ import { count, counter, countingSink, reportingRejections, statsTicks, tunStats
 import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort, UdpHub, UdpHubPort } from './ports.js';
 import type { ServerSettings } from './settings.js';
 import { createStore, type Change } from './store.js';
+import { hubCluster, type ClusterPorts } from './clusterMembers.js';
 
 export { MAX_LAN_ROUTES } from './admission.js';
 
@@ -45,6 +46,8 @@ export interface ServerPorts {
   readonly hostNetwork?: HostNetworkPort;
   /** The UDP data path: the hub binds UDP at its listener's port (unless settings.transport is `tcp`); without it every member stays on TCP. */
   readonly udp?: UdpHubPort;
+  /** The hub serves one virtual LAN with the other hubs of a cluster (docs/cluster.md); without it the hub is on its own. */
+  readonly cluster?: ClusterPorts;
 }
 
 /** With `-transport udp`, the hub could not bind its UDP socket (the hub stops). */
@@ -78,6 +81,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     const space = { network: networkAddress(settings.tunnel), prefix: settings.tunnel.prefix, hub: settings.tunnel.address, ...(settings.pool === undefined ? {} : { pool: settings.pool }) };
     const { membership, discarded } = initialMembership(space, ports.leases?.initial ?? {}, reserved);
     const store = createStore<HubState, HubEvent>(initialHubState(membership), reduceHub);
+    const cluster = ports.cluster === undefined ? undefined : hubCluster(ports.cluster, store, scheduler);
     const bcast = settings.broadcast;
     const policy = forwardingPolicy({
       tunnel: settings.tunnel,
@@ -233,6 +237,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       udp: () => udpHub,
       nextUdpId,
       ...(direct === undefined ? {} : { direct }),
+      ...(cluster === undefined ? {} : { cluster }),
     };
 
     /**
@@ -345,7 +350,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       return of(...out);
     });
 
-    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$).pipe(
+    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$, cluster?.events$ ?? EMPTY).pipe(
       finalize(() => {
         if (leaseSaveDue) saveLeases();
         store.complete();

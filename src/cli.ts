@@ -1,13 +1,17 @@
 // The command-line runner: decodes flags and config, opens the TUN device, builds the hub or client
 // pipeline from drivers, logs its events, and maps shutdown and fatal errors to exit codes.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Observable, Subscription } from 'rxjs';
 import { Subject, tap } from 'rxjs';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { clientPipeline } from '../pipelines/client.js';
 import type { ClientEvent, ServerEvent } from '../pipelines/events.js';
 import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js';
-import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toPendingLimits, toServerSettings, type Config } from './config/index.js';
+import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toClusterSettings, toPendingLimits, toServerSettings, type Config } from './config/index.js';
+import { formatHostPort } from '../operators/core/address.js';
+import type { ClusterHubSettings } from '../pipelines/clusterHub.js';
+import { makeEtcdStore, type EtcdStore } from './drivers/etcd.js';
 import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
@@ -156,7 +160,16 @@ function identityOf(config: Config & { mode: 'client' }, logger: Logger): string
   }
 }
 
-function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore } {
+/** The hub's cluster (docs/cluster.md): the etcd driver and the hub's settings in it, or undefined without -etcd. */
+function clusterPorts(config: Config & { mode: 'server' }): { store: EtcdStore; settings: ClusterHubSettings } | undefined {
+  const cluster = toClusterSettings(config, hostname());
+  if (isLeft(cluster)) throw new StartupError(cluster.left.line);
+  if (cluster.right === undefined) return undefined;
+  return { store: makeEtcdStore({ endpoints: cluster.right.endpoints }), settings: cluster.right.hub };
+}
+
+function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore; cluster: ReturnType<typeof clusterPorts> } {
+  const cluster = clusterPorts(config);
   const { host, port } = config.local_addr;
   const pending = toPendingLimits(config);
   let listener: ListenerPort;
@@ -186,7 +199,7 @@ function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerP
     networkToken !== undefined || clients !== undefined || requireClientCert
       ? makeAuthenticator({ requireClientCert, ...(networkToken === undefined ? {} : { networkToken }), ...(clients === undefined ? {} : { clients }) })
       : undefined;
-  return { listener, authenticator, leases: leaseStore(config) };
+  return { listener, authenticator, leases: leaseStore(config), cluster };
 }
 
 function clientDialer(config: Config & { mode: 'client' }): DialerPort {
@@ -265,7 +278,12 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       // An offloading device takes SuperPackets: arrivals over UDP are coalesced into them.
       udp: makeUdpHub({ host: config.local_addr.host, coalesce: device.offload }),
       ...(server.authenticator === undefined ? {} : { authenticator: server.authenticator }),
+      ...(server.cluster === undefined ? {} : { cluster: server.cluster }),
     });
+    if (server.cluster !== undefined) {
+      const c = server.cluster.settings;
+      logger.log('info', `cluster ${c.keys.prefix} as hub ${c.me} (advertised at ${formatHostPort(c.advertise)}), etcd ${config.etcd_endpoints.map((e) => e.url).join(', ')}`);
+    }
     describe = (e) => describeServerEvent(e as ServerEvent);
     if (config.tls_enabled) {
       const where = config.tls_workers > 0 ? ', in a worker thread' : '';
@@ -299,6 +317,8 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
       process.off('SIGHUP', onHangup);
       systemd.stopping();
       subscription?.unsubscribe();
+      // A hub leaving its cluster revokes its lease: its members' claims go at once, not at the lease's end.
+      void server?.cluster?.store.close();
       void status?.close();
       device.release();
       // Sockets were ended gracefully; do not let a stuck peer hold the process.

@@ -136,6 +136,18 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       return describeKernelRoute(e);
     case 'drops':
       return { level: 'warn', message: `dropped ${describeDrops(e.drops)} at ${e.who}`, fields: dropFields(e.who, e.drops) };
+    case 'cluster-joined':
+      return { level: 'info', message: `joined the cluster (lease ${e.lease}, revision ${e.revision}, ${plural(e.hubs, 'hub')})`, fields: { event: e.type, lease: e.lease, revision: e.revision, hubs: e.hubs } };
+    case 'cluster-unavailable':
+      return { level: 'warn', message: `the cluster's store is unreachable: ${e.detail}; new members are refused (cluster-unavailable) and the members stay until the lease would end`, fields: { event: e.type, detail: e.detail } };
+    case 'cluster-back':
+      return { level: 'info', message: "the cluster's store answers again", fields: { event: e.type } };
+    case 'cluster-fenced':
+      return { level: 'error', message: `fenced: ${e.detail}; every member's session ends and the hub joins the cluster again when its store answers`, fields: { event: e.type, detail: e.detail } };
+    case 'cluster-name-taken':
+      return { level: 'warn', message: `cannot join the cluster: ${e.detail}; trying again`, fields: { event: e.type, detail: e.detail } };
+    case 'cluster-release-failed':
+      return { level: 'warn', message: `could not release ${e.key} of member ${e.address}: ${e.detail} (it goes with the hub's lease)`, fields: { event: e.type, member: e.address, key: e.key, detail: e.detail } };
   }
 }
 

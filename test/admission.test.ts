@@ -11,6 +11,13 @@ import { ControlDecodeError, REJECT_REASONS, type Hello, type RejectReason } fro
 import { FrameType } from '../operators/core/wire/frames.js';
 import { makeAuthenticator, type AuthPolicy } from '../src/auth.js';
 import { ADMISSION, SPACE, cidr, hubState, ip, member, snapshot, type HubStateOptions } from './helpers/hub-state.js';
+import { clusterAdmission, initialClusterView, reduceCluster, type ClusterView } from '../pipelines/clusterView.js';
+import { K, addrKv, routeKv, stickyKv, upView } from './helpers/cluster.js';
+
+/** A cluster in which hub `b` serves 10.0.0.5 (with 192.168.10.0/24 behind it) and 10.0.0.6, and 10.0.0.7 is leased to another client; this hub is `a`. */
+const CLUSTER = upView('a', [addrKv('10.0.0.5', 'b', 3, { remote: '172.31.0.9:4000' }), addrKv('10.0.0.6', 'b', 3), stickyKv('10.0.0.7', 'id:someone-else', 4), routeKv('192.168.10.0/24', 'b', '10.0.0.5', 3)]);
+/** The same cluster while this hub cannot reach the store. */
+const CLUSTER_DOWN = reduceCluster(CLUSTER, { type: 'store-failed', at: 1, detail: 'timeout: no answer from http://10.1.0.1:2379 within 2 s' });
 
 /** scheduler.now() of every claim. */
 const NOW = 100_000;
@@ -67,6 +74,8 @@ interface Claimed {
   readonly peerIdentity?: string;
   /** How often the authenticator must have been asked (checked when given). */
   readonly authCalls?: number;
+  /** The hub is in a cluster with this view (test/helpers/hub-state.ts clusterOf). */
+  readonly cluster?: ClusterView;
 }
 
 /** An authenticator that counts how often it was asked. */
@@ -93,7 +102,7 @@ function decide(t: ExecutionContext, c: Claimed): { verdict: Verdict; state: Hub
     { remote: c.remote ?? REMOTE, peerIdentity: c.peerIdentity, now: NOW },
     state,
     { ...ADMISSION, ...c.settings },
-    { ...(authenticator === undefined ? {} : { authenticator }), underlay: c.underlay ?? [] },
+    { ...(authenticator === undefined ? {} : { authenticator }), underlay: c.underlay ?? [], ...(c.cluster === undefined ? {} : { cluster: clusterAdmission(() => c.cluster!) }) },
   );
   t.deepEqual(snapshot(state), before, 'admit changed the state it was given');
   if (c.authCalls !== undefined) t.is(authenticator?.calls(), c.authCalls, 'authenticator calls');
@@ -503,6 +512,54 @@ const REFUSALS: readonly RefusalCase[] = [
     address: '10.0.0.7',
     events: [{ type: 'clone-refused', identity: 'alice', now: NOW }],
   },
+  {
+    title: 'on a hub of a cluster that cannot reach its store, a join the hub would admit is refused as cluster-unavailable (the penalty forgotten all the same)',
+    claim: hello({ address: ip('10.0.0.9'), id: IDA, token: 'network-secret' }),
+    ...BLOCK_RAN_OUT,
+    cluster: CLUSTER_DOWN,
+    reason: 'cluster-unavailable',
+    detail: 'the hub cannot reach its cluster store; try again later',
+    logDetail: 'the hub cannot reach its cluster store (timeout: no answer from http://10.1.0.1:2379 within 2 s)',
+    address: '10.0.0.9',
+    events: FORGIVEN,
+  },
+  {
+    title: 'a hub of a cluster that has not joined it yet refuses as cluster-unavailable',
+    claim: hello({ address: ip('10.0.0.9') }),
+    cluster: initialClusterView('a', K),
+    reason: 'cluster-unavailable',
+    detail: 'the hub has not joined its cluster yet; try again later',
+    logDetail: 'the hub has not joined its cluster yet',
+    address: '10.0.0.9',
+  },
+  {
+    title: 'an address a member of another hub holds is refused as ip-conflict, and only the log names the hub',
+    claim: hello({ address: ip('10.0.0.5'), id: IDA }),
+    cluster: CLUSTER,
+    reason: 'ip-conflict',
+    detail: '10.0.0.5 is in use by another member',
+    logDetail: '10.0.0.5 is in use by a member of hub b (172.31.0.9:4000)',
+    address: '10.0.0.5',
+  },
+  {
+    title: 'an address the cluster leased to another identity is refused as leased-to-other',
+    claim: hello({ address: ip('10.0.0.7'), id: IDA }),
+    cluster: CLUSTER,
+    reason: 'leased-to-other',
+    detail: '10.0.0.7 is leased to another client',
+    logDetail: '10.0.0.7 is leased to id:someone-else in the cluster',
+    address: '10.0.0.7',
+  },
+  {
+    title: 'a LAN overlapping one behind a member of another hub is refused as route-overlap',
+    claim: hello({ address: ip('10.0.0.9'), routes: routes('192.168.10.0/25') }),
+    settings: { allowRoutes: [cidr('192.168.0.0/16')] },
+    cluster: CLUSTER,
+    reason: 'route-overlap',
+    detail: '192.168.10.0/25 overlaps 192.168.10.0/24 behind 10.0.0.5',
+    logDetail: '192.168.10.0/25 overlaps 192.168.10.0/24 behind 10.0.0.5 (hub b)',
+    address: '10.0.0.9',
+  },
 ];
 
 for (const c of REFUSALS) test(refuses, c);
@@ -563,6 +620,26 @@ const admits = test.macro({
 });
 
 const ADMITS: readonly AdmitCase[] = [
+  {
+    title: 'on a hub of a cluster, an assignment skips what other hubs serve and what is leased to others (the cluster-wide allocator)',
+    claim: hello({ assign: true, id: IDB }),
+    state: { members: [member('10.0.0.2')] },
+    cluster: upView('a', [addrKv('10.0.0.3', 'b', 3), addrKv('10.0.0.4', 'b', 3, { self: true }), stickyKv('10.0.0.5', 'id:someone-else', 4)]),
+    admitted: { address: '10.0.0.6', lease: `id:${IDB}`, newLease: true, assigned: true },
+  },
+  {
+    title: 'on a hub of a cluster, a client asking for an address gets the cluster\'s sticky lease of it',
+    claim: hello({ assign: true, id: IDA }),
+    cluster: upView('a', [stickyKv('10.0.0.9', LEASE_A, 4)]),
+    admitted: { address: '10.0.0.9', lease: LEASE_A, assigned: true },
+  },
+  {
+    title: 'on a hub of a cluster, an address this hub\'s own member held is the local membership\'s to judge (a silent holder replaced)',
+    claim: hello({ address: ip('10.0.0.5'), id: IDA }),
+    state: { members: [member('10.0.0.5', { lastSeen: SILENT })] },
+    cluster: upView('a', [addrKv('10.0.0.5', 'a', 3)]),
+    admitted: { address: '10.0.0.5', lease: LEASE_A, replaces: { detail: '10.0.0.5 was claimed by 203.0.113.9:5555 after 40 s of silence', told: '10.0.0.5 was claimed by another client after 40 s of silence from this one' } },
+  },
   {
     title: 'a free static address is admitted as asked, under the client id (no new lease)',
     claim: hello({ address: ip('10.0.0.5'), id: IDA }),

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { isLeft, type Either } from 'fp-ts/lib/Either.js';
+import { isLeft, right, type Either } from 'fp-ts/lib/Either.js';
 import {
   decodeConfig,
   describeKeys,
@@ -9,6 +9,7 @@ import {
   parseCommandLine,
   renderConfigErrors,
   toClientSettings,
+  toClusterSettings,
   toPendingLimits,
   toServerSettings,
   ConfigError,
@@ -122,6 +123,10 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'broadcast', value: undefined, context: [], key: 'broadcast', expected: true },
   { name: 'broadcast-groups', value: '224.0.0.251,239.1.2.3', context: [], key: 'broadcast_groups', expected: ['224.0.0.251', '239.1.2.3'] },
   { name: 'broadcast-pps', value: '50', context: [], key: 'broadcast_pps', expected: 50 },
+  { name: 'etcd', value: 'http://10.1.0.1:2379, https://etcd.example.com:2379/', context: ['-advertise', '10.1.0.5:9000'], key: 'etcd_endpoints', expected: ['http://10.1.0.1:2379', 'https://etcd.example.com:2379'] },
+  { name: 'cluster', value: 'lan-2', context: [], key: 'cluster', expected: 'lan-2' },
+  { name: 'hub-name', value: 'hub.b', context: [], key: 'hub_name', expected: 'hub.b' },
+  { name: 'advertise', value: '10.1.0.5:9000', context: [], key: 'advertise', expected: '10.1.0.5:9000' },
 ];
 
 const setsKey = test.macro({
@@ -252,6 +257,13 @@ test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-wor
 test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '--tls-workers=-1'], ['--tls-workers: expected an integer from 0 to 8, got -1']);
 test(refusesFlags, ['-tls-workers', '1'], ['tls_workers: TLS worker threads need TLS: add -tls with -tls-cert and -tls-key']);
 test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379'], ['advertise: required with -etcd when -l listens on a wildcard address (0.0.0.0:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
+test(refusesFlags, ['-l', '[::]:9000', '-etcd', 'http://10.1.0.1:2379'], ['advertise: required with -etcd when -l listens on a wildcard address ([::]:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
+test(refusesFlags, ['-etcd', '10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("10.1.0.1:2379" is not one), got "10.1.0.1:2379"']);
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379/v3', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("http://10.1.0.1:2379/v3" is not one), got "http://10.1.0.1:2379/v3"']);
+test(refusesFlags, ['-cluster', 'a/b'], ['-cluster: expected a name of letters, digits, ".", "_" and "-" (at most 63), got "a/b"']);
+test(refusesFlags, ['--hub-name=-x'], ['--hub-name: expected a name of letters, digits, ".", "_" and "-" (at most 63), got "-x"']);
+test(refusesFlags, ['-advertise', ':9000'], ['-advertise: expected the host name or address the other hubs dial, before the port, got ":9000"']);
 test(refusesFlags, ['-state-dir', ''], ['state_dir: expected a directory path, got ""']);
 test(refusesFlags, ['--max-clients=0'], ['--max-clients: expected a positive integer, got 0']);
 test(refusesFlags, ['-max-pending-per-source', '0'], ['-max-pending-per-source: expected a positive integer, got 0']);
@@ -698,4 +710,28 @@ test('a token without TLS is accepted with a warning that it travels in plaintex
     'token: without -tls tokens travel in plaintext, so anyone on the path can read and reuse them',
   ]);
   t.deepEqual(run([...CLIENT, '-tls', '-token', 's3cret']).warnings, []);
+});
+
+test('the cluster settings: none without -etcd; the hub name from the host name up to its first dot, or -hub-name; the advertised address, else the listen address', (t) => {
+  const settings = (argv: readonly string[], host = 'hub-a.example.com') => {
+    const c = command(argv);
+    if (c.kind !== 'run') throw new Error('not a run');
+    return toClusterSettings(c.config, host);
+  };
+  t.deepEqual(settings([]), right(undefined));
+  const s = settings(['-etcd', 'http://10.1.0.1:2379,http://10.1.0.2:2379', '-l', '10.1.0.5:9000', '-t', '10.0.0.2/24', '-timeout', '6', '-keepalive', '2']);
+  if (isLeft(s) || s.right === undefined) return t.fail('no settings');
+  t.deepEqual(s.right.endpoints, ['http://10.1.0.1:2379', 'http://10.1.0.2:2379']);
+  t.is(s.right.hub.me, 'hub-a');
+  t.is(s.right.hub.keys.prefix, '/lwt/default/');
+  t.is(s.right.hub.ttlSeconds, 6);
+  t.deepEqual(s.right.hub.advertise, { host: '10.1.0.5', port: 9000 });
+  t.deepEqual(s.right.hub.tunnel, { address: 0x0a000002, prefix: 24 });
+  const named = settings(['-etcd', 'http://10.1.0.1:2379', '-advertise', 'hub-b.example.com:9001', '-hub-name', 'b', '-cluster', 'lab']);
+  t.like(isLeft(named) ? undefined : named.right?.hub, { me: 'b', advertise: { host: 'hub-b.example.com', port: 9001 } });
+  t.is(isLeft(named) ? undefined : named.right?.hub.keys.prefix, '/lwt/lab/');
+  const bad = settings(['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], 'höst');
+  t.deepEqual(isLeft(bad) ? bad.left.line : undefined, 'hub_name: the host name "höst" cannot name a hub (letters, digits, ".", "_" and "-"): give one with -hub-name NAME');
+  // A client ignores them (with a warning).
+  t.deepEqual(settings([...CLIENT, '-etcd', 'http://10.1.0.1:2379']), right(undefined));
 });

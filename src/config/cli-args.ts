@@ -258,7 +258,7 @@ const actionUsage = (flag: ActionFlag): string => {
   return flag.metavar === undefined ? names : `${names} ${flag.metavar}`;
 };
 
-const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'Assigned addresses, LANs and broadcast', 'TLS', 'Authentication', 'Operations'];
+const GROUPS: readonly KeyGroup[] = ['Mode and addresses', 'Tunnel', 'Timing', 'Clients (server only)', 'Assigned addresses, LANs and broadcast', 'TLS', 'Authentication', 'Cluster (server only)', 'Operations'];
 
 /** The --help text: usage, examples, every flag with its JSON key and default, grouped. */
 export const helpText = (): string => {

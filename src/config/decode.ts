@@ -25,7 +25,9 @@ import {
   type ConfigValues,
 } from './schema.js';
 import type { PendingLimits } from '../drivers/pending.js';
-import { formatPrefix, normalizePrefix, prefixesOverlap, type Ipv4Prefix } from '../../operators/core/address.js';
+import { formatHostPort, formatPrefix, normalizePrefix, prefixesOverlap, type Ipv4Prefix } from '../../operators/core/address.js';
+import type { ClusterHubSettings } from '../../pipelines/clusterHub.js';
+import { clusterKeys, isClusterName } from '../../pipelines/clusterKeys.js';
 import { decodeErrorLine, renderValue } from '../../operators/core/codecs.js';
 
 export { renderValue };
@@ -237,6 +239,11 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
     }
   }
   if (merged.state_dir === '') errors.push(new ConfigError('state_dir', 'expected a directory path, got ""'));
+  if (merged.mode === 'server' && merged.etcd_endpoints.length > 0 && merged.advertise === undefined && isWildcard(merged.local_addr.host)) {
+    errors.push(
+      new ConfigError('advertise', `required with -etcd when -l listens on a wildcard address (${formatHostPort(merged.local_addr)}): give the address the other hubs reach this one at (-advertise HOST:PORT)`),
+    );
+  }
   if (errors.length > 0) return left(errors);
 
   for (const key of CONFIG_KEYS) {
@@ -296,6 +303,29 @@ export const toServerSettings = (config: Config): ServerSettings => ({
   multiClient: config.multi_client,
   helloTimeoutMs: HELLO_TIMEOUT_MS,
 });
+
+/** Whether a listen host is every address of the machine (no address another hub could dial). */
+const isWildcard = (host: string): boolean => host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
+
+/** A hub's cluster settings (docs/cluster.md): the etcd endpoints and what its life in the cluster needs. */
+export interface ClusterConfig {
+  readonly endpoints: readonly string[];
+  readonly hub: ClusterHubSettings;
+}
+
+/**
+ * The hub's cluster settings, or undefined without -etcd. `hostName` is the default hub name
+ * (the machine's host name); one that cannot name a hub is an error that says to give -hub-name.
+ */
+export const toClusterSettings = (config: Config, hostName: string): Either<ConfigError, ClusterConfig | undefined> => {
+  if (config.mode !== 'server' || config.etcd_endpoints.length === 0) return right(undefined);
+  const me = config.hub_name !== '' ? config.hub_name : hostName.split('.')[0] ?? '';
+  if (!isClusterName(me)) return left(new ConfigError('hub_name', `the host name ${JSON.stringify(hostName)} cannot name a hub (letters, digits, ".", "_" and "-"): give one with -hub-name NAME`));
+  return right({
+    endpoints: config.etcd_endpoints.map((e) => e.url),
+    hub: { me, keys: clusterKeys(config.cluster), ttlSeconds: config.timeout, advertise: config.advertise ?? config.local_addr, tunnel: config.tunnel_addr },
+  });
+};
 
 /** The hub listener's caps on connections that have not joined yet. */
 export const toPendingLimits = (config: Config): PendingLimits => ({ perSource: config.max_pending_per_source, total: config.max_pending });

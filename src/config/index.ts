@@ -54,6 +54,8 @@ export {
   renderValue,
   resolveConfig,
   toClientSettings,
+  toClusterSettings,
+  type ClusterConfig,
   toPendingLimits,
   toServerSettings,
   type ConfigLayer,

@@ -15,6 +15,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import { DEFAULT_PENDING_LIMITS } from '../drivers/pending.js';
 import { broadcastAddress, formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHost, parseHostPort, parsePrefix, type HostPort, type Ipv4Prefix } from '../../operators/core/address.js';
 import { PrefixCodec, networkPrefix } from '../../operators/core/codecs.js';
+import { isClusterName } from '../../pipelines/clusterKeys.js';
 
 export type { HostPort, Ipv4Prefix };
 
@@ -248,6 +249,43 @@ const listOf = <A>(name: string, item: (s: string) => A | string, is: (u: unknow
     (list) => list.map(format),
   );
 
+/** One etcd client URL, "http://HOST:PORT" or "https://HOST:PORT" (no path), normalized; or why it is none. */
+const etcdUrl = (s: string): string => {
+  const bad = `etcd client URLs like "http://10.1.0.1:2379", separated by commas (${JSON.stringify(s)} is not one)`;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return bad;
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '' || (u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '') return bad;
+  return `${u.protocol}//${u.host}`;
+};
+
+/** `etcd_endpoints`: the etcd members' client URLs, "a,b" or ["a", "b"]; empty: no cluster. */
+export const EtcdEndpoints = listOf<{ readonly url: string }>(
+  'EtcdEndpoints',
+  (s) => {
+    const url = etcdUrl(s);
+    // etcdUrl gives back a normalized URL, or a sentence (which has spaces).
+    return url.includes(' ') ? url : { url };
+  },
+  (u): u is { url: string } => typeof u === 'object' && u !== null && typeof (u as { url: unknown }).url === 'string',
+  (e) => e.url,
+);
+
+/** `cluster`, `hub_name`: a name that becomes part of the cluster's keys (pipelines/clusterKeys.ts isClusterName); `hub_name` may be "" (the host name). */
+export const ClusterName = t.refinement(t.string, isClusterName, 'ClusterName');
+export const HubName = t.refinement(t.string, (s) => s === '' || isClusterName(s), 'HubName');
+
+/** `advertise`: where other hubs reach this one, "host:port"; "" for the listen address. */
+export const AdvertiseAddr = new t.Type<HostPort | undefined, string, unknown>(
+  'AdvertiseAddr',
+  (u): u is HostPort | undefined => u === undefined || HostPortFromString.is(u),
+  (u, c) => (u === '' ? t.success(undefined) : typeof u === 'string' && u.startsWith(':') ? t.failure(u, c, 'the host name or address the other hubs dial, before the port') : HostPortFromString.validate(u, c)),
+  (hp) => (hp === undefined ? '' : formatHostPort(hp)),
+);
+
 /** The most LAN routes a client may announce (the hub refuses more in one HELLO). */
 export const MAX_ROUTES = 16;
 
@@ -359,6 +397,10 @@ export const ConfigFields = t.type(
     broadcast: t.boolean,
     broadcast_groups: MulticastList,
     broadcast_pps: PositiveInt,
+    etcd_endpoints: EtcdEndpoints,
+    cluster: ClusterName,
+    hub_name: HubName,
+    advertise: AdvertiseAddr,
   },
   'ConfigFields',
 );
@@ -423,6 +465,10 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   broadcast: false,
   broadcast_groups: ['224.0.0.251', '239.255.255.250'],
   broadcast_pps: 200,
+  etcd_endpoints: [],
+  cluster: 'default',
+  hub_name: '',
+  advertise: '',
 };
 
 const decodeDefaults = (): ConfigValues => {
@@ -456,7 +502,7 @@ export type Config = ServerConfig | ClientConfig;
 // ---------------------------------------------------------------------------------------------
 // The per-key table: flags, help and error wording. The CLI parser and help text derive from it.
 
-export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'Assigned addresses, LANs and broadcast' | 'TLS' | 'Authentication' | 'Operations';
+export type KeyGroup = 'Mode and addresses' | 'Tunnel' | 'Timing' | 'Clients (server only)' | 'Assigned addresses, LANs and broadcast' | 'TLS' | 'Authentication' | 'Cluster (server only)' | 'Operations';
 
 export interface KeyInfo {
   /** Flag names without dashes; the first is the Go program's, the rest are long aliases. */
@@ -829,6 +875,45 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     meaning: 'Broadcast and multicast packets per second each member (and the hub) may send with -broadcast; beyond that they are dropped as broadcast-limit.',
     appliesTo: 'server',
     group: 'Assigned addresses, LANs and broadcast',
+  },
+  etcd_endpoints: {
+    flags: ['etcd'],
+    metavar: 'URL,...',
+    valueType: 'text',
+    expected: 'etcd client URLs like "http://10.1.0.1:2379", separated by commas',
+    meaning: 'Serve one virtual LAN together with the other hubs of a cluster whose shared state lives in this etcd (docs/cluster.md); off when empty.',
+    appliesTo: 'server',
+    group: 'Cluster (server only)',
+    defaultText: 'none (no cluster)',
+  },
+  cluster: {
+    flags: ['cluster'],
+    metavar: 'NAME',
+    valueType: 'text',
+    expected: 'a name of letters, digits, ".", "_" and "-" (at most 63)',
+    meaning: "The cluster's name in etcd (its key prefix), so several clusters can share one etcd.",
+    appliesTo: 'server',
+    group: 'Cluster (server only)',
+  },
+  hub_name: {
+    flags: ['hub-name'],
+    metavar: 'NAME',
+    valueType: 'text',
+    expected: 'a name of letters, digits, ".", "_" and "-" (at most 63)',
+    meaning: "This hub's name in its cluster, unique among the live hubs.",
+    appliesTo: 'server',
+    group: 'Cluster (server only)',
+    defaultText: 'the host name (up to its first dot)',
+  },
+  advertise: {
+    flags: ['advertise'],
+    metavar: 'HOST:PORT',
+    valueType: 'text',
+    expected: 'a host and port like "10.1.0.5:9000"',
+    meaning: 'Where the other hubs of the cluster reach this one; required with -etcd when -l listens on a wildcard address.',
+    appliesTo: 'server',
+    group: 'Cluster (server only)',
+    defaultText: 'the listen address',
   },
   log_level: {
     flags: ['log-level'],

@@ -46,6 +46,8 @@ export const REJECT_REASONS = [
   'replaced',
   /** Two live clients share one identity (a copied client-id file, one token on two machines): the newcomer is refused. */
   'duplicate-identity',
+  /** A hub of a cluster cannot prove new claims (its store is unreachable, or it is fenced): retry later, maybe at another hub (docs/cluster.md). */
+  'cluster-unavailable',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
