@@ -83,7 +83,8 @@ const HELP = `usage: npm run bench -- [options]
   --duration S     seconds per iperf3 transfer (default 10)
   --repeat N       repeats of every figure; medians are reported (default 3)
   --rtt-only       only the idle RTT figures (c1→hub and client→client), to compare what transports
-                   add to an idle round trip over many repeats (no transfers)
+                   add to an idle round trip over many repeats (no transfers); the modes take
+                   turns, one repeat each in a fresh tunnel
   --clients N      tunnel clients (default 3, 1 to 20)
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
@@ -480,30 +481,37 @@ class Bench {
     await this.startIperfServers();
 
     const underlay: Addresses = { hub: this.host('hub').ip, client: (i) => this.host(`c${i}`).ip };
-    for (let r = 1; r <= this.o.repeat; r++) {
-      say(`underlay, repeat ${r}/${this.o.repeat}`);
-      await this.runSet('underlay', underlay, undefined);
-    }
-
     const tunnel: Addresses = { hub: HUB_TUNNEL, client: (i) => `10.0.0.${i + 1}` };
-    for (const mode of this.o.modes) {
-      const t = await this.startTunnel(mode);
-      if (typeof t === 'string') {
-        this.results.unavailable.set(mode, t);
-        say(`${mode}: unavailable: ${t}`);
-        continue;
+    // Every repeat of a mode in one tunnel, mode after mode; with --rtt-only the modes take turns
+    // instead, one repeat each in a tunnel of its own, so a load that drifts over the run lands on
+    // all of them alike (the idle RTTs being compared differ by less than such a drift).
+    const rounds = this.o.rttOnly ? this.o.repeat : 1;
+    const perTunnel = this.o.rttOnly ? 1 : this.o.repeat;
+    for (let round = 1; round <= rounds; round++) {
+      for (let r = 1; r <= perTunnel; r++) {
+        say(`underlay, repeat ${(round - 1) * perTunnel + r}/${this.o.repeat}`);
+        await this.runSet('underlay', underlay, undefined);
       }
-      try {
-        for (let r = 1; r <= this.o.repeat; r++) {
-          say(`${mode}, repeat ${r}/${this.o.repeat}`);
-          await this.runSet(mode, tunnel, t);
+      for (const mode of this.o.modes) {
+        if (this.results.unavailable.has(mode)) continue;
+        const t = await this.startTunnel(mode);
+        if (typeof t === 'string') {
+          this.results.unavailable.set(mode, t);
+          say(`${mode}: unavailable: ${t}`);
+          continue;
         }
-        this.results.rss.set(mode, [
-          { name: 'hub', hwmKiB: sampleProc(t.hub.pid!).hwmKiB },
-          ...t.clients.map((c, i) => ({ name: `c${i + 1}`, hwmKiB: sampleProc(c.pid!).hwmKiB })),
-        ]);
-      } finally {
-        await this.stopTunnel(mode, t);
+        try {
+          for (let r = 1; r <= perTunnel; r++) {
+            say(`${mode}, repeat ${(round - 1) * perTunnel + r}/${this.o.repeat}`);
+            await this.runSet(mode, tunnel, t);
+          }
+          this.results.rss.set(mode, [
+            { name: 'hub', hwmKiB: sampleProc(t.hub.pid!).hwmKiB },
+            ...t.clients.map((c, i) => ({ name: `c${i + 1}`, hwmKiB: sampleProc(c.pid!).hwmKiB })),
+          ]);
+        } finally {
+          await this.stopTunnel(mode, t);
+        }
       }
     }
 
