@@ -29,8 +29,6 @@ export interface HubCluster {
   claim(c: MemberClaim): Observable<ClaimOutcome>;
   /** Records that `member` joined under the claim made at `revision` (its keys are released by that revision when it leaves). */
   joined(member: MemberRecord, revision: number): void;
-  /** The view now. */
-  view(): ClusterView;
   /** The cluster's life, the releases and the fence, as the hub's events (hot once subscribed; unsubscribing stops them). */
   readonly events$: Observable<ServerEvent>;
 }
@@ -96,7 +94,6 @@ export function hubCluster(ports: ClusterPorts, hub: Store<HubState, HubEvent>, 
     admission: clusterAdmission(() => view.state),
     claim: (c) => claimMember(ports.store, view, life, c, scheduler),
     joined: (member, revision) => claims.set(member, revision),
-    view: () => view.state,
     events$: merge(life, hub.changes$.pipe(mergeMap(releases)), fence$),
   };
 }

@@ -231,8 +231,9 @@ export function withdrawals(s: Introductions, ctx: Pick<IntroductionContext, 'me
   const withdrawn: Withdrawn[] = [];
   const addresses = touched === undefined ? [...s.pairs.keys(), ...s.budgets.keys(), ...s.reports.keys()] : [...touched];
   for (const address of addresses) {
-    if (m.members.get(address) === undefined && state.budgets.has(address)) state = { ...state, budgets: state.budgets.delete(address) };
-    if (m.members.get(address) === undefined && state.reports.has(address)) state = { ...state, reports: state.reports.delete(address) };
+    if (m.members.get(address) === undefined && (state.budgets.has(address) || state.reports.has(address))) {
+      state = { ...state, budgets: state.budgets.delete(address), reports: state.reports.delete(address) };
+    }
     for (const pair of state.pairs.get(address)?.values() ?? []) {
       const gone = (x: MemberRecord): 'left' | 'replaced' | undefined => (live(m, x) ? undefined : m.members.get(x.address) === undefined ? 'left' : 'replaced');
       const reason = gone(pair.a) ?? gone(pair.b) ?? (ctx.policy.separates(pair.a, pair.b) ? 'isolation' : undefined);

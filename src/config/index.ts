@@ -55,7 +55,6 @@ export {
   resolveConfig,
   toClientSettings,
   toClusterSettings,
-  type ClusterConfig,
   toPendingLimits,
   toServerSettings,
   type ConfigLayer,

@@ -23,7 +23,7 @@ export interface EtcdOptions {
   readonly fetch?: typeof fetch;
 }
 
-export const ETCD_DEFAULTS = { deadlineMs: 3000, attemptMs: 1000, maxBytes: 1 << 20 } as const;
+const ETCD_DEFAULTS = { deadlineMs: 3000, attemptMs: 1000, maxBytes: 1 << 20 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // The gateway's JSON (proto3 JSON: 64-bit integers as strings, bytes as base64, defaults left out)

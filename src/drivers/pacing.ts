@@ -47,7 +47,7 @@ export const HEAVY_LOSS_SEGMENTS = 4;
 /** The least queueing delay (smoothed RTT over the minimum, µs) that makes heavy loss an overflowing queue's; a sixteenth of the minimum RTT when that is more. */
 export const QUEUED_MIN_US = 2000;
 
-/** The share of its best estimate since it (re)started below which a backlogged BBR connection out of STARTUP is restarted. */
+/** The share of its best estimate since it (re)started below which a BBR connection carrying a transfer out of STARTUP is restarted. */
 export const RESTART_BELOW = 0.25;
 /** Looks that pass after a restart before the next one may be made (about 2 s of writes). */
 export const RESTART_GAP_LOOKS = 10;
@@ -72,7 +72,7 @@ export interface CongestionReading {
   readonly mss: number;
 }
 
-/** The two calls StartupPacing makes on a connection's descriptor (the addon's, or a test's). */
+/** The three calls StartupPacing makes on a connection's descriptor (the addon's, or a test's). */
 export interface CongestionAccess {
   /** Reads the connection's congestion state; undefined when it cannot. */
   read(fd: number): CongestionReading | undefined;
@@ -84,7 +84,7 @@ export interface CongestionAccess {
 
 const reading = new Float64Array(6);
 
-/** The addon's CongestionAccess (TCP_INFO, TCP_CC_INFO, SO_MAX_PACING_RATE). */
+/** The addon's CongestionAccess (TCP_INFO, TCP_CC_INFO, SO_MAX_PACING_RATE, TCP_CONGESTION switched to reno and back). */
 export const kernelCongestion: CongestionAccess = {
   read(fd) {
     try {
@@ -160,8 +160,7 @@ export class StartupPacing {
     if (r.bbr) this.best = Math.max(this.best, r.bytesPerSecond);
     if (r.bbr && !startup && sent >= RESTART_MIN_BYTES && r.bytesPerSecond < RESTART_BELOW * this.best && this.sinceRestart >= RESTART_GAP_LOOKS) {
       // A cap left from STARTUP goes first: the restarted STARTUP starts uncapped.
-      if (this.capped !== undefined && this.access.cap(this.fd, -1)) this.capped = undefined;
-      if (this.capped === undefined && this.access.restart(this.fd)) {
+      if (this.uncapped() && this.access.restart(this.fd)) {
         this.restarts += 1;
         this.best = 0;
         this.sinceRestart = 0;
@@ -170,7 +169,7 @@ export class StartupPacing {
       }
     }
     if (!startup || this.quiet >= QUIET_LOOKS) {
-      if (this.capped !== undefined && this.access.cap(this.fd, -1)) this.capped = undefined;
+      this.uncapped();
       return;
     }
     if (this.capped === undefined && !lost) return;
@@ -180,5 +179,11 @@ export class StartupPacing {
     if (!this.access.cap(this.fd, want)) return;
     if (this.capped === undefined) this.caps += 1;
     this.capped = want;
+  }
+
+  /** Lifts the cap in force, if any; true when none is left. */
+  private uncapped(): boolean {
+    if (this.capped !== undefined && this.access.cap(this.fd, -1)) this.capped = undefined;
+    return this.capped === undefined;
   }
 }

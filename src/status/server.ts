@@ -172,7 +172,7 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   type Peer = StatusSnapshot['peers'][number];
   const perPeer = (value: (p: Peer) => number | undefined) => (s: StatusSnapshot): Sample[] => (s.peers ?? []).map((p) => [{ peer: p.address }, value(p)]);
   define('gauge', 'lwt_peer_direct', "Client: 1 while the peer's packets go over a direct path, 0 while they are relayed through the hub.", ['peer'], perPeer((p) => (p.endpoint === null ? 0 : 1)));
-  define('gauge', 'lwt_peer_rtt_seconds', "Client: the smoothed round-trip time of the peer's direct path (PING/PONG over the pair; absent while relayed or not measured yet).", ['peer'], perPeer((p) => (p.smoothedRttMs === null || p.smoothedRttMs === undefined ? undefined : p.smoothedRttMs / 1000)));
+  define('gauge', 'lwt_peer_rtt_seconds', "Client: the smoothed round-trip time of the peer's direct path (PING/PONG over the pair; absent while relayed or not measured yet).", ['peer'], perPeer((p) => (p.smoothedRttMs === null ? undefined : p.smoothedRttMs / 1000)));
   define('counter', 'lwt_peer_receive_packets_total', 'Client: packets received from the peer over its direct path.', ['peer'], perPeer((p) => p.rx.packets));
   define('counter', 'lwt_peer_receive_bytes_total', 'Client: bytes of packets received from the peer over its direct path.', ['peer'], perPeer((p) => p.rx.bytes));
   define('counter', 'lwt_peer_transmit_packets_total', 'Client: packets sent to the peer over its direct path.', ['peer'], perPeer((p) => p.tx.packets));

@@ -422,7 +422,7 @@ async function sendUdp(args: string[]): Promise<void> {
   });
   for (let i = 1; i <= count; i++) {
     await new Promise<void>((resolve, reject) => sock.send(`forge ${i} from ${from}`, port, host, (err) => (err === null ? resolve() : reject(err))));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
   }
   sock.close();
   out(`sent ${count}`);
@@ -547,37 +547,30 @@ function fakeHub(args: string[]): void {
 
 // ---------------------------------------------------------------------------
 
+/** Exits 0 when `work` is done, 1 with its message when it fails. */
+function exitWhenDone(work: Promise<void>): void {
+  work.then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`forge: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}
+
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(fs.realpathSync(process.argv[1])).href;
 if (isMain) {
   const [mode, ...rest] = process.argv.slice(2);
   if (mode === 'session') {
-    session(rest).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`forge: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
+    exitWhenDone(session(rest));
   } else if (mode === 'listen-udp') {
     listenUdp(rest);
   } else if (mode === 'send-udp') {
-    sendUdp(rest).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`forge: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
+    exitWhenDone(sendUdp(rest));
   } else if (mode === 'fake-hub') {
     fakeHub(rest);
   } else if (mode === 'datagrams') {
-    datagrams(rest).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        process.stderr.write(`forge: ${(err as Error).message}\n`);
-        process.exit(1);
-      },
-    );
+    exitWhenDone(datagrams(rest));
   } else {
     usage('expected a mode: session | listen-udp | send-udp | datagrams | fake-hub');
   }
