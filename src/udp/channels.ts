@@ -177,12 +177,10 @@ interface ChannelOptions<A extends Arrival> {
   readonly keys: Keying;
   readonly endpoint: EndpointRule;
   readonly rekeyAfter: number;
-  /** One arrival of `packets`, the flag of the last of its datagrams, (bySource) their source, and the tokens of its newest PING and PONG. */
+  /** One arrival of `packets`, the flag of the last of its datagrams, (a pair channel) their source, and the tokens of its newest PING and PONG. */
   readonly arrival: (packets: PacketBatch, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined) => A;
-  /** It takes PING and PONG datagrams (a pair channel); to others they are malformed. */
-  readonly pings: boolean;
-  /** One arrival per run of a read's datagrams from one source (a pair channel), instead of one per read. */
-  readonly bySource: boolean;
+  /** A pair channel: one arrival per run of a read's datagrams from one source (instead of one per read), and PING and PONG datagrams taken (to others they are malformed). */
+  readonly pair: boolean;
   /** Called once when the channel closes. */
   readonly onClose?: () => void;
 }
@@ -190,13 +188,11 @@ interface ChannelOptions<A extends Arrival> {
 /** The arrival of a session channel: one per read. */
 const sessionArrival = (packets: PacketBatch, hearsUs: boolean): Arrival => ({ packets, hearsUs });
 /** The arrival of a pair channel: one per run of datagrams from one source, with the source. */
-const pairArrival = (packets: PacketBatch, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined): PairArrival => ({
-  packets,
-  hearsUs,
-  from: { address, port },
-  ...(ping === undefined ? {} : { ping }),
-  ...(pong === undefined ? {} : { pong }),
-});
+const pairArrival = (packets: PacketBatch, hearsUs: boolean, address: number, port: number, ping: number | undefined, pong: number | undefined): PairArrival => {
+  const from = { address, port };
+  if (ping === undefined) return pong === undefined ? { packets, hearsUs, from } : { packets, hearsUs, from, pong };
+  return pong === undefined ? { packets, hearsUs, from, ping } : { packets, hearsUs, from, ping, pong };
+};
 
 /** The payload of a PING or PONG carrying `token`; throws RangeError for a token that is not a u32. */
 function tokenPayload(token: number): readonly Uint8Array[] {
@@ -366,7 +362,7 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
       }
       const type = batch.types[i]! & ~HEARS_YOU;
       const ping = type === DatagramType.Ping || type === DatagramType.Pong;
-      if ((type !== DatagramType.Data && type !== DatagramType.Keepalive && !ping) || (ping && (!this.#o.pings || batch.lengths[i] !== PING_BYTES))) {
+      if ((type !== DatagramType.Data && type !== DatagramType.Keepalive && !ping) || (ping && (!this.#o.pair || batch.lengths[i] !== PING_BYTES))) {
         this.#tally.add('malformed-datagram');
         continue;
       }
@@ -380,7 +376,7 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
   }
 
   /**
-   * Emits the accepted rows of this channel in read order: one arrival, or (bySource) one per run
+   * Emits the accepted rows of this channel in read order: one arrival, or (a pair channel) one per run
    * of rows from one source. Packets are views into the read's arena (and coalesced runs in the
    * read's own memory): valid during this emission, as PacketBatch says; a consumer that keeps one copies it.
    */
@@ -393,7 +389,7 @@ class Channel<A extends Arrival = Arrival> implements DatagramChannel, SocketCha
     let pong: number | undefined;
     for (let i = 0; i < count; i++) {
       if (done[i] !== ROW_ACCEPTED || batch.receivers[i] !== id) continue;
-      if (this.#o.bySource && address >= 0 && (batch.addrs[i] !== address || batch.ports[i] !== port)) {
+      if (this.#o.pair && address >= 0 && (batch.addrs[i] !== address || batch.ports[i] !== port)) {
         this.#arrive(packets, hearsUs, address, port, ping, pong);
         packets = undefined;
         ping = pong = undefined;
@@ -502,7 +498,7 @@ class Pair extends Channel<PairArrival> implements PairChannel {
   readonly peerId: number;
 
   constructor(socket: ChannelSocket, keys: PairKeys, rekeyAfter: number, onClose: () => void) {
-    super({ socket, keys: pairKeying(keys), endpoint: { kind: 'owner' }, rekeyAfter, arrival: pairArrival, bySource: true, pings: true, onClose });
+    super({ socket, keys: pairKeying(keys), endpoint: { kind: 'owner' }, rekeyAfter, arrival: pairArrival, pair: true, onClose });
     this.id = keys.id;
     this.peerId = keys.peerId;
   }
@@ -672,7 +668,7 @@ export function makeUdpHub(options: UdpDriverOptions = {}): UdpHubPort {
           randomSecret: () => new Uint8Array(randomBytes(32)),
           channel: (id, secret) => {
             channels.get(id)?.close();
-            const ch: Channel = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'hub'), endpoint: { kind: 'roams' }, rekeyAfter, arrival: sessionArrival, bySource: false, pings: false, onClose: () => channels.get(id) === ch && channels.delete(id) });
+            const ch: Channel = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'hub'), endpoint: { kind: 'roams' }, rekeyAfter, arrival: sessionArrival, pair: false, onClose: () => channels.get(id) === ch && channels.delete(id) });
             channels.set(id, ch);
             return ch;
           },
@@ -708,7 +704,7 @@ export function makeUdpClient(options: UdpDriverOptions = {}): UdpClientPort {
           subscriber.error(err);
           return;
         }
-        const hub = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'client'), endpoint: { kind: 'fixed', at: { address, port } }, rekeyAfter, arrival: sessionArrival, bySource: false, pings: false });
+        const hub = new Channel({ socket, keys: sessionKeying(secret, id, cipher, 'client'), endpoint: { kind: 'fixed', at: { address, port } }, rekeyAfter, arrival: sessionArrival, pair: false });
         let pairs = 0;
         const pair = (keys: PairKeys): PairOpening => {
           const ids = [keys.id, keys.peerId];
