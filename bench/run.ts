@@ -65,6 +65,8 @@ interface Options {
   repeat: number;
   /** Only the idle RTT figures (to the hub and client→client): many repeats of them, quickly. */
   rttOnly: boolean;
+  /** The modes take turns, one repeat each in a fresh tunnel (always so with rttOnly). */
+  turns: boolean;
   clients: number;
   modes: TunnelMode[];
   members: number;
@@ -85,6 +87,9 @@ const HELP = `usage: npm run bench -- [options]
   --rtt-only       only the idle RTT figures (c1→hub and client→client), to compare what transports
                    add to an idle round trip over many repeats (no transfers); the modes take
                    turns, one repeat each in a fresh tunnel
+  --turns          the modes take turns for every figure too, one repeat each in a fresh tunnel
+                   (a load that drifts over the run lands on all modes alike); the direct mode
+                   also swaps the order of its client→hub and client→client transfers each turn
   --clients N      tunnel clients (default 3, 1 to 20)
   --tls            also measure with TLS (-tls on hub and clients, a throwaway self-signed cert)
   --tls-only       measure TLS only (and the underlay)
@@ -109,6 +114,7 @@ function parseOptions(argv: string[]): Options {
       duration: { type: 'string' },
       repeat: { type: 'string' },
       'rtt-only': { type: 'boolean', default: false },
+      turns: { type: 'boolean', default: false },
       clients: { type: 'string', default: '3' },
       tls: { type: 'boolean', default: false },
       'tls-only': { type: 'boolean', default: false },
@@ -141,6 +147,7 @@ function parseOptions(argv: string[]): Options {
     duration: int('duration', values.duration ?? (quick ? '2' : '10'), 1, 120),
     repeat: int('repeat', values.repeat ?? (quick ? '1' : '3'), 1, 20),
     rttOnly: values['rtt-only'],
+    turns: values.turns || values['rtt-only'],
     clients: int('clients', values.clients, 1, 20),
     modes: ((): TunnelMode[] => {
       if (values.modes !== undefined) {
@@ -482,15 +489,15 @@ class Bench {
 
     const underlay: Addresses = { hub: this.host('hub').ip, client: (i) => this.host(`c${i}`).ip };
     const tunnel: Addresses = { hub: HUB_TUNNEL, client: (i) => `10.0.0.${i + 1}` };
-    // Every repeat of a mode in one tunnel, mode after mode; with --rtt-only the modes take turns
-    // instead, one repeat each in a tunnel of its own, so a load that drifts over the run lands on
-    // all of them alike (the idle RTTs being compared differ by less than such a drift).
-    const rounds = this.o.rttOnly ? this.o.repeat : 1;
-    const perTunnel = this.o.rttOnly ? 1 : this.o.repeat;
+    // Every repeat of a mode in one tunnel, mode after mode; with --turns (and --rtt-only) the
+    // modes take turns instead, one repeat each in a tunnel of its own, so a load that drifts over
+    // the run lands on all of them alike (the figures being compared differ by less than such a drift).
+    const rounds = this.o.turns ? this.o.repeat : 1;
+    const perTunnel = this.o.turns ? 1 : this.o.repeat;
     for (let round = 1; round <= rounds; round++) {
       for (let r = 1; r <= perTunnel; r++) {
         say(`underlay, repeat ${(round - 1) * perTunnel + r}/${this.o.repeat}`);
-        await this.runSet('underlay', underlay, undefined);
+        await this.runSet('underlay', underlay, undefined, (round - 1) * perTunnel + r);
       }
       for (const mode of this.o.modes) {
         if (this.results.unavailable.has(mode)) continue;
@@ -503,7 +510,7 @@ class Bench {
         try {
           for (let r = 1; r <= perTunnel; r++) {
             say(`${mode}, repeat ${(round - 1) * perTunnel + r}/${this.o.repeat}`);
-            await this.runSet(mode, tunnel, t);
+            await this.runSet(mode, tunnel, t, (round - 1) * perTunnel + r);
           }
           this.results.rss.set(mode, [
             { name: 'hub', hwmKiB: sampleProc(t.hub.pid!).hwmKiB },
@@ -649,8 +656,9 @@ class Bench {
     say(`  ${label}: ${fmt(mbps)} Mb/s, ${fmt(bytes / 1e6)} MB, retransmits ${retr}${cpuNote}, machine ${Math.round(busy)}% busy`);
   }
 
-  private async runSet(mode: Mode, a: Addresses, t: Tunnel | undefined): Promise<void> {
-    if (mode === 'direct' && !this.o.rttOnly) return this.runDirectSet(a, t!);
+  /** The figures of `mode` once, in its tunnel `t` (none for the underlay); `repeat` counts from 1. */
+  private async runSet(mode: Mode, a: Addresses, t: Tunnel | undefined, repeat: number): Promise<void> {
+    if (mode === 'direct' && !this.o.rttOnly) return this.runDirectSet(a, t!, this.o.turns && repeat % 2 === 0);
     const n = this.o.clients;
     if (this.o.rttOnly) {
       // The direct mode's client→client figures are the direct path's: wait for it (a failure is said, the figures still taken).
@@ -720,12 +728,15 @@ class Bench {
   }
 
   /**
-   * The direct mode's set (issue 12): client→hub for the ratio, then, once c1 and c2 both show
-   * the other's path as direct, client→client and the idle RTTs to the hub and to c2. If the
-   * paths never go direct, the client→client figures fail with what the statuses showed.
+   * The direct mode's set (issue 12): client→hub for the ratio and, once c1 and c2 both show the
+   * other's path as direct, client→client (in that order, or client→client first when `c2cFirst`:
+   * --turns swaps them every other turn, so neither gains from going second); then the idle RTTs
+   * to the hub and to c2. If the paths never go direct, the client→client figures fail with what
+   * the statuses showed.
    */
-  private async runDirectSet(a: Addresses, t: Tunnel): Promise<void> {
-    await this.measure('direct', 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
+  private async runDirectSet(a: Addresses, t: Tunnel, c2cFirst: boolean): Promise<void> {
+    const toHub = (): Promise<void> => this.measure('direct', 'c2h-1', t, async () => [await this.iperf('c1', a.hub, IPERF_PORT)]);
+    if (!c2cFirst) await toHub();
     const notDirect = await this.waitDirect();
     if (notDirect !== undefined) {
       for (const key of ['c2c', 'rtt-c2c-p50', 'rtt-c2c-p99']) {
@@ -739,6 +750,7 @@ class Bench {
       const after = await this.waitDirect(0);
       if (after !== undefined) this.results.warnings.push(`direct: after client→client the path was no longer direct (${after}): the figure may include relayed traffic`);
     }
+    if (c2cFirst) await toHub();
     const idleCount = this.o.quick ? 100 : 300;
     try {
       this.recordPing('direct', 'idle', await this.ping('c1', a.hub, idleCount));
