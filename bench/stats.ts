@@ -8,6 +8,17 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** Paired figures `over[i]` / `under[i]` (measured in the same turn): the geometric mean of their ratios and how many exceed 1, over the pairs where both are finite and positive. */
+export function pairedRatio(over: readonly number[], under: readonly number[]): { geomean: number; pairs: number; above: number } {
+  const ratios: number[] = [];
+  for (let i = 0; i < Math.min(over.length, under.length); i++) {
+    const [o, u] = [over[i]!, under[i]!];
+    if (Number.isFinite(o) && Number.isFinite(u) && o > 0 && u > 0) ratios.push(o / u);
+  }
+  const geomean = ratios.length === 0 ? Number.NaN : Math.exp(ratios.reduce((sum, r) => sum + Math.log(r), 0) / ratios.length);
+  return { geomean, pairs: ratios.length, above: ratios.filter((r) => r > 1).length };
+}
+
 /** Nearest-rank percentile `p` (0..100) of `xs`; NaN when empty. */
 export function percentile(xs: readonly number[], p: number): number {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
