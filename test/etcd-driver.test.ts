@@ -135,6 +135,17 @@ test('a member answering 5xx is passed over by idempotent calls; a transaction t
   const good = await gateway(t, (_p, _b, res) => json(res, 200, RANGE_OK));
   t.is((await firstValueFrom(makeEtcdStore({ endpoints: [sick.url, good.url] }).range('/k', undefined, 1))).revision, 7);
   checks(t, await failure(firstValueFrom(makeEtcdStore({ endpoints: [sick.url, good.url] }).txn(TXN))), 'refused', /HTTP 503: etcdserver: no leader/);
+  // The watch too: the first member without a leader, the second's stream taken.
+  const watching = await gateway(t, (_p, _b, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ result: { header: { revision: '3' }, created: true } }) + '\n');
+  });
+  const got: unknown[] = [];
+  const err = await new Promise<unknown>((resolve) => makeEtcdStore({ endpoints: [sick.url, watching.url, good.url] }).watch('/', '0', 1).subscribe({ next: (m) => got.push(m), error: resolve }));
+  t.deepEqual(got, [{ type: 'created', revision: 3 }]);
+  checks(t, err, 'unreachable', /the watch stream ended/);
+  t.deepEqual(watching.paths, ['/v3/watch']);
+  t.false(good.paths.includes('/v3/watch'), 'a stream that ended after it was taken is not tried elsewhere: the hub starts a new watch from its revision');
 });
 
 test('the watch: created, then puts and deletes line by line; compaction, cancellation, an oversize line and the end of the stream are errors', async (t) => {

@@ -78,7 +78,8 @@ const kvOf = (kv: t.TypeOf<typeof Kv>): StoreKv => ({
   lease: kv.lease === undefined || kv.lease === '0' ? undefined : kv.lease,
 });
 const rangeOf = (r: t.TypeOf<typeof RangeResponse>): RangeResult => ({ revision: r.header.revision ?? 0, kvs: (r.kvs ?? []).map(kvOf), more: r.more === true });
-const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+/** A key or value as the gateway wants it (base64 of its UTF-8). */
+const b64 = Bytes.encode;
 
 const TARGETS = { mod: 'MOD', create: 'CREATE', lease: 'LEASE' } as const;
 const RESULTS = { equal: 'EQUAL', 'not-equal': 'NOT_EQUAL', less: 'LESS', greater: 'GREATER' } as const;
@@ -168,10 +169,13 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
 
   /**
    * POSTs `body` to `path` on the endpoints in turn, from the one that answered last, within the
-   * deadline: an endpoint that refuses or stays silent for its share is passed over. A request that
-   * may have reached a member is sent elsewhere only when `idempotent`.
+   * deadline, and hands the first accepted answer to `read`: an endpoint that refuses or stays
+   * silent for its share is passed over, as is one answering 5xx (no leader) when the request is
+   * `idempotent`; a request that may have reached a member is sent elsewhere only when
+   * `idempotent`. The attempt's timer runs until `read` calls `connected()` (a stream: from then
+   * on only `outer` ends it, and a failure is not tried elsewhere).
    */
-  const post = async (path: string, body: unknown, idempotent: boolean, outer: AbortSignal): Promise<unknown> => {
+  const attempt = async <A>(path: string, body: string, idempotent: boolean, outer: AbortSignal, read: (res: Response, url: string, connected: () => void) => Promise<A>): Promise<A> => {
     const started = Date.now();
     let last: StoreError | undefined;
     for (let i = 0; i < endpoints.length; i++) {
@@ -179,15 +183,18 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
       if (remaining <= 0 || outer.aborted) break;
       const at = (current + i) % endpoints.length;
       const url = `${endpoints[at]}/v3${path}`;
-      const attempt = new AbortController();
-      const stop = (): void => attempt.abort();
+      const one = new AbortController();
+      const stop = (): void => one.abort();
       outer.addEventListener('abort', stop);
-      const timer = setTimeout(stop, Math.min(remaining, attemptMs));
+      let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(stop, Math.min(remaining, attemptMs));
+      const connected = (): void => {
+        clearTimeout(timer);
+        timer = undefined;
+      };
       try {
-        const res = await doFetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: attempt.signal });
-        const text = await readBounded(res, maxBytes, url);
+        const res = await doFetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: one.signal });
         if (!res.ok) {
-          const err = httpError(res.status, text, url);
+          const err = httpError(res.status, await readBounded(res, maxBytes, url), url);
           // A member without a leader (or shutting down) answers 5xx: another may do.
           if (res.status >= 500 && idempotent) {
             last = err;
@@ -195,17 +202,15 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
           }
           throw err;
         }
+        const answer = await read(res, url, connected);
         current = at;
-        try {
-          return JSON.parse(text) as unknown;
-        } catch {
-          throw new StoreError('bad-response', `${url}: an answer that is not JSON`);
-        }
+        return answer;
       } catch (err) {
         if (err instanceof StoreError) throw err;
-        const timedOut = attempt.signal.aborted && !outer.aborted;
+        const streaming = timer === undefined;
+        const timedOut = one.signal.aborted && !outer.aborted && !streaming;
         last = timedOut ? new StoreError('timeout', `no answer from ${endpoints[at]} within ${Math.min(remaining, attemptMs)} ms`) : new StoreError('unreachable', `${endpoints[at]}: ${describe(err)}`);
-        if (!idempotent && !neverSent(err)) throw last;
+        if (streaming || (!idempotent && !neverSent(err))) throw last;
       } finally {
         clearTimeout(timer);
         outer.removeEventListener('abort', stop);
@@ -213,6 +218,17 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
     }
     throw last ?? new StoreError('timeout', `no answer from ${endpoints.join(', ')} within ${deadlineMs} ms`);
   };
+
+  /** A unary POST: its answer read whole (bounded) and parsed as JSON. */
+  const post = (path: string, body: unknown, idempotent: boolean, outer: AbortSignal): Promise<unknown> =>
+    attempt(path, JSON.stringify(body), idempotent, outer, async (res, url) => {
+      const text = await readBounded(res, maxBytes, url);
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        throw new StoreError('bad-response', `${url}: an answer that is not JSON`);
+      }
+    });
 
   /** One operation as a cold Observable: unsubscribing aborts it. */
   const unary = <A>(path: string, body: unknown, idempotent: boolean, decode: (json: unknown) => A): Observable<A> =>
@@ -265,7 +281,19 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
           error: (err: unknown) => (err instanceof StoreError && err.reason === 'lease-not-found' ? subscriber.complete() : subscriber.error(err)),
         }),
       ),
-    watch: (key, rangeEnd, startRevision) => watch(endpoints, () => current, doFetch, maxBytes, attemptMs, key, rangeEnd, startRevision),
+    watch: (key, rangeEnd, startRevision) =>
+      new Observable<WatchMessage>((subscriber) => {
+        const abort = new AbortController();
+        const body = JSON.stringify({ create_request: { key: b64(key), range_end: b64(rangeEnd), start_revision: String(startRevision) } });
+        attempt('/watch', body, true, abort.signal, (res, url, connected) => {
+          connected();
+          return readWatch(res, url, maxBytes, startRevision, (m) => subscriber.next(m));
+        }).catch((err: unknown) => {
+          if (abort.signal.aborted && subscriber.closed) return;
+          subscriber.error(err instanceof StoreError ? err : new StoreError('unreachable', describe(err)));
+        });
+        return () => abort.abort();
+      }),
     async close() {
       const ids = [...granted];
       granted.clear();
@@ -275,67 +303,34 @@ export function makeEtcdStore(options: EtcdOptions): EtcdStore {
   };
 }
 
-/** The watch: one streaming POST to the first endpoint that accepts it; its newline-delimited results, decoded, bounded per line. */
-function watch(endpoints: readonly string[], first: () => number, doFetch: typeof fetch, maxBytes: number, attemptMs: number, key: string, rangeEnd: string, startRevision: number): Observable<WatchMessage> {
-  return new Observable<WatchMessage>((subscriber) => {
-    const abort = new AbortController();
-    const body = JSON.stringify({ create_request: { key: b64(key), range_end: b64(rangeEnd), start_revision: String(startRevision) } });
-    const run = async (): Promise<void> => {
-      let res: Response | undefined;
-      let url = '';
-      let failure: StoreError | undefined;
-      for (let i = 0; i < endpoints.length && res === undefined && !abort.signal.aborted; i++) {
-        url = `${endpoints[(first() + i) % endpoints.length]}/v3/watch`;
-        // Each endpoint has attemptMs to accept the watch; unsubscribing aborts whichever is in use.
-        const attempt = new AbortController();
-        const stop = (): void => attempt.abort();
-        abort.signal.addEventListener('abort', stop);
-        const connecting = setTimeout(stop, attemptMs);
-        try {
-          const r = await doFetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: attempt.signal });
-          if (!r.ok) throw httpError(r.status, await readBounded(r, maxBytes, url), url);
-          res = r;
-        } catch (err) {
-          failure = err instanceof StoreError ? err : new StoreError(attempt.signal.aborted ? 'timeout' : 'unreachable', `${url}: ${describe(err)}`);
-          if (err instanceof StoreError) break;
-        } finally {
-          clearTimeout(connecting);
-        }
+/** Reads a watch's newline-delimited results as they come, decoded, each line bounded by `maxBytes`, into `emit`; rejects when the stream ends or says it failed. */
+async function readWatch(res: Response, url: string, maxBytes: number, startRevision: number, emit: (m: WatchMessage) => void): Promise<never> {
+  if (res.body === null) throw new StoreError('unreachable', `${url}: a watch answer without a body`);
+  let pending = '';
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    pending += Buffer.from(chunk).toString('utf8');
+    if (pending.length > maxBytes) throw new StoreError('too-large', `${url}: a watch message larger than ${maxBytes} bytes`);
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (line === '') continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch {
+        throw new StoreError('bad-response', `${url}: a watch line that is not JSON`);
       }
-      if (res === undefined || res.body === null) throw failure ?? new StoreError('unreachable', 'no etcd endpoint accepted the watch');
-      let pending = '';
-      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-        pending += Buffer.from(chunk).toString('utf8');
-        if (pending.length > maxBytes) throw new StoreError('too-large', `${url}: a watch message larger than ${maxBytes} bytes`);
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl).trim();
-          pending = pending.slice(nl + 1);
-          if (line !== '') {
-            let json: unknown;
-            try {
-              json = JSON.parse(line);
-            } catch {
-              throw new StoreError('bad-response', `${url}: a watch line that is not JSON`);
-            }
-            const m = decodeOr(WatchLine, json, url);
-            if ('error' in m) throw httpError(m.error.code ?? 0, JSON.stringify(m.error), url);
-            const r = m.result;
-            if ((r.compact_revision ?? 0) > 0) throw new StoreError('compacted', `${url}: revision ${startRevision} is compacted (oldest kept ${r.compact_revision})`);
-            if (r.canceled === true) throw new StoreError('refused', `${url}: the watch was cancelled${r.cancel_reason === undefined ? '' : `: ${r.cancel_reason}`}`);
-            const revision = r.header?.revision ?? 0;
-            if (r.created === true) subscriber.next({ type: 'created', revision });
-            const events = (r.events ?? []).map((e): WatchEvent => ({ type: e.type === 'DELETE' ? 'delete' : 'put', kv: kvOf(e.kv) }));
-            if (events.length > 0) subscriber.next({ type: 'events', revision, events });
-          }
-        }
-      }
-      throw new StoreError('unreachable', `${url}: the watch stream ended`);
-    };
-    run().catch((err: unknown) => {
-      if (abort.signal.aborted && subscriber.closed) return;
-      subscriber.error(err instanceof StoreError ? err : new StoreError('unreachable', `${describe(err)}`));
-    });
-    return () => abort.abort();
-  });
+      const m = decodeOr(WatchLine, json, url);
+      if ('error' in m) throw httpError(m.error.code ?? 0, JSON.stringify(m.error), url);
+      const r = m.result;
+      if ((r.compact_revision ?? 0) > 0) throw new StoreError('compacted', `${url}: revision ${startRevision} is compacted (oldest kept ${r.compact_revision})`);
+      if (r.canceled === true) throw new StoreError('refused', `${url}: the watch was cancelled${r.cancel_reason === undefined ? '' : `: ${r.cancel_reason}`}`);
+      const revision = r.header?.revision ?? 0;
+      if (r.created === true) emit({ type: 'created', revision });
+      const events = (r.events ?? []).map((e): WatchEvent => ({ type: e.type === 'DELETE' ? 'delete' : 'put', kv: kvOf(e.kv) }));
+      if (events.length > 0) emit({ type: 'events', revision, events });
+    }
+  }
+  throw new StoreError('unreachable', `${url}: the watch stream ended`);
 }
