@@ -3,7 +3,7 @@
 // from there, all feeding the cluster view (clusterView.ts) in a store; the fence when the lease
 // can no longer be proven; and the claims of members' addresses and routes as transactions. Pure:
 // time from the injected scheduler, the store behind ClusterStorePort.
-import { EMPTY, Observable, catchError, concat, defer, exhaustMap, distinctUntilChanged, filter, ignoreElements, map, merge, mergeMap, of, retry, switchMap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, catchError, concat, defer, exhaustMap, distinctUntilChanged, filter, ignoreElements, map, merge, mergeMap, of, retry, switchMap, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix, type HostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { encodeValue, type AddrValue, type ClusterKeys } from './clusterKeys.js';
 import { StoreError, prefixEnd, type ClusterStorePort, type LeaseId, type StoreCompare, type StoreOp, type TxnRequest, type WatchEvent } from './clusterPorts.js';
@@ -163,11 +163,18 @@ export function clusterHub(settings: ClusterHubSettings, store: ClusterStorePort
       }),
     );
 
+  /** The name was found taken at the last attempt: said once, not at every retry while the other lease lives. */
+  let nameTaken = false;
   const life$ = epoch().pipe(
+    tap((e) => {
+      if (e.type === 'cluster-joined') nameTaken = false;
+    }),
     catchError((err: unknown) => {
       lease = undefined;
+      const again = err instanceof HubNameTaken && nameTaken;
+      nameTaken = err instanceof HubNameTaken;
       const first: ClusterHubEvent[] =
-        err instanceof Fenced ? [{ type: 'cluster-fenced', detail: err.message }] : err instanceof HubNameTaken ? [{ type: 'cluster-name-taken', detail: err.message }] : failed(err);
+        err instanceof Fenced ? [{ type: 'cluster-fenced', detail: err.message }] : err instanceof HubNameTaken ? (again ? [] : [{ type: 'cluster-name-taken', detail: err.message }]) : failed(err);
       return concat(of(...first), throwError(() => err));
     }),
     retry({ delay: () => timer(CLUSTER_RETRY_MS, scheduler) }),
