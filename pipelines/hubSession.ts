@@ -114,7 +114,10 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     const peer = peerSession(conn, {
       settings,
       scheduler,
-      onDrops: (d) => drops$.next(dropsEvent(who(), d)),
+      onDrops: (d) => {
+        if (trunk !== undefined) for (const e of trunk.dropped(d)) drops$.next(e);
+        else drops$.next(dropsEvent(who(), d));
+      },
       superFrames: () => peer.encoding.superFrames,
       closedDetail: 'the peer closed the connection',
     });
@@ -378,7 +381,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
           case 'control':
             return onControl(i);
           case 'send-drops':
-            return [dropsEvent(who(), i.drops)];
+            return trunk !== undefined ? trunk.dropped(i.drops) : [dropsEvent(who(), i.drops)];
           case 'data':
             if (trunk !== undefined) return trunk.receive(i.packets);
             return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : forward(i.packets);

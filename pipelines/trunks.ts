@@ -86,6 +86,8 @@ export interface TrunkLink {
   readonly hub: string;
   /** Packets that arrived on the trunk: judged, delivered; the drops as events. */
   receive(packets: PacketBatch): ServerEvent[];
+  /** Counts what the session dropped on the trunk (its writer's queue, bad frames) on it; the drops as events. */
+  dropped(drops: DropCounts): ServerEvent[];
   /** The trunk's replication stage (broadcasts from it reach this hub's own only). */
   readonly replicated$: Observable<ServerEvent>;
   /** Unregisters the trunk (its session ended). */
@@ -161,6 +163,7 @@ export function trunks(ctx: TrunkContext): Trunks {
         ctx.deliver(rb);
         return rb.drops === undefined ? [] : drops(rb.drops);
       },
+      dropped: drops,
       replicated$: ctx.replicating(broadcasts$, () => who).pipe(mergeMap((ev) => (ev.type === 'drops' ? drops(ev.drops) : [ev]))),
       close() {
         broadcasts$.complete();
