@@ -1,9 +1,9 @@
 // Which other hub of the cluster serves an address (docs/cluster.md, "Trunks"): what the forwarding
 // policy asks when a destination (or a trunk packet's source) is none of this hub's own. Read from
 // the cluster view per lookup: a member address or a hub's own tunnel address is one map lookup
-// (`addr/` keys), a LAN behind another hub's member a scan of the cluster's `route/` keys (at most a
-// few dozen: each member announces at most 16, and only misses of every other table get here).
-import { prefixHas } from '../operators/core/address.js';
+// (`addr/` keys), a LAN behind another hub's member a longest-prefix match in a table of the
+// cluster's `route/` keys, built again only when the view's routes change.
+import { RouteTable } from '../operators/core/routeTable.js';
 import type { ClusterView } from './clusterView.js';
 import type { ClusterRoutes, RemoteHub } from './forwarding.js';
 
@@ -28,13 +28,26 @@ export function clusterRoutes(view: () => ClusterView): ClusterRoutes {
     }
     return t;
   };
+  /** The other hubs' LAN routes, by hub name, and the view's routes they were built from. */
+  let built: ClusterView['routes'] | undefined;
+  let lans = new RouteTable<string>();
+  const lanOf = (v: ClusterView, address: number): string | undefined => {
+    if (v.routes.length === 0) return undefined;
+    if (built !== v.routes) {
+      // Overlapping routes of two hubs (a race the claims' transactions settle) keep the first.
+      lans = new RouteTable<string>();
+      for (const r of v.routes) if (r.claim.value.hub !== v.me) lans.add(r.prefix, r.claim.value.hub);
+      built = v.routes;
+    }
+    return lans.lookup(address);
+  };
   return {
     remote(address) {
       const v = view();
       const held = v.addresses.get(address);
       if (held !== undefined) return held.value.hub === v.me ? undefined : held.value.self === true ? of(held.value.hub).self : of(held.value.hub).peer;
-      for (const r of v.routes) if (r.claim.value.hub !== v.me && prefixHas(r.prefix, address)) return of(r.claim.value.hub).peer;
-      return undefined;
+      const hub = lanOf(v, address);
+      return hub === undefined ? undefined : of(hub).peer;
     },
     *others() {
       const v = view();

@@ -169,7 +169,8 @@ export function trunks(ctx: TrunkContext): Trunks {
         broadcasts$.complete();
         e.sink = undefined;
         // A dialed trunk stays listed while it retries; an accepted one is gone with its session.
-        if (e.side === 'accepted' && entries.get(hub) === e) entries.delete(hub);
+        if (e.side === 'dialed') e.state = 'retrying';
+        else if (entries.get(hub) === e) entries.delete(hub);
       },
     };
   };

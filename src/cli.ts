@@ -180,7 +180,7 @@ function trunkDialer(config: Config & { mode: 'server' }): DialerPort {
   const ca = config.tls_ca_file !== '' ? { ca: readCertificates('tls_ca_file', config.tls_ca_file) } : config.tls_client_ca_file !== '' ? { ca: readCertificates('tls_client_ca_file', config.tls_client_ca_file) } : {};
   const options = {
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
-    skipVerify: config.tls_skip_verify,
+    skipVerify: false,
     ...ca,
     cert: readCertificates('tls_cert_file', config.tls_cert_file),
     key: readSetting('tls_key_file', config.tls_key_file),

@@ -4,12 +4,14 @@
 // every other client and every hub; a UDP broadcast from a client of hub a reaches the clients of a,
 // b and c exactly once each; the status of hub a shows its trunks up with counters that move; with
 // the hubs restarted under -client-isolation a cross-hub ping between members fails while a ping
-// to every hub still works.
+// to every hub still works. And two hubs with mutual TLS and no cluster token: the trunk is TLS,
+// authenticated by the hubs' certificates (CN = hub name), and carries their members' packets.
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import type { StatusSnapshot } from '../pipelines/status.js';
 import { ETCD_BIN, ETCDCTL_BIN, startEtcdLab } from './helpers/etcd-lab.js';
 import { Lab, type LabProcess } from './helpers/lab.js';
+import { createPki } from './helpers/pki.js';
 import { BIN, TEXT_LOGS, statusOf } from './helpers/vpn.js';
 import { sleep, waitUntil } from './helpers/wait.js';
 
@@ -128,4 +130,36 @@ labTest('three hubs, four clients: every client reaches every client and every h
   for (const c of clients) cs[c]!.kill('SIGTERM');
   for (const h of hubs) procs[h]!.kill('SIGTERM');
   await Promise.all([...clients.map((c) => cs[c]!.exited), ...hubs.map((h) => procs[h]!.exited)]);
+});
+
+labTest('two hubs with mutual TLS and no cluster token: the trunk runs over TLS, authenticated by the hubs\' certificates, and carries their members\' packets', async (t) => {
+  const { lab, endpoints } = await startEtcdLab(t, ['a', 'b', 'c1', 'c3']);
+  const pki = await createPki({ hubIp: lab.host('a').ip, clusterHubs: { a: lab.host('a').ip, b: lab.host('b').ip }, clusterClients: ['c1', 'c3'] });
+  t.teardown(() => pki.dispose());
+  const hub = (name: 'a' | 'b'): LabProcess => {
+    const own = pki.clusterHub(name);
+    return lab.host(name).spawn(
+      'node',
+      [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `${lab.host(name).ip}:9000`, '-t', `${HUBS[name]}/24`, '-etcd', endpoints.join(','), '-cluster', 'lab', '-hub-name', name, '-timeout', '6', '-keepalive', '2', '-tls', '-tls-cert', own.cert, '-tls-key', own.key, '-tls-client-ca', pki.ca.cert, '-status', STATUS],
+      { label: `${name}(hub)` },
+    );
+  };
+  const client = (name: 'c1' | 'c3', at: 'a' | 'b', address: string): LabProcess => {
+    const own = pki.clusterClient(name);
+    return lab.host(name).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${lab.host(at).ip}:9000`, '-t', `${address}/24`, '-timeout', '6', '-keepalive', '2', '-tls', '-tls-ca', pki.ca.cert, '-tls-client-cert', own.cert, '-tls-client-key', own.key], { label: `${name}(client)` });
+  };
+  const a = hub('a');
+  const b = hub('b');
+  await a.waitForLine(/trunk to hub b up \(dialed /);
+  await b.waitForLine(/trunk to hub a up \(accepted from /);
+  const c1 = client('c1', 'a', '10.0.0.11');
+  const c3 = client('c3', 'b', '10.0.0.21');
+  await Promise.all([c1.waitForLine(/joined the virtual LAN as/), c3.waitForLine(/joined the virtual LAN as/)]);
+  const ping = async (from: string, to: string): Promise<boolean> => (await lab.host(from).exec('ping', ['-c', '1', '-W', '1', '-n', '-q', to], { timeoutMs: 5000 })).code === 0;
+  await waitUntil(async () => (await ping('c1', '10.0.0.21')) && (await ping('c3', '10.0.0.11')) && (await ping('c1', HUBS.b)), 'c1 and c3 reach each other and hub b over the TLS trunk');
+  const status = await statusOf(lab, 'b', STATUS);
+  t.like(status.cluster?.trunks[0], { hub: 'a', side: 'accepted', state: 'up' });
+  t.true((status.cluster?.trunks[0]?.rx.packets ?? 0) > 0);
+  for (const p of [c1, c3, a, b]) p.kill('SIGTERM');
+  await Promise.all([c1.exited, c3.exited, a.exited, b.exited]);
 });

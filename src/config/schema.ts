@@ -735,8 +735,8 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     metavar: 'FILE',
     valueType: 'text',
     expected: 'a file path',
-    meaning: "PEM CA certificate(s) a client checks the server's certificate against, for a private CA; default: the system's CAs.",
-    appliesTo: 'client',
+    meaning: "PEM CA certificate(s) a client checks the server's certificate against, for a private CA (a hub of a cluster: the other hubs' certificates, on its trunks); default: the system's CAs.",
+    appliesTo: 'both',
     group: 'TLS',
   },
   tls_server_name: {
