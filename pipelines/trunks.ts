@@ -4,7 +4,7 @@
 // the view. A trunk claims no address. Packets on it are judged by the forwarding policy
 // (`fromTrunk`: anti-spoofing, this hub's own only, isolation) and delivered like any other; a
 // broadcast from it goes to this hub's members only. Pure: the dialer and the view are ports.
-import { EMPTY, Observable, Subject, catchError, concat, defer, distinctUntilChanged, filter, finalize, map, merge, mergeMap, of, scan, switchMap, takeUntil, throwError, timer, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, catchError, concat, concatWith, defer, distinctUntilChanged, filter, finalize, map, merge, mergeMap, of, scan, switchMap, takeUntil, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatHostPort, type HostPort } from '../operators/core/address.js';
 import { addDrops, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
 import { ControlDecodeError, PROTOCOL_VERSION, RejectCodec, TRUNK_CAPABILITY, WelcomeCodec, decodeControl, encodeControl, type Hello, type RejectReason } from '../operators/core/wire/control.js';
@@ -303,8 +303,16 @@ export function trunks(ctx: TrunkContext): Trunks {
     mergeMap(([hub, at]) => {
       const e = entry(hub, 'dialed', formatHostPort(at));
       const gone$ = dialed$.pipe(filter((now) => !same(now.get(hub), at)));
+      let up = false;
+      const closed = (): ServerEvent => ({ type: 'trunk-down', hub, side: 'dialed', reason: 'closed', detail: `hub ${hub} is no longer a live hub of the cluster at ${formatHostPort(at)} (or this hub is fenced)` });
       return attempt(hub, at, e).pipe(
+        tap((ev) => {
+          if (ev.type === 'trunk-up') up = true;
+          else if (ev.type === 'trunk-down') up = false;
+        }),
         takeUntil(gone$),
+        // Closed on purpose (the key went or moved, the fence): said once, as a session's end is.
+        concatWith(defer(() => (up ? of(closed()) : EMPTY))),
         finalize(() => {
           if (entries.get(hub) === e) entries.delete(hub);
         }),

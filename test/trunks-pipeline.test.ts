@@ -233,12 +233,37 @@ test("a trunk closes when its hub's key goes and is dialed again when the key is
     });
     w.at(1500, () => {
       t.like(b.events('trunk-down')[0], { hub: 'a', side: 'accepted', reason: 'closed' });
+      t.like(a.events('trunk-down')[0], { hub: 'b', side: 'dialed', reason: 'closed', detail: 'hub b is no longer a live hub of the cluster at 192.0.2.98:9000 (or this hub is fenced)' });
       t.deepEqual(a.events('trunk-up').length, 1);
       w.etcd.txn({ compare: [], success: [{ type: 'put', key: K.hub('b'), value: registration! }], failure: [] }).subscribe();
     });
     w.at(2500, () => {
       t.deepEqual(a.events('trunk-up').map((e) => e.hub), ['b', 'b'], 'dialed again');
       t.deepEqual(b.events('trunk-up').map((e) => `${e.side} ${e.hub}`), ['accepted a', 'accepted a']);
+    });
+  });
+});
+
+test('a fenced hub closes its trunks, and they come back once it rejoins its cluster', (t) => {
+  world(t, 20_000, false, (w) => {
+    const a = w.hub('a', '10.0.0.1');
+    const b = w.hub('b', '10.0.0.2');
+    let fencedAt = 0;
+    w.at(1000, () => {
+      t.is(a.events('trunk-up').length, 1);
+      w.etcd.down();
+    });
+    w.at(9000, () => {
+      t.true(a.events('cluster-fenced').length >= 1, 'the store lost beyond the lease fences the hub');
+      fencedAt = w.scheduler.now();
+      t.like(a.events('trunk-down')[0], { hub: 'b', side: 'dialed' });
+      t.like(b.events('trunk-down')[0], { hub: 'a', side: 'accepted' });
+      t.is(a.events('trunk-up').length, 1, 'not dialed again while fenced');
+      w.etcd.up();
+    });
+    w.at(16_000, () => {
+      t.true(fencedAt > 0);
+      t.is(a.events('trunk-up').length, 2, 'dialed again once both hubs are back in the cluster');
     });
   });
 });
