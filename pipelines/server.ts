@@ -143,8 +143,10 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         rb.drops = addDrops(rb.drops, fitted.drops);
         for (const answer of fitted.answers) {
           const t = policy.toward(ipv4Destination(answer));
+          const back = t === HUB ? undefined : sinkOf(t as MemberRecord | RemoteHub);
           if (t === HUB) toTun.next([answer]);
-          else sinkOf(t as MemberRecord | RemoteHub)?.send([answer]);
+          else if (back === undefined) rb.drops = addDrop(rb.drops, 'trunk-down');
+          else back.send([answer]);
         }
       }
     };
