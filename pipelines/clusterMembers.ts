@@ -4,7 +4,7 @@
 // address before its WELCOME, releases a member's keys when it leaves (each key guarded by the
 // revision that claimed it, so a newer claim is never removed), and ends every session when the hub
 // is fenced. Pure: the store behind ClusterStorePort, time from the injected scheduler.
-import { EMPTY, Observable, catchError, distinctUntilChanged, filter, map, merge, mergeMap, of, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, catchError, concat, defer, distinctUntilChanged, filter, map, merge, mergeMap, of, type SchedulerLike } from 'rxjs';
 import { formatIpv4 } from '../operators/core/address.js';
 import type { ClusterAdmission } from './admission.js';
 import { claimMember, clusterHub, type ClaimOutcome, type ClusterHubSettings, type MemberClaim } from './clusterHub.js';
@@ -14,11 +14,15 @@ import { SessionEnd, type ServerEvent } from './events.js';
 import type { HubEvent, HubState } from './hubState.js';
 import type { MemberRecord } from './membership.js';
 import { createStore, type Change, type Store } from './store.js';
+import type { DialerPort } from './ports.js';
+import type { TrunkAuthenticator } from './trunks.js';
 
 /** What a hub of a cluster is built with. */
 export interface ClusterPorts {
   readonly store: ClusterStorePort;
   readonly settings: ClusterHubSettings;
+  /** How the hub authenticates trunks and dials the other hubs (docs/cluster.md, "Trunks"); without it the hub keeps no trunks. */
+  readonly trunks?: { readonly auth: TrunkAuthenticator; readonly dialer: DialerPort };
 }
 
 /** The cluster as the hub's sessions reach it. */
@@ -29,6 +33,10 @@ export interface HubCluster {
   claim(c: MemberClaim): Observable<ClaimOutcome>;
   /** Records that `member` joined under the claim made at `revision` (its keys are released by that revision when it leaves). */
   joined(member: MemberRecord, revision: number): void;
+  /** The cluster view now (read per packet by the forwarding policy's cluster routes). */
+  view(): ClusterView;
+  /** The view now, then each new one (trunks follow the hubs in it). */
+  readonly views$: Observable<ClusterView>;
   /** The cluster's life, the releases and the fence, as the hub's events (hot once subscribed; unsubscribing stops them). */
   readonly events$: Observable<ServerEvent>;
 }
@@ -94,6 +102,8 @@ export function hubCluster(ports: ClusterPorts, hub: Store<HubState, HubEvent>, 
     admission: clusterAdmission(() => view.state),
     claim: (c) => claimMember(ports.store, view, life, c, scheduler),
     joined: (member, revision) => claims.set(member, revision),
+    view: () => view.state,
+    views$: defer(() => concat(of(view.state), view.changes$.pipe(map((c) => c.after)))),
     events$: merge(life, hub.changes$.pipe(mergeMap(releases)), fence$),
   };
 }

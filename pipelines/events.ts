@@ -6,6 +6,7 @@ import { formatIpv4, formatPrefix } from '../operators/core/address.js';
 import { IdleError } from '../operators/detectIdle.js';
 import { FrameError } from '../operators/core/wire/decoder.js';
 import type { ClusterHubEvent } from './clusterHub.js';
+import type { TrunkStats } from './trunks.js';
 
 /** Why a session ended. */
 export type SessionEndReason =
@@ -195,6 +196,28 @@ export interface PeerStats {
   readonly drops: DropCounts;
 }
 
+/** One hub of the cluster as the view shows it. */
+export interface ClusterHubInfo {
+  readonly name: string;
+  readonly tunnel: string;
+  readonly advertise: string;
+  /** Members it serves (its `addr/` keys, its own address not counted). */
+  readonly members: number;
+}
+
+/** The cluster's part of a hub's stats. */
+export interface ClusterStatsEvent {
+  readonly type: 'cluster-stats';
+  /** This hub's name. */
+  readonly me: string;
+  /** Its standing with the cluster's store: starting, up, unavailable, fenced. */
+  readonly standing: string;
+  readonly hubs: readonly ClusterHubInfo[];
+  readonly trunks: readonly TrunkStats[];
+  /** Trunk HELLOs this hub refused since start, by reason. */
+  readonly refusedTrunks: Readonly<Partial<Record<RejectReason, number>>>;
+}
+
 /** Events of the server (hub) pipeline. */
 export type ServerEvent =
   | { readonly type: 'listening'; readonly address: string; readonly tun: string; readonly hub: string }
@@ -263,6 +286,14 @@ export type ServerEvent =
   | ClusterHubEvent
   /** A key of a member that left could not be deleted from the cluster's store (it goes with the hub's lease). */
   | { readonly type: 'cluster-release-failed'; readonly address: string; readonly key: string; readonly detail: string }
+  /** A trunk to another hub of the cluster is up (docs/cluster.md, "Trunks"): `dialed` by this hub or `accepted` from the other. */
+  | { readonly type: 'trunk-up'; readonly hub: string; readonly side: 'dialed' | 'accepted'; readonly remote: string }
+  /** A dialed trunk ended, and why (it is dialed again while the other hub lives). */
+  | { readonly type: 'trunk-down'; readonly hub: string; readonly side: 'dialed' | 'accepted'; readonly reason: SessionEndReason; readonly detail: string }
+  /** A dialed trunk is tried again after a backoff. */
+  | { readonly type: 'trunk-retrying'; readonly hub: string; readonly attempt: number; readonly delayMs: number; readonly cause: string }
+  /** Every statsIntervalMs on a hub of a cluster: the hubs of the view and the trunks with their counters (docs/status.md, `cluster`). */
+  | ClusterStatsEvent
   | RoutesEvent
   | KernelRouteEvent
   | TransportEvent

@@ -7,7 +7,7 @@ import { formatIpv4, formatPrefix, type HostPort } from '../operators/core/addre
 import { addDrop, type DropCounts, type DropReason, type PacketBatch, type RoutedBatch } from '../operators/core/packet.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
 import { FrameType } from '../operators/core/wire/frames.js';
-import { ControlDecodeError, DIRECT_CAPABILITY, DirectPathCodec, DirectRequestCodec, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type DirectPath, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
+import { ControlDecodeError, DIRECT_CAPABILITY, DirectPathCodec, DirectRequestCodec, HelloCodec, PROTOCOL_VERSION, UDP_CAPABILITY, decodeControl, encodeControl, type DirectPath, type Hello, type RejectReason, type UdpOffer } from '../operators/core/wire/control.js';
 import { isolateBatch } from '../operators/isolate.js';
 import { learnSource } from '../operators/learnSource.js';
 import type { ReplicateInput } from '../operators/replicate.js';
@@ -16,7 +16,7 @@ import { routeBatch } from '../operators/route.js';
 import { admit, type AdmissionSettings, type Admitted, type Claim } from './admission.js';
 import type { HubCluster } from './clusterMembers.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
-import { HUB, REPLICATE, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
+import { REPLICATE, isMember, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
 import type { HubEvent, HubState } from './hubState.js';
 import type { DirectFacts, IntroductionAsk } from './introductions.js';
 import { routesFor, type MemberRecord } from './membership.js';
@@ -25,6 +25,7 @@ import type { Authenticator, ConnectionPort, HostNetworkPort, UdpHub } from './p
 import type { ServerSettings } from './settings.js';
 import type { Store } from './store.js';
 import { udpLink, type LinkEvent } from './udpLink.js';
+import type { TrunkLink, Trunks } from './trunks.js';
 
 /** What every session of one hub shares. */
 export interface HubContext {
@@ -54,6 +55,8 @@ export interface HubContext {
   readonly direct?: HubDirect;
   /** The hub's cluster (docs/cluster.md); absent without -etcd. */
   readonly cluster?: HubCluster;
+  /** The trunks of the hub's cluster (docs/cluster.md, "Trunks"); absent without -etcd. */
+  readonly trunks?: Trunks;
 }
 
 /** The hub's introductions as a session reaches them (server.ts keeps the state). */
@@ -99,6 +102,9 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     const { settings, scheduler, store, policy } = ctx;
     const id = conn.id;
     let member: MemberRecord | undefined;
+    /** Set when the connection is another hub's trunk (it never becomes a member). */
+    let trunk: TrunkLink | undefined;
+    const trunkUp$ = new Subject<TrunkLink>();
     const drops$ = new Subject<ServerEvent>();
     const ended$ = new Subject<never>();
     const broadcasts$ = new Subject<ReplicateInput<Target>>();
@@ -108,7 +114,10 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     const peer = peerSession(conn, {
       settings,
       scheduler,
-      onDrops: (d) => drops$.next(dropsEvent(who(), d)),
+      onDrops: (d) => {
+        if (trunk !== undefined) for (const e of trunk.dropped(d)) drops$.next(e);
+        else drops$.next(dropsEvent(who(), d));
+      },
       superFrames: () => peer.encoding.superFrames,
       closedDetail: 'the peer closed the connection',
     });
@@ -233,6 +242,21 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       ];
     };
 
+    /**
+     * A trunk's HELLO (it names a hub): the connection is another hub's trunk if the trunks take it
+     * (token, a live hub of the view, the lower name dials, no address claimed), else a REJECT.
+     */
+    const onTrunkHello = (hello: Hello): ServerEvent[] => {
+      const trunks = ctx.trunks;
+      if (trunks === undefined) return refuseWith('bad-hello', 'this hub is in no cluster: it takes no trunks', `a trunk HELLO from ${conn.remote} (hub ${hello.hub}), but this hub is in no cluster`, undefined, []);
+      const verdict = trunks.accept(hello, conn, peer, (err) => ended$.error(err));
+      if (!verdict.ok) return refuseWith(verdict.reason, verdict.detail, verdict.logDetail, undefined, []);
+      trunk = verdict.link;
+      conn.admitted?.();
+      trunkUp$.next(verdict.link);
+      return verdict.events;
+    };
+
     /** The member takes part in direct paths (set at the join). */
     let takesDirect = false;
     /** Its local endpoints, from its latest DIRECT-REQUEST. */
@@ -272,8 +296,8 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       let out: ServerEvent[] | undefined;
       for (const r of rb.routes) {
         const to = r.target;
-        if (to === HUB || (to as MemberRecord).session.direct === undefined || direct.introduced(from.address, (to as MemberRecord).address)) continue;
-        const events = direct.ask({ kind: 'flow', from, to: to as MemberRecord });
+        if (!isMember(to) || to.session.direct === undefined || direct.introduced(from.address, to.address)) continue;
+        const events = direct.ask({ kind: 'flow', from, to });
         if (events.length > 0) (out ??= []).push(...events);
       }
       return out;
@@ -327,8 +351,11 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       switch (item.type) {
         case FrameType.Keepalive:
           return [];
-        case FrameType.Hello:
-          return member === undefined ? onClaim({ kind: 'hello', hello: decodeControl(FrameType.Hello, HelloCodec, item.payload) }) : [dropsEvent(who(), { 'unexpected-control': 1 })];
+        case FrameType.Hello: {
+          if (member !== undefined || trunk !== undefined || claiming) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+          const hello = decodeControl(FrameType.Hello, HelloCodec, item.payload);
+          return !(hello instanceof ControlDecodeError) && hello.hub !== undefined ? onTrunkHello(hello) : onClaim({ kind: 'hello', hello });
+        }
         case FrameType.Welcome:
         case FrameType.Reject:
           return [dropsEvent(who(), { 'unexpected-control': 1 })];
@@ -350,12 +377,13 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       emitEach((i): ServerEvent[] => {
         switch (i.kind) {
           case 'learned':
-            return member === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
+            return member === undefined && trunk === undefined ? onClaim({ kind: 'learned', address: i.address }) : [];
           case 'control':
             return onControl(i);
           case 'send-drops':
-            return [dropsEvent(who(), i.drops)];
+            return trunk !== undefined ? trunk.dropped(i.drops) : [dropsEvent(who(), i.drops)];
           case 'data':
+            if (trunk !== undefined) return trunk.receive(i.packets);
             return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : forward(i.packets);
         }
       }),
@@ -376,7 +404,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     // or sends a packet (idle, trickling, only KEEPALIVEs) holds no state for long.
     const admissionDeadline$ = timer(ctx.admissionMs, scheduler).pipe(
       mergeMap(() =>
-        member !== undefined
+        member !== undefined || trunk !== undefined
           ? ended$
           : throwError(() => new SessionEnd('handshake-timeout', ctx.authenticator === undefined ? `no HELLO and no packet within ${ctx.admissionMs / 1000} s` : `no HELLO within ${ctx.admissionMs / 1000} s`)),
       ),
@@ -389,7 +417,11 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     };
 
     const connected: ServerEvent = { type: 'connected', id, remote: conn.remote };
-    return merge(of(connected), joinedStages$, items$, claims$.pipe(mergeMap((claim$) => claim$)), drops$, ended$, admissionDeadline$).pipe(
+    const trunkStages$ = trunkUp$.pipe(
+      take(1),
+      switchMap((l) => l.replicated$),
+    );
+    return merge(of(connected), joinedStages$, trunkStages$, items$, claims$.pipe(mergeMap((claim$) => claim$)), drops$, ended$, admissionDeadline$).pipe(
       catchError((err: unknown) => {
         const members = (): number => store.state.membership.members.size;
         if (err instanceof Refusal) {
@@ -404,10 +436,14 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         const address = member?.addressText;
         leave();
         const left: ServerEvent = { type: 'left', id, remote: conn.remote, address, reason, detail, members: members() };
-        return of(left);
+        if (trunk === undefined) return of(left);
+        const down: ServerEvent = { type: 'trunk-down', hub: trunk.hub, side: 'accepted', reason, detail };
+        return of(down, left);
       }),
       finalize(() => {
         leave();
+        trunk?.close();
+        trunkUp$.complete();
         ctx.sessionStats.delete(id);
         broadcasts$.complete();
         claims$.complete();

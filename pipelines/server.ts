@@ -6,7 +6,7 @@
 import { EMPTY, Observable, Subject, asyncScheduler, auditTime, catchError, concat, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort } from '../operators/core/address.js';
-import { addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
+import { addDrop, addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
 import { CAPABILITIES, GSO_CAPABILITY, PROTOCOL_VERSION, encodeControl, type Introduction, type Withdrawal } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
 import { FrameType } from '../operators/core/wire/frames.js';
@@ -15,7 +15,10 @@ import { replicate, type ReplicateInput, type ReplicatedBatch } from '../operato
 import { route } from '../operators/route.js';
 import type { AdmissionSettings } from './admission.js';
 import type { ServerEvent, SessionStats } from './events.js';
-import { HUB, forwardingPolicy, type Target } from './forwarding.js';
+import { HUB, forwardingPolicy, isRemote, type RemoteHub, type Target } from './forwarding.js';
+import { clusterRoutes } from './clusterRoutes.js';
+import { clusterStats } from './clusterStatus.js';
+import { trunks, type TrunkSink, type Trunks } from './trunks.js';
 import { initialHubState, reduceHub, type HubEvent, type HubState } from './hubState.js';
 import { hubSession, takeReplicable, type HubDirect } from './hubSession.js';
 import { introduce, introducedPair, noIntroductions, pairPath, reportPath, withdrawals, type IntroductionAsk, type Outgoing } from './introductions.js';
@@ -88,6 +91,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       broadcastGroups: bcast === undefined ? undefined : new Set(bcast.groups),
       membership: () => store.state.membership,
       isolation: () => live.clientIsolation,
+      ...(cluster === undefined ? {} : { cluster: clusterRoutes(() => cluster.view()) }),
     });
     const offload = ports.tun.offload === true;
     const admission = (): AdmissionSettings => ({
@@ -125,21 +129,29 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
           toTun.next(r.packets);
           continue;
         }
-        const m = r.target as MemberRecord;
-        const fitted = fitPackets(r.packets, m.session.maxPacket(), settings.tunnel.address);
-        if (fitted === undefined) {
-          m.session.send(r.packets);
+        const to = sinkOf(r.target as MemberRecord | RemoteHub);
+        if (to === undefined) {
+          rb.drops = addDrop(rb.drops, 'trunk-down', r.packets.length);
           continue;
         }
-        if (fitted.packets.length > 0) m.session.send(fitted.packets);
+        const fitted = fitPackets(r.packets, to.maxPacket(), settings.tunnel.address);
+        if (fitted === undefined) {
+          to.send(r.packets);
+          continue;
+        }
+        if (fitted.packets.length > 0) to.send(fitted.packets);
         rb.drops = addDrops(rb.drops, fitted.drops);
         for (const answer of fitted.answers) {
           const t = policy.toward(ipv4Destination(answer));
+          const back = t === HUB ? undefined : sinkOf(t as MemberRecord | RemoteHub);
           if (t === HUB) toTun.next([answer]);
-          else (t as MemberRecord).session.send([answer]);
+          else if (back === undefined) rb.drops = addDrop(rb.drops, 'trunk-down');
+          else back.send([answer]);
         }
       }
     };
+    /** Where a member's or another hub's packets go: the member's session, or the trunk while it is up. */
+    const sinkOf = (t: MemberRecord | RemoteHub): TrunkSink | undefined => (isRemote(t) ? trunkSet?.sink(t.trunk) : t.session);
 
     /** Replication of broadcasts and allowed multicast, one token bucket per `replicate` (so per sender). */
     const replicating = (input$: Observable<ReplicateInput<Target>>, who: () => string): Observable<ServerEvent> =>
@@ -219,6 +231,24 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
         return { type: 'withdrawn', ...pairEvent(w.pair.a, w.pair.b), reason: w.reason } as const;
       });
     };
+    // The trunks to the other hubs of the cluster (docs/cluster.md, "Trunks").
+    const trunkPorts = ports.cluster?.trunks;
+    const trunkSet: Trunks | undefined =
+      cluster === undefined || trunkPorts === undefined
+        ? undefined
+        : trunks({
+            me: ports.cluster!.settings.me,
+            settings,
+            scheduler,
+            policy,
+            view: () => cluster.view(),
+            views$: cluster.views$,
+            auth: trunkPorts.auth,
+            dialer: trunkPorts.dialer,
+            caps: offload ? [...CAPABILITIES, GSO_CAPABILITY] : [...CAPABILITIES],
+            deliver,
+            replicating,
+          });
     const context = {
       settings,
       scheduler,
@@ -238,6 +268,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       nextUdpId,
       ...(direct === undefined ? {} : { direct }),
       ...(cluster === undefined ? {} : { cluster }),
+      ...(trunkSet === undefined ? {} : { trunks: trunkSet }),
     };
 
     /**
@@ -323,12 +354,15 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       mergeMap(() => (leaseSaveDue ? saveLeases() : [])),
     );
 
-    const stats$ = statsTicks<ServerEvent>(settings.statsIntervalMs, scheduler, (at) => ({
-      type: 'stats',
-      at,
-      sessions: [...sessionStats.values()].map((read) => read()),
-      tun: tunStats(tunRead, tunWritten, tunGauge),
-    }));
+    const stats$ = statsTicks<ServerEvent[]>(settings.statsIntervalMs, scheduler, (at) => [
+      {
+        type: 'stats',
+        at,
+        sessions: [...sessionStats.values()].map((read) => read()),
+        tun: tunStats(tunRead, tunWritten, tunGauge),
+      },
+      ...(cluster === undefined ? [] : [clusterStats(ports.cluster!.settings.me, cluster.view(), trunkSet)]),
+    ]).pipe(mergeMap((events) => events));
 
     // Reloads apply to what happens next: members beyond a lowered max_clients stay until they leave.
     // Isolation turned on withdraws every pair it now separates.
@@ -350,7 +384,7 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       return of(...out);
     });
 
-    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$, cluster?.events$ ?? EMPTY).pipe(
+    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$, cluster?.events$ ?? EMPTY, trunkSet?.events$ ?? EMPTY).pipe(
       finalize(() => {
         if (leaseSaveDue) saveLeases();
         store.complete();

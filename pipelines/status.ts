@@ -3,7 +3,7 @@
 // and times always give the same snapshot. The status server (src/status/server.ts) is the driver.
 import type { DropCounts, DropReason } from '../operators/core/packet.js';
 import { PersistentMap } from '../operators/core/persistentMap.js';
-import type { ClientEvent, LanRoute, LeaseInfo, PeerStats, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
+import type { ClientEvent, ClusterStatsEvent, LanRoute, LeaseInfo, PeerStats, ServerEvent, SessionStats, Transport, TunStats } from './events.js';
 import type { PendingRefusal } from './ports.js';
 
 /** Every drop reason, in a fixed order: the only values of the `reason` label of the metrics. */
@@ -32,6 +32,8 @@ export const DROP_REASONS: readonly DropReason[] = Object.keys({
   'unknown-session': true,
   'malformed-datagram': true,
   'udp-send-error': true,
+  'trunk-down': true,
+  'trunk-transit': true,
 } satisfies Record<DropReason, true>) as DropReason[];
 
 /** Every reason a listener refuses a connection at accept, in a fixed order: the `reason` label of lwt_refused_connections_total. */
@@ -105,6 +107,8 @@ export interface StatusState {
   readonly peers: readonly PeerStats[];
   /** Server: the introduced pairs by `a b`, with when (the `now` of the event) and their path as the members report it. */
   readonly pairs: ReadonlyMap<string, { readonly a: string; readonly b: string; readonly since: number; readonly path: 'direct' | 'relayed' }>;
+  /** Server of a cluster: the latest cluster-stats (hubs, trunks); undefined otherwise. */
+  readonly cluster: ClusterStatsEvent | undefined;
   readonly lastEventAt: number;
 }
 
@@ -125,6 +129,7 @@ export function initialStatus(options: StatusOptions): StatusState {
     routes: [],
     peers: [],
     pairs: new Map(),
+    cluster: undefined,
     lastEventAt: options.startedAt,
   };
 }
@@ -257,6 +262,8 @@ export function reduceStatus(state: StatusState, event: ServerEvent | ClientEven
       const peer: PeerStats = known === undefined ? { address: event.peer, path: event.path, endpoint, rtt: undefined, rx: ZERO, tx: ZERO, drops: {} } : { ...known, path: event.path, endpoint, rtt: endpoint === undefined ? undefined : known.rtt };
       return { ...s, peers: [...others, peer] };
     }
+    case 'cluster-stats':
+      return { ...s, cluster: event };
     case 'drops': {
       const target = dropTarget(s, event.who);
       const drops = addCounts(s.drops, event.drops);
@@ -344,6 +351,29 @@ export interface StatusSnapshot {
   readonly peers: readonly PeerSnapshot[];
   /** Server: the pairs of members introduced for a direct path, in address order; client: []. */
   readonly pairs: readonly PairSnapshot[];
+  /** Server of a cluster (docs/cluster.md): this hub, the hubs of the view and the trunks; null otherwise. */
+  readonly cluster: ClusterSnapshot | null;
+}
+
+/** One trunk in the JSON document (docs/status.md, `cluster.trunks`). */
+export interface TrunkSnapshot {
+  readonly hub: string;
+  readonly side: 'dialed' | 'accepted';
+  readonly state: 'connecting' | 'up' | 'retrying';
+  readonly peer: string;
+  readonly since: string;
+  readonly rx: TrafficCount;
+  readonly tx: TrafficCount;
+  readonly drops: DropCounts;
+}
+
+/** The cluster's section of a hub's status. */
+export interface ClusterSnapshot {
+  readonly hub: string;
+  readonly standing: string;
+  readonly hubs: readonly { readonly name: string; readonly tunnel: string; readonly advertise: string; readonly members: number }[];
+  readonly trunks: readonly TrunkSnapshot[];
+  readonly refusedTrunks: Readonly<Partial<Record<string, number>>>;
 }
 
 /** Figures the status server reads from drivers when it makes a snapshot (not events). */
@@ -410,5 +440,15 @@ export function statusSnapshot(state: StatusState, now: number, gauges: StatusGa
     pairs: [...state.pairs.values()]
       .sort((x, y) => (addressKey(x.a) !== addressKey(y.a) ? (addressKey(x.a) < addressKey(y.a) ? -1 : 1) : addressKey(x.b) < addressKey(y.b) ? -1 : 1))
       .map((p) => ({ a: p.a, b: p.b, since: iso(p.since), path: p.path })),
+    cluster:
+      state.cluster === undefined
+        ? null
+        : {
+            hub: state.cluster.me,
+            standing: state.cluster.standing,
+            hubs: state.cluster.hubs,
+            trunks: state.cluster.trunks.map((t) => ({ hub: t.hub, side: t.side, state: t.state, peer: t.peer, since: iso(t.since), rx: t.rx, tx: t.tx, drops: t.drops })),
+            refusedTrunks: state.cluster.refusedTrunks,
+          },
   };
 }

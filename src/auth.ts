@@ -2,6 +2,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isLeft, left, right, type Either } from 'fp-ts/lib/Either.js';
 import type { AuthDecision, AuthRequest, Authenticator } from '../pipelines/ports.js';
+import type { TrunkAuthenticator } from '../pipelines/trunks.js';
 import { AddressAllocator } from '../pipelines/allocator.js';
 import { closestMatch } from './config/decode.js';
 import { parseJson, formatJsonPath } from './config/json.js';
@@ -90,6 +91,26 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
       }
       if (networkMatch) return reserved(req.address, undefined) ?? byCertificate(req.peerIdentity);
       return { ok: false, reason: 'auth-failed', detail: 'wrong token' };
+    },
+  };
+}
+
+/**
+ * How a hub checks the trunks other hubs of its cluster dial to it (docs/cluster.md, "Trunks"): the
+ * cluster token, compared as a SHA-256 digest with timingSafeEqual as client tokens are; without a
+ * token (mutual TLS alone) the verified certificate must carry the dialing hub's name.
+ */
+export function makeTrunkAuthenticator(options: { readonly token: string | undefined }): TrunkAuthenticator {
+  const expected = options.token === undefined ? undefined : digest(options.token);
+  return {
+    token: options.token,
+    check(hub, token, peerIdentity) {
+      if (expected !== undefined) {
+        if (token === undefined || token === '') return 'no cluster token';
+        return timingSafeEqual(digest(token), expected) ? undefined : 'wrong cluster token';
+      }
+      if (peerIdentity === undefined) return 'no verified certificate (mutual TLS is the trunks\' authentication)';
+      return peerIdentity === hub ? undefined : `its certificate names ${JSON.stringify(peerIdentity)}, not the hub ${hub}`;
     },
   };
 }

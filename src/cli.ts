@@ -11,10 +11,11 @@ import { serverPipeline, type ReloadableSettings } from '../pipelines/server.js'
 import { exampleConfigs, parseCommandLine, renderConfigErrors, toClientSettings, toClusterSettings, toPendingLimits, toServerSettings, type Config } from './config/index.js';
 import { formatHostPort } from '../operators/core/address.js';
 import type { ClusterHubSettings } from '../pipelines/clusterHub.js';
+import type { TrunkAuthenticator } from '../pipelines/trunks.js';
 import { makeEtcdStore, type EtcdStore } from './drivers/etcd.js';
 import { describeClientEvent, describeServerEvent, logLines, type LogLine } from './describe.js';
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
-import { makeAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
+import { makeAuthenticator, makeTrunkAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
 import { LeaseFileError } from './drivers/leases.js';
 import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
@@ -161,11 +162,30 @@ function identityOf(config: Config & { mode: 'client' }, logger: Logger): string
 }
 
 /** The hub's cluster (docs/cluster.md): the etcd driver and the hub's settings in it, or undefined without -etcd. */
-function clusterPorts(config: Config & { mode: 'server' }): { store: EtcdStore; settings: ClusterHubSettings } | undefined {
+function clusterPorts(config: Config & { mode: 'server' }): { store: EtcdStore; settings: ClusterHubSettings; trunks: { auth: TrunkAuthenticator; dialer: DialerPort } } | undefined {
   const cluster = toClusterSettings(config, hostname());
   if (isLeft(cluster)) throw new StartupError(cluster.left.line);
   if (cluster.right === undefined) return undefined;
-  return { store: makeEtcdStore({ endpoints: cluster.right.endpoints }), settings: cluster.right.hub };
+  const auth = makeTrunkAuthenticator({ token: config.cluster_token === '' ? undefined : config.cluster_token });
+  return { store: makeEtcdStore({ endpoints: cluster.right.endpoints }), settings: cluster.right.hub, trunks: { auth, dialer: trunkDialer(config) } };
+}
+
+/**
+ * How a hub dials the other hubs of its cluster (trunks): like its listener, plain TCP or TLS. Over
+ * TLS it verifies the other hub against -tls-ca (else -tls-client-ca: one CA for the cluster's
+ * hubs, else the system's) and presents its own certificate, which a hub with -tls-client-ca requires.
+ */
+function trunkDialer(config: Config & { mode: 'server' }): DialerPort {
+  if (!config.tls_enabled) return makeNetDialer({ connectTimeoutMs: CONNECT_TIMEOUT_MS });
+  const ca = config.tls_ca_file !== '' ? { ca: readCertificates('tls_ca_file', config.tls_ca_file) } : config.tls_client_ca_file !== '' ? { ca: readCertificates('tls_client_ca_file', config.tls_client_ca_file) } : {};
+  const options = {
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    skipVerify: false,
+    ...ca,
+    cert: readCertificates('tls_cert_file', config.tls_cert_file),
+    key: readSetting('tls_key_file', config.tls_key_file),
+  };
+  return withTlsMaterial(() => makeTlsDialer(options));
 }
 
 function serverPorts(config: Config & { mode: 'server' }): { listener: ListenerPort; authenticator: Authenticator | undefined; leases: LeaseStore; cluster: ReturnType<typeof clusterPorts> } {

@@ -148,6 +148,12 @@ export function describeServerEvent(e: ServerEvent): LogLine | undefined {
       return { level: 'warn', message: `cannot join the cluster: ${e.detail}; trying again`, fields: { event: e.type, detail: e.detail } };
     case 'cluster-release-failed':
       return { level: 'warn', message: `could not release ${e.key} of member ${e.address}: ${e.detail} (it goes with the hub's lease)`, fields: { event: e.type, member: e.address, key: e.key, detail: e.detail } };
+    case 'trunk-up':
+      return { level: 'info', message: `trunk to hub ${e.hub} up (${e.side === 'dialed' ? `dialed ${e.remote}` : `accepted from ${e.remote}`})`, fields: { event: e.type, hub: e.hub, side: e.side, remote: e.remote } };
+    case 'trunk-down':
+      return { level: 'warn', message: `trunk to hub ${e.hub} down: ${e.reason} (${e.detail})`, fields: { event: e.type, hub: e.hub, side: e.side, reason: e.reason, detail: e.detail } };
+    case 'trunk-retrying':
+      return { level: e.attempt === 1 ? 'info' : 'debug', message: `trunk to hub ${e.hub}: trying again in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt}: ${e.cause})`, fields: { event: e.type, hub: e.hub, attempt: e.attempt, delayMs: e.delayMs, detail: e.cause } };
   }
 }
 

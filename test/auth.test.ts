@@ -1,7 +1,7 @@
 // Token and certificate authentication (src/auth.ts) and the tokens file.
 import test from 'ava';
 import { isLeft, right } from 'fp-ts/lib/Either.js';
-import { makeAuthenticator, parseTokensFile, type ClientToken } from '../src/auth.js';
+import { makeAuthenticator, makeTrunkAuthenticator, parseTokensFile, type ClientToken } from '../src/auth.js';
 import { parseIpv4 } from '../operators/core/address.js';
 
 const A2 = parseIpv4('10.0.0.2')!;
@@ -147,4 +147,19 @@ test('a tokens file entry may list the routes its client may announce: network p
     'tokens_file: t.json: bob.routes: expected network prefixes without host bits (192.168.20.1/24 is 192.168.20.0/24), got ["192.168.10.0/24","192.168.20.1/24"]',
   ]);
   t.deepEqual(tokens('{"bob": {"token": "bob-secret", "routes": 5}}'), ['tokens_file: t.json: bob.routes: expected CIDRs like "192.168.10.0/24", separated by commas, got 5']);
+});
+
+test('trunks: the cluster token passes, a wrong or missing one does not; without a token (mutual TLS) the certificate must name the hub', (t) => {
+  const byToken = makeTrunkAuthenticator({ token: 'the-cluster-secret-1' });
+  t.is(byToken.token, 'the-cluster-secret-1');
+  t.is(byToken.check('a', 'the-cluster-secret-1', undefined), undefined);
+  t.is(byToken.check('a', 'the-cluster-secret-2', undefined), 'wrong cluster token');
+  t.is(byToken.check('a', 'the-cluster-secret-1x', 'a'), 'wrong cluster token', 'a certificate does not make up for the token');
+  t.is(byToken.check('a', undefined, 'a'), 'no cluster token');
+  t.is(byToken.check('a', '', undefined), 'no cluster token');
+  const byCertificate = makeTrunkAuthenticator({ token: undefined });
+  t.is(byCertificate.token, undefined);
+  t.is(byCertificate.check('a', undefined, 'a'), undefined);
+  t.is(byCertificate.check('a', 'anything', 'b'), 'its certificate names "b", not the hub a');
+  t.regex(byCertificate.check('a', undefined, undefined) ?? '', /^no verified certificate/);
 });

@@ -24,7 +24,7 @@ labTest('two hubs of one cluster: an address held at one hub is refused at the o
   const { lab, endpoints } = etcd;
   const hub = (name: string, tunnel: string): LabProcess => {
     const ip = lab.host(name).ip;
-    return lab.host(name).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `${ip}:9000`, '-t', `${tunnel}/24`, '-etcd', endpoints.join(','), '-cluster', 'lab', '-hub-name', name, '-timeout', '6', '-keepalive', '2'], { label: `${name}(hub)` });
+    return lab.host(name).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `${ip}:9000`, '-t', `${tunnel}/24`, '-etcd', endpoints.join(','), '-cluster', 'lab', '-cluster-token', 'lab-cluster-secret', '-hub-name', name, '-timeout', '6', '-keepalive', '2'], { label: `${name}(hub)` });
   };
   const client = (host: string, hubHost: string, address: string): LabProcess =>
     lab.host(host).spawn('node', [BIN, ...TEXT_LOGS, '-m', 'client', '-r', `${lab.host(hubHost).ip}:9000`, '-t', `${address}/24`, '-timeout', '6', '-keepalive', '2'], { label: `${host}(client)` });

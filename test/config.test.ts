@@ -123,10 +123,11 @@ const FLAG_CASES: readonly FlagCase[] = [
   { name: 'broadcast', value: undefined, context: [], key: 'broadcast', expected: true },
   { name: 'broadcast-groups', value: '224.0.0.251,239.1.2.3', context: [], key: 'broadcast_groups', expected: ['224.0.0.251', '239.1.2.3'] },
   { name: 'broadcast-pps', value: '50', context: [], key: 'broadcast_pps', expected: 50 },
-  { name: 'etcd', value: 'http://10.1.0.1:2379, https://etcd.example.com:2379/', context: ['-advertise', '10.1.0.5:9000'], key: 'etcd_endpoints', expected: ['http://10.1.0.1:2379', 'https://etcd.example.com:2379'] },
+  { name: 'etcd', value: 'http://10.1.0.1:2379, https://etcd.example.com:2379/', context: ['-advertise', '10.1.0.5:9000', '-cluster-token', 'a-cluster-secret-1'], key: 'etcd_endpoints', expected: ['http://10.1.0.1:2379', 'https://etcd.example.com:2379'] },
   { name: 'cluster', value: 'lan-2', context: [], key: 'cluster', expected: 'lan-2' },
   { name: 'hub-name', value: 'hub.b', context: [], key: 'hub_name', expected: 'hub.b' },
   { name: 'advertise', value: '10.1.0.5:9000', context: [], key: 'advertise', expected: '10.1.0.5:9000' },
+  { name: 'cluster-token', value: 'a-cluster-secret-1', context: [], key: 'cluster_token', expected: 'a-cluster-secret-1' },
 ];
 
 const setsKey = test.macro({
@@ -257,8 +258,13 @@ test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-wor
 test(refusesFlags, ['-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '--tls-workers=-1'], ['--tls-workers: expected an integer from 0 to 8, got -1']);
 test(refusesFlags, ['-tls-workers', '1'], ['tls_workers: TLS worker threads need TLS: add -tls with -tls-cert and -tls-key']);
 test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
-test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379'], ['advertise: required with -etcd when -l listens on a wildcard address (0.0.0.0:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
-test(refusesFlags, ['-l', '[::]:9000', '-etcd', 'http://10.1.0.1:2379'], ['advertise: required with -etcd when -l listens on a wildcard address ([::]:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1'], ['advertise: required with -etcd when -l listens on a wildcard address (0.0.0.0:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
+test(refusesFlags, ['-l', '[::]:9000', '-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1'], ['advertise: required with -etcd when -l listens on a wildcard address ([::]:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['cluster_token: required with -etcd unless the hubs use mutual TLS (-tls with -tls-client-ca): give the secret every hub of the cluster shares (-cluster-token SECRET)']);
+test('with mutual TLS (-tls-client-ca) a hub of a cluster needs no cluster token', (t) => {
+  t.deepEqual(lines(parseCommandLine(['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000', '-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-client-ca', 'ca.pem'], filesystem())), []);
+});
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000', '-cluster-token', 'short'], ['cluster_token: at least 16 characters (a shared secret the hubs present on their trunks)']);
 test(refusesFlags, ['-etcd', '10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("10.1.0.1:2379" is not one), got "10.1.0.1:2379"']);
 test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379/v3', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("http://10.1.0.1:2379/v3" is not one), got "http://10.1.0.1:2379/v3"']);
 test(refusesFlags, ['-cluster', 'a/b'], ['-cluster: expected a name of letters, digits, ".", "_" and "-" (at most 63), got "a/b"']);
@@ -719,7 +725,7 @@ test('the cluster settings: none without -etcd; the hub name from the host name 
     return toClusterSettings(c.config, host);
   };
   t.deepEqual(settings([]), right(undefined));
-  const s = settings(['-etcd', 'http://10.1.0.1:2379,http://10.1.0.2:2379', '-l', '10.1.0.5:9000', '-t', '10.0.0.2/24', '-timeout', '6', '-keepalive', '2']);
+  const s = settings(['-etcd', 'http://10.1.0.1:2379,http://10.1.0.2:2379', '-cluster-token', 'a-cluster-secret-1', '-l', '10.1.0.5:9000', '-t', '10.0.0.2/24', '-timeout', '6', '-keepalive', '2']);
   if (isLeft(s) || s.right === undefined) return t.fail('no settings');
   t.deepEqual(s.right.endpoints, ['http://10.1.0.1:2379', 'http://10.1.0.2:2379']);
   t.is(s.right.hub.me, 'hub-a');
@@ -727,10 +733,10 @@ test('the cluster settings: none without -etcd; the hub name from the host name 
   t.is(s.right.hub.ttlSeconds, 6);
   t.deepEqual(s.right.hub.advertise, { host: '10.1.0.5', port: 9000 });
   t.deepEqual(s.right.hub.tunnel, { address: 0x0a000002, prefix: 24 });
-  const named = settings(['-etcd', 'http://10.1.0.1:2379', '-advertise', 'hub-b.example.com:9001', '-hub-name', 'b', '-cluster', 'lab']);
+  const named = settings(['-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1', '-advertise', 'hub-b.example.com:9001', '-hub-name', 'b', '-cluster', 'lab']);
   t.like(isLeft(named) ? undefined : named.right?.hub, { me: 'b', advertise: { host: 'hub-b.example.com', port: 9001 } });
   t.is(isLeft(named) ? undefined : named.right?.hub.keys.prefix, '/lwt/lab/');
-  const bad = settings(['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], 'höst');
+  const bad = settings(['-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1', '-advertise', '10.1.0.5:9000'], 'höst');
   t.deepEqual(isLeft(bad) ? bad.left.line : undefined, 'hub_name: the host name "höst" cannot name a hub (letters, digits, ".", "_" and "-"): give one with -hub-name NAME');
   // A client ignores them (with a warning).
   t.deepEqual(settings([...CLIENT, '-etcd', 'http://10.1.0.1:2379']), right(undefined));

@@ -162,6 +162,48 @@ test("a client's metrics carry a series per peer of its direct paths: direct or 
   t.regex(body, /^lwt_direct_pairs\{state="relayed"\} 0$/m);
 });
 
+test("a hub of a cluster: the status's cluster section, the trunk series of /metrics and the CLUSTER and TRUNK tables; none without a cluster", async (t) => {
+  const { server, at } = await started(t);
+  server.update(listening);
+  const plain = JSON.parse((await get(at, '/status')).body) as { cluster: unknown };
+  t.is(plain.cluster, null, 'no cluster section before the hub reports one');
+  t.notRegex((await get(at, '/metrics')).body, /^lwt_trunk_/m);
+  const since = Date.parse('2026-12-06T09:00:00.000Z');
+  server.update({
+    type: 'cluster-stats',
+    me: 'a',
+    standing: 'up',
+    hubs: [
+      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2 },
+      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1 },
+    ],
+    trunks: [{ hub: 'b', side: 'dialed', state: 'up', peer: '10.77.0.2:9000', since, rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 }, drops: { 'spoofed-source': 3 } }],
+    refusedTrunks: { 'auth-failed': 2 },
+  });
+  const doc = JSON.parse((await get(at, '/status')).body) as import('../pipelines/status.js').StatusSnapshot;
+  t.deepEqual(doc.cluster, {
+    hub: 'a',
+    standing: 'up',
+    hubs: [
+      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2 },
+      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1 },
+    ],
+    trunks: [{ hub: 'b', side: 'dialed', state: 'up', peer: '10.77.0.2:9000', since: '2026-12-06T09:00:00.000Z', rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 }, drops: { 'spoofed-source': 3 } }],
+    refusedTrunks: { 'auth-failed': 2 },
+  });
+  const body = (await get(at, '/metrics')).body;
+  t.regex(body, /^lwt_trunk_up\{hub="b"\} 1$/m);
+  t.regex(body, /^lwt_trunk_packets_total\{hub="b",dir="in"\} 7$/m);
+  t.regex(body, /^lwt_trunk_packets_total\{hub="b",dir="out"\} 9$/m);
+  t.regex(body, /^lwt_trunk_bytes_total\{hub="b",dir="out"\} 900$/m);
+  t.regex(body, /^lwt_trunk_drops_total\{hub="b",reason="spoofed-source"\} 3$/m);
+  t.regex(body, /^lwt_cluster_hubs 2$/m);
+  const lines = formatStatusTable(doc);
+  t.true(lines.includes('cluster: hub a, up; trunk HELLOs refused: auth-failed 2'), lines.join('\n'));
+  t.truthy(lines.find((l) => /^a \(this hub\)\s+10\.0\.0\.1\/24\s+10\.77\.0\.1:9000\s+2$/.test(l)));
+  t.truthy(lines.find((l) => /^b\s+dialed\s+up\s+10\.77\.0\.2:9000\s+\S.*\s7\s+700 B\s+9\s+900 B\s+spoofed-source 3$/.test(l)), lines.join('\n'));
+});
+
 test('two status servers in one process have separate registries', async (t) => {
   const one = await started(t);
   const two = await started(t);

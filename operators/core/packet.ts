@@ -71,7 +71,9 @@ export type DropReason =
   | 'replay' // a datagram whose counter was seen already, or is behind the replay window
   | 'unknown-session' // a datagram for no session this side has
   | 'malformed-datagram' // a datagram too short or malformed to be a sealed one, or of an unknown type
-  | 'udp-send-error'; // the kernel refused to send a datagram (other than too-big)
+  | 'udp-send-error' // the kernel refused to send a datagram (other than too-big)
+  | 'trunk-down' // for a member of another hub of the cluster whose trunk is not up (docs/cluster.md)
+  | 'trunk-transit'; // arrived on a trunk for an address this hub does not serve: a packet crosses one trunk only
 
 /** Drop counts by reason. */
 export type DropCounts = Partial<Record<DropReason, number>>;

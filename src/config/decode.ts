@@ -244,6 +244,14 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
       new ConfigError('advertise', `required with -etcd when -l listens on a wildcard address (${formatHostPort(merged.local_addr)}): give the address the other hubs reach this one at (-advertise HOST:PORT)`),
     );
   }
+  if (merged.mode === 'server' && merged.etcd_endpoints.length > 0) {
+    const mutualTls = merged.tls_enabled && merged.tls_client_ca_file !== '';
+    if (merged.cluster_token === '' && !mutualTls) {
+      errors.push(new ConfigError('cluster_token', 'required with -etcd unless the hubs use mutual TLS (-tls with -tls-client-ca): give the secret every hub of the cluster shares (-cluster-token SECRET)'));
+    } else if (merged.cluster_token !== '' && merged.cluster_token.length < MIN_CLUSTER_TOKEN_LENGTH) {
+      errors.push(new ConfigError('cluster_token', `at least ${MIN_CLUSTER_TOKEN_LENGTH} characters (a shared secret the hubs present on their trunks)`));
+    }
+  }
   if (errors.length > 0) return left(errors);
 
   for (const key of CONFIG_KEYS) {
@@ -303,6 +311,9 @@ export const toServerSettings = (config: Config): ServerSettings => ({
   multiClient: config.multi_client,
   helloTimeoutMs: HELLO_TIMEOUT_MS,
 });
+
+/** The shortest cluster token (docs/cluster.md, "Trunks"). */
+export const MIN_CLUSTER_TOKEN_LENGTH = 16;
 
 /** Whether a listen host is every address of the machine (no address another hub could dial). */
 const isWildcard = (host: string): boolean => host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';

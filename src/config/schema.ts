@@ -401,6 +401,7 @@ export const ConfigFields = t.type(
     cluster: ClusterName,
     hub_name: HubName,
     advertise: AdvertiseAddr,
+    cluster_token: t.string,
   },
   'ConfigFields',
 );
@@ -469,6 +470,7 @@ export const DEFAULT_JSON: Readonly<ConfigJson> = {
   cluster: 'default',
   hub_name: '',
   advertise: '',
+  cluster_token: '',
 };
 
 const decodeDefaults = (): ConfigValues => {
@@ -733,8 +735,8 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     metavar: 'FILE',
     valueType: 'text',
     expected: 'a file path',
-    meaning: "PEM CA certificate(s) a client checks the server's certificate against, for a private CA; default: the system's CAs.",
-    appliesTo: 'client',
+    meaning: "PEM CA certificate(s) a client checks the server's certificate against, for a private CA (a hub of a cluster: the other hubs' certificates, on its trunks); default: the system's CAs.",
+    appliesTo: 'both',
     group: 'TLS',
   },
   tls_server_name: {
@@ -914,6 +916,16 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     appliesTo: 'server',
     group: 'Cluster (server only)',
     defaultText: 'the listen address',
+  },
+  cluster_token: {
+    flags: ['cluster-token'],
+    metavar: 'SECRET',
+    valueType: 'text',
+    expected: 'a secret of at least 16 characters',
+    meaning: 'The secret the hubs of a cluster present to each other on their trunks; required with -etcd unless the hubs use mutual TLS (-tls-client-ca).',
+    appliesTo: 'server',
+    group: 'Cluster (server only)',
+    defaultText: 'none',
   },
   log_level: {
     flags: ['log-level'],

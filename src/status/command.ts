@@ -158,6 +158,21 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
     // Older status servers (before members reported their paths) leave path out.
     lines.push('', ...table(['PAIR', '', 'PATH', 'SINCE'], pairs.map((p) => [p.a, p.b, p.path ?? '-', formatDuration(now - Date.parse(p.since))])));
   }
+  // A hub of a cluster (older status servers leave `cluster` out).
+  const cluster = s.cluster ?? null;
+  if (cluster !== null) {
+    lines.push('', `cluster: hub ${cluster.hub}, ${cluster.standing}; trunk HELLOs refused: ${formatDrops(cluster.refusedTrunks)}`);
+    lines.push(...table(['HUB', 'TUNNEL', 'ADVERTISE', 'MEMBERS'], cluster.hubs.map((h) => [h.name === cluster.hub ? `${h.name} (this hub)` : h.name, h.tunnel, h.advertise, String(h.members)])));
+    if (cluster.trunks.length > 0) {
+      lines.push(
+        '',
+        ...table(
+          ['TRUNK', 'SIDE', 'STATE', 'PEER', 'SINCE', 'IN PKTS', 'IN', 'OUT PKTS', 'OUT', 'DROPS'],
+          cluster.trunks.map((t) => [t.hub, t.side, t.state, t.peer, formatDuration(now - Date.parse(t.since)), String(t.rx.packets), formatBytes(t.rx.bytes), String(t.tx.packets), formatBytes(t.tx.bytes), formatDrops(t.drops)]),
+        ),
+      );
+    }
+  }
   lines.push('', `drops: ${formatDrops(s.drops)}`);
   return lines;
 }

@@ -87,7 +87,7 @@ async function removeStaleSocket(path: string): Promise<void> {
 /** Prometheus metrics read from the model at scrape time: members that left have no series. */
 function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   type Member = StatusSnapshot['members'][number];
-  type Sample = readonly [labels: Partial<Record<'member' | 'peer' | 'reason' | 'state', string>>, value: number | undefined];
+  type Sample = readonly [labels: Partial<Record<'member' | 'peer' | 'reason' | 'state' | 'hub' | 'dir', string>>, value: number | undefined];
   /** A metric whose samples are read from the current snapshot at scrape time (so departed members' series vanish). */
   const define = (kind: 'counter' | 'gauge', name: string, help: string, labelNames: string[], samples: (s: StatusSnapshot) => Sample[]): void => {
     const fill = (metric: { reset(): void }, put: (labels: Sample[0], v: number) => void): void => {
@@ -183,6 +183,14 @@ function makeMetrics(registry: Registry, current: () => StatusSnapshot): void {
   define('gauge', 'lwt_direct_pairs', 'Server: pairs of members introduced for a direct path, by the path their members report: direct (both say so) or relayed (client: 0).', ['state'], (s) =>
     (['direct', 'relayed'] as const).map((state): Sample => [{ state }, (s.pairs ?? []).filter((p) => p.path === state).length]),
   );
+  // Trunks between the hubs of a cluster (docs/cluster.md): one series per other hub, none on a hub without a cluster.
+  type Trunk = NonNullable<StatusSnapshot['cluster']>['trunks'][number];
+  const perTrunk = (value: (t: Trunk) => readonly [Record<string, string>, number][]) => (s: StatusSnapshot): Sample[] => (s.cluster?.trunks ?? []).flatMap((t) => value(t).map(([labels, v]): Sample => [{ hub: t.hub, ...labels }, v]));
+  define('gauge', 'lwt_trunk_up', 'Server of a cluster: 1 while the trunk to the other hub is up, else 0.', ['hub'], perTrunk((t) => [[{}, t.state === 'up' ? 1 : 0]]));
+  define('counter', 'lwt_trunk_packets_total', 'Server of a cluster: packets over the trunk to the other hub, by direction (in: received from it, out: sent to it).', ['hub', 'dir'], perTrunk((t) => [[{ dir: 'in' }, t.rx.packets], [{ dir: 'out' }, t.tx.packets]]));
+  define('counter', 'lwt_trunk_bytes_total', 'Server of a cluster: bytes of packets over the trunk to the other hub, by direction.', ['hub', 'dir'], perTrunk((t) => [[{ dir: 'in' }, t.rx.bytes], [{ dir: 'out' }, t.tx.bytes]]));
+  define('counter', 'lwt_trunk_drops_total', "Server of a cluster: packets of the trunk's dropped, by reason (spoofed-source, trunk-transit, isolation, ...).", ['hub', 'reason'], perTrunk((t) => DROP_REASONS.flatMap((reason): [Record<string, string>, number][] => (t.drops[reason] === undefined ? [] : [[{ reason }, t.drops[reason]!]]))));
+  define('gauge', 'lwt_cluster_hubs', 'Server of a cluster: the live hubs its view shows (itself included).', [], (s) => (s.cluster === null ? [] : [[{}, s.cluster.hubs.length]]));
   gauge('lwt_pending_connections', 'Server: connections accepted and not admitted yet (TLS handshake or HELLO unfinished).', (s) => s.pendingConnections ?? undefined);
   define('counter', 'lwt_refused_connections_total', 'Server: connections closed at accept because too many waited to be admitted, by reason.', ['reason'], (s) =>
     REFUSAL_REASONS.map((reason) => [{ reason }, s.refusedConnections[reason]]),

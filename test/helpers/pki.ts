@@ -12,6 +12,10 @@
  * - `alice`, `bob`: client certificates with CN alice and bob, signed by `clientCa`;
  * - `rogueCa`: a second, unrelated CA, and `rogueAlice`: a client certificate with CN alice that
  *   it signed (an impostor), plus `rogueHub`: a hub certificate for the same names signed by it;
+ * - with `clusterHubs` ({name: ip}), `clusterHub(name)`: a certificate per hub of a cluster signed by
+ *   `ca`, CN the hub's name, subjectAltName IP:<ip>, for server and client authentication (the
+ *   trunks' mutual TLS), and with `clusterClients` (names), `clusterClient(name)`: client
+ *   certificates signed by `ca` too (members of hubs whose -tls-client-ca is `ca`);
  * - with `rsaHub: true`, `hubRsa`: the hub's certificate again with an RSA 2048 key (signed by `ca`),
  *   for tests of the RSA cipher suites.
  *
@@ -42,6 +46,9 @@ export interface Pki {
   readonly rogueCa: CertFiles;
   readonly rogueAlice: CertFiles;
   readonly rogueHub: CertFiles;
+  /** A cluster hub's certificate (options.clusterHubs), or a cluster member's (options.clusterClients). */
+  clusterHub(name: string): CertFiles;
+  clusterClient(name: string): CertFiles;
   /** The hub's certificate with an RSA key, when asked for with `rsaHub`. */
   readonly hubRsa: CertFiles | undefined;
   /** Reads a file of the PKI as text. */
@@ -57,6 +64,10 @@ export interface PkiOptions {
   readonly hubName?: string;
   /** Also make `hubRsa` (RSA key generation is slow, so only tests of RSA suites ask for it). */
   readonly rsaHub?: boolean;
+  /** Hubs of a cluster to make certificates for: name → underlay IPv4 address. */
+  readonly clusterHubs?: Readonly<Record<string, string>>;
+  /** Members of such hubs to make client certificates for (signed by `ca`). */
+  readonly clusterClients?: readonly string[];
 }
 
 const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-pkeyopt', 'ec_param_enc:named_curve', '-nodes'];
@@ -116,13 +127,20 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
         'basicConstraints = critical,CA:FALSE',
         'keyUsage = critical,digitalSignature',
         'extendedKeyUsage = clientAuth',
+        ...Object.entries(options.clusterHubs ?? {}).flatMap(([name, ip]) => [
+          `[v3_hub_${name}]`,
+          'basicConstraints = critical,CA:FALSE',
+          'keyUsage = critical,digitalSignature',
+          'extendedKeyUsage = serverAuth,clientAuth',
+          `subjectAltName = IP:${ip},DNS:${name}`,
+        ]),
         '',
       ].join('\n'),
     );
     const files = (name: string): CertFiles => ({ cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) });
     const makeCa = (name: string, cn: string): Promise<void> =>
       openssl(['req', '-x509', '-config', 'openssl.cnf', '-extensions', 'v3_ca', ...EC_KEY, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${cn}`], dir);
-    const makeLeaf = async (name: string, cn: string, ca: string, ext: 'v3_server' | 'v3_server_rsa' | 'v3_client', key = EC_KEY): Promise<void> => {
+    const makeLeaf = async (name: string, cn: string, ca: string, ext: string, key = EC_KEY): Promise<void> => {
       await openssl(['req', '-new', '-config', 'openssl.cnf', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
       await openssl(
         ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-extfile', 'openssl.cnf', '-extensions', ext, '-out', `${name}.crt`],
@@ -137,6 +155,8 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
       makeLeaf('rogue-alice', 'alice', 'rogue-ca', 'v3_client'),
       makeLeaf('rogue-hub', hubName, 'rogue-ca', 'v3_server'),
       ...(options.rsaHub === true ? [makeLeaf('hub-rsa', hubName, 'ca', 'v3_server_rsa', RSA_KEY)] : []),
+      ...Object.keys(options.clusterHubs ?? {}).map((name) => makeLeaf(`cluster-hub-${name}`, name, 'ca', `v3_hub_${name}`)),
+      ...(options.clusterClients ?? []).map((name) => makeLeaf(`cluster-client-${name}`, name, 'ca', 'v3_client')),
     ]);
     for (const f of fs.readdirSync(dir)) {
       const p = path.join(dir, f);
@@ -154,6 +174,8 @@ export async function createPki(options: PkiOptions): Promise<Pki> {
       rogueAlice: files('rogue-alice'),
       rogueHub: files('rogue-hub'),
       hubRsa: options.rsaHub === true ? files('hub-rsa') : undefined,
+      clusterHub: (name) => files(`cluster-hub-${name}`),
+      clusterClient: (name) => files(`cluster-client-${name}`),
       read: (file) => fs.readFileSync(path.isAbsolute(file) ? file : path.join(dir, file), 'utf8'),
       dispose,
     };

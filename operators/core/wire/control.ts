@@ -24,6 +24,10 @@ export const UDP_CAPABILITY = 'udp';
  * client asks for and takes introductions, a hub makes them. Offered only beside `udp`. */
 export const DIRECT_CAPABILITY = 'direct';
 
+/** The capability of a trunk between two hubs of a cluster (docs/cluster.md, "Trunks"): offered in a
+ * trunk's HELLO (beside `hub`) and answered in its WELCOME; never offered by or to a client. */
+export const TRUNK_CAPABILITY = 'trunk';
+
 /** Every reason a hub gives for refusing a client. */
 export const REJECT_REASONS = [
   'max-clients',
@@ -87,6 +91,8 @@ export const HelloCodec = t.intersection([
     assign: t.boolean,
     id: ClientId,
     routes: t.array(NetworkPrefixCodec),
+    /** A trunk's HELLO: the dialing hub's name in the cluster (it claims no address). */
+    hub: t.refinement(t.string, (s) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), 'hub name'),
   }),
 ]);
 /** A HELLO as the pipelines see it (addresses as u32, routes as prefixes). */
