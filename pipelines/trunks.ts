@@ -30,8 +30,8 @@ export const TRUNK_BACKOFF = { initialMs: 500, maxMs: 5000 } as const;
 export interface TrunkAuthenticator {
   /** Undefined when a trunk HELLO of hub `hub` with `token`, over a connection whose verified certificate names `peerIdentity`, passes; else why not. */
   check(hub: string, token: string | undefined, peerIdentity: string | undefined): string | undefined;
-  /** The cluster token this hub presents when it dials (absent with mutual TLS alone). */
-  readonly token: string | undefined;
+  /** The cluster token this hub presents when it dials. */
+  readonly token: string;
 }
 
 /** A trunk's counters, as the status shows them. */

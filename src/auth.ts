@@ -97,20 +97,19 @@ export function makeAuthenticator(policy: AuthPolicy): Authenticator {
 
 /**
  * How a hub checks the trunks other hubs of its cluster dial to it (docs/cluster.md, "Trunks"): the
- * cluster token, compared as a SHA-256 digest with timingSafeEqual as client tokens are; without a
- * token (mutual TLS alone) the verified certificate must carry the dialing hub's name.
+ * cluster token, compared as a SHA-256 digest with timingSafeEqual as client tokens are, always;
+ * and, over mutual TLS, a verified certificate must name the dialing hub as well. A certificate
+ * alone is not enough: members' certificates come from the same CA, and one naming a hub must not
+ * make its holder that hub.
  */
-export function makeTrunkAuthenticator(options: { readonly token: string | undefined }): TrunkAuthenticator {
-  const expected = options.token === undefined ? undefined : digest(options.token);
+export function makeTrunkAuthenticator(options: { readonly token: string }): TrunkAuthenticator {
+  const expected = digest(options.token);
   return {
     token: options.token,
     check(hub, token, peerIdentity) {
-      if (expected !== undefined) {
-        if (token === undefined || token === '') return 'no cluster token';
-        return timingSafeEqual(digest(token), expected) ? undefined : 'wrong cluster token';
-      }
-      if (peerIdentity === undefined) return 'no verified certificate (mutual TLS is the trunks\' authentication)';
-      return peerIdentity === hub ? undefined : `its certificate names ${JSON.stringify(peerIdentity)}, not the hub ${hub}`;
+      if (token === undefined || token === '') return 'no cluster token';
+      if (!timingSafeEqual(digest(token), expected)) return 'wrong cluster token';
+      return peerIdentity === undefined || peerIdentity === hub ? undefined : `its certificate names ${JSON.stringify(peerIdentity)}, not the hub ${hub}`;
     },
   };
 }

@@ -166,7 +166,7 @@ function clusterPorts(config: Config & { mode: 'server' }): { store: EtcdStore; 
   const cluster = toClusterSettings(config, hostname());
   if (isLeft(cluster)) throw new StartupError(cluster.left.line);
   if (cluster.right === undefined) return undefined;
-  const auth = makeTrunkAuthenticator({ token: config.cluster_token === '' ? undefined : config.cluster_token });
+  const auth = makeTrunkAuthenticator({ token: config.cluster_token });
   return { store: makeEtcdStore({ endpoints: cluster.right.endpoints }), settings: cluster.right.hub, trunks: { auth, dialer: trunkDialer(config) } };
 }
 

@@ -260,10 +260,8 @@ test(refusesFlags, ['-tls-workers', '1'], ['tls_workers: TLS worker threads need
 test(refusesFlags, ['-broadcast-pps', '0'], ['-broadcast-pps: expected a positive integer, got 0']);
 test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1'], ['advertise: required with -etcd when -l listens on a wildcard address (0.0.0.0:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
 test(refusesFlags, ['-l', '[::]:9000', '-etcd', 'http://10.1.0.1:2379', '-cluster-token', 'a-cluster-secret-1'], ['advertise: required with -etcd when -l listens on a wildcard address ([::]:9000): give the address the other hubs reach this one at (-advertise HOST:PORT)']);
-test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['cluster_token: required with -etcd unless the hubs use mutual TLS (-tls with -tls-client-ca): give the secret every hub of the cluster shares (-cluster-token SECRET)']);
-test('with mutual TLS (-tls-client-ca) a hub of a cluster needs no cluster token', (t) => {
-  t.deepEqual(lines(parseCommandLine(['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000', '-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-client-ca', 'ca.pem'], filesystem())), []);
-});
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['cluster_token: required with -etcd: give the secret every hub of the cluster shares (-cluster-token SECRET)']);
+test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000', '-tls', '-tls-cert', 'c.pem', '-tls-key', 'k.pem', '-tls-client-ca', 'ca.pem'], ['cluster_token: required with -etcd: give the secret every hub of the cluster shares (-cluster-token SECRET)']);
 test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379', '-advertise', '10.1.0.5:9000', '-cluster-token', 'short'], ['cluster_token: at least 16 characters (a shared secret the hubs present on their trunks)']);
 test(refusesFlags, ['-etcd', '10.1.0.1:2379', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("10.1.0.1:2379" is not one), got "10.1.0.1:2379"']);
 test(refusesFlags, ['-etcd', 'http://10.1.0.1:2379/v3', '-advertise', '10.1.0.5:9000'], ['-etcd: expected etcd client URLs like "http://10.1.0.1:2379", separated by commas ("http://10.1.0.1:2379/v3" is not one), got "http://10.1.0.1:2379/v3"']);

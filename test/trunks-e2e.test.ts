@@ -4,8 +4,8 @@
 // every other client and every hub; a UDP broadcast from a client of hub a reaches the clients of a,
 // b and c exactly once each; the status of hub a shows its trunks up with counters that move; with
 // the hubs restarted under -client-isolation a cross-hub ping between members fails while a ping
-// to every hub still works. And two hubs with mutual TLS and no cluster token: the trunk is TLS,
-// authenticated by the hubs' certificates (CN = hub name), and carries their members' packets.
+// to every hub still works. And two hubs with mutual TLS: the trunk is TLS, authenticated by the
+// cluster token and the hubs' certificates (CN = hub name), and carries their members' packets.
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import type { StatusSnapshot } from '../pipelines/status.js';
@@ -132,7 +132,7 @@ labTest('three hubs, four clients: every client reaches every client and every h
   await Promise.all([...clients.map((c) => cs[c]!.exited), ...hubs.map((h) => procs[h]!.exited)]);
 });
 
-labTest('two hubs with mutual TLS and no cluster token: the trunk runs over TLS, authenticated by the hubs\' certificates, and carries their members\' packets', async (t) => {
+labTest('two hubs with mutual TLS: the trunk runs over TLS, authenticated by the cluster token and the hubs\' certificates, and carries their members\' packets', async (t) => {
   const { lab, endpoints } = await startEtcdLab(t, ['a', 'b', 'c1', 'c3']);
   const pki = await createPki({ hubIp: lab.host('a').ip, clusterHubs: { a: lab.host('a').ip, b: lab.host('b').ip }, clusterClients: ['c1', 'c3'] });
   t.teardown(() => pki.dispose());
@@ -140,7 +140,7 @@ labTest('two hubs with mutual TLS and no cluster token: the trunk runs over TLS,
     const own = pki.clusterHub(name);
     return lab.host(name).spawn(
       'node',
-      [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `${lab.host(name).ip}:9000`, '-t', `${HUBS[name]}/24`, '-etcd', endpoints.join(','), '-cluster', 'lab', '-hub-name', name, '-timeout', '6', '-keepalive', '2', '-tls', '-tls-cert', own.cert, '-tls-key', own.key, '-tls-client-ca', pki.ca.cert, '-status', STATUS],
+      [BIN, ...TEXT_LOGS, '-m', 'server', '-l', `${lab.host(name).ip}:9000`, '-t', `${HUBS[name]}/24`, '-etcd', endpoints.join(','), '-cluster', 'lab', '-cluster-token', TOKEN, '-hub-name', name, '-timeout', '6', '-keepalive', '2', '-tls', '-tls-cert', own.cert, '-tls-key', own.key, '-tls-client-ca', pki.ca.cert, '-status', STATUS],
       { label: `${name}(hub)` },
     );
   };

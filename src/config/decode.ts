@@ -245,10 +245,9 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
     );
   }
   if (merged.mode === 'server' && merged.etcd_endpoints.length > 0) {
-    const mutualTls = merged.tls_enabled && merged.tls_client_ca_file !== '';
-    if (merged.cluster_token === '' && !mutualTls) {
-      errors.push(new ConfigError('cluster_token', 'required with -etcd unless the hubs use mutual TLS (-tls with -tls-client-ca): give the secret every hub of the cluster shares (-cluster-token SECRET)'));
-    } else if (merged.cluster_token !== '' && merged.cluster_token.length < MIN_CLUSTER_TOKEN_LENGTH) {
+    if (merged.cluster_token === '') {
+      errors.push(new ConfigError('cluster_token', 'required with -etcd: give the secret every hub of the cluster shares (-cluster-token SECRET)'));
+    } else if (merged.cluster_token.length < MIN_CLUSTER_TOKEN_LENGTH) {
       errors.push(new ConfigError('cluster_token', `at least ${MIN_CLUSTER_TOKEN_LENGTH} characters (a shared secret the hubs present on their trunks)`));
     }
   }

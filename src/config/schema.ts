@@ -922,7 +922,7 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
     metavar: 'SECRET',
     valueType: 'text',
     expected: 'a secret of at least 16 characters',
-    meaning: 'The secret the hubs of a cluster present to each other on their trunks; required with -etcd unless the hubs use mutual TLS (-tls-client-ca).',
+    meaning: 'The secret the hubs of a cluster present to each other on their trunks; required with -etcd (with mutual TLS too: a certificate never stands in for it).',
     appliesTo: 'server',
     group: 'Cluster (server only)',
     defaultText: 'none',
