@@ -5,19 +5,12 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { formatIpv4, formatPrefix, networkAddress, parseIpv4, parsePrefix, type Ipv4Prefix } from '../operators/core/address.js';
-import { AddressCodec, HostPortCodec, PrefixCodec } from '../operators/core/codecs.js';
+import { AddressCodec, HostPortCodec, PrefixCodec, isClusterName } from '../operators/core/codecs.js';
 
 /** The longest value the cluster writes or reads (bytes of JSON text). */
 export const MAX_VALUE_LENGTH = 1024;
 /** The longest identity a sticky lease or a claim records. */
 export const MAX_IDENTITY_LENGTH = 256;
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-
-/** Whether `s` may name a hub or a cluster: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes part of keys). */
-export function isClusterName(s: string): boolean {
-  return NAME.test(s);
-}
 
 const Name = t.refinement(t.string, isClusterName, 'name');
 const Identity = t.refinement(t.string, (s) => s.length > 0 && s.length <= MAX_IDENTITY_LENGTH, 'identity');

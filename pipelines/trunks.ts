@@ -266,7 +266,8 @@ export function trunks(ctx: TrunkContext): Trunks {
           const deadline$ = timer(TRUNK_HANDSHAKE_MS, scheduler).pipe(
             mergeMap(() => (up === undefined ? throwError(() => new SessionEnd('handshake-timeout', `no WELCOME from hub ${hub} within ${TRUNK_HANDSHAKE_MS / 1000} s`)) : EMPTY)),
           );
-          return merge(items$, dropped$, deadline$, linked$.pipe(switchMap((l) => l.replicated$))).pipe(
+          // items$ last: what it emits while being subscribed (the WELCOME, a drop) finds the others listening.
+          return merge(linked$.pipe(switchMap((l) => l.replicated$)), dropped$, deadline$, items$).pipe(
             catchError((err: unknown) => {
               const { reason, detail } = endReason(err);
               return concat(of<ServerEvent>({ type: 'trunk-down', hub, side: 'dialed', reason, detail }), throwError(() => err));

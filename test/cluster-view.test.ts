@@ -4,7 +4,8 @@
 // standing (renewed, unavailable, back, fenced at fenceAt, lease lost) and the cluster-wide refusals.
 import test from 'ava';
 import { formatIpv4, parseIpv4, parsePrefix } from '../operators/core/address.js';
-import { clusterKeys, decodeEntry, encodeValue, isClusterName, MAX_VALUE_LENGTH, type ClusterEntry } from '../pipelines/clusterKeys.js';
+import { clusterKeys, decodeEntry, encodeValue, MAX_VALUE_LENGTH, type ClusterEntry } from '../pipelines/clusterKeys.js';
+import { isClusterName } from '../operators/core/codecs.js';
 import { K, addrKv, routeKv, stickyKv, upView } from './helpers/cluster.js';
 import type { StoreKv, WatchEvent } from '../pipelines/clusterPorts.js';
 import { MAX_TOMBSTONES, clusterRefusal, fenceAt, initialClusterView, reduceCluster, stickyOf, takenElsewhere, type ClusterView, type ClusterViewEvent } from '../pipelines/clusterView.js';

@@ -105,3 +105,10 @@ export function firstErrorLine(errors: t.Errors, root = ''): string {
   const expected = first.message ?? first.context.at(-1)?.type.name ?? 'a valid value';
   return decodeErrorLine(path, expected, first.value);
 }
+
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Whether `s` may name a hub or a cluster: 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes part of etcd keys and of trunk HELLOs). */
+export function isClusterName(s: string): boolean {
+  return CLUSTER_NAME.test(s);
+}

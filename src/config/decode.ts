@@ -27,8 +27,8 @@ import {
 import type { PendingLimits } from '../drivers/pending.js';
 import { formatHostPort, formatPrefix, normalizePrefix, prefixesOverlap, type Ipv4Prefix } from '../../operators/core/address.js';
 import type { ClusterHubSettings } from '../../pipelines/clusterHub.js';
-import { clusterKeys, isClusterName } from '../../pipelines/clusterKeys.js';
-import { decodeErrorLine, renderValue } from '../../operators/core/codecs.js';
+import { clusterKeys } from '../../pipelines/clusterKeys.js';
+import { decodeErrorLine, isClusterName, renderValue } from '../../operators/core/codecs.js';
 
 export { renderValue };
 

@@ -15,7 +15,7 @@ import { isLeft } from 'fp-ts/lib/Either.js';
 import { DEFAULT_PENDING_LIMITS } from '../drivers/pending.js';
 import { broadcastAddress, formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHost, parseHostPort, parsePrefix, type HostPort, type Ipv4Prefix } from '../../operators/core/address.js';
 import { PrefixCodec, networkPrefix } from '../../operators/core/codecs.js';
-import { isClusterName } from '../../pipelines/clusterKeys.js';
+import { isClusterName } from '../../operators/core/codecs.js';
 
 export type { HostPort, Ipv4Prefix };
 
@@ -274,7 +274,7 @@ export const EtcdEndpoints = listOf<{ readonly url: string }>(
   (e) => e.url,
 );
 
-/** `cluster`, `hub_name`: a name that becomes part of the cluster's keys (pipelines/clusterKeys.ts isClusterName); `hub_name` may be "" (the host name). */
+/** `cluster`, `hub_name`: a name that becomes part of the cluster's keys (operators/core/codecs.ts isClusterName); `hub_name` may be "" (the host name). */
 export const ClusterName = t.refinement(t.string, isClusterName, 'ClusterName');
 export const HubName = t.refinement(t.string, (s) => s === '' || isClusterName(s), 'HubName');
 

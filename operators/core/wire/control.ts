@@ -5,7 +5,7 @@
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { FrameType, MAX_BODY_COMPAT, encodeFrame } from './frames.js';
-import { AddressCodec, Ipv4EndpointCodec, NetworkPrefixCodec, firstErrorLine } from '../codecs.js';
+import { AddressCodec, Ipv4EndpointCodec, NetworkPrefixCodec, firstErrorLine, isClusterName } from '../codecs.js';
 
 /** The protocol version this implementation speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -92,7 +92,7 @@ export const HelloCodec = t.intersection([
     id: ClientId,
     routes: t.array(NetworkPrefixCodec),
     /** A trunk's HELLO: the dialing hub's name in the cluster (it claims no address). */
-    hub: t.refinement(t.string, (s) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s), 'hub name'),
+    hub: t.refinement(t.string, isClusterName, 'hub name'),
   }),
 ]);
 /** A HELLO as the pipelines see it (addresses as u32, routes as prefixes). */
