@@ -3,6 +3,7 @@
 // the cluster view per lookup: a member address or a hub's own tunnel address is one map lookup
 // (`addr/` keys), a LAN behind another hub's member a longest-prefix match in a table of the
 // cluster's `route/` keys, built again only when the view's routes change.
+import type { Ipv4Prefix } from '../operators/core/address.js';
 import { RouteTable } from '../operators/core/routeTable.js';
 import type { ClusterView } from './clusterView.js';
 import type { ClusterRoutes, RemoteHub } from './forwarding.js';
@@ -54,4 +55,9 @@ export function clusterRoutes(view: () => ClusterView): ClusterRoutes {
       for (const name of v.hubs.keys()) if (name !== v.me) yield of(name).peer;
     },
   };
+}
+
+/** The LANs behind the other hubs' members, as this hub's members are told them (wire form: the prefix and the member it lies behind) and its kernel routes them: through the tunnel, to a trunk. */
+export function otherHubsLans(v: ClusterView): { cidr: Ipv4Prefix; via: number }[] {
+  return v.routes.filter((r) => r.claim.value.hub !== v.me).map((r) => ({ cidr: r.prefix, via: r.claim.value.via }));
 }

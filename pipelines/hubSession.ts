@@ -15,6 +15,7 @@ import { emitEach } from '../operators/emitEach.js';
 import { routeBatch } from '../operators/route.js';
 import { admit, type AdmissionSettings, type Admitted, type Claim } from './admission.js';
 import type { HubCluster } from './clusterMembers.js';
+import { otherHubsLans } from './clusterRoutes.js';
 import { SessionEnd, endReason, type ServerEvent, type SessionStats } from './events.js';
 import { REPLICATE, isMember, type Decision, type ForwardingPolicy, type Target } from './forwarding.js';
 import type { HubEvent, HubState } from './hubState.js';
@@ -211,7 +212,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
       joined$.next();
       conn.admitted?.();
       if (verdict.via === 'hello') {
-        const routes = routesFor(store.state.membership, record);
+        const routes = routesFor(store.state.membership, record, ctx.cluster === undefined ? [] : otherHubsLans(ctx.cluster.view()));
         peer.control(
           encodeControl(FrameType.Welcome, {
             version: PROTOCOL_VERSION,

@@ -122,12 +122,15 @@ export function lanRoutes(m: Membership): LanRoute[] {
   return m.lans.entries().map((e) => ({ cidr: formatPrefix(e.prefix), via: e.target.addressText }));
 }
 
-/** The routes a member is told about: everyone's but its own (wire form). */
-export function routesFor(m: Membership, member: MemberRecord | undefined): { cidr: Ipv4Prefix; via: number }[] {
-  return m.lans
-    .entries()
-    .filter((e) => e.target !== member)
-    .map((e) => ({ cidr: e.prefix, via: e.target.address }));
+/** The routes a member is told about: everyone's but its own (wire form), and those of the other hubs of a cluster (`remote`). */
+export function routesFor(m: Membership, member: MemberRecord | undefined, remote: readonly { cidr: Ipv4Prefix; via: number }[] = []): { cidr: Ipv4Prefix; via: number }[] {
+  return [
+    ...m.lans
+      .entries()
+      .filter((e) => e.target !== member)
+      .map((e) => ({ cidr: e.prefix, via: e.target.address })),
+    ...remote,
+  ];
 }
 
 /** The lease table for the status: who has which address. */

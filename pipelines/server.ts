@@ -3,9 +3,9 @@
 // (hubState.ts), read by the forwarding policy (forwarding.ts) per packet; the hub's own TUN device
 // is one more sender and receiver; effects of state changes (ROUTES to members, kernel routes, the
 // lease file) follow the store's changes.
-import { EMPTY, Observable, Subject, asyncScheduler, auditTime, catchError, concat, defer, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, asyncScheduler, auditTime, catchError, concat, defer, distinctUntilChanged, filter, finalize, map, merge, mergeMap, of, tap, throwError, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
-import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort } from '../operators/core/address.js';
+import { formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, addDrops, type DropCounts, type PacketBatch, type Routed } from '../operators/core/packet.js';
 import { CAPABILITIES, GSO_CAPABILITY, PROTOCOL_VERSION, encodeControl, type Introduction, type Withdrawal } from '../operators/core/wire/control.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
@@ -16,13 +16,13 @@ import { route } from '../operators/route.js';
 import type { AdmissionSettings } from './admission.js';
 import type { ServerEvent, SessionStats } from './events.js';
 import { HUB, forwardingPolicy, isRemote, type RemoteHub, type Target } from './forwarding.js';
-import { clusterRoutes } from './clusterRoutes.js';
+import { clusterRoutes, otherHubsLans } from './clusterRoutes.js';
 import { clusterStats } from './clusterStatus.js';
 import { trunks, type TrunkSink, type Trunks } from './trunks.js';
 import { initialHubState, reduceHub, type HubEvent, type HubState } from './hubState.js';
 import { hubSession, takeReplicable, type HubDirect } from './hubSession.js';
 import { introduce, introducedPair, noIntroductions, pairPath, reportPath, withdrawals, type IntroductionAsk, type Outgoing } from './introductions.js';
-import { initialMembership, lanRoutes, leaseInfo, routesFor, type MemberRecord } from './membership.js';
+import { initialMembership, lanRoutes, leaseInfo, routesFor, type MemberRecord, type Membership } from './membership.js';
 import { count, counter, countingSink, reportingRejections, statsTicks, tunStats } from './peer.js';
 import type { Authenticator, HostNetworkPort, LeaseStore, ListenerPort, RoutesPort, TunPort, UdpHub, UdpHubPort } from './ports.js';
 import type { ServerSettings } from './settings.js';
@@ -312,17 +312,22 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
     // Effects of state changes: LAN routes to the members that take them (in their control lane: a
     // member under load still gets the latest set) and to the hub's kernel; new leases to the store.
     const effects$ = store.changes$.pipe(mergeMap((change) => effectsOf(change)));
+    /** The LANs behind the other hubs' members (none without a cluster). */
+    const remoteLans = (): { cidr: Ipv4Prefix; via: number }[] => (cluster === undefined ? [] : otherHubsLans(cluster.view()));
+    /** Tells every member that takes routes (but `joiners`, who hear theirs in their WELCOME) the routes of `m` and the other hubs, and the kernel their prefixes. */
+    const announceRoutes = (m: Membership, joiners: ReadonlySet<MemberRecord>): void => {
+      const remote = remoteLans();
+      for (const member of m.members.values()) {
+        if (member.takesRoutes && !joiners.has(member)) member.session.control(encodeControl(FrameType.Routes, { version: PROTOCOL_VERSION, routes: routesFor(m, member, remote) }), 'routes');
+      }
+      ports.routes?.set([...m.lans.entries().map((e) => e.prefix), ...remote.map((r) => r.cidr)]);
+    };
     const effectsOf = (change: Change<HubState, HubEvent>): ServerEvent[] => {
       const out: ServerEvent[] = [];
       const before = change.before.membership;
       const after = change.after.membership;
       if (after.lans !== before.lans && (after.lans.size > 0 || before.lans.size > 0)) {
-        // A joiner hears its routes in its WELCOME.
-        const joiners = new Set(change.events.flatMap((e) => (e.type === 'joined' ? [e.member] : [])));
-        for (const m of after.members.values()) {
-          if (m.takesRoutes && !joiners.has(m)) m.session.control(encodeControl(FrameType.Routes, { version: PROTOCOL_VERSION, routes: routesFor(after, m) }), 'routes');
-        }
-        ports.routes?.set(after.lans.entries().map((e) => e.prefix));
+        announceRoutes(after, new Set(change.events.flatMap((e) => (e.type === 'joined' ? [e.member] : []))));
         out.push({ type: 'routes', routes: lanRoutes(after) });
       }
       // A member that left or was replaced ends its pairs (its address's budget is forgotten when nobody holds it).
@@ -384,7 +389,21 @@ export function serverPipeline(settings: ServerSettings, ports: ServerPorts): Ob
       return of(...out);
     });
 
-    return merge(initial$, effects$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$, cluster?.events$ ?? EMPTY, trunkSet?.events$ ?? EMPTY).pipe(
+    // The other hubs' LANs changed (a member of theirs joined with LANs, or left): every member and the kernel hear of it.
+    const remoteRoutes$ =
+      cluster === undefined
+        ? EMPTY
+        : cluster.views$.pipe(
+            map((v) => otherHubsLans(v).map((r) => `${formatPrefix(r.cidr)}>${r.via}`).join(',')),
+            distinctUntilChanged(),
+            filter((key, i) => i > 0 || key !== ''),
+            mergeMap(() => {
+              announceRoutes(store.state.membership, new Set());
+              return EMPTY;
+            }),
+          );
+
+    return merge(initial$, effects$, remoteRoutes$, leaseSaves$, sessions$, tunReads$, tunWrites$, stats$, reloads$, cluster?.events$ ?? EMPTY, trunkSet?.events$ ?? EMPTY).pipe(
       finalize(() => {
         if (leaseSaveDue) saveLeases();
         store.complete();

@@ -17,7 +17,8 @@ import { serverPipeline } from '../pipelines/server.js';
 import { makeTrunkAuthenticator } from '../src/auth.js';
 import { K } from './helpers/cluster.js';
 import { FakeEtcd } from './helpers/fake-etcd.js';
-import { FakeConnection, connectError, fakes, jsonFrame, type FakeTun } from './helpers/fake-ports.js';
+import { FakeConnection, FakeRoutes, connectError, fakes, jsonFrame, type FakeTun } from './helpers/fake-ports.js';
+import { RoutesCodec, decodeControl, type HelloJson } from '../operators/core/wire/control.js';
 import { ipv4Packet, marbles } from './helpers/marbles.js';
 import { hubSettings } from './helpers/settings.js';
 
@@ -48,8 +49,10 @@ class Piped extends FakeConnection {
 
 interface Hub {
   readonly tun: FakeTun;
-  /** A member accepted at `ms` that says HELLO for `address`. */
-  member(ms: number, address: string): FakeConnection;
+  /** The prefixes the hub gave its kernel, each set in turn. */
+  readonly routes: FakeRoutes;
+  /** A member accepted at `ms` that says HELLO for `address` (with `extra` fields). */
+  member(ms: number, address: string, extra?: Partial<HelloJson>): FakeConnection;
   /** A raw connection accepted at `ms` (the test plays the other side). */
   raw(ms: number): FakeConnection;
   events<T extends ServerEvent['type']>(type: T): Array<Extract<ServerEvent, { type: T }>>;
@@ -91,10 +94,12 @@ function world(t: ExecutionContext, until: number, isolation: boolean, body: (w:
         const host = `192.0.2.${name.charCodeAt(0)}`;
         listeners.set(host, listener);
         const tun = make.tun();
+        const routes = new FakeRoutes();
         const log: ServerEvent[] = [];
-        const settings = hubSettings(64, { tunnel: { address: parseIpv4(tunnel)!, prefix: 24 }, broadcast: { groups: [], pps: 1000 }, clientIsolation: isolation, statsIntervalMs: 1000 });
+        const settings = hubSettings(64, { tunnel: { address: parseIpv4(tunnel)!, prefix: 24 }, broadcast: { groups: [], pps: 1000 }, clientIsolation: isolation, statsIntervalMs: 1000, allowRoutes: [{ address: parseIpv4('192.168.0.0')!, prefix: 16 }] });
         const sub = serverPipeline(settings, {
           tun,
+          routes,
           listener,
           scheduler,
           cluster: {
@@ -113,9 +118,10 @@ function world(t: ExecutionContext, until: number, isolation: boolean, body: (w:
         };
         return {
           tun,
-          member(ms, address) {
+          routes,
+          member(ms, address, extra = {}) {
             const c = raw(ms);
-            at(ms, () => c.sendHello(address));
+            at(ms, () => c.sendHello(address, extra));
             return c;
           },
           raw,
@@ -288,6 +294,42 @@ test('isolation across hubs: member to member is dropped at the sending hub and 
       t.deepEqual(dsts(m1), ['10.0.0.10'], "hub c reaches a's member");
       t.deepEqual(a.events('drops').filter((e) => e.who === '10.0.0.10').map((e) => e.drops), [{ isolation: 1 }]);
       t.deepEqual(c.events('drops').filter((e) => e.who === 'trunk 0rogue').map((e) => e.drops), [{ isolation: 1 }]);
+    });
+  });
+});
+
+test("LANs behind another hub's members: told to this hub's members (in the WELCOME, then in ROUTES as they come and go), given to its kernel, and reached across the trunk", (t) => {
+  world(t, 4000, false, (w) => {
+    const a = w.hub('a', '10.0.0.1');
+    const b = w.hub('b', '10.0.0.2');
+    const m2 = b.member(500, '10.0.0.20', { routes: ['192.168.50.0/24'] });
+    const m1 = a.member(1000, '10.0.0.10', { caps: ['routes'] });
+    /** What m1 was told last: its WELCOME's routes, then each ROUTES frame. */
+    const told = (): string[] => {
+      const routes = m1.frames.filter((f) => f.type === FrameType.Routes).map((f) => {
+        const r = decodeControl(FrameType.Routes, RoutesCodec, f.payload);
+        if (r instanceof Error) throw r;
+        return RoutesCodec.encode(r).routes;
+      });
+      const welcome = m1.welcomes()[0];
+      const last = routes.at(-1) ?? (welcome === undefined || welcome instanceof Error ? [] : (welcome.routes ?? []));
+      return last.map((r) => `${r.cidr} via ${r.via}`);
+    };
+    w.at(1100, () => {
+      t.deepEqual(told(), ['192.168.50.0/24 via 10.0.0.20'], "the WELCOME names b's member's LAN");
+      t.deepEqual(a.routes.sets.at(-1), ['192.168.50.0/24'], "hub a's kernel routes it into the tunnel");
+      m1.sendData(ipv4Packet('10.0.0.10', '192.168.50.7'));
+    });
+    w.at(1200, () => t.deepEqual(dsts(m2), ['192.168.50.7'], "the packet reached b's member across the trunk"));
+    w.at(1500, () => m2.end());
+    w.at(2000, () => {
+      t.deepEqual(told(), [], 'gone with the member that announced it');
+      t.deepEqual(a.routes.sets.at(-1), []);
+    });
+    b.member(2500, '10.0.0.21', { routes: ['192.168.60.0/24'] });
+    w.at(3000, () => {
+      t.deepEqual(told(), ['192.168.60.0/24 via 10.0.0.21'], 'a new LAN at hub b is told in ROUTES');
+      t.deepEqual(a.routes.sets.at(-1), ['192.168.60.0/24']);
     });
   });
 });
