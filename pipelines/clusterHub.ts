@@ -97,22 +97,33 @@ export function clusterHub(settings: ClusterHubSettings, store: ClusterStorePort
       }),
     );
 
-  /** The watch from `from`, restarted after failures from where the view is (a compacted start takes a new snapshot). */
+  /**
+   * The watch from `from`, restarted after failures from where the view is (a compacted start takes
+   * a new snapshot). A stream that was up for CLUSTER_RETRY_MS and broke (its member died, a proxy
+   * closed it) is started again at once, at another member if need be: only a watch that cannot be
+   * started (or keeps breaking) marks the store unavailable and waits CLUSTER_RETRY_MS.
+   */
   const watching = (from: number): Observable<ClusterHubEvent> =>
-    defer(() => store.watch(settings.keys.prefix, prefixEnd(settings.keys.prefix), from)).pipe(
-      mergeMap((m): ClusterHubEvent[] => {
-        if (m.type === 'events') dispatch({ type: 'changes', events: m.events });
-        else if (standing() === 'unavailable') {
-          dispatch({ type: 'store-back', at: scheduler.now() });
-          if (standing() === 'up') return [{ type: 'cluster-back' }];
-        }
-        return [];
-      }),
-      catchError((err: unknown) => {
-        const again = err instanceof StoreError && err.reason === 'compacted' ? snapshotThenWatch() : defer(() => watching(view.state.revision + 1));
-        return concat(of(...failed(err)), timer(CLUSTER_RETRY_MS, scheduler).pipe(switchMap(() => again)));
-      }),
-    );
+    defer(() => {
+      let upSince: number | undefined;
+      return store.watch(settings.keys.prefix, prefixEnd(settings.keys.prefix), from).pipe(
+        mergeMap((m): ClusterHubEvent[] => {
+          upSince ??= scheduler.now();
+          if (m.type === 'events') dispatch({ type: 'changes', events: m.events });
+          else if (standing() === 'unavailable') {
+            dispatch({ type: 'store-back', at: scheduler.now() });
+            if (standing() === 'up') return [{ type: 'cluster-back' }];
+          }
+          return [];
+        }),
+        catchError((err: unknown) => {
+          const compacted = err instanceof StoreError && err.reason === 'compacted';
+          const again = compacted ? snapshotThenWatch() : defer(() => watching(view.state.revision + 1));
+          if (!compacted && upSince !== undefined && scheduler.now() - upSince >= CLUSTER_RETRY_MS) return again;
+          return concat(of(...failed(err)), timer(CLUSTER_RETRY_MS, scheduler).pipe(switchMap(() => again)));
+        }),
+      );
+    });
 
   const snapshotThenWatch = (): Observable<ClusterHubEvent> =>
     store.range(settings.keys.prefix, prefixEnd(settings.keys.prefix), MAX_SNAPSHOT_KEYS).pipe(

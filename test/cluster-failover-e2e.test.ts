@@ -35,8 +35,8 @@ interface Cluster {
   readonly dir: string;
   hub(name: 'a' | 'b'): LabProcess;
   client(host: string, hubs: readonly ('a' | 'b')[], address?: string): LabProcess;
-  /** The status socket of hub `name`. */
-  statusSocket(name: 'a' | 'b'): string;
+  /** The status socket of the hub or client on host `name`. */
+  statusSocket(name: string): string;
 }
 
 /** Starts etcd, hubs a and b, echo servers everywhere; everything ends with `t`. */
@@ -46,7 +46,7 @@ async function startCluster(t: ExecutionContext, clients: readonly string[]): Pr
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lwt-failover-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const stateDir = (name: string): string => mkdtempSync(path.join(dir, `${name}-`));
-  const statusSocket = (name: 'a' | 'b'): string => path.join(dir, `${name}.sock`);
+  const statusSocket = (name: string): string => path.join(dir, `${name}.sock`);
   const cluster: Cluster = {
     etcd,
     lab,
@@ -65,7 +65,7 @@ async function startCluster(t: ExecutionContext, clients: readonly string[]): Pr
         .host(host)
         .spawn(
           'node',
-          [BIN, ...TEXT_LOGS, '-m', 'client', '-r', hubs.map((h) => `${lab.host(h).ip}:9000`).join(','), ...(address === undefined ? [] : ['-t', `${address}/24`]), '-state-dir', stateDir(host), ...TIMING],
+          [BIN, ...TEXT_LOGS, '-m', 'client', '-r', hubs.map((h) => `${lab.host(h).ip}:9000`).join(','), ...(address === undefined ? [] : ['-t', `${address}/24`]), '-state-dir', stateDir(host), '-status', `unix:${statusSocket(host)}`, ...TIMING],
           { label: `${host}(client)` },
         ),
   };
@@ -105,7 +105,7 @@ function sessionEnds(p: LabProcess): number {
   return [...p.stdout, ...p.stderr].filter((l) => /disconnected from hub| left\b|fenced: |store is unreachable/.test(l)).length;
 }
 
-/** GET /status of a hub over its unix socket (reachable from the test's own namespace), bounded to 2 s. */
+/** GET /status of a hub or client over its unix socket (reachable from the test's own namespace), bounded to 2 s. */
 function hubStatus(socketPath: string): Promise<StatusSnapshot | undefined> {
   return new Promise((resolve) => {
     const req = request({ socketPath, path: '/status', timeout: 2000 }, (res) => {
@@ -167,6 +167,8 @@ labTest('a hub killed with SIGKILL: its clients are back on the other hub within
   t.true(rehomed.c1 <= REHOME_MS && rehomed.c2 <= REHOME_MS, `re-homed within ${REHOME_MS} ms: ${JSON.stringify(rehomed)}`);
   // Until hub a's lease ended, hub b refused their addresses (ip-conflict), and the clients moved on.
   t.true([...c1.stdout, ...c1.stderr].some((l) => /did not take this client \(ip-conflict/.test(l)), "hub b refused 10.0.0.5 while hub a's claim lived, and c1 moved on");
+  // The client's status shows the hub it is on.
+  t.is((await hubStatus(c.statusSocket('c1')))?.remote, `${c.lab.host('b').ip}:9000`);
 
   // Every pair on one hub works again (cross-hub pairs need trunks).
   await reachable(c.lab, [['c1', c2Address], ['c2', '10.0.0.5'], ['c1', '10.0.0.7'], ['c3', c2Address], ['c1', HUB_TUNNEL.b], ['c2', HUB_TUNNEL.b], ['c3', HUB_TUNNEL.b]]);
@@ -175,9 +177,10 @@ labTest('a hub killed with SIGKILL: its clients are back on the other hub within
 
 labTest('the etcd leader killed with SIGKILL: nothing users see (pings keep flowing, no session ends, a new client joins)', async (t) => {
   const c = await startCluster(t, ['c1', 'c2', 'c3', 'c4']);
-  const { a, b, c1, c2, c3, c2Address } = await startMembers(c);
-  await reachable(c.lab, [['c1', c2Address], ['c3', HUB_TUNNEL.b]]);
-  const pings = [c.lab.startPinger('c1', c2Address, ECHO_PORT, 100), c.lab.startPinger('c3', HUB_TUNNEL.b, ECHO_PORT, 100)];
+  const { a, b, c1, c2, c3 } = await startMembers(c);
+  // Through each hub (c1 and c2 may talk over a direct path, which no hub carries).
+  await reachable(c.lab, [['c1', HUB_TUNNEL.a], ['c3', HUB_TUNNEL.b]]);
+  const pings = [c.lab.startPinger('c1', HUB_TUNNEL.a, ECHO_PORT, 100), c.lab.startPinger('c3', HUB_TUNNEL.b, ECHO_PORT, 100)];
   await waitUntil(() => pings.every((p) => p.samples().some((s) => s.rttMs !== undefined)), 'both pingers answered');
   const before = new Map([a, b, c1, c2, c3].map((p) => [p, sessionEnds(p)]));
 

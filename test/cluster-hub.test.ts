@@ -187,6 +187,32 @@ test('a dead hub: its lease expires, its claims vanish from every view at once, 
   });
 });
 
+test('a watch stream that breaks (its etcd member died) is started again at once: no unavailable moment, and the view goes on', (t) => {
+  virtual((s, at) => {
+    const etcd = new FakeEtcd(s);
+    const a = hub('a', '10.0.0.1', etcd, s);
+    const b = hub('b', '10.0.0.2', etcd, s);
+    at(0, () => start(a, s));
+    at(0, () => start(b, s));
+    at(1500, () => etcd.breakWatches());
+    at(1501, () => {
+      t.is(a.view.state.standing, 'up');
+      claimNow(b, claim('10.0.0.5', '172.31.0.50:4000'), s);
+    });
+    at(1600, () => {
+      t.deepEqual(holders(a.view.state), ['10.0.0.1@a', '10.0.0.2@b', '10.0.0.5@b'], 'the new watch carried on from the view\'s revision');
+      // A stream that breaks again at once is a store that cannot keep one: unavailable after all.
+      etcd.breakWatches();
+    });
+    at(1700, () => {
+      t.is(a.view.state.standing, 'unavailable');
+      t.deepEqual(a.events.map(([, e]) => e), ['cluster-joined', 'cluster-unavailable']);
+      a.sub?.unsubscribe();
+      b.sub?.unsubscribe();
+    });
+  });
+});
+
 test('the store unreachable: joins refused with cluster-unavailable at once, sessions go on, back before the fence', (t) => {
   virtual((s, at) => {
     const etcd = new FakeEtcd(s);
