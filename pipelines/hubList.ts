@@ -26,8 +26,10 @@ export function hubCandidates(remotes: readonly { readonly host: string; readonl
     const label = formatHostPort(r);
     if (resolver === undefined || isAddress(r.host)) return of([{ kind: 'dial', host: r.host, port: r.port, name: undefined, label }]);
     return resolver.resolve(r.host).pipe(
-      map((addresses) =>
-        addresses.slice(0, MAX_RESOLVED_ADDRESSES).map((a): HubCandidate => ({ kind: 'dial', host: a, port: r.port, name: r.host, label: `${label} (${formatHostPort({ host: a, port: r.port })})` })),
+      map((addresses): readonly HubCandidate[] =>
+        addresses.length === 0
+          ? [{ kind: 'unresolved', label, detail: `cannot resolve ${r.host}: no address` }]
+          : addresses.slice(0, MAX_RESOLVED_ADDRESSES).map((a): HubCandidate => ({ kind: 'dial', host: a, port: r.port, name: r.host, label: `${label} (${formatHostPort({ host: a, port: r.port })})` })),
       ),
       catchError((err: unknown) => of([{ kind: 'unresolved', label, detail: `cannot resolve ${r.host}: ${err instanceof Error ? err.message : String(err)}` } as const])),
     );
