@@ -205,7 +205,19 @@ labTest('the etcd leader killed with SIGKILL: nothing users see (pings keep flow
   const after = pings.map((p, i) => p.samples().slice(sentBefore[i]));
   const lost = after.map((list) => list.filter((s) => s.rttMs === undefined).length);
   t.log(`etcd leader ${leader.name} killed; pings after it lost ${lost.join(' and ')} of ${after.map((l) => l.length).join(' and ')}`);
-  t.true(lost.every((n) => n <= 3), `at most a tiny loss: ${lost.join(', ')}`);
+  /** The lost pings as runs of sequence numbers ("12-19, 40"), and the sent ones' range, for a failure's message. */
+  const runs = (list: typeof after[number]): string => {
+    const seqs = list.filter((s) => s.rttMs === undefined).map((s) => s.seq);
+    const out: string[] = [];
+    for (let i = 0; i < seqs.length; i++) {
+      let j = i;
+      while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j++;
+      out.push(i === j ? `${seqs[i]}` : `${seqs[i]}-${seqs[j]}`);
+      i = j;
+    }
+    return `${out.join(', ') || 'none'} of ${list[0]?.seq}-${list.at(-1)?.seq}`;
+  };
+  t.true(lost.every((n) => n <= 3), `at most a tiny loss: ${after.map(runs).join('; ')}\n${a.output(30)}\n${c1.output(30)}`);
   for (const [p, n] of before) t.is(sessionEnds(p), n, `${p.label} saw a session end, a fence or an unreachable store:\n${p.output(40)}`);
 });
 
