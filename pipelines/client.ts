@@ -75,9 +75,11 @@ interface LiveSession {
 const dropsEvent = (who: string, drops: DropCounts): ClientEvent => ({ type: 'drops', who, drops });
 
 /**
- * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
- * that ends (closed, reset, idle, refused for a reason that may pass) is followed by a new attempt
- * after a jittered exponential backoff (settings.backoff). The output reports connecting,
+ * The client pipeline. Subscribing starts reading the TUN device and dialing the hub (with several,
+ * one round over them: each once, in order from the one after the last that took it, moving on
+ * after a failure or a refusal of that hub's own; docs/cluster.md, "Failover"); every session or
+ * round that ends (closed, reset, idle, refused for a reason that may pass) is followed by a new
+ * one after a jittered exponential backoff (settings.backoff). The output reports connecting,
  * connected, welcomed/established, rejected, disconnected, retrying and drops events. It errors only
  * when the hub refuses for a reason retrying cannot fix (RejectedError with a fatal reason) or the
  * TUN device fails. Unsubscribing closes the session and stops reading the TUN device.
