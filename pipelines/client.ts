@@ -29,11 +29,13 @@ import { RouteTable } from '../operators/core/routeTable.js';
 import { fitPackets } from '../operators/core/wire/fragment.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { ipv4Problem } from '../operators/core/wire/ipv4.js';
+import { failover } from '../operators/failover.js';
 import { reconnect } from '../operators/reconnect.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, SessionEnd, displayRoute, endReason, type ClientEvent, type RefusedRoute } from './events.js';
+import { candidateKey, hubCandidates, type HubCandidate } from './hubList.js';
 import { directPairs, type DirectPairs } from './pairs.js';
 import { count, counter, countingSink, negotiate, peerSession, reportingRejections, statsTicks, tunStats, type Peer, type PeerItem } from './peer.js';
-import type { ConnectionPort, DialerPort, HostNetworkPort, PacketBatch as Packets, RoutesPort, TunPort, UdpClientPort } from './ports.js';
+import type { ConnectionPort, DialerPort, HostNetworkPort, PacketBatch as Packets, ResolverPort, RoutesPort, TunPort, UdpClientPort } from './ports.js';
 import { RESERVED_RANGES, endpointGuard, routeHazard, type GuardedPrefix } from './routeGuard.js';
 import type { ClientSettings } from './settings.js';
 import { udpLink, type LinkEvent } from './udpLink.js';
@@ -52,6 +54,8 @@ export interface ClientPorts {
   readonly hostNetwork?: HostNetworkPort;
   /** The UDP data path: with it (and settings.transport not `tcp`) the client offers `udp` and takes up the hub's offer. */
   readonly udp?: UdpClientPort;
+  /** Resolves the hub list's names into their addresses (each a hub to try); without it names go to the dialer as they are. */
+  readonly resolver?: ResolverPort;
 }
 
 /** How long a client that asks for an address waits for WELCOME unless its settings say otherwise. */
@@ -71,9 +75,11 @@ interface LiveSession {
 const dropsEvent = (who: string, drops: DropCounts): ClientEvent => ({ type: 'drops', who, drops });
 
 /**
- * The client pipeline. Subscribing starts reading the TUN device and dialing the hub; every session
- * that ends (closed, reset, idle, refused for a reason that may pass) is followed by a new attempt
- * after a jittered exponential backoff (settings.backoff). The output reports connecting,
+ * The client pipeline. Subscribing starts reading the TUN device and dialing the hub (with several,
+ * one round over them: each once, in order from the one after the last that took it, moving on
+ * after a failure or a refusal of that hub's own; docs/cluster.md, "Failover"); every session or
+ * round that ends (closed, reset, idle, refused for a reason that may pass) is followed by a new
+ * one after a jittered exponential backoff (settings.backoff). The output reports connecting,
  * connected, welcomed/established, rejected, disconnected, retrying and drops events. It errors only
  * when the hub refuses for a reason retrying cannot fix (RejectedError with a fatal reason) or the
  * TUN device fails. Unsubscribing closes the session and stops reading the TUN device.
@@ -81,8 +87,8 @@ const dropsEvent = (who: string, drops: DropCounts): ClientEvent => ({ type: 'dr
 export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Observable<ClientEvent> {
   return defer(() => {
     const scheduler = ports.scheduler ?? asyncScheduler;
-    const { host, port } = settings.remote;
-    const remoteText = `${host}:${port}`;
+    /** The candidate of the last session that joined: the next round starts after it (docs/cluster.md, "Failover"). */
+    let lastHub: string | undefined;
     /** The TUN device offloads segmentation: offer `gso` to the hub. */
     const offload = ports.tun.offload === true;
     const transport = settings.transport ?? 'auto';
@@ -384,18 +390,41 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
         );
       });
 
-    const sessions$ = defer(() =>
-      concat(
-        of<ClientEvent>({ type: 'connecting', remote: remoteText }),
-        ports.dialer.dial(host, port).pipe(switchMap(session)),
-      ),
-    ).pipe(
+    /** One attempt at one hub: dial it, then the session. */
+    const attempt = (c: HubCandidate): Observable<ClientEvent> =>
+      c.kind === 'unresolved'
+        ? concat(of<ClientEvent>({ type: 'connecting', remote: c.label }), throwError(() => new Error(c.detail)))
+        : concat(
+            of<ClientEvent>({ type: 'connecting', remote: c.label }),
+            ports.dialer.dial(c.host, c.port, c.name).pipe(
+              switchMap(session),
+              tap((e) => {
+                if (isProgress(e)) lastHub = candidateKey(c);
+              }),
+            ),
+          );
+
+    /** One round: every hub of the list once, in order from the one after the last that took this client. */
+    const round$ = hubCandidates(settings.remotes, ports.resolver).pipe(
+      switchMap((candidates) => {
+        const last = candidates.findIndex((c) => candidateKey(c) === lastHub);
+        return failover(candidates.length, last + 1, (i) => attempt(candidates[i]!), {
+          isProgress,
+          // A refusal no hub would lift (fatal) or a live twin (pushback) ends the round; anything else is this hub's.
+          movesOn: (err) => !isFatal(err) && !isPushback(err),
+          moving: ({ from, to, cause }): ClientEvent => ({ type: 'next-hub', from: candidates[from]!.label, to: candidates[to]!.label, cause: describeMove(cause) }),
+        });
+      }),
+    );
+
+    const sessions$ = round$.pipe(
       reconnect<ClientEvent>({
         initialMs: settings.backoff.initialMs,
         maxMs: settings.backoff.maxMs,
+        ...(settings.backoff.settleMs === undefined ? {} : { settleMs: settings.backoff.settleMs }),
         scheduler,
         random: ports.random,
-        isProgress: (e) => e.type === 'welcomed' || e.type === 'established',
+        isProgress,
         isFatal,
         isPushback,
         retrying: ({ attempt, delayMs, cause }) => ({ type: 'retrying', attempt, delayMs, cause: describeCause(cause) }),
@@ -417,6 +446,18 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       }),
     );
   });
+}
+
+/** A session joined: WELCOME, or the first frame of a hub that sends none. */
+function isProgress(e: ClientEvent): boolean {
+  return e.type === 'welcomed' || e.type === 'established';
+}
+
+/** Why a hub did not take the client, for the move to the next one: the refusal or the failure. */
+function describeMove(cause: unknown): string {
+  if (cause === undefined) return 'the attempt ended';
+  const { reason, detail } = endReason(cause);
+  return reason === 'rejected' || reason === 'reset' ? detail : `${reason}: ${detail}`;
 }
 
 /** Errors that end the client instead of a retry: fatal refusals, no WELCOME for an assigned address, a refused address. */

@@ -3,7 +3,7 @@
 // from there, all feeding the cluster view (clusterView.ts) in a store; the fence when the lease
 // can no longer be proven; and the claims of members' addresses and routes as transactions. Pure:
 // time from the injected scheduler, the store behind ClusterStorePort.
-import { EMPTY, Observable, catchError, concat, defer, exhaustMap, distinctUntilChanged, filter, ignoreElements, map, merge, mergeMap, of, retry, switchMap, tap, throwError, timer, type SchedulerLike } from 'rxjs';
+import { EMPTY, Observable, Subject, catchError, concat, defer, exhaustMap, distinctUntilChanged, filter, ignoreElements, map, merge, mergeMap, of, retry, switchMap, tap, throwError, timer, type SchedulerLike } from 'rxjs';
 import { formatIpv4, formatPrefix, type HostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { encodeValue, type AddrValue, type ClusterKeys } from './clusterKeys.js';
 import { StoreError, prefixEnd, type ClusterStorePort, type LeaseId, type StoreCompare, type StoreOp, type TxnRequest, type WatchEvent } from './clusterPorts.js';
@@ -14,6 +14,8 @@ import type { Store } from './store.js';
 export const MAX_SNAPSHOT_KEYS = 65_536;
 /** After a failed store call, the hub tries again this long later (the keepalive keeps its own pace). */
 export const CLUSTER_RETRY_MS = 1000;
+/** How soon a failed renewal of the hub's lease is tried again (the next one would be TTL/3 later). */
+export const RENEW_RETRY_MS = 500;
 
 /** What the hub's cluster life needs to know. */
 export interface ClusterHubSettings {
@@ -55,7 +57,7 @@ export interface ClusterLease {
 /**
  * The hub's life in its cluster, feeding `view` (a store over reduceCluster). Emits what happens
  * (joined, unavailable, back, fenced, name taken); never errors on store failures (it retries:
- * keepalives every TTL/3, anything else after CLUSTER_RETRY_MS); after the fence it starts over
+ * keepalives every TTL/3 and RENEW_RETRY_MS after a failed one, anything else after CLUSTER_RETRY_MS); after the fence it starts over
  * with a new lease. Unsubscribing stops every timer and watch and leaves the lease to its owner:
  * `current()` still names it, and a hub that stops cleanly revokes it (the store then deletes the
  * hub's claims at once instead of at the lease's expiry).
@@ -74,9 +76,16 @@ export function clusterHub(settings: ClusterHubSettings, store: ClusterStorePort
     return was === 'up' ? [{ type: 'cluster-unavailable', detail }] : [];
   };
 
-  /** Renewals every TTL/3 while the lease lives; a failed one only marks the store unavailable (the fence decides); a lease the store no longer has fences at once. */
-  const keepalive = (id: LeaseId): Observable<ClusterHubEvent> =>
-    timer(renewEveryMs, renewEveryMs, scheduler).pipe(
+  /**
+   * Renewals every TTL/3 while the lease lives, and RENEW_RETRY_MS after one that failed (an etcd
+   * electing a new leader answers no renewal for a second or more: waiting a whole TTL/3 for the
+   * next would leave one or two tries before the fence); a failed one only marks the store
+   * unavailable (the fence decides); a lease the store no longer has fences at once.
+   */
+  const keepalive = (id: LeaseId): Observable<ClusterHubEvent> => {
+    const failures$ = new Subject<void>();
+    const retries$ = failures$.pipe(switchMap(() => timer(RENEW_RETRY_MS, scheduler)));
+    return merge(timer(renewEveryMs, renewEveryMs, scheduler), retries$).pipe(
       // One renewal at a time: a tick while one is still waiting for its answer is skipped.
       exhaustMap(() => {
         const sentAt = scheduler.now();
@@ -91,28 +100,41 @@ export function clusterHub(settings: ClusterHubSettings, store: ClusterStorePort
               dispatch({ type: 'lease-lost', at: scheduler.now() });
               return EMPTY;
             }
+            failures$.next();
             return of(...failed(err));
           }),
         );
       }),
     );
+  };
 
-  /** The watch from `from`, restarted after failures from where the view is (a compacted start takes a new snapshot). */
+  /**
+   * The watch from `from`, restarted after failures from where the view is (a compacted start takes
+   * a new snapshot). A stream that was up for CLUSTER_RETRY_MS and broke (its member died, a proxy
+   * closed it) is started again at once, at another member if need be: only a watch that cannot be
+   * started (or keeps breaking) marks the store unavailable and waits CLUSTER_RETRY_MS.
+   */
   const watching = (from: number): Observable<ClusterHubEvent> =>
-    defer(() => store.watch(settings.keys.prefix, prefixEnd(settings.keys.prefix), from)).pipe(
-      mergeMap((m): ClusterHubEvent[] => {
-        if (m.type === 'events') dispatch({ type: 'changes', events: m.events });
-        else if (standing() === 'unavailable') {
-          dispatch({ type: 'store-back', at: scheduler.now() });
-          if (standing() === 'up') return [{ type: 'cluster-back' }];
-        }
-        return [];
-      }),
-      catchError((err: unknown) => {
-        const again = err instanceof StoreError && err.reason === 'compacted' ? snapshotThenWatch() : defer(() => watching(view.state.revision + 1));
-        return concat(of(...failed(err)), timer(CLUSTER_RETRY_MS, scheduler).pipe(switchMap(() => again)));
-      }),
-    );
+    defer(() => {
+      let upSince: number | undefined;
+      return store.watch(settings.keys.prefix, prefixEnd(settings.keys.prefix), from).pipe(
+        mergeMap((m): ClusterHubEvent[] => {
+          upSince ??= scheduler.now();
+          if (m.type === 'events') dispatch({ type: 'changes', events: m.events });
+          else if (standing() === 'unavailable') {
+            dispatch({ type: 'store-back', at: scheduler.now() });
+            if (standing() === 'up') return [{ type: 'cluster-back' }];
+          }
+          return [];
+        }),
+        catchError((err: unknown) => {
+          const compacted = err instanceof StoreError && err.reason === 'compacted';
+          const again = compacted ? snapshotThenWatch() : defer(() => watching(view.state.revision + 1));
+          if (!compacted && upSince !== undefined && scheduler.now() - upSince >= CLUSTER_RETRY_MS) return again;
+          return concat(of(...failed(err)), timer(CLUSTER_RETRY_MS, scheduler).pipe(switchMap(() => again)));
+        }),
+      );
+    });
 
   const snapshotThenWatch = (): Observable<ClusterHubEvent> =>
     store.range(settings.keys.prefix, prefixEnd(settings.keys.prefix), MAX_SNAPSHOT_KEYS).pipe(

@@ -316,6 +316,8 @@ export type ClientEvent =
   | { readonly type: 'rejected'; readonly reason: RejectReason; readonly message: string }
   | { readonly type: 'disconnected'; readonly remote: string; readonly reason: SessionEndReason; readonly detail: string }
   | { readonly type: 'retrying'; readonly attempt: number; readonly delayMs: number; readonly cause: string }
+  /** The hub `from` did not take the client (`cause`): it tries `to`, the next of its list, at once (docs/cluster.md, "Failover"). */
+  | { readonly type: 'next-hub'; readonly from: string; readonly to: string; readonly cause: string }
   /** Every statsIntervalMs (when set): the current session's counters (if connected), the TUN device's, and the peers of its direct paths (pairs and refusals). */
   | { readonly type: 'stats'; readonly at: number; readonly session: SessionStats | undefined; readonly tun: TunStats; readonly peers?: readonly PeerStats[] }
   /** A direct path to a peer changed (`path` as PeerStats says it; `closed` when the pair ended), and why. */

@@ -292,6 +292,16 @@ export interface ListenerPort {
 /** Opens client connections. */
 export interface DialerPort {
   /** Resolves `host` afresh and connects. Emits one connection, then completes; errors on failure
-   * (including a bounded connect timeout). Unsubscribing before it emits aborts the attempt. */
-  dial(host: string, port: number): Observable<ConnectionPort>;
+   * (including a bounded connect timeout). Unsubscribing before it emits aborts the attempt. `name`:
+   * the host name `host` (an address) was resolved from, which TLS checks the hub's certificate against. */
+  dial(host: string, port: number, name?: string): Observable<ConnectionPort>;
+}
+
+/** The most addresses a client takes from one name's answer (docs/cluster.md, "Failover"). */
+export const MAX_RESOLVED_ADDRESSES = 8;
+
+/** Resolves host names (the client's hub list). */
+export interface ResolverPort {
+  /** The addresses of `name` in the resolver's order, at most MAX_RESOLVED_ADDRESSES; emits once and completes, or errors (no answer, a bounded timeout). */
+  resolve(name: string): Observable<readonly string[]>;
 }

@@ -61,10 +61,13 @@ export interface ClientSettings extends CommonSettings {
   readonly routes?: readonly Ipv4Prefix[];
   /** With an assigned address: how long a session waits for WELCOME (a 0.0.1-era hub never sends one). */
   readonly welcomeTimeoutMs?: number;
-  /** The hub to dial; the name is resolved again on every attempt. */
-  readonly remote: { readonly host: string; readonly port: number };
-  /** Reconnect backoff bounds. */
-  readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  /** The hubs to dial, in order (at least one; names are resolved again on every round: docs/cluster.md, "Failover"). */
+  readonly remotes: readonly { readonly host: string; readonly port: number }[];
+  /**
+   * Reconnect backoff bounds; for `settleMs` after a session that had joined ended, the waits stay
+   * at `initialMs` (its old claim is expiring: the next round may well be admitted).
+   */
+  readonly backoff: { readonly initialMs: number; readonly maxMs: number; readonly settleMs?: number };
   /** Token presented in the HELLO, for hubs that require one. */
   readonly token?: string;
 }

@@ -17,6 +17,7 @@ import { describeClientEvent, describeServerEvent, logLines, type LogLine } from
 import type { Authenticator, DialerPort, ListenerPort } from '../pipelines/ports.js';
 import { makeAuthenticator, makeTrunkAuthenticator, parseTokensFile, type ClientToken } from './auth.js';
 import { makeNetDialer, makeNetListener } from './drivers/net.js';
+import { makeResolver } from './drivers/resolver.js';
 import { LeaseFileError } from './drivers/leases.js';
 import { addBroadcastRoute, makeRoutesDriver } from './drivers/routes.js';
 import { makeHostNetwork } from './drivers/host-network.js';
@@ -42,6 +43,8 @@ export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 const SHUTDOWN_GRACE_MS = 1500;
 /** A client's bound on one connect attempt. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** A client's bound on resolving one name of its hub list. */
+const RESOLVE_TIMEOUT_MS = 5000;
 /** With a status server, the pipelines report their counters this often. */
 const STATUS_STATS_MS = 1000;
 
@@ -314,7 +317,7 @@ function start(config: Config, logger: Logger, argv: readonly string[]): Promise
   } else if (config.mode === 'client' && dialer !== undefined) {
     const settings = { ...toClientSettings(config), ...stats, ...(id === undefined ? {} : { clientId: id }) };
     // A clock finer than a millisecond: the round trips of direct paths (and to the hub) on a LAN are fractions of one.
-    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient({ coalesce: device.offload }), scheduler: fineScheduler() });
+    events$ = clientPipeline(token === undefined ? settings : { ...settings, token }, { tun, dialer, routes, hostNetwork, udp: makeUdpClient({ coalesce: device.offload }), resolver: makeResolver({ timeoutMs: RESOLVE_TIMEOUT_MS }), scheduler: fineScheduler() });
     describe = (e) => describeClientEvent(e as ClientEvent);
   } else {
     throw new Error('unreachable: ports were built for the configured mode');

@@ -185,6 +185,12 @@ export function describeClientEvent(e: ClientEvent): LogLine | undefined {
         message: `disconnected from hub ${e.remote}: ${e.reason} (${e.detail})`,
         fields: { event: e.type, remote: e.remote, reason: e.reason, detail: e.detail },
       };
+    case 'next-hub':
+      return {
+        level: 'info',
+        message: `hub ${e.from} did not take this client (${e.cause}): trying hub ${e.to}`,
+        fields: { event: e.type, remote: e.from, next: e.to, reason: e.cause },
+      };
     case 'retrying':
       return {
         level: 'info',

@@ -1,10 +1,10 @@
 // Whole-scenario tests of the client pipeline over fake ports, in virtual time (1 frame = 1 ms).
 import test, { type ExecutionContext } from 'ava';
-import { filter, tap, type Observable, type Subscription } from 'rxjs';
+import { filter, of, tap, throwError, type Observable, type Subscription } from 'rxjs';
 import type { TestScheduler } from 'rxjs/testing';
 import { clientPipeline } from '../pipelines/client.js';
 import { AddressSetupError, NoAssignmentError, RejectedError, type ClientEvent } from '../pipelines/events.js';
-import type { HostNetworkPort, RoutesPort } from '../pipelines/ports.js';
+import type { HostNetworkPort, ResolverPort, RoutesPort } from '../pipelines/ports.js';
 import type { ClientSettings } from '../pipelines/settings.js';
 import { FrameType } from '../operators/core/wire/frames.js';
 import { encodeControl } from '../operators/core/wire/control.js';
@@ -19,7 +19,7 @@ const SETTINGS: ClientSettings = {
   timeoutMs: 30_000,
   sendQueueSize: 4,
   recvQueueSize: 4,
-  remote: { host: 'hub.test', port: 9000 },
+  remotes: [{ host: 'hub.test', port: 9000 }],
   backoff: { initialMs: 1_000, maxMs: 30_000 },
 };
 
@@ -59,6 +59,7 @@ interface ClientOptions {
   readonly errors?: boolean;
   readonly routes?: RoutesPort;
   readonly hostNetwork?: HostNetworkPort;
+  readonly resolver?: ResolverPort;
 }
 
 /** Runs a client scenario until virtual time `until`, when the pipeline is unsubscribed. */
@@ -78,6 +79,7 @@ function client(t: ExecutionContext, options: ClientOptions, body: (c: Client) =
         random: options.random ?? (() => 0.5),
         ...(options.routes === undefined ? {} : { routes: options.routes }),
         ...(options.hostNetwork === undefined ? {} : { hostNetwork: options.hostNetwork }),
+        ...(options.resolver === undefined ? {} : { resolver: options.resolver }),
       },
     ).pipe(
       tap({
@@ -685,4 +687,114 @@ test('unsubscribing during the backoff wait cancels the next attempt', (t) => {
   });
   t.deepEqual(c.dialer.times(), [0, 750], 'the attempt due at 2250 never happens');
   t.is(c.dialer.aborted, 0);
+});
+
+// ---------------------------------------------------------------- several hubs (docs/cluster.md, "Failover")
+
+const hubs = (...names: string[]): Partial<ClientSettings> => ({ remotes: names.map((host) => ({ host, port: 9000 })) });
+
+test('several hubs: one attempt each, in order and without a wait; the round after a session starts after its hub', (t) => {
+  let log!: Client['log'];
+  let dialer!: FakeDialer;
+  let first!: FakeConnection;
+  let second!: FakeConnection;
+  client(t, { until: 2_000, settings: hubs('a.test', 'b.test', 'c.test') }, (c) => {
+    log = c.log;
+    dialer = c.dialer;
+    first = c.connection();
+    second = c.connection();
+    c.dialer.then({ fail: refused() }, { connect: first }, { fail: refused() }, { connect: second });
+    c.at(5, () => first.sendWelcome(WELCOME));
+    c.at(100, () => first.end());
+    c.at(900, () => second.sendWelcome(WELCOME));
+  });
+  t.deepEqual(
+    dialer.attempts.map((a) => `${a.host}@${a.at}`),
+    ['a.test@0', 'b.test@0', 'c.test@850', 'a.test@850'],
+    'b took the client; when its session ended, the next round began with c and wrapped around to a',
+  );
+  t.deepEqual(
+    only(log, 'next-hub').map((l) => l.event),
+    [
+      { type: 'next-hub', from: 'a.test:9000', to: 'b.test:9000', cause: `connect ECONNREFUSED ${HUB_ENDPOINT}` },
+      { type: 'next-hub', from: 'c.test:9000', to: 'a.test:9000', cause: `connect ECONNREFUSED ${HUB_ENDPOINT}` },
+    ],
+  );
+  t.deepEqual(only(log, 'connecting').map((l) => l.event.remote), ['a.test:9000', 'b.test:9000', 'c.test:9000', 'a.test:9000']);
+  t.is(only(log, 'welcomed').length, 2);
+  t.deepEqual(only(log, 'retrying').map((l) => l.at), [100], 'one wait: after the session ended, none between hubs');
+});
+
+test('several hubs: a refusal of this hub (ip-conflict, cluster-unavailable) moves on; a fatal refusal or a pushback ends the round', (t) => {
+  let dialer!: FakeDialer;
+  let log!: Client['log'];
+  client(t, { until: 500, settings: hubs('a.test', 'b.test', 'c.test') }, (c) => {
+    dialer = c.dialer;
+    log = c.log;
+    const [a, b, cc] = [c.connection(), c.connection(), c.connection()];
+    c.dialer.then({ connect: a }, { connect: b }, { connect: cc });
+    c.at(5, () => a.sendReject('ip-conflict', '10.0.0.2 is in use by another member'));
+    c.at(10, () => b.sendReject('cluster-unavailable', 'the hub cannot reach its cluster store'));
+    c.at(15, () => cc.sendWelcome(WELCOME));
+  });
+  t.deepEqual(dialer.attempts.map((a) => `${a.host}@${a.at}`), ['a.test@0', 'b.test@5', 'c.test@10']);
+  t.deepEqual(only(log, 'next-hub').map((l) => l.event.cause), ['ip-conflict: 10.0.0.2 is in use by another member', 'cluster-unavailable: the hub cannot reach its cluster store']);
+
+  let fatalDialer!: FakeDialer;
+  let failure!: Client['failure'];
+  client(t, { until: 500, settings: hubs('a.test', 'b.test'), errors: true }, (c) => {
+    fatalDialer = c.dialer;
+    failure = c.failure;
+    const a = c.connection();
+    c.dialer.then({ connect: a });
+    c.at(5, () => a.sendReject('auth-failed', 'bad token'));
+  });
+  t.true(failure.error instanceof RejectedError);
+  t.deepEqual(fatalDialer.attempts.map((a) => a.host), ['a.test'], 'no other hub accepts a bad token either');
+
+  let pushDialer!: FakeDialer;
+  client(t, { until: 40_000, settings: hubs('a.test', 'b.test') }, (c) => {
+    pushDialer = c.dialer;
+    const a = c.connection();
+    c.dialer.then({ connect: a });
+    c.at(5, () => a.sendReject('duplicate-identity', 'another live client uses this identity'));
+  });
+  t.deepEqual(pushDialer.attempts.map((a) => `${a.host}@${a.at}`), ['a.test@0', 'a.test@22505'], 'a live twin: the longest wait, then the next round (from the same start)');
+});
+
+test('several hubs: a name resolves into its addresses (dialed with the name, for TLS); a name that does not resolve is reported and passed', (t) => {
+  let dialer!: FakeDialer;
+  let log!: Client['log'];
+  const resolver: ResolverPort = {
+    resolve: (name) => (name === 'hubs.test' ? of(['192.0.2.1', '192.0.2.2', '192.0.2.1']) : throwError(() => new Error('no such name'))),
+  };
+  const settings = { remotes: [{ host: 'gone.test', port: 9000 }, { host: 'hubs.test', port: 9000 }, { host: '192.0.2.9', port: 9001 }] };
+  client(t, { until: 500, settings, resolver }, (c) => {
+    dialer = c.dialer;
+    log = c.log;
+    const conn = c.connection();
+    c.dialer.then({ fail: refused() }, { connect: conn });
+    c.at(5, () => conn.sendWelcome(WELCOME));
+  });
+  t.deepEqual(dialer.attempts, [
+    { at: 0, host: '192.0.2.1', port: 9000, name: 'hubs.test' },
+    { at: 0, host: '192.0.2.2', port: 9000, name: 'hubs.test' },
+  ]);
+  t.deepEqual(only(log, 'next-hub').map((l) => [l.event.from, l.event.to, l.event.cause]), [
+    ['gone.test:9000', 'hubs.test:9000 (192.0.2.1:9000)', 'cannot resolve gone.test: no such name'],
+    ['hubs.test:9000 (192.0.2.1:9000)', 'hubs.test:9000 (192.0.2.2:9000)', `connect ECONNREFUSED ${HUB_ENDPOINT}`],
+  ]);
+});
+
+test('for settleMs after a session ended the rounds come every initialMs (jittered): a hub that just died has its claims expire meanwhile', (t) => {
+  let log!: Client['log'];
+  client(t, { until: 16_000, settings: { backoff: { initialMs: 1_000, maxMs: 30_000, settleMs: 10_000 } }, otherwise: () => ({ fail: refused() }) }, (c) => {
+    log = c.log;
+    const conn = c.connection();
+    c.dialer.then({ connect: conn });
+    c.at(5, () => conn.sendWelcome(WELCOME));
+    c.at(100, () => conn.end());
+  });
+  // The session ended at 100: waits of 750 while 100 + 10 000 lasts (14 of them), then 1 500, 3 000, 6 000.
+  t.deepEqual(only(log, 'retrying').map((l) => l.event.delayMs), [...Array<number>(14).fill(750), 1_500, 3_000, 6_000]);
 });

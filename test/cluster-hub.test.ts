@@ -7,10 +7,10 @@ import test from 'ava';
 import { NEVER, mergeMap, throwError, timer, type Observable, type Subscription } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { formatIpv4, parseIpv4, parsePrefix } from '../operators/core/address.js';
-import { CLUSTER_RETRY_MS, claimMember, clusterHub, type ClaimOutcome, type ClusterHubEvent, type MemberClaim } from '../pipelines/clusterHub.js';
+import { CLUSTER_RETRY_MS, RENEW_RETRY_MS, claimMember, clusterHub, type ClaimOutcome, type ClusterHubEvent, type MemberClaim } from '../pipelines/clusterHub.js';
 import { clusterKeys } from '../pipelines/clusterKeys.js';
 import { StoreError, type ClusterStorePort, type LeaseGrant, type RangeResult, type TxnResult } from '../pipelines/clusterPorts.js';
-import { clusterRefusal, initialClusterView, reduceCluster, type ClusterView, type ClusterViewEvent } from '../pipelines/clusterView.js';
+import { clusterRefusal, fenceAt, initialClusterView, reduceCluster, type ClusterView, type ClusterViewEvent } from '../pipelines/clusterView.js';
 import { createStore, type Store } from '../pipelines/store.js';
 import { FakeEtcd } from './helpers/fake-etcd.js';
 
@@ -181,6 +181,50 @@ test('a dead hub: its lease expires, its claims vanish from every view at once, 
       t.true(fenced![0] < 8000, `fenced at ${fenced![0]}, before the expiry at 8000`);
       t.true(fenced![0] > cutAt);
       t.is(a.view.state.standing === 'fenced' || a.view.state.standing === 'starting', true);
+      a.sub?.unsubscribe();
+      b.sub?.unsubscribe();
+    });
+  });
+});
+
+test('a renewal that fails is tried again RENEW_RETRY_MS later, not a whole TTL/3 later (an etcd electing a leader)', (t) => {
+  virtual((s, at) => {
+    const etcd = new FakeEtcd(s);
+    const a = hub('a', '10.0.0.1', etcd, s);
+    at(0, () => start(a, s));
+    // The renewal due at 2000 fails; the store answers again at 2300.
+    at(1900, () => etcd.down());
+    at(2300, () => etcd.up());
+    at(2400, () => t.is(a.view.state.standing, 'unavailable'));
+    at(3500, () => {
+      t.is(a.view.state.standing, 'up');
+      const proven = a.view.state.fenceAt ?? 0;
+      t.true(proven >= fenceAt(2000 + RENEW_RETRY_MS, TTL * 1000) && proven < fenceAt(2000 + 2 * RENEW_RETRY_MS, TTL * 1000), `proven from the retry at about 2500, not from the next regular renewal at 4000: ${proven}`);
+      a.sub?.unsubscribe();
+    });
+  });
+});
+
+test('a watch stream that breaks (its etcd member died) is started again at once: no unavailable moment, and the view goes on', (t) => {
+  virtual((s, at) => {
+    const etcd = new FakeEtcd(s);
+    const a = hub('a', '10.0.0.1', etcd, s);
+    const b = hub('b', '10.0.0.2', etcd, s);
+    at(0, () => start(a, s));
+    at(0, () => start(b, s));
+    at(1500, () => etcd.breakWatches());
+    at(1501, () => {
+      t.is(a.view.state.standing, 'up');
+      claimNow(b, claim('10.0.0.5', '172.31.0.50:4000'), s);
+    });
+    at(1600, () => {
+      t.deepEqual(holders(a.view.state), ['10.0.0.1@a', '10.0.0.2@b', '10.0.0.5@b'], 'the new watch carried on from the view\'s revision');
+      // A stream that breaks again at once is a store that cannot keep one: unavailable after all.
+      etcd.breakWatches();
+    });
+    at(1700, () => {
+      t.is(a.view.state.standing, 'unavailable');
+      t.deepEqual(a.events.map(([, e]) => e), ['cluster-joined', 'cluster-unavailable']);
       a.sub?.unsubscribe();
       b.sub?.unsubscribe();
     });

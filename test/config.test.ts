@@ -191,8 +191,38 @@ test('the seed commands of the design notes parse', (t) => {
   t.deepEqual(server.local_addr, { host: '0.0.0.0', port: 9000 });
   const client = run(['-m', 'client', '-r', '203.0.113.5:9000', '-t', '10.0.0.2/24']).config;
   t.is(client.mode, 'client');
-  t.deepEqual(client.remote_addr, { host: '203.0.113.5', port: 9000 });
+  t.deepEqual(client.remote_addr, [{ host: '203.0.113.5', port: 9000 }]);
   t.deepEqual(client.tunnel_addr, { address: 0x0a000002, prefix: 24 });
+});
+
+test('remote_addr lists several hubs: "a,b" or a JSON array, in order, written back as one string', (t) => {
+  const { config } = run(['-m', 'client', '-r', 'hub-a.example:9000, 192.0.2.7,[2001:db8::3]:9010']);
+  t.deepEqual(config.remote_addr, [
+    { host: 'hub-a.example', port: 9000 },
+    { host: '192.0.2.7', port: 9000 },
+    { host: '2001:db8::3', port: 9010 },
+  ]);
+  t.is(json(['-m', 'client', '-r', 'hub-a.example:9000,192.0.2.7']).remote_addr, 'hub-a.example:9000,192.0.2.7:9000');
+  const fromJson = resolved({ mode: 'client', remote_addr: ['a.example:1', 'b.example:2'] }).config;
+  t.deepEqual(fromJson.remote_addr, [
+    { host: 'a.example', port: 1 },
+    { host: 'b.example', port: 2 },
+  ]);
+  if (fromJson.mode !== 'client') return t.fail('expected a client config');
+  t.deepEqual(toClientSettings(fromJson).remotes, [
+    { host: 'a.example', port: 1 },
+    { host: 'b.example', port: 2 },
+  ]);
+});
+
+test('a malformed hub list is refused with the item named: a bad address, a hub listed twice, more than 16, an empty list', (t) => {
+  const refusal = (r: string): string[] => lines(parseCommandLine(['-m', 'client', '-r', r], filesystem()));
+  t.deepEqual(refusal('a.example:9000,,b.example'), ['-r: expected hub addresses like "hubA:9000,hubB:9000", separated by commas ("" is not one), got "a.example:9000,,b.example"']);
+  t.deepEqual(refusal('a.example:9000,b.example:0'), ['-r: expected hub addresses like "hubA:9000,hubB:9000", separated by commas ("b.example:0" is not one), got "a.example:9000,b.example:0"']);
+  t.deepEqual(refusal('a.example,a.example:9000'), ['-r: expected each hub once (a.example:9000 is listed twice), got "a.example,a.example:9000"']);
+  const many = Array.from({ length: 17 }, (_, i) => `192.0.2.${i + 1}`).join(',');
+  t.true(refusal(many)[0]?.startsWith('-r: expected at most 16 hubs (17 listed), got "192.0.2.1,'));
+  t.deepEqual(lines(decodeConfig({ mode: 'client', remote_addr: [] })), [`remote_addr: required in client mode (give the server's address with -r HOST:PORT)`]);
 });
 
 test('a remote address without a port dials port 9000', (t) => {
@@ -377,7 +407,7 @@ test('a client configured by file alone runs', (t) => {
   const fs = filesystem({ '/c.json': '{"mode": "client", "remote_addr": "vpn.example.com:7000"}' });
   const { config } = run(['-c', '/c.json'], fs);
   t.is(config.mode, 'client');
-  t.deepEqual(config.remote_addr, { host: 'vpn.example.com', port: 7000 });
+  t.deepEqual(config.remote_addr, [{ host: 'vpn.example.com', port: 7000 }]);
 });
 
 test('flags can complete what the file lacks for a cross-field rule', (t) => {
@@ -554,7 +584,7 @@ test('the example client config decodes as a client with no warnings', (t) => {
   const { config, warnings } = resolved(JSON.parse(exampleConfigs().client));
   t.is(config.mode, 'client');
   t.deepEqual(warnings, []);
-  t.deepEqual(config.remote_addr, { host: 'vpn.example.com', port: 9000 });
+  t.deepEqual(config.remote_addr, [{ host: 'vpn.example.com', port: 9000 }]);
   t.deepEqual(config.tunnel_addr, { address: 0x0a000002, prefix: 24 });
 });
 
@@ -689,8 +719,8 @@ test('toClientSettings splits the remote address and sets the reconnect backoff'
     recvQueueSize: 1000,
     transport: 'auto',
     direct: true,
-    remote: { host: 'vpn.example.com', port: 7001 },
-    backoff: { initialMs: 1000, maxMs: 30_000 },
+    remotes: [{ host: 'vpn.example.com', port: 7001 }],
+    backoff: { initialMs: 1000, maxMs: 30_000, settleMs: 60_000 },
   });
 });
 

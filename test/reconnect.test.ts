@@ -119,6 +119,29 @@ test('a progress value resets the backoff', (t) => {
   });
 });
 
+test('for settleMs after a session that made progress ended, the waits stay at initialMs; then they grow from there', (t) => {
+  marbles(t, ({ cold, expectObservable }, scheduler) => {
+    const err = new Error('ip-conflict');
+    const session = cold('-p-#', undefined, err);
+    const refused = cold('-#', undefined, err);
+    const source = attemptsOf([session, refused]);
+    // The session ends at 3: every wait is 2 (base 4 halved) while the window of 10 lasts (failures
+    // at 3, 6, 9, 12), then 4, 8, 8: the growth starts over at the window's end.
+    const unsub = '      ^ 30ms !';
+    const out = '        -p-a--b--c--d--e----f--------g';
+    expectObservable(source.pipe(reconnect(options({ scheduler, isProgress: (v) => v === 'p', settleMs: 10 }))), unsub).toBe(out, {
+      p: 'p',
+      a: retry(1, 2, err),
+      b: retry(2, 2, err),
+      c: retry(3, 2, err),
+      d: retry(4, 2, err),
+      e: retry(5, 4, err),
+      f: retry(6, 8, err),
+      g: retry(7, 8, err),
+    });
+  });
+});
+
 test('values that are not progress do not reset the backoff', (t) => {
   marbles(t, ({ cold, expectObservable }, scheduler) => {
     const err = new Error('reset');

@@ -20,7 +20,7 @@ const COMMON = {
   statsIntervalMs: 500,
 };
 const HUB: ServerSettings = { ...COMMON, clientIsolation: false, maxClients: 10, multiClient: true, helloTimeoutMs: 5_000 };
-const CLIENT: ClientSettings = { ...COMMON, tunnel: { address: parseIpv4('10.0.0.2')!, prefix: 24 }, remote: { host: 'hub', port: 9000 }, backoff: { initialMs: 1_000, maxMs: 30_000 } };
+const CLIENT: ClientSettings = { ...COMMON, tunnel: { address: parseIpv4('10.0.0.2')!, prefix: 24 }, remotes: [{ host: 'hub', port: 9000 }], backoff: { initialMs: 1_000, maxMs: 30_000 } };
 
 test('the hub reports per-session traffic, queue depth and PING/PONG round-trip time every statsIntervalMs', (t) => {
   marbles(t, (_h, scheduler) => {

@@ -40,7 +40,7 @@ const filtered = { ...tun, packets$: tun.packets$.pipe(dropUdpTo(Number(blocked)
 const subscription = clientPipeline(
   {
     tunnel: { address, prefix: Number(prefix) },
-    remote: { host: hubHost, port: Number(hubPort) },
+    remotes: [{ host: hubHost, port: Number(hubPort) }],
     mtu: 1400,
     keepaliveMs: 10_000,
     timeoutMs: 30_000,

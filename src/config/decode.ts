@@ -184,7 +184,7 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
   const warnings = layers.flatMap((l) => l.warnings);
   const errors: ConfigError[] = [];
 
-  if (merged.mode === 'client' && merged.remote_addr === undefined) {
+  if (merged.mode === 'client' && merged.remote_addr.length === 0) {
     errors.push(new ConfigError('remote_addr', `required in client mode (give the server's address with -r HOST:PORT)`));
   }
   if (merged.keepalive >= merged.timeout) {
@@ -273,7 +273,7 @@ export const resolveConfig = (layers: readonly ConfigLayer[]): Either<ConfigErro
 
   const { remote_addr, ...rest } = merged;
   const config: Config =
-    merged.mode === 'client' && remote_addr !== undefined
+    merged.mode === 'client' && remote_addr.length > 0
       ? { ...rest, mode: 'client', remote_addr, assign_address: assign }
       : { ...rest, mode: 'server', remote_addr };
   return right({ config, warnings });
@@ -340,11 +340,12 @@ export const toClusterSettings = (config: Config, hostName: string): Either<Conf
 /** The hub listener's caps on connections that have not joined yet. */
 export const toPendingLimits = (config: Config): PendingLimits => ({ perSource: config.max_pending_per_source, total: config.max_pending });
 
-/** A client's settings: the server to dial (host and port apart) and the reconnect backoff. */
+/** A client's settings: the hubs to dial (host and port apart) and the reconnect backoff. */
 export const toClientSettings = (config: ClientConfig): ClientSettings => ({
   ...toCommonSettings(config),
   tunnel: config.assign_address ? undefined : config.tunnel_addr,
   ...(config.routes.length === 0 ? {} : { routes: config.routes }),
-  remote: { host: config.remote_addr.host, port: config.remote_addr.port },
-  backoff: { ...CLIENT_BACKOFF },
+  remotes: config.remote_addr.map((r) => ({ host: r.host, port: r.port })),
+  // An old claim lasts at most the hub's timeout (its lease, or its idle check): retry soon for twice that.
+  backoff: { ...CLIENT_BACKOFF, settleMs: 2 * config.timeout * 1000 },
 });

@@ -182,12 +182,32 @@ export const HostPortFromString = new t.Type<HostPort, string, unknown>(
   formatHostPort,
 );
 
-/** `remote_addr`: a HostPort, or "" for "not set" (the Go program's zero value). */
-export const RemoteAddr = new t.Type<HostPort | undefined, string, unknown>(
+/** The most hubs `remote_addr` may list (a client tries each once per round: docs/cluster.md, "Failover"). */
+export const MAX_HUBS = 16;
+
+/**
+ * `remote_addr`: the hubs a client dials, in order: "hubA:9000,hubB:9000" or ["hubA:9000", ...]
+ * (one string, as before, is a list of one); at most MAX_HUBS, none twice; "" or [] for "not set".
+ * Written back as one comma-separated string.
+ */
+export const RemoteAddr = new t.Type<readonly HostPort[], string, unknown>(
   'RemoteAddr',
-  (u): u is HostPort | undefined => u === undefined || HostPortFromString.is(u),
-  (u, c) => (u === '' ? t.success(undefined) : HostPortFromString.validate(u, c)),
-  (hp) => (hp === undefined ? '' : formatHostPort(hp)),
+  (u): u is readonly HostPort[] => Array.isArray(u) && u.every((x) => HostPortFromString.is(x)),
+  (u, c) => {
+    const parts = typeof u === 'string' ? (u.trim() === '' ? [] : u.split(',').map((p) => p.trim())) : Array.isArray(u) && u.every((x) => typeof x === 'string') ? (u as string[]).map((p) => p.trim()) : undefined;
+    if (parts === undefined) return t.failure(u, c);
+    if (parts.length > MAX_HUBS) return t.failure(u, c, `at most ${MAX_HUBS} hubs (${parts.length} listed)`);
+    const out: HostPort[] = [];
+    for (const p of parts) {
+      const hp = HostPortFromString.validate(p, c);
+      // One address (the usual case) is refused as before; in a list, the bad item is named.
+      if (isLeft(hp)) return parts.length === 1 ? hp : t.failure(u, c, `hub addresses like "hubA:9000,hubB:9000", separated by commas (${JSON.stringify(p)} is not one)`);
+      if (out.some((o) => o.host === hp.right.host && o.port === hp.right.port)) return t.failure(u, c, `each hub once (${formatHostPort(hp.right)} is listed twice)`);
+      out.push(hp.right);
+    }
+    return t.success(out);
+  },
+  (list) => list.map(formatHostPort).join(','),
 );
 
 /** Where the status server listens: a loopback TCP address or a unix socket path. */
@@ -487,13 +507,14 @@ interface CommonConfig extends Readonly<Omit<ConfigValues, 'mode' | 'remote_addr
 /** A resolved server configuration. `remote_addr` is carried along but unused. */
 export interface ServerConfig extends CommonConfig {
   readonly mode: 'server';
-  readonly remote_addr: HostPort | undefined;
+  readonly remote_addr: readonly HostPort[];
 }
 
 /** A resolved client configuration; it always has a server to dial. */
 export interface ClientConfig extends CommonConfig {
   readonly mode: 'client';
-  readonly remote_addr: HostPort;
+  /** The hubs to dial, in order: never empty. */
+  readonly remote_addr: readonly HostPort[];
   /** tunnel_addr was not given (no -t, no JSON key): the hub assigns the address, `tunnel_addr` is unused. */
   readonly assign_address: boolean;
 }
@@ -545,10 +566,10 @@ export const KEY_INFO: { readonly [K in ConfigKey]: KeyInfo } = {
   },
   remote_addr: {
     flags: ['r', 'remote'],
-    metavar: 'HOST:PORT',
+    metavar: 'HOST:PORT[,...]',
     valueType: 'text',
     expected: `the server's address like "203.0.113.1:9000", "vpn.example.com:9000" or "[2001:db8::1]:9000"`,
-    meaning: 'The server a client dials; a missing port means 9000. Names are resolved on every attempt.',
+    meaning: `The hub a client dials, or several (up to ${MAX_HUBS}, comma-separated, or a name with several addresses): tried in order, one attempt each, then the backoff; a missing port means 9000. Names are resolved on every round.`,
     appliesTo: 'client',
     group: 'Mode and addresses',
     defaultText: 'none, required in client mode',

@@ -269,8 +269,10 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
   secureContext({ ca: options.ca, cert: options.cert, key: options.key, minVersion: 'TLSv1.2', ciphers: TLS_CIPHERS });
   let nextId = 1;
   return {
-    dial: (host, port) => {
+    dial: (host, port, name) => {
       const isIp = /^[\d.]+$/.test(host) || host.includes(':');
+      // The name the certificate must carry: -tls-server-name, else the name the address came from, else the host dialed.
+      const expected = options.serverName ?? name;
       return dialSocket(
         (reads) =>
           tls.connect({
@@ -278,7 +280,7 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
             port,
             // The decrypted stream is read into the process's shared buffer (see sharedReads).
             ...(reads === undefined ? {} : { onread: reads.onread }),
-            servername: options.serverName ?? (isIp ? undefined : host),
+            servername: expected ?? (isIp ? undefined : host),
             ca: options.ca,
             cert: options.cert,
             key: options.key,
@@ -286,12 +288,12 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
             minVersion: 'TLSv1.2',
             ciphers: TLS_CIPHERS,
             // Node asserts when this option is present but undefined, so it is only set when needed.
-            ...(options.serverName !== undefined && isIp
-              ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(options.serverName!, cert) }
+            ...(expected !== undefined && isIp
+              ? { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(expected, cert) }
               : {}),
           }),
         'secureConnect',
-        { label: `${host}:${port} (TLS)`, timeoutMs: options.connectTimeoutMs, nextId: () => nextId++, explain: explainDialError, sharedReads: true },
+        { label: `${name === undefined ? '' : `${name} `}${host}:${port} (TLS)`, timeoutMs: options.connectTimeoutMs, nextId: () => nextId++, explain: explainDialError, sharedReads: true },
       );
     },
   };

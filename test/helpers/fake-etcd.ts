@@ -50,6 +50,14 @@ export class FakeEtcd implements ClusterStorePort {
     }
   }
 
+  /** Every live watch errors (`unreachable`: its member died), while calls and new watches still work (the other members). */
+  breakWatches(): void {
+    for (const w of [...this.watchers]) {
+      this.watchers.delete(w);
+      w.out.error(new StoreError('unreachable', 'the watch stream ended'));
+    }
+  }
+
   /** Ends an outage. */
   up(): void {
     this.outage = false;

@@ -375,6 +375,8 @@ export interface DialAttempt {
   readonly at: number;
   readonly host: string;
   readonly port: number;
+  /** The name `host` was resolved from, when the client said. */
+  readonly name?: string;
 }
 
 /**
@@ -403,9 +405,9 @@ export class FakeDialer implements DialerPort {
     return this.attempts.map((a) => a.at);
   }
 
-  dial(host: string, port: number): Observable<FakeConnection> {
+  dial(host: string, port: number, name?: string): Observable<FakeConnection> {
     return defer(() => {
-      this.attempts.push({ at: this.scheduler.now(), host, port });
+      this.attempts.push({ at: this.scheduler.now(), host, port, ...(name === undefined ? {} : { name }) });
       const outcome = this.script.shift() ?? this.otherwise(this.attempts.length);
       let settled = false;
       const result: Observable<FakeConnection> =

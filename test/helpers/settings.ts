@@ -29,7 +29,7 @@ export function clientSettings(queue: number, overrides: Partial<ClientSettings>
     timeoutMs: 30_000,
     sendQueueSize: queue,
     recvQueueSize: queue,
-    remote: { host: 'hub.test', port: 9000 },
+    remotes: [{ host: 'hub.test', port: 9000 }],
     backoff: { initialMs: 1_000, maxMs: 30_000 },
     ...overrides,
   };
