@@ -5,7 +5,7 @@
 import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { emitEach } from '../operators/emitEach.js';
-import { formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
+import { formatHostPort, formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
 import {
   CAPABILITIES,
@@ -109,16 +109,23 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     let routing = false;
     /** The other members' LANs by their `via` member, as the hub last announced them (a direct path to `via` carries them). */
     let lans: RouteTable<number> | undefined;
+    /** The addresses of the hubs of the latest round: no announced LAN may cover one (the client must still reach them once this hub is gone). */
+    let hubEndpoints: readonly string[] = [];
 
     /**
      * The kernel should route these LANs (other members') through the TUN device, except those that
-     * would cover this host's own underlay or the hub it reaches (`hubRemote`): those are never
-     * installed (routeGuard), so a hostile or mistaken announcement cannot cut this side off.
+     * would cover this host's own underlay, the hub it reaches (`hubRemote`) or another hub of its
+     * list: those are never installed (routeGuard), so a hostile or mistaken announcement cannot
+     * cut this side off, from this hub or from the next one it would fail over to.
      */
     const applyRoutes = (routes: readonly AnnouncedRoute[], hubRemote: string): ClientEvent[] => {
       const guards: GuardedPrefix[] = [...RESERVED_RANGES, ...(ports.hostNetwork?.guarded() ?? [])];
       const hub = endpointGuard(hubRemote, `the hub's address (${hubRemote})`);
       if (hub !== undefined) guards.push(hub);
+      for (const other of hubEndpoints) {
+        const g = other === hubRemote ? undefined : endpointGuard(other, `another hub's address (${other})`);
+        if (g !== undefined) guards.push(g);
+      }
       const prefixes: Ipv4Prefix[] = [];
       const refused: RefusedRoute[] = [];
       const via = new RouteTable<number>();
@@ -368,7 +375,9 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
             : timer(welcomeTimeoutMs, scheduler).pipe(
                 mergeMap(() => {
                   if (welcomed) return EMPTY;
-                  if (!everWelcomed) return throwError(() => new NoAssignmentError(conn.remote, welcomeTimeoutMs));
+                  // Stopping for good is right for the one hub of a client (a 0.0.1-era hub never
+                  // welcomes); with several, this hub failed (it hangs, say) and the next may do.
+                  if (!everWelcomed && settings.remotes.length === 1) return throwError(() => new NoAssignmentError(conn.remote, welcomeTimeoutMs));
                   return throwError(() => new SessionEnd('handshake-timeout', `no WELCOME within ${welcomeTimeoutMs / 1000} s`));
                 }),
               );
@@ -407,6 +416,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     /** One round: every hub of the list once, in order from the one after the last that took this client. */
     const round$ = hubCandidates(settings.remotes, ports.resolver).pipe(
       switchMap((candidates) => {
+        hubEndpoints = candidates.flatMap((c) => (c.kind === 'dial' ? [formatHostPort({ host: c.host, port: c.port })] : []));
         const last = candidates.findIndex((c) => candidateKey(c) === lastHub);
         return failover(candidates.length, last + 1, (i) => attempt(candidates[i]!), {
           isProgress,

@@ -203,6 +203,8 @@ export interface ClusterHubInfo {
   readonly advertise: string;
   /** Members it serves (its `addr/` keys, its own address not counted). */
   readonly members: number;
+  /** Their addresses, ascending: the first MAX_LISTED_ADDRESSES of them (`members` says how many there are). */
+  readonly addresses: readonly string[];
 }
 
 /** The cluster's part of a hub's stats. */

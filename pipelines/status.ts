@@ -371,7 +371,7 @@ export interface TrunkSnapshot {
 export interface ClusterSnapshot {
   readonly hub: string;
   readonly standing: string;
-  readonly hubs: readonly { readonly name: string; readonly tunnel: string; readonly advertise: string; readonly members: number }[];
+  readonly hubs: readonly { readonly name: string; readonly tunnel: string; readonly advertise: string; readonly members: number; readonly addresses: readonly string[] }[];
   readonly trunks: readonly TrunkSnapshot[];
   readonly refusedTrunks: Readonly<Partial<Record<string, number>>>;
 }

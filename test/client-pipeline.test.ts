@@ -762,6 +762,32 @@ test('several hubs: a refusal of this hub (ip-conflict, cluster-unavailable) mov
   t.deepEqual(pushDialer.attempts.map((a) => `${a.host}@${a.at}`), ['a.test@0', 'a.test@22505'], 'a live twin: the longest wait, then the next round (from the same start)');
 });
 
+test("several hubs: a LAN announced over another hub's address is never installed (the client must reach that hub when this one is gone)", (t) => {
+  const routes = new FakeRoutes();
+  let c!: Client;
+  client(t, { until: 100, routes, settings: hubs('192.0.2.1', '198.51.100.20') }, (cl) => {
+    c = cl;
+    const conn = cl.connection();
+    cl.dialer.then({ connect: conn });
+    cl.at(1, () => conn.sendWelcome({ ...WELCOME, routes: [{ cidr: '198.51.100.0/24', via: '10.0.0.5' }, { cidr: '172.16.5.0/24', via: '10.0.0.8' }] }));
+  });
+  t.deepEqual(routes.sets, [['172.16.5.0/24'], []], 'the harmless route only (cleared when the client stops)');
+  t.deepEqual(only(c.log, 'routes')[0]!.event.refused?.map((r) => [r.via, r.why]), [['10.0.0.5', "it covers another hub's address (198.51.100.20:9000)"]]);
+});
+
+test('several hubs: an assigned client whose first hub never says WELCOME moves on to the next (with one hub it would stop: a 0.0.1-era hub)', (t) => {
+  let c!: Client;
+  client(t, { until: 8000, settings: { ...ASSIGN, ...hubs('a.test', 'b.test') } }, (cl) => {
+    c = cl;
+    const [a, b] = [cl.connection(), cl.connection()];
+    cl.dialer.then({ connect: a }, { connect: b });
+    cl.at(5001, () => b.sendWelcome({ ...WELCOME, address: '10.0.0.9' }));
+  });
+  t.deepEqual(c.dialer.attempts.map((x) => `${x.host}@${x.at}`), ['a.test@0', 'b.test@5000']);
+  t.deepEqual(only(c.log, 'next-hub').map((l) => l.event.cause), ['handshake-timeout: no WELCOME within 5 s']);
+  t.like(only(c.log, 'welcomed')[0]?.event, { address: '10.0.0.9' });
+});
+
 test('several hubs: a name resolves into its addresses (dialed with the name, for TLS); a name that does not resolve is reported and passed', (t) => {
   let dialer!: FakeDialer;
   let log!: Client['log'];

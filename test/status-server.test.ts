@@ -174,8 +174,8 @@ test("a hub of a cluster: the status's cluster section, the trunk series of /met
     me: 'a',
     standing: 'up',
     hubs: [
-      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2 },
-      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1 },
+      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2, addresses: ['10.0.0.10', '10.0.0.11'] },
+      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1, addresses: ['10.0.0.20'] },
     ],
     trunks: [{ hub: 'b', side: 'dialed', state: 'up', peer: '10.77.0.2:9000', since, rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 }, drops: { 'spoofed-source': 3 } }],
     refusedTrunks: { 'auth-failed': 2 },
@@ -185,8 +185,8 @@ test("a hub of a cluster: the status's cluster section, the trunk series of /met
     hub: 'a',
     standing: 'up',
     hubs: [
-      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2 },
-      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1 },
+      { name: 'a', tunnel: '10.0.0.1/24', advertise: '10.77.0.1:9000', members: 2, addresses: ['10.0.0.10', '10.0.0.11'] },
+      { name: 'b', tunnel: '10.0.0.2/24', advertise: '10.77.0.2:9000', members: 1, addresses: ['10.0.0.20'] },
     ],
     trunks: [{ hub: 'b', side: 'dialed', state: 'up', peer: '10.77.0.2:9000', since: '2026-12-06T09:00:00.000Z', rx: { packets: 7, bytes: 700 }, tx: { packets: 9, bytes: 900 }, drops: { 'spoofed-source': 3 } }],
     refusedTrunks: { 'auth-failed': 2 },
@@ -200,7 +200,7 @@ test("a hub of a cluster: the status's cluster section, the trunk series of /met
   t.regex(body, /^lwt_cluster_hubs 2$/m);
   const lines = formatStatusTable(doc);
   t.true(lines.includes('cluster: hub a, up; trunk HELLOs refused: auth-failed 2'), lines.join('\n'));
-  t.truthy(lines.find((l) => /^a \(this hub\)\s+10\.0\.0\.1\/24\s+10\.77\.0\.1:9000\s+2$/.test(l)));
+  t.truthy(lines.find((l) => /^a \(this hub\)\s+10\.0\.0\.1\/24\s+10\.77\.0\.1:9000\s+2\s+10\.0\.0\.10,10\.0\.0\.11$/.test(l)), lines.join('\n'));
   t.truthy(lines.find((l) => /^b\s+dialed\s+up\s+10\.77\.0\.2:9000\s+\S.*\s7\s+700 B\s+9\s+900 B\s+spoofed-source 3$/.test(l)), lines.join('\n'));
 });
 

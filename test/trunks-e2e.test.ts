@@ -97,7 +97,7 @@ labTest('three hubs, four clients: every client reaches every client and every h
     return tr.b?.state === 'up' && tr.c?.state === 'up' && tr.b.out > 0 && tr.c.out > 0;
   }, () => `a's trunks: ${JSON.stringify(before?.cluster)}`);
   t.like(before!.cluster, { hub: 'a', standing: 'up' });
-  t.deepEqual(before!.cluster!.hubs.map((h) => `${h.name} ${h.tunnel} ${h.members}`), ['a 10.0.0.1/24 2', 'b 10.0.0.2/24 1', 'c 10.0.0.3/24 1']);
+  t.deepEqual(before!.cluster!.hubs.map((h) => `${h.name} ${h.tunnel} ${h.members} ${h.addresses.join(',')}`), ['a 10.0.0.1/24 2 10.0.0.11,10.0.0.12', 'b 10.0.0.2/24 1 10.0.0.21', 'c 10.0.0.3/24 1 10.0.0.31'], 'every hub with its members, from the view');
   t.like(trunksOf(before!), { b: { side: 'dialed' }, c: { side: 'dialed' } });
   await allReach([['c1', CLIENTS.c3[1]], ['c2', CLIENTS.c4[1]]]);
   let after: StatusSnapshot | undefined;

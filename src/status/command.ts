@@ -86,6 +86,13 @@ export function formatDrops(drops: Readonly<Partial<Record<string, number>>>): s
   return parts.length === 0 ? '-' : parts.join(', ');
 }
 
+/** The most member addresses the HUB table shows per hub (the status JSON lists more). */
+const TABLE_ADDRESSES = 8;
+
+/** A hub's member addresses for the HUB table: the first few, and how many more there are. */
+const listed = (addresses: readonly string[], members: number): string =>
+  members === 0 ? '-' : addresses.slice(0, TABLE_ADDRESSES).join(',') + (members > Math.min(addresses.length, TABLE_ADDRESSES) ? ` +${members - Math.min(addresses.length, TABLE_ADDRESSES)}` : '');
+
 /** The table `lightweight-tunnel status` prints, as lines. */
 export function formatStatusTable(s: StatusSnapshot): string[] {
   const now = Date.parse(s.now);
@@ -162,7 +169,7 @@ export function formatStatusTable(s: StatusSnapshot): string[] {
   const cluster = s.cluster ?? null;
   if (cluster !== null) {
     lines.push('', `cluster: hub ${cluster.hub}, ${cluster.standing}; trunk HELLOs refused: ${formatDrops(cluster.refusedTrunks)}`);
-    lines.push(...table(['HUB', 'TUNNEL', 'ADVERTISE', 'MEMBERS'], cluster.hubs.map((h) => [h.name === cluster.hub ? `${h.name} (this hub)` : h.name, h.tunnel, h.advertise, String(h.members)])));
+    lines.push(...table(['HUB', 'TUNNEL', 'ADVERTISE', 'MEMBERS', 'ADDRESSES'], cluster.hubs.map((h) => [h.name === cluster.hub ? `${h.name} (this hub)` : h.name, h.tunnel, h.advertise, String(h.members), listed(h.addresses, h.members)])));
     if (cluster.trunks.length > 0) {
       lines.push(
         '',
