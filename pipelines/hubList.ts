@@ -3,7 +3,7 @@
 // address and port once, at most MAX_CANDIDATES in all. A name that cannot be resolved stays in the
 // list as a candidate that fails (so the round reports it and moves on), never a silent gap.
 import { Observable, catchError, forkJoin, map, of } from 'rxjs';
-import { formatHostPort, parseIpv4 } from '../operators/core/address.js';
+import { formatHostPort, isAddress } from '../operators/core/address.js';
 import { MAX_RESOLVED_ADDRESSES, type ResolverPort } from './ports.js';
 
 /** The most hubs a round tries (the config's MAX_HUBS listed, names expanded, then cut to this). */
@@ -13,9 +13,6 @@ export const MAX_CANDIDATES = 16;
 export type HubCandidate =
   | { readonly kind: 'dial'; readonly host: string; readonly port: number; readonly name: string | undefined; readonly label: string }
   | { readonly kind: 'unresolved'; readonly label: string; readonly detail: string };
-
-/** Whether `host` is an address (IPv4 or IPv6), not a name. */
-const isAddress = (host: string): boolean => parseIpv4(host) !== undefined || host.includes(':');
 
 /**
  * The round's candidates for `remotes`: addresses as given; names through `resolver` (or, without

@@ -196,3 +196,8 @@ export function endpointIpv4(endpoint: string): number | undefined {
   const i = endpoint.lastIndexOf(':');
   return parseIpv4(i < 0 ? endpoint : endpoint.slice(0, i));
 }
+
+/** Whether `host` is an address (IPv4 dotted quad, or IPv6: it has a colon), not a name to resolve. */
+export function isAddress(host: string): boolean {
+  return parseIpv4(host) !== undefined || host.includes(':');
+}

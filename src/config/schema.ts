@@ -14,6 +14,7 @@ import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
 import { DEFAULT_PENDING_LIMITS } from '../drivers/pending.js';
 import { broadcastAddress, formatHostPort, formatIpv4, formatPrefix, networkAddress, parseHost, parseHostPort, parsePrefix, type HostPort, type Ipv4Prefix } from '../../operators/core/address.js';
+import { MAX_CANDIDATES } from '../../pipelines/hubList.js';
 import { PrefixCodec, networkPrefix } from '../../operators/core/codecs.js';
 import { isClusterName } from '../../operators/core/codecs.js';
 
@@ -183,7 +184,7 @@ export const HostPortFromString = new t.Type<HostPort, string, unknown>(
 );
 
 /** The most hubs `remote_addr` may list (a client tries each once per round: docs/cluster.md, "Failover"). */
-export const MAX_HUBS = 16;
+export const MAX_HUBS = MAX_CANDIDATES;
 
 /**
  * `remote_addr`: the hubs a client dials, in order: "hubA:9000,hubB:9000" or ["hubA:9000", ...]

@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Observable } from 'rxjs';
+import { isAddress } from '../../operators/core/address.js';
 import type { ConnectionPort, DialerPort, HandshakeFailure, ListenerEvent, ListenerPort } from '../../pipelines/ports.js';
 import { SOCKET_HIGH_WATER_MARK, admitPending, dialSocket, listen, remoteOf, socketConnection } from './net.js';
 import { PendingConnections, type PendingLimits, type RefusedEvent } from './pending.js';
@@ -270,7 +271,7 @@ export function makeTlsDialer(options: TlsDialerOptions): DialerPort {
   let nextId = 1;
   return {
     dial: (host, port, name) => {
-      const isIp = /^[\d.]+$/.test(host) || host.includes(':');
+      const isIp = isAddress(host);
       // The name the certificate must carry: -tls-server-name, else the name the address came from, else the host dialed.
       const expected = options.serverName ?? name;
       return dialSocket(
