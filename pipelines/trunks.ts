@@ -186,7 +186,9 @@ export function trunks(ctx: TrunkContext): Trunks {
     if (bad !== undefined) return refuse('auth-failed', 'the trunk did not authenticate (cluster token or certificate)', `trunk from ${conn.remote} as hub ${hub}: ${bad}`);
     const v = ctx.view();
     if (v.standing !== 'up') return refuse('cluster-unavailable', 'the hub is not serving its cluster now', `trunk from ${conn.remote} as hub ${hub}: this hub stands ${v.standing}`);
-    if (hub === ctx.me || !v.hubs.has(hub)) return refuse('auth-failed', `no live hub ${hub} in the cluster`, `trunk from ${conn.remote}: ${hub} is not a live hub of the cluster`);
+    if (hub === ctx.me) return refuse('auth-failed', `${hub} is this hub's own name`, `trunk from ${conn.remote}: it says it is this hub (${hub})`);
+    // Not (yet) in this hub's view: the dialing hub's view may be ahead (a start-up race), not an authentication failure; it dials again.
+    if (!v.hubs.has(hub)) return refuse('cluster-unavailable', `no live hub ${hub} in this hub's view of the cluster (yet)`, `trunk from ${conn.remote}: ${hub} is not a live hub in this hub's view`);
     if (!dials(hub, ctx.me)) return refuse('bad-hello', `hub ${ctx.me} dials hub ${hub}, not the other way round`, `trunk from ${conn.remote} as hub ${hub}: the hub whose name sorts lower dials`);
     if (hello.address !== undefined || hello.assign === true || hello.id !== undefined || (hello.routes ?? []).length > 0) {
       return refuse('bad-hello', 'a trunk claims no address', `trunk from ${conn.remote} as hub ${hub}: it claimed an address or routes`);
