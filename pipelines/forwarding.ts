@@ -126,19 +126,15 @@ export function forwardingPolicy(o: ForwardingOptions): ForwardingPolicy {
   const isPeer = (t: Target): boolean => t !== HUB && (!isRemote(t) || t.peer);
   const separates = (a: Target, b: Target): boolean => isPeer(a) && isPeer(b) && o.isolation();
 
-  /** From the trunk of hub `from`: only what `from` serves, only to this hub's own. */
+  /** From the trunk of hub `from`: only what `from` serves, only to this hub's own (the one destination rule, `toward`, with its other hubs and its kernel refused). */
   const fromTrunk = (from: string, dst: number, packet: Uint8Array): Decision | DropReason => {
     const sender = cluster?.remote(ipv4Source(packet));
     if (sender === undefined || sender.trunk !== from) return 'spoofed-source';
-    const m = o.membership();
-    let target: Decision | DropReason;
-    const member = m.members.get(dst);
-    if (member !== undefined) target = member;
-    else if (dst === hubAddress) target = HUB;
-    else if (prefixHas(o.tunnel, dst)) target = dst === broadcast && groups !== undefined ? REPLICATE : cluster?.remote(dst) !== undefined ? 'trunk-transit' : dst === broadcast || dst === network ? 'broadcast' : 'no-route';
-    else if (replicable(dst)) target = REPLICATE;
-    else target = lan(m, dst) ?? (cluster?.remote(dst) !== undefined ? 'trunk-transit' : 'no-route');
+    const target = toward(o.membership(), dst);
     if (typeof target === 'string' || target === REPLICATE) return target;
+    // Never onto another trunk (a packet crosses one), never out through this hub's kernel.
+    if (isRemote(target)) return 'trunk-transit';
+    if (target === HUB && dst !== hubAddress) return 'no-route';
     return separates(sender, target as Target) ? 'isolation' : target;
   };
 
