@@ -175,6 +175,12 @@ export function trunks(ctx: TrunkContext): Trunks {
     };
   };
 
+  /** Both sides of a trunk settle its encoding and pings from the other hub's capabilities, as a member's session does. */
+  const agree = (peer: Peer, theirs: readonly string[], mtu: number | undefined): void => {
+    negotiate(peer.encoding, theirs.includes('gso') && ctx.caps.includes('gso'), mtu);
+    peer.pings = theirs.includes('rtt');
+  };
+
   const refuse = (reason: RejectReason, detail: string, logDetail: string): TrunkVerdict => {
     refusals[reason] = (refusals[reason] ?? 0) + 1;
     return { ok: false, reason, detail, logDetail };
@@ -197,8 +203,7 @@ export function trunks(ctx: TrunkContext): Trunks {
     const old = entries.get(hub);
     old?.end?.(new SessionEnd('replaced', `a newer trunk from hub ${hub}`));
     const caps = hello.caps ?? [];
-    negotiate(peer.encoding, caps.includes('gso') && ctx.caps.includes('gso'), hello.mtu);
-    peer.pings = caps.includes('rtt');
+    agree(peer, caps, hello.mtu);
     const e = entry(hub, 'accepted', conn.remote);
     e.end = end;
     peer.control(
@@ -226,7 +231,7 @@ export function trunks(ctx: TrunkContext): Trunks {
         defer(() => {
           let up: TrunkLink | undefined;
           const caps = [...ctx.caps, TRUNK_CAPABILITY];
-          const hello: Hello = { version: PROTOCOL_VERSION, hub: ctx.me, caps, mtu: settings.mtu, ...(ctx.auth.token === undefined ? {} : { token: ctx.auth.token }) };
+          const hello: Hello = { version: PROTOCOL_VERSION, hub: ctx.me, caps, mtu: settings.mtu, token: ctx.auth.token };
           const dropped$ = new Subject<ServerEvent>();
           const onDrops = (d: DropCounts): void => {
             e.drops = addDrops(e.drops, d);
@@ -257,8 +262,7 @@ export function trunks(ctx: TrunkContext): Trunks {
                   }
                   const w = decodeControl(FrameType.Welcome, WelcomeCodec, i.payload);
                   if (w instanceof ControlDecodeError || !(w.caps ?? []).includes(TRUNK_CAPABILITY)) throw new SessionEnd('closed', `hub ${hub} does not take trunks (no '${TRUNK_CAPABILITY}' in its WELCOME)`);
-                  negotiate(peer.encoding, (w.caps ?? []).includes('gso') && caps.includes('gso'), w.mtu);
-                  peer.pings = (w.caps ?? []).includes('rtt');
+                  agree(peer, w.caps ?? [], w.mtu);
                   up = link(hub, e, peer);
                   linked$.next(up);
                   return [{ type: 'trunk-up', hub, side: 'dialed', remote: formatHostPort(at) }];
