@@ -5,7 +5,7 @@
 import { BehaviorSubject, EMPTY, Observable, Subject, asyncScheduler, catchError, concat, defer, finalize, map, merge, mergeMap, of, switchMap, take, tap, throwError, timer, withLatestFrom, type SchedulerLike } from 'rxjs';
 import { boundedQueue } from '../operators/boundedQueue.js';
 import { emitEach } from '../operators/emitEach.js';
-import { formatHostPort, formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
+import { formatIpv4, formatPrefix, parseHostPort, type Ipv4Prefix } from '../operators/core/address.js';
 import { addDrop, type DropCounts, type PacketBatch } from '../operators/core/packet.js';
 import {
   CAPABILITIES,
@@ -122,8 +122,9 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
       const guards: GuardedPrefix[] = [...RESERVED_RANGES, ...(ports.hostNetwork?.guarded() ?? [])];
       const hub = endpointGuard(hubRemote, `the hub's address (${hubRemote})`);
       if (hub !== undefined) guards.push(hub);
+      // The hub's own guard comes first, so a route over it is refused naming it.
       for (const other of hubEndpoints) {
-        const g = other === hubRemote ? undefined : endpointGuard(other, `another hub's address (${other})`);
+        const g = endpointGuard(other, `another hub's address (${other})`);
         if (g !== undefined) guards.push(g);
       }
       const prefixes: Ipv4Prefix[] = [];
@@ -416,7 +417,7 @@ export function clientPipeline(settings: ClientSettings, ports: ClientPorts): Ob
     /** One round: every hub of the list once, in order from the one after the last that took this client. */
     const round$ = hubCandidates(settings.remotes, ports.resolver).pipe(
       switchMap((candidates) => {
-        hubEndpoints = candidates.flatMap((c) => (c.kind === 'dial' ? [formatHostPort({ host: c.host, port: c.port })] : []));
+        hubEndpoints = candidates.filter((c) => c.kind === 'dial').map(candidateKey);
         const last = candidates.findIndex((c) => candidateKey(c) === lastHub);
         return failover(candidates.length, last + 1, (i) => attempt(candidates[i]!), {
           isProgress,
