@@ -112,12 +112,13 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     /** Emits once, when the connection becomes a member. */
     const joined$ = new Subject<void>();
     const who = (): string => member?.addressText ?? conn.remote;
+    /** Drops of this connection as events: counted on its trunk when it is one, else under who(). */
+    const dropped = (d: DropCounts): ServerEvent[] => (trunk !== undefined ? trunk.dropped(d) : [dropsEvent(who(), d)]);
     const peer = peerSession(conn, {
       settings,
       scheduler,
       onDrops: (d) => {
-        if (trunk !== undefined) for (const e of trunk.dropped(d)) drops$.next(e);
-        else drops$.next(dropsEvent(who(), d));
+        for (const e of dropped(d)) drops$.next(e);
       },
       superFrames: () => peer.encoding.superFrames,
       closedDetail: 'the peer closed the connection',
@@ -192,8 +193,8 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         takesRoutes: verdict.takesRoutes,
         session: {
           send: (packets) => {
-            const dropped = peer.data.send(packets);
-            if (dropped !== undefined) drops$.next(dropsEvent(who(), dropped));
+            const lost = peer.data.send(packets);
+            if (lost !== undefined) drops$.next(dropsEvent(who(), lost));
           },
           control: peer.control,
           maxPacket: () => peer.data.maxPacket(),
@@ -272,7 +273,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     /** A DIRECT-REQUEST: its local endpoints are kept; with `peer`, the policy decides (and answers). To anyone not taking part it is an unknown type. */
     const onDirectRequest = (payload: Uint8Array): ServerEvent[] => {
       const direct = ctx.direct;
-      if (member === undefined || !takesDirect || direct === undefined) return [dropsEvent(who(), { 'unknown-type': 1 })];
+      if (member === undefined || !takesDirect || direct === undefined) return dropped({ 'unknown-type': 1 });
       const request = decodeControl(FrameType.DirectRequest, DirectRequestCodec, payload);
       if (request instanceof ControlDecodeError) return [dropsEvent(who(), { 'unexpected-control': 1 })];
       localEndpoints = request.local;
@@ -282,7 +283,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
     /** A DIRECT-PATH: what the member says of its path to a peer, for the policy to take or count. To anyone not taking part it is an unknown type. */
     const onDirectPath = (payload: Uint8Array): ServerEvent[] => {
       const direct = ctx.direct;
-      if (member === undefined || !takesDirect || direct === undefined) return [dropsEvent(who(), { 'unknown-type': 1 })];
+      if (member === undefined || !takesDirect || direct === undefined) return dropped({ 'unknown-type': 1 });
       const report = decodeControl(FrameType.DirectPath, DirectPathCodec, payload);
       return report instanceof ControlDecodeError ? [dropsEvent(who(), { 'unexpected-control': 1 })] : direct.report(member, report);
     };
@@ -353,20 +354,20 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
         case FrameType.Keepalive:
           return [];
         case FrameType.Hello: {
-          if (member !== undefined || trunk !== undefined || claiming) return [dropsEvent(who(), { 'unexpected-control': 1 })];
+          if (member !== undefined || trunk !== undefined || claiming) return dropped({ 'unexpected-control': 1 });
           const hello = decodeControl(FrameType.Hello, HelloCodec, item.payload);
           return !(hello instanceof ControlDecodeError) && hello.hub !== undefined ? onTrunkHello(hello) : onClaim({ kind: 'hello', hello });
         }
         case FrameType.Welcome:
         case FrameType.Reject:
-          return [dropsEvent(who(), { 'unexpected-control': 1 })];
+          return dropped({ 'unexpected-control': 1 });
         case FrameType.DirectRequest:
           return onDirectRequest(item.payload);
         case FrameType.DirectPath:
           return onDirectPath(item.payload);
         default:
           // ROUTES, INTRODUCTION and WITHDRAWAL are a hub's frames: from a client they are as unknown as any other type.
-          return [dropsEvent(who(), { 'unknown-type': 1 })];
+          return dropped({ 'unknown-type': 1 });
       }
     };
 
@@ -382,7 +383,7 @@ export function hubSession(conn: ConnectionPort, ctx: HubContext): Observable<Se
           case 'control':
             return onControl(i);
           case 'send-drops':
-            return trunk !== undefined ? trunk.dropped(i.drops) : [dropsEvent(who(), i.drops)];
+            return dropped(i.drops);
           case 'data':
             if (trunk !== undefined) return trunk.receive(i.packets);
             return member === undefined ? [dropsEvent(who(), unregistered(i.packets))] : forward(i.packets);
