@@ -271,7 +271,7 @@ const listOf = <A>(name: string, item: (s: string) => A | string, is: (u: unknow
   );
 
 /** One etcd client URL, "http://HOST:PORT" or "https://HOST:PORT" (no path), normalized; or why it is none. */
-const etcdUrl = (s: string): string => {
+const etcdUrl = (s: string): { readonly url: string } | string => {
   const bad = `etcd client URLs like "http://10.1.0.1:2379", separated by commas (${JSON.stringify(s)} is not one)`;
   let u: URL;
   try {
@@ -280,17 +280,13 @@ const etcdUrl = (s: string): string => {
     return bad;
   }
   if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.hostname === '' || (u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '' || u.password !== '') return bad;
-  return `${u.protocol}//${u.host}`;
+  return { url: `${u.protocol}//${u.host}` };
 };
 
 /** `etcd_endpoints`: the etcd members' client URLs, "a,b" or ["a", "b"]; empty: no cluster. */
 export const EtcdEndpoints = listOf<{ readonly url: string }>(
   'EtcdEndpoints',
-  (s) => {
-    const url = etcdUrl(s);
-    // etcdUrl gives back a normalized URL, or a sentence (which has spaces).
-    return url.includes(' ') ? url : { url };
-  },
+  etcdUrl,
   (u): u is { url: string } => typeof u === 'object' && u !== null && typeof (u as { url: unknown }).url === 'string',
   (e) => e.url,
 );
